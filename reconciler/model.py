@@ -1,0 +1,355 @@
+"""Normalized, hashable records shared by desired state (specs), actual state (Postgres) and
+the served snapshot; plus the one place that knows FreeSWITCH's ``name@domain`` rule.
+
+Records hold no tenant id: they live inside a ``TenantState`` that does. Secrets are not
+records: SIP credentials never enter the planner, so a plan can never print one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from specs_schema.models import AgentType, TenantSpec
+
+PUBLIC_CONTEXT = "public"
+
+
+class Kind(StrEnum):
+    """Resource kinds, in parent -> child order (creates run in this order, deletes reversed)."""
+
+    TENANT = "tenant"
+    EXTENSION = "extension"
+    USER = "user"
+    AGENT = "agent"
+    QUEUE = "queue"
+    TIER = "tier"
+    INBOUND_NUMBER = "inbound_number"
+
+
+KIND_ORDER: tuple[Kind, ...] = tuple(Kind)
+
+
+class TenantLifecycle(StrEnum):
+    """Stored tenant status. ``orphaned``: its file left git; kept, not served, prunable."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    ORPHANED = "orphaned"
+
+
+def fs_name(name: str, domain: str) -> str:
+    """FreeSWITCH name of a tenant's queue or agent: the single home of the rule."""
+    return f"{name}@{domain}"
+
+
+def user_contact(extension: str, domain: str) -> str:
+    """Agent contact derived from the extension it answers on."""
+    return f"user/{extension}@{domain}"
+
+
+def fs_agent_type(agent_type: str) -> str:
+    """The exact spelling mod_callcenter uses (it stores what it is sent, case included)."""
+    return "Callback" if agent_type == AgentType.CALLBACK else agent_type
+
+
+class Record:
+    """Mixin: records compare field by field and render as plain dicts."""
+
+    kind: ClassVar[Kind]
+
+    @property
+    def key(self) -> str:
+        raise NotImplementedError
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload, no-any-return]
+
+    def changed_fields(self, other: Record) -> dict[str, tuple[Any, Any]]:
+        """``{field: (self value, other value)}`` for every field that differs."""
+        return {
+            f.name: (getattr(self, f.name), getattr(other, f.name))
+            for f in fields(self)  # type: ignore[arg-type]
+            if getattr(self, f.name) != getattr(other, f.name)
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant(Record):
+    kind: ClassVar[Kind] = Kind.TENANT
+    id: str
+    domain: str
+    name: str
+    status: str
+    extension_min: int = 2
+    extension_max: int = 6
+    call_timeout: int = 30
+    outbound_caller_id_name: str | None = None
+    outbound_caller_id_number: str | None = None
+    feature_available: str = "*22"
+    feature_on_break: str = "*23"
+    feature_logged_out: str = "*24"
+
+    @property
+    def key(self) -> str:
+        return self.id
+
+    @property
+    def served(self) -> bool:
+        """Only active tenants are served to FreeSWITCH or pushed to mod_callcenter."""
+        return self.status == TenantLifecycle.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class Extension(Record):
+    kind: ClassVar[Kind] = Kind.EXTENSION
+    number: str
+    name: str
+    caller_id_name: str | None = None
+    caller_id_number: str | None = None
+    enabled: bool = True
+    call_timeout: int | None = None
+    max_registrations: int = 3
+
+    @property
+    def key(self) -> str:
+        return self.number
+
+
+@dataclass(frozen=True, slots=True)
+class User(Record):
+    kind: ClassVar[Kind] = Kind.USER
+    email: str
+    name: str
+    role: str
+    extensions: tuple[str, ...] = ()  # sorted
+
+    @property
+    def key(self) -> str:
+        return self.email
+
+
+@dataclass(frozen=True, slots=True)
+class Agent(Record):
+    """``contact`` is always resolved (derived from ``extension`` when that is given)."""
+
+    kind: ClassVar[Kind] = Kind.AGENT
+    name: str
+    type: str
+    contact: str
+    extension: str | None = None
+    max_no_answer: int = 3
+    wrap_up_time: int = 10
+    reject_delay_time: int = 10
+    busy_delay_time: int = 60
+    no_answer_delay_time: int = 60
+    initial_status: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Queue(Record):
+    """Field names are mod_callcenter's params with ``_`` for ``-``."""
+
+    kind: ClassVar[Kind] = Kind.QUEUE
+    name: str
+    number: str
+    strategy: str = "longest-idle-agent"
+    moh_sound: str | None = None
+    announce_sound: str | None = None
+    announce_frequency: int = 0
+    record_template: str | None = None
+    time_base_score: str = "queue"
+    tier_rules_apply: bool = False
+    tier_rule_wait_second: int = 0
+    tier_rule_wait_multiply_level: bool = False
+    tier_rule_no_agent_no_wait: bool = True
+    discard_abandoned_after: int = 60
+    abandoned_resume_allowed: bool = False
+    max_wait_time: int = 0
+    max_wait_time_with_no_agent: int = 0
+    max_wait_time_with_no_agent_time_reached: int = 5
+    ring_progressively_delay: int = 0
+    skip_agents_with_external_calls: bool = True
+    agent_no_answer_status: str = "On Break"
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+    def callcenter_params(self) -> dict[str, str]:
+        """Params as mod_callcenter's XML spells them (dashes, lowercase booleans, no
+        ``number``: the dial number is ours, not the switch's)."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            if f.name in ("name", "number"):
+                continue
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            out[f.name.replace("_", "-")] = text
+        return out
+
+
+QUEUE_PARAM_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(Queue) if f.name not in ("name", "number")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Tier(Record):
+    kind: ClassVar[Kind] = Kind.TIER
+    queue: str
+    agent: str
+    level: int = 1
+    position: int = 1
+
+    @property
+    def key(self) -> str:
+        return f"{self.queue}/{self.agent}"
+
+
+@dataclass(frozen=True, slots=True)
+class InboundNumber(Record):
+    kind: ClassVar[Kind] = Kind.INBOUND_NUMBER
+    number: str
+    destination_kind: str  # "extension" | "queue"
+    destination: str
+
+    @property
+    def key(self) -> str:
+        return self.number
+
+
+@dataclass(frozen=True)
+class TenantState:
+    """Everything one tenant holds, keyed per kind by each record's ``key``."""
+
+    tenant: Tenant
+    extensions: Mapping[str, Extension] = field(default_factory=dict)
+    users: Mapping[str, User] = field(default_factory=dict)
+    agents: Mapping[str, Agent] = field(default_factory=dict)
+    queues: Mapping[str, Queue] = field(default_factory=dict)
+    tiers: Mapping[str, Tier] = field(default_factory=dict)
+    inbound_numbers: Mapping[str, InboundNumber] = field(default_factory=dict)
+
+    def records(self, kind: Kind) -> Mapping[str, Record]:
+        """Records of one kind (the tenant itself for ``Kind.TENANT``)."""
+        if kind is Kind.TENANT:
+            return {self.tenant.key: self.tenant}
+        return getattr(self, _COLLECTION[kind])  # type: ignore[no-any-return]
+
+
+_COLLECTION = {
+    Kind.EXTENSION: "extensions",
+    Kind.USER: "users",
+    Kind.AGENT: "agents",
+    Kind.QUEUE: "queues",
+    Kind.TIER: "tiers",
+    Kind.INBOUND_NUMBER: "inbound_numbers",
+}
+
+RECORD_TYPES: Mapping[Kind, type[Record]] = {
+    Kind.TENANT: Tenant,
+    Kind.EXTENSION: Extension,
+    Kind.USER: User,
+    Kind.AGENT: Agent,
+    Kind.QUEUE: Queue,
+    Kind.TIER: Tier,
+    Kind.INBOUND_NUMBER: InboundNumber,
+}
+
+State = Mapping[str, TenantState]
+
+
+def _keyed(records: list[Any]) -> dict[str, Any]:
+    return {r.key: r for r in records}
+
+
+def tenant_state_from_spec(spec: TenantSpec) -> TenantState:
+    """Desired state of one tenant: the spec normalized into records."""
+    s = spec.settings
+    ocid = s.outbound_caller_id
+    tenant = Tenant(
+        id=spec.id,
+        domain=spec.domain.lower(),
+        name=spec.name,
+        status=str(spec.status),
+        extension_min=s.extension_length.min,
+        extension_max=s.extension_length.max,
+        call_timeout=s.call_timeout,
+        outbound_caller_id_name=ocid.name if ocid else None,
+        outbound_caller_id_number=ocid.number if ocid else None,
+        feature_available=s.feature_codes.agent_available,
+        feature_on_break=s.feature_codes.agent_on_break,
+        feature_logged_out=s.feature_codes.agent_logged_out,
+    )
+    extensions = [
+        Extension(
+            number=e.number,
+            name=e.name,
+            caller_id_name=e.caller_id.name if e.caller_id else None,
+            caller_id_number=e.caller_id.number if e.caller_id else None,
+            enabled=e.enabled,
+            call_timeout=e.call_timeout,
+            max_registrations=e.max_registrations,
+        )
+        for e in spec.extensions
+    ]
+    users = [
+        User(
+            email=u.email.lower(),
+            name=u.name,
+            role=str(u.role),
+            extensions=tuple(sorted(set(u.extensions))),
+        )
+        for u in spec.users
+    ]
+    agents = [
+        Agent(
+            name=a.name,
+            type=fs_agent_type(str(a.type)),
+            contact=a.contact
+            if a.contact is not None
+            else user_contact(a.extension or "", tenant.domain),
+            extension=a.extension,
+            max_no_answer=a.max_no_answer,
+            wrap_up_time=a.wrap_up_time,
+            reject_delay_time=a.reject_delay_time,
+            busy_delay_time=a.busy_delay_time,
+            no_answer_delay_time=a.no_answer_delay_time,
+            initial_status=str(a.initial_status) if a.initial_status else None,
+        )
+        for a in spec.agents
+    ]
+    queues = []
+    tiers = []
+    for q in spec.queues:
+        params = q.model_dump(mode="json", exclude={"tiers"})
+        queues.append(Queue(**params))
+        tiers += [
+            Tier(queue=q.name, agent=t.agent, level=t.level, position=t.position) for t in q.tiers
+        ]
+    dids = [
+        InboundNumber(
+            number=d.number,
+            destination_kind="extension" if d.destination.extension is not None else "queue",
+            destination=d.destination.extension or d.destination.queue or "",
+        )
+        for d in spec.inbound_numbers
+    ]
+    return TenantState(
+        tenant=tenant,
+        extensions=_keyed(extensions),
+        users=_keyed(users),
+        agents=_keyed(agents),
+        queues=_keyed(queues),
+        tiers=_keyed(tiers),
+        inbound_numbers=_keyed(dids),
+    )

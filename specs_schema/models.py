@@ -1,0 +1,311 @@
+"""The public YAML contract: pydantic models of one tenant file and of the platform file.
+
+Key names are fixed by ``shared/SPEC-EXAMPLE.yaml``; fields may be added, never renamed.
+Every string that ends up inside a FreeSWITCH XML attribute used as a name, an ESL command
+argument or a ``|``-separated ``callcenter_config`` listing is restricted here to characters
+that are safe there. Display names may hold any printable Unicode: templates escape them.
+
+Cross-reference rules (numbers that clash, tiers naming unknown agents, ...) live in
+``specs_schema.rules``; this module only describes shapes, types and ranges.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
+
+# --- constrained strings -------------------------------------------------------------
+
+TENANT_ID_PATTERN = r"^[a-z][a-z0-9_]{1,30}$"
+SLUG_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+DOMAIN_PATTERN = (
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]"
+    r"(?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+)
+DIGITS_PATTERN = r"^[0-9]{1,15}$"
+FEATURE_CODE_PATTERN = r"^[*#]?[0-9]{1,10}$"
+E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
+CALLER_ID_NUMBER_PATTERN = r"^\+?[0-9]{1,20}$"
+EMAIL_PATTERN = r"^[A-Za-z0-9.!#$%&*+/=?^_`{}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$"
+# A FreeSWITCH dial string used as an agent contact: no blanks (the ESL tokenizer splits on
+# them), no quotes or backslashes (it interprets them), no '|' (listings are '|'-separated),
+# no XML metacharacters.
+CONTACT_PATTERN = r"^[A-Za-z0-9_.@:/{}=,+*#%$()\[\]!~^;?-]{1,255}$"
+# Sound paths and record templates go into XML only, but also show up in '|'-separated
+# `queue list` output: no '|', no blanks, no quotes, no control characters.
+SOUND_PATTERN = r"^[A-Za-z0-9_.@:/{}=,+*#%$()\[\]!~^;?&-]{1,512}$"
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable(value: str) -> str:
+    """Display names may be any Unicode, but never carry control characters (newlines)."""
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters such as newlines or tabs")
+    if value != value.strip():
+        raise ValueError("must not start or end with blanks")
+    return value
+
+
+def _lower(value: str) -> str:
+    return value.lower()
+
+
+TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
+Domain = Annotated[
+    str, StringConstraints(pattern=DOMAIN_PATTERN, max_length=253), AfterValidator(_lower)
+]
+Digits = Annotated[str, StringConstraints(pattern=DIGITS_PATTERN)]
+FeatureCode = Annotated[str, StringConstraints(pattern=FEATURE_CODE_PATTERN)]
+E164 = Annotated[str, StringConstraints(pattern=E164_PATTERN)]
+CallerIdNumber = Annotated[str, StringConstraints(pattern=CALLER_ID_NUMBER_PATTERN)]
+Email = Annotated[
+    str, StringConstraints(pattern=EMAIL_PATTERN, max_length=254), AfterValidator(_lower)
+]
+DisplayName = Annotated[
+    str, StringConstraints(min_length=1, max_length=120), AfterValidator(_printable)
+]
+Contact = Annotated[str, StringConstraints(pattern=CONTACT_PATTERN)]
+SoundPath = Annotated[str, StringConstraints(pattern=SOUND_PATTERN)]
+Seconds = Annotated[int, Field(ge=0, le=86400)]
+
+
+class _Spec(BaseModel):
+    """Strict base: unknown keys are errors (typos must not silently do nothing)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+# --- enums ---------------------------------------------------------------------------
+
+
+class TenantStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    AGENT = "agent"
+    MEMBER = "member"
+
+
+class AgentType(StrEnum):
+    CALLBACK = "callback"
+    UUID_STANDBY = "uuid-standby"
+
+
+class AgentStatus(StrEnum):
+    """mod_callcenter status values, exact spelling (dispatch compares case-sensitively)."""
+
+    LOGGED_OUT = "Logged Out"
+    AVAILABLE = "Available"
+    AVAILABLE_ON_DEMAND = "Available (On Demand)"
+    ON_BREAK = "On Break"
+
+
+class Strategy(StrEnum):
+    RING_ALL = "ring-all"
+    RING_PROGRESSIVELY = "ring-progressively"
+    LONGEST_IDLE_AGENT = "longest-idle-agent"
+    ROUND_ROBIN = "round-robin"
+    TOP_DOWN = "top-down"
+    AGENT_WITH_LEAST_TALK_TIME = "agent-with-least-talk-time"
+    AGENT_WITH_FEWEST_CALLS = "agent-with-fewest-calls"
+    SEQUENTIALLY_BY_AGENT_ORDER = "sequentially-by-agent-order"
+    RANDOM = "random"
+
+
+class TimeBaseScore(StrEnum):
+    QUEUE = "queue"
+    SYSTEM = "system"
+
+
+# --- tenant settings -----------------------------------------------------------------
+
+
+class ExtensionLength(_Spec):
+    """Allowed digit count of extension numbers in this tenant."""
+
+    min: int = Field(default=2, ge=1, le=15)
+    max: int = Field(default=6, ge=1, le=15)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ExtensionLength:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class CallerId(_Spec):
+    name: DisplayName | None = None
+    number: CallerIdNumber | None = None
+
+
+class FeatureCodes(_Spec):
+    """Codes agents dial to set their own mod_callcenter status (how agents log in)."""
+
+    agent_available: FeatureCode = "*22"
+    agent_on_break: FeatureCode = "*23"
+    agent_logged_out: FeatureCode = "*24"
+
+
+class Settings(_Spec):
+    extension_length: ExtensionLength = ExtensionLength()
+    call_timeout: int = Field(default=30, ge=5, le=600, description="Seconds an extension rings.")
+    outbound_caller_id: CallerId | None = None
+    feature_codes: FeatureCodes = FeatureCodes()
+
+
+# --- resources -----------------------------------------------------------------------
+
+
+class UserSpec(_Spec):
+    """A person, decoupled from SIP endpoints: owns zero or many extensions."""
+
+    email: Email
+    name: DisplayName
+    role: Role = Role.MEMBER
+    extensions: list[Digits] = Field(default_factory=list)
+
+
+class ExtensionSpec(_Spec):
+    """A SIP endpoint. Its password is generated by the reconciler and never lives in git."""
+
+    number: Digits
+    name: DisplayName
+    caller_id: CallerId | None = None
+    enabled: bool = True
+    call_timeout: int | None = Field(default=None, ge=5, le=600)
+    max_registrations: int = Field(default=3, ge=1, le=100)
+    # Declared only to reject it with a useful message; never stored, never in the schema.
+    password: SkipJsonSchema[object] = Field(default=None, exclude=True, repr=False)
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _no_password(cls, value: object) -> object:
+        raise ValueError(
+            "not allowed: SIP passwords are generated by the reconciler, stored only in the "
+            "database and never live in git; remove this key and use "
+            "`pbx credentials show TENANT EXTENSION` to provision a phone"
+        )
+
+
+class AgentSpec(_Spec):
+    """A mod_callcenter agent ``<name>@<domain>``; exactly one of extension/contact."""
+
+    name: Slug
+    extension: Digits | None = None
+    contact: Contact | None = None
+    type: AgentType = AgentType.CALLBACK
+    max_no_answer: int = Field(default=3, ge=0, le=1000)
+    wrap_up_time: Seconds = 10
+    reject_delay_time: Seconds = 10
+    busy_delay_time: Seconds = 60
+    no_answer_delay_time: Seconds = 60
+    initial_status: AgentStatus | None = Field(
+        default=None,
+        description="Set once, when the agent is first created; runtime status belongs "
+        "to the agent afterwards.",
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> AgentSpec:
+        if (self.extension is None) == (self.contact is None):
+            raise ValueError("give exactly one of 'extension' or 'contact'")
+        return self
+
+
+class TierSpec(_Spec):
+    agent: Slug
+    level: int = Field(default=1, ge=0, le=1000)
+    position: int = Field(default=1, ge=0, le=1000)
+
+
+class QueueSpec(_Spec):
+    """A mod_callcenter queue ``<name>@<domain>``; defaults are mod_callcenter's own."""
+
+    name: Slug
+    number: Digits
+    strategy: Strategy = Strategy.LONGEST_IDLE_AGENT
+    moh_sound: SoundPath | None = None
+    announce_sound: SoundPath | None = None
+    announce_frequency: Seconds = 0
+    record_template: SoundPath | None = None
+    time_base_score: TimeBaseScore = TimeBaseScore.QUEUE
+    tier_rules_apply: bool = False
+    tier_rule_wait_second: Seconds = 0
+    tier_rule_wait_multiply_level: bool = False
+    tier_rule_no_agent_no_wait: bool = True
+    discard_abandoned_after: Seconds = 60
+    abandoned_resume_allowed: bool = False
+    max_wait_time: Seconds = 0
+    max_wait_time_with_no_agent: Seconds = 0
+    max_wait_time_with_no_agent_time_reached: Seconds = 5
+    ring_progressively_delay: Seconds = 0
+    skip_agents_with_external_calls: bool = True
+    agent_no_answer_status: AgentStatus = AgentStatus.ON_BREAK
+    tiers: list[TierSpec] = Field(default_factory=list)
+
+
+class Destination(_Spec):
+    """Where a DID lands: exactly one extension or queue of the same tenant."""
+
+    extension: Digits | None = None
+    queue: Slug | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Destination:
+        if (self.extension is None) == (self.queue is None):
+            raise ValueError("give exactly one of 'extension' or 'queue'")
+        return self
+
+
+class InboundNumberSpec(_Spec):
+    """A DID (E.164) arriving in the ``public`` context, routed inside its tenant."""
+
+    number: E164
+    destination: Destination
+
+
+class TenantSpec(_Spec):
+    """One tenant = one SIP domain = one PostgreSQL schema ``tenant_<id>``."""
+
+    id: TenantId
+    domain: Domain
+    name: DisplayName
+    status: TenantStatus = TenantStatus.ACTIVE
+    settings: Settings = Settings()
+    users: list[UserSpec] = Field(default_factory=list)
+    extensions: list[ExtensionSpec] = Field(default_factory=list)
+    agents: list[AgentSpec] = Field(default_factory=list)
+    queues: list[QueueSpec] = Field(default_factory=list)
+    inbound_numbers: list[InboundNumberSpec] = Field(default_factory=list)
+
+
+class SuperAdmin(_Spec):
+    email: Email
+    name: DisplayName
+
+
+class PlatformSpec(_Spec):
+    """``tenants.d/_platform.yaml``: the platform itself (GitOps bootstrap of super admins)."""
+
+    super_admins: list[SuperAdmin] = Field(default_factory=list)
+
+
+FileKind = Literal["tenant", "platform"]
+PLATFORM_FILE_STEM = "_platform"
