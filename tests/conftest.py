@@ -1,0 +1,79 @@
+"""Shared fixtures: a real PostgreSQL database per test, paths to the shared transcripts.
+
+The server at 127.0.0.1:5432 (trust auth) is used when reachable, else an embedded pgserver
+instance started once per session. Every test that asks for ``pg_dsn`` gets a database of
+its own, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("PBX_SHARED_DIR", REPO.parent / "shared"))
+TRANSCRIPTS = SHARED / "freeswitch" / "transcripts"
+EXAMPLE_TENANTS = REPO / "tenants.d"
+
+_LOCAL_SERVER = os.environ.get("PBX_TEST_SERVER_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _reachable(dsn: str) -> bool:
+    try:
+        with psycopg.connect(dsn, connect_timeout=2):
+            return True
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_server_dsn() -> Iterator[str]:
+    """DSN of a maintenance database on a server where tests may create databases."""
+    if _reachable(_LOCAL_SERVER):
+        yield _LOCAL_SERVER
+        return
+    import pgserver
+
+    datadir = Path(tempfile.mkdtemp(prefix="pbx-test-pg-"))
+    server = pgserver.get_server(datadir, cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(datadir, ignore_errors=True)
+
+
+def _with_database(server_dsn: str, name: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(server_dsn)
+    info["dbname"] = name
+    return psycopg.conninfo.make_conninfo(**info)
+
+
+@pytest.fixture
+def pg_dsn(pg_server_dsn: str) -> Iterator[str]:
+    """A fresh, uniquely named database; dropped (with its connections) after the test."""
+    name = f"pbx_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield _with_database(pg_server_dsn, name)
+    finally:
+        with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def transcripts() -> Path:
+    if not TRANSCRIPTS.is_dir():
+        pytest.fail(f"FreeSWITCH transcripts not found at {TRANSCRIPTS} (set PBX_SHARED_DIR)")
+    return TRANSCRIPTS
