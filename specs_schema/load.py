@@ -84,6 +84,7 @@ class _Parsed:
     spec: TenantSpec | None
     claimed_ids: set[str]
     errors: list[SpecError]
+    data: dict[str, Any] | None = None
 
 
 def find_spec_files(paths: Iterable[Path]) -> list[Path]:
@@ -128,8 +129,8 @@ def load_specs(paths: Sequence[Path]) -> SpecSet:
             continue
         parsed.append(_load_tenant(text, display, path.stem))
 
-    valid_specs = {p.file: p.spec for p in parsed if p.spec is not None and not p.errors}
-    for file, findings in cross_tenant_findings(valid_specs).items():
+    raw = {p.file: p.data for p in parsed if p.data is not None}
+    for file, findings in cross_tenant_findings(raw).items():
         item = next(p for p in parsed if p.file == file)
         assert item.positions is not None
         item.errors += [
@@ -193,24 +194,25 @@ def _load_tenant(text: str, file: str, stem: str) -> _Parsed:
             _err(file, 1, 1, "", "a tenant file must be a YAML mapping (id, domain, ...)")
         )
         return item
-    if isinstance(data.get("id"), str):
-        item.claimed_ids.add(data["id"])
+    item.data = data
+    declared_id = data.get("id")
+    if isinstance(declared_id, str):
+        item.claimed_ids.add(declared_id)
+        if declared_id != stem:
+            item.errors.append(
+                _finding_error(
+                    file,
+                    positions,
+                    ("id",),
+                    f"tenant id '{declared_id}' must equal the file name '{stem}' "
+                    f"(rename the file to {declared_id}.yaml)",
+                )
+            )
     try:
-        spec = TenantSpec.model_validate(data)
+        item.spec = TenantSpec.model_validate(data)
     except ValidationError as exc:
         item.errors += _validation_errors(exc, TenantSpec, file, positions)
-        return item
-    item.spec = spec
-    if spec.id != stem:
-        item.errors.append(
-            _finding_error(
-                file,
-                positions,
-                ("id",),
-                f"tenant id '{spec.id}' must equal the file name '{stem}' (rename the file to {spec.id}.yaml)",
-            )
-        )
-    item.errors += [_finding_error(file, positions, loc, msg) for loc, msg in tenant_findings(spec)]
+    item.errors += [_finding_error(file, positions, loc, msg) for loc, msg in tenant_findings(data)]
     return item
 
 

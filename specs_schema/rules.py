@@ -8,11 +8,15 @@ tenant live in ``tenant_findings``; rules across tenants (domains, DIDs) in
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from specs_schema.models import TenantSpec
-from specs_schema.positions import Loc
+from pydantic import ValidationError
+
+from specs_schema.models import ExtensionLength, FeatureCodes
+from specs_schema.positions import Loc, format_loc
 
 Finding = tuple[Loc, str]
 
@@ -25,36 +29,65 @@ class _Claim:
     what: str
 
 
-def tenant_findings(spec: TenantSpec) -> list[Finding]:
-    """All cross-reference problems of one tenant, in file order."""
+def _items(data: Mapping[str, Any], key: str) -> list[tuple[int, Mapping[str, Any]]]:
+    """``(index, item)`` for each mapping item of a list field; anything else is skipped
+    (its shape error is reported by the model validation)."""
+    value = data.get(key)
+    if not isinstance(value, list):
+        return []
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, Mapping)]
+
+
+def _text(item: Mapping[str, Any], key: str) -> str | None:
+    value = item.get(key)
+    return value if isinstance(value, str) else None
+
+
+def tenant_findings(data: Mapping[str, Any]) -> list[Finding]:
+    """All cross-reference problems of one tenant file (raw YAML data), in file order.
+
+    Works on the raw mapping rather than the validated model so that a file with a type
+    error still gets its reference errors reported in the same run.
+    """
+    extensions_items = _items(data, "extensions")
+    users_items = _items(data, "users")
+    agents_items = _items(data, "agents")
+    queues_items = _items(data, "queues")
+    dids_items = _items(data, "inbound_numbers")
+
     findings: list[Finding] = []
     findings += _duplicates(
-        ((("extensions", i, "number"), e.number) for i, e in enumerate(spec.extensions)),
+        ((("extensions", i, "number"), _text(e, "number")) for i, e in extensions_items),
         "extension number",
     )
     findings += _duplicates(
-        ((("users", i, "email"), u.email) for i, u in enumerate(spec.users)), "user email"
+        ((("users", i, "email"), _text(u, "email")) for i, u in users_items), "user email"
     )
     findings += _duplicates(
-        ((("agents", i, "name"), a.name) for i, a in enumerate(spec.agents)), "agent name"
+        ((("agents", i, "name"), _text(a, "name")) for i, a in agents_items), "agent name"
     )
     findings += _duplicates(
-        ((("queues", i, "name"), q.name) for i, q in enumerate(spec.queues)), "queue name"
+        ((("queues", i, "name"), _text(q, "name")) for i, q in queues_items), "queue name"
     )
     findings += _duplicates(
-        ((("inbound_numbers", i, "number"), d.number) for i, d in enumerate(spec.inbound_numbers)),
+        ((("inbound_numbers", i, "number"), _text(d, "number")) for i, d in dids_items),
         "inbound number",
     )
-    findings += _number_clashes(spec)
-    findings += _extension_lengths(spec)
+    findings += _number_clashes(data, extensions_items, queues_items)
+    findings += _extension_lengths(data, extensions_items)
 
-    extensions = {e.number for e in spec.extensions}
-    agents = {a.name for a in spec.agents}
-    queues = {q.name for q in spec.queues}
+    extensions = {n for _, e in extensions_items if (n := _text(e, "number"))}
+    agents = {n for _, a in agents_items if (n := _text(a, "name"))}
+    queues = {n for _, q in queues_items if (n := _text(q, "name"))}
 
-    for ui, user in enumerate(spec.users):
+    for ui, user in users_items:
+        owned = user.get("extensions")
+        if not isinstance(owned, list):
+            continue
         seen: set[str] = set()
-        for xi, number in enumerate(user.extensions):
+        for xi, number in enumerate(owned):
+            if not isinstance(number, str):
+                continue
             loc: Loc = ("users", ui, "extensions", xi)
             if number not in extensions:
                 findings.append((loc, f"unknown extension '{number}'{_hint(number, extensions)}"))
@@ -62,66 +95,85 @@ def tenant_findings(spec: TenantSpec) -> list[Finding]:
                 findings.append((loc, f"extension '{number}' listed twice for this user"))
             seen.add(number)
 
-    for ai, agent in enumerate(spec.agents):
-        if agent.extension is not None and agent.extension not in extensions:
+    for ai, agent in agents_items:
+        number = _text(agent, "extension")
+        if number is not None and number not in extensions:
             findings.append(
                 (
                     ("agents", ai, "extension"),
-                    f"unknown extension '{agent.extension}'{_hint(agent.extension, extensions)}",
+                    f"unknown extension '{number}'{_hint(number, extensions)}",
                 )
             )
 
-    for qi, queue in enumerate(spec.queues):
+    for qi, queue in queues_items:
         seen_agents: set[str] = set()
-        for ti, tier in enumerate(queue.tiers):
+        for ti, tier in _items(queue, "tiers"):
+            name = _text(tier, "agent")
+            if name is None:
+                continue
             loc = ("queues", qi, "tiers", ti, "agent")
-            if tier.agent not in agents:
-                findings.append((loc, f"unknown agent '{tier.agent}'{_hint(tier.agent, agents)}"))
-            if tier.agent in seen_agents:
-                findings.append((loc, f"agent '{tier.agent}' has two tiers in this queue"))
-            seen_agents.add(tier.agent)
+            if name not in agents:
+                findings.append((loc, f"unknown agent '{name}'{_hint(name, agents)}"))
+            if name in seen_agents:
+                findings.append((loc, f"agent '{name}' has two tiers in this queue"))
+            seen_agents.add(name)
 
-    for di, did in enumerate(spec.inbound_numbers):
-        dest = did.destination
-        if dest.extension is not None and dest.extension not in extensions:
+    for di, did in dids_items:
+        dest = did.get("destination")
+        if not isinstance(dest, Mapping):
+            continue
+        number = _text(dest, "extension")
+        if number is not None and number not in extensions:
             findings.append(
                 (
                     ("inbound_numbers", di, "destination", "extension"),
-                    f"unknown extension '{dest.extension}'{_hint(dest.extension, extensions)}",
+                    f"unknown extension '{number}'{_hint(number, extensions)}",
                 )
             )
-        if dest.queue is not None and dest.queue not in queues:
+        queue_name = _text(dest, "queue")
+        if queue_name is not None and queue_name not in queues:
             findings.append(
                 (
                     ("inbound_numbers", di, "destination", "queue"),
-                    f"unknown queue '{dest.queue}'{_hint(dest.queue, queues)}",
+                    f"unknown queue '{queue_name}'{_hint(queue_name, queues)}",
                 )
             )
     return findings
 
 
-def cross_tenant_findings(specs: Mapping[str, TenantSpec]) -> dict[str, list[Finding]]:
-    """Domains and DIDs must be unique across all tenants; reported on every file involved."""
+def cross_tenant_findings(files: Mapping[str, Mapping[str, Any]]) -> dict[str, list[Finding]]:
+    """Domains and DIDs must be unique across all tenants; reported on every file involved.
+
+    ``files`` maps a file name to its raw tenant data.
+    """
     found: dict[str, list[Finding]] = {}
     domains: dict[str, list[str]] = {}
     dids: dict[str, list[tuple[str, int]]] = {}
-    for key, spec in specs.items():
-        domains.setdefault(spec.domain.lower(), []).append(key)
-        for di, did in enumerate(spec.inbound_numbers):
-            dids.setdefault(did.number, []).append((key, di))
+    for file, data in files.items():
+        domain = _text(data, "domain")
+        if domain:
+            domains.setdefault(domain.lower(), []).append(file)
+        for di, did in _items(data, "inbound_numbers"):
+            number = _text(did, "number")
+            if number:
+                dids.setdefault(number, []).append((file, di))
+
+    def label(file: str) -> str:
+        return _text(files[file], "id") or file
+
     for domain, owners in domains.items():
         if len(owners) > 1:
-            for key in owners:
-                others = ", ".join(specs[o].id for o in owners if o != key)
-                found.setdefault(key, []).append(
+            for file in owners:
+                others = ", ".join(label(o) for o in owners if o != file)
+                found.setdefault(file, []).append(
                     (("domain",), f"domain '{domain}' is also used by tenant {others}")
                 )
     for number, claims in dids.items():
-        tenants = {key for key, _ in claims}
-        if len(tenants) > 1:
-            for key, di in claims:
-                others = ", ".join(sorted(specs[o].id for o in tenants if o != key))
-                found.setdefault(key, []).append(
+        owners_set = {file for file, _ in claims}
+        if len(owners_set) > 1:
+            for file, di in claims:
+                others = ", ".join(sorted(label(o) for o in owners_set if o != file))
+                found.setdefault(file, []).append(
                     (
                         ("inbound_numbers", di, "number"),
                         f"inbound number '{number}' is also claimed by tenant {others}",
@@ -130,10 +182,12 @@ def cross_tenant_findings(specs: Mapping[str, TenantSpec]) -> dict[str, list[Fin
     return found
 
 
-def _duplicates(items: Iterable[tuple[Loc, str]], what: str) -> list[Finding]:
+def _duplicates(items: Iterable[tuple[Loc, str | None]], what: str) -> list[Finding]:
     first: dict[str, Loc] = {}
     findings: list[Finding] = []
     for loc, value in items:
+        if value is None:
+            continue
         folded = value.lower()
         if folded in first:
             findings.append((loc, f"duplicate {what} '{value}' (first at {_short(first[folded])})"))
@@ -142,23 +196,30 @@ def _duplicates(items: Iterable[tuple[Loc, str]], what: str) -> list[Finding]:
     return findings
 
 
-def _number_clashes(spec: TenantSpec) -> list[Finding]:
+def _number_clashes(
+    data: Mapping[str, Any],
+    extensions: list[tuple[int, Mapping[str, Any]]],
+    queues: list[tuple[int, Mapping[str, Any]]],
+) -> list[Finding]:
     """Extensions, queue numbers and feature codes share one dial plan: no number twice."""
+    candidates: list[tuple[str, _Claim]] = []
+    for i, e in extensions:
+        if (number := _text(e, "number")) is not None:
+            candidates.append((number, _Claim(("extensions", i, "number"), "extension")))
+    for i, q in queues:
+        if (number := _text(q, "number")) is not None:
+            name = _text(q, "name") or f"#{i}"
+            candidates.append((number, _Claim(("queues", i, "number"), f"queue '{name}'")))
+    settings = data.get("settings")
+    codes = settings.get("feature_codes") if isinstance(settings, Mapping) else None
+    codes = codes if isinstance(codes, Mapping) else {}
+    for field, default in FeatureCodes().model_dump().items():
+        code = codes.get(field, default)
+        if isinstance(code, str):
+            loc: Loc = ("settings", "feature_codes", field)
+            candidates.append((code, _Claim(loc, f"feature code {field}")))
     claims: dict[str, _Claim] = {}
     findings: list[Finding] = []
-    candidates: list[tuple[str, _Claim]] = []
-    for i, e in enumerate(spec.extensions):
-        candidates.append((e.number, _Claim(("extensions", i, "number"), "extension")))
-    for i, q in enumerate(spec.queues):
-        candidates.append((q.number, _Claim(("queues", i, "number"), f"queue '{q.name}'")))
-    codes = spec.settings.feature_codes
-    for field in ("agent_available", "agent_on_break", "agent_logged_out"):
-        candidates.append(
-            (
-                getattr(codes, field),
-                _Claim(("settings", "feature_codes", field), f"feature code {field}"),
-            )
-        )
     for number, claim in candidates:
         other = claims.get(number)
         if other is None:
@@ -168,21 +229,30 @@ def _number_clashes(spec: TenantSpec) -> list[Finding]:
             findings.append(
                 (
                     claim.loc,
-                    f"number '{number}' is already used by {other.what} at {_short(other.loc)}",
+                    f"number '{number}' is already used by {other.what} at {format_loc(other.loc)}",
                 )
             )
     return findings
 
 
-def _extension_lengths(spec: TenantSpec) -> list[Finding]:
-    bounds = spec.settings.extension_length
+def _extension_lengths(
+    data: Mapping[str, Any], extensions: list[tuple[int, Mapping[str, Any]]]
+) -> list[Finding]:
+    try:
+        settings = data.get("settings") or {}
+        bounds = ExtensionLength.model_validate(settings.get("extension_length") or {})
+    except (ValidationError, AttributeError):
+        return []  # the bad setting itself is reported by model validation
     findings: list[Finding] = []
-    for i, e in enumerate(spec.extensions):
-        if not bounds.min <= len(e.number) <= bounds.max:
+    for i, e in extensions:
+        number = _text(e, "number")
+        if number is None or not number.isdigit():
+            continue
+        if not bounds.min <= len(number) <= bounds.max:
             findings.append(
                 (
                     ("extensions", i, "number"),
-                    f"extension '{e.number}' has {len(e.number)} digits; this tenant allows "
+                    f"extension '{number}' has {len(number)} digits; this tenant allows "
                     f"{bounds.min} to {bounds.max} (settings.extension_length)",
                 )
             )
@@ -190,13 +260,9 @@ def _extension_lengths(spec: TenantSpec) -> list[Finding]:
 
 
 def _hint(value: str, known: set[str]) -> str:
-    import difflib
-
     close = difflib.get_close_matches(value, sorted(known), n=1)
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def _short(loc: Loc) -> str:
-    from specs_schema.positions import format_loc
-
     return format_loc(loc)

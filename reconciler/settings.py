@@ -1,0 +1,143 @@
+"""Where every setting comes from: flag, then ``PBX_*`` environment, then config file, then
+default (the order INTERFACE.md fixes). Secrets are held here but never rendered.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+DEFAULT_FREESWITCH = "127.0.0.1:8021:ClueCon"
+DEFAULT_INTERVAL = 60.0
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use; the message names the setting, never a secret."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # option name with underscores, also the config-file key
+    env: str
+    default: Any = None
+    is_list: bool = False
+    secret: bool = False
+    parse: Callable[[str], Any] | None = None
+
+
+SETTINGS: Mapping[str, Setting] = {
+    s.name: s
+    for s in (
+        Setting("tenants", "PBX_TENANTS", "./tenants.d"),
+        Setting("database_url", "PBX_DATABASE_URL", None, secret=True),
+        Setting("templates", "PBX_TEMPLATES", None),
+        Setting("freeswitch", "PBX_FREESWITCH", (DEFAULT_FREESWITCH,), is_list=True, secret=True),
+        Setting("log_format", "PBX_LOG_FORMAT", "text"),
+        Setting("listen", "PBX_LISTEN", DEFAULT_LISTEN),
+        Setting("xml_curl_auth", "PBX_XML_CURL_AUTH", None, secret=True),
+        Setting("interval", "PBX_INTERVAL", DEFAULT_INTERVAL, parse=float),
+        Setting("git_url", "PBX_GIT_URL", None),
+        Setting("git_branch", "PBX_GIT_BRANCH", "main"),
+        Setting("git_poll", "PBX_GIT_POLL", 30.0, parse=float),
+        Setting("state_dir", "PBX_STATE_DIR", None),
+        Setting("status_url", "PBX_STATUS_URL", None),
+    )
+}
+
+
+@dataclass(frozen=True)
+class ResolvedSettings:
+    """Final values plus where each came from (shown at start-up; secrets masked)."""
+
+    values: Mapping[str, Any]
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def describe(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, value in self.values.items():
+            setting = SETTINGS.get(name)
+            shown = "(sensitive)" if setting and setting.secret and value else str(value)
+            out[name] = f"{shown} [{self.sources.get(name, 'default')}]"
+        return out
+
+
+def load_config_file(path: Path | None) -> dict[str, Any]:
+    """TOML file with the same keys as the long options (``database_url = "..."``)."""
+    if path is None:
+        return {}
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise SettingsError(f"config file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from exc
+    unknown = sorted(set(data) - set(SETTINGS))
+    if unknown:
+        raise SettingsError(f"config file {path}: unknown keys {', '.join(unknown)}")
+    return data
+
+
+def resolve(
+    flags: Mapping[str, Any],
+    *,
+    environ: Mapping[str, str] | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> ResolvedSettings:
+    """Merge flag > env > config > default for every known setting."""
+    env = os.environ if environ is None else environ
+    cfg = config or {}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, setting in SETTINGS.items():
+        flag = flags.get(name)
+        if flag not in (None, (), []):
+            value, source = flag, "flag"
+        elif env.get(setting.env):
+            raw = env[setting.env]
+            value = (
+                tuple(p.strip() for p in raw.split(",") if p.strip()) if setting.is_list else raw
+            )
+            source = "env"
+        elif name in cfg:
+            value, source = cfg[name], "config"
+            if setting.is_list and isinstance(value, str):
+                value = (value,)
+        else:
+            value, source = setting.default, "default"
+        if setting.is_list and value is not None:
+            value = tuple(value)
+        if setting.parse is not None and isinstance(value, str):
+            try:
+                value = setting.parse(value)
+            except ValueError as exc:
+                raise SettingsError(f"{name}: cannot parse {value!r}") from exc
+        values[name] = value
+        sources[name] = source
+    return ResolvedSettings(values, sources)
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 in brackets) -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SettingsError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def parse_credentials(text: str | None) -> tuple[str, str] | None:
+    """``USER:PASS`` -> (user, pass); never echoes the value in errors."""
+    if not text:
+        return None
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise SettingsError("xml_curl_auth must look like USER:PASSWORD")
+    return user, password
