@@ -1,0 +1,187 @@
+"""The Jinja2 templates of the XML FreeSWITCH is served: loaded once, checked at start.
+
+Templates ship in the ``templates`` package (package data, read through importlib.resources)
+and may be overridden file by file from a directory (``--templates DIR``). Autoescape is on
+(display names may hold ``&<>"``), undefined names are errors (a typo must not silently
+serve an empty ``a1-hash``), and every template is compiled and rendered once against a
+sample at load time, so a broken override fails the start, not every SIP registration.
+
+Neighbours: ``reconciler.xmlcurl`` renders these; ``reconciler.snapshot`` supplies values.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import jinja2
+
+from reconciler.snapshot import (
+    DidRoute,
+    DirectoryUser,
+    QueueConfig,
+    Route,
+    RouteKind,
+    ServedTenant,
+)
+
+DIRECTORY = "directory.xml.j2"
+DIALPLAN = "dialplan.xml.j2"
+CALLCENTER = "callcenter.conf.xml.j2"
+NOT_FOUND = "not_found.xml.j2"
+TEMPLATE_NAMES = (DIRECTORY, DIALPLAN, CALLCENTER, NOT_FOUND)
+
+
+class TemplateLoadError(Exception):
+    """A template is missing, does not compile, or renders something that is not XML."""
+
+
+@dataclass(frozen=True, slots=True)
+class Templates:
+    """Compiled templates; ``not_found`` is rendered once (it has no variables)."""
+
+    directory: jinja2.Template
+    dialplan: jinja2.Template
+    callcenter: jinja2.Template
+    not_found: str
+    source: str  # where they came from, for logs
+
+
+def load_templates(override_dir: str | os.PathLike[str] | None = None) -> Templates:
+    """Shipped templates, each replaced by a file of the same name in ``override_dir``."""
+    shipped = {
+        name: resources.files("templates").joinpath(name).read_text(encoding="utf-8")
+        for name in TEMPLATE_NAMES
+    }
+    loaders: list[jinja2.BaseLoader] = [jinja2.DictLoader(shipped)]
+    source = "shipped templates"
+    if override_dir is not None:
+        directory = Path(override_dir)
+        if not directory.is_dir():
+            raise TemplateLoadError(f"template directory {directory} does not exist")
+        loaders.insert(0, jinja2.FileSystemLoader(directory))
+        overridden = sorted(n for n in TEMPLATE_NAMES if (directory / n).is_file())
+        source = f"{directory} ({', '.join(overridden) or 'no overrides'}) over shipped templates"
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=False,
+        lstrip_blocks=False,
+        keep_trailing_newline=False,
+        auto_reload=False,
+    )
+    compiled: dict[str, jinja2.Template] = {}
+    for name in TEMPLATE_NAMES:
+        try:
+            compiled[name] = env.get_template(name)
+        except jinja2.TemplateError as exc:
+            raise TemplateLoadError(f"{name}: {exc}") from exc
+    templates = Templates(
+        directory=compiled[DIRECTORY],
+        dialplan=compiled[DIALPLAN],
+        callcenter=compiled[CALLCENTER],
+        not_found=compiled[NOT_FOUND].render(),
+        source=source,
+    )
+    _check(templates)
+    return templates
+
+
+def dialplan_context(
+    context_name: str,
+    kind: str,
+    *,
+    expression: str = "",
+    tenant: ServedTenant | None = None,
+    route: Route | None = None,
+    did: DidRoute | None = None,
+    agents: tuple[str, ...] = (),
+    status_arg: str = "",
+) -> dict[str, Any]:
+    """Every variable dialplan.xml.j2 may use (all present: the environment is strict)."""
+    return {
+        "context_name": context_name,
+        "kind": kind,
+        "expression": expression,
+        "tenant": tenant,
+        "route": route,
+        "did": did,
+        "agents": agents,
+        "status_arg": status_arg,
+    }
+
+
+def _check(templates: Templates) -> None:
+    """Render each template against a sample and parse it: fail at start, not per request."""
+    user = DirectoryUser("100", "0" * 32, "A&B <x>", "A&B <x>", "100", 1, 30, ("a@t.example",))
+    tenant = ServedTenant(
+        id="t",
+        domain="t.example",
+        name="T",
+        outbound_caller_id_name='"Q"',
+        outbound_caller_id_number="+15550100",
+        users=MappingProxyType({"100": user}),
+        routes=MappingProxyType({}),
+    )
+    extension = Route(RouteKind.EXTENSION, "100", "100", 30)
+    queue = QueueConfig("q@t.example", "t", (("strategy", "ring-all"),))
+    feature = Route(RouteKind.FEATURE, "*22", "On Break")
+    renders: list[tuple[str, Any]] = [
+        (DIRECTORY, lambda: templates.directory.render(tenant=tenant, user=user)),
+        (CALLCENTER, lambda: templates.callcenter.render(queues=[queue])),
+        (NOT_FOUND, lambda: templates.not_found),
+    ]
+    contexts = [
+        dialplan_context(
+            "t.example", "extension", expression="^100$", tenant=tenant, route=extension
+        ),
+        dialplan_context(
+            "t.example",
+            "queue",
+            expression="^7000$",
+            tenant=tenant,
+            route=Route(RouteKind.QUEUE, "7000", queue.name),
+        ),
+        dialplan_context(
+            "t.example",
+            "feature",
+            expression="^\\*22$",
+            tenant=tenant,
+            route=feature,
+            agents=("a@t.example",),
+            status_arg="'On Break'",
+        ),
+        dialplan_context(
+            "t.example", "feature_denied", expression="^\\*22$", tenant=tenant, route=feature
+        ),
+        dialplan_context(
+            "public",
+            "did",
+            expression="^\\+15550100$",
+            did=DidRoute("+15550100", "t", "t.example", "100"),
+        ),
+        dialplan_context("nowhere", "reject"),
+    ]
+    for context in contexts:
+        renders.append(
+            (f"{DIALPLAN} ({context['kind']})", lambda c=context: templates.dialplan.render(c))
+        )
+    samples: list[tuple[str, str]] = []
+    for name, render in renders:
+        try:
+            samples.append((name, render()))
+        except jinja2.TemplateError as exc:
+            raise TemplateLoadError(f"{name}: {exc}") from exc
+    for name, text in samples:
+        try:
+            root = ET.fromstring(text)  # noqa: S314 - our own render, not untrusted input
+        except ET.ParseError as exc:
+            raise TemplateLoadError(f"{name} does not render well-formed XML: {exc}") from exc
+        if root.tag != "document":
+            raise TemplateLoadError(f"{name} must render a <document>, not <{root.tag}>")
