@@ -1,0 +1,96 @@
+"""The PostgreSQL store: migrations, actual state, apply, credentials, prune, history.
+
+Layout: control schema ``pbx`` (tenant registry with settings, spec digest and revisions;
+platform admins; the global DID index; the apply history; migration bookkeeping) and one
+schema ``tenant_<id>`` per tenant (extensions, sip_credentials, users, user_extensions,
+agents, queues, tiers, inbound_numbers). Writers serialize per tenant with a
+transaction-scoped advisory lock (see ``locks``). SQL identifiers are only ever composed
+with ``psycopg.sql.Identifier``.
+
+Exceptions::
+
+    StoreError
+    ├── StoreUnavailable          database unreachable / connection lost (temporary)
+    ├── MigrationError            a schema migration failed
+    ├── TenantApplyError          one tenant rolled back (carries tenant_id, never a secret)
+    │   └── StalePlan             the tenant changed since planning: plan again
+    ├── UnknownTenant             no such tenant registered
+    ├── UnknownExtension          the tenant has no such extension
+    └── TenantNotOrphaned         prune refused for an active or suspended tenant
+"""
+
+from reconciler.store.admins import read_platform_admins, sync_platform_admins
+from reconciler.store.apply import ApplyReport, apply_plan
+from reconciler.store.credentials import (
+    SipCredentials,
+    a1_hash,
+    rotate_credentials,
+    show_credentials,
+)
+from reconciler.store.database import (
+    DATABASE_URL_ENV,
+    connect,
+    database_url,
+    default_data_dir,
+    open_pool,
+)
+from reconciler.store.errors import (
+    MigrationError,
+    StalePlan,
+    StoreError,
+    StoreUnavailable,
+    TenantApplyError,
+    TenantNotOrphaned,
+    UnknownExtension,
+    UnknownTenant,
+)
+from reconciler.store.history import HistoryEntry, read_history
+from reconciler.store.layout import APPLIED_CHANNEL, CONTROL_SCHEMA, tenant_schema
+from reconciler.store.migrations import migrate
+from reconciler.store.prune import prune_tenant
+from reconciler.store.read import (
+    RegistryEntry,
+    read_a1_hashes,
+    read_registry,
+    read_state,
+    read_tenant_state,
+)
+from reconciler.store.revision import GitRevision, git_revision
+
+__all__ = [
+    "APPLIED_CHANNEL",
+    "CONTROL_SCHEMA",
+    "DATABASE_URL_ENV",
+    "ApplyReport",
+    "GitRevision",
+    "HistoryEntry",
+    "MigrationError",
+    "RegistryEntry",
+    "SipCredentials",
+    "StalePlan",
+    "StoreError",
+    "StoreUnavailable",
+    "TenantApplyError",
+    "TenantNotOrphaned",
+    "UnknownExtension",
+    "UnknownTenant",
+    "a1_hash",
+    "apply_plan",
+    "connect",
+    "database_url",
+    "default_data_dir",
+    "git_revision",
+    "migrate",
+    "open_pool",
+    "prune_tenant",
+    "read_a1_hashes",
+    "read_history",
+    "read_platform_admins",
+    "read_registry",
+    "read_state",
+    "read_tenant_state",
+    "rotate_credentials",
+    "show_credentials",
+    "sync_platform_admins",
+    "tenant_schema",
+]

@@ -1,0 +1,150 @@
+"""SIP credentials: generated on extension creation, stored only in the tenant schema.
+
+The password is ``secrets.token_urlsafe(24)`` (192 bits). FreeSWITCH is served only the
+digest ``a1_hash = md5("<number>:<domain>:<password>")``; the plain password leaves the
+database only through ``show_credentials`` (phone provisioning). Neither value ever enters a
+record, a plan, a log line, an exception or a history row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from reconciler.store.errors import (
+    StoreError,
+    UnknownExtension,
+    UnknownTenant,
+    describe_db_error,
+    unavailable,
+)
+from reconciler.store.history import record_history
+from reconciler.store.layout import APPLIED_CHANNEL, tenant_schema
+from reconciler.store.locks import lock_tenant
+from reconciler.store.read import control_schema_exists
+from reconciler.store.tables import SIP_CREDENTIALS
+
+PASSWORD_BYTES = 24
+"""Random bytes per password: 192 bits of entropy, 32 URL-safe characters."""
+
+
+@dataclass(frozen=True, slots=True)
+class SipCredentials:
+    """What a phone needs to register. ``repr`` masks the password."""
+
+    username: str
+    domain: str
+    password: str = field(repr=False)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"username": self.username, "domain": self.domain, "password": self.password}
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(PASSWORD_BYTES)
+
+
+def a1_hash(username: str, domain: str, password: str) -> str:
+    """SIP digest HA1 (RFC 2617), lowercase hex: what FreeSWITCH's ``a1-hash`` param wants."""
+    digest = hashlib.md5(usedforsecurity=False)
+    digest.update(f"{username}:{domain}:{password}".encode())
+    return digest.hexdigest()
+
+
+def credential_rows(numbers: Iterable[str], domain: str) -> list[tuple[str, str, str]]:
+    """Fresh ``(extension, password, a1_hash)`` rows for newly created extensions."""
+    rows = []
+    for number in numbers:
+        password = new_password()
+        rows.append((number, password, a1_hash(number, domain, password)))
+    return rows
+
+
+def rehash_for_domain(conn: psycopg.Connection, tenant_id: str, domain: str) -> None:
+    """A domain change invalidates every a1-hash of the tenant (the realm is hashed in)."""
+    table = _credentials_table(tenant_id)
+    rows = conn.execute(sql.SQL("SELECT extension, password FROM {}").format(table)).fetchall()
+    with conn.cursor() as cur:
+        cur.executemany(
+            sql.SQL("UPDATE {} SET a1_hash = %s WHERE extension = %s").format(table),
+            [(a1_hash(number, domain, password), number) for number, password in rows],
+        )
+
+
+def show_credentials(conn: psycopg.Connection, tenant_id: str, extension: str) -> SipCredentials:
+    """The SIP credentials of one extension, for provisioning a phone."""
+    try:
+        domain = _tenant_domain(conn, tenant_id)
+        row = conn.execute(
+            sql.SQL("SELECT password FROM {} WHERE extension = %s").format(
+                _credentials_table(tenant_id)
+            ),
+            (extension,),
+        ).fetchone()
+    except psycopg.OperationalError as exc:
+        raise unavailable(exc) from exc
+    if row is None:
+        raise UnknownExtension(tenant_id, extension)
+    return SipCredentials(username=extension, domain=domain, password=row[0])
+
+
+def rotate_credentials(
+    conn: psycopg.Connection, tenant_id: str, extension: str, *, host: str | None = None
+) -> None:
+    """Replace one extension's password and a1-hash; followers are told to re-serve."""
+    try:
+        with conn.transaction():
+            lock_tenant(conn, tenant_id)
+            domain = _tenant_domain(conn, tenant_id)
+            ((number, password, hashed),) = credential_rows([extension], domain)
+            cur = conn.execute(
+                sql.SQL(
+                    "UPDATE {} SET password = %s, a1_hash = %s, rotated_at = now() "
+                    "WHERE extension = %s"
+                ).format(_credentials_table(tenant_id)),
+                (password, hashed, number),
+            )
+            if cur.rowcount != 1:
+                raise UnknownExtension(tenant_id, extension)
+            record_history(
+                conn,
+                tenant_id=tenant_id,
+                action="rotate",
+                result="applied",
+                revision=None,
+                host=host or socket.gethostname(),
+                changes=Jsonb([{"kind": "credentials", "key": extension, "action": "rotate"}]),
+            )
+            conn.execute("SELECT pg_notify(%s, %s)", (APPLIED_CHANNEL, tenant_id))
+    except psycopg.OperationalError as exc:
+        raise unavailable(exc) from exc
+    except psycopg.Error as exc:
+        # Sanitized: the statement above carried the new password.
+        raise StoreError(
+            f"tenant {tenant_id}: rotating credentials of {extension} failed: "
+            f"{describe_db_error(exc)}"
+        ) from None
+
+
+def _tenant_domain(conn: psycopg.Connection, tenant_id: str) -> str:
+    row = (
+        conn.execute("SELECT domain FROM pbx.tenants WHERE id = %s", (tenant_id,)).fetchone()
+        if control_schema_exists(conn)
+        else None
+    )
+    if row is None:
+        raise UnknownTenant(tenant_id)
+    return str(row[0])
+
+
+def _credentials_table(tenant_id: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(
+        sql.Identifier(tenant_schema(tenant_id)), sql.Identifier(SIP_CREDENTIALS)
+    )

@@ -1,0 +1,100 @@
+"""Which database, and connections to it.
+
+``database_url`` resolves the DSN: ``--database-url`` (the caller passes it), else
+``PBX_DATABASE_URL``, else an embedded PostgreSQL (pgserver) whose data directory lives under
+the user's data dir, so ``pbx apply`` works on a fresh machine. The embedded server runs for
+as long as the ``with`` block: the resolver owns that handle and stops the server on exit
+(pgserver keeps it running while another process still uses the same directory).
+
+Store functions take a connection in autocommit mode (as ``connect`` and ``open_pool`` make
+them): each function opens exactly the transactions it documents.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from reconciler.store.errors import StoreUnavailable, unavailable
+
+DATABASE_URL_ENV = "PBX_DATABASE_URL"
+EMBEDDED_DATABASE = "pbx"
+APPLICATION_NAME = "pbx-reconciler"
+
+
+def default_data_dir() -> Path:
+    """Where the embedded server keeps its cluster."""
+    return Path(platformdirs.user_data_dir("pbx-reconciler")) / "postgres"
+
+
+@contextmanager
+def database_url(
+    url: str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    data_dir: Path | None = None,
+) -> Iterator[str]:
+    """Yield the DSN to use; starts (and finally stops) the embedded server when needed."""
+    env = os.environ if environ is None else environ
+    explicit = url or env.get(DATABASE_URL_ENV)
+    if explicit:
+        yield explicit
+        return
+    import pgserver  # heavy import; only when no server is configured
+
+    directory = data_dir or default_data_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        server = pgserver.get_server(directory, cleanup_mode="stop")
+    except Exception as exc:  # pgserver raises plain subprocess/OS errors
+        raise StoreUnavailable(f"embedded PostgreSQL in {directory} did not start: {exc}") from exc
+    try:
+        _ensure_database(server.get_uri(), EMBEDDED_DATABASE)
+        yield server.get_uri(EMBEDDED_DATABASE)
+    finally:
+        server.cleanup()
+
+
+def connect(dsn: str, **kwargs: Any) -> psycopg.Connection:
+    """An autocommit connection; connection failures become ``StoreUnavailable``."""
+    try:
+        return psycopg.connect(dsn, autocommit=True, application_name=APPLICATION_NAME, **kwargs)
+    except psycopg.OperationalError as exc:
+        raise unavailable(exc) from exc
+
+
+def open_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 4, timeout: float = 30.0
+) -> ConnectionPool:
+    """An opened pool of autocommit connections (the daemon's, and parallel applies')."""
+    pool = ConnectionPool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        kwargs={"autocommit": True, "application_name": APPLICATION_NAME},
+        open=False,
+    )
+    try:
+        pool.open(wait=True, timeout=timeout)
+    except PoolTimeout as exc:
+        pool.close()
+        raise StoreUnavailable(f"database unavailable: no connection within {timeout}s") from exc
+    return pool
+
+
+def _ensure_database(server_dsn: str, name: str) -> None:
+    with connect(server_dsn) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            # another process may create it meanwhile
+            with suppress(psycopg.errors.DuplicateDatabase):
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -1,0 +1,79 @@
+"""The store's exception tree; foreign errors (psycopg) are translated here, at the boundary.
+
+No message built here ever contains a SIP password: database error details (which can quote
+a failing row) are dropped, only the primary message, SQLSTATE and constraint name are kept.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+
+class StoreError(Exception):
+    """Base of every error the store raises."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or refused the connection (temporary: retry later)."""
+
+
+class MigrationError(StoreError):
+    """A schema migration failed; the schema stays at its previous version."""
+
+
+class TenantApplyError(StoreError):
+    """Applying one tenant failed; that tenant was rolled back, the others went on."""
+
+    def __init__(self, tenant_id: str, message: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(f"tenant {tenant_id}: {message}")
+        self.tenant_id = tenant_id
+        self.message = message
+        self.sqlstate = sqlstate
+
+
+class StalePlan(TenantApplyError):
+    """The tenant changed between planning and applying; plan again."""
+
+
+class UnknownTenant(StoreError):
+    """No tenant with this id is registered."""
+
+    def __init__(self, tenant_id: str) -> None:
+        super().__init__(f"unknown tenant '{tenant_id}'")
+        self.tenant_id = tenant_id
+
+
+class UnknownExtension(StoreError):
+    """The tenant has no extension with this number."""
+
+    def __init__(self, tenant_id: str, extension: str) -> None:
+        super().__init__(f"tenant {tenant_id}: unknown extension '{extension}'")
+        self.tenant_id = tenant_id
+        self.extension = extension
+
+
+class TenantNotOrphaned(StoreError):
+    """Prune refused: only tenants whose spec left git (status ``orphaned``) are archived."""
+
+    def __init__(self, tenant_id: str, status: str) -> None:
+        super().__init__(
+            f"tenant {tenant_id} is {status}, not orphaned: only a tenant whose spec file was "
+            "removed can be pruned"
+        )
+        self.tenant_id = tenant_id
+        self.status = status
+
+
+def describe_db_error(exc: psycopg.Error) -> str:
+    """A password-free description: primary message and constraint, never the DETAIL line
+    (PostgreSQL's "Failing row contains (...)" would quote the row, secrets included)."""
+    diag = exc.diag
+    text = diag.message_primary or (str(exc).splitlines() or [type(exc).__name__])[0]
+    if diag.constraint_name:
+        text += f" (constraint {diag.constraint_name})"
+    return text
+
+
+def unavailable(exc: psycopg.Error) -> StoreUnavailable:
+    """Translate a connection-level psycopg error."""
+    return StoreUnavailable(f"database unavailable: {describe_db_error(exc)}")

@@ -1,0 +1,76 @@
+"""The apply history: one row per attempt on a tenant (apply, prune, rotate), never updated.
+
+Rows outlive the tenant (prune keeps them) and hold the change list as JSON: records only,
+never credentials (secrets are not records, see ``reconciler.model``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from reconciler.store.revision import GitRevision
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    id: int
+    tenant_id: str
+    at: datetime
+    revision: str | None
+    dirty: bool | None
+    host: str
+    action: str
+    result: str
+    changes: Any
+    error: str | None
+
+
+def record_history(
+    conn: psycopg.Connection,
+    *,
+    tenant_id: str,
+    action: str,
+    result: str,
+    revision: GitRevision | None,
+    host: str,
+    changes: Jsonb,
+    error: str | None = None,
+) -> None:
+    conn.execute(
+        """
+        INSERT INTO pbx.apply_history
+            (tenant_id, revision, dirty, host, action, result, changes, error)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+        """,
+        (
+            tenant_id,
+            revision.commit if revision else None,
+            revision.dirty if revision else None,
+            host,
+            action,
+            result,
+            changes,
+            error,
+        ),
+    )
+
+
+def read_history(
+    conn: psycopg.Connection, *, tenant_id: str | None = None, limit: int = 100
+) -> list[HistoryEntry]:
+    """Most recent first."""
+    rows = conn.execute(
+        """
+        SELECT id, tenant_id, at, revision, dirty, host, action, result, changes, error
+        FROM pbx.apply_history
+        WHERE %(tenant)s::text IS NULL OR tenant_id = %(tenant)s
+        ORDER BY id DESC LIMIT %(limit)s
+        """,
+        {"tenant": tenant_id, "limit": limit},
+    ).fetchall()
+    return [HistoryEntry(*row) for row in rows]

@@ -1,0 +1,271 @@
+"""Versioned schema migrations: one list for the control schema ``pbx``, one list applied to
+every tenant schema ``tenant_<id>``; each applied version is recorded per schema in
+``pbx.schema_migrations``.
+
+``migrate(conn)`` is idempotent and safe to run from several daemons at once (it takes the
+global migration lock, then each tenant's lock). A new tenant's schema is created and migrated
+by ``create_tenant_schema`` inside the transaction that fills it, so a failed first apply
+leaves no half-built schema behind.
+
+Migrations are append-only: never edit a released one, add the next version.
+
+Foreign keys are immediate and match the planner's order (creates/updates parents first,
+deletes children first): tiers -> queues/agents, user links -> users (cascade: the links are
+part of the user) and -> extensions, agent extension -> extensions, DID destination ->
+extensions/queues, credentials -> extensions (cascade). A queue's dial number is unique but
+checked at commit (DEFERRABLE), because two queues may swap numbers within one plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from reconciler.store.errors import MigrationError, describe_db_error
+from reconciler.store.layout import CONTROL_SCHEMA, tenant_schema
+from reconciler.store.locks import lock_migrations, lock_tenant
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema version. ``body`` may name the target schema as ``{schema}``."""
+
+    version: int
+    name: str
+    body: sql.SQL
+
+
+_BOOTSTRAP = sql.SQL("""
+CREATE SCHEMA IF NOT EXISTS pbx;
+CREATE TABLE IF NOT EXISTS pbx.schema_migrations (
+    schema_name text NOT NULL,
+    version integer NOT NULL,
+    name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (schema_name, version)
+);
+""")
+
+CONTROL_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "tenant registry, platform admins, DID index, apply history",
+        sql.SQL("""
+CREATE TABLE pbx.tenants (
+    id text PRIMARY KEY,
+    schema_name text NOT NULL UNIQUE,
+    domain text NOT NULL CHECK (domain = lower(domain)),
+    name text NOT NULL,
+    status text NOT NULL CHECK (status IN ('active', 'suspended', 'orphaned')),
+    extension_min integer NOT NULL,
+    extension_max integer NOT NULL,
+    call_timeout integer NOT NULL,
+    outbound_caller_id_name text,
+    outbound_caller_id_number text,
+    feature_available text NOT NULL,
+    feature_on_break text NOT NULL,
+    feature_logged_out text NOT NULL,
+    spec_digest text,
+    applied_revision text,
+    applied_dirty boolean,
+    applied_at timestamptz,
+    attempted_revision text,
+    attempted_dirty boolean,
+    attempted_at timestamptz,
+    last_result text CHECK (last_result IN ('applied', 'failed')),
+    last_error text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX tenants_domain_key ON pbx.tenants (lower(domain));
+
+CREATE TABLE pbx.platform_admins (
+    email text PRIMARY KEY CHECK (email = lower(email)),
+    name text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE pbx.did_index (
+    number text PRIMARY KEY,
+    tenant_id text NOT NULL REFERENCES pbx.tenants (id) ON DELETE CASCADE
+);
+CREATE INDEX did_index_tenant ON pbx.did_index (tenant_id);
+
+CREATE TABLE pbx.apply_history (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id text NOT NULL,
+    at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    revision text,
+    dirty boolean,
+    host text NOT NULL,
+    action text NOT NULL CHECK (action IN ('apply', 'prune', 'rotate')),
+    result text NOT NULL CHECK (result IN ('applied', 'failed')),
+    changes jsonb NOT NULL DEFAULT '[]',
+    error text
+);
+CREATE INDEX apply_history_tenant_at ON pbx.apply_history (tenant_id, at DESC);
+"""),
+    ),
+)
+
+TENANT_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "extensions, credentials, users, agents, queues, tiers, inbound numbers",
+        sql.SQL("""
+CREATE TABLE {schema}.extensions (
+    number text PRIMARY KEY CHECK (number ~ '^[0-9]+$'),
+    name text NOT NULL,
+    caller_id_name text,
+    caller_id_number text,
+    enabled boolean NOT NULL,
+    call_timeout integer,
+    max_registrations integer NOT NULL CHECK (max_registrations > 0)
+);
+CREATE TABLE {schema}.sip_credentials (
+    extension text PRIMARY KEY REFERENCES {schema}.extensions (number) ON DELETE CASCADE,
+    password text NOT NULL CHECK (length(password) >= 22),
+    a1_hash text NOT NULL CHECK (a1_hash ~ '^[0-9a-f]{{32}}$'),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    rotated_at timestamptz
+);
+CREATE TABLE {schema}.users (
+    email text PRIMARY KEY CHECK (email = lower(email)),
+    name text NOT NULL,
+    role text NOT NULL CHECK (role IN ('admin', 'agent', 'member'))
+);
+CREATE TABLE {schema}.user_extensions (
+    user_email text NOT NULL REFERENCES {schema}.users (email) ON DELETE CASCADE,
+    extension text NOT NULL REFERENCES {schema}.extensions (number),
+    PRIMARY KEY (user_email, extension)
+);
+CREATE INDEX user_extensions_extension ON {schema}.user_extensions (extension);
+CREATE TABLE {schema}.agents (
+    name text PRIMARY KEY,
+    type text NOT NULL,
+    contact text NOT NULL,
+    extension text REFERENCES {schema}.extensions (number),
+    max_no_answer integer NOT NULL,
+    wrap_up_time integer NOT NULL,
+    reject_delay_time integer NOT NULL,
+    busy_delay_time integer NOT NULL,
+    no_answer_delay_time integer NOT NULL,
+    initial_status text
+);
+CREATE INDEX agents_extension ON {schema}.agents (extension);
+CREATE TABLE {schema}.queues (
+    name text PRIMARY KEY,
+    number text NOT NULL CHECK (number ~ '^[0-9]+$'),
+    strategy text NOT NULL,
+    moh_sound text,
+    announce_sound text,
+    announce_frequency integer NOT NULL,
+    record_template text,
+    time_base_score text NOT NULL,
+    tier_rules_apply boolean NOT NULL,
+    tier_rule_wait_second integer NOT NULL,
+    tier_rule_wait_multiply_level boolean NOT NULL,
+    tier_rule_no_agent_no_wait boolean NOT NULL,
+    discard_abandoned_after integer NOT NULL,
+    abandoned_resume_allowed boolean NOT NULL,
+    max_wait_time integer NOT NULL,
+    max_wait_time_with_no_agent integer NOT NULL,
+    max_wait_time_with_no_agent_time_reached integer NOT NULL,
+    ring_progressively_delay integer NOT NULL,
+    skip_agents_with_external_calls boolean NOT NULL,
+    agent_no_answer_status text NOT NULL,
+    CONSTRAINT queues_number_key UNIQUE (number) DEFERRABLE INITIALLY DEFERRED
+);
+CREATE TABLE {schema}.tiers (
+    queue text NOT NULL REFERENCES {schema}.queues (name),
+    agent text NOT NULL REFERENCES {schema}.agents (name),
+    level integer NOT NULL,
+    position integer NOT NULL,
+    PRIMARY KEY (queue, agent)
+);
+CREATE INDEX tiers_agent ON {schema}.tiers (agent);
+CREATE TABLE {schema}.inbound_numbers (
+    number text PRIMARY KEY CHECK (number ~ '^\\+[1-9][0-9]+$'),
+    extension text REFERENCES {schema}.extensions (number),
+    queue text REFERENCES {schema}.queues (name),
+    CHECK ((extension IS NULL) <> (queue IS NULL))
+);
+CREATE INDEX inbound_numbers_extension ON {schema}.inbound_numbers (extension);
+CREATE INDEX inbound_numbers_queue ON {schema}.inbound_numbers (queue);
+"""),
+    ),
+)
+
+CONTROL_VERSION = CONTROL_MIGRATIONS[-1].version
+TENANT_VERSION = TENANT_MIGRATIONS[-1].version
+
+
+def migrate(conn: psycopg.Connection) -> list[tuple[str, int]]:
+    """Bring the control schema and every registered tenant schema to the latest version.
+
+    Returns the ``(schema, version)`` pairs applied now (empty when already current).
+    """
+    applied: list[tuple[str, int]] = []
+    try:
+        with conn.transaction():
+            lock_migrations(conn)
+            conn.execute(_BOOTSTRAP)
+            applied += _apply_pending(conn, CONTROL_SCHEMA, CONTROL_MIGRATIONS)
+            behind = conn.execute(
+                """
+                SELECT t.id FROM pbx.tenants t
+                LEFT JOIN (
+                    SELECT schema_name, max(version) AS version
+                    FROM pbx.schema_migrations GROUP BY schema_name
+                ) m ON m.schema_name = t.schema_name
+                WHERE coalesce(m.version, 0) < %s
+                ORDER BY t.id
+                """,
+                (TENANT_VERSION,),
+            ).fetchall()
+        # One transaction per tenant schema: a thousand schemas' DDL in one transaction
+        # would exhaust the lock table.
+        for (tenant_id,) in behind:
+            with conn.transaction():
+                lock_migrations(conn)
+                lock_tenant(conn, tenant_id)
+                applied += _apply_pending(conn, tenant_schema(tenant_id), TENANT_MIGRATIONS)
+    except psycopg.Error as exc:
+        raise MigrationError(f"schema migration failed: {describe_db_error(exc)}") from exc
+    return applied
+
+
+def create_tenant_schema(conn: psycopg.Connection, tenant_id: str) -> None:
+    """Create and fully migrate ``tenant_<id>`` in the caller's transaction (its first apply)."""
+    schema = tenant_schema(tenant_id)
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    _apply_pending(conn, schema, TENANT_MIGRATIONS)
+
+
+def applied_versions(conn: psycopg.Connection, schema: str) -> list[int]:
+    """Versions recorded for one schema, ascending."""
+    rows = conn.execute(
+        "SELECT version FROM pbx.schema_migrations WHERE schema_name = %s ORDER BY version",
+        (schema,),
+    ).fetchall()
+    return [version for (version,) in rows]
+
+
+def _apply_pending(
+    conn: psycopg.Connection, schema: str, migrations: tuple[Migration, ...]
+) -> list[tuple[str, int]]:
+    done = set(applied_versions(conn, schema))
+    applied: list[tuple[str, int]] = []
+    for migration in migrations:
+        if migration.version in done:
+            continue
+        conn.execute(migration.body.format(schema=sql.Identifier(schema)))
+        conn.execute(
+            "INSERT INTO pbx.schema_migrations (schema_name, version, name) VALUES (%s, %s, %s)",
+            (schema, migration.version, migration.name),
+        )
+        applied.append((schema, migration.version))
+    return applied
