@@ -7,16 +7,26 @@ options are accepted before or after the command name (``pbx --tenants x plan`` 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from reconciler import settings as settings_mod
+from reconciler.model import State, Tenant, TenantState
 from reconciler.settings import ResolvedSettings, SettingsError
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from reconciler.plan import Plan
+    from specs_schema.load import SpecError, SpecSet
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -153,6 +163,393 @@ def schema(**_: Any) -> None:
     from specs_schema.schema import render_schema
 
     click.echo(render_schema(), nl=False)
+
+
+# --- database commands -----------------------------------------------------------------
+
+
+@contextmanager
+def _database(cfg: ResolvedSettings) -> Iterator[psycopg.Connection]:
+    """A connection to the configured (or embedded) database; failures -> exit 1."""
+    from reconciler.store import StoreError, connect, database_url
+
+    try:
+        with database_url(cfg["database_url"]) as dsn, connect(dsn) as conn:
+            yield conn
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _spec_problems(specs: SpecSet, tenant: str | None) -> list[SpecError]:
+    errors = list(specs.errors)
+    if tenant is not None:
+        errors = [e for e in errors if tenant in specs.invalid and e in specs.invalid[tenant]]
+    return errors
+
+
+def _prepare(cfg: ResolvedSettings, conn: psycopg.Connection, tenant: str | None) -> _Prepared:
+    """Load specs and the stored state, and plan (optionally one tenant only)."""
+    from reconciler.model import tenant_state_from_spec
+    from reconciler.plan import plan
+    from reconciler.store import read_state
+    from specs_schema.load import load_specs
+
+    tenants_dir = Path(cfg["tenants"])
+    if not tenants_dir.is_dir():
+        raise click.UsageError(f"tenants directory not found: {tenants_dir}")
+    specs = load_specs([tenants_dir])
+    desired = {t: tenant_state_from_spec(s.spec) for t, s in specs.tenants.items()}
+    actual = read_state(conn)
+    if tenant is not None:
+        known = set(desired) | set(actual) | set(specs.invalid)
+        if tenant not in known:
+            raise click.ClickException(f"unknown tenant: {tenant}")
+        desired = {t: v for t, v in desired.items() if t == tenant}
+        actual = {t: v for t, v in actual.items() if t == tenant}
+    changes = plan(desired, actual, frozen=specs.invalid)
+    return _Prepared(specs, desired, actual, changes, _spec_problems(specs, tenant))
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    specs: SpecSet
+    desired: State
+    actual: State
+    plan: Plan
+    errors: list[SpecError]
+
+    def tenant_records(self) -> dict[str, Tenant]:
+        out = {t: s.tenant for t, s in self.actual.items()}
+        out.update({t: s.tenant for t, s in self.desired.items()})
+        return out
+
+    def post_apply_state(self) -> State:
+        """What the database will hold after the plan: the live switches' desired state."""
+        state: dict[str, TenantState] = dict(self.actual)
+        state.update(self.desired)
+        for change in self.plan.changes:
+            if change.kind.value == "tenant" and change.after is not None:
+                current = state.get(change.tenant)
+                if current is not None and isinstance(change.after, Tenant):
+                    state[change.tenant] = replace(current, tenant=change.after)
+        return state
+
+
+def _report_spec_errors(errors: list[SpecError], specs: SpecSet) -> None:
+    for error in errors:
+        click.echo(str(error), err=True)
+    if errors:
+        frozen = ", ".join(sorted(specs.invalid)) or "none"
+        click.echo(f"{len(errors)} spec error(s); tenants left untouched: {frozen}", err=True)
+
+
+@main.command("plan")
+@click.option("--tenant", "tenant_filter", metavar="ID", help="Plan one tenant only.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 no changes, 1 error, 2 changes.")
+@click.option(
+    "--live/--no-live",
+    default=True,
+    show_default=True,
+    help="Also diff reachable FreeSWITCH nodes.",
+)
+@global_options
+@click.pass_context
+def plan_command(
+    ctx: click.Context,
+    tenant_filter: str | None,
+    output: str,
+    detailed_exitcode: bool,
+    live: bool,
+    **_: Any,
+) -> None:
+    """Show what `pbx apply` would change in the database (and on live switches)."""
+    from reconciler.plan import render_text, to_json
+
+    cfg = resolved(ctx)
+    with _database(cfg) as conn:
+        prepared = _prepare(cfg, conn, tenant_filter)
+    live_reports = _live_preview(cfg, prepared.post_apply_state()) if live else []
+    live_changes = any(not r.get("empty", True) for r in live_reports)
+    if output == "json":
+        payload = to_json(prepared.plan)
+        payload["errors"] = [e.to_dict() for e in prepared.errors]
+        payload["frozen_tenants"] = sorted(prepared.specs.invalid)
+        payload["live"] = live_reports
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+    else:
+        click.echo(render_text(prepared.plan, tenants=prepared.tenant_records()), nl=False)
+        for report in live_reports:
+            click.echo(_live_text(report), nl=False)
+    _report_spec_errors(prepared.errors, prepared.specs)
+    if prepared.errors:
+        sys.exit(1)
+    has_changes = not prepared.plan.empty or live_changes
+    sys.exit(2 if detailed_exitcode and has_changes else 0)
+
+
+def _live_preview(cfg: ResolvedSettings, state: State) -> list[dict[str, Any]]:
+    """Per node: the callcenter commands a reconcile would send (unreachable nodes say so)."""
+    try:
+        from reconciler.nodes import preview_nodes
+    except ImportError:  # pragma: no cover - live module not installed
+        return []
+    try:
+        return asyncio.run(preview_nodes(list(cfg["freeswitch"]), state))
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _live_text(report: dict[str, Any]) -> str:
+    node = report.get("node", "?")
+    if report.get("error"):
+        return f"\nnode {node}: not reachable ({report['error']}); live state not compared\n"
+    lines = [f"\nnode {node}: mod_callcenter"]
+    for change in report.get("changes", []):
+        lines.append(
+            f"  {change['symbol']} {change['kind']} {change['key']}: {'; '.join(change['commands'])}"
+        )
+    if report.get("unmanaged"):
+        lines.append(f"  (unmanaged, left alone: {', '.join(report['unmanaged'])})")
+    if len(lines) == 1:
+        lines.append("  no changes")
+    return "\n".join(lines) + "\n"
+
+
+@main.command("apply")
+@click.option("--tenant", "tenant_filter", metavar="ID", help="Apply one tenant only.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (automation).")
+@global_options
+@click.pass_context
+def apply_command(ctx: click.Context, tenant_filter: str | None, yes: bool, **_: Any) -> None:
+    """Apply the plan to the database, one transaction per tenant."""
+    from reconciler.plan import render_text
+    from reconciler.store import apply_plan, git_revision
+
+    cfg = resolved(ctx)
+    with _database(cfg) as conn:
+        prepared = _prepare(cfg, conn, tenant_filter)
+        _report_spec_errors(prepared.errors, prepared.specs)
+        if prepared.plan.empty:
+            click.echo("No changes. The database matches the specs.")
+            sys.exit(1 if prepared.errors else 0)
+        click.echo(render_text(prepared.plan, tenants=prepared.tenant_records()), nl=False)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise click.ClickException(
+                    "refusing to apply without --yes: stdin is not a terminal"
+                )
+            if not click.confirm("Apply these changes?", default=False):
+                click.echo("Cancelled; nothing applied.")
+                sys.exit(1)
+        tenants_dir = Path(cfg["tenants"])
+        report = apply_plan(
+            conn,
+            prepared.plan,
+            desired=prepared.desired,
+            revision=git_revision(tenants_dir),
+            digests={t: prepared.specs.tenants[t].digest for t in prepared.desired},
+            frozen=prepared.specs.invalid,
+        )
+    for tenant_id in report.applied:
+        counts = prepared.plan.for_tenant(tenant_id).counts()
+        click.echo(f"applied {tenant_id}: {sum(counts.values())} change(s)")
+    for tenant_id in report.unchanged:
+        click.echo(f"unchanged {tenant_id}: already at the spec")
+    for tenant_id, error in report.failed.items():
+        click.echo(f"FAILED {tenant_id}: {error} (rolled back)", err=True)
+    click.echo(
+        f"Apply complete: {len(report.applied)} tenant(s) applied, "
+        f"{len(report.failed)} failed, {len(prepared.specs.invalid)} skipped (invalid spec)."
+    )
+    sys.exit(0 if report.ok and not prepared.errors else 1)
+
+
+@main.group()
+def credentials() -> None:
+    """SIP credentials of an extension (generated; never stored in git)."""
+
+
+@credentials.command("show")
+@click.argument("tenant")
+@click.argument("extension")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@global_options
+@click.pass_context
+def credentials_show(
+    ctx: click.Context, tenant: str, extension: str, output: str, **_: Any
+) -> None:
+    """Print the SIP username, domain and password, for provisioning a phone."""
+    from reconciler.store import show_credentials
+
+    cfg = resolved(ctx)
+    with _database(cfg) as conn:
+        creds = show_credentials(conn, tenant, extension)
+    if output == "json":
+        click.echo(json.dumps(creds.to_dict()))
+    else:
+        click.echo(
+            f"username: {creds.username}\ndomain:   {creds.domain}\npassword: {creds.password}"
+        )
+
+
+@credentials.command("rotate")
+@click.argument("tenant")
+@click.argument("extension")
+@global_options
+@click.pass_context
+def credentials_rotate(ctx: click.Context, tenant: str, extension: str, **_: Any) -> None:
+    """Replace the password and a1-hash of an extension (phones must be re-provisioned)."""
+    from reconciler.store import rotate_credentials
+
+    cfg = resolved(ctx)
+    with _database(cfg) as conn:
+        rotate_credentials(conn, tenant, extension)
+    click.echo(
+        f"rotated credentials of {extension} in tenant {tenant}; "
+        f"`pbx credentials show {tenant} {extension}` prints the new password"
+    )
+
+
+@main.command()
+@click.argument("tenant")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@global_options
+@click.pass_context
+def prune(ctx: click.Context, tenant: str, yes: bool, **_: Any) -> None:
+    """Archive an orphaned tenant: its schema is renamed, not dropped."""
+    from reconciler.store import prune_tenant
+
+    cfg = resolved(ctx)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.ClickException("refusing to prune without --yes: stdin is not a terminal")
+        if not click.confirm(f"Archive orphaned tenant {tenant}?", default=False):
+            click.echo("Cancelled.")
+            sys.exit(1)
+    with _database(cfg) as conn:
+        archive = prune_tenant(conn, tenant)
+    click.echo(f"pruned {tenant}: schema archived as {archive} (data kept, no longer registered)")
+
+
+# --- render ----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--section", type=click.Choice(["directory", "dialplan", "configuration"]), required=True
+)
+@click.option("--domain", help="directory: the SIP domain.")
+@click.option("--user", "user_id", help="directory: the extension number.")
+@click.option("--action", default="sip_auth", show_default=True, help="directory: lookup action.")
+@click.option("--context", help="dialplan: the context (a tenant domain, or public).")
+@click.option("--number", help="dialplan: the destination number.")
+@click.option("--caller", help="dialplan: the calling extension (for feature codes).")
+@click.option(
+    "--name",
+    "config_name",
+    default="callcenter.conf",
+    show_default=True,
+    help="configuration: the file name.",
+)
+@click.option(
+    "--queue", help="configuration: one queue (as CC-Queue), e.g. support@acme.example.com."
+)
+@global_options
+@click.pass_context
+def render(
+    ctx: click.Context,
+    section: str,
+    domain: str | None,
+    user_id: str | None,
+    action: str,
+    context: str | None,
+    number: str | None,
+    caller: str | None,
+    config_name: str,
+    queue: str | None,
+    **_: Any,
+) -> None:
+    """Print the XML the endpoint would answer, from the applied state (no switch needed)."""
+    from reconciler.snapshot import build_snapshot
+    from reconciler.store import read_a1_hashes
+    from reconciler.store import read_state as read_db_state
+    from reconciler.templating import load_templates
+    from reconciler.xmlcurl import answer
+
+    cfg = resolved(ctx)
+    form: dict[str, str] = {"hostname": "pbx-render", "section": section}
+    if section == "directory":
+        if not domain or not user_id:
+            raise click.UsageError("--section directory needs --domain and --user")
+        form.update(
+            tag_name="domain",
+            key_name="name",
+            key_value=domain,
+            action=action,
+            user=user_id,
+            domain=domain,
+            key="id",
+        )
+    elif section == "dialplan":
+        if not context or not number:
+            raise click.UsageError("--section dialplan needs --context and --number")
+        form.update(
+            {
+                "Hunt-Context": context,
+                "Caller-Context": context,
+                "Hunt-Destination-Number": number,
+                "Caller-Destination-Number": number,
+            }
+        )
+        if caller:
+            form.update(
+                {
+                    "variable_user_name": caller,
+                    "variable_domain_name": context,
+                    "Caller-Username": caller,
+                }
+            )
+    else:
+        form.update(tag_name="configuration", key_name="name", key_value=config_name)
+        if queue:
+            form["CC-Queue"] = queue
+    with _database(cfg) as conn:
+        snapshot = build_snapshot(read_db_state(conn), read_a1_hashes(conn))
+    templates = load_templates(cfg["templates"])
+    result = answer(snapshot, form, templates)
+    click.echo(result.body, nl=not result.body.endswith("\n"))
+    sys.exit(0 if result.result != "not_found" else 1)
+
+
+# --- status ----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--url", help="Daemon base URL [PBX_STATUS_URL; default http://<listen>].")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@global_options
+@click.pass_context
+def status(ctx: click.Context, url: str | None, output: str, **_: Any) -> None:
+    """Readable view of a running daemon's /status."""
+    import urllib.error
+    import urllib.request
+
+    cfg = resolved(ctx, status_url=url)
+    base = cfg["status_url"] or f"http://{cfg['listen']}"
+    target = base.rstrip("/") + "/status"
+    try:
+        with urllib.request.urlopen(target, timeout=5) as response:  # noqa: S310 - operator-given URL
+            payload = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        click.echo(f"daemon not reachable at {target}: {exc}", err=True)
+        sys.exit(1)
+    if output == "json":
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        from reconciler.status_view import render_status
+
+        click.echo(render_status(payload), nl=False)
 
 
 def run_main() -> None:
