@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.esl import EslConnectionError, quote_arg
-from reconciler.model import Kind, State, fs_name
+from reconciler.model import PUBLIC_CONTEXT, Kind, State, fs_name
 from reconciler.plan import Action
 
 log = logging.getLogger(__name__)
@@ -318,15 +318,23 @@ def queue_digest(params: Mapping[str, str]) -> str:
 
 
 def desired_live(state: State) -> DesiredLive:
-    """What every switch should hold: the queues, agents and tiers of served tenants."""
+    """What every switch should hold: the queues, agents and tiers of served tenants.
+
+    Served means what the snapshot serves: an active tenant whose domain no other active
+    tenant claims and is not the reserved ``public`` context. Anything else would push a
+    queue that callcenter.conf refuses (or two tenants' agents into one namespace)."""
+    claimants: dict[str, list[str]] = {}
+    for tenant_id in sorted(state):
+        tenant = state[tenant_id].tenant
+        if tenant.served:
+            claimants.setdefault(tenant.domain.lower(), []).append(tenant_id)
     agents: dict[str, DesiredAgent] = {}
     queues: dict[str, DesiredQueue] = {}
     tiers: dict[tuple[str, str], DesiredTier] = {}
-    for tenant_state in state.values():
-        tenant = tenant_state.tenant
-        if not tenant.served:
+    for domain, ids in sorted(claimants.items()):
+        if len(ids) > 1 or domain == PUBLIC_CONTEXT:
             continue
-        domain = tenant.domain
+        tenant_state = state[ids[0]]
         for a in tenant_state.agents.values():
             name = fs_name(a.name, domain)
             agents[name] = DesiredAgent(

@@ -1054,3 +1054,15 @@ def test_planned_commands_converge_and_leave_runtime_and_strangers_alone(
             assert switch.loaded_from[q.name] == q.digest
 
     asyncio.run(run())
+
+
+def test_a_domain_claimed_twice_is_not_pushed_like_it_is_not_served() -> None:
+    """The snapshot serves neither tenant of a clashing domain; pushing their agents and
+    queues would mix two tenants in one namespace and load queues nobody serves."""
+    state = {
+        **acme_state(),
+        "acme2": tenant_state("acme2", ACME.upper(), agents=[agent("alice")]),
+        "pub": tenant_state("pub", "public", agents=[agent("x", "public")]),
+    }
+    assert desired_live(state) == DesiredLive()
+    assert managed_domains(state) == {ACME, "public"}
