@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -290,14 +292,34 @@ def plan_command(
 
 def _live_preview(cfg: ResolvedSettings, state: State) -> list[dict[str, Any]]:
     """Per node: the callcenter commands a reconcile would send (unreachable nodes say so)."""
+    from reconciler.nodes import NodeSpecError, parse_node_specs
+
     try:
-        from reconciler.nodes import preview_nodes
-    except ImportError:  # pragma: no cover - live module not installed
-        return []
-    try:
-        return asyncio.run(preview_nodes(list(cfg["freeswitch"]), state))
-    except SettingsError as exc:
+        nodes = parse_node_specs(cfg["freeswitch"])
+    except NodeSpecError as exc:
         raise click.UsageError(str(exc)) from exc
+    return asyncio.run(_preview_nodes(nodes, state))
+
+
+async def _preview_nodes(nodes: Any, state: State) -> list[dict[str, Any]]:
+    from reconciler.callcenter import desired_live, managed_domains
+    from reconciler.nodes import LiveReconciler
+
+    live = LiveReconciler(nodes)
+    reports = await live.plan_only(desired_live(state), managed_domains(state), connect_timeout=2.0)
+    out: list[dict[str, Any]] = []
+    for report in reports:
+        entry: dict[str, Any] = {"node": report.node, "connected": report.connected}
+        if report.errors:
+            entry["error"] = "; ".join(report.errors)
+        changes = report.plan.changes if report.plan is not None else ()
+        entry["changes"] = [
+            {"symbol": c.action.value, **c.to_dict(), "key": c.name} for c in changes
+        ]
+        entry["unmanaged"] = list(report.unmanaged)
+        entry["empty"] = not changes
+        out.append(entry)
+    return out
 
 
 def _live_text(report: dict[str, Any]) -> str:
@@ -522,6 +544,73 @@ def render(
     sys.exit(0 if result.result != "not_found" else 1)
 
 
+# --- run -------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    help="xml_curl/health/metrics address [PBX_LISTEN, 127.0.0.1:8080].",
+)
+@click.option(
+    "--xml-curl-auth",
+    metavar="USER:PASS",
+    help="Basic auth FreeSWITCH must send [PBX_XML_CURL_AUTH].",
+)
+@click.option(
+    "--interval",
+    type=float,
+    metavar="SECONDS",
+    help="Full resync period, jittered [PBX_INTERVAL, 60].",
+)
+@click.option("--git-url", help="Fetch specs from this git repository [PBX_GIT_URL].")
+@click.option("--git-branch", help="Branch of --git-url [PBX_GIT_BRANCH, main].")
+@click.option(
+    "--git-poll", type=float, metavar="SECONDS", help="Git poll period [PBX_GIT_POLL, 30]."
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    help="Persisted snapshot and embedded DB [PBX_STATE_DIR].",
+)
+@global_options
+@click.pass_context
+def run(ctx: click.Context, **_: Any) -> None:
+    """The daemon: watch specs, reconcile PostgreSQL and FreeSWITCH, serve xml_curl."""
+    from reconciler import logs
+    from reconciler.daemon import DaemonConfig, default_state_dir, run_daemon
+    from reconciler.nodes import NodeSpecError, parse_node_specs
+    from reconciler.settings import parse_credentials, parse_host_port
+
+    cfg = resolved(ctx)
+    logs.configure(cfg["log_format"])
+    try:
+        host, port = parse_host_port(cfg["listen"])
+        auth = parse_credentials(cfg["xml_curl_auth"])
+        nodes = parse_node_specs(cfg["freeswitch"])
+    except (SettingsError, NodeSpecError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    state_dir = Path(cfg["state_dir"]) if cfg["state_dir"] else default_state_dir()
+    config = DaemonConfig(
+        tenants_dir=Path(cfg["tenants"]),
+        database_url=cfg["database_url"],
+        listen_host=host,
+        listen_port=port,
+        xml_curl_auth=auth,
+        nodes=nodes,
+        interval=float(cfg["interval"]),
+        templates_dir=Path(cfg["templates"]) if cfg["templates"] else None,
+        state_dir=state_dir,
+        git_url=cfg["git_url"],
+        git_branch=cfg["git_branch"],
+        git_poll=float(cfg["git_poll"]),
+    )
+    for name, described in cfg.describe().items():
+        logs.event(logging.getLogger("reconciler.settings"), "setting", name=name, value=described)
+    sys.exit(run_daemon(config))
+
+
 # --- status ----------------------------------------------------------------------------
 
 
@@ -553,6 +642,8 @@ def status(ctx: click.Context, url: str | None, output: str, **_: Any) -> None:
 
 
 def run_main() -> None:
+    # pgserver's platformdirs warns about XDG_RUNTIME_DIR on servers; it is harmless noise
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     main(prog_name="pbx")
 
 

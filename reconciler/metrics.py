@@ -36,7 +36,9 @@ class Metrics:
         self.invalid_tenants = Gauge(
             "pbx_invalid_tenants", "Tenants whose spec file is invalid (frozen).", registry=r
         )
-        self.spec_errors = Gauge("pbx_spec_errors", "Spec errors found by the last pass.", registry=r)
+        self.spec_errors = Gauge(
+            "pbx_spec_errors", "Spec errors found by the last pass.", registry=r
+        )
         self.xmlcurl_requests = Counter(
             "pbx_xmlcurl_requests_total",
             "mod_xml_curl requests by section and result.",
@@ -51,7 +53,10 @@ class Metrics:
             registry=r,
         )
         self.esl_connected = Gauge(
-            "pbx_esl_connected", "1 when the node's event socket is connected.", ["node"], registry=r
+            "pbx_esl_connected",
+            "1 when the node's event socket is connected.",
+            ["node"],
+            registry=r,
         )
         self.live_commands = Counter(
             "pbx_callcenter_commands_total",

@@ -53,6 +53,7 @@ class PassOutcome:
     planned_tenants: frozenset[str]
     seconds: float
     refreshed: frozenset[str] = frozenset()
+    state_changed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -68,23 +69,30 @@ class AppliedState:
     a1_hashes: dict[tuple[str, str], str] = field(default_factory=dict)
     registry: dict[str, RegistryEntry] = field(default_factory=dict)
 
-    def replace_tenants(self, conn: psycopg.Connection, tenant_ids: frozenset[str] | None) -> None:
-        """Re-read some tenants (None: all) from the database into memory."""
+    def replace_tenants(self, conn: psycopg.Connection, tenant_ids: frozenset[str] | None) -> bool:
+        """Re-read some tenants (None: all) from the database; True when anything differs
+        from what was held (so unchanged re-reads cost no snapshot rebuild)."""
         if tenant_ids is None:
-            self.state = read_state(conn)
-            self.a1_hashes = read_a1_hashes(conn)
+            state, hashes = read_state(conn), read_a1_hashes(conn)
+            changed = state != self.state or hashes != self.a1_hashes
+            self.state, self.a1_hashes = state, hashes
             self.registry = read_registry(conn)
-            return
+            return changed
         if not tenant_ids:
-            return
+            return False
         fresh = read_state(conn, tenants=tenant_ids)
         hashes = read_a1_hashes(conn, tenants=tenant_ids)
+        before_state = {t: self.state[t] for t in tenant_ids if t in self.state}
+        before_hashes = {k: v for k, v in self.a1_hashes.items() if k[0] in tenant_ids}
+        changed = fresh != before_state or hashes != before_hashes
         for tenant_id in tenant_ids:
             self.state.pop(tenant_id, None)
         self.state.update(fresh)
-        self.a1_hashes = {k: v for k, v in self.a1_hashes.items() if k[0] not in tenant_ids}
-        self.a1_hashes.update(hashes)
+        if changed:
+            self.a1_hashes = {k: v for k, v in self.a1_hashes.items() if k[0] not in tenant_ids}
+            self.a1_hashes.update(hashes)
         self.registry = read_registry(conn)
+        return changed
 
 
 class Reconciler:
@@ -117,14 +125,15 @@ class Reconciler:
         self._desired_cache = cache
         return desired
 
-    def bootstrap(self, conn: psycopg.Connection) -> None:
-        """Migrate and read the whole applied state (start-up, and after a reconnect)."""
+    def bootstrap(self, conn: psycopg.Connection) -> bool:
+        """Migrate and read the whole applied state (start-up, reconnect, full passes);
+        True when it differs from what was held."""
         migrate(conn)
-        self.applied.replace_tenants(conn, None)
+        return self.applied.replace_tenants(conn, None)
 
-    def refresh(self, conn: psycopg.Connection, tenant_ids: frozenset[str] | None) -> None:
-        """Follow another daemon's apply (HA followers, on NOTIFY)."""
-        self.applied.replace_tenants(conn, tenant_ids)
+    def refresh(self, conn: psycopg.Connection, tenant_ids: frozenset[str] | None) -> bool:
+        """Follow an apply made elsewhere (another daemon, `pbx apply`, a rotation)."""
+        return self.applied.replace_tenants(conn, tenant_ids)
 
     def run_pass(self, conn: psycopg.Connection, *, full: bool) -> PassOutcome:
         started = time.perf_counter()
@@ -132,8 +141,9 @@ class Reconciler:
         revision = git_revision(self.tenants_dir)
         desired = self.desired_state(specs)
         invalid = frozenset(specs.invalid)
+        state_changed = False
         if full:
-            self.bootstrap(conn)
+            state_changed = self.bootstrap(conn)
             candidates = frozenset(desired) | frozenset(self.applied.state)
         else:
             candidates = self._changed(specs, desired)
@@ -157,7 +167,7 @@ class Reconciler:
         if specs.platform is not None:
             sync_platform_admins(conn, {a.email: a.name for a in specs.platform.super_admins})
         touched = frozenset(changes.tenants()) | frozenset(report.applied)
-        self.applied.replace_tenants(conn, touched)
+        state_changed = self.applied.replace_tenants(conn, touched) or state_changed
         outcome = PassOutcome(
             full=full,
             revision=revision,
@@ -168,6 +178,7 @@ class Reconciler:
             planned_tenants=candidates,
             seconds=time.perf_counter() - started,
             refreshed=touched,
+            state_changed=state_changed,
         )
         self._log(outcome)
         return outcome
@@ -177,7 +188,8 @@ class Reconciler:
         changed = {
             tenant_id
             for tenant_id, loaded in specs.tenants.items()
-            if (entry := registry.get(tenant_id)) is None or entry.spec_digest != loaded.digest
+            if (entry := registry.get(tenant_id)) is None
+            or entry.spec_digest != loaded.digest
             or tenant_id not in self.applied.state
         }
         removed = {
@@ -201,6 +213,8 @@ class Reconciler:
                 fields["changed"] = ",".join(sorted(change.fields))
             event(log, "change applied", **fields)
         for tenant_id, error in outcome.report.failed.items():
-            event(log, "tenant apply rolled back", logging.ERROR, tenant=tenant_id, error=str(error))
+            event(
+                log, "tenant apply rolled back", logging.ERROR, tenant=tenant_id, error=str(error)
+            )
         for error in outcome.spec_errors:
             event(log, "spec error", logging.WARNING, error=str(error))
