@@ -119,6 +119,7 @@ class Daemon:
         self._reasons: set[str] = {"startup"}
         self._notified: frozenset[str] = frozenset()
         self._stop = asyncio.Event()
+        self.serving = asyncio.Event()  # set once the HTTP server listens
         self._ready_for_passes = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._exit = contextlib.ExitStack()
@@ -164,8 +165,19 @@ class Daemon:
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT (or ``request_stop``); returns the exit code."""
         self._announce()
+        try:
+            self.config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            event(
+                log,
+                "state dir not usable",
+                logging.WARNING,
+                path=str(self.config.state_dir),
+                error=str(exc),
+            )
         self._load_persisted_snapshot()
         await self._start_http()
+        self.serving.set()
         if self.config.install_signal_handlers:
             self._install_signals()
         await self.live.start()

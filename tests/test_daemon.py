@@ -1,0 +1,374 @@
+"""The daemon end to end, in process: real PostgreSQL, the fake FreeSWITCH ESL peer, the real
+xml_curl endpoint. Waits poll with generous limits; nothing here asserts a duration."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import psycopg
+import pytest
+
+from reconciler.daemon import Daemon, DaemonConfig
+from reconciler.nodes import parse_node_spec
+from tests.fakes.fake_freeswitch import FakeFreeSwitch
+
+ACME = """\
+id: acme
+domain: acme.example.com
+name: Acme
+extensions:
+  - {number: "1001", name: Alice}
+  - {number: "1002", name: Bob}
+agents:
+  - {name: alice, extension: "1001", initial_status: Available}
+queues:
+  - name: support
+    number: "7000"
+    tiers:
+      - {agent: alice, level: 1, position: 1}
+"""
+
+BETA = """\
+id: beta
+domain: beta.example.com
+name: Beta
+extensions:
+  - {number: "2001", name: Bea}
+agents:
+  - {name: bea, extension: "2001"}
+"""
+
+AUTH = ("freeswitch", "s3cret-xml-curl")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def sip_auth_form(domain: str, user: str) -> dict[str, str]:
+    return {
+        "hostname": "fs1",
+        "section": "directory",
+        "tag_name": "domain",
+        "key_name": "name",
+        "key_value": domain,
+        "action": "sip_auth",
+        "sip_auth_username": user,
+        "sip_auth_realm": domain,
+        "key": "id",
+        "user": user,
+        "domain": domain,
+    }
+
+
+async def lookup(port: int, domain: str, user: str) -> str:
+    headers = {"Authorization": "Basic " + base64.b64encode(":".join(AUTH).encode()).decode()}
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.post(
+            f"http://127.0.0.1:{port}/freeswitch/xml", data=sip_auth_form(domain, user)
+        ) as r,
+    ):
+        assert r.status == 200
+        return await r.text()
+
+
+def found(body: str, user: str) -> bool:
+    return f'<user id="{user}"' in body
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], what: str, timeout: float = 15.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"timed out waiting for: {what}")
+
+
+@contextlib.asynccontextmanager
+async def running(config: DaemonConfig) -> AsyncIterator[Daemon]:
+    daemon = Daemon(config)
+    task = asyncio.create_task(daemon.run())
+    await asyncio.wait_for(daemon.serving.wait(), 10)
+    try:
+        yield daemon
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, 30) == 0
+
+
+def config_for(
+    tmp_path: Path, dsn: str, *, port: int, nodes: tuple = (), name: str = "d1"
+) -> DaemonConfig:
+    return DaemonConfig(
+        tenants_dir=tmp_path / "tenants.d",
+        database_url=dsn,
+        listen_port=port,
+        xml_curl_auth=AUTH,
+        nodes=nodes,
+        interval=3600.0,
+        state_dir=tmp_path / name,
+        install_signal_handlers=False,
+        leader_poll=0.2,
+        debounce_ms=50,
+    )
+
+
+@pytest.fixture
+def tenants_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "tenants.d"
+    directory.mkdir()
+    (directory / "acme.yaml").write_text(ACME)
+    return directory
+
+
+async def test_edit_is_served_and_pushed_to_the_switch(
+    tmp_path: Path, tenants_dir: Path, pg_dsn: str
+) -> None:
+    port = free_port()
+    async with FakeFreeSwitch(
+        xml_curl_url=f"http://127.0.0.1:{port}/freeswitch/xml", xml_curl_credentials=":".join(AUTH)
+    ) as fs:
+        node = parse_node_spec(f"{fs.host}:{fs.port}:{fs.password}")
+        async with running(config_for(tmp_path, pg_dsn, port=port, nodes=(node,))) as daemon:
+
+            async def synced() -> bool:
+                return (
+                    found(await lookup(port, "acme.example.com", "1001"), "1001")
+                    and "alice@acme.example.com" in fs.agents
+                    and ("support@acme.example.com", "alice@acme.example.com") in fs.tiers
+                )
+
+            await eventually(synced, "first sync of acme to the database, xml_curl and the switch")
+            assert fs.agents["alice@acme.example.com"].status == "Available"
+            assert not found(await lookup(port, "acme.example.com", "1005"), "1005")
+
+            edited = ACME.replace(
+                '  - {number: "1002", name: Bob}\n',
+                '  - {number: "1002", name: Bob}\n  - {number: "1005", name: Dave}\n',
+            ).replace(
+                "agents:\n",
+                'agents:\n  - {name: dave, extension: "1005"}\n',
+            )
+            (tenants_dir / "acme.yaml").write_text(edited)
+
+            async def applied() -> bool:
+                return (
+                    found(await lookup(port, "acme.example.com", "1005"), "1005")
+                    and "dave@acme.example.com" in fs.agents
+                )
+
+            await eventually(applied, "the edit served by xml_curl and pushed to the switch")
+            assert fs.agents["dave@acme.example.com"].contact == "user/1005@acme.example.com"
+            # a person put alice on break: runtime status survives every later pass
+            fs.agents["alice@acme.example.com"].status = "On Break"
+            daemon.trigger("test", full=True)
+            passes = daemon.passes
+            await daemon.wait_passes(passes + 1)
+            assert fs.agents["alice@acme.example.com"].status == "On Break"
+
+
+async def test_broken_file_freezes_only_its_tenant(
+    tmp_path: Path, tenants_dir: Path, pg_dsn: str
+) -> None:
+    (tenants_dir / "beta.yaml").write_text(BETA)
+    port = free_port()
+    async with running(config_for(tmp_path, pg_dsn, port=port)) as daemon:
+
+        async def both() -> bool:
+            return found(await lookup(port, "beta.example.com", "2001"), "2001") and found(
+                await lookup(port, "acme.example.com", "1001"), "1001"
+            )
+
+        await eventually(both, "both tenants served")
+        (tenants_dir / "beta.yaml").write_text(
+            BETA.replace("name: Bea}", "name: Bea, colour: red}")
+        )
+        (tenants_dir / "acme.yaml").write_text(
+            ACME.replace("name: Bob}", 'name: Bob}\n  - {number: "1003", name: Carl}')
+        )
+
+        async def acme_applied() -> bool:
+            return found(await lookup(port, "acme.example.com", "1003"), "1003")
+
+        await eventually(acme_applied, "acme's edit applied despite beta's broken file")
+        assert found(await lookup(port, "beta.example.com", "2001"), "2001"), "beta keeps serving"
+        status = daemon.status_payload()["tenants"]["beta"]
+        assert status["last_error"].startswith("invalid spec")
+        assert any("colour: unknown key" in e for e in status["spec_errors"])
+        assert daemon.metrics.invalid_tenants._value.get() == 1  # type: ignore[attr-defined]
+
+
+async def test_two_daemons_one_leader_and_failover(
+    tmp_path: Path, tenants_dir: Path, pg_dsn: str
+) -> None:
+    port_a, port_b = free_port(), free_port()
+    first = Daemon(config_for(tmp_path, pg_dsn, port=port_a, name="a"))
+    first_task = asyncio.create_task(first.run())
+    await asyncio.wait_for(first.serving.wait(), 10)
+    try:
+        await eventually(lambda: _true(first.is_leader), "first daemon leads")
+        async with running(config_for(tmp_path, pg_dsn, port=port_b, name="b")) as second:
+            await eventually(
+                lambda: _found_async(port_b, "acme.example.com", "1001"),
+                "the follower serves the leader's apply",
+            )
+            assert not second.is_leader
+            # the follower follows an apply made by the leader, via NOTIFY
+            (tenants_dir / "acme.yaml").write_text(
+                ACME.replace("name: Bob}", 'name: Bob}\n  - {number: "1009", name: Ian}')
+            )
+            await eventually(
+                lambda: _found_async(port_b, "acme.example.com", "1009"),
+                "follower refreshed on NOTIFY",
+            )
+            first.request_stop()
+            assert await asyncio.wait_for(first_task, 30) == 0
+            await eventually(lambda: _true(second.is_leader), "the follower takes over")
+            (tenants_dir / "acme.yaml").write_text(
+                ACME.replace("name: Bob}", 'name: Bob}\n  - {number: "1010", name: Jo}')
+            )
+            await eventually(
+                lambda: _found_async(port_b, "acme.example.com", "1010"), "the new leader applies"
+            )
+    finally:
+        first.request_stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(first_task, 30)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _found_async(port: int, domain: str, user: str) -> bool:
+    return found(await lookup(port, domain, user), user)
+
+
+async def test_restart_during_database_outage_serves_persisted_snapshot(
+    tmp_path: Path, tenants_dir: Path, pg_dsn: str
+) -> None:
+    port = free_port()
+    async with running(config_for(tmp_path, pg_dsn, port=port)):
+        await eventually(lambda: _found_async(port, "acme.example.com", "1001"), "served")
+    assert (tmp_path / "d1" / "snapshot.json").stat().st_mode & 0o077 == 0
+    dead = "postgresql://postgres@127.0.0.1:1/nowhere?connect_timeout=1"
+    async with running(config_for(tmp_path, dead, port=port)) as daemon:
+        await eventually(lambda: _found_async(port, "acme.example.com", "1001"), "served from disk")
+        assert not daemon.database_up
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> object:
+    """A pgserver cluster this test may stop and start again."""
+    import pgserver
+
+    datadir = tmp_path / "pg"
+    server = pgserver.get_server(datadir, cleanup_mode="stop")
+    yield datadir, server
+    with contextlib.suppress(Exception):
+        server.cleanup()
+
+
+def _pg_ctl(datadir: Path, *args: str) -> None:
+    import subprocess
+
+    import pgserver
+
+    bin_dir = Path(pgserver.__file__).parent / "pginstall" / "bin"
+    # as root, pgserver runs the cluster as its own "pgserver" user; so must pg_ctl
+    user = "pgserver" if os.geteuid() == 0 else None
+    subprocess.run(
+        [str(bin_dir / "pg_ctl"), "-D", str(datadir), "-w", *args],
+        check=True,
+        capture_output=True,
+        user=user,
+    )
+
+
+async def test_postgres_outage_keeps_serving_and_resumes(
+    tmp_path: Path, tenants_dir: Path, own_postgres: object
+) -> None:
+    datadir, server = own_postgres  # type: ignore[misc]
+    dsn = server.get_uri()
+    port = free_port()
+    async with running(config_for(tmp_path, dsn, port=port)) as daemon:
+        await eventually(lambda: _found_async(port, "acme.example.com", "1001"), "served")
+        await asyncio.to_thread(_pg_ctl, datadir, "stop", "-m", "fast")
+        await eventually(lambda: _true(not daemon.database_up), "outage noticed")
+        assert await _found_async(port, "acme.example.com", "1001"), (
+            "still serving during the outage"
+        )
+        (tenants_dir / "acme.yaml").write_text(
+            ACME.replace("name: Bob}", 'name: Bob}\n  - {number: "1004", name: Dee}')
+        )
+        await asyncio.sleep(0.5)
+        assert not await _found_async(port, "acme.example.com", "1004")
+        await asyncio.to_thread(
+            _pg_ctl, datadir, "start", "-o", f"-h '' -k {datadir}", "-l", str(datadir / "log")
+        )
+        await eventually(
+            lambda: _found_async(port, "acme.example.com", "1004"), "resumed after restart", 40
+        )
+    with psycopg.connect(dsn) as conn:
+        numbers = {r[0] for r in conn.execute("SELECT number FROM tenant_acme.extensions")}
+    assert numbers == {"1001", "1002", "1004"}, "the tenant is whole, not partial"
+
+
+def test_sigterm_exits_zero(tmp_path: Path, tenants_dir: Path, pg_dsn: str) -> None:
+    import subprocess
+    import urllib.request
+
+    port = free_port()
+    env = {**os.environ, "PBX_DATABASE_URL": pg_dsn, "PBX_FREESWITCH": "127.0.0.1:1:ClueCon"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "run",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--tenants",
+            str(tenants_dir),
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("daemon never became ready")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert "ClueCon" not in stderr
+    assert pg_dsn not in stderr or "@" not in pg_dsn
