@@ -133,6 +133,8 @@ class NodeReport:
     and plan only). ``planned``: add/change/destroy counts; ``repaired``: keys of the changes
     applied (every change repairs a difference between the switch and the declaration).
     ``last_sync``: end of the last pass on this node that left nothing failed.
+    ``warnings``: listing rows that could not be read (a ``|`` or newline inside a value
+    someone set by hand); never acted upon.
     """
 
     node: str
@@ -145,6 +147,7 @@ class NodeReport:
     repaired: tuple[str, ...] = ()
     unmanaged: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
     commands_sent: int = 0
     duration: float = 0.0
     last_sync: datetime | None = None
@@ -170,6 +173,7 @@ class NodeReport:
             "repaired": list(self.repaired),
             "unmanaged": list(self.unmanaged),
             "errors": list(self.errors),
+            "warnings": list(self.warnings),
             "commands_sent": self.commands_sent,
             "duration_seconds": round(self.duration, 3),
             "last_sync": self.last_sync.isoformat() if self.last_sync else None,
@@ -185,12 +189,19 @@ def _planned(plan: LivePlan) -> dict[str, int]:
     }
 
 
+def _warnings(plan: LivePlan) -> tuple[str, ...]:
+    return tuple(f"unreadable listing row: {row!r}" for row in plan.unparsed)
+
+
 # --- one node --------------------------------------------------------------------------
 
 
 class NodeReconciler:
     """Owns one node's ``EslClient``, the desired state last given, and the digests of the
-    queue configs this reconciler loaded there (see ``callcenter.plan_live``)."""
+    queue configs this reconciler loaded there (see ``callcenter.plan_live``).
+
+    ``on_report(report)`` runs after every pass whatever triggered it (its errors are
+    logged): the place to count drift repaired by reconnect resyncs too."""
 
     def __init__(
         self,
@@ -201,8 +212,10 @@ class NodeReconciler:
         concurrency: int = 256,
         backoff_initial: float = 0.5,
         backoff_cap: float = 30.0,
+        on_report: Callable[[NodeReport], None] | None = None,
     ) -> None:
         register_secret(spec.password)
+        self._on_report = on_report
         self.spec = spec
         self.name = spec.name
         self._api_timeout = api_timeout
@@ -246,6 +259,11 @@ class NodeReconciler:
     def set_desired(self, desired: DesiredLive, managed_domains: Collection[str]) -> None:
         """Remember what the node should hold; used by every later (re)connect."""
         self._desired = (desired, frozenset(d.lower() for d in managed_domains))
+
+    def clear_desired(self) -> None:
+        """Forget the desired state: later (re)connects change nothing (a daemon that lost
+        leadership must not keep pushing what it last knew against the new leader)."""
+        self._desired = None
 
     async def reconcile(self, desired: DesiredLive, managed_domains: Collection[str]) -> NodeReport:
         """Read the node, plan, apply. Never raises; disconnected -> a report saying so (the
@@ -311,6 +329,7 @@ class NodeReconciler:
             trigger="plan",
             planned=_planned(plan),
             unmanaged=plan.unmanaged,
+            warnings=_warnings(plan),
             duration=time.monotonic() - started,
             last_sync=self.last_sync,
             plan=plan,
@@ -345,6 +364,11 @@ class NodeReconciler:
                     self.name, self.connected, trigger, errors=(f"internal error: {exc!r}",)
                 )
             self.last_report = report
+        if self._on_report is not None:
+            try:
+                self._on_report(report)
+            except Exception:
+                log.exception("on_report callback failed", extra={"fields": {"node": self.name}})
         async with self._passes:
             self.pass_count += 1
             self._passes.notify_all()
@@ -394,6 +418,7 @@ class NodeReconciler:
             repaired=tuple(r.change.key for r in applied.results if r.ok),
             unmanaged=plan.unmanaged,
             errors=errors,
+            warnings=_warnings(plan),
             commands_sent=applied.commands_sent,
             duration=time.monotonic() - started,
             last_sync=self.last_sync,
@@ -450,7 +475,11 @@ class NodeReconciler:
 
 
 class LiveReconciler:
-    """Every node, concurrently and independently: one node down only marks its own report."""
+    """Every node, concurrently and independently: one node down only marks its own report.
+
+    ``node_options`` go to each ``NodeReconciler``; ``on_report`` there sees every pass,
+    including the resyncs a (re)connect runs on its own (``reconcile`` returns only the
+    passes it ran)."""
 
     def __init__(self, specs: Iterable[NodeSpec], **node_options: Any) -> None:
         self.nodes: tuple[NodeReconciler, ...] = tuple(
@@ -474,6 +503,10 @@ class LiveReconciler:
     def set_desired(self, desired: DesiredLive, managed_domains: Collection[str]) -> None:
         for node in self.nodes:
             node.set_desired(desired, managed_domains)
+
+    def clear_desired(self) -> None:
+        for node in self.nodes:
+            node.clear_desired()
 
     async def reconcile(
         self, desired: DesiredLive, managed_domains: Collection[str]

@@ -548,3 +548,49 @@ def test_the_same_node_twice_is_refused() -> None:
     with pytest.raises(NodeSpecError, match="twice"):
         parse_node_specs(["a:1:x", "b:1:x", "a:1:y"])
     assert [s.name for s in parse_node_specs(["a:1:x", "[::1]:2:y"])] == ["a:1", "[::1]:2"]
+
+
+async def test_every_pass_is_reported_including_connect_resyncs(
+    world: World, fs: FakeFreeSwitch
+) -> None:
+    seen: list[NodeReport] = []
+    n = node_for(fs, on_report=seen.append)
+    n.set_desired(world.desired, world.domains)
+    await n.start()
+    try:
+        await n.wait_pass(0, timeout=3)
+        await world.reconcile(n)
+        assert [r.trigger for r in seen] == ["connect", "reconcile"]
+        assert len(seen[0].repaired) == 10 and seen[1].repaired == ()
+    finally:
+        await n.stop()
+
+
+async def test_cleared_desired_state_is_not_pushed_on_reconnect(
+    world: World, fs: FakeFreeSwitch, node: NodeReconciler
+) -> None:
+    """A daemon that lost leadership forgets what to push; reconnects then change nothing."""
+    await world.reconcile(node)
+    node.clear_desired()
+    passes = node.pass_count
+    fs.remove_agent(ALICE)
+    mutations = fs.mutation_count
+    fs.drop_connections()
+    await node.client.wait_connected(timeout=3)
+    assert (await node.resync()).changes == 0
+    assert node.pass_count == passes + 1
+    assert fs.mutation_count == mutations and ALICE not in fs.agents
+
+
+async def test_a_listing_row_broken_by_a_hand_edit_is_warned_about_and_self_heals(
+    world: World, fs: FakeFreeSwitch, node: NodeReconciler
+) -> None:
+    """A contact with a '|' breaks its row; the add then finds the agent and sets it right."""
+    await world.reconcile(node)
+    await fs.run_api(f"{CC} agent set status {ALICE} 'On Break'")
+    await fs.run_api(f"{CC} agent set contact {ALICE} user/1001|x@{ACME}")
+    report = await world.reconcile(node)
+    assert report.warnings and "1001|x" in report.warnings[0]
+    assert report.ok and fs.agents[ALICE].contact == f"user/1001@{ACME}"
+    assert fs.agents[ALICE].status == "On Break"  # not re-initialised: it was not created
+    assert (await world.reconcile(node)).changes == 0
