@@ -90,7 +90,9 @@ def found(body: str, user: str) -> bool:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], what: str, timeout: float = 15.0
+    check: Callable[[], Awaitable[bool]],
+    what: str,
+    timeout: float = 15.0,  # noqa: ASYNC109
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
