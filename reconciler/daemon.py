@@ -107,7 +107,7 @@ class Daemon:
         self.snapshot_built_at: str | None = None
         self._snapshot_from_disk = False
         self.reconciler = Reconciler(self._specs_dir(), host=socket.gethostname())
-        self.live = LiveReconciler(config.nodes)
+        self.live = LiveReconciler(config.nodes, on_report=self._observe_node)
         self.tenants: dict[str, TenantStatus] = {}
         self.last_pass: dict[str, Any] = {}
         self.dsn: str | None = None
@@ -333,6 +333,9 @@ class Daemon:
         self.metrics.leader.set(1 if leader else 0)
         if leader:
             self.trigger("leadership", full=True)
+        else:
+            # a reconnecting switch must not get what we last knew pushed against the new leader
+            self.live.clear_desired()
 
     async def _on_notify(self, tenants: frozenset[str]) -> None:
         event(log, "apply notification", tenants=",".join(sorted(tenants)))
@@ -453,9 +456,7 @@ class Daemon:
         if not self.live.nodes:
             return
         state = self.reconciler.applied.state
-        reports = await self.live.reconcile(desired_live(state), managed_domains(state))
-        for report in reports:
-            self._observe_node(report)
+        await self.live.reconcile(desired_live(state), managed_domains(state))
 
     def _observe_node(self, report: NodeReport) -> None:
         self.metrics.esl_connected.labels(report.node).set(1 if report.connected else 0)
