@@ -493,8 +493,12 @@ def _tier_set(key: str, queue: str, agent: str, value: int) -> str:
 
 
 def _norm_listed(column: str, value: str) -> str:
-    """Compare listed values as the switch stores them: integers clamped, booleans lowercase."""
+    """Compare listed values as the switch stores them: integers clamped, booleans lowercase,
+    an unset string empty (1.10 prints NULL as empty; a printf of NULL would say "(null)",
+    which must not read as drift and reload the queue on every pass)."""
     text = value.strip()
+    if text == "(null)":
+        return ""
     if text.lstrip("-").isdigit():
         return str(min(max(int(text), 0), _CLAMP_MAX))
     if text.lower() in ("true", "false"):

@@ -568,6 +568,24 @@ CASES = {
         ),
         [],
     ),
+    "an unset string printed as (null) is not drift": Case(
+        desired_live({"acme": tenant_state("acme", ACME, queues=[Queue("support", "7000")])}),
+        LiveState(
+            queues={
+                SUPPORT: LiveQueue(
+                    SUPPORT,
+                    {
+                        **DesiredQueue(
+                            SUPPORT, Queue("support", "7000").callcenter_params()
+                        ).listed(),
+                        "moh_sound": "(null)",
+                        "record_template": "(null)",
+                    },
+                )
+            }
+        ),
+        [],
+    ),
     "initial status is not applied to an existing agent": Case(
         DESIRED, with_agent(MATCHING, ALICE, status="Logged Out"), []
     ),
