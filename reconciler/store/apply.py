@@ -29,7 +29,6 @@ import psycopg
 from psycopg import sql
 from psycopg.abc import Query
 from psycopg.pq import TransactionStatus
-from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from reconciler.model import Extension, InboundNumber, Kind, State, Tenant, User
@@ -42,7 +41,7 @@ from reconciler.store.errors import (
     describe_db_error,
     unavailable,
 )
-from reconciler.store.history import record_history
+from reconciler.store.history import changes_json, record_history
 from reconciler.store.layout import APPLIED_CHANNEL, tenant_schema
 from reconciler.store.locks import lock_tenant
 from reconciler.store.migrations import create_tenant_schema, migrate
@@ -175,7 +174,7 @@ def _apply_tenant(
                 result="applied",
                 revision=ctx.revision,
                 host=ctx.host,
-                changes=Jsonb([c.to_dict() for c in changes]),
+                changes=changes_json(changes),
             )
             conn.execute("SELECT pg_notify(%s, %s)", (APPLIED_CHANNEL, tenant_id))
     except TenantApplyError as exc:
@@ -268,7 +267,7 @@ def _record_failure(
                 result="failed",
                 revision=ctx.revision,
                 host=ctx.host,
-                changes=Jsonb([c.to_dict() for c in changes]),
+                changes=changes_json(changes),
                 error=error.message,
             )
     except psycopg.Error as exc:
@@ -304,7 +303,7 @@ class _TenantWriter:
         table = TABLES[kind]
         if action is Action.CREATE:
             records = [c.after for c in changes]
-            self._many(self._insert(table), [table.to_row(r) for r in records])
+            self._copy(table.name, table.columns, [table.to_row(r) for r in records])
             _AFTER_CREATE.get(kind, _nothing)(self, records)
         elif action is Action.UPDATE:
             records = [c.after for c in changes]
@@ -325,12 +324,17 @@ class _TenantWriter:
     def _table(self, name: str) -> sql.Composed:
         return sql.SQL("{}.{}").format(self.schema, sql.Identifier(name))
 
-    def _insert(self, table: Table) -> sql.Composed:
-        return sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-            self._table(table.name),
-            sql.SQL(", ").join(map(sql.Identifier, table.columns)),
-            sql.SQL(", ").join(sql.Placeholder() * len(table.columns)),
+    def _copy(self, table: str, columns: Sequence[str], rows: list[tuple[object, ...]]) -> None:
+        """Bulk insert: COPY is several times cheaper than row-by-row INSERTs, client and
+        server side, which is what makes a cold apply of a thousand tenants fit a minute."""
+        if not rows:
+            return
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            self._table(table), sql.SQL(", ").join(map(sql.Identifier, columns))
         )
+        with self.conn.cursor() as cur, cur.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def _update(self, table: Table, values: list[str]) -> sql.Composed:
         return sql.SQL("UPDATE {} SET {} WHERE {}").format(
@@ -397,15 +401,10 @@ class _TenantWriter:
         numbers = [r.number for r in records if isinstance(r, Extension)]
         rows = credential_rows(numbers, self.domain)
         try:
-            self._many(
-                sql.SQL("INSERT INTO {} (extension, password, a1_hash) VALUES (%s, %s, %s)").format(
-                    self._table(SIP_CREDENTIALS)
-                ),
-                rows,
-            )
+            self._copy(SIP_CREDENTIALS, ("extension", "password", "a1_hash"), rows)
         except psycopg.Error as exc:
-            # These rows carry passwords: never let the driver's error (DETAIL quotes the
-            # failing row) travel further.
+            # These rows carry passwords: never let the driver's error (its DETAIL and
+            # CONTEXT quote the failing row) travel further.
             raise TenantApplyError(
                 self.tenant_id,
                 f"storing SIP credentials failed: {describe_db_error(exc)}",
@@ -433,10 +432,9 @@ class _TenantWriter:
             self._insert_links(relinked)
 
     def _insert_links(self, users: list[User]) -> None:
-        self._many(
-            sql.SQL("INSERT INTO {} (user_email, extension) VALUES (%s, %s)").format(
-                self._table(USER_EXTENSIONS)
-            ),
+        self._copy(
+            USER_EXTENSIONS,
+            ("user_email", "extension"),
             [(u.email, number) for u in users for number in u.extensions],
         )
 

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from reconciler.model import Kind, Record, TenantState, User
+from reconciler.model import Kind, Record, Tenant, TenantState, User
 from reconciler.store.layout import tenant_schema
 from reconciler.store.tables import (
     SIP_CREDENTIALS,
@@ -67,46 +67,54 @@ def control_schema_exists(conn: psycopg.Connection) -> bool:
 def read_state(
     conn: psycopg.Connection, *, tenants: Iterable[str] | None = None
 ) -> dict[str, TenantState]:
-    """Every registered tenant (or only ``tenants``) as the planner's records."""
+    """Every registered tenant (or only ``tenants``) as the planner's records.
+
+    Each table is one statement per 250 schemas; tenants are not read in one snapshot (a
+    thousand schemas' locks would not fit one transaction): plan against it, and apply
+    re-checks each tenant under its lock.
+    """
+    registry = _read_tenants(conn, tenants)
+    ids = tuple(registry)
+    if not ids:
+        return {}
+    link_rows = _union_rows(conn, ids, USER_EXTENSIONS, ("user_email", "extension"))
+    table_rows = [_union_rows(conn, ids, t.name, t.columns) for t in TABLES.values()]
+    links: dict[tuple[str, str], list[str]] = {}
+    for tenant_id, email, extension in link_rows:
+        links.setdefault((tenant_id, email), []).append(extension)
+    collections: dict[str, dict[str, dict[str, Any]]] = {
+        tenant_id: {name: {} for name in _COLLECTIONS.values()} for tenant_id in ids
+    }
+    for (kind, table), rows in zip(TABLES.items(), table_rows, strict=True):
+        name = _COLLECTIONS[kind]
+        targets = {tenant_id: collections[tenant_id][name] for tenant_id in ids}
+        for row in rows:
+            if kind is Kind.USER:
+                record: Record = User(
+                    row[1], row[2], row[3], tuple(sorted(links.get((row[0], row[1]), ())))
+                )
+            else:
+                record = table.from_row(row[1:])
+            targets[row[0]][record.key] = record
+    return {
+        tenant_id: TenantState(tenant=tenant, **collections[tenant_id])
+        for tenant_id, tenant in registry.items()
+    }
+
+
+def _read_tenants(conn: psycopg.Connection, tenants: Iterable[str] | None) -> dict[str, Tenant]:
     if not control_schema_exists(conn):
         return {}
-    wanted = None if tenants is None else sorted(set(tenants))
     query = sql.SQL("SELECT {} FROM pbx.tenants").format(
         sql.SQL(", ").join(map(sql.Identifier, TENANT_COLUMNS))
     )
-    if wanted is None:
+    if tenants is None:
         rows = conn.execute(query + sql.SQL(" ORDER BY id")).fetchall()
     else:
         rows = conn.execute(
-            query + sql.SQL(" WHERE id = ANY(%s) ORDER BY id"), (wanted,)
+            query + sql.SQL(" WHERE id = ANY(%s) ORDER BY id"), (sorted(set(tenants)),)
         ).fetchall()
-    registry = {row[0]: tenant_from_row(row) for row in rows}
-    ids = list(registry)
-    records: dict[str, dict[Kind, dict[str, Record]]] = {t: {} for t in ids}
-    for kind, table in TABLES.items():
-        for tenant_records in records.values():
-            tenant_records[kind] = {}
-        for row in _union_rows(conn, ids, table.name, table.columns):
-            record = table.from_row(row[1:])
-            records[row[0]][kind][record.key] = record
-    links: dict[tuple[str, str], list[str]] = {}
-    for tenant_id, email, extension in _union_rows(
-        conn, ids, USER_EXTENSIONS, ("user_email", "extension")
-    ):
-        links.setdefault((tenant_id, email), []).append(extension)
-    state: dict[str, TenantState] = {}
-    for tenant_id, tenant in registry.items():
-        by_kind = records[tenant_id]
-        users = by_kind[Kind.USER]
-        for email, user in list(users.items()):
-            numbers = links.get((tenant_id, email))
-            if numbers:
-                assert isinstance(user, User)
-                users[email] = User(user.email, user.name, user.role, tuple(sorted(numbers)))
-        state[tenant_id] = TenantState(
-            tenant=tenant, **{_COLLECTIONS[kind]: by_kind[kind] for kind in _COLLECTIONS}
-        )
-    return state
+    return {row[0]: tenant_from_row(row) for row in rows}
 
 
 def read_tenant_state(conn: psycopg.Connection, tenant_id: str) -> TenantState | None:
@@ -169,5 +177,7 @@ def _union_rows(
             )
             for tenant_id in tenant_ids[start : start + _CHUNK]
         )
-        rows += conn.execute(query).fetchall()
+        # A daemon repeats the same full read every pass: prepared, it skips re-planning a
+        # 250-way UNION. One-tenant reads (apply's re-check) are not worth a statement slot.
+        rows += conn.execute(query, prepare=len(tenant_ids) > 1).fetchall()
     return rows
