@@ -113,6 +113,7 @@ class Daemon:
         self.dsn: str | None = None
         self.database_up = False
         self._conn: psycopg.Connection | None = None
+        self._own_backend_pid = -1
         self._db_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._full = True
@@ -337,7 +338,11 @@ class Daemon:
             # a reconnecting switch must not get what we last knew pushed against the new leader
             self.live.clear_desired()
 
-    async def _on_notify(self, tenants: frozenset[str]) -> None:
+    async def _on_notify(self, received: frozenset[tuple[str, int]]) -> None:
+        # our own applies come back too: they are already in memory, skip them
+        tenants = frozenset(t for t, pid in received if pid != self._own_backend_pid)
+        if not tenants:
+            return
         event(log, "apply notification", tenants=",".join(sorted(tenants)))
         self._reasons.add("notify")
         self._notified = self._notified | tenants
@@ -348,6 +353,7 @@ class Daemon:
         if self._conn is None or self._conn.closed or self._conn.broken:
             assert self.dsn is not None
             self._conn = connect(self.dsn, connect_timeout=5)
+            self._own_backend_pid = self._conn.info.backend_pid
         return self._conn
 
     def _drop_db(self) -> None:
@@ -455,8 +461,10 @@ class Daemon:
     async def _reconcile_live(self) -> None:
         if not self.live.nodes:
             return
-        state = self.reconciler.applied.state
-        await self.live.reconcile(desired_live(state), managed_domains(state))
+        state = dict(self.reconciler.applied.state)
+        # pure but CPU-heavy at scale (seconds for 1,000 tenants): keep it off the loop
+        desired = await asyncio.to_thread(desired_live, state)
+        await self.live.reconcile(desired, managed_domains(state))
 
     def _observe_node(self, report: NodeReport) -> None:
         self.metrics.esl_connected.labels(report.node).set(1 if report.connected else 0)

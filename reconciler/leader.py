@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 LEADER_LOCK_KEY = 0x7062_785F_6C65_6164  # "pbx_lead"
 
 OnLeadership = Callable[[bool], Awaitable[None]]
-OnNotify = Callable[[frozenset[str]], Awaitable[None]]
+OnNotify = Callable[[frozenset[tuple[str, int]]], Awaitable[None]]
+"""Receives ``(tenant id, backend pid of the notifying session)`` pairs: the pid tells a
+daemon its own applies from everyone else's."""
 OnConnection = Callable[[bool], Awaitable[None]]
 
 
@@ -123,8 +125,8 @@ class LeaderElection:
                     await self._on_leadership(True)
             else:
                 await conn.execute("SELECT 1")  # a dead session must be noticed within poll
-            tenants: set[str] = set()
+            received: set[tuple[str, int]] = set()
             async for notify in conn.notifies(timeout=self._poll):
-                tenants.add(notify.payload)
-            if tenants:
-                await self._on_notify(frozenset(tenants))
+                received.add((notify.payload, notify.pid))
+            if received:
+                await self._on_notify(frozenset(received))
