@@ -222,10 +222,12 @@ def _build(state: State, a1_hashes: Mapping[tuple[str, str], str], generation: s
         if domain == PUBLIC_CONTEXT:
             problems.append(f"tenant {claimants[0].tenant.id}: domain {domain} is reserved")
             continue
-        served, tenant_queues, dids = _serve_tenant(claimants[0], domain, a1_hashes, problems)
+        served, tenant_queues, tenant_dids = _serve_tenant(
+            claimants[0], domain, a1_hashes, problems
+        )
         tenants[domain] = served
         queues.update(tenant_queues)
-        for did in dids:
+        for did in tenant_dids:
             did_claims.setdefault(did.number, []).append(did)
 
     dids: dict[str, DidRoute] = {}
@@ -392,11 +394,11 @@ def snapshot_from_json(data: Any) -> Snapshot:
         for t in data["tenants"]:
             users = {}
             for row in t["users"]:
-                user = DirectoryUser(*row[:7], tuple(row[7]))
+                user = DirectoryUser._make([*row[:7], tuple(row[7])])
                 users[user.number] = user
             routes = {}
             for row in t["routes"]:
-                route = Route(RouteKind(row[0]), *row[1:])
+                route = Route._make([RouteKind(row[0]), *row[1:]])
                 routes[route.number] = route
             tenant = ServedTenant(
                 id=t["id"],
@@ -408,7 +410,7 @@ def snapshot_from_json(data: Any) -> Snapshot:
                 routes=MappingProxyType(routes),
             )
             tenants[tenant.domain] = tenant
-        dids = {row[0]: DidRoute(*row) for row in data["dids"]}
+        dids = {row[0]: DidRoute._make(row) for row in data["dids"]}
         queues = {
             q["name"]: QueueConfig(q["name"], q["tenant_id"], tuple((k, v) for k, v in q["params"]))
             for q in data["queues"]
@@ -422,7 +424,7 @@ def snapshot_from_json(data: Any) -> Snapshot:
         )
     except SnapshotError:
         raise
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         raise SnapshotError(f"corrupt snapshot: {exc!r}") from exc
 
 

@@ -300,11 +300,24 @@ def test_missing_snapshot_raises_snapshot_error(tmp_path: Path) -> None:
         load_snapshot(tmp_path / "nope.json")
 
 
-def test_corrupt_rows_raise_snapshot_error(snapshot: Snapshot, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda d: d["tenants"][0]["routes"][0].__setitem__(0, "teleport"),
+        lambda d: d["tenants"][0]["users"][0].pop(),
+        lambda d: d["tenants"][0]["users"][0].__setitem__(7, 5),
+        lambda d: d["tenants"][0].pop("domain"),
+        lambda d: d["dids"].append(["+1", "x"]),
+        lambda d: d.__setitem__("queues", 7),
+        lambda d: d["columns"]["user"].reverse(),
+    ],
+    ids=["route-kind", "short-user", "agents-not-list", "no-domain", "short-did", "queues", "cols"],
+)
+def test_corrupt_content_raises_snapshot_error(snapshot: Snapshot, tmp_path: Path, corrupt) -> None:
     path = tmp_path / "served.snapshot.json"
     save_snapshot(snapshot, path)
     data = json.loads(path.read_text())
-    data["tenants"][0]["routes"][0][0] = "teleport"
+    corrupt(data)
     path.write_text(json.dumps(data))
     with pytest.raises(SnapshotError):
         load_snapshot(path)
