@@ -89,3 +89,43 @@ def test_shared_strategies_draw_only_valid_tenants(specs: list[TenantSpec]) -> N
     for spec in specs:
         assert tenant_findings(spec.model_dump(mode="json")) == []
     assert cross_tenant_findings({s.id: s.model_dump(mode="json") for s in specs}) == {}
+
+
+def spec_data(
+    tenant_id: str, *, did_prefix: str = "415", domain: str | None = None
+) -> dict[str, Any]:
+    """A small tenant touching every kind: edit the dict, then ``TenantSpec.model_validate``."""
+    return {
+        "id": tenant_id,
+        "domain": domain or f"{tenant_id}.example.com",
+        "name": f'{tenant_id.title()} & Co <"HQ">',
+        "settings": {"extension_length": {"min": 3, "max": 4}},
+        "extensions": [
+            {"number": "101", "name": "Alice"},
+            {"number": "102", "name": "Bob"},
+            {"number": "103", "name": "Carol", "enabled": False},
+        ],
+        "users": [
+            {"email": f"alice@{tenant_id}.example.com", "name": "Alice", "extensions": ["101"]},
+            {"email": f"bob@{tenant_id}.example.com", "name": "Bob", "extensions": ["102", "103"]},
+        ],
+        "agents": [
+            {"name": "alice", "extension": "101"},
+            {"name": "bob", "contact": "sofia/gateway/out/+14155550123"},
+        ],
+        "queues": [
+            {
+                "name": "support",
+                "number": "700",
+                "tiers": [{"agent": "alice"}, {"agent": "bob", "level": 2}],
+            }
+        ],
+        "inbound_numbers": [
+            {"number": f"+1{did_prefix}5550100", "destination": {"queue": "support"}},
+            {"number": f"+1{did_prefix}5550101", "destination": {"extension": "101"}},
+        ],
+    }
+
+
+def make_spec(tenant_id: str, **kwargs: Any) -> TenantSpec:
+    return TenantSpec.model_validate(spec_data(tenant_id, **kwargs))

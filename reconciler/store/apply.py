@@ -403,13 +403,18 @@ class _TenantWriter:
         try:
             self._copy(SIP_CREDENTIALS, ("extension", "password", "a1_hash"), rows)
         except psycopg.Error as exc:
-            # These rows carry passwords: never let the driver's error (its DETAIL and
-            # CONTEXT quote the failing row) travel further.
+            failure: psycopg.Error | None = exc
+        else:
+            failure = None
+        if failure is not None:
+            # These rows carry passwords and the driver's error quotes them (DETAIL, CONTEXT):
+            # the error raised here is built outside the handler so it neither wraps nor
+            # chains (``__context__``) the original.
             raise TenantApplyError(
                 self.tenant_id,
-                f"storing SIP credentials failed: {describe_db_error(exc)}",
-                sqlstate=exc.sqlstate,
-            ) from None
+                f"storing SIP credentials failed: {describe_db_error(failure)}",
+                sqlstate=failure.sqlstate,
+            )
 
     def _users_created(self, records: list[object]) -> None:
         self._insert_links([r for r in records if isinstance(r, User)])

@@ -99,6 +99,7 @@ def rotate_credentials(
     conn: psycopg.Connection, tenant_id: str, extension: str, *, host: str | None = None
 ) -> None:
     """Replace one extension's password and a1-hash; followers are told to re-serve."""
+    failure: str | None = None
     try:
         with conn.transaction():
             lock_tenant(conn, tenant_id)
@@ -124,13 +125,17 @@ def rotate_credentials(
             )
             conn.execute("SELECT pg_notify(%s, %s)", (APPLIED_CHANNEL, tenant_id))
     except psycopg.OperationalError as exc:
-        raise unavailable(exc) from exc
+        if conn.broken or conn.closed:
+            raise unavailable(exc) from exc
+        failure = describe_db_error(exc)
     except psycopg.Error as exc:
-        # Sanitized: the statement above carried the new password.
+        failure = describe_db_error(exc)
+    if failure is not None:
+        # Raised outside the handler: the statement carried the new password and the
+        # driver's error may quote it, so it must not ride along as cause or context.
         raise StoreError(
-            f"tenant {tenant_id}: rotating credentials of {extension} failed: "
-            f"{describe_db_error(exc)}"
-        ) from None
+            f"tenant {tenant_id}: rotating credentials of {extension} failed: {failure}"
+        )
 
 
 def _tenant_domain(conn: psycopg.Connection, tenant_id: str) -> str:

@@ -105,14 +105,15 @@ def read_state(
 def _read_tenants(conn: psycopg.Connection, tenants: Iterable[str] | None) -> dict[str, Tenant]:
     if not control_schema_exists(conn):
         return {}
-    query = sql.SQL("SELECT {} FROM pbx.tenants").format(
-        sql.SQL(", ").join(map(sql.Identifier, TENANT_COLUMNS))
-    )
+    columns = sql.SQL(", ").join(map(sql.Identifier, TENANT_COLUMNS))
     if tenants is None:
-        rows = conn.execute(query + sql.SQL(" ORDER BY id")).fetchall()
+        rows = conn.execute(
+            sql.SQL("SELECT {} FROM pbx.tenants ORDER BY id").format(columns)
+        ).fetchall()
     else:
         rows = conn.execute(
-            query + sql.SQL(" WHERE id = ANY(%s) ORDER BY id"), (sorted(set(tenants)),)
+            sql.SQL("SELECT {} FROM pbx.tenants WHERE id = ANY(%s) ORDER BY id").format(columns),
+            (sorted(set(tenants)),),
         ).fetchall()
     return {row[0]: tenant_from_row(row) for row in rows}
 

@@ -1,0 +1,91 @@
+"""Migrations: applied automatically, idempotent, safe concurrently, recorded per schema."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from reconciler.store import connect, migrate
+from reconciler.store import migrations as migrations_module
+from reconciler.store.migrations import CONTROL_VERSION, TENANT_VERSION, Migration
+from tests.test_store_support import converge, desired_of, make_spec
+
+
+@pytest.fixture
+def conn(pg_dsn: str) -> Iterator[psycopg.Connection]:
+    with connect(pg_dsn) as connection:
+        yield connection
+
+
+def _recorded(conn: psycopg.Connection) -> list[tuple[str, int]]:
+    return conn.execute(
+        "SELECT schema_name, version FROM pbx.schema_migrations ORDER BY 1, 2"
+    ).fetchall()
+
+
+def test_migrating_twice_changes_nothing_the_second_time(conn: psycopg.Connection) -> None:
+    assert migrate(conn) == [("pbx", v) for v in range(1, CONTROL_VERSION + 1)]
+    assert migrate(conn) == []
+    assert _recorded(conn) == [("pbx", v) for v in range(1, CONTROL_VERSION + 1)]
+
+
+def test_a_new_tenant_schema_is_migrated_in_its_first_apply_and_recorded(
+    conn: psycopg.Connection,
+) -> None:
+    assert converge(conn, desired_of([make_spec("acme"), make_spec("beta", did_prefix="512")])).ok
+    tenant_versions = list(range(1, TENANT_VERSION + 1))
+    assert _recorded(conn) == [
+        *[("pbx", v) for v in range(1, CONTROL_VERSION + 1)],
+        *[("tenant_acme", v) for v in tenant_versions],
+        *[("tenant_beta", v) for v in tenant_versions],
+    ]
+    assert migrate(conn) == []
+
+
+def test_concurrent_daemons_migrate_a_fresh_database_once(pg_dsn: str) -> None:
+    start = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def daemon() -> None:
+        try:
+            with connect(pg_dsn) as conn:
+                start.wait()
+                migrate(conn)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=daemon) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    with connect(pg_dsn) as conn:
+        assert _recorded(conn) == [("pbx", v) for v in range(1, CONTROL_VERSION + 1)]
+
+
+def test_a_new_tenant_migration_reaches_every_tenant_schema(
+    conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert converge(conn, desired_of([make_spec("acme"), make_spec("beta", did_prefix="512")])).ok
+    step = Migration(
+        TENANT_VERSION + 1,
+        "probe",
+        sql.SQL("ALTER TABLE {schema}.extensions ADD COLUMN probe integer"),
+    )
+    monkeypatch.setattr(
+        migrations_module, "TENANT_MIGRATIONS", (*migrations_module.TENANT_MIGRATIONS, step)
+    )
+    monkeypatch.setattr(migrations_module, "TENANT_VERSION", step.version)
+    assert migrate(conn) == [("tenant_acme", step.version), ("tenant_beta", step.version)]
+    assert migrate(conn) == []
+    for schema in ("tenant_acme", "tenant_beta"):
+        assert conn.execute(
+            "SELECT count(*) FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = 'extensions' AND column_name = 'probe'",
+            (schema,),
+        ).fetchone() == (1,)
