@@ -52,7 +52,7 @@ def domain_of(tenant: int) -> str:
     return f"t{tenant:04d}.bench.example"
 
 
-def build_bench_snapshot(tenants: int, extensions: int) -> Snapshot:
+def build_bench_snapshot(tenants: int, extensions: int, freeze: bool = False) -> Snapshot:
     """1,000 x 100 by default, straight from records: no database, no spec files."""
     state = {}
     hashes = {}
@@ -70,7 +70,7 @@ def build_bench_snapshot(tenants: int, extensions: int) -> Snapshot:
             tenant=Tenant(id=tid, domain=domain, name=f"Tenant {tid}", status="active"),
             extensions=exts,
         )
-    return build_snapshot(state, hashes, generation="bench")
+    return build_snapshot(state, hashes, generation="bench", freeze=freeze)
 
 
 def sip_auth_body(template: str, domain: str, user: str) -> str:
@@ -106,7 +106,7 @@ def serve(args: argparse.Namespace) -> None:
     from aiohttp import web
 
     started = time.perf_counter()
-    snapshot = build_bench_snapshot(args.tenants, args.extensions)
+    snapshot = build_bench_snapshot(args.tenants, args.extensions, freeze=not args.no_freeze)
     print(
         f"snapshot: {snapshot.counts()['users']} users in {time.perf_counter() - started:.2f} s",
         flush=True,
@@ -310,6 +310,7 @@ def run(args: argparse.Namespace) -> None:
         "duration_s": args.duration,
         "concurrency": args.concurrency,
         "event_loop": "uvloop" if args.uvloop else "asyncio",
+        "gc_freeze": not args.no_freeze,
         "cpus": os.cpu_count(),
         "load_average_before": os.getloadavg(),
     }
@@ -351,6 +352,7 @@ def run(args: argparse.Namespace) -> None:
             "--extensions",
             str(args.extensions),
             *(["--uvloop"] if args.uvloop else []),
+            *(["--no-freeze"] if args.no_freeze else []),
         ]
         if shutil.which("taskset"):
             serve_cmd = ["taskset", "-c", args.server_cpu, *serve_cmd]
@@ -407,6 +409,7 @@ def report(results: dict[str, object]) -> None:
     print(
         f"\n{results['tenants']} tenants x {results['extensions']} extensions, "
         f"{results['duration_s']} s per run, event loop {results['event_loop']}, "
+        f"gc.freeze {'on' if results['gc_freeze'] else 'off'}, "
         f"response {results['response_bytes']} bytes"
     )
     before = ", ".join(f"{x:.2f}" for x in results["load_average_before"])  # type: ignore[attr-defined]
@@ -456,6 +459,11 @@ def main() -> None:
         p.add_argument("--extensions", type=int, default=100)
         p.add_argument("--port", type=int, default=18080)
         p.add_argument("--uvloop", action="store_true", help="serve on uvloop")
+        p.add_argument(
+            "--no-freeze",
+            action="store_true",
+            help="leave the snapshot to the cyclic GC (full collections then stall the loop)",
+        )
     run_parser = sub.choices["run"]
     run_parser.add_argument("--nginx-port", type=int, default=18081)
     run_parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
