@@ -17,11 +17,16 @@ from reconciler.store import (
     APPLIED_CHANNEL,
     GitRevision,
     StalePlan,
+    StoreError,
     apply_plan,
     connect,
+    migrate,
+    open_pool,
     read_history,
+    read_platform_admins,
     read_registry,
     read_state,
+    sync_platform_admins,
 )
 from reconciler.store import apply as apply_module
 from reconciler.store.locks import lock_tenant
@@ -323,3 +328,38 @@ def test_sql_is_never_built_from_strings(source: Path) -> None:
                 assert not isinstance(query.func.value, ast.Constant), ast.unparse(query)
         if name == "SQL":
             assert node.args and isinstance(node.args[0], ast.Constant), ast.unparse(node)
+
+
+def test_a_pool_applies_tenants_in_parallel_each_in_its_own_transaction(pg_dsn: str) -> None:
+    specs = [
+        make_spec(t, did_prefix=p) for t, p in (("acme", "415"), ("beta", "512"), ("gamma", "617"))
+    ]
+    desired = desired_of(specs)
+    pool = open_pool(pg_dsn, min_size=2, max_size=2)
+    try:
+        with pool.connection() as conn:
+            changes = plan(desired, read_state(conn))
+        report = apply_plan(pool, changes, desired=desired, workers=2)
+    finally:
+        pool.close()
+    assert sorted(report.applied) == ["acme", "beta", "gamma"] and report.ok
+    with connect(pg_dsn) as conn:
+        assert_same_state(read_state(conn), desired)
+
+
+def test_the_store_refuses_a_connection_inside_a_caller_transaction(pg_dsn: str) -> None:
+    with psycopg.connect(pg_dsn) as conn:
+        with pytest.raises(StoreError):
+            read_state(conn)
+        with pytest.raises(StoreError):
+            apply_plan(conn, plan({}, {}), desired={})
+
+
+def test_platform_admins_follow_the_platform_file(conn: psycopg.Connection) -> None:
+    assert read_platform_admins(conn) == {}
+    migrate(conn)
+    assert sync_platform_admins(conn, {"Ops@pbx.example.net": "Ops", "b@x.io": "B"})
+    assert read_platform_admins(conn) == {"ops@pbx.example.net": "Ops", "b@x.io": "B"}
+    assert not sync_platform_admins(conn, {"ops@pbx.example.net": "Ops", "b@x.io": "B"})
+    assert sync_platform_admins(conn, {"ops@pbx.example.net": "Operator"})
+    assert read_platform_admins(conn) == {"ops@pbx.example.net": "Operator"}

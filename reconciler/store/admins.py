@@ -9,13 +9,15 @@ from collections.abc import Mapping
 
 import psycopg
 
+from reconciler.store.errors import translated
 from reconciler.store.read import control_schema_exists
 
 
+@translated
 def sync_platform_admins(conn: psycopg.Connection, admins: Mapping[str, str]) -> bool:
     """Make ``pbx.platform_admins`` hold exactly ``{email: name}``; True when it changed."""
-    emails = sorted(e.lower() for e in admins)
-    names = [admins[e] for e in sorted(admins, key=str.lower)]
+    wanted = dict(sorted({email.lower(): name for email, name in admins.items()}.items()))
+    emails, names = list(wanted), list(wanted.values())
     with conn.transaction():
         deleted = conn.execute(
             "DELETE FROM pbx.platform_admins WHERE NOT (email = ANY(%s))", (emails,)
@@ -32,6 +34,7 @@ def sync_platform_admins(conn: psycopg.Connection, admins: Mapping[str, str]) ->
     return bool(deleted or upserted)
 
 
+@translated
 def read_platform_admins(conn: psycopg.Connection) -> dict[str, str]:
     if not control_schema_exists(conn):
         return {}

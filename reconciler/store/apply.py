@@ -28,7 +28,6 @@ from typing import Literal
 import psycopg
 from psycopg import sql
 from psycopg.abc import Query
-from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from reconciler.model import Extension, InboundNumber, Kind, State, Tenant, User
@@ -39,6 +38,7 @@ from reconciler.store.errors import (
     StoreError,
     TenantApplyError,
     describe_db_error,
+    require_autocommit,
     unavailable,
 )
 from reconciler.store.history import changes_json, record_history
@@ -141,8 +141,7 @@ def _connection(target: Target) -> Iterator[psycopg.Connection]:
         except psycopg.OperationalError as exc:
             raise unavailable(exc) from exc
         return
-    if target.info.transaction_status is not TransactionStatus.IDLE:
-        raise StoreError("apply needs a connection outside any transaction (autocommit)")
+    require_autocommit(target)
     yield target
 
 

@@ -6,7 +6,14 @@ a failing row) are dropped, only the primary message, SQLSTATE and constraint na
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
 import psycopg
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class StoreError(Exception):
@@ -77,3 +84,26 @@ def describe_db_error(exc: psycopg.Error) -> str:
 def unavailable(exc: psycopg.Error) -> StoreUnavailable:
     """Translate a connection-level psycopg error."""
     return StoreUnavailable(f"database unavailable: {describe_db_error(exc)}")
+
+
+def translated(func: Callable[P, R]) -> Callable[P, R]:
+    """Decorator for read-side entry points: psycopg errors leave as store errors
+    (connection-level ones as ``StoreUnavailable``), the original chained as the cause."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except psycopg.OperationalError as exc:
+            raise unavailable(exc) from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"{func.__name__} failed: {describe_db_error(exc)}") from exc
+
+    return wrapper
+
+
+def require_autocommit(conn: psycopg.Connection) -> None:
+    """Store functions open the transactions they need; inside a caller's transaction a
+    1000-schema read or apply would hold every table lock at once and exhaust the lock table."""
+    if not conn.autocommit:
+        raise StoreError("the store needs an autocommit connection (see store.connect)")

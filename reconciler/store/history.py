@@ -16,6 +16,8 @@ from psycopg.types.json import Jsonb
 
 from reconciler.model import Kind, Record
 from reconciler.plan import Action, Change
+from reconciler.store.errors import translated
+from reconciler.store.read import control_schema_exists
 from reconciler.store.revision import GitRevision
 
 
@@ -63,10 +65,13 @@ def record_history(
     )
 
 
+@translated
 def read_history(
     conn: psycopg.Connection, *, tenant_id: str | None = None, limit: int = 100
 ) -> list[HistoryEntry]:
     """Most recent first."""
+    if not control_schema_exists(conn):
+        return []
     rows = conn.execute(
         """
         SELECT id, tenant_id, at, revision, dirty, host, action, result, changes, error

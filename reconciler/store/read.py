@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from reconciler.model import Kind, Record, Tenant, TenantState, User
+from reconciler.store.errors import require_autocommit, translated
 from reconciler.store.layout import tenant_schema
 from reconciler.store.tables import (
     SIP_CREDENTIALS,
@@ -62,12 +63,14 @@ class RegistryEntry:
     last_error: str | None
 
 
+@translated
 def control_schema_exists(conn: psycopg.Connection) -> bool:
     """False on a database the store has never migrated (nothing applied yet)."""
     row = conn.execute("SELECT to_regclass('pbx.tenants') IS NOT NULL").fetchone()
     return bool(row and row[0])
 
 
+@translated
 def read_state(
     conn: psycopg.Connection, *, tenants: Iterable[str] | None = None
 ) -> dict[str, TenantState]:
@@ -77,6 +80,7 @@ def read_state(
     thousand schemas' locks would not fit one transaction): plan against it, and apply
     re-checks each tenant under its lock.
     """
+    require_autocommit(conn)
     registry = _read_tenants(conn, tenants)
     ids = tuple(registry)
     if not ids:
@@ -143,11 +147,13 @@ def _read_tenants(conn: psycopg.Connection, tenants: Iterable[str] | None) -> di
     return {row[0]: tenant_from_row(row) for row in rows}
 
 
+@translated
 def read_tenant_state(conn: psycopg.Connection, tenant_id: str) -> TenantState | None:
     """One tenant's records, or None when it is not registered."""
     return read_state(conn, tenants=[tenant_id]).get(tenant_id)
 
 
+@translated
 def read_a1_hashes(
     conn: psycopg.Connection, *, tenants: Iterable[str] | None = None
 ) -> dict[tuple[str, str], str]:
@@ -169,6 +175,7 @@ def read_a1_hashes(
     }
 
 
+@translated
 def read_registry(conn: psycopg.Connection) -> dict[str, RegistryEntry]:
     """Status, spec digest and last applied/attempted revisions of every registered tenant."""
     if not control_schema_exists(conn):
