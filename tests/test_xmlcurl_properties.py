@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from reconciler.model import PUBLIC_CONTEXT, tenant_state_from_spec
 from reconciler.snapshot import Snapshot, build_snapshot, served_text
 from reconciler.templating import Templates, load_templates
-from reconciler.xmlcurl import answer
+from reconciler.xmlcurl import MalformedRequest, answer, parse_form
 from specs_schema.models import TenantSpec
 from tests.strategies import tenant_sets, tenant_specs
 from tests.test_xmlcurl_fixtures import a1_hash, parse_xml
@@ -195,3 +195,46 @@ def test_only_active_tenants_enabled_extensions_are_ever_found(specs: list[Tenan
         queues = {q.get("name") for q in callcenter(snapshot).iter("queue")}
         for queue in spec.queues:
             assert (f"{queue.name}@{spec.domain}" in queues) == (spec.status == "active")
+
+
+# --- parse_form --------------------------------------------------------------------------
+
+_UNSAFE = set('\r\n #%&+:;<=>?@[\\]^`{|}"')  # FreeSWITCH's SWITCH_URL_UNSAFE
+
+
+def fs_url_encode(value: str) -> str:
+    """switch_url_encode: control, non-ASCII and SWITCH_URL_UNSAFE bytes become %XX."""
+    out = []
+    for byte in value.encode():
+        char = chr(byte)
+        out.append(f"%{byte:02X}" if byte < 0x20 or byte > 0x7E or char in _UNSAFE else char)
+    return "".join(out)
+
+
+header_names = st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{0,20}", fullmatch=True).filter(
+    lambda n: n not in ("hostname", "section", "tag_name", "key_name", "key_value")
+)
+
+
+@PROPERTY_SETTINGS
+@given(
+    headers=st.dictionaries(
+        header_names, st.text(st.characters(exclude_categories=("Cs",)), max_size=30)
+    )
+)
+def test_what_freeswitch_encodes_parses_back_exactly(headers: dict[str, str]) -> None:
+    head = "hostname=fs1&section=dialplan&tag_name=&key_name=&key_value="
+    body = head + "".join(f"&{name}={fs_url_encode(value)}" for name, value in headers.items())
+    form = parse_form(body.encode())
+    assert {k: v for k, v in form.items() if k in headers} == headers
+
+
+@PROPERTY_SETTINGS
+@given(body=st.binary(max_size=300))
+def test_any_bytes_give_a_form_or_malformed_request(body: bytes) -> None:
+    try:
+        form = parse_form(body)
+    except MalformedRequest:
+        return
+    assert form["section"]
+    answer(Snapshot(), form, TEMPLATES)
