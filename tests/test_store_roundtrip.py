@@ -10,10 +10,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.plan import plan
-from reconciler.store import connect, read_a1_hashes, read_state
+from reconciler.store import connect, read_a1_hashes, read_registry, read_state
 from specs_schema.models import TenantSpec
 from tests.strategies import tenant_sets, tenant_specs
-from tests.test_store_support import assert_same_state, converge, desired_of, reset_store
+from tests.test_store_support import (
+    assert_same_state,
+    converge,
+    desired_of,
+    reset_store,
+    schema_fingerprint,
+)
 
 PROPERTY = settings(
     max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -72,3 +78,24 @@ def test_applying_a_then_b_equals_applying_b_fresh(
             n: hashes_a[("acme", n)] for n in kept
         }
     assert set(hashes_via_a) == {("acme", e.number) for e in spec_b.extensions}
+
+
+@settings(PROPERTY, max_examples=12)
+@given(before=tenant_sets(min_size=2), after=tenant_sets(min_size=2), data=st.data())
+def test_a_frozen_tenant_never_changes_whatever_else_does(
+    conn: psycopg.Connection,
+    before: list[TenantSpec],
+    after: list[TenantSpec],
+    data: st.DataObject,
+) -> None:
+    reset_store(conn)
+    assert converge(conn, desired_of(before)).ok
+    frozen = data.draw(st.sampled_from([s.id for s in before]))
+    fingerprint = schema_fingerprint(conn, f"tenant_{frozen}")
+    registry_row = read_registry(conn)[frozen]
+    # Whatever the other specs became (and whether the frozen one is still listed):
+    desired = {k: v for k, v in desired_of(after).items() if k != frozen}
+    report = converge(conn, desired, frozen=[frozen])
+    assert frozen not in report.applied and frozen not in report.failed
+    assert schema_fingerprint(conn, f"tenant_{frozen}") == fingerprint
+    assert read_registry(conn)[frozen] == registry_row
