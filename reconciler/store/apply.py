@@ -23,14 +23,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Literal
+from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
 from psycopg.abc import Query
 from psycopg_pool import ConnectionPool
 
-from reconciler.model import Extension, InboundNumber, Kind, State, Tenant, User
+from reconciler.model import Extension, InboundNumber, Kind, Record, State, Tenant, User
 from reconciler.plan import Action, Change, Plan, plan
 from reconciler.store.credentials import credential_rows, rehash_for_domain
 from reconciler.store.errors import (
@@ -301,11 +301,11 @@ class _TenantWriter:
             return
         table = TABLES[kind]
         if action is Action.CREATE:
-            records = [c.after for c in changes]
+            records = _records(changes, after=True)
             self._copy(table.name, table.columns, [table.to_row(r) for r in records])
             _AFTER_CREATE.get(kind, _nothing)(self, records)
         elif action is Action.UPDATE:
-            records = [c.after for c in changes]
+            records = _records(changes, after=True)
             values = [c for c in table.columns if c not in table.key]
             if values:
                 self._many(
@@ -314,7 +314,7 @@ class _TenantWriter:
                 )
             _AFTER_UPDATE.get(kind, _nothing)(self, changes)
         else:
-            records = [c.before for c in changes]
+            records = _records(changes, after=False)
             _BEFORE_DELETE.get(kind, _nothing)(self, records)
             self._many(self._delete(table), [table.key_of(r) for r in records])
 
@@ -323,7 +323,7 @@ class _TenantWriter:
     def _table(self, name: str) -> sql.Composed:
         return sql.SQL("{}.{}").format(self.schema, sql.Identifier(name))
 
-    def _copy(self, table: str, columns: Sequence[str], rows: list[tuple[object, ...]]) -> None:
+    def _copy(self, table: str, columns: Sequence[str], rows: Sequence[tuple[object, ...]]) -> None:
         """Bulk insert: COPY is several times cheaper than row-by-row INSERTs, client and
         server side, which is what makes a cold apply of a thousand tenants fit a minute."""
         if not rows:
@@ -347,7 +347,7 @@ class _TenantWriter:
             self._table(table.name), _key_match(table.key)
         )
 
-    def _many(self, query: Query, rows: list[tuple[object, ...]]) -> None:
+    def _many(self, query: Query, rows: Sequence[tuple[object, ...]]) -> None:
         if rows:
             with self.conn.cursor() as cur:
                 cur.executemany(query, rows)
@@ -396,7 +396,7 @@ class _TenantWriter:
 
     # --- per-kind extras --------------------------------------------------------------------
 
-    def _extensions_created(self, records: list[object]) -> None:
+    def _extensions_created(self, records: Sequence[object]) -> None:
         numbers = [r.number for r in records if isinstance(r, Extension)]
         rows = credential_rows(numbers, self.domain)
         try:
@@ -415,10 +415,10 @@ class _TenantWriter:
                 sqlstate=failure.sqlstate,
             )
 
-    def _users_created(self, records: list[object]) -> None:
+    def _users_created(self, records: Sequence[object]) -> None:
         self._insert_links([r for r in records if isinstance(r, User)])
 
-    def _users_updated(self, changes: list[Change]) -> None:
+    def _users_updated(self, changes: Sequence[Change]) -> None:
         relinked = [
             c.after
             for c in changes
@@ -442,7 +442,7 @@ class _TenantWriter:
             [(u.email, number) for u in users for number in u.extensions],
         )
 
-    def _dids_created(self, records: list[object]) -> None:
+    def _dids_created(self, records: Sequence[object]) -> None:
         numbers = [r.number for r in records if isinstance(r, InboundNumber)]
         taken = self.conn.execute(
             "SELECT number, tenant_id FROM pbx.did_index WHERE number = ANY(%s) AND tenant_id <> %s"
@@ -459,26 +459,36 @@ class _TenantWriter:
             [(number, self.tenant_id) for number in numbers],
         )
 
-    def _dids_deleted(self, records: list[object]) -> None:
+    def _dids_deleted(self, records: Sequence[object]) -> None:
         self.conn.execute(
             "DELETE FROM pbx.did_index WHERE number = ANY(%s) AND tenant_id = %s",
             ([r.number for r in records if isinstance(r, InboundNumber)], self.tenant_id),
         )
 
 
-def _nothing(writer: _TenantWriter, items: list[object]) -> None:
+def _nothing(writer: _TenantWriter, items: Sequence[object]) -> None:
     return None
 
 
-_AFTER_CREATE: dict[Kind, Callable[[_TenantWriter, list[object]], None]] = {
+def _records(changes: Sequence[Change], *, after: bool) -> list[Record]:
+    """The records a batch of changes writes (``after``) or removes (``before``)."""
+    records: list[Record] = []
+    for change in changes:
+        record = change.after if after else change.before
+        assert record is not None, "plan invariant: creates/updates carry after, deletes before"
+        records.append(record)
+    return records
+
+
+_AFTER_CREATE: dict[Kind, Callable[[_TenantWriter, Sequence[Any]], None]] = {
     Kind.EXTENSION: _TenantWriter._extensions_created,
     Kind.USER: _TenantWriter._users_created,
     Kind.INBOUND_NUMBER: _TenantWriter._dids_created,
 }
-_AFTER_UPDATE: dict[Kind, Callable[[_TenantWriter, list[Change]], None]] = {
+_AFTER_UPDATE: dict[Kind, Callable[[_TenantWriter, Sequence[Any]], None]] = {
     Kind.USER: _TenantWriter._users_updated,
 }
-_BEFORE_DELETE: dict[Kind, Callable[[_TenantWriter, list[object]], None]] = {
+_BEFORE_DELETE: dict[Kind, Callable[[_TenantWriter, Sequence[Any]], None]] = {
     Kind.INBOUND_NUMBER: _TenantWriter._dids_deleted,
 }
 

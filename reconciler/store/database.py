@@ -53,7 +53,7 @@ def database_url(
     directory = data_dir or default_data_dir()
     directory.mkdir(parents=True, exist_ok=True)
     try:
-        server = pgserver.get_server(directory, cleanup_mode="stop")
+        server = pgserver.get_server(directory, cleanup_mode="stop")  # type: ignore[attr-defined]
     except Exception as exc:  # pgserver raises plain subprocess/OS errors
         raise StoreUnavailable(f"embedded PostgreSQL in {directory} did not start: {exc}") from exc
     try:

@@ -93,7 +93,7 @@ def read_state(
     # server plans the next query (on a fresh connection mostly loading catalog entries)
     # while the rows of the previous one become records. The connection is used by the
     # reader only until the last result is in.
-    tables = [(USER_EXTENSIONS, ("user_email", "extension"))]
+    tables: list[tuple[str, tuple[str, ...]]] = [(USER_EXTENSIONS, ("user_email", "extension"))]
     tables += [(t.name, t.columns) for t in TABLES.values()]
     with _gc_paused(), ThreadPoolExecutor(1, thread_name_prefix="pbx-read") as reader:
         link_rows, *table_rows = [
