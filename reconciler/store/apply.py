@@ -104,23 +104,23 @@ def apply_plan(
     ctx = _Context(desired, revision, host or socket.gethostname(), digests or {})
     with _connection(target) as conn:
         migrate(conn)
-    tenants = changes.tenants()
+    by_tenant: dict[str, list[Change]] = {}
+    for change in changes.changes:  # one pass: Plan.for_tenant per tenant would be quadratic
+        by_tenant.setdefault(change.tenant, []).append(change)
     outcomes: dict[str, _Outcome] = {}
     if isinstance(target, ConnectionPool) and workers > 1:
 
         def run(tenant_id: str) -> _Outcome:
             with _connection(target) as conn:
-                return _apply_tenant(conn, tenant_id, changes.for_tenant(tenant_id).changes, ctx)
+                return _apply_tenant(conn, tenant_id, tuple(by_tenant[tenant_id]), ctx)
 
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pbx-apply") as pool:
-            for tenant_id, outcome in zip(tenants, pool.map(run, tenants), strict=True):
+            for tenant_id, outcome in zip(by_tenant, pool.map(run, by_tenant), strict=True):
                 outcomes[tenant_id] = outcome
     else:
         with _connection(target) as conn:
-            for tenant_id in tenants:
-                outcomes[tenant_id] = _apply_tenant(
-                    conn, tenant_id, changes.for_tenant(tenant_id).changes, ctx
-                )
+            for tenant_id, tenant_changes in by_tenant.items():
+                outcomes[tenant_id] = _apply_tenant(conn, tenant_id, tuple(tenant_changes), ctx)
     failed = {t: o for t, o in outcomes.items() if isinstance(o, TenantApplyError)}
     skip = set(frozen) | set(failed) | {t for t, o in outcomes.items() if o == "applied"}
     with _connection(target) as conn:
@@ -182,6 +182,10 @@ def _apply_tenant(
         if conn.broken or conn.closed:
             raise unavailable(exc) from exc
         error = TenantApplyError(tenant_id, describe_db_error(exc), sqlstate=exc.sqlstate)
+    except Exception as exc:
+        # A bug must not stop the other tenants either; it is logged with its traceback.
+        log.exception("tenant %s: unexpected error while applying", tenant_id)
+        error = TenantApplyError(tenant_id, f"unexpected {type(exc).__name__}: {exc}")
     else:
         log.info("tenant %s: applied %d change(s)", tenant_id, len(changes))
         return "applied"
