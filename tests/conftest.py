@@ -23,7 +23,9 @@ SHARED = Path(os.environ.get("PBX_SHARED_DIR", REPO.parent / "shared"))
 TRANSCRIPTS = SHARED / "freeswitch" / "transcripts"
 EXAMPLE_TENANTS = REPO / "tenants.d"
 
-_LOCAL_SERVER = os.environ.get("PBX_TEST_SERVER_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+_LOCAL_SERVER = os.environ.get(
+    "PBX_TEST_SERVER_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def _reachable(dsn: str) -> bool:
