@@ -4,8 +4,10 @@ Layout: control schema ``pbx`` (tenant registry with settings, spec digest and r
 platform admins; the global DID index; the apply history; migration bookkeeping) and one
 schema ``tenant_<id>`` per tenant (extensions, sip_credentials, users, user_extensions,
 agents, queues, tiers, inbound_numbers). Writers serialize per tenant with a
-transaction-scoped advisory lock (see ``locks``). SQL identifiers are only ever composed
-with ``psycopg.sql.Identifier``.
+transaction-scoped advisory lock (see ``locks``); every committed tenant write sends
+``NOTIFY pbx_applied, '<tenant id>'``. Functions take autocommit connections (``connect``,
+``open_pool``) and open the transactions they document. SQL identifiers are only ever
+composed with ``psycopg.sql.Identifier``.
 
 Exceptions::
 

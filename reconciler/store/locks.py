@@ -26,14 +26,6 @@ def lock_tenant(conn: psycopg.Connection, tenant_id: str) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (TENANT_LOCK_CLASS, tenant_id))
 
 
-def try_lock_tenant(conn: psycopg.Connection, tenant_id: str) -> bool:
-    """Take this tenant's write lock if free (for callers that prefer to skip than wait)."""
-    row = conn.execute(
-        "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", (TENANT_LOCK_CLASS, tenant_id)
-    ).fetchone()
-    return bool(row and row[0])
-
-
 def lock_migrations(conn: psycopg.Connection) -> None:
     """Wait for the global migration lock; held until the current transaction ends."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
