@@ -307,6 +307,7 @@ class Daemon:
                 event(log, "database unavailable", logging.WARNING, error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
         register_secret(_dsn_password(self.dsn))
+        self.reconciler.dsn = self.dsn
         self._election = LeaderElection(
             self.dsn,
             on_leadership=self._on_leadership,

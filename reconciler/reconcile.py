@@ -30,6 +30,7 @@ from reconciler.store import (
     apply_plan,
     git_revision,
     migrate,
+    open_pool,
     read_a1_hashes,
     read_registry,
     read_state,
@@ -98,9 +99,19 @@ class AppliedState:
 class Reconciler:
     """Owns the spec loader cache and the in-memory applied state between passes."""
 
-    def __init__(self, tenants_dir: Path, *, host: str | None = None) -> None:
+    def __init__(
+        self,
+        tenants_dir: Path,
+        *,
+        host: str | None = None,
+        dsn: str | None = None,
+        parallel_threshold: int = 20,
+    ) -> None:
         self.tenants_dir = tenants_dir
         self.host = host
+        # many tenants to apply (a cold start): a 2-connection pool applies two at a time
+        self.dsn = dsn
+        self.parallel_threshold = parallel_threshold
         self.loader = SpecLoader()
         self.applied = AppliedState()
         self._desired_cache: dict[str, TenantState] = {}  # by spec digest
@@ -155,15 +166,18 @@ class Reconciler:
         wanted = {t: desired[t] for t in candidates if t in desired}
         changes = plan(wanted, actual, frozen=invalid)
         digests = {t: specs.tenants[t].digest for t in wanted}
-        report = apply_plan(
-            conn,
-            changes,
-            desired=wanted,
-            revision=revision,
-            host=self.host,
-            digests=digests,
-            frozen=invalid,
-        )
+        apply_args = {
+            "desired": wanted,
+            "revision": revision,
+            "host": self.host,
+            "digests": digests,
+            "frozen": invalid,
+        }
+        if self.dsn is not None and len(changes.tenants()) >= self.parallel_threshold:
+            with open_pool(self.dsn, min_size=2, max_size=2) as pool:
+                report = apply_plan(pool, changes, workers=2, **apply_args)  # type: ignore[arg-type]
+        else:
+            report = apply_plan(conn, changes, **apply_args)  # type: ignore[arg-type]
         if specs.platform is not None:
             sync_platform_admins(conn, {a.email: a.name for a in specs.platform.super_admins})
         touched = frozenset(changes.tenants()) | frozenset(report.applied)
