@@ -341,7 +341,8 @@ class Daemon:
 
     async def _on_notify(self, received: frozenset[tuple[str, int]]) -> None:
         # our own applies come back too: they are already in memory, skip them
-        tenants = frozenset(t for t, pid in received if pid != self._own_backend_pid)
+        own = self.reconciler.own_backend_pids | {self._own_backend_pid}
+        tenants = frozenset(t for t, pid in received if pid not in own)
         if not tenants:
             return
         event(log, "apply notification", tenants=",".join(sorted(tenants)))

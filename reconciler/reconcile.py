@@ -112,6 +112,9 @@ class Reconciler:
         # many tenants to apply (a cold start): a 2-connection pool applies two at a time
         self.dsn = dsn
         self.parallel_threshold = parallel_threshold
+        # backend pids of the connections this reconciler applied through: their NOTIFYs are
+        # our own and need no refresh (replaced each pass; pids are not reused that fast)
+        self.own_backend_pids: frozenset[int] = frozenset()
         self.loader = SpecLoader()
         self.applied = AppliedState()
         self._desired_cache: dict[str, TenantState] = {}  # by spec digest
@@ -173,10 +176,18 @@ class Reconciler:
             "digests": digests,
             "frozen": invalid,
         }
+        pids = {conn.info.backend_pid}
         if self.dsn is not None and len(changes.tenants()) >= self.parallel_threshold:
-            with open_pool(self.dsn, min_size=2, max_size=2) as pool:
+            with open_pool(
+                self.dsn,
+                min_size=2,
+                max_size=2,
+                configure=lambda c: pids.add(c.info.backend_pid),
+            ) as pool:
+                self.own_backend_pids = frozenset(pids)
                 report = apply_plan(pool, changes, workers=2, **apply_args)  # type: ignore[arg-type]
         else:
+            self.own_backend_pids = frozenset(pids)
             report = apply_plan(conn, changes, **apply_args)  # type: ignore[arg-type]
         if specs.platform is not None:
             sync_platform_admins(conn, {a.email: a.name for a in specs.platform.super_admins})

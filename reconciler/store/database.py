@@ -13,7 +13,7 @@ them): each function opens exactly the transactions it documents.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -72,15 +72,24 @@ def connect(dsn: str, **kwargs: Any) -> psycopg.Connection:
 
 
 def open_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 4, timeout: float = 30.0
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 4,
+    timeout: float = 30.0,
+    configure: Callable[[psycopg.Connection], None] | None = None,
 ) -> ConnectionPool:
-    """An opened pool of autocommit connections (the daemon's, and parallel applies')."""
+    """An opened pool of autocommit connections (the daemon's, and parallel applies').
+
+    ``configure`` runs on each new connection (the daemon records backend pids with it, to
+    tell its own apply notifications from other writers')."""
     pool = ConnectionPool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         timeout=timeout,
         kwargs={"autocommit": True, "application_name": APPLICATION_NAME},
+        configure=configure,
         open=False,
     )
     try:
