@@ -114,6 +114,14 @@ def parse_with_positions(text: str) -> tuple[Any, NodePositions]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
+        context = exc.context or ""
+        if "flow mapping" in context or "flow sequence" in context:
+            # an unclosed '{' or '[' is noticed at the next token, often lines later: point
+            # at the bracket that was never closed, where the mistake is
+            mark = exc.context_mark or mark
+            problem = (
+                f"{problem} ({context.removeprefix('while parsing ')} opened here is not closed)"
+            )
         raise YamlProblem(f"YAML syntax error: {problem}", Position.of(mark)) from exc
     except yaml.YAMLError as exc:
         raise YamlProblem(f"YAML error: {exc}", Position(1, 1)) from exc
