@@ -12,6 +12,7 @@ import difflib
 import gc
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -256,13 +257,17 @@ def _load_tenant(text: str, file: str, stem: str) -> _Parsed:
     if isinstance(declared_id, str):
         item.claimed_ids.add(declared_id)
         if declared_id != stem:
+            hint = (
+                f" (rename the file to {declared_id}.yaml)"
+                if re.fullmatch(models.TENANT_ID_PATTERN, declared_id)
+                else ""
+            )
             item.errors.append(
                 _finding_error(
                     file,
                     positions,
                     ("id",),
-                    f"tenant id '{declared_id}' must equal the file name '{stem}' "
-                    f"(rename the file to {declared_id}.yaml)",
+                    f"tenant id '{declared_id}' must equal the file name '{stem}'{hint}",
                 )
             )
     try:

@@ -19,6 +19,7 @@ Loc = tuple[str | int, ...]
 # libyaml's parser keeps node marks too and is about ten times faster than pure Python.
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR_TAG = "tag:yaml.org,2002:str"
+_PLAIN_TAGS = frozenset({"tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +136,9 @@ def _build(node: yaml.Node, loc: Loc, loader: yaml.SafeLoader) -> Any:
         if node.tag == _STR_TAG:
             return node.value
         return loader.construct_object(node)
+    if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) and node.tag not in _PLAIN_TAGS:
+        # e.g. `!!python/object/apply:...` on a list: never constructed, but say so loudly
+        raise YamlProblem(f"YAML tag {node.tag} is not allowed", Position.of(node.start_mark), loc)
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, (*loc, i), loader) for i, item in enumerate(node.value)]
     if isinstance(node, yaml.MappingNode):

@@ -293,7 +293,7 @@ MISTAKES: tuple[Mistake, ...] = (
     _m("yaml-unclosed-flow-mapping", "      - {agent: alice, level: 1, position: 1}\n", f"      - {{agent: alice, level: 1, position: 1{MARK}\n", "YAML"),
     _m("yaml-text-after-quoted-string", "    name: Front desk (shared)\n", f'    name: "Front desk" (shared){MARK}\n', "YAML syntax error"),
     _m("yaml-python-name-tag", "name: Acme Corporation\n", f"name: !!python/name:os.system{MARK}\n", "YAML"),
-    _m("yaml-python-object-tag-is-inert", "name: Acme Corporation\n", f'name: !!python/object/apply:os.system ["true"]{MARK}\n', "valid string"),
+    _m("yaml-python-object-tag-on-a-list", "name: Acme Corporation\n", f'name: !!python/object/apply:os.system ["true"]{MARK}\n', "is not allowed"),
     _m("yaml-undefined-alias", "    wrap_up_time: 15\n", f"    wrap_up_time: *fifteen{MARK}\n", "undefined alias"),
 )
 # fmt: on
