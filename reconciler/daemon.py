@@ -321,6 +321,14 @@ class Daemon:
         data_dir = self.config.embedded_data_dir
         if data_dir is None and self.config.database_url is None:
             data_dir = self.config.state_dir / "postgres"
+        if self.config.database_url is None and hasattr(os, "geteuid") and os.geteuid() == 0:
+            event(
+                log,
+                "embedded PostgreSQL started as root: pgserver runs it as its own user and "
+                "opens read access on the parent directories of its data dir; run pbx as an "
+                "unprivileged user (the systemd unit does) or set PBX_DATABASE_URL",
+                logging.WARNING,
+            )
         manager = database_url(self.config.database_url, data_dir=data_dir)
         return self._exit.enter_context(manager)
 
