@@ -2,7 +2,8 @@
 one switch into the declared one, and send them.
 
 Neighbours: ``model`` (records, ``fs_name``), ``plan`` (``Action``), ``esl`` (``quote_arg`` and
-the connection errors). Deciding (``desired_live``, ``plan_live``, ``next_digests``) is pure;
+the connection errors). Deciding (``desired_live``, ``plan_live``, ``next_digests``,
+``next_owed_statuses``) is pure;
 doing (``read_live``, ``apply_live``) takes an ``api`` callable ``async (command) -> body`` so the
 same code runs on an ``EslConnection``, an ``EslClient`` or a test double.
 
@@ -10,7 +11,8 @@ Ownership. The reconciler owns, for names ending in ``@<managed domain>``: which
 loaded and with which params, which agents exist with their type, contact and timing params,
 and which tiers exist with their level and position. Status and state (agents and tiers) are
 runtime facts owned by people and by the switch: never set, except an agent's
-``initial_status`` right after this reconciler created it. Everything outside the managed
+``initial_status`` once, after this reconciler created it (right after the add, or on a later
+pass while that status is still owed: see ``plan_live``). Everything outside the managed
 domains is left alone and reported as unmanaged. A tier is touched only when both its queue
 and its agent are managed.
 
@@ -71,6 +73,7 @@ QUEUE_LISTED_PARAMS: tuple[str, ...] = (
 )
 _QUEUE_COUNTERS = ("calls_answered", "calls_abandoned")
 _CLAMP_MAX = 86400  # mod_callcenter clamps integer queue params to 0..86400
+FRESH_AGENT_STATUS = "Logged Out"  # the status `agent add` gives a new agent
 
 
 class CallcenterError(Exception):
@@ -434,11 +437,14 @@ class LivePlan:
     """Ordered, deterministic changes for one switch.
 
     ``queue_digests``: the param digest of each desired queue, recorded by the caller once the
-    queue is known to be loaded with it (see ``next_digests``). ``unmanaged_*``: live names
-    outside the managed domains, left alone."""
+    queue is known to be loaded with it (see ``next_digests``). ``owed_statuses``: the agents
+    this plan sends an initial status to (in a CREATE's ``if_created``, or an UPDATE paying a
+    debt); what is still owed once it ran is ``next_owed_statuses``. ``unmanaged_*``: live
+    names outside the managed domains, left alone."""
 
     changes: tuple[LiveChange, ...] = ()
     queue_digests: Mapping[str, str] = field(default_factory=dict)
+    owed_statuses: frozenset[str] = frozenset()
     unmanaged_agents: tuple[str, ...] = ()
     unmanaged_queues: tuple[str, ...] = ()
     unmanaged_tiers: tuple[tuple[str, str], ...] = ()
@@ -526,6 +532,7 @@ def plan_live(
     managed_domains: Collection[str],
     *,
     loaded_digests: Mapping[str, str] | None = None,
+    owed_statuses: Collection[str] | None = None,
 ) -> LivePlan:
     """Changes that bring ``live`` in line with ``desired`` for names in ``managed_domains``.
 
@@ -536,11 +543,25 @@ def plan_live(
     the node) and matching listed columns is adopted without a reload: a reload restarts the
     queue's counters, and the node loads queues from the same callcenter.conf at startup.
 
+    Initial status: an agent's status belongs to people, so it is set only for an agent this
+    node created. A CREATE carries the ``initial_status`` set in ``if_created`` (sent only if
+    the add created the agent). When that set was not confirmed (the connection dropped after
+    the add, or with the add's reply, so it may have run; or a set before it failed), the
+    caller keeps the agent in ``owed_statuses`` (see ``next_owed_statuses``) and later passes
+    pay the debt, the reconnect's resync first: for an owed agent the switch holds,
+    the status set is planned (an UPDATE, after any field sets) only while its live status is
+    still the fresh ``Logged Out`` and the spec still declares an ``initial_status``.
+    Otherwise the debt is dropped: a person changed the status (it is theirs now), the agent
+    left the spec, or the switch lost it (it is re-created with its own ``if_created``).
+    Agents not in ``owed_statuses`` never get a status from an UPDATE.
+
     Order (also the apply order, by phase): tier del; agent del, queue unload, queue load and
     reload, agent add and set; tier add and set. Within each group, sorted by name.
     """
     domains = frozenset(d.lower() for d in managed_domains)
     digests = loaded_digests or {}
+    owed_in = frozenset(owed_statuses or ())
+    owed_out: set[str] = set()
 
     def managed(name: str) -> bool:
         return is_managed(name, domains)
@@ -610,6 +631,8 @@ def plan_live(
                 if want_agent.initial_status
                 else ()
             )
+            if status:
+                owed_out.add(name)
             agent_upserts.append(
                 LiveChange(
                     Kind.AGENT,
@@ -622,14 +645,26 @@ def plan_live(
             )
             continue
         changed = _agent_drift(want_agent, have_agent)
+        commands = [_agent_set(f, name, getattr(want_agent, f)) for f in changed]
+        reason = ""
+        if (
+            name in owed_in
+            and want_agent.initial_status
+            and have_agent.status == FRESH_AGENT_STATUS
+        ):
+            owed_out.add(name)
+            changed.append("status")
+            commands.append(_agent_set("status", name, want_agent.initial_status))
+            reason = "initial status still owed: this node created the agent, the set was lost"
         if changed:
             agent_upserts.append(
                 LiveChange(
                     Kind.AGENT,
                     Action.UPDATE,
                     name,
-                    tuple(_agent_set(f, name, getattr(want_agent, f)) for f in changed),
+                    tuple(commands),
                     fields=tuple(changed),
+                    reason=reason,
                 )
             )
     for name in sorted(live.agents):
@@ -703,6 +738,7 @@ def plan_live(
             *tier_upserts,
         ),
         queue_digests={name: q.digest for name, q in sorted(desired.queues.items())},
+        owed_statuses=frozenset(owed_out),
         unmanaged_agents=tuple(n for n in sorted(live.agents) if not managed(n)),
         unmanaged_queues=tuple(n for n in sorted(live.queues) if not managed(n)),
         unmanaged_tiers=tuple(unmanaged_tiers),
@@ -724,7 +760,10 @@ async def read_live(api: Api) -> LiveState:
 @dataclass(frozen=True, slots=True)
 class ChangeResult:
     """``ok``: every command answered ``+OK``. ``existed``: the add found the object already
-    there (drift; repaired by the sets). ``skipped``: not attempted (reason in ``error``)."""
+    there (drift; repaired by the sets). ``skipped``: not attempted (reason in ``error``).
+    ``created``: the add of a CREATE answered ``+OK``. ``add_unconfirmed``: the add went out
+    (or was being sent) and no reply came (the connection dropped, a timeout): it may have
+    created the object."""
 
     change: LiveChange
     ok: bool
@@ -732,6 +771,8 @@ class ChangeResult:
     existed: bool = False
     skipped: bool = False
     sent: int = 0
+    created: bool = False
+    add_unconfirmed: bool = False
 
 
 @dataclass(frozen=True)
@@ -769,35 +810,54 @@ _EXISTS = ("-ERR Agent already exist!", "-ERR Tier already exist!")
 
 
 class _ConnectionLost(Exception):
-    pass
+    """The connection died under a change; carries what is known of its add."""
+
+    def __init__(self, message: str, *, created: bool, add_unconfirmed: bool) -> None:
+        super().__init__(message)
+        self.created = created
+        self.add_unconfirmed = add_unconfirmed
 
 
 async def _run_change(api: Api, change: LiveChange) -> ChangeResult:
     sent = 0
-    existed = False
+    existed = created = False
     commands = list(change.commands)
     i = 0
     while i < len(commands):
         command = commands[i]
+        is_add = i == 0 and change.action is Action.CREATE
         try:
             reply = await api(command)
         except EslConnectionError as exc:
-            raise _ConnectionLost(str(exc)) from exc
+            raise _ConnectionLost(str(exc), created=created, add_unconfirmed=is_add) from exc
         except Exception as exc:  # a timeout or protocol error: this change failed
-            return ChangeResult(change, ok=False, error=f"{command}: {exc!r}", sent=sent + 1)
+            return ChangeResult(
+                change,
+                ok=False,
+                error=f"{command}: {exc!r}",
+                sent=sent + 1,
+                created=created,
+                add_unconfirmed=is_add,
+            )
         sent += 1
         text = reply.strip()
-        if i == 0 and change.action is Action.CREATE and text in _EXISTS:
+        if is_add and text in _EXISTS:
             existed = True
             commands += change.if_existed
         elif not text.startswith("+OK"):
             return ChangeResult(
-                change, ok=False, error=f"{command}: {text or '(empty reply)'}", sent=sent
+                change,
+                ok=False,
+                error=f"{command}: {text or '(empty reply)'}",
+                sent=sent,
+                created=created,
             )
+        elif is_add:
+            created = True
         if i == len(change.commands) - 1 and not existed:
             commands += change.if_created
         i += 1
-    return ChangeResult(change, ok=True, existed=existed, sent=sent)
+    return ChangeResult(change, ok=True, existed=existed, sent=sent, created=created)
 
 
 async def apply_live(api: Api, plan: LivePlan, *, concurrency: int = 256) -> LiveApplyReport:
@@ -827,7 +887,13 @@ async def apply_live(api: Api, plan: LivePlan, *, concurrency: int = 256) -> Liv
                 return await _run_change(api, change)
             except _ConnectionLost as exc:
                 lost.append(str(exc))
-                return ChangeResult(change, ok=False, error=f"connection lost: {exc}")
+                return ChangeResult(
+                    change,
+                    ok=False,
+                    error=f"connection lost: {exc}",
+                    created=exc.created,
+                    add_unconfirmed=exc.add_unconfirmed,
+                )
 
     for phase in sorted({c.phase for c in plan.changes}):
         batch = [c for c in plan.changes if c.phase == phase]
@@ -854,3 +920,32 @@ def next_digests(
         elif name in previous and key not in outcome:
             out[name] = previous[name]
     return out
+
+
+def next_owed_statuses(plan: LivePlan, report: LiveApplyReport | None) -> frozenset[str]:
+    """The agents whose initial status a node still owes after applying ``plan`` (pass them to
+    the next ``plan_live`` as ``owed_statuses``).
+
+    An agent in ``plan.owed_statuses`` stays owed unless its status set answered ``+OK``: a
+    CREATE whose add created the agent (or may have: the reply was lost) but did not finish;
+    an UPDATE paying the debt that failed, was skipped or was not applied. A CREATE whose add
+    failed, found the agent already there, or never went out owes nothing: the agent is not
+    this node's creation (or does not exist, and the next CREATE carries its own status).
+    Every debt the planner did not carry into ``plan`` is dropped (see ``plan_live``)."""
+    results = {r.change.key: r for r in report.results} if report is not None else {}
+    owed: set[str] = set()
+    for change in plan.changes:
+        if change.kind is not Kind.AGENT or change.name not in plan.owed_statuses:
+            continue
+        result = results.get(change.key)
+        if change.action is Action.UPDATE:
+            if result is None or not result.ok:
+                owed.add(change.name)
+        elif (
+            change.action is Action.CREATE
+            and result is not None
+            and not result.ok
+            and (result.created or result.add_unconfirmed)
+        ):
+            owed.add(change.name)
+    return frozenset(owed)

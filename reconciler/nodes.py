@@ -34,6 +34,7 @@ from reconciler.callcenter import (
     LivePlan,
     apply_live,
     next_digests,
+    next_owed_statuses,
     plan_live,
     read_live,
 )
@@ -197,8 +198,12 @@ def _warnings(plan: LivePlan) -> tuple[str, ...]:
 
 
 class NodeReconciler:
-    """Owns one node's ``EslClient``, the desired state last given, and the digests of the
-    queue configs this reconciler loaded there (see ``callcenter.plan_live``).
+    """Owns one node's ``EslClient``, the desired state last given, and this node's memory
+    (see ``callcenter.plan_live``): the digests of the queue configs this reconciler loaded
+    there, and the agents it created whose initial status is still owed (added, but the
+    status set not confirmed: the connection dropped in between). Both outlive passes and
+    reconnects, so the resync a reconnect runs pays the debt once, and only while the agent
+    is still ``Logged Out``; both are lost with the process (a fresh one owes nothing).
 
     ``on_report(report)`` runs after every pass whatever triggered it (its errors are
     logged): the place to count drift repaired by reconnect resyncs too."""
@@ -232,6 +237,7 @@ class NodeReconciler:
         )
         self._desired: tuple[DesiredLive, frozenset[str]] | None = None
         self._digests: dict[str, str] = {}
+        self._owed_statuses: frozenset[str] = frozenset()
         self._lock = asyncio.Lock()
         self._passes = asyncio.Condition()
         self.pass_count = 0
@@ -301,7 +307,13 @@ class NodeReconciler:
                     self.spec.host, self.spec.port, self.spec.password, timeout=connect_timeout
                 )
             live = await read_live(self._api_of(conn))
-            plan = plan_live(desired, live, domains, loaded_digests=self._digests)
+            plan = plan_live(
+                desired,
+                live,
+                domains,
+                loaded_digests=self._digests,
+                owed_statuses=self._owed_statuses,
+            )
         except (EslError, OSError) as exc:
             return NodeReport(
                 self.name,
@@ -395,10 +407,17 @@ class NodeReconciler:
         applied = LiveApplyReport()
         try:
             live = await read_live(api)
-            plan = plan_live(wanted, live, domains, loaded_digests=self._digests)
+            plan = plan_live(
+                wanted,
+                live,
+                domains,
+                loaded_digests=self._digests,
+                owed_statuses=self._owed_statuses,
+            )
             if not plan.empty:
                 applied = await apply_live(api, plan, concurrency=self._concurrency)
             self._digests = next_digests(self._digests, plan, applied)
+            self._owed_statuses = next_owed_statuses(plan, applied)
         except EslConnectionError as exc:
             return self._failed(trigger, started, plan, f"connection lost: {exc}", connected=False)
         except (EslError, CallcenterError) as exc:

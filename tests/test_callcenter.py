@@ -28,6 +28,7 @@ from reconciler.callcenter import (
     live_state,
     managed_domains,
     next_digests,
+    next_owed_statuses,
     parse_agent_list,
     parse_queue_list,
     parse_tier_list,
@@ -601,6 +602,213 @@ def test_plan_live(case: Case) -> None:
     assert plan.empty == (not case.commands)
 
 
+# --- initial status owed by a node that created the agent --------------------------------
+
+ALICE_STATUS = f"{CC} agent set status {ALICE} Available"
+ALICE_ADDED_ONLY = with_agent(  # `agent add` ran, the connection dropped before any set
+    MATCHING,
+    ALICE,
+    contact="",
+    max_no_answer=0,
+    wrap_up_time=0,
+    reject_delay_time=0,
+    busy_delay_time=0,
+    no_answer_delay_time=0,
+    status="Logged Out",
+)
+
+
+@dataclass(frozen=True)
+class OwedCase:
+    live: LiveState
+    commands: list[str]
+    still_owed: frozenset[str]  # plan.owed_statuses: what the plan sends a status to
+    owed: frozenset[str] = frozenset({ALICE})
+    desired: DesiredLive = DESIRED
+
+
+OWED_CASES = {
+    "owed and still Logged Out: the status set is planned once": OwedCase(
+        with_agent(MATCHING, ALICE, status="Logged Out"), [ALICE_STATUS], frozenset({ALICE})
+    ),
+    "owed after a bare add: the fields first, then the status": OwedCase(
+        ALICE_ADDED_ONLY,
+        [c for c in FIRST_SYNC if ALICE in c and " agent set " in c],
+        frozenset({ALICE}),
+    ),
+    "owed but a person set another status: theirs, debt dropped": OwedCase(
+        with_agent(MATCHING, ALICE, status="On Break"), [], frozenset()
+    ),
+    "owed but a person made her Available (On Demand): debt dropped": OwedCase(
+        with_agent(MATCHING, ALICE, status="Available (On Demand)"), [], frozenset()
+    ),
+    "owed but removed from the spec: deleted, debt dropped": OwedCase(
+        with_agent(MATCHING, ALICE, status="Logged Out"),
+        [f"{CC} tier del {SUPPORT} {ALICE}", f"{CC} agent del {ALICE}"],
+        frozenset(),
+        desired=replace(
+            DESIRED,
+            agents={BOB: DESIRED.agents[BOB]},
+            tiers={(SUPPORT, BOB): DESIRED.tiers[(SUPPORT, BOB)]},
+        ),
+    ),
+    "owed but the spec no longer declares an initial status: debt dropped": OwedCase(
+        with_agent(MATCHING, ALICE, status="Logged Out"),
+        [],
+        frozenset(),
+        desired=replace(
+            DESIRED,
+            agents={**DESIRED.agents, ALICE: replace(DESIRED.agents[ALICE], initial_status=None)},
+        ),
+    ),
+    "owed but the switch lost the agent: re-created, status in its own if_created": OwedCase(
+        without_agent(MATCHING, ALICE),
+        [c for c in FIRST_SYNC if ALICE in c],
+        frozenset({ALICE}),
+    ),
+    "not owed: a Logged Out agent is never given a status": OwedCase(
+        ALICE_ADDED_ONLY,
+        [c for c in FIRST_SYNC if ALICE in c and " agent set " in c and "status" not in c],
+        frozenset(),
+        owed=frozenset(),
+    ),
+    "owed names without an initial status or unknown to the spec set nothing": OwedCase(
+        with_agent(MATCHING, BOB, status="Logged Out"),
+        [],
+        frozenset(),
+        owed=frozenset({BOB, f"ghost@{ACME}", "1000@default"}),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", OWED_CASES.values(), ids=OWED_CASES.keys())
+def test_plan_live_pays_an_owed_initial_status_once(case: OwedCase) -> None:
+    plan = plan_live(case.desired, case.live, {ACME}, owed_statuses=case.owed)
+    assert plan.commands() == case.commands
+    assert plan.owed_statuses == case.still_owed
+    statuses = [c for c in plan.commands() if " agent set status " in c]
+    assert statuses == ([ALICE_STATUS] if ALICE in case.still_owed else [])
+
+
+def test_an_owed_status_is_an_update_that_says_why() -> None:
+    plan = plan_live(DESIRED, ALICE_ADDED_ONLY, {ACME}, owed_statuses={ALICE})
+    (change,) = plan.changes
+    assert (change.key, change.action.verb) == (f"agent:{ALICE}", "update")
+    assert change.fields[-1] == "status" and change.commands[-1] == ALICE_STATUS
+    assert "owed" in change.reason
+
+
+@dataclass(frozen=True)
+class ApplyOwedCase:
+    """One pass's apply, then what the node still owes. ``start``: empty (the plan creates
+    alice), ``logged_out`` (synced, alice back to Logged Out, a debt passed in), ``taken``
+    (someone adds alice between our listing and our add). ``cut``: the command at which the
+    connection dies (``ran``: the switch executed it, the reply was lost)."""
+
+    start: str
+    expected: frozenset[str]
+    cut: str | None = None
+    ran: bool = False
+    fail: dict[str, str] = field(default_factory=dict)
+
+
+ALICE_ADD = f"{CC} agent add {ALICE} Callback"
+ALICE_CONTACT = f"{CC} agent set contact {ALICE} user/1001@{ACME}"
+OWED = frozenset({ALICE})
+NOTHING: frozenset[str] = frozenset()
+
+APPLY_OWED_CASES = {
+    "create confirmed to the status set: nothing owed": ApplyOwedCase("empty", NOTHING),
+    "create cut after the add: owed": ApplyOwedCase("empty", OWED, cut=ALICE_CONTACT),
+    "create cut at the add, which ran: owed (the next pass checks it exists)": ApplyOwedCase(
+        "empty", OWED, cut=ALICE_ADD, ran=True
+    ),
+    "create cut at the add, which never ran: owed, dropped next pass (no agent)": ApplyOwedCase(
+        "empty", OWED, cut=ALICE_ADD
+    ),
+    "create cut at the status set: owed (the next pass sees if it ran)": ApplyOwedCase(
+        "empty", OWED, cut=ALICE_STATUS, ran=True
+    ),
+    "create whose add was refused: nothing owed": ApplyOwedCase(
+        "empty", NOTHING, fail={ALICE_ADD: "-ERR Agent type invalid!\n"}
+    ),
+    "create whose set failed after the add: owed": ApplyOwedCase(
+        "empty", OWED, fail={ALICE_CONTACT: "-ERR Agent not found!\n"}
+    ),
+    "create that found the agent there: not ours, nothing owed": ApplyOwedCase("taken", NOTHING),
+    "debt paid: the status set answered +OK, dropped": ApplyOwedCase("logged_out", NOTHING),
+    "debt refused: still owed": ApplyOwedCase(
+        "logged_out", OWED, fail={ALICE_STATUS: "-ERR Agent not found!\n"}
+    ),
+    "debt cut at the status set: still owed": ApplyOwedCase("logged_out", OWED, cut=ALICE_STATUS),
+}
+
+
+@pytest.mark.parametrize("case", APPLY_OWED_CASES.values(), ids=APPLY_OWED_CASES.keys())
+async def test_next_owed_statuses_after_apply(case: ApplyOwedCase) -> None:
+    switch = MemorySwitch(dict(DESIRED.queues))
+    live, owed = LiveState(), NOTHING
+    if case.start == "logged_out":
+        await sync(switch, DESIRED, {ACME})
+        switch.agents[ALICE]["status"] = "Logged Out"
+        live, owed = await read_live(switch.api), OWED
+    elif case.start == "taken":
+        await switch.api(f"{CC} agent add {ALICE} Callback")
+    plan = plan_live(DESIRED, live, {ACME}, owed_statuses=owed)
+    assert ALICE in plan.owed_statuses
+    switch.fail.update(case.fail)
+    switch.log.clear()
+    down = False
+
+    async def api(command: str) -> str:
+        nonlocal down
+        if down or command == case.cut:
+            if not down and case.ran:
+                await switch.api(command)
+            down = True
+            raise EslConnectionError("cut")
+        return await switch.api(command)
+
+    report = await apply_live(api, plan)
+    assert next_owed_statuses(plan, report) == case.expected
+    assert report.ok == (case.cut is None and not case.fail)
+
+
+def test_a_plan_not_applied_keeps_the_debts_it_carries_and_creates_none() -> None:
+    update = plan_live(DESIRED, ALICE_ADDED_ONLY, {ACME}, owed_statuses={ALICE})
+    create = plan_live(DESIRED, LiveState(), {ACME})
+    assert next_owed_statuses(update, None) == OWED
+    assert next_owed_statuses(create, None) == NOTHING
+    assert next_owed_statuses(LivePlan(), None) == NOTHING
+
+
+async def test_a_status_lost_to_a_cut_is_paid_once_on_the_next_pass() -> None:
+    """Pass 1 dies right after alice's add; pass 2 (the resync) sets her fields and her
+    initial status; pass 3 has nothing to do and owes nothing."""
+    switch = MemorySwitch(dict(DESIRED.queues))
+    plan = plan_live(DESIRED, LiveState(), {ACME})
+
+    async def cut_after_add(command: str) -> str:
+        if command.startswith(f"{CC} agent set") and ALICE in command:
+            raise EslConnectionError("cut")
+        return await switch.api(command)
+
+    report = await apply_live(cut_after_add, plan, concurrency=1)
+    owed = next_owed_statuses(plan, report)
+    assert owed == OWED and switch.agents[ALICE]["status"] == "Logged Out"
+
+    resync = plan_live(DESIRED, await read_live(switch.api), {ACME}, owed_statuses=owed)
+    assert ALICE_STATUS in resync.commands()
+    report = await apply_live(switch.api, resync)
+    assert report.ok, report.errors()
+    owed = next_owed_statuses(resync, report)
+    assert owed == NOTHING and switch.agents[ALICE]["status"] == "Available"
+
+    switch.agents[ALICE]["status"] = "Logged Out"  # a person logs her out: hers to decide
+    again = plan_live(DESIRED, await read_live(switch.api), {ACME}, owed_statuses=owed)
+    assert again.empty and next_owed_statuses(again, None) == NOTHING
+
+
 def test_values_with_blanks_are_quoted_for_the_tokenizer() -> None:
     desired = desired_live(
         {"acme": tenant_state("acme", ACME, agents=[agent("zoe", initial_status="On Break")])}
@@ -826,6 +1034,7 @@ async def sync(
     plan = plan_live(desired, await read_live(switch.api), domains, loaded_digests=digests)
     report = await apply_live(switch.api, plan)
     assert report.ok, report.errors()
+    assert next_owed_statuses(plan, report) == frozenset(), "a clean apply owes nothing"
     return plan, next_digests(digests or {}, plan, report)
 
 

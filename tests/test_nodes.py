@@ -409,6 +409,43 @@ async def test_freeswitch_restart_is_resynced_right_after_reconnect(
         assert report.planned == {"add": 3, "change": 0, "destroy": 0}
 
 
+async def test_initial_status_lost_to_a_drop_after_the_add_is_set_by_the_resync(
+    world: World, fs: FakeFreeSwitch, node: NodeReconciler
+) -> None:
+    """The connection dies after alice's `agent add` ran but before her `agent set status`:
+    the node remembers it created her, so the reconnect's resync sets her initial status
+    (once, she is still Logged Out), and the pass after that sends nothing."""
+    status_set = f"{CC} agent set status {ALICE} Available"
+    passes = node.pass_count
+    fs.reply_delay = 0.05  # six sets follow the add, one round trip each: time to cut
+    first = asyncio.create_task(world.reconcile(node))
+    for _ in range(1500):  # up to 3 s, polled far more often than a round trip
+        if ALICE in fs.agents:
+            break
+        await asyncio.sleep(0.002)
+    else:
+        pytest.fail("alice was never added")
+    fs.drop_connections()  # right after her add ran, before her sets
+    fs.reply_delay = 0.0
+    cut = await first
+    assert not cut.ok and any("connection lost" in e for e in cut.errors)
+    assert f"api {status_set}" not in fs.command_log, "the cut came too late: nothing drilled"
+    assert fs.agents[ALICE].status == "Logged Out"
+
+    report = await node.wait_pass(passes + 1, timeout=3)
+    assert report.trigger == "connect" and report.ok, report.errors
+    assert f"agent:{ALICE}" in report.repaired
+    assert fs.agents[ALICE].status == "Available"
+    assert fs.agents[BOB].status == "Logged Out"  # no initial status declared: none given
+    assert_matches_declaration(fs, world)
+    assert fs.api_log.count(status_set) == 1
+
+    mutations = fs.mutation_count
+    again = await world.reconcile(node)
+    assert again.ok and again.changes == 0 and again.commands_sent == 0
+    assert fs.mutation_count == mutations
+
+
 async def test_dropped_connection_reconnects_and_repairs_drift_made_meanwhile(
     world: World, fs: FakeFreeSwitch, node: NodeReconciler
 ) -> None:

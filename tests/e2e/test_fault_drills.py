@@ -106,13 +106,6 @@ async def test_connection_dropped_mid_push_converges_after_reconnect(world: Worl
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG reconciler/callcenter.py plan_live: initial_status is sent only in the "
-    "if_created tail of an agent's CREATE (after `agent add` and six `agent set`); an agent "
-    "added before a cut is an UPDATE on the resync and never gets its initial status",
-)
 async def test_initial_status_survives_a_drop_mid_push(world: World) -> None:
     """Agents declared `initial_status: Available` must end Available even when the
     connection dropped between their `agent add` and their `agent set status`."""
