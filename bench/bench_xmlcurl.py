@@ -111,7 +111,12 @@ def serve(args: argparse.Namespace) -> None:
         f"snapshot: {snapshot.counts()['users']} users in {time.perf_counter() - started:.2f} s",
         flush=True,
     )
-    app = make_app(lambda: snapshot, load_templates(), auth=CREDENTIALS)
+    # the daemon's own observer (Prometheus counters and histogram) is on the request path
+    from reconciler.metrics import Metrics
+
+    app = make_app(
+        lambda: snapshot, load_templates(), auth=CREDENTIALS, observer=Metrics().observe_xmlcurl
+    )
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
 
 

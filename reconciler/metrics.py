@@ -3,6 +3,8 @@ in one process; the global default registry would make them collide)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # xml_curl answers should be sub-millisecond: buckets start well below 1 ms.
@@ -13,6 +15,7 @@ _RECONCILE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._xmlcurl_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         r = self.registry
         self.reconcile_duration = Histogram(
             "pbx_reconcile_duration_seconds",
@@ -82,9 +85,17 @@ class Metrics:
         )
 
     def observe_xmlcurl(self, section: str, result: str, seconds: float) -> None:
-        label = section or "none"
-        self.xmlcurl_requests.labels(label, result).inc()
-        self.xmlcurl_latency.labels(label).observe(seconds)
+        # on the request path: label children are looked up once, not per request
+        key = (section or "none", result)
+        children = self._xmlcurl_children.get(key)
+        if children is None:
+            children = (
+                self.xmlcurl_requests.labels(*key),
+                self.xmlcurl_latency.labels(key[0]),
+            )
+            self._xmlcurl_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

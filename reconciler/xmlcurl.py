@@ -294,6 +294,27 @@ def make_app(
         except Exception:
             log.exception("xml_curl observer failed")
 
+    # Directory answers depend only on the snapshot and four fields; phones re-register the
+    # same user over and over, so rendered answers are kept per snapshot (bounded), which
+    # spares the template on the hottest path. A new snapshot starts an empty cache.
+    cache: dict[tuple[str, ...], _Encoded] = {}
+    cached_for: list[Snapshot | None] = [None]
+
+    def cached_answer(snapshot: Snapshot | None, form: Mapping[str, str]) -> _Encoded:
+        if form.get("section") != "directory" or snapshot is None:
+            return _Encoded.of(answer(snapshot, form, templates))
+        if cached_for[0] is not snapshot:
+            cache.clear()
+            cached_for[0] = snapshot
+        key = tuple(form.get(name, "") for name in _DIRECTORY_KEY)
+        hit = cache.get(key)
+        if hit is None:
+            hit = _Encoded.of(answer(snapshot, form, templates))
+            if len(cache) >= DIRECTORY_CACHE_SIZE:
+                cache.clear()
+            cache[key] = hit
+        return hit
+
     async def xml_curl(request: web.Request) -> web.Response:
         started = time.perf_counter()
         if expected is not None and not _authorized(request, expected):
@@ -308,7 +329,7 @@ def make_app(
             body = await request.read()
             form = parse_form(body)
             section = form["section"]
-            result = answer(get_snapshot(), form, templates)
+            result = cached_answer(get_snapshot(), form)
         except MalformedRequest as exc:
             log.warning("xml_curl: malformed request from %s: %s", request.remote, exc)
             observe("", "bad_request", started)
@@ -321,10 +342,7 @@ def make_app(
             return web.Response(body=not_found_body, content_type=CONTENT_TYPE, charset="utf-8")
         observe(result.section, result.result, started)
         return web.Response(
-            body=result.body.encode(),
-            status=result.status,
-            content_type=CONTENT_TYPE,
-            charset="utf-8",
+            body=result.body, status=result.status, content_type=CONTENT_TYPE, charset="utf-8"
         )
 
     async def healthz(request: web.Request) -> web.Response:
@@ -341,6 +359,24 @@ def make_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
+
+
+class _Encoded(NamedTuple):
+    """An answer with its body already encoded (what the HTTP side sends)."""
+
+    status: int
+    body: bytes
+    section: str
+    result: str
+
+    @classmethod
+    def of(cls, answer: XmlAnswer) -> _Encoded:
+        return cls(answer.status, answer.body.encode(), answer.section, answer.result)
+
+
+# every form field the directory answer depends on (see _directory)
+_DIRECTORY_KEY = ("purpose", "key_value", "domain", "user")
+DIRECTORY_CACHE_SIZE = 20_000
 
 
 def _authorized(request: web.Request, expected: bytes) -> bool:
