@@ -173,6 +173,21 @@ class SpecLoader:
         return replace(item, errors=list(item.errors), claimed_ids=set(item.claimed_ids))
 
 
+def _cross_tenant_view(data: dict[str, Any]) -> dict[str, Any]:
+    """Only what cross-tenant rules read (id, domain, DID numbers): the loader keeps this for
+    every file between runs, and the whole raw document would double the daemon's memory."""
+    dids = data.get("inbound_numbers")
+    return {
+        "id": data.get("id"),
+        "domain": data.get("domain"),
+        "inbound_numbers": (
+            [{"number": d.get("number")} if isinstance(d, dict) else d for d in dids]
+            if isinstance(dids, list)
+            else dids
+        ),
+    }
+
+
 def _read(path: Path) -> str | SpecError:
     try:
         return path.read_text(encoding="utf-8")
@@ -252,7 +267,7 @@ def _load_tenant(text: str, file: str, stem: str) -> _Parsed:
             _err(file, 1, 1, "", "a tenant file must be a YAML mapping (id, domain, ...)")
         )
         return item
-    item.data = data
+    item.data = _cross_tenant_view(data)
     declared_id = data.get("id")
     if isinstance(declared_id, str):
         item.claimed_ids.add(declared_id)
