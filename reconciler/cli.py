@@ -201,7 +201,7 @@ def _prepare(cfg: ResolvedSettings, conn: psycopg.Connection, tenant: str | None
         raise click.UsageError(f"tenants directory not found: {tenants_dir}")
     specs = load_specs([tenants_dir])
     desired = {t: tenant_state_from_spec(s.spec) for t, s in specs.tenants.items()}
-    actual = read_state(conn)
+    actual = read_state(conn, tenants=None if tenant is None else [tenant])
     if tenant is not None:
         known = set(desired) | set(actual) | set(specs.invalid)
         if tenant not in known:

@@ -1,0 +1,80 @@
+"""Settings precedence (flag > PBX_* environment > config file > default) and secrecy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from reconciler.cli import main
+from reconciler.settings import (
+    SettingsError,
+    load_config_file,
+    parse_credentials,
+    parse_host_port,
+    resolve,
+)
+
+
+def test_flag_beats_env_beats_config_beats_default(tmp_path: Path) -> None:
+    config = {"listen": "127.0.0.1:7000", "interval": 5, "tenants": "/from/config"}
+    env = {"PBX_LISTEN": "127.0.0.1:7001", "PBX_TENANTS": "/from/env"}
+    cfg = resolve({"listen": "127.0.0.1:7002"}, environ=env, config=config)
+    assert cfg["listen"] == "127.0.0.1:7002" and cfg.sources["listen"] == "flag"
+    assert cfg["tenants"] == "/from/env" and cfg.sources["tenants"] == "env"
+    assert cfg["interval"] == 5 and cfg.sources["interval"] == "config"
+    assert cfg["log_format"] == "text" and cfg.sources["log_format"] == "default"
+
+
+def test_freeswitch_env_is_comma_separated_and_masked() -> None:
+    cfg = resolve({}, environ={"PBX_FREESWITCH": "10.0.0.1:8021:pw-one, 10.0.0.2:8021:pw-two"})
+    assert cfg["freeswitch"] == ("10.0.0.1:8021:pw-one", "10.0.0.2:8021:pw-two")
+    shown = cfg.describe()
+    assert "pw-one" not in str(shown) and "(sensitive)" in shown["freeswitch"]
+
+
+def test_secrets_masked_in_describe() -> None:
+    cfg = resolve(
+        {"database_url": "postgresql://u:hunter2@db/pbx", "xml_curl_auth": "fs:s3cret"}, environ={}
+    )
+    text = str(cfg.describe())
+    assert "hunter2" not in text and "s3cret" not in text
+
+
+def test_config_file_unknown_keys_and_bad_toml_are_errors(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('listen = "127.0.0.1:9000"\nfreeswitch = ["a:1:x", "b:2:y"]\n')
+    assert load_config_file(good)["freeswitch"] == ["a:1:x", "b:2:y"]
+    bad_key = tmp_path / "bad.toml"
+    bad_key.write_text('lisen = "x"\n')
+    with pytest.raises(SettingsError, match="unknown keys lisen"):
+        load_config_file(bad_key)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("listen = \n")
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        load_config_file(broken)
+
+
+def test_parsers() -> None:
+    assert parse_host_port("0.0.0.0:8080") == ("0.0.0.0", 8080)
+    assert parse_host_port("[::1]:8080") == ("::1", 8080)
+    with pytest.raises(SettingsError):
+        parse_host_port("8080")
+    assert parse_credentials("fs:pa:ss") == ("fs", "pa:ss")
+    with pytest.raises(SettingsError) as err:
+        parse_credentials("nocolon-secret")
+    assert "nocolon-secret" not in str(err.value)
+
+
+def test_cli_reads_the_config_file(tmp_path: Path) -> None:
+    tenants = tmp_path / "specs"
+    tenants.mkdir()
+    (tenants / "broken.yaml").write_text("id: [\n")
+    config = tmp_path / "pbx.toml"
+    config.write_text(f'tenants = "{tenants}"\n')
+    result = CliRunner().invoke(main, ["validate", "--config", str(config)])
+    assert result.exit_code == 1
+    assert "broken.yaml" in result.stdout
+    result = CliRunner().invoke(main, ["validate"], env={"PBX_CONFIG": str(config)})
+    assert result.exit_code == 1
