@@ -72,7 +72,7 @@ def global_options(func: F) -> F:
     return func
 
 
-def resolved(ctx: click.Context, **local: Any) -> ResolvedSettings:
+def resolved(ctx: click.Context, /, **local: Any) -> ResolvedSettings:
     """Merge this command's flags with the group's flags, env, config file and defaults."""
     flags: dict[str, Any] = {}
     group = ctx.find_root().params
@@ -116,7 +116,7 @@ def main(**_: Any) -> None:
 )
 @global_options
 @click.pass_context
-def validate(ctx: click.Context, paths: tuple[Path, ...], fmt: str, **_: Any) -> None:
+def validate(ctx: click.Context, /, paths: tuple[Path, ...], fmt: str, **_: Any) -> None:
     """Validate spec files or directories (no database, no switch). Exit 0 valid, 1 invalid."""
     from specs_schema.load import load_specs
 
@@ -259,6 +259,7 @@ def _report_spec_errors(errors: list[SpecError], specs: SpecSet) -> None:
 @click.pass_context
 def plan_command(
     ctx: click.Context,
+    /,
     tenant_filter: str | None,
     output: str,
     detailed_exitcode: bool,
@@ -343,7 +344,7 @@ def _live_text(report: dict[str, Any]) -> str:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (automation).")
 @global_options
 @click.pass_context
-def apply_command(ctx: click.Context, tenant_filter: str | None, yes: bool, **_: Any) -> None:
+def apply_command(ctx: click.Context, /, tenant_filter: str | None, yes: bool, **_: Any) -> None:
     """Apply the plan to the database, one transaction per tenant."""
     from reconciler.plan import render_text
     from reconciler.store import apply_plan, git_revision
@@ -399,7 +400,7 @@ def credentials() -> None:
 @global_options
 @click.pass_context
 def credentials_show(
-    ctx: click.Context, tenant: str, extension: str, output: str, **_: Any
+    ctx: click.Context, /, tenant: str, extension: str, output: str, **_: Any
 ) -> None:
     """Print the SIP username, domain and password, for provisioning a phone."""
     from reconciler.store import show_credentials
@@ -420,7 +421,7 @@ def credentials_show(
 @click.argument("extension")
 @global_options
 @click.pass_context
-def credentials_rotate(ctx: click.Context, tenant: str, extension: str, **_: Any) -> None:
+def credentials_rotate(ctx: click.Context, /, tenant: str, extension: str, **_: Any) -> None:
     """Replace the password and a1-hash of an extension (phones must be re-provisioned)."""
     from reconciler.store import rotate_credentials
 
@@ -438,7 +439,7 @@ def credentials_rotate(ctx: click.Context, tenant: str, extension: str, **_: Any
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @global_options
 @click.pass_context
-def prune(ctx: click.Context, tenant: str, yes: bool, **_: Any) -> None:
+def prune(ctx: click.Context, /, tenant: str, yes: bool, **_: Any) -> None:
     """Archive an orphaned tenant: its schema is renamed, not dropped."""
     from reconciler.store import prune_tenant
 
@@ -481,6 +482,7 @@ def prune(ctx: click.Context, tenant: str, yes: bool, **_: Any) -> None:
 @click.pass_context
 def render(
     ctx: click.Context,
+    /,
     section: str,
     domain: str | None,
     user_id: str | None,
@@ -576,7 +578,7 @@ def render(
 )
 @global_options
 @click.pass_context
-def run(ctx: click.Context, **_: Any) -> None:
+def run(ctx: click.Context, /, **_: Any) -> None:
     """The daemon: watch specs, reconcile PostgreSQL and FreeSWITCH, serve xml_curl."""
     from reconciler import logs
     from reconciler.daemon import DaemonConfig, default_state_dir, run_daemon
@@ -619,7 +621,7 @@ def run(ctx: click.Context, **_: Any) -> None:
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @global_options
 @click.pass_context
-def status(ctx: click.Context, url: str | None, output: str, **_: Any) -> None:
+def status(ctx: click.Context, /, url: str | None, output: str, **_: Any) -> None:
     """Readable view of a running daemon's /status."""
     import urllib.error
     import urllib.request

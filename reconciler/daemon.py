@@ -417,7 +417,7 @@ class Daemon:
 
     def _next_wait(self, failures: int) -> float:
         if failures:
-            return min(60.0, 0.5 * 2 ** min(failures, 7)) * random.uniform(0.5, 1.0)
+            return float(min(60.0, 0.5 * 2 ** min(failures, 7)) * random.uniform(0.5, 1.0))
         interval = self.config.interval
         return interval * random.uniform(0.9, 1.1)
 
@@ -566,7 +566,7 @@ class Daemon:
                     directory,
                     debounce=self.config.debounce_ms,
                     step=50,
-                    stop_event=self._stop,  # type: ignore[arg-type]
+                    stop_event=self._stop,
                     recursive=False,
                 ):
                     self.trigger("files")

@@ -47,7 +47,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import unquote
 
 __all__ = [
@@ -353,7 +353,7 @@ class _EventBuffer:
         if item is _CLOSED:
             self._queue.put_nowait(_CLOSED)  # wake any other reader too
             return None
-        return item
+        return cast(EslEvent, item)
 
 
 EventCallback = Callable[[EslEvent], None]
@@ -498,7 +498,7 @@ class EslConnection:
                         raise EslCommandError(
                             f"bgapi refused: {reply.reply_text}", reply.reply_text
                         )
-                    return await job
+                    return cast(str, await job)
                 finally:
                     self._jobs.pop(job_id, None)
                     if not job.done():

@@ -236,10 +236,10 @@ class Reconciler:
             }
             if change.fields:
                 fields["changed"] = ",".join(sorted(change.fields))
-            event(log, "change applied", **fields)
-        for tenant_id, error in outcome.report.failed.items():
+            event(log, "change applied", logging.INFO, **fields)
+        for tenant_id, failure in outcome.report.failed.items():
             event(
-                log, "tenant apply rolled back", logging.ERROR, tenant=tenant_id, error=str(error)
+                log, "tenant apply rolled back", logging.ERROR, tenant=tenant_id, error=str(failure)
             )
-        for error in outcome.spec_errors:
-            event(log, "spec error", logging.WARNING, error=str(error))
+        for spec_error in outcome.spec_errors:
+            event(log, "spec error", logging.WARNING, error=str(spec_error))
