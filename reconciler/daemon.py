@@ -45,7 +45,7 @@ from reconciler.leader import LeaderElection
 from reconciler.logs import event, register_secret
 from reconciler.metrics import Metrics
 from reconciler.nodes import LiveReconciler, NodeReport, NodeSpec
-from reconciler.reconcile import PassOutcome, Reconciler
+from reconciler.reconcile import PassOutcome, Reconciler, SpecsUnavailable
 from reconciler.snapshot import Snapshot, build_snapshot, load_snapshot, save_snapshot
 from reconciler.store import StoreError, connect, database_url
 from reconciler.templating import Templates, load_templates
@@ -397,6 +397,9 @@ class Daemon:
                 else:
                     await self._follower_refresh(full=full, notified=notified)
                 failures = 0
+            except SpecsUnavailable as exc:
+                self._record_pass(trigger, "error", 0.0, error=str(exc))
+                event(log, "reconcile pass skipped", logging.ERROR, error=str(exc))
             except StoreError as exc:
                 failures += 1
                 self._drop_db()

@@ -41,6 +41,10 @@ from specs_schema.load import SpecError, SpecLoader, SpecSet
 log = logging.getLogger(__name__)
 
 
+class SpecsUnavailable(RuntimeError):
+    """The spec directory cannot be read at all; the pass changes nothing."""
+
+
 @dataclass(frozen=True)
 class PassOutcome:
     """What one pass found and did (for logs, /status, metrics and the CLI)."""
@@ -151,6 +155,9 @@ class Reconciler:
 
     def run_pass(self, conn: psycopg.Connection, *, full: bool) -> PassOutcome:
         started = time.perf_counter()
+        if not self.tenants_dir.is_dir():
+            # never read as "every tenant was removed from git": that would orphan them all
+            raise SpecsUnavailable(f"tenants directory {self.tenants_dir} does not exist")
         specs = self.load_specs()
         revision = git_revision(self.tenants_dir)
         desired = self.desired_state(specs)

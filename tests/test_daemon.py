@@ -374,3 +374,24 @@ def test_sigterm_exits_zero(tmp_path: Path, tenants_dir: Path, pg_dsn: str) -> N
         stderr = proc.stderr.read().decode() if proc.stderr else ""
     assert "ClueCon" not in stderr
     assert pg_dsn not in stderr or "@" not in pg_dsn
+
+
+async def test_missing_tenants_directory_orphans_nothing(
+    tmp_path: Path, tenants_dir: Path, pg_dsn: str
+) -> None:
+    """A vanished spec directory (unmounted volume, wrong path) is an error, not 'every
+    tenant was removed from git': nothing is orphaned and everything keeps being served."""
+    port = free_port()
+    async with running(config_for(tmp_path, pg_dsn, port=port)) as daemon:
+        await eventually(lambda: _found_async(port, "acme.example.com", "1001"), "served")
+        moved = tmp_path / "elsewhere"
+        tenants_dir.rename(moved)  # noqa: ASYNC240 - a test, not a server
+        passes = daemon.passes
+        daemon.trigger("test", full=True)
+        await daemon.wait_passes(passes + 1)
+        assert "does not exist" in daemon.status_payload()["last_pass"]["error"]
+        assert await _found_async(port, "acme.example.com", "1001")
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT status FROM pbx.tenants WHERE id = 'acme'").fetchone() == (
+            "active",
+        )
