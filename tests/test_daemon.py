@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import psycopg
@@ -332,40 +336,43 @@ async def test_postgres_outage_keeps_serving_and_resumes(
     assert numbers == {"1001", "1002", "1004"}, "the tenant is whole, not partial"
 
 
-def test_sigterm_exits_zero(tmp_path: Path, tenants_dir: Path, pg_dsn: str) -> None:
-    import subprocess
-    import urllib.request
+def spawn_daemon(tmp_path: Path, tenants_dir: Path, dsn: str, port: int) -> subprocess.Popen[bytes]:
+    """`pbx run` as a real process (its own signal handlers), on the given database."""
+    env = {
+        **os.environ,
+        "PBX_DATABASE_URL": dsn,
+        "PBX_FREESWITCH": "127.0.0.1:1:ClueCon",
+        "PBX_INTERVAL": "3600",
+    }
+    command = [sys.executable, "-m", "reconciler", "run", "--listen", f"127.0.0.1:{port}"]
+    command += ["--tenants", str(tenants_dir), "--state-dir", str(tmp_path / "state")]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
+
+def get_status(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2) as response:
+        return dict(json.loads(response.read()))
+
+
+def wait_first_pass(port: int, timeout: float = 30.0) -> dict[str, Any]:
+    """/status once the daemon served its first successful pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status = get_status(port)
+            if status["last_pass"].get("result") == "ok":
+                return status
+        except OSError:
+            pass
+        time.sleep(0.1)
+    pytest.fail("the daemon never completed a pass")
+
+
+def test_sigterm_exits_zero(tmp_path: Path, tenants_dir: Path, pg_dsn: str) -> None:
     port = free_port()
-    env = {**os.environ, "PBX_DATABASE_URL": pg_dsn, "PBX_FREESWITCH": "127.0.0.1:1:ClueCon"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "run",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--tenants",
-            str(tenants_dir),
-            "--state-dir",
-            str(tmp_path / "state"),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc = spawn_daemon(tmp_path, tenants_dir, pg_dsn, port)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("daemon never became ready")
+        wait_first_pass(port)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,17 @@ from click.testing import CliRunner
 from reconciler.cli import main
 from reconciler.daemon import DaemonConfig
 from reconciler.status_view import render_status
-from tests.test_daemon import ACME, AUTH, eventually, free_port, lookup, running
+from tests.test_daemon import (
+    ACME,
+    AUTH,
+    eventually,
+    free_port,
+    get_status,
+    lookup,
+    running,
+    spawn_daemon,
+    wait_first_pass,
+)
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -99,64 +110,21 @@ async def _async(value: object) -> bool:
 
 def test_sighup_triggers_a_full_pass(tmp_path: Path, pg_dsn: str) -> None:
     """Out of process: SIGHUP reaches the daemon's own handler (no crash, a new full pass)."""
-    import json
-    import sys
-    import time
-    import urllib.request
-
     tenants = tmp_path / "tenants.d"
     tenants.mkdir()
     (tenants / "acme.yaml").write_text(ACME)
     port = free_port()
-    env = {
-        **os.environ,
-        "PBX_DATABASE_URL": pg_dsn,
-        "PBX_FREESWITCH": "127.0.0.1:1:x",
-        "PBX_INTERVAL": "3600",
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "run",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--tenants",
-            str(tenants),
-            "--state-dir",
-            str(tmp_path / "state"),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def status() -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2) as r:
-            return json.loads(r.read())
-
+    proc = spawn_daemon(tmp_path, tenants, pg_dsn, port)
     try:
-        deadline = time.monotonic() + 30
-        first = None
-        while time.monotonic() < deadline:
-            try:
-                first = status()
-                if first["last_pass"].get("result") == "ok":
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
-        assert first and first["last_pass"]["result"] == "ok"
+        first = wait_first_pass(port)
         proc.send_signal(signal.SIGHUP)
-        while time.monotonic() < deadline:
-            later = status()
-            if later["last_pass"]["finished_at"] != first["last_pass"]["finished_at"] or (
-                "sighup" in later["last_pass"]["trigger"]
-            ):
-                break
+        deadline = time.monotonic() + 30
+        later = first
+        while time.monotonic() < deadline and "sighup" not in later["last_pass"]["trigger"]:
             time.sleep(0.1)
+            later = get_status(port)
         assert "sighup" in later["last_pass"]["trigger"]
+        assert later["last_pass"]["result"] == "ok"
         assert proc.poll() is None, "still running after SIGHUP"
 
         result = CliRunner().invoke(main, ["status", "--url", f"http://127.0.0.1:{port}"])
