@@ -121,7 +121,6 @@ class Daemon:
         self._notified: frozenset[str] = frozenset()
         self._stop = asyncio.Event()
         self.serving = asyncio.Event()  # set once the HTTP server listens
-        self._ready_for_passes = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._exit = contextlib.ExitStack()
         self._election: LeaderElection | None = None

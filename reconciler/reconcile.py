@@ -57,7 +57,6 @@ class PassOutcome:
     invalid: Mapping[str, tuple[SpecError, ...]]
     planned_tenants: frozenset[str]
     seconds: float
-    refreshed: frozenset[str] = frozenset()
     state_changed: bool = False
 
     @property
@@ -209,7 +208,6 @@ class Reconciler:
             invalid=specs.invalid,
             planned_tenants=candidates,
             seconds=time.perf_counter() - started,
-            refreshed=touched,
             state_changed=state_changed,
         )
         self._log(outcome)
