@@ -26,12 +26,12 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reconciler.callcenter import desired_live, managed_domains
-from reconciler.model import Agent, Queue, State, Tenant, TenantState, Tier, user_contact
-from reconciler.nodes import NodeReconciler, NodeSpec
-from reconciler.snapshot import build_snapshot
-from reconciler.templating import load_templates
-from reconciler.xmlcurl import XML_PATH, make_app
+from reconciler.core.model import Agent, Queue, State, Tenant, TenantState, Tier, user_contact
+from reconciler.live.callcenter import desired_live, managed_domains
+from reconciler.live.nodes import NodeReconciler, NodeSpec
+from reconciler.serve.snapshot import build_snapshot
+from reconciler.serve.templating import load_templates
+from reconciler.serve.xmlcurl import XML_PATH, make_app
 from tests.fakes.fake_freeswitch import FakeFreeSwitch
 
 

@@ -22,7 +22,7 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reconciler.model import (
+from reconciler.core.model import (
     Agent,
     Extension,
     InboundNumber,
@@ -33,7 +33,7 @@ from reconciler.model import (
     User,
     user_contact,
 )
-from reconciler.plan import plan
+from reconciler.core.plan import plan
 from reconciler.store import apply_plan, connect, open_pool, read_a1_hashes, read_state
 
 

@@ -36,10 +36,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from reconciler.model import Extension, Tenant, TenantState
-from reconciler.snapshot import Snapshot, build_snapshot
-from reconciler.templating import load_templates
-from reconciler.xmlcurl import XML_PATH, answer, make_app, parse_form
+from reconciler.core.model import Extension, Tenant, TenantState
+from reconciler.serve.snapshot import Snapshot, build_snapshot
+from reconciler.serve.templating import load_templates
+from reconciler.serve.xmlcurl import XML_PATH, answer, make_app, parse_form
 
 SHARED = Path(os.environ.get("PBX_SHARED_DIR", REPO.parent / "shared"))
 CAPTURE = SHARED / "freeswitch" / "transcripts" / "xml_curl" / "11-directory-register-a1hash.json"
@@ -112,7 +112,7 @@ def serve(args: argparse.Namespace) -> None:
         flush=True,
     )
     # the daemon's own observer (Prometheus counters and histogram) is on the request path
-    from reconciler.metrics import Metrics
+    from reconciler.daemon.metrics import Metrics
 
     app = make_app(
         lambda: snapshot, load_templates(), auth=CREDENTIALS, observer=Metrics().observe_xmlcurl

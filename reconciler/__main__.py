@@ -1,5 +1,5 @@
 """``python -m reconciler`` is the ``pbx`` command."""
 
-from reconciler.cli import run_main
+from reconciler.cli.main import run_main
 
 run_main()

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import psycopg
 
-from reconciler.logs import event
-from reconciler.model import State, TenantLifecycle, TenantState, tenant_state_from_spec
-from reconciler.plan import Plan, plan
+from reconciler.core.logs import event
+from reconciler.core.model import State, TenantLifecycle, TenantState, tenant_state_from_spec
+from reconciler.core.plan import Plan, plan
 from reconciler.store import (
     ApplyReport,
     GitRevision,

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.callcenter import (
+from reconciler.core.model import Agent, Queue, Tenant, TenantState, Tier
+from reconciler.live.callcenter import (
     CallcenterError,
     DesiredLive,
     DesiredQueue,
@@ -35,8 +36,7 @@ from reconciler.callcenter import (
     plan_live,
     read_live,
 )
-from reconciler.esl import EslConnectionError
-from reconciler.model import Agent, Queue, Tenant, TenantState, Tier
+from reconciler.live.esl import EslConnectionError
 
 AGENT_HEADER = (
     "name|instance_id|uuid|type|contact|status|state|max_no_answer|wrap_up_time|"

@@ -22,8 +22,8 @@ import aiohttp
 import psycopg
 import pytest
 
-from reconciler.daemon import Daemon, DaemonConfig
-from reconciler.nodes import parse_node_spec
+from reconciler.daemon.app import Daemon, DaemonConfig
+from reconciler.live.nodes import parse_node_spec
 from tests.fakes.fake_freeswitch import FakeFreeSwitch
 
 ACME = """\

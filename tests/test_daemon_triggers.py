@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from reconciler.cli import main
-from reconciler.daemon import DaemonConfig
-from reconciler.status_view import render_status
+from reconciler.cli.main import main
+from reconciler.cli.status_view import render_status
+from reconciler.daemon.app import DaemonConfig
 from tests.test_daemon import (
     ACME,
     AUTH,

@@ -1,4 +1,4 @@
-"""reconciler.esl against the captured bytes of a real FreeSWITCH, and against the fake.
+"""reconciler.live.esl against the captured bytes of a real FreeSWITCH, and against the fake.
 
 A scripted server sends transcript ``recv`` bytes verbatim (split into odd chunks) and checks
 that the client sends exactly the transcript's ``send`` bytes.
@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.esl import (
+from reconciler.live.esl import (
     EslAuthError,
     EslClient,
     EslClientState,
@@ -485,7 +485,7 @@ async def test_connection_against_fake_freeswitch() -> None:
 async def test_client_reconnects_with_backoff_and_resyncs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="reconciler.esl")
+    caplog.set_level(logging.DEBUG, logger="reconciler.live.esl")
     resyncs: list[EslConnection] = []
 
     async def on_connect(conn: EslConnection) -> None:
@@ -544,7 +544,7 @@ async def test_client_backoff_grows_to_the_cap(caplog: pytest.LogCaptureFixture)
         def uniform(self, a: float, b: float) -> float:
             return b
 
-    caplog.set_level(logging.WARNING, logger="reconciler.esl")
+    caplog.set_level(logging.WARNING, logger="reconciler.live.esl")
     client = EslClient(
         "127.0.0.1",
         free_port(),

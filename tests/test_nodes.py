@@ -10,9 +10,9 @@ from dataclasses import dataclass, field, replace
 import pytest
 from aiohttp import web
 
-from reconciler.callcenter import desired_live, managed_domains
-from reconciler.model import Agent, Queue, State, Tenant, TenantState, Tier
-from reconciler.nodes import (
+from reconciler.core.model import Agent, Queue, State, Tenant, TenantState, Tier
+from reconciler.live.callcenter import desired_live, managed_domains
+from reconciler.live.nodes import (
     LiveReconciler,
     NodeReconciler,
     NodeReport,
@@ -21,9 +21,9 @@ from reconciler.nodes import (
     parse_node_spec,
     parse_node_specs,
 )
-from reconciler.snapshot import Snapshot, build_snapshot
-from reconciler.templating import load_templates
-from reconciler.xmlcurl import XML_PATH, make_app
+from reconciler.serve.snapshot import Snapshot, build_snapshot
+from reconciler.serve.templating import load_templates
+from reconciler.serve.xmlcurl import XML_PATH, make_app
 from tests.fakes.fake_freeswitch import VANILLA_CALLCENTER_QUEUES, FakeFreeSwitch
 
 ACME = "acme.example.com"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from reconciler.cli import main
-from reconciler.settings import (
+from reconciler.cli.main import main
+from reconciler.cli.settings import (
     SettingsError,
     load_config_file,
     parse_credentials,

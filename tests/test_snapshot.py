@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.model import Extension, Tenant, TenantState
-from reconciler.snapshot import (
+from reconciler.core.model import Extension, Tenant, TenantState
+from reconciler.serve.snapshot import (
     DidRoute,
     QueueConfig,
     Route,
@@ -258,7 +258,7 @@ def test_failed_save_keeps_the_old_file_and_no_temporary_file(
     def disk_full(src: object, dst: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("reconciler.snapshot.os.replace", disk_full)
+    monkeypatch.setattr("reconciler.serve.snapshot.os.replace", disk_full)
     with pytest.raises(OSError):
         save_snapshot(Snapshot(generation="new"), path)
     monkeypatch.undo()

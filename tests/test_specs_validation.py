@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from reconciler.cli import main
+from reconciler.cli.main import main
 from specs_schema.load import load_specs
 from specs_schema.schema import committed_schema, render_schema
 from tests.conftest import EXAMPLE_TENANTS, SHARED

@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from reconciler.model import Kind
-from reconciler.plan import Action, plan
+from reconciler.core.model import Kind
+from reconciler.core.plan import Action, plan
 from reconciler.store import (
     APPLIED_CHANNEL,
     GitRevision,

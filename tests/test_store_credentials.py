@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from reconciler.plan import plan, render_text, to_json
+from reconciler.core.plan import plan, render_text, to_json
 from reconciler.store import (
     StoreError,
     UnknownExtension,

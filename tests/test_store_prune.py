@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from reconciler.plan import Action, plan
+from reconciler.core.plan import Action, plan
 from reconciler.store import (
     TenantNotOrphaned,
     UnknownTenant,

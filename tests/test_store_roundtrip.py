@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.plan import plan
+from reconciler.core.plan import plan
 from reconciler.store import connect, read_a1_hashes, read_registry, read_state
 from specs_schema.models import TenantSpec
 from tests.strategies import tenant_sets, tenant_specs

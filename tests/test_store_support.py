@@ -9,8 +9,8 @@ import psycopg
 from hypothesis import given, settings
 from psycopg import sql
 
-from reconciler.model import Kind, TenantState, tenant_state_from_spec
-from reconciler.plan import plan
+from reconciler.core.model import Kind, TenantState, tenant_state_from_spec
+from reconciler.core.plan import plan
 from reconciler.store import ApplyReport, apply_plan, read_state
 from specs_schema.models import TenantSpec
 from specs_schema.rules import cross_tenant_findings, tenant_findings

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.snapshot import Snapshot, build_snapshot
-from reconciler.templating import TemplateLoadError, Templates, load_templates
-from reconciler.xmlcurl import MalformedRequest, answer, cc_argument, parse_form
+from reconciler.serve.snapshot import Snapshot, build_snapshot
+from reconciler.serve.templating import TemplateLoadError, Templates, load_templates
+from reconciler.serve.xmlcurl import MalformedRequest, answer, cc_argument, parse_form
 from tests.test_xmlcurl_fixtures import (
     CAPTURED_1001_A1,
     a1_hash,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from reconciler.snapshot import Snapshot, build_snapshot
-from reconciler.templating import Templates, load_templates
-from reconciler.xmlcurl import XML_PATH, make_app
+from reconciler.serve.snapshot import Snapshot, build_snapshot
+from reconciler.serve.templating import Templates, load_templates
+from reconciler.serve.xmlcurl import XML_PATH, make_app
 from tests.test_xmlcurl_fixtures import (
     CAPTURED_1001_A1,
     a1_hashes_for,

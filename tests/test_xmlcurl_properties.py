@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.model import PUBLIC_CONTEXT, tenant_state_from_spec
-from reconciler.snapshot import Snapshot, build_snapshot, served_text
-from reconciler.templating import Templates, load_templates
-from reconciler.xmlcurl import MalformedRequest, answer, parse_form
+from reconciler.core.model import PUBLIC_CONTEXT, tenant_state_from_spec
+from reconciler.serve.snapshot import Snapshot, build_snapshot, served_text
+from reconciler.serve.templating import Templates, load_templates
+from reconciler.serve.xmlcurl import MalformedRequest, answer, parse_form
 from specs_schema.models import TenantSpec
 from tests.strategies import tenant_sets, tenant_specs
 from tests.test_xmlcurl_fixtures import a1_hash, parse_xml

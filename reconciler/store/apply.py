@@ -30,8 +30,8 @@ from psycopg import sql
 from psycopg.abc import Query
 from psycopg_pool import ConnectionPool
 
-from reconciler.model import Extension, InboundNumber, Kind, Record, State, Tenant, User
-from reconciler.plan import Action, Change, Plan, plan
+from reconciler.core.model import Extension, InboundNumber, Kind, Record, State, Tenant, User
+from reconciler.core.plan import Action, Change, Plan, plan
 from reconciler.store.credentials import credential_rows, rehash_for_domain
 from reconciler.store.errors import (
     StalePlan,

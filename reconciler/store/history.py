@@ -1,7 +1,7 @@
 """The apply history: one row per attempt on a tenant (apply, prune, rotate), never updated.
 
 Rows outlive the tenant (prune keeps them) and hold the change list as JSON: records only,
-never credentials (secrets are not records, see ``reconciler.model``).
+never credentials (secrets are not records, see ``reconciler.core.model``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from reconciler.model import Kind, Record
-from reconciler.plan import Action, Change
+from reconciler.core.model import Kind, Record
+from reconciler.core.plan import Action, Change
 from reconciler.store.errors import translated
 from reconciler.store.read import control_schema_exists
 from reconciler.store.revision import GitRevision

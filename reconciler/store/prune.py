@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from reconciler.model import TenantLifecycle
+from reconciler.core.model import TenantLifecycle
 from reconciler.store.errors import (
     StoreError,
     TenantNotOrphaned,

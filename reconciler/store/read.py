@@ -1,4 +1,4 @@
-"""Actual state out of PostgreSQL: the exact ``reconciler.model`` records, the a1-hashes the
+"""Actual state out of PostgreSQL: the exact ``reconciler.core.model`` records, the a1-hashes the
 served snapshot needs, and the registry (digest, revisions, status) for ``/status``.
 
 Built for a thousand tenant schemas: each table is read with one ``UNION ALL`` query across
@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from reconciler.model import Kind, Record, Tenant, TenantState, User
+from reconciler.core.model import Kind, Record, Tenant, TenantState, User
 from reconciler.store.errors import require_autocommit, translated
 from reconciler.store.layout import tenant_schema
 from reconciler.store.tables import (

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from reconciler.model import (
+from reconciler.core.model import (
     Agent,
     Extension,
     InboundNumber,

@@ -45,11 +45,11 @@ import pytest
 from click.testing import CliRunner, Result
 from psycopg import sql
 
-from reconciler.callcenter import AGENT_NUMBER_FIELDS, DesiredLive, desired_live, is_managed
-from reconciler.cli import main as pbx_main
-from reconciler.daemon import Daemon, DaemonConfig
-from reconciler.model import tenant_state_from_spec
-from reconciler.nodes import parse_node_spec
+from reconciler.cli.main import main as pbx_main
+from reconciler.core.model import tenant_state_from_spec
+from reconciler.daemon.app import Daemon, DaemonConfig
+from reconciler.live.callcenter import AGENT_NUMBER_FIELDS, DesiredLive, desired_live, is_managed
+from reconciler.live.nodes import parse_node_spec
 from specs_schema.load import load_specs
 from tests.conftest import EXAMPLE_TENANTS, TRANSCRIPTS
 from tests.fakes.fake_freeswitch import FakeFreeSwitch, XmlCurlRequest, fs_url_encode

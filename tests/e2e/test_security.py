@@ -28,7 +28,7 @@ import pytest
 import pytest_asyncio
 from click.testing import Result
 
-from reconciler.logs import JsonFormatter, KeyValueFormatter
+from reconciler.core.logs import JsonFormatter, KeyValueFormatter
 from tests.conftest import EXAMPLE_TENANTS
 from tests.e2e.conftest import (
     ACME,

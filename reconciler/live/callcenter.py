@@ -31,9 +31,9 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.esl import EslConnectionError, quote_arg
-from reconciler.model import PUBLIC_CONTEXT, Kind, State, fs_name
-from reconciler.plan import Action
+from reconciler.core.model import PUBLIC_CONTEXT, Kind, State, fs_name
+from reconciler.core.plan import Action
+from reconciler.live.esl import EslConnectionError, quote_arg
 
 log = logging.getLogger(__name__)
 

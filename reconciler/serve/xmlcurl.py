@@ -17,8 +17,8 @@ An internal error answers "not found" with HTTP 200 rather than a 500: FreeSWITC
 the same way (falls back to its static files, which hold no tenant data), and a traceback
 helps nobody on the wire. Errors are logged; the ``observer`` hook counts every answer.
 
-Neighbours: ``reconciler.snapshot`` (lookups), ``reconciler.templating`` (XML),
-``reconciler.daemon`` (owns the snapshot and the metrics behind ``observer``).
+Neighbours: ``reconciler.serve.snapshot`` (lookups), ``reconciler.serve.templating`` (XML),
+``reconciler.daemon.app`` (owns the snapshot and the metrics behind ``observer``).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from typing import NamedTuple, Protocol
 
 from aiohttp import web
 
-from reconciler.model import PUBLIC_CONTEXT
-from reconciler.snapshot import RouteKind, Snapshot
-from reconciler.templating import Templates, dialplan_context
+from reconciler.core.model import PUBLIC_CONTEXT
+from reconciler.serve.snapshot import RouteKind, Snapshot
+from reconciler.serve.templating import Templates, dialplan_context
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
-from reconciler.model import (
+from reconciler.core.model import (
     KIND_ORDER,
     Kind,
     Record,

@@ -2,7 +2,7 @@
 
 Names, flags, environment variables and exit codes follow ``shared/INTERFACE.md``. Global
 options are accepted before or after the command name (``pbx --tenants x plan`` and
-``pbx plan --tenants x``); see ``reconciler.settings`` for the precedence.
+``pbx plan --tenants x``); see ``reconciler.cli.settings`` for the precedence.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from reconciler import settings as settings_mod
-from reconciler.model import State, Tenant, TenantState
-from reconciler.settings import ResolvedSettings, SettingsError
+from reconciler.cli import settings as settings_mod
+from reconciler.cli.settings import ResolvedSettings, SettingsError
+from reconciler.core.model import State, Tenant, TenantState
 
 if TYPE_CHECKING:
     import psycopg
 
-    from reconciler.plan import Plan
+    from reconciler.core.plan import Plan
     from specs_schema.load import SpecError, SpecSet
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -191,8 +191,8 @@ def _spec_problems(specs: SpecSet, tenant: str | None) -> list[SpecError]:
 
 def _prepare(cfg: ResolvedSettings, conn: psycopg.Connection, tenant: str | None) -> _Prepared:
     """Load specs and the stored state, and plan (optionally one tenant only)."""
-    from reconciler.model import tenant_state_from_spec
-    from reconciler.plan import plan
+    from reconciler.core.model import tenant_state_from_spec
+    from reconciler.core.plan import plan
     from reconciler.store import read_state
     from specs_schema.load import load_specs
 
@@ -267,7 +267,7 @@ def plan_command(
     **_: Any,
 ) -> None:
     """Show what `pbx apply` would change in the database (and on live switches)."""
-    from reconciler.plan import render_text, to_json
+    from reconciler.core.plan import render_text, to_json
 
     cfg = resolved(ctx)
     with _database(cfg) as conn:
@@ -293,7 +293,7 @@ def plan_command(
 
 def _live_preview(cfg: ResolvedSettings, state: State) -> list[dict[str, Any]]:
     """Per node: the callcenter commands a reconcile would send (unreachable nodes say so)."""
-    from reconciler.nodes import NodeSpecError, parse_node_specs
+    from reconciler.live.nodes import NodeSpecError, parse_node_specs
 
     try:
         nodes = parse_node_specs(cfg["freeswitch"])
@@ -303,8 +303,8 @@ def _live_preview(cfg: ResolvedSettings, state: State) -> list[dict[str, Any]]:
 
 
 async def _preview_nodes(nodes: Any, state: State) -> list[dict[str, Any]]:
-    from reconciler.callcenter import desired_live, managed_domains
-    from reconciler.nodes import LiveReconciler
+    from reconciler.live.callcenter import desired_live, managed_domains
+    from reconciler.live.nodes import LiveReconciler
 
     live = LiveReconciler(nodes)
     reports = await live.plan_only(desired_live(state), managed_domains(state), connect_timeout=2.0)
@@ -346,7 +346,7 @@ def _live_text(report: dict[str, Any]) -> str:
 @click.pass_context
 def apply_command(ctx: click.Context, /, tenant_filter: str | None, yes: bool, **_: Any) -> None:
     """Apply the plan to the database, one transaction per tenant."""
-    from reconciler.plan import render_text
+    from reconciler.core.plan import render_text
     from reconciler.store import apply_plan, git_revision
 
     cfg = resolved(ctx)
@@ -495,11 +495,11 @@ def render(
     **_: Any,
 ) -> None:
     """Print the XML the endpoint would answer, from the applied state (no switch needed)."""
-    from reconciler.snapshot import build_snapshot
+    from reconciler.serve.snapshot import build_snapshot
+    from reconciler.serve.templating import load_templates
+    from reconciler.serve.xmlcurl import answer
     from reconciler.store import read_a1_hashes
     from reconciler.store import read_state as read_db_state
-    from reconciler.templating import load_templates
-    from reconciler.xmlcurl import answer
 
     cfg = resolved(ctx)
     form: dict[str, str] = {"hostname": "pbx-render", "section": section}
@@ -580,10 +580,10 @@ def render(
 @click.pass_context
 def run(ctx: click.Context, /, **_: Any) -> None:
     """The daemon: watch specs, reconcile PostgreSQL and FreeSWITCH, serve xml_curl."""
-    from reconciler import logs
-    from reconciler.daemon import DaemonConfig, default_state_dir, run_daemon
-    from reconciler.nodes import NodeSpecError, parse_node_specs
-    from reconciler.settings import parse_credentials, parse_host_port
+    from reconciler.cli.settings import parse_credentials, parse_host_port
+    from reconciler.core import logs
+    from reconciler.daemon.app import DaemonConfig, default_state_dir, run_daemon
+    from reconciler.live.nodes import NodeSpecError, parse_node_specs
 
     cfg = resolved(ctx)
     logs.configure(cfg["log_format"])
@@ -609,7 +609,9 @@ def run(ctx: click.Context, /, **_: Any) -> None:
         git_poll=float(cfg["git_poll"]),
     )
     for name, described in cfg.describe().items():
-        logs.event(logging.getLogger("reconciler.settings"), "setting", name=name, value=described)
+        logs.event(
+            logging.getLogger("reconciler.cli.settings"), "setting", name=name, value=described
+        )
     sys.exit(run_daemon(config))
 
 
@@ -638,7 +640,7 @@ def status(ctx: click.Context, /, url: str | None, output: str, **_: Any) -> Non
     if output == "json":
         click.echo(json.dumps(payload, indent=2))
     else:
-        from reconciler.status_view import render_status
+        from reconciler.cli.status_view import render_status
 
         click.echo(render_status(payload), nl=False)
 

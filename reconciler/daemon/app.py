@@ -6,11 +6,11 @@ or a switch. Tasks (all named, all guarded):
 
     http            aiohttp: /freeswitch/xml, /healthz, /readyz, /status, /metrics
     database        connects (embedded pgserver when no DSN), migrates, keeps retrying
-    leader-election advisory lock + LISTEN (see ``reconciler.leader``)
+    leader-election advisory lock + LISTEN (see ``reconciler.daemon.leader``)
     reconcile       waits for triggers; the leader runs passes, followers refresh
     watch           watchfiles on tenants.d (debounced)
     git             optional: polls a git branch into a local work tree
-    live            ESL clients of every node (``reconciler.nodes``), reconnecting
+    live            ESL clients of every node (``reconciler.live.nodes``), reconnecting
 
 Faults: PostgreSQL down -> the last snapshot (in memory, or persisted on disk) keeps serving
 and the database task retries with backoff; a switch down -> that node retries on its own;
@@ -39,17 +39,17 @@ import platformdirs
 import psycopg
 from aiohttp import web
 
-from reconciler.callcenter import desired_live, managed_domains
-from reconciler.gitsource import GitSource, GitSourceError
-from reconciler.leader import LeaderElection
-from reconciler.logs import event, register_secret
-from reconciler.metrics import Metrics
-from reconciler.nodes import LiveReconciler, NodeReport, NodeSpec
+from reconciler.core.logs import event, register_secret
+from reconciler.daemon.leader import LeaderElection
+from reconciler.daemon.metrics import Metrics
+from reconciler.live.callcenter import desired_live, managed_domains
+from reconciler.live.nodes import LiveReconciler, NodeReport, NodeSpec
 from reconciler.reconcile import PassOutcome, Reconciler, SpecsUnavailable
-from reconciler.snapshot import Snapshot, build_snapshot, load_snapshot, save_snapshot
+from reconciler.serve.snapshot import Snapshot, build_snapshot, load_snapshot, save_snapshot
+from reconciler.serve.templating import Templates, load_templates
+from reconciler.serve.xmlcurl import make_app
+from reconciler.sources.git import GitSource, GitSourceError
 from reconciler.store import StoreError, connect, database_url
-from reconciler.templating import Templates, load_templates
-from reconciler.xmlcurl import make_app
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import logging
 import subprocess
 from pathlib import Path
 
-from reconciler.logs import event
+from reconciler.core.logs import event
 
 log = logging.getLogger(__name__)
 

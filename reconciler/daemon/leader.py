@@ -19,7 +19,7 @@ from contextlib import suppress
 import psycopg
 from psycopg import sql
 
-from reconciler.logs import event
+from reconciler.core.logs import event
 from reconciler.store import APPLIED_CHANNEL
 
 log = logging.getLogger(__name__)

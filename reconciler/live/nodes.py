@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.callcenter import (
+from reconciler.core.logs import register_secret
+from reconciler.core.plan import Action
+from reconciler.live.callcenter import (
     CallcenterError,
     DesiredLive,
     LiveApplyReport,
@@ -38,15 +40,13 @@ from reconciler.callcenter import (
     plan_live,
     read_live,
 )
-from reconciler.esl import (
+from reconciler.live.esl import (
     EslClient,
     EslClientState,
     EslConnection,
     EslConnectionError,
     EslError,
 )
-from reconciler.logs import register_secret
-from reconciler.plan import Action
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ and may be overridden file by file from a directory (``--templates DIR``). Autoe
 serve an empty ``a1-hash``), and every template is compiled and rendered once against a
 sample at load time, so a broken override fails the start, not every SIP registration.
 
-Neighbours: ``reconciler.xmlcurl`` renders these; ``reconciler.snapshot`` supplies values.
+Neighbours: ``reconciler.serve.xmlcurl`` renders these; ``reconciler.serve.snapshot`` supplies values.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import jinja2
 
-from reconciler.snapshot import (
+from reconciler.serve.snapshot import (
     DidRoute,
     DirectoryUser,
     QueueConfig,

@@ -1,7 +1,7 @@
 """The served view of reconciled state: what mod_xml_curl may see, indexed for O(1) lookups.
 
 Built (purely) from a ``State`` plus the A1 hashes the store keeps, swapped in whole by the
-daemon, read by ``reconciler.xmlcurl`` on every FreeSWITCH fetch, and saved to disk so that a
+daemon, read by ``reconciler.serve.xmlcurl`` on every FreeSWITCH fetch, and saved to disk so that a
 restart while PostgreSQL is down still serves the last good view.
 
 What is served is decided here, once, so the request path never has to: only ACTIVE tenants
@@ -10,7 +10,7 @@ hash (a ``<user>`` without ``a1-hash`` would be accepted without any password ch
 text that ends up in channel variables is made inert for FreeSWITCH (``${`` would run an API
 on expansion) and valid for XML 1.0.
 
-Neighbours: ``reconciler.model`` (records in), ``reconciler.xmlcurl`` (lookups out).
+Neighbours: ``reconciler.core.model`` (records in), ``reconciler.serve.xmlcurl`` (lookups out).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from reconciler.model import PUBLIC_CONTEXT, State, TenantState, fs_name, user_contact
+from reconciler.core.model import PUBLIC_CONTEXT, State, TenantState, fs_name, user_contact
 from specs_schema.models import AgentStatus
 
 SNAPSHOT_FORMAT = "pbx-reconciler/snapshot"
