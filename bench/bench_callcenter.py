@@ -27,7 +27,7 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from reconciler.core.model import Agent, Queue, State, Tenant, TenantState, Tier, user_contact
-from reconciler.live.callcenter import desired_live, managed_domains
+from reconciler.live import desired_live, managed_domains
 from reconciler.live.nodes import NodeReconciler, NodeSpec
 from reconciler.serve.snapshot import build_snapshot
 from reconciler.serve.templating import load_templates

@@ -303,7 +303,7 @@ def _live_preview(cfg: ResolvedSettings, state: State) -> list[dict[str, Any]]:
 
 
 async def _preview_nodes(nodes: Any, state: State) -> list[dict[str, Any]]:
-    from reconciler.live.callcenter import desired_live, managed_domains
+    from reconciler.live import desired_live, managed_domains
     from reconciler.live.nodes import LiveReconciler
 
     live = LiveReconciler(nodes)

@@ -42,7 +42,7 @@ from aiohttp import web
 from reconciler.core.logs import event, register_secret
 from reconciler.daemon.leader import LeaderElection
 from reconciler.daemon.metrics import Metrics
-from reconciler.live.callcenter import desired_live, managed_domains
+from reconciler.live import desired_live, managed_domains
 from reconciler.live.nodes import LiveReconciler, NodeReport, NodeSpec
 from reconciler.reconcile import PassOutcome, Reconciler, SpecsUnavailable
 from reconciler.serve.snapshot import Snapshot, build_snapshot, load_snapshot, save_snapshot

@@ -31,8 +31,9 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.core.model import PUBLIC_CONTEXT, Kind, State, fs_name
+from reconciler.core.model import Kind, State, fs_name
 from reconciler.core.plan import Action
+from reconciler.core.served import served_tenants
 from reconciler.live.esl import EslConnectionError, quote_arg
 
 log = logging.getLogger(__name__)
@@ -326,18 +327,10 @@ def desired_live(state: State) -> DesiredLive:
     Served means what the snapshot serves: an active tenant whose domain no other active
     tenant claims and is not the reserved ``public`` context. Anything else would push a
     queue that callcenter.conf refuses (or two tenants' agents into one namespace)."""
-    claimants: dict[str, list[str]] = {}
-    for tenant_id in sorted(state):
-        tenant = state[tenant_id].tenant
-        if tenant.served:
-            claimants.setdefault(tenant.domain.lower(), []).append(tenant_id)
     agents: dict[str, DesiredAgent] = {}
     queues: dict[str, DesiredQueue] = {}
     tiers: dict[tuple[str, str], DesiredTier] = {}
-    for domain, ids in sorted(claimants.items()):
-        if len(ids) > 1 or domain == PUBLIC_CONTEXT:
-            continue
-        tenant_state = state[ids[0]]
+    for domain, tenant_state in served_tenants(state).by_domain.items():
         for a in tenant_state.agents.values():
             name = fs_name(a.name, domain)
             agents[name] = DesiredAgent(
@@ -363,12 +356,6 @@ def desired_live(state: State) -> DesiredLive:
             )
             tiers[tier.key] = tier
     return DesiredLive(agents=agents, queues=queues, tiers=tiers)
-
-
-def managed_domains(state: State) -> frozenset[str]:
-    """Domains of every tenant the store knows, served or not: a suspended or orphaned
-    tenant's agents and queues are removed from the switch, not left behind as unmanaged."""
-    return frozenset(ts.tenant.domain.lower() for ts in state.values())
 
 
 def is_managed(name: str, domains: Collection[str]) -> bool:

@@ -28,7 +28,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from reconciler.core.model import PUBLIC_CONTEXT, State, TenantState, fs_name, user_contact
+from reconciler.core.model import State, TenantState, fs_name, user_contact
+from reconciler.core.served import served_tenants
 from specs_schema.models import AgentStatus
 
 SNAPSHOT_FORMAT = "pbx-reconciler/snapshot"
@@ -221,28 +222,17 @@ def _gc_paused(freeze: bool = False) -> Iterator[None]:
 
 
 def _build(state: State, a1_hashes: Mapping[tuple[str, str], str], generation: str) -> Snapshot:
-    problems: list[str] = []
-    by_domain: dict[str, list[TenantState]] = {}
-    for tenant_id in sorted(state):
-        tenant_state = state[tenant_id]
-        if tenant_state.tenant.served:
-            by_domain.setdefault(tenant_state.tenant.domain.lower(), []).append(tenant_state)
+    served = served_tenants(state)
+    problems: list[str] = list(served.problems)
 
     tenants: dict[str, ServedTenant] = {}
     queues: dict[str, QueueConfig] = {}
     did_claims: dict[str, list[DidRoute]] = {}
-    for domain, claimants in by_domain.items():
-        if len(claimants) > 1:
-            ids = ", ".join(ts.tenant.id for ts in claimants)
-            problems.append(f"domain {domain} is claimed by tenants {ids}: none of them served")
-            continue
-        if domain == PUBLIC_CONTEXT:
-            problems.append(f"tenant {claimants[0].tenant.id}: domain {domain} is reserved")
-            continue
-        served, tenant_queues, tenant_dids = _serve_tenant(
-            claimants[0], domain, a1_hashes, problems
+    for domain, tenant_state in served.by_domain.items():
+        served_tenant, tenant_queues, tenant_dids = _serve_tenant(
+            tenant_state, domain, a1_hashes, problems
         )
-        tenants[domain] = served
+        tenants[domain] = served_tenant
         queues.update(tenant_queues)
         for did in tenant_dids:
             did_claims.setdefault(did.number, []).append(did)

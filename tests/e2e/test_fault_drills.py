@@ -6,7 +6,7 @@
   none of them changing a single row of that tenant);
 * a tenant file is deleted from git: the tenant is orphaned, then archived by ``pbx prune``.
 
-A PostgreSQL restart is drilled in tests/test_daemon.py (outage, then resume) and not here.
+A PostgreSQL restart is drilled in tests/daemon/test_daemon.py (outage, then resume) and not here.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.core.model import Agent, Queue, Tenant, TenantState, Tier
+from reconciler.core.served import managed_domains
 from reconciler.live.callcenter import (
     CallcenterError,
     DesiredLive,
@@ -27,7 +28,6 @@ from reconciler.live.callcenter import (
     apply_live,
     desired_live,
     live_state,
-    managed_domains,
     next_digests,
     next_owed_statuses,
     parse_agent_list,

@@ -10,7 +10,7 @@ import pytest
 from reconciler.serve.snapshot import Snapshot, build_snapshot
 from reconciler.serve.templating import TemplateLoadError, Templates, load_templates
 from reconciler.serve.xmlcurl import MalformedRequest, answer, cc_argument, parse_form
-from tests.test_xmlcurl_fixtures import (
+from tests.serve.test_xmlcurl_fixtures import (
     CAPTURED_1001_A1,
     a1_hash,
     a1_hashes_for,

@@ -27,7 +27,7 @@ from tests.fakes.fake_freeswitch import (
     separate_blank,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("PBX_SHARED_DIR", REPO.parent / "shared"))
 TRANSCRIPTS = SHARED / "freeswitch" / "transcripts"
 ESL_DIR = TRANSCRIPTS / "esl"

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from reconciler.core.model import Agent, Queue, State, Tenant, TenantState, Tier
-from reconciler.live.callcenter import desired_live, managed_domains
+from reconciler.live import desired_live, managed_domains
 from reconciler.live.nodes import (
     LiveReconciler,
     NodeReconciler,

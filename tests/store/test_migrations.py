@@ -12,7 +12,7 @@ from psycopg import sql
 from reconciler.store import connect, migrate
 from reconciler.store import migrations as migrations_module
 from reconciler.store.migrations import CONTROL_VERSION, TENANT_VERSION, Migration
-from tests.test_store_support import converge, desired_of, make_spec
+from tests.store.test_support import converge, desired_of, make_spec
 
 
 @pytest.fixture

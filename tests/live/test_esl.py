@@ -38,7 +38,7 @@ from reconciler.live.esl import (
 )
 from tests.fakes.fake_freeswitch import FakeFreeSwitch, separate_blank
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("PBX_SHARED_DIR", REPO.parent / "shared"))
 ESL_DIR = SHARED / "freeswitch" / "transcripts" / "esl"
 

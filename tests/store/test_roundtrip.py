@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 from reconciler.core.plan import plan
 from reconciler.store import connect, read_a1_hashes, read_registry, read_state
 from specs_schema.models import TenantSpec
-from tests.strategies import tenant_sets, tenant_specs
-from tests.test_store_support import (
+from tests.store.test_support import (
     assert_same_state,
     converge,
     desired_of,
     reset_store,
     schema_fingerprint,
 )
+from tests.strategies import tenant_sets, tenant_specs
 
 PROPERTY = settings(
     max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

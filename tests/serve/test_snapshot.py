@@ -24,7 +24,7 @@ from reconciler.serve.snapshot import (
     save_snapshot,
     served_text,
 )
-from tests.test_xmlcurl_fixtures import CAPTURED_1001_A1, a1_hashes_for, load_state
+from tests.serve.test_xmlcurl_fixtures import CAPTURED_1001_A1, a1_hashes_for, load_state
 
 
 @pytest.fixture

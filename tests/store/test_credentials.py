@@ -25,7 +25,7 @@ from reconciler.store import (
 from reconciler.store import apply as apply_module
 from reconciler.store import credentials as credentials_module
 from specs_schema.models import TenantSpec
-from tests.test_store_support import converge, desired_of, make_spec, spec_data
+from tests.store.test_support import converge, desired_of, make_spec, spec_data
 
 
 @pytest.fixture

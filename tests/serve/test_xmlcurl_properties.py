@@ -15,8 +15,8 @@ from reconciler.serve.snapshot import Snapshot, build_snapshot, served_text
 from reconciler.serve.templating import Templates, load_templates
 from reconciler.serve.xmlcurl import MalformedRequest, answer, parse_form
 from specs_schema.models import TenantSpec
+from tests.serve.test_xmlcurl_fixtures import a1_hash, parse_xml
 from tests.strategies import tenant_sets, tenant_specs
-from tests.test_xmlcurl_fixtures import a1_hash, parse_xml
 
 TEMPLATES: Templates = load_templates()
 PROPERTY_SETTINGS = settings(

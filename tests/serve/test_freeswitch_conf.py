@@ -24,7 +24,7 @@ import pytest
 
 from freeswitch_conf import render as fsr
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 URL = "http://127.0.0.1:8080/freeswitch/xml"
 CURL_USER = "freeswitch"
 CURL_PASSWORD = 'xc-S3cret&"<pw>'  # XML-special characters on purpose

@@ -31,7 +31,7 @@ from reconciler.store import (
 from reconciler.store import apply as apply_module
 from reconciler.store.locks import lock_tenant
 from specs_schema.models import TenantSpec
-from tests.test_store_support import (
+from tests.store.test_support import (
     assert_same_state,
     converge,
     desired_of,
@@ -43,7 +43,7 @@ from tests.test_store_support import (
 
 REV1 = GitRevision("1" * 40, dirty=False)
 REV2 = GitRevision("2" * 40, dirty=True)
-STORE_SOURCES = sorted((Path(__file__).resolve().parents[1] / "reconciler" / "store").glob("*.py"))
+STORE_SOURCES = sorted((Path(__file__).resolve().parents[2] / "reconciler" / "store").glob("*.py"))
 
 
 @pytest.fixture

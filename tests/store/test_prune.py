@@ -21,7 +21,7 @@ from reconciler.store import (
     read_state,
 )
 from specs_schema.models import TenantSpec
-from tests.test_store_support import converge, desired_of, make_spec, spec_data, store_schemas
+from tests.store.test_support import converge, desired_of, make_spec, spec_data, store_schemas
 
 WHEN = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 

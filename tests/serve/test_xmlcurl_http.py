@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from reconciler.serve.snapshot import Snapshot, build_snapshot
 from reconciler.serve.templating import Templates, load_templates
 from reconciler.serve.xmlcurl import XML_PATH, make_app
-from tests.test_xmlcurl_fixtures import (
+from tests.serve.test_xmlcurl_fixtures import (
     CAPTURED_1001_A1,
     a1_hashes_for,
     captured,
