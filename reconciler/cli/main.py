@@ -267,7 +267,7 @@ def plan_command(
     **_: Any,
 ) -> None:
     """Show what `pbx apply` would change in the database (and on live switches)."""
-    from reconciler.core.plan import render_text, to_json
+    from reconciler.core.render import render_text, to_json
 
     cfg = resolved(ctx)
     with _database(cfg) as conn:
@@ -346,7 +346,7 @@ def _live_text(report: dict[str, Any]) -> str:
 @click.pass_context
 def apply_command(ctx: click.Context, /, tenant_filter: str | None, yes: bool, **_: Any) -> None:
     """Apply the plan to the database, one transaction per tenant."""
-    from reconciler.core.plan import render_text
+    from reconciler.core.render import render_text
     from reconciler.store import apply_plan, git_revision
 
     cfg = resolved(ctx)

@@ -1,6 +1,7 @@
-"""The planner: ``plan(desired, actual) -> Plan``, a value of typed changes; and its renderings.
+"""The planner: ``plan(desired, actual) -> Plan``, a value of typed changes.
 
-Pure: no I/O, deterministic order. Within a tenant, creates and updates run parents before
+Pure: no I/O, deterministic order. Rendering (text, JSON, history rows) is
+``reconciler.core.render``. Within a tenant, creates and updates run parents before
 children (tenant, extension, user, agent, queue, tier, inbound number), then deletes run
 children before parents, so every foreign key holds at every step.
 
@@ -11,7 +12,6 @@ passed in ``frozen`` and never appear in a plan: an invalid file must not touch 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -22,7 +22,6 @@ from reconciler.core.model import (
     Kind,
     Record,
     State,
-    Tenant,
     TenantLifecycle,
     TenantState,
 )
@@ -67,25 +66,6 @@ class Change:
         if self.before is None or self.after is None:
             return {}
         return self.before.changed_fields(self.after)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "tenant": self.tenant,
-            "kind": self.kind.value,
-            "key": self.key,
-            "action": self.action.verb,
-            "before": _jsonable(self.before.as_dict()) if self.before else None,
-            "after": _jsonable(self.after.as_dict()) if self.after else None,
-        }
-        if self.action is Action.UPDATE:
-            out["changed"] = {
-                k: {"old": _jsonable(o), "new": _jsonable(n)} for k, (o, n) in self.fields.items()
-            }
-        if self.kind is Kind.EXTENSION and self.action is Action.CREATE:
-            out["credentials"] = "(sensitive: generated on apply)"
-        if self.reason:
-            out["reason"] = self.reason
-        return out
 
 
 @dataclass(frozen=True)
@@ -165,97 +145,3 @@ def _diff_tenant(want: TenantState, have: TenantState | None) -> list[Change]:
     order = {kind: i for i, kind in enumerate(KIND_ORDER)}
     deletes.sort(key=lambda c: -order[c.kind])
     return upserts + deletes
-
-
-# --- rendering -------------------------------------------------------------------------
-
-
-def summary_line(p: Plan) -> str:
-    counts = p.counts()
-    return (
-        f"Plan: {counts[Action.CREATE]} to add, {counts[Action.UPDATE]} to change, "
-        f"{counts[Action.DELETE]} to destroy."
-    )
-
-
-def render_text(p: Plan, *, tenants: Mapping[str, Tenant] | None = None) -> str:
-    """Readable diff: one resource per line, changed fields ``old -> new``, summary last."""
-    if p.empty:
-        return "No changes. The database matches the specs.\n"
-    lines: list[str] = []
-    for tenant_id in p.tenants():
-        tenant = tenants.get(tenant_id) if tenants else None
-        header = f"tenant {tenant_id}" + (f" ({tenant.domain})" if tenant else "")
-        lines.append(header)
-        for change in p.for_tenant(tenant_id).changes:
-            lines.append("  " + _change_line(change))
-    lines.append("")
-    lines.append(summary_line(p))
-    return "\n".join(lines) + "\n"
-
-
-def _change_line(change: Change) -> str:
-    symbol = change.action.value
-    label = f"{symbol} {change.kind.value} {change.key}"
-    if change.action is Action.UPDATE:
-        diffs = ", ".join(f"{k}: {_show(o)} -> {_show(n)}" for k, (o, n) in change.fields.items())
-        text = f"{label}: {diffs}"
-    elif change.action is Action.CREATE:
-        assert change.after is not None
-        text = f"{label} ({_summary(change.after)})"
-        if change.kind is Kind.EXTENSION:
-            text += " credentials=(sensitive, generated)"
-    else:
-        text = label
-    if change.reason:
-        text += f"  # {change.reason}"
-    return text
-
-
-_SUMMARY_FIELDS = {
-    Kind.TENANT: ("domain", "name", "status"),
-    Kind.EXTENSION: ("name", "enabled"),
-    Kind.USER: ("name", "role", "extensions"),
-    Kind.AGENT: ("type", "contact"),
-    Kind.QUEUE: ("number", "strategy"),
-    Kind.TIER: ("level", "position"),
-    Kind.INBOUND_NUMBER: ("destination_kind", "destination"),
-}
-
-
-def _summary(record: Record) -> str:
-    values = record.as_dict()
-    return " ".join(f"{f}={_show(values[f])}" for f in _SUMMARY_FIELDS[record.kind])
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "(none)"
-    if isinstance(value, (tuple, list)):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def to_json(p: Plan) -> dict[str, Any]:
-    counts = p.counts()
-    return {
-        "format_version": 1,
-        "changes": [c.to_dict() for c in p.changes],
-        "summary": {
-            "add": counts[Action.CREATE],
-            "change": counts[Action.UPDATE],
-            "destroy": counts[Action.DELETE],
-        },
-    }

@@ -7,15 +7,15 @@ never credentials (secrets are not records, see ``reconciler.core.model``).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from reconciler.core.model import Kind, Record
-from reconciler.core.plan import Action, Change
+from reconciler.core.plan import Change
+from reconciler.core.render import changes_dicts
 from reconciler.store.errors import translated
 from reconciler.store.read import control_schema_exists
 from reconciler.store.revision import GitRevision
@@ -85,36 +85,5 @@ def read_history(
 
 
 def changes_json(changes: Iterable[Change]) -> Jsonb:
-    """The change list as ``Change.to_dict`` renders it (``pbx plan --output json``), built
-    without ``dataclasses.asdict``'s deep copies: a cold apply records ~270k changes."""
-    return Jsonb([_change_dict(c) for c in changes])
-
-
-def _change_dict(change: Change) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "tenant": change.tenant,
-        "kind": change.kind.value,
-        "key": change.key,
-        "action": change.action.verb,
-        "before": _record_dict(change.before),
-        "after": _record_dict(change.after),
-    }
-    if change.action is Action.UPDATE:
-        out["changed"] = {k: {"old": o, "new": n} for k, (o, n) in change.fields.items()}
-    if change.kind is Kind.EXTENSION and change.action is Action.CREATE:
-        out["credentials"] = "(sensitive: generated on apply)"
-    if change.reason:
-        out["reason"] = change.reason
-    return out
-
-
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-
-
-def _record_dict(record: Record | None) -> dict[str, Any] | None:
-    if record is None:
-        return None
-    names = _FIELD_NAMES.get(type(record))
-    if names is None:
-        names = _FIELD_NAMES[type(record)] = tuple(f.name for f in fields(record))  # type: ignore[arg-type]
-    return {name: getattr(record, name) for name in names}
+    """The change list as ``pbx plan --output json`` renders it."""
+    return Jsonb(changes_dicts(changes))

@@ -13,6 +13,7 @@ import pytest
 
 from reconciler.core.model import Kind
 from reconciler.core.plan import Action, plan
+from reconciler.core.render import change_dict
 from reconciler.store import (
     APPLIED_CHANNEL,
     GitRevision,
@@ -308,7 +309,7 @@ def test_each_apply_leaves_a_history_row_with_its_changes(conn: psycopg.Connecti
     )
     assert (row.revision, row.dirty, row.error) == (REV1.commit, False, None)
     changes = plan(desired_of([make_spec("acme")]), {}).changes
-    assert row.changes == [c.to_dict() for c in changes]
+    assert row.changes == [change_dict(c) for c in changes]
 
 
 @pytest.mark.parametrize("source", STORE_SOURCES, ids=lambda p: p.name)

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from reconciler.core.plan import plan, render_text, to_json
+from reconciler.core.plan import plan
+from reconciler.core.render import render_text, to_json
 from reconciler.store import (
     StoreError,
     UnknownExtension,
