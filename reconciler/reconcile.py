@@ -1,13 +1,16 @@
-"""One reconcile pass against PostgreSQL, and the applied state it leaves in memory.
+"""THE reconcile pass, shared by ``pbx plan``, ``pbx apply`` and the daemon.
 
-The fixed pipeline: load specs (with revision) -> read actual -> plan -> apply (one
-transaction per tenant) -> re-read what was applied -> hand the applied state on (snapshot,
-live switches). Synchronous on purpose: the daemon runs it in a worker thread so the event
-loop keeps answering FreeSWITCH; the CLI runs it directly.
+A fixed pipeline: load specs (with the git revision) -> read the stored state -> plan ->
+record the attempt -> apply (one transaction per tenant) -> sync platform admins -> record
+the spec status (in ``finally``, whatever happened) -> re-read what was applied. The first
+three steps make a ``PlannedPass`` (a value: ``pbx plan`` prints it); ``apply_pass`` carries
+it out. Synchronous on purpose: the daemon runs it in a worker thread so the event loop
+keeps answering FreeSWITCH; the CLI runs it directly.
 
 Incremental: a pass triggered by a file change plans only tenants whose spec digest differs
 from what the registry says was applied (plus new and removed ones); a full pass (periodic,
-SIGHUP, start-up) re-reads and re-plans every tenant, which also repairs drift in the database.
+SIGHUP, start-up, ``pbx apply``) re-reads and re-plans every tenant, which also repairs drift
+in the database.
 """
 
 from __future__ import annotations
@@ -15,203 +18,242 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import psycopg
-
+from reconciler.core.errors import SpecsUnavailable
 from reconciler.core.logs import event
-from reconciler.core.model import State, TenantLifecycle, TenantState, tenant_state_from_spec
+from reconciler.core.model import Kind, State, Tenant, TenantLifecycle, TenantState
+from reconciler.core.model import tenant_state_from_spec as desired_records
 from reconciler.core.plan import Plan, plan
+from reconciler.core.revision import GitRevision
+from reconciler.sources.revision import git_revision
 from reconciler.store import (
     ApplyReport,
-    GitRevision,
     RegistryEntry,
-    apply_plan,
-    git_revision,
-    migrate,
-    open_pool,
-    read_a1_hashes,
-    read_registry,
-    read_state,
-    sync_platform_admins,
+    SpecStatus,
+    Store,
+    StoreError,
+    UnknownTenant,
 )
 from specs_schema.load import SpecError, SpecLoader, SpecSet
 
 log = logging.getLogger(__name__)
 
 
-class SpecsUnavailable(RuntimeError):
-    """The spec directory cannot be read at all; the pass changes nothing."""
+@dataclass(frozen=True)
+class PlannedPass:
+    """Everything a pass decided before touching anything.
+
+    ``desired``/``actual``: records of the planned tenants only. ``invalid``: tenants whose
+    file fails validation (frozen: never in ``plan``) with their errors. ``admins``: the
+    platform admins of ``_platform.yaml``, None when that file is absent or invalid (then
+    they are left as they are)."""
+
+    full: bool
+    plan: Plan
+    desired: State
+    actual: State
+    revision: GitRevision | None
+    digests: Mapping[str, str]
+    invalid: Mapping[str, tuple[SpecError, ...]]
+    spec_errors: tuple[SpecError, ...]
+    admins: Mapping[str, str] | None
+    candidates: frozenset[str]
+
+    def tenant_records(self) -> dict[str, Tenant]:
+        records = {t: s.tenant for t, s in self.actual.items()}
+        records.update({t: s.tenant for t, s in self.desired.items()})
+        return records
+
+    def post_apply_state(self) -> State:
+        """What the store will hold for the planned tenants once the plan is applied."""
+        state: dict[str, TenantState] = dict(self.actual)
+        state.update(self.desired)
+        for change in self.plan.changes:
+            if change.kind is Kind.TENANT and isinstance(change.after, Tenant):
+                current = state.get(change.tenant)
+                if current is not None:
+                    state[change.tenant] = replace(current, tenant=change.after)
+        return state
+
+    def spec_status(self) -> dict[str, tuple[str | None, tuple[str, ...]]]:
+        """``{tenant: (file, errors)}`` for the durable invalid-spec status."""
+        return {
+            tenant_id: (errors[0].file if errors else None, tuple(str(e) for e in errors))
+            for tenant_id, errors in self.invalid.items()
+        }
 
 
 @dataclass(frozen=True)
 class PassOutcome:
-    """What one pass found and did (for logs, /status, metrics and the CLI)."""
+    """What a pass did (for logs, /status, metrics and the CLI)."""
 
-    full: bool
-    revision: GitRevision | None
-    plan: Plan
+    planned: PlannedPass
     report: ApplyReport
-    spec_errors: tuple[SpecError, ...]
-    invalid: Mapping[str, tuple[SpecError, ...]]
-    planned_tenants: frozenset[str]
+    admins_changed: bool
     seconds: float
     state_changed: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.report.ok and not self.spec_errors
+        return self.report.ok and not self.planned.spec_errors
+
+    def applied_changes(self) -> Plan:
+        """Changes this pass committed: not those of tenants another writer had already
+        brought to the spec (``unchanged``), nor of tenants rolled back."""
+        applied = set(self.report.applied)
+        return Plan(tuple(c for c in self.planned.plan.changes if c.tenant in applied))
 
 
 @dataclass
 class AppliedState:
-    """The applied state as last read from the database: what the snapshot and the live
+    """The applied state as last read from the store: what the snapshot and the live
     switches are built from (never the raw YAML)."""
 
     state: dict[str, TenantState] = field(default_factory=dict)
     a1_hashes: dict[tuple[str, str], str] = field(default_factory=dict)
     registry: dict[str, RegistryEntry] = field(default_factory=dict)
+    spec_status: dict[str, SpecStatus] = field(default_factory=dict)
 
-    def replace_tenants(self, conn: psycopg.Connection, tenant_ids: frozenset[str] | None) -> bool:
-        """Re-read some tenants (None: all) from the database; True when anything differs
-        from what was held (so unchanged re-reads cost no snapshot rebuild)."""
+    def replace_tenants(self, store: Store, tenant_ids: frozenset[str] | None) -> bool:
+        """Re-read some tenants (None: all); True when anything differs from what was held
+        (unchanged re-reads cost no snapshot rebuild)."""
         if tenant_ids is None:
-            state, hashes = read_state(conn), read_a1_hashes(conn)
+            state, hashes = store.read_state(), store.read_a1_hashes()
             changed = state != self.state or hashes != self.a1_hashes
             self.state, self.a1_hashes = state, hashes
-            self.registry = read_registry(conn)
-            return changed
-        if not tenant_ids:
+        elif tenant_ids:
+            fresh, hashes = store.read_state(tenant_ids), store.read_a1_hashes(tenant_ids)
+            before = {t: self.state[t] for t in tenant_ids if t in self.state}
+            before_hashes = {k: v for k, v in self.a1_hashes.items() if k[0] in tenant_ids}
+            changed = fresh != before or hashes != before_hashes
+            for tenant_id in tenant_ids:
+                self.state.pop(tenant_id, None)
+            self.state.update(fresh)
+            if changed:
+                self.a1_hashes = {k: v for k, v in self.a1_hashes.items() if k[0] not in tenant_ids}
+                self.a1_hashes.update(hashes)
+        else:
             return False
-        fresh = read_state(conn, tenants=tenant_ids)
-        hashes = read_a1_hashes(conn, tenants=tenant_ids)
-        before_state = {t: self.state[t] for t in tenant_ids if t in self.state}
-        before_hashes = {k: v for k, v in self.a1_hashes.items() if k[0] in tenant_ids}
-        changed = fresh != before_state or hashes != before_hashes
-        for tenant_id in tenant_ids:
-            self.state.pop(tenant_id, None)
-        self.state.update(fresh)
-        if changed:
-            self.a1_hashes = {k: v for k, v in self.a1_hashes.items() if k[0] not in tenant_ids}
-            self.a1_hashes.update(hashes)
-        self.registry = read_registry(conn)
+        self.registry = store.read_registry()
+        self.spec_status = store.read_spec_status()
         return changed
 
 
 class Reconciler:
-    """Owns the spec loader cache and the in-memory applied state between passes."""
+    """Owns what outlives a pass: the spec loader's cache, desired records cached by spec
+    digest, and the applied state mirror."""
 
-    def __init__(
-        self,
-        tenants_dir: Path,
-        *,
-        host: str | None = None,
-        dsn: str | None = None,
-        parallel_threshold: int = 20,
-    ) -> None:
+    def __init__(self, tenants_dir: Path, store: Store) -> None:
         self.tenants_dir = tenants_dir
-        self.host = host
-        # many tenants to apply (a cold start): a 2-connection pool applies two at a time
-        self.dsn = dsn
-        self.parallel_threshold = parallel_threshold
-        # backend pids of the connections this reconciler applied through: their NOTIFYs are
-        # our own and need no refresh (replaced each pass; pids are not reused that fast)
-        self.own_backend_pids: frozenset[int] = frozenset()
+        self.store = store
         self.loader = SpecLoader()
         self.applied = AppliedState()
-        self._desired_cache: dict[str, TenantState] = {}  # by spec digest
+        self._desired_cache: dict[str, TenantState] = {}
         self.last_specs: SpecSet | None = None
 
-    def load_specs(self) -> SpecSet:
+    def bootstrap(self) -> bool:
+        """Migrate and read the whole applied state; True when it differs from what was held."""
+        self.store.migrate()
+        return self.applied.replace_tenants(self.store, None)
+
+    def refresh(self, tenant_ids: frozenset[str] | None) -> bool:
+        """Follow an apply made elsewhere (another daemon, `pbx apply`, a rotation)."""
+        return self.applied.replace_tenants(self.store, tenant_ids)
+
+    def run_pass(self, *, full: bool) -> PassOutcome:
+        return self.apply_pass(self.plan_pass(full=full))
+
+    def plan_pass(self, *, full: bool, only: str | None = None) -> PlannedPass:
+        """Load, read, plan. ``only``: plan that one tenant (``--tenant``)."""
+        specs = self._load_specs()
+        revision = git_revision(self.tenants_dir)
+        desired = self._desired_state(specs)
+        invalid = frozenset(specs.invalid)
+        if only is not None:
+            actual = self.store.read_state([only])
+            if only not in desired and only not in actual and only not in invalid:
+                raise UnknownTenant(only)
+            candidates = frozenset({only})
+        elif full:
+            self.bootstrap()
+            candidates = frozenset(desired) | frozenset(self.applied.state)
+            actual = self.applied.state
+        else:
+            candidates = self._changed(specs, desired)
+            actual = self.store.read_state(candidates - invalid) if candidates - invalid else {}
+        candidates -= invalid
+        wanted = {t: desired[t] for t in candidates if t in desired}
+        actual = {t: actual[t] for t in candidates if t in actual}
+        platform = specs.platform
+        return PlannedPass(
+            full=full or only is not None,
+            plan=plan(wanted, actual, frozen=invalid),
+            desired=wanted,
+            actual=actual,
+            revision=revision,
+            digests={t: specs.tenants[t].digest for t in wanted},
+            invalid=specs.invalid,
+            spec_errors=specs.errors,
+            admins=None if platform is None else {a.email: a.name for a in platform.super_admins},
+            candidates=candidates,
+        )
+
+    def apply_pass(self, planned: PlannedPass) -> PassOutcome:
+        """Carry out ``planned``; the spec status is recorded whatever happens."""
+        started = time.perf_counter()
+        report = ApplyReport()
+        admins_changed = False
+        failure: BaseException | None = None
+        try:
+            self.store.record_attempt(planned.plan.tenants(), planned.revision)
+            report = self.store.apply(
+                planned.plan,
+                desired=planned.desired,
+                revision=planned.revision,
+                digests=planned.digests,
+                frozen=frozenset(planned.invalid),
+            )
+            if planned.admins is not None:
+                admins_changed = self.store.sync_admins(planned.admins)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            try:
+                self.store.record_spec_status(planned.spec_status())
+            except StoreError:
+                if failure is None:
+                    raise
+        touched = frozenset(planned.plan.tenants()) | frozenset(report.applied)
+        state_changed = self.applied.replace_tenants(self.store, touched)
+        if not touched:
+            self.applied.spec_status = self.store.read_spec_status()
+        outcome = PassOutcome(
+            planned, report, admins_changed, time.perf_counter() - started, state_changed
+        )
+        _log(outcome)
+        return outcome
+
+    def _load_specs(self) -> SpecSet:
+        if not self.tenants_dir.is_dir():
+            # never read as "every tenant was removed from git": that would orphan them all
+            raise SpecsUnavailable(f"tenants directory {self.tenants_dir} does not exist")
         specs = self.loader.load([self.tenants_dir])
         self.last_specs = specs
         return specs
 
-    def desired_state(self, specs: SpecSet) -> State:
+    def _desired_state(self, specs: SpecSet) -> State:
         """Specs as records; conversions are cached by digest (a pass after one edit
         converts one tenant, not a thousand)."""
         desired: dict[str, TenantState] = {}
         cache: dict[str, TenantState] = {}
         for tenant_id, loaded in specs.tenants.items():
-            state = self._desired_cache.get(loaded.digest)
-            if state is None:
-                state = tenant_state_from_spec(loaded.spec)
-            cache[loaded.digest] = state
-            desired[tenant_id] = state
+            state = self._desired_cache.get(loaded.digest) or desired_records(loaded.spec)
+            cache[loaded.digest] = desired[tenant_id] = state
         self._desired_cache = cache
         return desired
-
-    def bootstrap(self, conn: psycopg.Connection) -> bool:
-        """Migrate and read the whole applied state (start-up, reconnect, full passes);
-        True when it differs from what was held."""
-        migrate(conn)
-        return self.applied.replace_tenants(conn, None)
-
-    def refresh(self, conn: psycopg.Connection, tenant_ids: frozenset[str] | None) -> bool:
-        """Follow an apply made elsewhere (another daemon, `pbx apply`, a rotation)."""
-        return self.applied.replace_tenants(conn, tenant_ids)
-
-    def run_pass(self, conn: psycopg.Connection, *, full: bool) -> PassOutcome:
-        started = time.perf_counter()
-        if not self.tenants_dir.is_dir():
-            # never read as "every tenant was removed from git": that would orphan them all
-            raise SpecsUnavailable(f"tenants directory {self.tenants_dir} does not exist")
-        specs = self.load_specs()
-        revision = git_revision(self.tenants_dir)
-        desired = self.desired_state(specs)
-        invalid = frozenset(specs.invalid)
-        state_changed = False
-        if full:
-            state_changed = self.bootstrap(conn)
-            candidates = frozenset(desired) | frozenset(self.applied.state)
-        else:
-            candidates = self._changed(specs, desired)
-        candidates = candidates - invalid
-        if full:
-            actual = {t: self.applied.state[t] for t in candidates if t in self.applied.state}
-        else:
-            actual = read_state(conn, tenants=candidates) if candidates else {}
-        wanted = {t: desired[t] for t in candidates if t in desired}
-        changes = plan(wanted, actual, frozen=invalid)
-        digests = {t: specs.tenants[t].digest for t in wanted}
-        apply_args = {
-            "desired": wanted,
-            "revision": revision,
-            "host": self.host,
-            "digests": digests,
-            "frozen": invalid,
-        }
-        pids = {conn.info.backend_pid}
-        if self.dsn is not None and len(changes.tenants()) >= self.parallel_threshold:
-            with open_pool(
-                self.dsn,
-                min_size=2,
-                max_size=2,
-                configure=lambda c: pids.add(c.info.backend_pid),
-            ) as pool:
-                self.own_backend_pids = frozenset(pids)
-                report = apply_plan(pool, changes, workers=2, **apply_args)  # type: ignore[arg-type]
-        else:
-            self.own_backend_pids = frozenset(pids)
-            report = apply_plan(conn, changes, **apply_args)  # type: ignore[arg-type]
-        if specs.platform is not None:
-            sync_platform_admins(conn, {a.email: a.name for a in specs.platform.super_admins})
-        touched = frozenset(changes.tenants()) | frozenset(report.applied)
-        state_changed = self.applied.replace_tenants(conn, touched) or state_changed
-        outcome = PassOutcome(
-            full=full,
-            revision=revision,
-            plan=changes,
-            report=report,
-            spec_errors=specs.errors,
-            invalid=specs.invalid,
-            planned_tenants=candidates,
-            seconds=time.perf_counter() - started,
-            state_changed=state_changed,
-        )
-        self._log(outcome)
-        return outcome
 
     def _changed(self, specs: SpecSet, desired: State) -> frozenset[str]:
         registry = self.applied.registry
@@ -229,22 +271,20 @@ class Reconciler:
         }
         return frozenset(changed | removed)
 
-    def _log(self, outcome: PassOutcome) -> None:
-        for change in outcome.plan.changes:
-            if change.tenant in outcome.report.failed:
-                continue
-            fields = {
-                "tenant": change.tenant,
-                "kind": change.kind.value,
-                "key": change.key,
-                "action": change.action.verb,
-            }
-            if change.fields:
-                fields["changed"] = ",".join(sorted(change.fields))
-            event(log, "change applied", logging.INFO, **fields)
-        for tenant_id, failure in outcome.report.failed.items():
-            event(
-                log, "tenant apply rolled back", logging.ERROR, tenant=tenant_id, error=str(failure)
-            )
-        for spec_error in outcome.spec_errors:
-            event(log, "spec error", logging.WARNING, error=str(spec_error))
+
+def _log(outcome: PassOutcome) -> None:
+    """One line per committed change; nothing for tenants another writer had applied."""
+    for change in outcome.applied_changes().changes:
+        fields = {
+            "tenant": change.tenant,
+            "kind": change.kind.value,
+            "key": change.key,
+            "action": change.action.verb,
+        }
+        if change.fields:
+            fields["changed"] = ",".join(sorted(change.fields))
+        event(log, "change applied", logging.INFO, **fields)
+    for tenant_id, failure in outcome.report.failed.items():
+        event(log, "tenant apply rolled back", logging.ERROR, tenant=tenant_id, error=str(failure))
+    if outcome.admins_changed:
+        event(log, "platform admins synced", count=len(outcome.planned.admins or {}))

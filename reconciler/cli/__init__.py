@@ -1,0 +1,1 @@
+"""The ``pbx`` command line (entry point ``reconciler.cli.main:run_main``)."""

@@ -1,4 +1,4 @@
-"""Where every setting comes from: flag, then ``PBX_*`` environment, then config file, then
+"""Where every ``pbx`` setting comes from: flag, then ``PBX_*`` environment, then config file, then
 default (the order INTERFACE.md fixes). Secrets are held here but never rendered.
 """
 
@@ -11,13 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.core.errors import SettingsError
+
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_FREESWITCH = "127.0.0.1:8021:ClueCon"
 DEFAULT_INTERVAL = 60.0
-
-
-class SettingsError(ValueError):
-    """A setting has a value we cannot use; the message names the setting, never a secret."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +38,7 @@ SETTINGS: Mapping[str, Setting] = {
         Setting("log_format", "PBX_LOG_FORMAT", "text"),
         Setting("listen", "PBX_LISTEN", DEFAULT_LISTEN),
         Setting("xml_curl_auth", "PBX_XML_CURL_AUTH", None, secret=True),
+        Setting("status_auth", "PBX_STATUS_AUTH", None, secret=True),
         Setting("interval", "PBX_INTERVAL", DEFAULT_INTERVAL, parse=float),
         Setting("git_url", "PBX_GIT_URL", None),
         Setting("git_branch", "PBX_GIT_BRANCH", "main"),
@@ -133,11 +132,11 @@ def parse_host_port(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def parse_credentials(text: str | None) -> tuple[str, str] | None:
+def parse_credentials(text: str | None, name: str = "xml_curl_auth") -> tuple[str, str] | None:
     """``USER:PASS`` -> (user, pass); never echoes the value in errors."""
     if not text:
         return None
     user, sep, password = text.partition(":")
     if not sep or not user or not password:
-        raise SettingsError("xml_curl_auth must look like USER:PASSWORD")
+        raise SettingsError(f"{name} must look like USER:PASSWORD")
     return user, password

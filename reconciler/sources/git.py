@@ -10,12 +10,13 @@ import logging
 import subprocess
 from pathlib import Path
 
+from reconciler.core.errors import Transient
 from reconciler.core.logs import event
 
 log = logging.getLogger(__name__)
 
 
-class GitSourceError(RuntimeError):
+class GitSourceError(Transient):
     """git failed; the message carries git's stderr (URLs with credentials are masked)."""
 
 

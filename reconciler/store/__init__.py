@@ -9,7 +9,10 @@ transaction-scoped advisory lock (see ``locks``); every committed tenant write s
 ``open_pool``) and open the transactions they document. SQL identifiers are only ever
 composed with ``psycopg.sql.Identifier``.
 
-Exceptions::
+``Store`` (``protocol``) is the interface the reconcile pass uses; ``PostgresStore`` implements
+it. The functions below it stay public for the CLI's one-off commands and the tests.
+
+Exceptions (each leaf also a ``Permanent`` or ``Transient``, see ``reconciler.core.errors``)::
 
     StoreError
     ├── StoreUnavailable          database unreachable / connection lost (temporary)
@@ -49,6 +52,8 @@ from reconciler.store.errors import (
 from reconciler.store.history import HistoryEntry, read_history
 from reconciler.store.layout import APPLIED_CHANNEL, CONTROL_SCHEMA, tenant_schema
 from reconciler.store.migrations import migrate
+from reconciler.store.postgres import PostgresStore
+from reconciler.store.protocol import Store
 from reconciler.store.prune import prune_tenant
 from reconciler.store.read import (
     RegistryEntry,
@@ -57,19 +62,21 @@ from reconciler.store.read import (
     read_state,
     read_tenant_state,
 )
-from reconciler.store.revision import GitRevision, git_revision
+from reconciler.store.spec_status import SpecStatus, read_spec_status, record_spec_status
 
 __all__ = [
     "APPLIED_CHANNEL",
     "CONTROL_SCHEMA",
     "DATABASE_URL_ENV",
     "ApplyReport",
-    "GitRevision",
     "HistoryEntry",
     "MigrationError",
+    "PostgresStore",
     "RegistryEntry",
     "SipCredentials",
+    "SpecStatus",
     "StalePlan",
+    "Store",
     "StoreError",
     "StoreUnavailable",
     "TenantApplyError",
@@ -81,7 +88,6 @@ __all__ = [
     "connect",
     "database_url",
     "default_data_dir",
-    "git_revision",
     "migrate",
     "open_pool",
     "prune_tenant",
@@ -89,8 +95,10 @@ __all__ = [
     "read_history",
     "read_platform_admins",
     "read_registry",
+    "read_spec_status",
     "read_state",
     "read_tenant_state",
+    "record_spec_status",
     "rotate_credentials",
     "show_credentials",
     "sync_platform_admins",

@@ -32,6 +32,7 @@ from psycopg_pool import ConnectionPool
 
 from reconciler.core.model import Extension, InboundNumber, Kind, Record, State, Tenant, User
 from reconciler.core.plan import Action, Change, Plan, plan
+from reconciler.core.revision import GitRevision
 from reconciler.store.credentials import credential_rows, rehash_for_domain
 from reconciler.store.errors import (
     StalePlan,
@@ -45,8 +46,7 @@ from reconciler.store.history import changes_json, record_history
 from reconciler.store.layout import APPLIED_CHANNEL, tenant_schema
 from reconciler.store.locks import lock_tenant
 from reconciler.store.migrations import create_tenant_schema, migrate
-from reconciler.store.read import read_tenant_state
-from reconciler.store.revision import GitRevision
+from reconciler.store.read import control_schema_exists, read_tenant_state
 from reconciler.store.tables import (
     SIP_CREDENTIALS,
     TABLES,
@@ -130,6 +130,32 @@ def apply_plan(
         unchanged=tuple(t for t, o in outcomes.items() if o == "unchanged"),
         failed=failed,
     )
+
+
+def record_attempt(
+    conn: psycopg.Connection, tenant_ids: Iterable[str], revision: GitRevision | None
+) -> None:
+    """Mark ``revision`` as the last attempted one of registered tenants, before applying:
+    a crash mid-apply still leaves "attempted X, applied Y" for status to show."""
+    ids = sorted(set(tenant_ids))
+    if not ids or not control_schema_exists(conn):
+        return
+    commit, dirty = (revision.commit, revision.dirty) if revision else (None, None)
+    try:
+        conn.execute(
+            """
+            UPDATE pbx.tenants SET attempted_revision = %s, attempted_dirty = %s,
+                                   attempted_at = now()
+            WHERE id = ANY(%s)
+            """,
+            (commit, dirty, ids),
+        )
+    except psycopg.Error as exc:
+        if conn.broken or conn.closed:
+            raise unavailable(exc) from exc
+        raise StoreError(
+            f"recording the attempted revision failed: {describe_db_error(exc)}"
+        ) from exc
 
 
 @contextmanager

@@ -13,6 +13,7 @@ them): each function opens exactly the transactions it documents.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -48,12 +49,11 @@ def database_url(
     if explicit:
         yield explicit
         return
-    import pgserver  # heavy import; only when no server is configured
-
+    pgserver = _import_pgserver()
     directory = data_dir or default_data_dir()
     directory.mkdir(parents=True, exist_ok=True)
     try:
-        server = pgserver.get_server(directory, cleanup_mode="stop")  # type: ignore[attr-defined]
+        server = pgserver.get_server(directory, cleanup_mode="stop")
     except Exception as exc:  # pgserver raises plain subprocess/OS errors
         raise StoreUnavailable(f"embedded PostgreSQL in {directory} did not start: {exc}") from exc
     try:
@@ -61,6 +61,17 @@ def database_url(
         yield server.get_uri(EMBEDDED_DATABASE)
     finally:
         server.cleanup()
+
+
+def _import_pgserver() -> Any:
+    """pgserver (heavy: imported only when no server is configured). Importing it checks
+    the XDG runtime dir through platformdirs, which warns on every root shell
+    (``RuntimeDirWarning``); pgserver only puts its lock file there, so a command prints
+    what its user asked for, not that."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module="platformdirs.*")
+        import pgserver
+    return pgserver
 
 
 def connect(dsn: str, **kwargs: Any) -> psycopg.Connection:

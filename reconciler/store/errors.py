@@ -12,23 +12,26 @@ from typing import ParamSpec, TypeVar
 
 import psycopg
 
+from reconciler.core.errors import PbxError, Permanent, Transient
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class StoreError(Exception):
-    """Base of every error the store raises."""
+class StoreError(PbxError):
+    """Base of every error the store raises; each leaf also picks a branch of the project
+    tree (``Permanent`` or ``Transient``, see ``reconciler.core.errors``)."""
 
 
-class StoreUnavailable(StoreError):
+class StoreUnavailable(StoreError, Transient):
     """The database cannot be reached or refused the connection (temporary: retry later)."""
 
 
-class MigrationError(StoreError):
+class MigrationError(StoreError, Permanent):
     """A schema migration failed; the schema stays at its previous version."""
 
 
-class TenantApplyError(StoreError):
+class TenantApplyError(StoreError, Permanent):
     """Applying one tenant failed; that tenant was rolled back, the others went on."""
 
     def __init__(self, tenant_id: str, message: str, *, sqlstate: str | None = None) -> None:
@@ -42,7 +45,7 @@ class StalePlan(TenantApplyError):
     """The tenant changed between planning and applying; plan again."""
 
 
-class UnknownTenant(StoreError):
+class UnknownTenant(StoreError, Permanent):
     """No tenant with this id is registered."""
 
     def __init__(self, tenant_id: str) -> None:
@@ -50,7 +53,7 @@ class UnknownTenant(StoreError):
         self.tenant_id = tenant_id
 
 
-class UnknownExtension(StoreError):
+class UnknownExtension(StoreError, Permanent):
     """The tenant has no extension with this number."""
 
     def __init__(self, tenant_id: str, extension: str) -> None:
@@ -59,7 +62,7 @@ class UnknownExtension(StoreError):
         self.extension = extension
 
 
-class TenantNotOrphaned(StoreError):
+class TenantNotOrphaned(StoreError, Permanent):
     """Prune refused: only tenants whose spec left git (status ``orphaned``) are archived."""
 
     def __init__(self, tenant_id: str, status: str) -> None:

@@ -115,6 +115,19 @@ CREATE TABLE pbx.apply_history (
 CREATE INDEX apply_history_tenant_at ON pbx.apply_history (tenant_id, at DESC);
 """),
     ),
+    Migration(
+        2,
+        "spec status: a tenant's invalid-spec errors outlive the process that found them",
+        sql.SQL("""
+CREATE TABLE pbx.spec_status (
+    tenant_id text PRIMARY KEY,
+    spec_file text,
+    errors jsonb NOT NULL DEFAULT '[]',
+    since timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+"""),
+    ),
 )
 
 TENANT_MIGRATIONS: tuple[Migration, ...] = (

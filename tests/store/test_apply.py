@@ -14,9 +14,9 @@ import pytest
 from reconciler.core.model import Kind
 from reconciler.core.plan import Action, plan
 from reconciler.core.render import change_dict
+from reconciler.core.revision import GitRevision
 from reconciler.store import (
     APPLIED_CHANNEL,
-    GitRevision,
     StalePlan,
     StoreError,
     apply_plan,

@@ -9,12 +9,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from reconciler.sources.revision import git_revision
 from reconciler.store import (
     DATABASE_URL_ENV,
     StoreUnavailable,
     connect,
     database_url,
-    git_revision,
     migrate,
 )
 

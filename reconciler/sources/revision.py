@@ -1,23 +1,11 @@
-"""The git revision the tenant specs were read at, recorded with every apply.
-
-Deciding "which commit produced this database state" needs no more than the commit id and
-whether the tenants directory had uncommitted edits; outside a git work tree there is none.
-"""
+"""Which git revision the spec directory is at (outside a git work tree there is none)."""
 
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
-
-@dataclass(frozen=True, slots=True)
-class GitRevision:
-    commit: str
-    dirty: bool
-
-    def __str__(self) -> str:
-        return self.commit + ("-dirty" if self.dirty else "")
+from reconciler.core.revision import GitRevision
 
 
 def git_revision(directory: Path | str) -> GitRevision | None:

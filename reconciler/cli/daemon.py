@@ -1,0 +1,112 @@
+"""``pbx run`` (the daemon) and ``pbx status`` (a readable view of a running one)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler.cli.options import global_options, resolved
+from reconciler.cli.settings import parse_credentials, parse_host_port
+from reconciler.cli.status_view import render_status
+from reconciler.core import logs
+from reconciler.core.errors import PbxError
+from reconciler.daemon import DaemonConfig, default_state_dir, run_daemon
+from reconciler.live import parse_node_specs
+
+
+@click.command()
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    help="xml_curl/health/metrics address [PBX_LISTEN, 127.0.0.1:8080].",
+)
+@click.option(
+    "--xml-curl-auth",
+    metavar="USER:PASS",
+    help="Basic auth FreeSWITCH must send [PBX_XML_CURL_AUTH].",
+)
+@click.option(
+    "--status-auth",
+    metavar="USER:PASS",
+    help="Basic auth for /status and /metrics [PBX_STATUS_AUTH; default: loopback clients only].",
+)
+@click.option(
+    "--interval",
+    type=float,
+    metavar="SECONDS",
+    help="Full resync period, jittered [PBX_INTERVAL, 60].",
+)
+@click.option("--git-url", help="Fetch specs from this git repository [PBX_GIT_URL].")
+@click.option("--git-branch", help="Branch of --git-url [PBX_GIT_BRANCH, main].")
+@click.option(
+    "--git-poll", type=float, metavar="SECONDS", help="Git poll period [PBX_GIT_POLL, 30]."
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    help="Persisted snapshot and embedded DB [PBX_STATE_DIR].",
+)
+@global_options
+@click.pass_context
+def run(ctx: click.Context, /, **_: Any) -> None:
+    """The daemon: watch specs, reconcile PostgreSQL and FreeSWITCH, serve xml_curl."""
+    cfg = resolved(ctx)
+    logs.configure(cfg["log_format"])
+    try:
+        host, port = parse_host_port(cfg["listen"])
+        config = DaemonConfig(
+            tenants_dir=Path(cfg["tenants"]),
+            database_url=cfg["database_url"],
+            listen_host=host,
+            listen_port=port,
+            xml_curl_auth=parse_credentials(cfg["xml_curl_auth"]),
+            status_auth=parse_credentials(cfg["status_auth"], "status_auth"),
+            nodes=parse_node_specs(cfg["freeswitch"]),
+            interval=float(cfg["interval"]),
+            templates_dir=Path(cfg["templates"]) if cfg["templates"] else None,
+            state_dir=Path(cfg["state_dir"]) if cfg["state_dir"] else default_state_dir(),
+            git_url=cfg["git_url"],
+            git_branch=cfg["git_branch"],
+            git_poll=float(cfg["git_poll"]),
+        )
+    except PbxError as exc:
+        raise click.UsageError(str(exc)) from exc
+    settings_log = logging.getLogger("reconciler.settings")
+    for name, described in cfg.describe().items():
+        logs.event(settings_log, "setting", name=name, value=described)
+    sys.exit(run_daemon(config))
+
+
+@click.command()
+@click.option("--url", help="Daemon base URL [PBX_STATUS_URL; default http://<listen>].")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@global_options
+@click.pass_context
+def status(ctx: click.Context, /, url: str | None, output: str, **_: Any) -> None:
+    """Readable view of a running daemon's /status."""
+    cfg = resolved(ctx, status_url=url)
+    target = (cfg["status_url"] or f"http://{cfg['listen']}").rstrip("/") + "/status"
+    request = urllib.request.Request(target)  # noqa: S310 - operator-given URL
+    credentials = parse_credentials(cfg["status_auth"], "status_auth")
+    if credentials:
+        import base64
+
+        token = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            payload = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        click.echo(f"daemon not reachable at {target}: {exc}", err=True)
+        sys.exit(1)
+    click.echo(
+        json.dumps(payload, indent=2) if output == "json" else render_status(payload),
+        nl=output == "json",
+    )

@@ -1,0 +1,51 @@
+"""What ``pbx run`` is told: one frozen value built by the CLI (flags > env > file > defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+from reconciler.live import NodeSpec
+
+
+def default_state_dir() -> Path:
+    """Persisted snapshot, git work tree and the embedded database live here by default."""
+    return Path(platformdirs.user_data_dir("pbx-reconciler"))
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    tenants_dir: Path
+    database_url: str | None = None
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    xml_curl_auth: tuple[str, str] | None = None
+    status_auth: tuple[str, str] | None = None
+    nodes: tuple[NodeSpec, ...] = ()
+    interval: float = 60.0
+    templates_dir: Path | None = None
+    state_dir: Path = field(default_factory=default_state_dir)
+    git_url: str | None = None
+    git_branch: str = "main"
+    git_poll: float = 30.0
+    debounce_ms: int = 200
+    leader_poll: float = 1.0
+    install_signal_handlers: bool = True
+    embedded_data_dir: Path | None = None
+    retry_base: float = 0.5
+    retry_cap: float = 60.0
+
+    @property
+    def specs_dir(self) -> Path:
+        """Where passes read specs: the git work tree's copy when a git source is set."""
+        if self.git_url:
+            tenants = self.tenants_dir
+            relative = tenants if not tenants.is_absolute() else Path(tenants.name)
+            return self.state_dir / "git" / relative
+        return self.tenants_dir
+
+    @property
+    def snapshot_path(self) -> Path:
+        return self.state_dir / "snapshot.json"

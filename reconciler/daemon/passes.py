@@ -1,0 +1,166 @@
+"""The reconcile loop: wait for triggers; the leader runs a pass, followers refresh; then
+the snapshot is rebuilt and the switches are pushed when the applied state changed.
+
+Failures: a permanent one (a bad spec) is already contained in the pass (its tenant is
+frozen); a transient one (database down, specs unreadable) and a bug are retried after a
+full-jitter backoff, never at once, and an error that repeats is logged when it first
+appears and when it clears, not on every attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from reconciler.core.backoff import Backoff
+from reconciler.core.errors import PbxError
+from reconciler.core.logs import event
+from reconciler.daemon.live_sync import LiveSync
+from reconciler.daemon.metrics import Metrics
+from reconciler.daemon.snapshots import ServedSnapshot
+from reconciler.daemon.status import StatusBoard
+from reconciler.daemon.triggers import TriggerBatch, Triggers
+from reconciler.reconcile import PassOutcome, Reconciler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _ErrorLog:
+    """Logs an error once per distinct message (plus a line when it clears)."""
+
+    last: str | None = None
+    repeats: int = 0
+
+    def failed(self, message: str, *, retry_in: float, bug: BaseException | None) -> None:
+        if message == self.last:
+            self.repeats += 1
+            return
+        self.last, self.repeats = message, 0
+        if bug is not None:
+            log.error("reconcile pass crashed; retrying", exc_info=bug)
+        event(
+            log,
+            "reconcile pass failed",
+            logging.WARNING,
+            error=message,
+            retry_in=round(retry_in, 2),
+        )
+
+    def recovered(self) -> None:
+        if self.last is not None:
+            event(log, "reconcile pass recovered", repeated_failures=self.repeats + 1)
+        self.last, self.repeats = None, 0
+
+
+class PassLoop:
+    def __init__(
+        self,
+        *,
+        triggers: Triggers,
+        snapshot: ServedSnapshot,
+        live: LiveSync,
+        status: StatusBoard,
+        metrics: Metrics,
+        is_leader: Callable[[], bool],
+        database_up: Callable[[], bool],
+        retry: Backoff,
+    ) -> None:
+        self.triggers = triggers
+        self.snapshot = snapshot
+        self.live = live
+        self.status = status
+        self.metrics = metrics
+        self._is_leader = is_leader
+        self._database_up = database_up
+        self._retry = retry
+        self._errors = _ErrorLog()
+        self.reconciler: Reconciler | None = None
+        self.lock = asyncio.Lock()  # one store user at a time (the store's connection)
+        self.passes = 0
+        self._done = asyncio.Condition()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            batch = await self.triggers.next()
+            if stop.is_set():
+                return
+            if self.reconciler is not None and self._database_up():
+                await self._attempt(batch)
+            async with self._done:
+                self.passes += 1
+                self._done.notify_all()
+
+    async def wait_passes(self, count: int, timeout: float) -> None:  # noqa: ASYNC109
+        async with asyncio.timeout(timeout), self._done:
+            await self._done.wait_for(lambda: self.passes >= count)
+
+    async def _attempt(self, batch: TriggerBatch) -> None:
+        reconciler = self.reconciler
+        assert reconciler is not None
+        started = time.perf_counter()
+        leader = self._is_leader()
+        try:
+            # the lock also covers the snapshot's rebuild and save: shutdown waits for both
+            async with self.lock:
+                if leader:
+                    changed = await self._leader_pass(reconciler, batch)
+                else:
+                    changed = await self._follower_refresh(reconciler, batch)
+                rebuilt = changed or self.snapshot.stale
+                if rebuilt:
+                    await self.snapshot.rebuild(reconciler.applied)
+        except Exception as exc:
+            self._failed(batch, exc, time.perf_counter() - started)
+            return
+        self._retry.reset()
+        self._errors.recovered()
+        if leader and (rebuilt or batch.full):  # a full pass is also every node's drift check
+            await self.live.push(reconciler.applied.state)
+
+    async def _leader_pass(self, reconciler: Reconciler, batch: TriggerBatch) -> bool:
+        refreshed = False
+        if batch.notified and not batch.full:
+            # another writer applied (`pbx apply`, a rotation): only a real difference counts
+            refreshed = await asyncio.to_thread(reconciler.refresh, batch.notified)
+        outcome = await asyncio.to_thread(reconciler.run_pass, full=batch.full)
+        self._observe(batch, outcome)
+        return outcome.state_changed or refreshed
+
+    async def _follower_refresh(self, reconciler: Reconciler, batch: TriggerBatch) -> bool:
+        if batch.full or self.snapshot.current is None:
+            changed = await asyncio.to_thread(reconciler.bootstrap)
+        elif batch.notified:
+            changed = await asyncio.to_thread(reconciler.refresh, batch.notified)
+        else:
+            return False
+        self.status.record_pass(batch.label, "follower refresh", 0.0)
+        return changed
+
+    def _observe(self, batch: TriggerBatch, outcome: PassOutcome) -> None:
+        result = self.status.record_outcome(batch.label, outcome)
+        m = self.metrics
+        m.reconcile_duration.labels("full" if outcome.planned.full else "changed").observe(
+            outcome.seconds
+        )
+        m.reconcile_total.labels(result).inc()
+        for change in outcome.applied_changes().changes:
+            m.changes_applied.labels(change.kind.value, change.action.verb).inc()
+        for tenant_id in outcome.report.failed:
+            m.tenant_apply_failures.labels(tenant_id).inc()
+        m.invalid_tenants.set(len(outcome.planned.invalid))
+        m.spec_errors.set(len(outcome.planned.spec_errors))
+
+    def _failed(self, batch: TriggerBatch, exc: Exception, seconds: float) -> None:
+        assert self.reconciler is not None
+        bug = None if isinstance(exc, PbxError) else exc
+        message = str(exc) if isinstance(exc, PbxError) else repr(exc)
+        self.reconciler.store.reset()  # a broken connection is reopened by the retry
+        delay = self._retry.next_delay()
+        self._errors.failed(message, retry_in=delay, bug=bug)
+        self.status.record_pass(batch.label, "error", seconds, error=message)
+        self.metrics.reconcile_total.labels("error").inc()
+        self.triggers.retry_after(delay)

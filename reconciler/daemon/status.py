@@ -1,0 +1,99 @@
+"""``/status``: what this daemon knows, from durable records first (registry, spec status)
+so a follower or a restarted daemon says the same as the leader that found it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from reconciler.core.model import TenantLifecycle
+from reconciler.reconcile import AppliedState, PassOutcome
+from specs_schema.load import SpecSet
+
+
+def now_text() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class StatusBoard:
+    """Pass results and per-tenant reconcile times; everything else is derived on demand."""
+
+    def __init__(self) -> None:
+        self.last_pass: dict[str, Any] = {}
+        self.reconciled_at: dict[str, str] = {}
+
+    def record_pass(self, trigger: str, result: str, seconds: float, **extra: Any) -> None:
+        self.last_pass = {
+            "trigger": trigger,
+            "result": result,
+            "seconds": round(seconds, 3),
+            "finished_at": now_text(),
+            **extra,
+        }
+
+    def record_outcome(self, trigger: str, outcome: PassOutcome) -> str:
+        """Remember a pass; returns its result (ok / partial / error)."""
+        planned = outcome.planned
+        result = "ok" if outcome.ok else "partial" if outcome.report.applied else "error"
+        stamp = now_text()
+        for tenant_id in planned.candidates | set(planned.invalid):
+            self.reconciled_at[tenant_id] = stamp
+        self.record_pass(
+            trigger,
+            result,
+            outcome.seconds,
+            changes=len(outcome.applied_changes().changes),
+            revision=str(planned.revision) if planned.revision else None,
+            full=planned.full,
+        )
+        return result
+
+
+def sync_state(row: Mapping[str, Any]) -> str:
+    """The one-word state people read first: invalid, orphaned, suspended, out of sync or
+    synced (the spec digest applied, and the last attempt succeeded)."""
+    if row.get("spec_errors"):
+        return "invalid"
+    if row.get("status") in (TenantLifecycle.ORPHANED, TenantLifecycle.SUSPENDED):
+        return str(row["status"])
+    if (
+        row.get("spec_digest")
+        and row.get("spec_digest") == row.get("applied_digest")
+        and not row.get("last_error")
+    ):
+        return "synced"
+    return "out of sync"
+
+
+def tenant_rows(
+    applied: AppliedState, specs: SpecSet | None, reconciled_at: Mapping[str, str]
+) -> dict[str, dict[str, Any]]:
+    loaded = specs.tenants if specs is not None else {}
+    ids = set(applied.registry) | set(applied.spec_status) | set(loaded)
+    rows: dict[str, dict[str, Any]] = {}
+    for tenant_id in sorted(ids):
+        entry = applied.registry.get(tenant_id)
+        invalid = applied.spec_status.get(tenant_id)
+        spec = loaded.get(tenant_id)
+        errors = list(invalid.errors) if invalid else []
+        row: dict[str, Any] = {
+            "domain": entry.domain if entry else (spec.spec.domain if spec else ""),
+            "status": entry.status if entry else "",
+            "spec_file": spec.file if spec else (invalid.spec_file if invalid else None),
+            "spec_digest": spec.digest if spec else None,
+            "applied_digest": entry.spec_digest if entry else None,
+            "last_applied_revision": entry.applied_revision if entry else None,
+            "last_attempted_revision": entry.attempted_revision if entry else None,
+            "last_error": (
+                f"invalid spec ({len(errors)} error(s)); left at last applied state"
+                if errors
+                else (entry.last_error if entry else None)
+            ),
+            "last_reconcile": reconciled_at.get(tenant_id),
+            "spec_errors": errors,
+            "invalid_since": invalid.since.isoformat() if invalid and invalid.since else None,
+        }
+        row["sync"] = sync_state(row)
+        rows[tenant_id] = row
+    return rows

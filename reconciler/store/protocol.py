@@ -1,0 +1,64 @@
+"""The store as the reconcile pass sees it: one small interface, two implementations
+(``PostgresStore`` here, an in-memory one in ``tests/fakes`` for the pure pipeline tests).
+
+Every method is synchronous: the daemon calls them from a worker thread, the CLI directly.
+Failures are ``StoreError``s (``StoreUnavailable`` when the database is gone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Protocol
+
+from reconciler.core.model import State, TenantState
+from reconciler.core.plan import Plan
+from reconciler.core.revision import GitRevision
+from reconciler.store.apply import ApplyReport
+from reconciler.store.read import RegistryEntry
+from reconciler.store.spec_status import SpecStatus
+
+
+class Store(Protocol):
+    def reset(self) -> None:
+        """Drop any connection after a failure; the next call reconnects."""
+        ...
+
+    def migrate(self) -> None:
+        """Bring every schema to the current version (idempotent, cheap when current)."""
+        ...
+
+    def read_state(self, tenants: Collection[str] | None = None) -> dict[str, TenantState]:
+        """Registered tenants (all, or only ``tenants``) as the planner's records."""
+        ...
+
+    def read_registry(self) -> dict[str, RegistryEntry]: ...
+
+    def read_a1_hashes(
+        self, tenants: Collection[str] | None = None
+    ) -> dict[tuple[str, str], str]: ...
+
+    def read_spec_status(self) -> dict[str, SpecStatus]: ...
+
+    def record_attempt(self, tenant_ids: Collection[str], revision: GitRevision | None) -> None:
+        """Mark a revision as attempted on registered tenants, before applying it."""
+        ...
+
+    def apply(
+        self,
+        plan: Plan,
+        *,
+        desired: State,
+        revision: GitRevision | None,
+        digests: Mapping[str, str],
+        frozen: Collection[str],
+    ) -> ApplyReport:
+        """One transaction per tenant; see ``reconciler.store.apply``."""
+        ...
+
+    def record_spec_status(
+        self, invalid: Mapping[str, tuple[str | None, Sequence[str]]]
+    ) -> None: ...
+
+    def sync_admins(self, admins: Mapping[str, str]) -> bool:
+        """Make the platform admins equal ``{email: name}``; True when they changed."""
+        ...
