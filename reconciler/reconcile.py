@@ -18,14 +18,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.core.errors import SpecsUnavailable
 from reconciler.core.logs import event
-from reconciler.core.model import Kind, State, Tenant, TenantLifecycle, TenantState
+from reconciler.core.model import State, Tenant, TenantLifecycle, TenantState
 from reconciler.core.model import tenant_state_from_spec as desired_records
-from reconciler.core.plan import Plan, plan
+from reconciler.core.plan import Plan, apply_changes, plan
 from reconciler.core.revision import GitRevision
 from reconciler.sources.revision import git_revision
 from reconciler.store import (
@@ -68,14 +68,7 @@ class PlannedPass:
 
     def post_apply_state(self) -> State:
         """What the store will hold for the planned tenants once the plan is applied."""
-        state: dict[str, TenantState] = dict(self.actual)
-        state.update(self.desired)
-        for change in self.plan.changes:
-            if change.kind is Kind.TENANT and isinstance(change.after, Tenant):
-                current = state.get(change.tenant)
-                if current is not None:
-                    state[change.tenant] = replace(current, tenant=change.after)
-        return state
+        return apply_changes(self.actual, self.plan)
 
     def spec_status(self) -> dict[str, tuple[str | None, tuple[str, ...]]]:
         """``{tenant: (file, errors)}`` for the durable invalid-spec status."""

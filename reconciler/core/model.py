@@ -243,10 +243,10 @@ class TenantState:
         """Records of one kind (the tenant itself for ``Kind.TENANT``)."""
         if kind is Kind.TENANT:
             return {self.tenant.key: self.tenant}
-        return getattr(self, _COLLECTION[kind])  # type: ignore[no-any-return]
+        return getattr(self, COLLECTION_OF[kind])  # type: ignore[no-any-return]
 
 
-_COLLECTION = {
+COLLECTION_OF: Mapping[Kind, str] = {
     Kind.EXTENSION: "extensions",
     Kind.USER: "users",
     Kind.AGENT: "agents",

@@ -18,6 +18,7 @@ from enum import Enum
 from typing import Any
 
 from reconciler.core.model import (
+    COLLECTION_OF,
     KIND_ORDER,
     Kind,
     Record,
@@ -145,3 +146,34 @@ def _diff_tenant(want: TenantState, have: TenantState | None) -> list[Change]:
     order = {kind: i for i, kind in enumerate(KIND_ORDER)}
     deletes.sort(key=lambda c: -order[c.kind])
     return upserts + deletes
+
+
+def apply_changes(actual: State, changes: Plan) -> dict[str, TenantState]:
+    """The state ``changes`` leads to from ``actual``, computed without any store: what
+    ``pbx plan`` previews for the switches, and what the in-memory test store holds.
+    ``apply_changes(A, plan(D, A))`` holds ``D`` for every planned tenant."""
+    state: dict[str, TenantState] = dict(actual)
+    by_tenant: dict[str, list[Change]] = {}
+    for change in changes.changes:
+        by_tenant.setdefault(change.tenant, []).append(change)
+    for tenant_id, tenant_changes in by_tenant.items():
+        collections: dict[Kind, dict[str, Any]] = {}
+        current = state.get(tenant_id)
+        tenant = current.tenant if current is not None else None
+        for change in tenant_changes:
+            if change.kind is Kind.TENANT:
+                tenant = change.after  # type: ignore[assignment]
+                continue
+            records = collections.get(change.kind)
+            if records is None:
+                base = current.records(change.kind) if current is not None else {}
+                records = collections[change.kind] = dict(base)
+            if change.after is None:
+                records.pop(change.key, None)
+            else:
+                records[change.key] = change.after
+        assert tenant is not None, f"changes of {tenant_id} hold no tenant record"
+        fresh = TenantState(tenant=tenant) if current is None else replace(current, tenant=tenant)
+        fields: dict[str, Any] = {COLLECTION_OF[k]: v for k, v in collections.items()}
+        state[tenant_id] = replace(fresh, **fields)
+    return state

@@ -199,3 +199,40 @@ def test_status_unreachable_exits_1() -> None:
     result = CliRunner().invoke(main, ["status", "--url", "http://127.0.0.1:1"])
     assert result.exit_code == 1
     assert "not reachable" in result.stderr
+
+
+def test_apply_does_what_a_daemon_pass_does_admins_and_spec_status(
+    pg_dsn: str, tenants: Path
+) -> None:
+    (tenants / "globex.yaml").write_text(
+        (tenants / "globex.yaml").read_text().replace("name: ", "nmae: ", 1)
+    )
+    code, _, err = pbx(pg_dsn, tenants, "apply", "--yes")
+    assert code == 1 and "globex.yaml:" in err
+    with psycopg.connect(pg_dsn) as conn:
+        admins = conn.execute("SELECT email FROM pbx.platform_admins ORDER BY email").fetchall()
+        invalid = conn.execute("SELECT tenant_id, errors FROM pbx.spec_status").fetchall()
+    assert admins == [("oncall@pbx.example.net",), ("ops@pbx.example.net",)]
+    assert [t for t, _ in invalid] == ["globex"]
+    assert any("globex.yaml:" in e for e in invalid[0][1])
+
+
+def test_the_invalid_spec_status_outlives_the_process_that_found_it(
+    pg_dsn: str, tenants: Path
+) -> None:
+    from reconciler.daemon.status import tenant_rows
+    from reconciler.reconcile import Reconciler
+    from reconciler.store import PostgresStore
+
+    acme = tenants / "acme.yaml"
+    acme.write_text(acme.read_text().replace("status: active", "status: activ"))
+    finder = PostgresStore(pg_dsn)
+    Reconciler(tenants, finder).run_pass(full=True)
+    finder.close()
+    restarted = Reconciler(tenants / "nowhere", PostgresStore(pg_dsn))  # a follower reads no specs
+    restarted.bootstrap()
+    rows = tenant_rows(restarted.applied, None, {})
+    assert rows["acme"]["sync"] == "invalid"
+    assert any("acme.yaml:" in e and "status" in e for e in rows["acme"]["spec_errors"])
+    assert rows["globex"]["sync"] == "synced" or rows["globex"]["spec_errors"] == []
+    restarted.store.reset()

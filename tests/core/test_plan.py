@@ -1,0 +1,181 @@
+"""The planner, pure: table-driven cases and properties, no database."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reconciler.core.model import (
+    Agent,
+    Extension,
+    InboundNumber,
+    Kind,
+    Queue,
+    Tenant,
+    TenantLifecycle,
+    TenantState,
+    Tier,
+    tenant_state_from_spec,
+)
+from reconciler.core.plan import Action, Plan, apply_changes, plan
+from reconciler.core.render import change_dict, render_text, to_json
+from tests.strategies import tenant_sets
+
+ACME = Tenant(id="acme", domain="acme.example.com", name="Acme", status="active")
+
+
+def state(**collections: object) -> TenantState:
+    return TenantState(tenant=collections.pop("tenant", ACME), **collections)  # type: ignore[arg-type]
+
+
+EXT_1001 = Extension(number="1001", name="Alice")
+EXT_1002 = Extension(number="1002", name="Bob")
+ALICE = Agent(name="alice", type="Callback", contact="user/1001@acme.example.com", extension="1001")
+SUPPORT = Queue(name="support", number="7000")
+TIER = Tier(queue="support", agent="alice")
+DID = InboundNumber(number="+14155550100", destination_kind="queue", destination="support")
+
+FULL = state(
+    extensions={"1001": EXT_1001},
+    agents={"alice": ALICE},
+    queues={"support": SUPPORT},
+    tiers={TIER.key: TIER},
+    inbound_numbers={DID.key: DID},
+)
+
+
+def lines(p: Plan) -> list[str]:
+    return [f"{c.action.value} {c.kind.value} {c.key}" for c in p.changes]
+
+
+CASES = [
+    pytest.param({}, {}, [], id="nothing-to-do"),
+    pytest.param(
+        {"acme": state(extensions={"1001": EXT_1001})},
+        {},
+        ["+ tenant acme", "+ extension 1001"],
+        id="new-tenant-parent-first",
+    ),
+    pytest.param(
+        {"acme": state(extensions={"1001": replace(EXT_1001, name="Alice Smith")})},
+        {"acme": state(extensions={"1001": EXT_1001})},
+        ["~ extension 1001"],
+        id="field-update",
+    ),
+    pytest.param(
+        {"acme": state(extensions={"1001": EXT_1001})},
+        {"acme": FULL},
+        [
+            "- inbound_number +14155550100",
+            "- tier support/alice",
+            "- queue support",
+            "- agent alice",
+        ],
+        id="deletes-children-first",
+    ),
+    pytest.param(
+        {"acme": FULL},
+        {"acme": state(extensions={"1001": EXT_1001})},
+        [
+            "+ agent alice",
+            "+ queue support",
+            "+ tier support/alice",
+            "+ inbound_number +14155550100",
+        ],
+        id="creates-parents-first",
+    ),
+    pytest.param(
+        {},
+        {"acme": FULL},
+        ["~ tenant acme"],
+        id="removed-spec-orphans-never-deletes",
+    ),
+    pytest.param(
+        {},
+        {"acme": state(tenant=replace(ACME, status=TenantLifecycle.ORPHANED.value))},
+        [],
+        id="already-orphaned",
+    ),
+    pytest.param(
+        {"acme": state(extensions={"1002": EXT_1002})},
+        {"acme": state(extensions={"1001": EXT_1001})},
+        ["+ extension 1002", "- extension 1001"],
+        id="replace-an-extension",
+    ),
+]
+
+
+@pytest.mark.parametrize(("desired", "actual", "expected"), CASES)
+def test_plan_cases(desired: dict, actual: dict, expected: list[str]) -> None:
+    assert lines(plan(desired, actual)) == expected
+
+
+def test_a_frozen_tenant_never_appears_in_a_plan() -> None:
+    assert plan({}, {"acme": FULL}, frozen=["acme"]).empty
+    assert plan({"acme": FULL}, {}, frozen=["acme"]).empty
+
+
+def test_orphaning_says_why_and_keeps_everything() -> None:
+    (change,) = plan({}, {"acme": FULL}).changes
+    assert change.action is Action.UPDATE and change.kind is Kind.TENANT
+    assert change.after.status == "orphaned"  # type: ignore[union-attr]
+    assert "pbx prune" in change.reason
+    assert apply_changes({"acme": FULL}, Plan((change,)))["acme"].extensions == FULL.extensions
+
+
+def test_renderings_say_credentials_are_generated_and_never_show_them() -> None:
+    p = plan({"acme": state(extensions={"1001": EXT_1001})}, {})
+    text = render_text(p, tenants={"acme": ACME})
+    assert "credentials=(sensitive, generated)" in text
+    assert "Plan: 2 to add, 0 to change, 0 to destroy." in text
+    assert to_json(p)["changes"][1]["credentials"] == "(sensitive: generated on apply)"
+    assert change_dict(p.changes[1]) == to_json(p)["changes"][1]
+
+
+# --- properties ---------------------------------------------------------------------------
+
+specs_pairs = st.tuples(tenant_sets(max_size=3), tenant_sets(max_size=3))
+settings_ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def desired_of(specs: list) -> dict[str, TenantState]:
+    return {s.id: tenant_state_from_spec(s) for s in specs}
+
+
+@settings_
+@given(specs_pairs)
+def test_applying_a_plan_converges_and_a_second_plan_is_empty(pair: tuple) -> None:
+    before, after = desired_of(pair[0]), desired_of(pair[1])
+    first = plan(after, before)
+    result = apply_changes(before, first)
+    for tenant_id, wanted in after.items():
+        assert result[tenant_id] == wanted
+    assert plan(after, result).empty
+
+
+@settings_
+@given(specs_pairs, tenant_sets(max_size=3))
+def test_the_result_does_not_depend_on_the_path_taken(pair: tuple, detour: list) -> None:
+    start, goal = desired_of(pair[0]), desired_of(pair[1])
+    via = apply_changes(start, plan(desired_of(detour), start))
+    direct = apply_changes(start, plan(goal, start))
+    through = apply_changes(via, plan(goal, via))
+    for tenant_id in goal:
+        assert through[tenant_id] == direct[tenant_id]
+
+
+@settings_
+@given(specs_pairs)
+def test_every_change_is_ordered_parents_before_children_then_deletes_reversed(pair: tuple) -> None:
+    p = plan(desired_of(pair[1]), desired_of(pair[0]))
+    order = {kind: i for i, kind in enumerate(Kind)}
+    for tenant_id in p.tenants():
+        changes = p.for_tenant(tenant_id).changes
+        upserts = [order[c.kind] for c in changes if c.action is not Action.DELETE]
+        deletes = [order[c.kind] for c in changes if c.action is Action.DELETE]
+        assert upserts == sorted(upserts)
+        assert deletes == sorted(deletes, reverse=True)
+        assert all(c.action is not Action.DELETE for c in changes[: len(upserts)])

@@ -1,0 +1,137 @@
+"""THE pass, on the in-memory store: the pipeline without PostgreSQL or a switch."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from reconciler.core.errors import SpecsUnavailable
+from reconciler.reconcile import Reconciler
+from reconciler.store import StoreUnavailable
+from tests.conftest import EXAMPLE_TENANTS
+from tests.fakes.memory_store import MemoryStore
+
+
+@pytest.fixture
+def tenants(tmp_path: Path) -> Path:
+    directory = tmp_path / "tenants.d"
+    shutil.copytree(EXAMPLE_TENANTS, directory)
+    return directory
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+def test_a_pass_applies_the_specs_and_the_next_one_has_nothing_to_do(
+    tenants: Path, store: MemoryStore
+) -> None:
+    reconciler = Reconciler(tenants, store)
+    first = reconciler.run_pass(full=True)
+    assert first.ok and set(first.report.applied) == {"acme", "globex", "initech"}
+    assert store.state["acme"].extensions["1001"].name == "Alice Smith"
+    assert ("acme", "1001") in store.passwords
+    second = reconciler.run_pass(full=True)
+    assert second.planned.plan.empty and not second.state_changed
+    incremental = reconciler.run_pass(full=False)
+    assert incremental.planned.candidates == frozenset()
+
+
+def test_pbx_apply_and_the_daemon_sync_platform_admins_through_the_same_pass(
+    tenants: Path, store: MemoryStore
+) -> None:
+    outcome = Reconciler(tenants, store).run_pass(full=True)
+    assert outcome.admins_changed
+    assert "ops@pbx.example.net" in store.admins
+    (tenants / "_platform.yaml").write_text(
+        "super_admins:\n  - {email: new@pbx.example.net, name: New}\n"
+    )
+    Reconciler(tenants, store).run_pass(full=True)
+    assert store.admins == {"new@pbx.example.net": "New"}
+
+
+def test_an_invalid_file_freezes_its_tenant_and_its_errors_are_recorded(
+    tenants: Path, store: MemoryStore
+) -> None:
+    reconciler = Reconciler(tenants, store)
+    reconciler.run_pass(full=True)
+    acme = tenants / "acme.yaml"
+    acme.write_text(
+        acme.read_text().replace("name: Alice Smith\n", "name: Alice Smith\n    colour: red\n", 1)
+    )
+    outcome = reconciler.run_pass(full=False)
+    assert "acme" in outcome.planned.invalid and "acme" not in outcome.planned.plan.tenants()
+    status = store.spec_status["acme"]
+    assert status.spec_file and status.spec_file.endswith("acme.yaml")
+    assert any("colour" in e for e in status.errors)
+    assert reconciler.applied.spec_status["acme"].errors == status.errors
+    acme.write_text(acme.read_text().replace("    colour: red\n", ""))
+    reconciler.run_pass(full=False)
+    assert "acme" not in store.spec_status
+
+
+def test_the_spec_status_is_recorded_even_when_the_apply_fails(
+    tenants: Path, store: MemoryStore
+) -> None:
+    (tenants / "globex.yaml").write_text("id: globex\nbogus: true\n")
+    reconciler = Reconciler(tenants, store)
+    planned = reconciler.plan_pass(full=True)
+    store.calls.clear()
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise StoreUnavailable("connection lost mid-apply")
+
+    store.apply = broken  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailable):
+        reconciler.apply_pass(planned)
+    assert store.calls[0] == "record_attempt"
+    assert "record_spec_status" in store.calls
+    assert "globex" in store.spec_status
+
+
+def test_a_tenant_another_writer_already_applied_is_not_logged_or_counted(
+    tenants: Path, store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    slow = Reconciler(tenants, store)
+    planned = slow.plan_pass(full=True)
+    Reconciler(tenants, store).run_pass(full=True)  # the other writer wins the race
+    caplog.set_level(logging.INFO, logger="reconciler.reconcile")
+    outcome = slow.apply_pass(planned)
+    assert set(outcome.report.unchanged) == {"acme", "globex", "initech"}
+    assert outcome.applied_changes().empty
+    assert "change applied" not in caplog.text
+
+
+def test_a_failed_tenant_rolls_back_alone(tenants: Path, store: MemoryStore) -> None:
+    store.fail.add("globex")
+    outcome = Reconciler(tenants, store).run_pass(full=True)
+    assert set(outcome.report.failed) == {"globex"}
+    assert "globex" not in store.state and "acme" in store.state
+    assert {c.tenant for c in outcome.applied_changes().changes} == {"acme", "initech"}
+
+
+def test_a_removed_file_orphans_its_tenant_and_keeps_its_data(
+    tenants: Path, store: MemoryStore
+) -> None:
+    reconciler = Reconciler(tenants, store)
+    reconciler.run_pass(full=True)
+    (tenants / "globex.yaml").unlink()
+    reconciler.run_pass(full=False)
+    assert store.state["globex"].tenant.status == "orphaned"
+    assert store.state["globex"].extensions
+
+
+def test_a_missing_tenants_directory_changes_nothing(tmp_path: Path, store: MemoryStore) -> None:
+    with pytest.raises(SpecsUnavailable):
+        Reconciler(tmp_path / "missing", store).run_pass(full=True)
+    assert store.calls == []
+
+
+def test_plan_pass_for_one_tenant_plans_only_that_one(tenants: Path, store: MemoryStore) -> None:
+    planned = Reconciler(tenants, store).plan_pass(full=True, only="acme")
+    assert planned.plan.tenants() == ["acme"]
+    assert set(planned.post_apply_state()) == {"acme"}
