@@ -1,0 +1,80 @@
+"""The pass loop against an in-memory store: retries back off, errors are logged once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from reconciler.core.backoff import Backoff
+from reconciler.daemon.live_sync import LiveSync
+from reconciler.daemon.metrics import Metrics
+from reconciler.daemon.passes import PassLoop
+from reconciler.daemon.snapshots import ServedSnapshot
+from reconciler.daemon.status import StatusBoard
+from reconciler.daemon.triggers import Triggers
+from reconciler.reconcile import Reconciler
+from tests.conftest import EXAMPLE_TENANTS
+from tests.fakes.memory_store import MemoryStore
+
+
+def make_loop(tmp_path: Path, store: MemoryStore, *, retry: Backoff) -> PassLoop:
+    tenants = tmp_path / "tenants.d"
+    shutil.copytree(EXAMPLE_TENANTS, tenants)
+    metrics = Metrics()
+    loop = PassLoop(
+        triggers=Triggers(interval=3600),
+        snapshot=ServedSnapshot(tmp_path / "snapshot.json", metrics),
+        live=LiveSync((), metrics),
+        status=StatusBoard(),
+        metrics=metrics,
+        is_leader=lambda: True,
+        database_up=lambda: True,
+        retry=retry,
+    )
+    loop.reconciler = Reconciler(tenants, store)
+    return loop
+
+
+async def run_for(loop: PassLoop, seconds: float) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    await asyncio.sleep(seconds)
+    stop.set()
+    loop.triggers.wake()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_a_failing_pass_backs_off_instead_of_retrying_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = MemoryStore(down=True)
+    loop = make_loop(tmp_path, store, retry=Backoff(base=0.2, cap=0.4, floor=0.2))
+    caplog.set_level(logging.INFO)
+    await run_for(loop, 2.0)
+    attempts = store.calls.count("migrate")
+    assert 3 <= attempts <= 11, f"{attempts} attempts in 2 s (a storm would be hundreds)"
+    failures = [r for r in caplog.records if r.getMessage() == "reconcile pass failed"]
+    assert len(failures) == 1, "the same error is logged once, not per attempt"
+    assert loop.status.last_pass["result"] == "error"
+
+
+async def test_the_loop_recovers_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = MemoryStore(down=True)
+    loop = make_loop(tmp_path, store, retry=Backoff(base=0.1, cap=0.2, floor=0.1))
+    caplog.set_level(logging.INFO)
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    await asyncio.sleep(0.5)
+    store.down = False
+    async with asyncio.timeout(5):
+        while "acme" not in store.state:
+            await asyncio.sleep(0.05)
+    stop.set()
+    loop.triggers.wake()
+    await asyncio.wait_for(task, 5)
+    assert any(r.getMessage() == "reconcile pass recovered" for r in caplog.records)
+    assert loop.snapshot.current is not None and loop.snapshot.current.counts()["users"] > 0
