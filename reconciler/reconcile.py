@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.core.errors import SpecsUnavailable
+from reconciler.core.guards import hold_mass_orphaning, hold_shrinking, without
 from reconciler.core.logs import event
 from reconciler.core.model import State, Tenant, TenantLifecycle, TenantState
 from reconciler.core.model import tenant_state_from_spec as desired_records
@@ -60,6 +61,7 @@ class PlannedPass:
     spec_errors: tuple[SpecError, ...]
     admins: Mapping[str, str] | None
     candidates: frozenset[str]
+    held: Mapping[str, str] = field(default_factory=dict)
 
     def tenant_records(self) -> dict[str, Tenant]:
         records = {t: s.tenant for t, s in self.actual.items()}
@@ -134,17 +136,34 @@ class AppliedState:
         return changed
 
 
+@dataclass(frozen=True)
+class PassGuards:
+    """See ``reconciler.core.guards``. ``hold_shrinking`` is for unattended passes (the
+    daemon); a person running ``pbx apply`` has read the plan."""
+
+    max_orphan_share: float = 0.5
+    allow_mass_orphan: bool = False
+    hold_shrinking: bool = False
+
+
 class Reconciler:
     """Owns what outlives a pass: the spec loader's cache, desired records cached by spec
-    digest, and the applied state mirror."""
+    digest, the applied state mirror, and what the guards held last time."""
 
-    def __init__(self, tenants_dir: Path, store: Store) -> None:
+    def __init__(self, tenants_dir: Path, store: Store, guards: PassGuards | None = None) -> None:
         self.tenants_dir = tenants_dir
         self.store = store
+        self.guards = guards or PassGuards()
+        self._shrinking: Mapping[str, str] = {}
         self.loader = SpecLoader()
         self.applied = AppliedState()
         self._desired_cache: dict[str, TenantState] = {}
         self.last_specs: SpecSet | None = None
+
+    @property
+    def shrink_pending(self) -> bool:
+        """A shrinking tenant was held: the next pass decides it."""
+        return bool(self._shrinking)
 
     def bootstrap(self) -> bool:
         """Migrate and read the whole applied state; True when it differs from what was held."""
@@ -179,19 +198,44 @@ class Reconciler:
         candidates -= invalid
         wanted = {t: desired[t] for t in candidates if t in desired}
         actual = {t: actual[t] for t in candidates if t in actual}
+        digests = {t: specs.tenants[t].digest for t in wanted}
+        changes, held = self._guard(plan(wanted, actual, frozen=invalid), actual, digests)
+        wanted = {t: s for t, s in wanted.items() if t not in held}
         platform = specs.platform
         return PlannedPass(
             full=full or only is not None,
-            plan=plan(wanted, actual, frozen=invalid),
+            plan=changes,
             desired=wanted,
             actual=actual,
             revision=revision,
-            digests={t: specs.tenants[t].digest for t in wanted},
+            digests={t: d for t, d in digests.items() if t not in held},
             invalid=specs.invalid,
             spec_errors=specs.errors,
             admins=None if platform is None else {a.email: a.name for a in platform.super_admins},
             candidates=candidates,
+            held=held,
         )
+
+    def _guard(
+        self, changes: Plan, actual: State, digests: Mapping[str, str]
+    ) -> tuple[Plan, dict[str, str]]:
+        g = self.guards
+        served = sum(
+            1 for s in self.applied.state.values() if s.tenant.status != TenantLifecycle.ORPHANED
+        )
+        held = hold_mass_orphaning(
+            changes,
+            max(served, len(actual)),
+            max_share=g.max_orphan_share,
+            allowed=g.allow_mass_orphan,
+        )
+        if g.hold_shrinking:
+            shrinking = hold_shrinking(changes, actual, digests, self._shrinking)
+            self._shrinking = shrinking.shrinking
+            held.update(shrinking.reasons)
+        for tenant_id, reason in held.items():
+            event(log, "tenant held back", logging.WARNING, tenant=tenant_id, reason=reason)
+        return without(changes, held), held
 
     def apply_pass(self, planned: PlannedPass) -> PassOutcome:
         """Carry out ``planned``; the spec status is recorded whatever happens."""
@@ -262,7 +306,12 @@ class Reconciler:
             for tenant_id, state in self.applied.state.items()
             if tenant_id not in desired and state.tenant.status != TenantLifecycle.ORPHANED
         }
-        return frozenset(changed | removed)
+        returned = {  # a file put back: the tenant is served again at once, not at a full pass
+            tenant_id
+            for tenant_id, state in self.applied.state.items()
+            if tenant_id in desired and state.tenant.status == TenantLifecycle.ORPHANED
+        }
+        return frozenset(changed | removed | returned)
 
 
 def _log(outcome: PassOutcome) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.core.errors import SpecsUnavailable
-from reconciler.reconcile import Reconciler
+from reconciler.reconcile import PassGuards, Reconciler
 from reconciler.store import StoreUnavailable
 from tests.conftest import EXAMPLE_TENANTS
 from tests.fakes.memory_store import MemoryStore
@@ -135,3 +135,62 @@ def test_plan_pass_for_one_tenant_plans_only_that_one(tenants: Path, store: Memo
     planned = Reconciler(tenants, store).plan_pass(full=True, only="acme")
     assert planned.plan.tenants() == ["acme"]
     assert set(planned.post_apply_state()) == {"acme"}
+
+
+def test_an_emptied_tenants_directory_orphans_nobody_without_the_operator_saying_so(
+    tenants: Path, store: MemoryStore
+) -> None:
+    reconciler = Reconciler(tenants, store)
+    reconciler.run_pass(full=True)
+    for spec in tenants.glob("*.yaml"):
+        spec.unlink()
+    outcome = reconciler.run_pass(full=False)
+    assert set(outcome.planned.held) == {"acme", "globex", "initech"}
+    assert "--allow-mass-orphan" in outcome.planned.held["acme"]
+    assert all(s.tenant.status != "orphaned" for s in store.state.values())
+    allowed = Reconciler(tenants, store, PassGuards(allow_mass_orphan=True)).run_pass(full=True)
+    assert set(outcome.planned.held) and not allowed.planned.held
+    assert all(s.tenant.status == "orphaned" for s in store.state.values())
+
+
+def test_one_tenant_leaving_git_is_not_a_mass_orphaning(tenants: Path, store: MemoryStore) -> None:
+    reconciler = Reconciler(tenants, store)
+    reconciler.run_pass(full=True)
+    (tenants / "acme.yaml").unlink()
+    assert not reconciler.run_pass(full=False).planned.held
+    assert store.state["acme"].tenant.status == "orphaned"
+
+
+def test_a_restored_file_is_served_again_by_the_next_incremental_pass(
+    tenants: Path, store: MemoryStore
+) -> None:
+    reconciler = Reconciler(tenants, store)
+    reconciler.run_pass(full=True)
+    saved = (tenants / "globex.yaml").read_text()
+    (tenants / "globex.yaml").unlink()
+    reconciler.run_pass(full=False)
+    assert store.state["globex"].tenant.status == "orphaned"
+    (tenants / "globex.yaml").write_text(saved)
+    outcome = reconciler.run_pass(full=False)
+    assert "globex" in outcome.report.applied
+    assert store.state["globex"].tenant.status == "active"
+
+
+def test_a_tenant_losing_most_of_its_objects_waits_for_a_second_identical_read(
+    tenants: Path, store: MemoryStore
+) -> None:
+    reconciler = Reconciler(tenants, store, PassGuards(hold_shrinking=True))
+    reconciler.run_pass(full=True)
+    acme = tenants / "acme.yaml"
+    text = acme.read_text()
+    acme.write_text(text[: text.index("agents:")])  # as if caught mid-write
+    held = reconciler.run_pass(full=False)
+    assert "acme" in held.planned.held and reconciler.shrink_pending
+    assert store.state["acme"].queues, "nothing removed on the first read"
+    acme.write_text(text)  # the writer finished: nothing to do, nothing was lost
+    done = reconciler.run_pass(full=False)
+    assert not done.planned.held and done.planned.plan.empty
+    acme.write_text(text[: text.index("agents:")])  # a real removal, read twice
+    reconciler.run_pass(full=False)
+    really = reconciler.run_pass(full=False)
+    assert "acme" in really.report.applied and not store.state["acme"].queues

@@ -75,6 +75,7 @@ def run(ctx: click.Context, /, **_: Any) -> None:
             git_url=cfg["git_url"],
             git_branch=cfg["git_branch"],
             git_poll=float(cfg["git_poll"]),
+            max_orphan_share=float(cfg["max_orphan_share"]),
         )
     except PbxError as exc:
         raise click.UsageError(str(exc)) from exc

@@ -18,7 +18,7 @@ from reconciler.core.model import State
 from reconciler.core.render import render_text, to_json
 from reconciler.live import NodeSpecError, parse_node_specs
 from reconciler.live.preview import has_changes, preview_nodes, render_preview
-from reconciler.reconcile import PlannedPass, Reconciler
+from reconciler.reconcile import PassGuards, PlannedPass, Reconciler
 from specs_schema.load import SpecError
 
 
@@ -44,6 +44,42 @@ def _live_previews(cfg: ResolvedSettings, state: State) -> list[dict[str, Any]]:
     return asyncio.run(preview_nodes(nodes, state))
 
 
+def _guards(cfg: ResolvedSettings, allow_mass_orphan: bool) -> PassGuards:
+    return PassGuards(
+        max_orphan_share=float(cfg["max_orphan_share"]), allow_mass_orphan=allow_mass_orphan
+    )
+
+
+def _report_held(planned: PlannedPass) -> None:
+    for tenant_id, reason in sorted(planned.held.items()):
+        click.echo(f"held {tenant_id}: {reason}", err=True)
+
+
+def _plan(cfg: ResolvedSettings, tenant: str | None, allow_mass_orphan: bool) -> PlannedPass:
+    tenants_dir = Path(cfg["tenants"])
+    if not tenants_dir.is_dir():
+        raise click.UsageError(f"tenants directory not found: {tenants_dir}")
+    with opened_store(cfg) as store:
+        reconciler = Reconciler(tenants_dir, store, _guards(cfg, allow_mass_orphan))
+        try:
+            return reconciler.plan_pass(full=True, only=tenant)
+        except PbxError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+_ALLOW_MASS_ORPHAN = click.option(
+    "--allow-mass-orphan",
+    is_flag=True,
+    help="Orphan many tenants at once (refused by default: an empty checkout looks like that).",
+)
+_MAX_ORPHAN_SHARE = click.option(
+    "--max-orphan-share",
+    type=float,
+    metavar="SHARE",
+    help="Largest share of tenants one pass may orphan [PBX_MAX_ORPHAN_SHARE, 0.5].",
+)
+
+
 @click.command("plan")
 @click.option("--tenant", "tenant_filter", metavar="ID", help="Plan one tenant only.")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -54,6 +90,8 @@ def _live_previews(cfg: ResolvedSettings, state: State) -> list[dict[str, Any]]:
     show_default=True,
     help="Also diff reachable FreeSWITCH nodes.",
 )
+@_ALLOW_MASS_ORPHAN
+@_MAX_ORPHAN_SHARE
 @global_options
 @click.pass_context
 def plan_command(
@@ -63,11 +101,12 @@ def plan_command(
     output: str,
     detailed_exitcode: bool,
     live: bool,
+    allow_mass_orphan: bool,
     **_: Any,
 ) -> None:
     """Show what `pbx apply` would change in the database (and on live switches)."""
     cfg = resolved(ctx)
-    planned = _plan(cfg, tenant_filter)
+    planned = _plan(cfg, tenant_filter, allow_mass_orphan)
     previews = _live_previews(cfg, planned.post_apply_state()) if live else []
     errors = _errors_of(planned, tenant_filter)
     if output == "json":
@@ -81,40 +120,35 @@ def plan_command(
         for preview in previews:
             click.echo(render_preview(preview), nl=False)
     _report_spec_errors(errors, planned)
+    _report_held(planned)
     if errors:
         sys.exit(1)
     changes = not planned.plan.empty or has_changes(previews)
     sys.exit(2 if detailed_exitcode and changes else 0)
 
 
-def _plan(cfg: ResolvedSettings, tenant: str | None) -> PlannedPass:
-    tenants_dir = Path(cfg["tenants"])
-    if not tenants_dir.is_dir():
-        raise click.UsageError(f"tenants directory not found: {tenants_dir}")
-    with opened_store(cfg) as store:
-        try:
-            return Reconciler(tenants_dir, store).plan_pass(full=True, only=tenant)
-        except PbxError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-
 @click.command("apply")
 @click.option("--tenant", "tenant_filter", metavar="ID", help="Apply one tenant only.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (automation).")
+@_ALLOW_MASS_ORPHAN
+@_MAX_ORPHAN_SHARE
 @global_options
 @click.pass_context
-def apply_command(ctx: click.Context, /, tenant_filter: str | None, yes: bool, **_: Any) -> None:
+def apply_command(
+    ctx: click.Context, /, tenant_filter: str | None, yes: bool, allow_mass_orphan: bool, **_: Any
+) -> None:
     """Apply the plan: one transaction per tenant, platform admins and spec status too."""
     cfg = resolved(ctx)
     tenants_dir = Path(cfg["tenants"])
     if not tenants_dir.is_dir():
         raise click.UsageError(f"tenants directory not found: {tenants_dir}")
     with opened_store(cfg) as store:
-        reconciler = Reconciler(tenants_dir, store)
+        reconciler = Reconciler(tenants_dir, store, _guards(cfg, allow_mass_orphan))
         try:
             planned = reconciler.plan_pass(full=True, only=tenant_filter)
             errors = _errors_of(planned, tenant_filter)
             _report_spec_errors(errors, planned)
+            _report_held(planned)
             if planned.plan.empty:
                 click.echo("No changes. The database matches the specs.")
             else:
@@ -142,4 +176,4 @@ def apply_command(ctx: click.Context, /, tenant_filter: str | None, yes: bool, *
             f"Apply complete: {len(report.applied)} tenant(s) applied, "
             f"{len(report.failed)} failed, {len(planned.invalid)} skipped (invalid spec)."
         )
-    sys.exit(0 if report.ok and not errors else 1)
+    sys.exit(0 if report.ok and not errors and not planned.held else 1)

@@ -40,6 +40,7 @@ SETTINGS: Mapping[str, Setting] = {
         Setting("xml_curl_auth", "PBX_XML_CURL_AUTH", None, secret=True),
         Setting("status_auth", "PBX_STATUS_AUTH", None, secret=True),
         Setting("interval", "PBX_INTERVAL", DEFAULT_INTERVAL, parse=float),
+        Setting("max_orphan_share", "PBX_MAX_ORPHAN_SHARE", 0.5, parse=float),
         Setting("git_url", "PBX_GIT_URL", None),
         Setting("git_branch", "PBX_GIT_BRANCH", "main"),
         Setting("git_poll", "PBX_GIT_POLL", 30.0, parse=float),

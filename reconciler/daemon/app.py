@@ -33,7 +33,7 @@ from reconciler.daemon.startup import announce, poll_git, prepare_state_dir
 from reconciler.daemon.status import StatusBoard, tenant_rows
 from reconciler.daemon.tasks import TaskSupervisor
 from reconciler.daemon.triggers import Triggers
-from reconciler.reconcile import Reconciler
+from reconciler.reconcile import PassGuards, Reconciler
 from reconciler.serve import Snapshot, load_templates
 from reconciler.sources import watch_spec_dir
 from reconciler.store import PostgresStore
@@ -67,6 +67,7 @@ class Daemon:
             database_up=lambda: self.database.up,
             retry=Backoff(base=config.retry_base, cap=config.retry_cap, floor=config.retry_base),
         )
+        self.loop.settle_seconds = max(0.2, 2 * config.debounce_ms / 1000)
         self.tasks = TaskSupervisor()
         self.serving = asyncio.Event()  # set once the HTTP listener is bound
         self._stop = asyncio.Event()
@@ -114,7 +115,12 @@ class Daemon:
     def status_payload(self) -> dict[str, Any]:
         reconciler = self.loop.reconciler
         tenants = (
-            tenant_rows(reconciler.applied, reconciler.last_specs, self.status.reconciled_at)
+            tenant_rows(
+                reconciler.applied,
+                reconciler.last_specs,
+                self.status.reconciled_at,
+                self.status.held,
+            )
             if reconciler is not None
             else {}
         )
@@ -203,7 +209,8 @@ class Daemon:
 
     def _database_ready(self, dsn: str) -> None:
         self._store = PostgresStore(dsn, host=socket.gethostname())
-        self.loop.reconciler = Reconciler(self.config.specs_dir, self._store)
+        guards = PassGuards(max_orphan_share=self.config.max_orphan_share, hold_shrinking=True)
+        self.loop.reconciler = Reconciler(self.config.specs_dir, self._store, guards)
 
     async def _connection(self, connected: bool) -> None:
         self.metrics.database_up.set(1 if connected else 0)

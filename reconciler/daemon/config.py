@@ -34,6 +34,7 @@ class DaemonConfig:
     leader_poll: float = 1.0
     install_signal_handlers: bool = True
     embedded_data_dir: Path | None = None
+    max_orphan_share: float = 0.5
     retry_base: float = 0.5
     retry_cap: float = 60.0
 

@@ -39,6 +39,11 @@ class Metrics:
         self.invalid_tenants = Gauge(
             "pbx_invalid_tenants", "Tenants whose spec file is invalid (frozen).", registry=r
         )
+        self.held_tenants = Gauge(
+            "pbx_held_tenants",
+            "Tenants a guard held back in the last pass (mass orphaning, a shrinking spec).",
+            registry=r,
+        )
         self.spec_errors = Gauge(
             "pbx_spec_errors", "Spec errors found by the last pass.", registry=r
         )

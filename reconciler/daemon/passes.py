@@ -79,6 +79,7 @@ class PassLoop:
         self._retry = retry
         self._errors = _ErrorLog()
         self.reconciler: Reconciler | None = None
+        self.settle_seconds = 1.0
         self.lock = asyncio.Lock()  # one store user at a time (the store's connection)
         self.passes = 0
         self._done = asyncio.Condition()
@@ -128,6 +129,8 @@ class PassLoop:
             refreshed = await asyncio.to_thread(reconciler.refresh, batch.notified)
         outcome = await asyncio.to_thread(reconciler.run_pass, full=batch.full)
         self._observe(batch, outcome)
+        if reconciler.shrink_pending:  # read those files again once they settled
+            self.triggers.request_later("held", self.settle_seconds)
         return outcome.state_changed or refreshed
 
     async def _follower_refresh(self, reconciler: Reconciler, batch: TriggerBatch) -> bool:
@@ -152,6 +155,7 @@ class PassLoop:
         for tenant_id in outcome.report.failed:
             m.tenant_apply_failures.labels(tenant_id).inc()
         m.invalid_tenants.set(len(outcome.planned.invalid))
+        m.held_tenants.set(len(outcome.planned.held))
         m.spec_errors.set(len(outcome.planned.spec_errors))
 
     def _failed(self, batch: TriggerBatch, exc: Exception, seconds: float) -> None:

@@ -22,6 +22,7 @@ class StatusBoard:
     def __init__(self) -> None:
         self.last_pass: dict[str, Any] = {}
         self.reconciled_at: dict[str, str] = {}
+        self.held: dict[str, str] = {}
 
     def record_pass(self, trigger: str, result: str, seconds: float, **extra: Any) -> None:
         self.last_pass = {
@@ -36,6 +37,7 @@ class StatusBoard:
         """Remember a pass; returns its result (ok / partial / error)."""
         planned = outcome.planned
         result = "ok" if outcome.ok else "partial" if outcome.report.applied else "error"
+        self.held = dict(planned.held)
         stamp = now_text()
         for tenant_id in planned.candidates | set(planned.invalid):
             self.reconciled_at[tenant_id] = stamp
@@ -51,10 +53,12 @@ class StatusBoard:
 
 
 def sync_state(row: Mapping[str, Any]) -> str:
-    """The one-word state people read first: invalid, orphaned, suspended, out of sync or
-    synced (the spec digest applied, and the last attempt succeeded)."""
+    """The one-word state people read first: invalid, held, orphaned, suspended, out of sync
+    or synced (the spec digest applied, and the last attempt succeeded)."""
     if row.get("spec_errors"):
         return "invalid"
+    if row.get("held"):
+        return "held"
     if row.get("status") in (TenantLifecycle.ORPHANED, TenantLifecycle.SUSPENDED):
         return str(row["status"])
     if (
@@ -67,7 +71,10 @@ def sync_state(row: Mapping[str, Any]) -> str:
 
 
 def tenant_rows(
-    applied: AppliedState, specs: SpecSet | None, reconciled_at: Mapping[str, str]
+    applied: AppliedState,
+    specs: SpecSet | None,
+    reconciled_at: Mapping[str, str],
+    held: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     loaded = specs.tenants if specs is not None else {}
     ids = set(applied.registry) | set(applied.spec_status) | set(loaded)
@@ -93,6 +100,7 @@ def tenant_rows(
             "last_reconcile": reconciled_at.get(tenant_id),
             "spec_errors": errors,
             "invalid_since": invalid.since.isoformat() if invalid and invalid.since else None,
+            "held": (held or {}).get(tenant_id),
         }
         row["sync"] = sync_state(row)
         rows[tenant_id] = row

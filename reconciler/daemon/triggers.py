@@ -50,6 +50,10 @@ class Triggers:
         self._not_before = loop.time() + delay
         self.request("retry", full=full)
 
+    def request_later(self, reason: str, delay: float) -> None:
+        """Ask for an incremental pass ``delay`` seconds from now."""
+        asyncio.get_running_loop().call_later(delay, self.request, reason)
+
     async def next(self) -> TriggerBatch:
         """Wait for a request (or the jittered interval), then for any retry backoff."""
         timeout = self.interval * random.uniform(0.9, 1.1)

@@ -1,0 +1,89 @@
+"""Plans too big to trust from one read: decided here, purely, before anything is applied.
+
+Two mistakes look like valid specs for one pass: an empty or half-checked-out ``tenants.d``
+(every tenant "removed from git"), and a file caught mid-write (most of a tenant "deleted").
+Acting on either deletes nothing for good (orphans are kept, data is restorable) but takes
+phones and queues offline and regenerates passwords. So:
+
+* mass orphaning: orphaning at least 2 tenants and more than ``max_share`` of the tenants
+  currently served is held back unless the operator says so (``--allow-mass-orphan``);
+* shrinking: a tenant about to lose more than half of its objects (at least 4) is held for
+  one more read; the same spec digest seen again on the next pass is applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from reconciler.core.model import COLLECTION_OF, Kind, State, TenantLifecycle, TenantState
+from reconciler.core.plan import Action, Plan
+
+SHRINK_MIN_DELETES = 4
+
+
+@dataclass(frozen=True)
+class Held:
+    """Tenants kept out of this pass, with the reason shown to people."""
+
+    reasons: Mapping[str, str]
+    shrinking: Mapping[str, str]  # tenant -> digest held once (seen again: applied)
+
+
+def _orphans(changes: Plan) -> list[str]:
+    return [
+        c.tenant
+        for c in changes.changes
+        if c.kind is Kind.TENANT
+        and c.action is Action.UPDATE
+        and getattr(c.after, "status", None) == TenantLifecycle.ORPHANED
+    ]
+
+
+def hold_mass_orphaning(
+    changes: Plan, served_count: int, *, max_share: float, allowed: bool
+) -> dict[str, str]:
+    orphans = _orphans(changes)
+    if allowed or len(orphans) < 2 or len(orphans) <= max_share * served_count:
+        return {}
+    reason = (
+        f"not orphaned: {len(orphans)} of {served_count} tenants would leave git in one pass "
+        f"(more than {max_share:.0%}); if that is intended run `pbx apply --allow-mass-orphan`"
+    )
+    return dict.fromkeys(orphans, reason)
+
+
+def hold_shrinking(
+    changes: Plan,
+    actual: State,
+    digests: Mapping[str, str],
+    seen: Mapping[str, str],
+) -> Held:
+    """``seen``: what was held last pass. A tenant shrinking to the same digest twice is let
+    through (the file was complete: someone really removed those objects)."""
+    deletes: dict[str, int] = {}
+    for change in changes.changes:
+        if change.action is Action.DELETE:
+            deletes[change.tenant] = deletes.get(change.tenant, 0) + 1
+    reasons: dict[str, str] = {}
+    shrinking: dict[str, str] = {}
+    for tenant_id, count in deletes.items():
+        have = actual.get(tenant_id)
+        size = _size(have) if have is not None else 0
+        digest = digests.get(tenant_id, "")
+        if count < SHRINK_MIN_DELETES or count * 2 <= size or seen.get(tenant_id) == digest:
+            continue
+        shrinking[tenant_id] = digest
+        reasons[tenant_id] = (
+            f"held for one more read: the spec would remove {count} of {size} objects "
+            "(a file caught mid-write looks like that); applied when read the same again"
+        )
+    return Held(reasons, shrinking)
+
+
+def _size(state: TenantState) -> int:
+    return sum(len(state.records(kind)) for kind in COLLECTION_OF)
+
+
+def without(changes: Plan, tenants: Mapping[str, str]) -> Plan:
+    return Plan(tuple(c for c in changes.changes if c.tenant not in tenants))
