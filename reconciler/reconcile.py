@@ -263,7 +263,8 @@ class Reconciler:
             except StoreError:
                 if failure is None:
                     raise
-        touched = frozenset(planned.plan.tenants()) | frozenset(report.applied)
+        renamed_away = frozenset(planned.plan.renames().values())
+        touched = frozenset(planned.plan.tenants()) | frozenset(report.applied) | renamed_away
         state_changed = self.applied.replace_tenants(self.store, touched)
         if not touched:
             self.applied.spec_status = self.store.read_spec_status()

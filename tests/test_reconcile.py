@@ -194,3 +194,33 @@ def test_a_tenant_losing_most_of_its_objects_waits_for_a_second_identical_read(
     reconciler.run_pass(full=False)
     really = reconciler.run_pass(full=False)
     assert "acme" in really.report.applied and not store.state["acme"].queues
+
+
+def test_two_files_swapping_a_did_in_one_commit_converge_in_one_pass(
+    tenants: Path, store: MemoryStore
+) -> None:
+    reconciler = Reconciler(tenants, store)
+    reconciler.run_pass(full=True)
+    acme, globex = tenants / "acme.yaml", tenants / "globex.yaml"
+    acme.write_text(acme.read_text().replace('"+14155550101"', '"+442071838751"'))
+    globex.write_text(globex.read_text().replace('"+442071838751"', '"+14155550101"'))
+    outcome = reconciler.run_pass(full=False)
+    assert outcome.ok and set(outcome.report.applied) == {"acme", "globex"}
+    assert "+442071838751" in store.state["acme"].inbound_numbers
+    assert reconciler.run_pass(full=True).planned.plan.empty
+
+
+def test_renaming_a_tenant_file_and_id_keeps_its_domain_and_passwords(
+    tenants: Path, store: MemoryStore
+) -> None:
+    reconciler = Reconciler(tenants, store)
+    reconciler.run_pass(full=True)
+    passwords = {n: p for (t, n), p in store.passwords.items() if t == "acme"}
+    text = (tenants / "acme.yaml").read_text().replace("id: acme\n", "id: acme_corp\n", 1)
+    (tenants / "acme.yaml").unlink()
+    (tenants / "acme_corp.yaml").write_text(text)
+    outcome = reconciler.run_pass(full=False)
+    assert outcome.ok and outcome.report.applied == ("acme_corp",)
+    assert "acme" not in store.state and store.state["acme_corp"].tenant.status == "active"
+    assert {n: p for (t, n), p in store.passwords.items() if t == "acme_corp"} == passwords
+    assert "acme" not in reconciler.applied.state, "the mirror follows the rename"

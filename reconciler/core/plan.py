@@ -23,6 +23,7 @@ from reconciler.core.model import (
     Kind,
     Record,
     State,
+    Tenant,
     TenantLifecycle,
     TenantState,
 )
@@ -90,25 +91,70 @@ class Plan:
             counts[change.action] += 1
         return counts
 
+    def renames(self) -> dict[str, str]:
+        """``{new id: old id}`` of the tenants this plan renames."""
+        return {
+            c.tenant: c.before.id
+            for c in self.changes
+            if isinstance(c.before, Tenant) and c.before.id != c.tenant
+        }
+
 
 def plan(desired: State, actual: State, *, frozen: Iterable[str] = ()) -> Plan:
     """Changes that turn ``actual`` into ``desired``.
 
     ``frozen``: tenant ids whose specs failed validation; left exactly as they are.
+
+    A tenant id renamed in git (a new id whose domain a stored tenant of a vanished id holds)
+    is a rename, not an orphan plus a new tenant: its domain stays served and its SIP
+    credentials are kept. The first change of a rename is the tenant UPDATE whose ``before``
+    carries the old id.
     """
     skip = set(frozen)
+    renamed = _renames(desired, actual, skip)
     changes: list[Change] = []
     for tenant_id in sorted(set(desired) | set(actual)):
-        if tenant_id in skip:
+        if tenant_id in skip or tenant_id in renamed.values():
             continue
         want = desired.get(tenant_id)
         have = actual.get(tenant_id)
         if want is None:
             assert have is not None
             changes += _orphan(have)
+        elif tenant_id in renamed:
+            changes += _rename(want, actual[renamed[tenant_id]])
         else:
             changes += _diff_tenant(want, have)
     return Plan(tuple(changes))
+
+
+def _renames(desired: State, actual: State, skip: set[str]) -> dict[str, str]:
+    """``{new id: old id}``: one vanished stored tenant holding each new tenant's domain."""
+    vanished = {
+        have.tenant.domain.lower(): tenant_id
+        for tenant_id, have in actual.items()
+        if tenant_id not in desired and tenant_id not in skip
+    }
+    return {
+        tenant_id: vanished[want.tenant.domain.lower()]
+        for tenant_id, want in desired.items()
+        if tenant_id not in actual
+        and tenant_id not in skip
+        and want.tenant.domain.lower() in vanished
+    }
+
+
+def _rename(want: TenantState, have: TenantState) -> list[Change]:
+    moved = replace(have.tenant, id=want.tenant.id)
+    first = Change(
+        Kind.TENANT,
+        want.tenant.id,
+        Action.UPDATE,
+        have.tenant,
+        moved,
+        reason=f"tenant id renamed from {have.tenant.id}: data and credentials move with it",
+    )
+    return [first, *_diff_tenant(want, replace(have, tenant=moved))]
 
 
 def _orphan(have: TenantState) -> list[Change]:
@@ -158,6 +204,9 @@ def apply_changes(actual: State, changes: Plan) -> dict[str, TenantState]:
         by_tenant.setdefault(change.tenant, []).append(change)
     for tenant_id, tenant_changes in by_tenant.items():
         collections: dict[Kind, dict[str, Any]] = {}
+        first = tenant_changes[0].before
+        if isinstance(first, Tenant) and first.id != tenant_id:  # a rename moves the tenant
+            state[tenant_id] = state.pop(first.id)
         current = state.get(tenant_id)
         tenant = current.tenant if current is not None else None
         for change in tenant_changes:

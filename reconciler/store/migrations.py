@@ -128,6 +128,21 @@ CREATE TABLE pbx.spec_status (
 );
 """),
     ),
+    Migration(
+        3,
+        "claims checked at commit (swaps in one transaction); tenant ids can be renamed",
+        sql.SQL("""
+DROP INDEX pbx.tenants_domain_key;
+ALTER TABLE pbx.tenants
+    ADD CONSTRAINT tenants_domain_unique UNIQUE (domain) DEFERRABLE INITIALLY IMMEDIATE;
+ALTER TABLE pbx.did_index
+    DROP CONSTRAINT did_index_pkey,
+    ADD CONSTRAINT did_index_number_unique UNIQUE (number) DEFERRABLE INITIALLY IMMEDIATE,
+    DROP CONSTRAINT did_index_tenant_id_fkey,
+    ADD CONSTRAINT did_index_tenant_id_fkey FOREIGN KEY (tenant_id)
+        REFERENCES pbx.tenants (id) ON DELETE CASCADE ON UPDATE CASCADE;
+"""),
+    ),
 )
 
 TENANT_MIGRATIONS: tuple[Migration, ...] = (

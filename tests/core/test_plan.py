@@ -179,3 +179,23 @@ def test_every_change_is_ordered_parents_before_children_then_deletes_reversed(p
         assert upserts == sorted(upserts)
         assert deletes == sorted(deletes, reverse=True)
         assert all(c.action is not Action.DELETE for c in changes[: len(upserts)])
+
+
+def test_a_tenant_id_renamed_in_git_is_a_rename_not_an_orphan_and_a_new_tenant() -> None:
+    renamed = replace(FULL, tenant=replace(ACME, id="acme2", name="Acme Two"))
+    p = plan({"acme2": renamed}, {"acme": FULL})
+    assert lines(p) == ["~ tenant acme2", "~ tenant acme2"]
+    first, second = p.changes
+    assert first.before.id == "acme" and first.after.id == "acme2"  # type: ignore[union-attr]
+    assert second.fields == {"name": ("Acme", "Acme Two")}
+    assert p.renames() == {"acme2": "acme"}
+    after = apply_changes({"acme": FULL}, p)
+    assert set(after) == {"acme2"} and after["acme2"] == renamed
+    assert plan({"acme2": renamed}, after).empty
+
+
+def test_a_new_tenant_on_a_domain_still_wanted_by_its_owner_is_no_rename() -> None:
+    other = state(tenant=replace(ACME, id="other"))
+    p = plan({"acme": FULL, "other": other}, {"acme": FULL})
+    assert p.renames() == {}
+    assert lines(p)[0] == "+ tenant other"

@@ -26,6 +26,7 @@ from reconciler.store import (
     StoreUnavailable,
     TenantApplyError,
 )
+from reconciler.store.claims import claim_groups, renamed_from
 
 
 @dataclass
@@ -108,51 +109,68 @@ class MemoryStore:
         frozen: Collection[str],
     ) -> ApplyReport:
         self._check("apply")
-        by_tenant: dict[str, list[Change]] = {}
+        by_tenant: dict[str, tuple[Change, ...]] = {}
         for change in plan_.changes:
-            by_tenant.setdefault(change.tenant, []).append(change)
-        applied, unchanged, failed = [], [], {}
-        for tenant_id, changes in by_tenant.items():
-            want = desired.get(tenant_id)
-            have = self.state.get(tenant_id)
-            expected = plan({tenant_id: want} if want else {}, {tenant_id: have} if have else {})
-            if not expected.changes:
-                unchanged.append(tenant_id)
-                continue
+            by_tenant[change.tenant] = (*by_tenant.get(change.tenant, ()), change)
+        applied: list[str] = []
+        unchanged: list[str] = []
+        failed: dict[str, TenantApplyError] = {}
+        for group in claim_groups(plan_):
+            saved = (dict(self.state), dict(self.passwords))
             try:
-                if expected.changes != tuple(changes):
-                    raise StalePlan(tenant_id, "the database changed since this plan was made")
-                self._write(tenant_id, Plan(tuple(changes)))
-            except TenantApplyError as exc:
-                failed[tenant_id] = exc
+                done = [t for t in group if self._write(t, by_tenant[t], desired)]
+                self._verify(done)
+            except TenantApplyError as exc:  # the whole group rolls back
+                self.state, self.passwords = saved
+                failed.update({t: exc for t in group})
                 continue
-            applied.append(tenant_id)
-            self._mark(tenant_id, revision, digests.get(tenant_id))
+            applied += done
+            unchanged += [t for t in group if t not in done]
+            for tenant_id in done:
+                self._mark(tenant_id, revision, digests.get(tenant_id))
         skip = set(frozen) | set(failed) | set(applied)
         for tenant_id in desired:
             if tenant_id not in skip and tenant_id in self.state:
                 self._mark(tenant_id, revision, digests.get(tenant_id))
         return ApplyReport(tuple(applied), tuple(unchanged), failed)
 
-    def _write(self, tenant_id: str, changes: Plan) -> None:
+    def _write(self, tenant_id: str, changes: tuple[Change, ...], desired: State) -> bool:
+        old_id = renamed_from(changes)
+        ids = [tenant_id] if old_id is None else [tenant_id, old_id]
+        have = {t: self.state[t] for t in ids if t in self.state}
+        want = desired.get(tenant_id)
+        expected = plan({tenant_id: want} if want else {}, have)
+        if not expected.changes:
+            return False
+        if expected.changes != changes:
+            raise StalePlan(tenant_id, "the database changed since this plan was made")
         if tenant_id in self.fail:
             raise TenantApplyError(tenant_id, "injected failure")
-        after = apply_changes(self.state, changes)[tenant_id]
-        for other_id, other in self.state.items():
-            if other_id == tenant_id:
-                continue
-            if other.tenant.domain == after.tenant.domain:
-                raise TenantApplyError(tenant_id, f"domain {after.tenant.domain} is taken")
-            taken = set(other.inbound_numbers) & set(after.inbound_numbers)
-            if taken:
-                raise TenantApplyError(tenant_id, f"inbound numbers {sorted(taken)} are taken")
+        self.state = apply_changes(self.state, Plan(changes))
+        if old_id is not None:
+            self.registry.pop(old_id, None)
+            for owner, number in [k for k in self.passwords if k[0] == old_id]:
+                self.passwords[(tenant_id, number)] = self.passwords.pop((owner, number))
+        after = self.state[tenant_id]
         for number in after.extensions:
             self.passwords.setdefault((tenant_id, number), secrets.token_urlsafe(24))
         for key in [
             k for k in self.passwords if k[0] == tenant_id and k[1] not in after.extensions
         ]:
             del self.passwords[key]
-        self.state[tenant_id] = after
+        return True
+
+    def _verify(self, tenant_ids: list[str]) -> None:
+        for tenant_id in tenant_ids:
+            mine = self.state[tenant_id]
+            for other_id, other in self.state.items():
+                if other_id == tenant_id:
+                    continue
+                if other.tenant.domain == mine.tenant.domain:
+                    raise TenantApplyError(tenant_id, f"domain {mine.tenant.domain} is taken")
+                taken = set(other.inbound_numbers) & set(mine.inbound_numbers)
+                if taken:
+                    raise TenantApplyError(tenant_id, f"inbound numbers {sorted(taken)} are taken")
 
     def _mark(self, tenant_id: str, revision: GitRevision | None, digest: str | None) -> None:
         tenant = self.state[tenant_id].tenant

@@ -29,7 +29,7 @@ from reconciler.store import (
     read_state,
     sync_platform_admins,
 )
-from reconciler.store import apply as apply_module
+from reconciler.store import writer as writer_module
 from reconciler.store.locks import lock_tenant
 from specs_schema.models import TenantSpec
 from tests.store.test_support import (
@@ -97,16 +97,16 @@ def test_a_frozen_tenant_is_left_exactly_as_it_is(conn: psycopg.Connection) -> N
 
 
 def _fail_on_queues(monkeypatch: pytest.MonkeyPatch, tenant_id: str) -> None:
-    original = apply_module._TenantWriter._write
+    original = writer_module.TenantWriter._write
 
     def failing(
-        self: apply_module._TenantWriter, kind: Kind, action: Action, changes: list
+        self: writer_module.TenantWriter, kind: Kind, action: Action, changes: list
     ) -> None:
         if self.tenant_id == tenant_id and kind is Kind.QUEUE:
             raise psycopg.errors.RaiseException("injected failure")
         original(self, kind, action, changes)
 
-    monkeypatch.setattr(apply_module._TenantWriter, "_write", failing)
+    monkeypatch.setattr(writer_module.TenantWriter, "_write", failing)
 
 
 def test_a_failing_new_tenant_rolls_back_alone_and_the_next_one_proceeds(

@@ -23,8 +23,8 @@ from reconciler.store import (
     rotate_credentials,
     show_credentials,
 )
-from reconciler.store import apply as apply_module
 from reconciler.store import credentials as credentials_module
+from reconciler.store import writer as writer_module
 from specs_schema.models import TenantSpec
 from tests.store.test_support import converge, desired_of, make_spec, spec_data
 
@@ -146,7 +146,7 @@ def test_passwords_appear_in_no_plan_history_log_or_error(
     # A credentials write that the database rejects: its DETAIL would quote the row.
     leaked = "S3cret-but-too-short"
     monkeypatch.setattr(
-        apply_module,
+        writer_module,
         "credential_rows",
         lambda numbers, domain: [(n, leaked, "0" * 32) for n in numbers],
     )
