@@ -11,13 +11,15 @@ import pytest
 from aiohttp import web
 
 from reconciler.core.model import Agent, Queue, State, Tenant, TenantState, Tier
-from reconciler.live import desired_live, managed_domains
-from reconciler.live.nodes import (
+from reconciler.live import (
     LiveReconciler,
     NodeReconciler,
     NodeReport,
     NodeSpec,
     NodeSpecError,
+    ReconnectPolicy,
+    desired_live,
+    managed_domains,
     parse_node_spec,
     parse_node_specs,
 )
@@ -33,6 +35,8 @@ ALICE = f"alice@{ACME}"
 BOB = f"bob@{ACME}"
 SUPPORT = f"support@{ACME}"
 SALES = f"sales@{ACME}"
+# Reconnect within tens of ms: the tests drill drops and restarts many times.
+FAST = ReconnectPolicy(probe_base=0.02, probe_cap=0.1, probe_floor=0.01, auth_base=0.02)
 LISTS = {f"{CC} agent list", f"{CC} tier list", f"{CC} queue list"}
 
 # --- the world: applied state, the xml_curl endpoint serving it, fake switches --------
@@ -128,8 +132,7 @@ def node_for(switch: FakeFreeSwitch, **options: object) -> NodeReconciler:
     return NodeReconciler(
         NodeSpec(switch.host, switch.port, switch.password),
         connect_timeout=1.0,
-        backoff_initial=0.02,
-        backoff_cap=0.1,
+        reconnect=FAST,
         **options,  # type: ignore[arg-type]
     )
 
@@ -481,8 +484,7 @@ async def test_two_nodes_one_down_the_other_proceeds(world: World, fs: FakeFreeS
         live = LiveReconciler(
             [NodeSpec(s.host, s.port, s.password) for s in (fs, fs2)],
             connect_timeout=0.5,
-            backoff_initial=0.02,
-            backoff_cap=0.1,
+            reconnect=FAST,
         )
         async with live:
             await live.nodes[0].client.wait_connected(timeout=2)
@@ -533,7 +535,7 @@ async def test_a_failing_queue_load_is_reported_and_the_rest_applied(
 
 
 async def test_wrong_password_reports_disconnected(world: World, fs: FakeFreeSwitch) -> None:
-    n = NodeReconciler(NodeSpec(fs.host, fs.port, "nope-wrong"), backoff_initial=0.02)
+    n = NodeReconciler(NodeSpec(fs.host, fs.port, "nope-wrong"), reconnect=FAST)
     await n.start()
     try:
         await asyncio.sleep(0.1)
