@@ -10,6 +10,7 @@
     │   ├── SnapshotError             a persisted snapshot is unreadable or of another database
     │   ├── CallcenterError           mod_callcenter refused a command or listing
     │   ├── UnsafeArgument            a value that could run code on a switch: never sent
+    │   ├── UnknownAgent              a status change for an agent that is not declared
     │   └── StoreError ∩ Permanent    UnknownTenant, UnknownExtension, TenantNotOrphaned,
     │                                 MigrationError, TenantApplyError (and StalePlan)
     └── Transient                     retry after a delay (full-jitter backoff)
@@ -18,7 +19,7 @@
         ├── NodeTimeout               a switch did not answer one command in time
         └── StoreError ∩ Transient    StoreUnavailable
 
-The live leaves (``NodeSpecError``, ``CallcenterError``, ``UnsafeArgument``,
+The live leaves (``NodeSpecError``, ``CallcenterError``, ``UnsafeArgument``, ``UnknownAgent``,
 ``NodeUnreachable``, ``NodeTimeout``) are defined in ``reconciler.live.errors``. ``StoreError``
 (``reconciler.store.errors``) is the store's own base and also a ``PbxError``;
 each of its leaves picks a branch too, so ``except StoreError`` and ``except Transient`` both

@@ -32,6 +32,7 @@ from reconciler.live.errors import (
     NodeSpecError,
     NodeTimeout,
     NodeUnreachable,
+    UnknownAgent,
     UnsafeArgument,
 )
 from reconciler.live.listings import (
@@ -47,6 +48,7 @@ from reconciler.live.listings import (
 from reconciler.live.node_spec import NodeSpec, parse_node_spec, parse_node_specs
 from reconciler.live.nodes import LiveReconciler, NodeReconciler
 from reconciler.live.plan import LiveChange, LivePlan, plan_live
+from reconciler.live.presence import PresenceCache
 from reconciler.live.reconnect import ReconnectPolicy
 from reconciler.live.report import NodeReport
 
@@ -73,7 +75,9 @@ __all__ = [
     "NodeSpecError",
     "NodeTimeout",
     "NodeUnreachable",
+    "PresenceCache",
     "ReconnectPolicy",
+    "UnknownAgent",
     "UnsafeArgument",
     "apply_live",
     "desired_live",

@@ -185,7 +185,7 @@ async def apply_live(api: Api, plan: LivePlan, *, concurrency: int = 256) -> Liv
         for result in await asyncio.gather(*(applier.run(c) for c in batch)):
             applier.results[result.change.key] = result
             if not result.ok:
-                log.warning("live change failed: %s: %s", result.change.key, result.error)
+                log.warning("live change failed: %r: %s", result.change.key, result.error)
     return LiveApplyReport(tuple(applier.results[c.key] for c in plan.changes))
 
 

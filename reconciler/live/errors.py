@@ -36,6 +36,10 @@ class UnsafeArgument(Permanent, ValueError):
     character, a contact that is not one of the two allowed shapes): never sent."""
 
 
+class UnknownAgent(Permanent, LookupError):
+    """A status change asked for an agent that is not one of the declared ``name@domain``."""
+
+
 class NodeTimeout(Transient):
     """A switch did not answer one command in time (the connection may still be up)."""
 

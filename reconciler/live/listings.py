@@ -217,3 +217,69 @@ def live_state(agent_list: str, tier_list: str, queue_list: str) -> LiveState:
         queues={q.name: q for q in _queues(queues)},
         unparsed=tuple(agents.unparsed + tiers.unparsed + queues.unparsed),
     )
+
+
+# --- the people side: agents' runtime facts and callers in queues ------------------------
+
+MEMBER_COLUMNS = ("queue", "uuid", "cid_number", "cid_name", "joined_epoch", "state")
+LIVE_MEMBER_STATES = ("Waiting", "Trying", "Answered")  # callers still in the queue
+
+
+@dataclass(frozen=True, slots=True)
+class ListedAgentPresence:
+    """An agent's runtime facts as ``agent list`` shows them."""
+
+    name: str
+    status: str
+    state: str
+    calls_answered: int
+    last_status_change: int  # epoch seconds, 0 = never
+
+
+@dataclass(frozen=True, slots=True)
+class ListedMember:
+    """A caller as ``queue list members <queue>`` shows it."""
+
+    queue: str
+    uuid: str
+    cid_number: str
+    cid_name: str
+    joined_epoch: int
+    state: str
+    serving_agent: str
+
+
+def parse_agent_presence(text: str) -> list[ListedAgentPresence]:
+    """``agent list`` -> every agent's status, state and counters (unreadable rows skipped)."""
+    table = read_table(text, "name", ("name", "status", "state"), "agent list")
+    return [
+        ListedAgentPresence(
+            name=row["name"],
+            status=row["status"],
+            state=row["state"],
+            calls_answered=number(row.get("calls_answered", ""), "agent list calls_answered"),
+            last_status_change=number(
+                row.get("last_status_change", ""), "agent list last_status_change"
+            ),
+        )
+        for row in table.rows
+    ]
+
+
+def parse_member_list(text: str) -> list[ListedMember]:
+    """``queue list members <queue>`` -> the callers still in it (an Abandoned row stays
+    listed a while for a possible resume; it is no longer a caller in the queue)."""
+    table = read_table(text, "queue", MEMBER_COLUMNS, "queue list members")
+    return [
+        ListedMember(
+            queue=row["queue"],
+            uuid=row["uuid"],
+            cid_number=row["cid_number"],
+            cid_name=row["cid_name"],
+            joined_epoch=number(row["joined_epoch"], "queue list members joined_epoch"),
+            state=row["state"],
+            serving_agent=row.get("serving_agent", ""),
+        )
+        for row in table.rows
+        if row["state"] in LIVE_MEMBER_STATES
+    ]
