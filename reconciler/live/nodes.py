@@ -43,9 +43,9 @@ from reconciler.live.reconnect import ReconnectPolicy
 from reconciler.live.report import (
     NodeReport,
     applied_report,
+    failure_report,
     log_report,
     plan_report,
-    planned_counts,
 )
 
 __all__ = [
@@ -182,16 +182,9 @@ class NodeReconciler:
             live = await read_live(connection_api(conn, self.name, self._api_timeout))
             plan = self._plan(desired, frozenset(d.lower() for d in managed_domains), live)
         except (NodeUnreachable, NodeTimeout, OSError) as exc:
-            return self._unreachable("plan", started, f"unreachable: {exc}")
+            return self._report_failure("plan", started, None, f"unreachable: {exc}", False)
         except CallcenterError as exc:
-            return NodeReport(
-                self.name,
-                connected=True,
-                trigger="plan",
-                errors=(str(exc),),
-                duration=time.monotonic() - started,
-                last_sync=self.last_sync,
-            )
+            return self._report_failure("plan", started, None, str(exc), True)
         finally:
             if own is not None:
                 await own.close(timeout=1.0)
@@ -209,14 +202,13 @@ class NodeReconciler:
             owed_statuses=self._memory.owed_statuses,
         )
 
-    def _unreachable(self, trigger: str, started: float, error: str) -> NodeReport:
-        return NodeReport(
-            self.name,
-            connected=False,
-            trigger=trigger,
-            errors=(error,),
-            duration=time.monotonic() - started,
-            last_sync=self.last_sync,
+    def _report_failure(
+        self, trigger: str, started: float, plan: LivePlan | None, error: str, connected: bool
+    ) -> NodeReport:
+        duration = time.monotonic() - started
+        logged = trigger != "plan" and not error.startswith("not connected")
+        return failure_report(
+            self.name, trigger, plan, error, connected, duration, self.last_sync, logged=logged
         )
 
     async def _on_connect(self, conn: EslConnection) -> None:
@@ -254,7 +246,7 @@ class NodeReconciler:
         conn = conn or self._client.connection
         if conn is None or conn.closed:
             reason = self._client.last_error or self._client.state.value
-            return self._unreachable(trigger, started, f"not connected: {reason}")
+            return self._report_failure(trigger, started, None, f"not connected: {reason}", False)
         if desired is None:
             return NodeReport(self.name, connected=True, trigger=trigger, last_sync=self.last_sync)
         api = connection_api(conn, self.name, self._api_timeout)
@@ -266,9 +258,9 @@ class NodeReconciler:
                 applied = await apply_live(api, plan, concurrency=self._concurrency)
             self._memory = self._memory.after(plan, applied)
         except NodeUnreachable as exc:
-            return self._failed(trigger, started, plan, f"connection lost: {exc}", False)
+            return self._report_failure(trigger, started, plan, f"connection lost: {exc}", False)
         except (NodeTimeout, CallcenterError) as exc:
-            return self._failed(trigger, started, plan, f"read failed: {exc}", True)
+            return self._report_failure(trigger, started, plan, f"read failed: {exc}", True)
         connected = not conn.closed
         if applied.ok and connected:
             self.last_sync = datetime.now(UTC)
@@ -283,24 +275,6 @@ class NodeReconciler:
         )
         log_report(report)
         return report
-
-    def _failed(
-        self, trigger: str, started: float, plan: LivePlan | None, error: str, connected: bool
-    ) -> NodeReport:
-        log.warning(
-            "live pass failed",
-            extra={"fields": {"node": self.name, "trigger": trigger, "error": error}},
-        )
-        return NodeReport(
-            self.name,
-            connected=connected,
-            trigger=trigger,
-            planned=planned_counts(plan) if plan is not None else {},
-            errors=(error,),
-            duration=time.monotonic() - started,
-            last_sync=self.last_sync,
-            plan=plan,
-        )
 
 
 class LiveReconciler:

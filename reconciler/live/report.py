@@ -134,6 +134,35 @@ def applied_report(
     )
 
 
+def failure_report(
+    node: str,
+    trigger: str,
+    plan: LivePlan | None,
+    error: str,
+    connected: bool,
+    duration: float,
+    last_sync: datetime | None,
+    *,
+    logged: bool,
+) -> NodeReport:
+    """A pass that could not finish (or start); ``logged``: worth a warning line (a node
+    that is simply down or a plan-only read is reported, not logged)."""
+    if logged:
+        log.warning(
+            "live pass failed", extra={"fields": {"node": node, "trigger": trigger, "error": error}}
+        )
+    return NodeReport(
+        node,
+        connected=connected,
+        trigger=trigger,
+        planned=planned_counts(plan) if plan is not None else {},
+        errors=(error,),
+        duration=duration,
+        last_sync=last_sync,
+        plan=plan,
+    )
+
+
 def log_report(report: NodeReport) -> None:
     """Only passes that changed something (or failed) are worth a line."""
     if not report.changes and not report.errors:
