@@ -304,6 +304,12 @@ class PresenceCache:
             for node in self.nodes:
                 node.request_read()
 
+    def refresh(self) -> None:
+        """Read every connected node again soon: after a reconcile pass deleted agents or
+        unloaded queues (mod_callcenter fires no event for those)."""
+        for node in self.nodes:
+            node.request_read()
+
     # -- PresenceView ----------------------------------------------------------------------
 
     @property

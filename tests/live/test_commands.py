@@ -41,6 +41,9 @@ BAD_CONTACTS = [
     "error/user_busy",
     "user/1001@acme.example.com user/1002@acme.example.com",
     "",
+    "{call_timeout=20}{x=1}sofia/gateway/gw/+14155550100",
+    "{call_timeout=${x}}sofia/gateway/gw/+14155550100",
+    "{call_timeout=20,api_on_answer=x}sofia/gateway/gw/+14155550100",
 ]
 FIELDS = ["agent", "type", "contact", "status", "queue", "tier_queue", "tier_agent"]
 
@@ -99,7 +102,12 @@ def test_hostile_values_never_reach_the_switch(field: str, value: str) -> None:
 
 @pytest.mark.parametrize(
     "contact",
-    [f"user/1001@{ACME}", f"user/1001@{ACME.upper()}", "sofia/gateway/carrier-1.eu/+14155550199"],
+    [
+        f"user/1001@{ACME}",
+        f"user/1001@{ACME.upper()}",
+        "sofia/gateway/carrier-1.eu/+14155550199",
+        "{call_timeout=20}sofia/gateway/answering_service/+442071838799",
+    ],
 )
 def test_the_two_contact_shapes_are_sent(contact: str) -> None:
     assert cmd.agent_set("contact", f"alice@{ACME}", contact).endswith(f" {contact}")
