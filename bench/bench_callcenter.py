@@ -27,8 +27,7 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from reconciler.core.model import Agent, Queue, State, Tenant, TenantState, Tier, user_contact
-from reconciler.live import desired_live, managed_domains
-from reconciler.live.nodes import NodeReconciler, NodeSpec
+from reconciler.live import NodeReconciler, NodeSpec, desired_live, managed_domains
 from reconciler.serve.snapshot import build_snapshot
 from reconciler.serve.templating import load_templates
 from reconciler.serve.xmlcurl import XML_PATH, make_app
@@ -141,7 +140,6 @@ async def run(
             await proxy.start()
             node = NodeReconciler(
                 NodeSpec("127.0.0.1", proxy.port if rtt_ms else fs.port, fs.password),
-                backoff_initial=0.01,
                 concurrency=concurrency,
             )
             await node.start()

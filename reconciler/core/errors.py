@@ -9,14 +9,19 @@
     │   ├── TemplateLoadError         a template override is missing or does not render
     │   ├── SnapshotError             a persisted snapshot is unreadable or of another database
     │   ├── CallcenterError           mod_callcenter refused a command or listing
+    │   ├── UnsafeArgument            a value that could run code on a switch: never sent
+    │   ├── UnknownAgent              a status change for an agent that is not declared
     │   └── StoreError ∩ Permanent    UnknownTenant, UnknownExtension, TenantNotOrphaned,
     │                                 MigrationError, TenantApplyError (and StalePlan)
     └── Transient                     retry after a delay (full-jitter backoff)
         ├── SpecsUnavailable          the tenants directory cannot be read at all
         ├── NodeUnreachable           a FreeSWITCH event socket is down or dropped
+        ├── NodeTimeout               a switch did not answer one command in time
         └── StoreError ∩ Transient    StoreUnavailable
 
-``StoreError`` (``reconciler.store.errors``) is the store's own base and also a ``PbxError``;
+The live leaves (``NodeSpecError``, ``CallcenterError``, ``UnsafeArgument``, ``UnknownAgent``,
+``NodeUnreachable``, ``NodeTimeout``) are defined in ``reconciler.live.errors``. ``StoreError``
+(``reconciler.store.errors``) is the store's own base and also a ``PbxError``;
 each of its leaves picks a branch too, so ``except StoreError`` and ``except Transient`` both
 work. Foreign errors (psycopg, sockets, ``EslError`` of the stdlib-only ESL client) are
 translated where they are caught, with ``raise ... from exc``. Anything that is not a

@@ -14,8 +14,10 @@ Wire facts this module relies on (see shared/freeswitch/REFERENCE.md and the ESL
   replaces the ``auth/request`` banner when the ESL ACL refuses the peer.
 
 Layers: :class:`EslFrameParser` (sans-IO, incremental), :class:`EslConnection` (one
-authenticated socket, pipelined commands) and :class:`EslClient` (one node, reconnects with
-capped exponential backoff and full jitter, runs an ``on_connect`` hook after every connect).
+authenticated socket, pipelined commands) and :class:`EslClient` (one node, reconnects after
+the delay an injected policy gives, runs an ``on_connect`` hook after every connect). How the
+socket is opened (``connect``) and how long to wait between attempts (``retry_delay``) are the
+caller's: this module knows ESL, not retry strategy, and imports only the standard library.
 
 Exceptions::
 
@@ -40,12 +42,11 @@ import asyncio
 import contextlib
 import enum
 import logging
-import random
 import re
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, cast
 from urllib.parse import unquote
@@ -63,7 +64,8 @@ __all__ = [
     "EslFrameParser",
     "EslProtocolError",
     "EslTimeout",
-    "backoff_delay",
+    "OpenStream",
+    "RetryDelay",
     "build_event_command",
     "parse_event_plain",
     "quote_arg",
@@ -289,18 +291,6 @@ def build_event_command(names: Iterable[str]) -> str:
     return "event plain " + " ".join(words)
 
 
-def backoff_delay(
-    attempt: int, *, initial: float, cap: float, rng: random.Random | None = None
-) -> float:
-    """Capped exponential backoff with full jitter: uniform in [0, min(cap, initial * 2**n)].
-
-    Full jitter spreads the reconnects of many reconcilers after a switch restart instead of
-    having them hammer it in lockstep.
-    """
-    ceiling = min(cap, initial * (2 ** min(max(attempt, 0), 62)))
-    return (rng or random).uniform(0.0, ceiling)
-
-
 def _check_line(text: str, what: str) -> None:
     if "\n" in text or "\r" in text:
         raise ValueError(f"{what} cannot contain CR or LF (it would break ESL framing)")
@@ -357,6 +347,11 @@ class _EventBuffer:
 
 
 EventCallback = Callable[[EslEvent], None]
+OpenStream = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+"""Opens the byte stream to a switch: ``asyncio.open_connection(host, port)`` by default."""
+RetryDelay = Callable[[int], float]
+"""Seconds to wait before the next connect attempt, given the consecutive failures so far
+(1 after the first failure). Injected: the caller owns the retry strategy and its jitter."""
 
 
 # --------------------------------------------------------------------------- connection
@@ -416,15 +411,22 @@ class EslConnection:
         timeout: float = 5.0,
         on_event: EventCallback | None = None,
         event_buffer_size: int = 10_000,
+        connect: OpenStream | None = None,
     ) -> EslConnection:
-        """Connect, wait for the ``auth/request`` banner and authenticate, within ``timeout``."""
+        """Connect, wait for the ``auth/request`` banner and authenticate, within ``timeout``.
+
+        ``connect`` opens the stream (default: ``asyncio.open_connection(host, port)``); tests
+        and TLS tunnels pass their own."""
         _check_line(password, "password")
         peer = f"{host}:{port}"
         conn: EslConnection | None = None
         try:
             async with asyncio.timeout(timeout):
                 try:
-                    reader, writer = await asyncio.open_connection(host, port)
+                    if connect is None:
+                        reader, writer = await asyncio.open_connection(host, port)
+                    else:
+                        reader, writer = await connect()
                 except OSError as exc:
                     raise EslConnectionError(f"cannot connect to ESL at {peer}: {exc}") from exc
                 conn = cls(
@@ -788,22 +790,26 @@ class EslClientState(enum.Enum):
 OnConnect = Callable[[EslConnection], Awaitable[None]]
 
 
-@dataclass
-class _Backoff:
-    initial: float = 0.5
-    cap: float = 30.0
-    stable_after: float = 10.0  # a connection that lived this long resets the backoff
-    rng: random.Random = field(default_factory=random.Random)
+def _one_second(failures: int) -> float:
+    """The default pause between attempts: callers inject their own jittered policy."""
+    return 1.0
 
 
 class EslClient:
-    """Keeps one ESL connection to one node alive, reconnecting with backoff.
+    """Keeps one ESL connection to one node alive, reconnecting after ``retry_delay(n)``.
+
+    ``n`` counts consecutive failures: refused or timed-out connects, and connections that
+    died within ``stable_after`` seconds (a flapping switch must not get a resync storm); it
+    restarts at 1 after a connection that lived longer. A refused password or ACL waits
+    ``auth_retry_delay(n)`` instead (a person has to fix it: no point probing fast) and is
+    logged once per streak, not per attempt; so is an unreachable switch.
 
     ``api()``/``bgapi()`` never wait for a reconnect: while not CONNECTED they raise
-    :class:`EslConnectionError` at once and the caller decides whether to retry (the reconciler
-    resyncs from ``on_connect`` anyway). ``on_connect(conn)`` runs after every (re)connect, once
-    ``subscriptions`` are re-established; its errors are logged, not fatal. Events from every
-    connection flow into one buffer read with :meth:`events` / :meth:`next_event`.
+    :class:`EslConnectionError` at once and the caller decides whether to retry.
+    ``on_connect(conn)`` runs after every (re)connect, once ``subscriptions`` are
+    re-established; its errors are logged, not fatal, and it may run for the connection's
+    whole life (a session). Events go to ``on_event`` when given (called in the reader, so
+    the socket is always drained), else to one buffer read with :meth:`events`.
     """
 
     def __init__(
@@ -813,12 +819,13 @@ class EslClient:
         password: str,
         *,
         on_connect: OnConnect | None = None,
+        on_event: EventCallback | None = None,
         subscriptions: Iterable[str] = (),
+        connect: OpenStream | None = None,
         connect_timeout: float = 5.0,
-        backoff_initial: float = 0.5,
-        backoff_cap: float = 30.0,
-        backoff_stable_after: float = 10.0,
-        rng: random.Random | None = None,
+        retry_delay: RetryDelay = _one_second,
+        auth_retry_delay: RetryDelay | None = None,
+        stable_after: float = 10.0,
         event_buffer_size: int = 10_000,
         name: str | None = None,
     ) -> None:
@@ -830,11 +837,13 @@ class EslClient:
         self.name = name or f"{host}:{port}"
         self._password = password
         self._on_connect = on_connect
+        self._on_event = on_event
         self._subscriptions = subscriptions
+        self._connect = connect
         self._connect_timeout = connect_timeout
-        self._backoff = _Backoff(
-            backoff_initial, backoff_cap, backoff_stable_after, rng or random.Random()
-        )
+        self._retry_delay = retry_delay
+        self._auth_retry_delay = auth_retry_delay or retry_delay
+        self._stable_after = stable_after
         self._event_buffer_size = event_buffer_size
         self._events: _EventBuffer | None = None
         self._state = EslClientState.DISCONNECTED
@@ -842,7 +851,9 @@ class EslClient:
         self._task: asyncio.Task[None] | None = None
         self._stop_event: asyncio.Event | None = None
         self._connected_event: asyncio.Event | None = None
+        self._connected_at = 0.0
         self.connect_count = 0
+        self.failures = 0
         self.last_error: BaseException | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -963,7 +974,12 @@ class EslClient:
                 self._connected_event.clear()
 
     def _deliver(self, event: EslEvent) -> None:
-        if self._events is not None:
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:
+                log.exception("esl on_event callback raised", extra={"fields": {"node": self.name}})
+        elif self._events is not None:
             self._events.put(event)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
@@ -986,61 +1002,60 @@ class EslClient:
     def _stopping(self) -> bool:
         return self._stop_event is not None and self._stop_event.is_set()
 
+    async def _open(self) -> EslConnection:
+        conn: EslConnection | None = None
+        try:
+            conn = await EslConnection.open(
+                self.host,
+                self.port,
+                self._password,
+                timeout=self._connect_timeout,
+                on_event=self._deliver,
+                connect=self._connect,
+            )
+            if self._subscriptions:
+                await conn.subscribe(*self._subscriptions)
+        except BaseException:
+            if conn is not None:
+                await conn.close(timeout=0.5)
+            raise
+        return conn
+
     async def _run(self) -> None:
-        attempt = 0
         loop = asyncio.get_running_loop()
+        refusals = 0  # consecutive auth refusals: logged once, retried slowly
         try:
             while not self._stopping():
                 self._set_state(EslClientState.CONNECTING)
-                conn: EslConnection | None = None
                 try:
-                    conn = await EslConnection.open(
-                        self.host,
-                        self.port,
-                        self._password,
-                        timeout=self._connect_timeout,
-                        on_event=self._deliver,
-                    )
-                    if self._subscriptions:
-                        await conn.subscribe(*self._subscriptions)
+                    conn = await self._open()
                 except EslError as exc:
-                    if conn is not None:
-                        await conn.close(timeout=0.5)
+                    self.failures += 1
                     self.last_error = exc
                     self._set_state(EslClientState.DISCONNECTED)
-                    delay = self._next_delay(attempt)
-                    attempt += 1
-                    log.warning(
-                        "esl connect failed",
-                        extra={
-                            "fields": {
-                                "node": self.name,
-                                "error": str(exc),
-                                "attempt": attempt,
-                                "retry_in": round(delay, 3),
-                            }
-                        },
-                    )
+                    if isinstance(exc, EslAuthError):
+                        refusals += 1
+                        delay = self._auth_retry_delay(refusals)
+                        self._log_failure("esl authentication refused", exc, refusals, delay)
+                    else:
+                        delay = self._retry_delay(self.failures)
+                        self._log_failure("esl connect failed", exc, self.failures, delay)
                     await self._pause(delay)
                     continue
-
-                connected_at = loop.time()
-                self._conn = conn
-                self.connect_count += 1
-                self._set_state(EslClientState.CONNECTED)
-                log.info("esl connected", extra={"fields": {"node": self.name}})
-                if self._on_connect is not None:
-                    await self._run_on_connect(conn)
-                await conn.wait_closed()
-                self._conn = None
+                if self.failures:
+                    log.info(
+                        "esl reachable again",
+                        extra={"fields": {"node": self.name, "failed_attempts": self.failures}},
+                    )
+                refusals = 0
+                await self._connected(conn)
                 if self._stopping():
                     break
+                lived = loop.time() - self._connected_at
+                self.failures = 1 if lived >= self._stable_after else self.failures + 1
                 self.last_error = conn.close_reason
                 self._set_state(EslClientState.DISCONNECTED)
-                if loop.time() - connected_at >= self._backoff.stable_after:
-                    attempt = 0
-                delay = self._next_delay(attempt)
-                attempt += 1
+                delay = self._retry_delay(self.failures)
                 log.warning(
                     "esl connection lost",
                     extra={
@@ -1068,6 +1083,28 @@ class EslClient:
                 if self._connected_event is not None:
                     self._connected_event.set()
 
+    async def _connected(self, conn: EslConnection) -> None:
+        """Publish the connection, run the hook, and wait for it to go away."""
+        self._connected_at = asyncio.get_running_loop().time()
+        self._conn = conn
+        self.connect_count += 1
+        self._set_state(EslClientState.CONNECTED)
+        log.info("esl connected", extra={"fields": {"node": self.name}})
+        if self._on_connect is not None:
+            await self._run_on_connect(conn)
+        await conn.wait_closed()
+        self._conn = None
+
+    def _log_failure(self, message: str, exc: EslError, streak: int, delay: float) -> None:
+        """The first failure of a streak is a warning; the rest are debug noise (a switch
+        that is down for an hour must not write a line per probe)."""
+        fields = {"node": self.name, "error": str(exc), "attempt": streak}
+        log.log(
+            logging.WARNING if streak == 1 else logging.DEBUG,
+            message,
+            extra={"fields": {**fields, "retry_in": round(delay, 3)}},
+        )
+
     async def _run_on_connect(self, conn: EslConnection) -> None:
         assert self._on_connect is not None
         try:
@@ -1079,10 +1116,6 @@ class EslClient:
             )
         except Exception:
             log.exception("esl on_connect hook raised", extra={"fields": {"node": self.name}})
-
-    def _next_delay(self, attempt: int) -> float:
-        b = self._backoff
-        return backoff_delay(attempt, initial=b.initial, cap=b.cap, rng=b.rng)
 
     def __repr__(self) -> str:
         return f"<EslClient {self.name} {self._state.value}>"

@@ -1,20 +1,19 @@
 """Live reconciliation of every FreeSWITCH node: the declared mod_callcenter queues, agents
 and tiers pushed over ESL, drift repaired, one node's trouble never another's.
 
-Neighbours: ``callcenter`` (read, plan, apply: all mod_callcenter knowledge), ``esl``
-(``EslClient`` keeps one connection per node alive). The daemon calls
-``LiveReconciler.reconcile`` after each applied pass, with the same applied state that
-xml_curl serves (so a queue is unloaded only once callcenter.conf stopped serving it);
-``pbx plan`` calls ``plan_only``.
+Neighbours: ``apply`` (read a switch, send a plan), ``plan`` (decide), ``esl`` (one
+``EslClient`` per node keeps the connection alive), ``reconnect`` (how soon a down node is
+probed again). The daemon calls ``LiveReconciler.reconcile`` after each applied pass, with
+the same applied state that xml_curl serves (so a queue is unloaded only once callcenter.conf
+stopped serving it); ``pbx plan`` calls ``plan_only``.
 
 Each ``NodeReconciler`` keeps the latest desired state it was given, so on every (re)connect
 (a network blink, a FreeSWITCH restart with callcenter.db kept or wiped) it resyncs at once
 without the daemon's help. Passes on one node are serialized; nodes run concurrently. Nothing
 raises out of ``reconcile``/``plan_only``: a failure is a ``NodeReport`` with ``errors``.
 
-Exceptions::
-
-    NodeSpecError(ValueError)   a --freeswitch value that cannot be used (password masked)
+``NodeSpec``, ``NodeSpecError`` and ``parse_node_spec(s)`` live in ``node_spec``; they are
+named here too for the importers that still reach for them here.
 """
 
 from __future__ import annotations
@@ -23,187 +22,59 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Collection, Coroutine, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.core.logs import register_secret
-from reconciler.core.plan import Action
-from reconciler.live.callcenter import (
+from reconciler.live.apply import Api, LiveApplyReport, NodeMemory, apply_live, read_live
+from reconciler.live.desired import DesiredLive
+from reconciler.live.errors import (
     CallcenterError,
-    DesiredLive,
-    LiveApplyReport,
-    LivePlan,
-    apply_live,
-    next_digests,
-    next_owed_statuses,
-    plan_live,
-    read_live,
+    NodeSpecError,
+    NodeTimeout,
+    NodeUnreachable,
+    translated,
 )
-from reconciler.live.esl import (
-    EslClient,
-    EslClientState,
-    EslConnection,
-    EslConnectionError,
-    EslError,
+from reconciler.live.esl import EslClient, EslClientState, EslConnection, OpenStream
+from reconciler.live.listings import LiveState
+from reconciler.live.node_spec import NodeSpec, parse_node_spec, parse_node_specs
+from reconciler.live.plan import LivePlan, plan_live
+from reconciler.live.reconnect import ReconnectPolicy
+from reconciler.live.report import (
+    NodeReport,
+    applied_report,
+    failure_report,
+    log_report,
+    plan_report,
 )
+
+__all__ = [
+    "LiveReconciler",
+    "NodeReconciler",
+    "NodeReport",
+    "NodeSpec",
+    "NodeSpecError",
+    "parse_node_spec",
+    "parse_node_specs",
+]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ESL_PORT = 8021
 
+def connection_api(conn: EslConnection, node: str, timeout: float) -> Api:
+    """``api`` on one connection, its ESL errors translated at this boundary."""
 
-# --- node specs ------------------------------------------------------------------------
+    async def api(command: str) -> str:
+        with translated(node):
+            return await conn.api(command, timeout=timeout)
 
-
-class NodeSpecError(ValueError):
-    """A ``--freeswitch`` value we cannot use; the message never holds the password."""
-
-
-@dataclass(frozen=True, slots=True)
-class NodeSpec:
-    """One FreeSWITCH node's ESL address. ``password`` stays out of repr and str."""
-
-    host: str
-    port: int
-    password: str = field(repr=False)
-
-    @property
-    def name(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    def __str__(self) -> str:
-        return self.name
-
-
-def parse_node_spec(text: str) -> NodeSpec:
-    """``HOST:PORT:PASSWORD`` (``[v6addr]:PORT:PASSWORD`` for IPv6). The password is
-    everything after the second separator, so it may itself contain ``:``."""
-    raw = text.strip()
-    if raw.startswith("["):
-        host, bracket, rest = raw[1:].partition("]")
-        if not bracket or not rest.startswith(":"):
-            raise NodeSpecError(f"--freeswitch {_masked(raw)}: expected [IPv6]:PORT:PASSWORD")
-        rest = rest[1:]
-    else:
-        host, _, rest = raw.partition(":")
-    port_text, sep, password = rest.partition(":")
-    shown = f"{host}:{port_text}:***"
-    if not host or not sep:
-        raise NodeSpecError(f"--freeswitch {_masked(raw)}: expected HOST:PORT:PASSWORD")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise NodeSpecError(f"--freeswitch {shown}: port must be a number in 1..65535")
-    if not password:
-        raise NodeSpecError(f"--freeswitch {shown}: empty password")
-    if any(c in password for c in "\r\n"):
-        raise NodeSpecError(f"--freeswitch {shown}: password holds a line break")
-    return NodeSpec(host=host, port=int(port_text), password=password)
-
-
-def _masked(raw: str) -> str:
-    """Just the host: anything after it may be (part of) a password."""
-    if raw.startswith("["):
-        host, bracket, _ = raw.partition("]")
-        return f"{host}]:***" if bracket else "(unparseable value)"
-    host, sep, _ = raw.partition(":")
-    return f"{host}:***" if sep else "(unparseable value)"
-
-
-def parse_node_specs(values: Iterable[str]) -> tuple[NodeSpec, ...]:
-    """Every ``--freeswitch`` value; the same HOST:PORT twice is an error."""
-    specs: list[NodeSpec] = []
-    seen: set[str] = set()
-    for value in values:
-        spec = parse_node_spec(value)
-        if spec.name in seen:
-            raise NodeSpecError(f"--freeswitch {spec.name} given twice")
-        seen.add(spec.name)
-        specs.append(spec)
-    return tuple(specs)
-
-
-# --- reports ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NodeReport:
-    """One pass on one node.
-
-    ``trigger``: reconcile (the daemon), connect (a resync after a (re)connect), plan (read
-    and plan only). ``planned``: add/change/destroy counts; ``repaired``: keys of the changes
-    applied (every change repairs a difference between the switch and the declaration).
-    ``last_sync``: end of the last pass on this node that left nothing failed.
-    ``warnings``: listing rows that could not be read (a ``|`` or newline inside a value
-    someone set by hand); never acted upon.
-    """
-
-    node: str
-    connected: bool
-    trigger: str
-    planned: dict[str, int] = field(default_factory=dict)
-    applied: int = 0
-    failed: int = 0
-    skipped: int = 0
-    repaired: tuple[str, ...] = ()
-    unmanaged: tuple[str, ...] = ()
-    errors: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
-    commands_sent: int = 0
-    duration: float = 0.0
-    last_sync: datetime | None = None
-    plan: LivePlan | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.connected and not self.errors
-
-    @property
-    def changes(self) -> int:
-        return sum(self.planned.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "connected": self.connected,
-            "trigger": self.trigger,
-            "planned": dict(self.planned),
-            "applied": self.applied,
-            "failed": self.failed,
-            "skipped": self.skipped,
-            "repaired": list(self.repaired),
-            "unmanaged": list(self.unmanaged),
-            "errors": list(self.errors),
-            "warnings": list(self.warnings),
-            "commands_sent": self.commands_sent,
-            "duration_seconds": round(self.duration, 3),
-            "last_sync": self.last_sync.isoformat() if self.last_sync else None,
-        }
-
-
-def _planned(plan: LivePlan) -> dict[str, int]:
-    counts = plan.counts()
-    return {
-        "add": counts[Action.CREATE],
-        "change": counts[Action.UPDATE],
-        "destroy": counts[Action.DELETE],
-    }
-
-
-def _warnings(plan: LivePlan) -> tuple[str, ...]:
-    return tuple(f"unreadable listing row: {row!r}" for row in plan.unparsed)
-
-
-# --- one node --------------------------------------------------------------------------
+    return api
 
 
 class NodeReconciler:
-    """Owns one node's ``EslClient``, the desired state last given, and this node's memory
-    (see ``callcenter.plan_live``): the digests of the queue configs this reconciler loaded
-    there, and the agents it created whose initial status is still owed (added, but the
-    status set not confirmed: the connection dropped in between). Both outlive passes and
-    reconnects, so the resync a reconnect runs pays the debt once, and only while the agent
-    is still ``Logged Out``; both are lost with the process (a fresh one owes nothing).
+    """Owns one node's ``EslClient``, the desired state last given, and this node's
+    ``NodeMemory`` (the queue digests it loaded, the initial statuses it owes); the memory
+    outlives passes and reconnects, so the resync a reconnect runs pays a debt once.
 
     ``on_report(report)`` runs after every pass whatever triggered it (its errors are
     logged): the place to count drift repaired by reconnect resyncs too."""
@@ -215,14 +86,15 @@ class NodeReconciler:
         connect_timeout: float = 5.0,
         api_timeout: float = 30.0,
         concurrency: int = 256,
-        backoff_initial: float = 0.5,
-        backoff_cap: float = 30.0,
+        reconnect: ReconnectPolicy | None = None,
+        connect: OpenStream | None = None,
         on_report: Callable[[NodeReport], None] | None = None,
     ) -> None:
         register_secret(spec.password)
-        self._on_report = on_report
+        policy = reconnect or ReconnectPolicy()
         self.spec = spec
         self.name = spec.name
+        self._on_report = on_report
         self._api_timeout = api_timeout
         self._concurrency = concurrency
         self._client = EslClient(
@@ -230,14 +102,15 @@ class NodeReconciler:
             spec.port,
             spec.password,
             on_connect=self._on_connect,
+            connect=connect,
             connect_timeout=connect_timeout,
-            backoff_initial=backoff_initial,
-            backoff_cap=backoff_cap,
+            retry_delay=policy.probe_delay,
+            auth_retry_delay=policy.auth_delay,
+            stable_after=policy.stable_after,
             name=spec.name,
         )
         self._desired: tuple[DesiredLive, frozenset[str]] | None = None
-        self._digests: dict[str, str] = {}
-        self._owed_statuses: frozenset[str] = frozenset()
+        self._memory = NodeMemory()
         self._lock = asyncio.Lock()
         self._passes = asyncio.Condition()
         self.pass_count = 0
@@ -298,64 +171,45 @@ class NodeReconciler:
         """Read and plan, never write. Uses the live connection when there is one, else a
         short-lived one (``connect_timeout``) so ``pbx plan`` works with the switch down."""
         started = time.monotonic()
-        domains = frozenset(d.lower() for d in managed_domains)
         conn = self._client.connection
         own: EslConnection | None = None
         try:
             if conn is None:
-                own = conn = await EslConnection.open(
-                    self.spec.host, self.spec.port, self.spec.password, timeout=connect_timeout
-                )
-            live = await read_live(self._api_of(conn))
-            plan = plan_live(
-                desired,
-                live,
-                domains,
-                loaded_digests=self._digests,
-                owed_statuses=self._owed_statuses,
-            )
-        except (EslError, OSError) as exc:
-            return NodeReport(
-                self.name,
-                connected=False,
-                trigger="plan",
-                errors=(f"unreachable: {exc}",),
-                duration=time.monotonic() - started,
-                last_sync=self.last_sync,
-            )
+                with translated(self.name):
+                    own = conn = await EslConnection.open(
+                        self.spec.host, self.spec.port, self.spec.password, timeout=connect_timeout
+                    )
+            live = await read_live(connection_api(conn, self.name, self._api_timeout))
+            plan = self._plan(desired, frozenset(d.lower() for d in managed_domains), live)
+        except (NodeUnreachable, NodeTimeout, OSError) as exc:
+            return self._report_failure("plan", started, None, f"unreachable: {exc}", False)
         except CallcenterError as exc:
-            return NodeReport(
-                self.name,
-                connected=True,
-                trigger="plan",
-                errors=(str(exc),),
-                duration=time.monotonic() - started,
-                last_sync=self.last_sync,
-            )
+            return self._report_failure("plan", started, None, str(exc), True)
         finally:
             if own is not None:
                 await own.close(timeout=1.0)
-        return NodeReport(
-            self.name,
-            connected=True,
-            trigger="plan",
-            planned=_planned(plan),
-            unmanaged=plan.unmanaged,
-            warnings=_warnings(plan),
-            duration=time.monotonic() - started,
-            last_sync=self.last_sync,
-            plan=plan,
-        )
+        duration = time.monotonic() - started
+        return plan_report(self.name, plan, duration=duration, last_sync=self.last_sync)
 
     # -- internals ------------------------------------------------------------------------
 
-    def _api_of(self, conn: EslConnection) -> Callable[[str], Coroutine[Any, Any, str]]:
-        timeout = self._api_timeout
+    def _plan(self, desired: DesiredLive, domains: frozenset[str], live: LiveState) -> LivePlan:
+        return plan_live(
+            desired,
+            live,
+            domains,
+            loaded_digests=self._memory.digests,
+            owed_statuses=self._memory.owed_statuses,
+        )
 
-        async def api(command: str) -> str:
-            return await conn.api(command, timeout=timeout)
-
-        return api
+    def _report_failure(
+        self, trigger: str, started: float, plan: LivePlan | None, error: str, connected: bool
+    ) -> NodeReport:
+        duration = time.monotonic() - started
+        logged = trigger != "plan" and not error.startswith("not connected")
+        return failure_report(
+            self.name, trigger, plan, error, connected, duration, self.last_sync, logged=logged
+        )
 
     async def _on_connect(self, conn: EslConnection) -> None:
         """Every (re)connect: resync at once on this very connection."""
@@ -392,105 +246,35 @@ class NodeReconciler:
         conn = conn or self._client.connection
         if conn is None or conn.closed:
             reason = self._client.last_error or self._client.state.value
-            return NodeReport(
-                self.name,
-                connected=False,
-                trigger=trigger,
-                errors=(f"not connected: {reason}",),
-                last_sync=self.last_sync,
-            )
+            return self._report_failure(trigger, started, None, f"not connected: {reason}", False)
         if desired is None:
             return NodeReport(self.name, connected=True, trigger=trigger, last_sync=self.last_sync)
-        wanted, domains = desired
-        api = self._api_of(conn)
+        api = connection_api(conn, self.name, self._api_timeout)
         plan: LivePlan | None = None
         applied = LiveApplyReport()
         try:
-            live = await read_live(api)
-            plan = plan_live(
-                wanted,
-                live,
-                domains,
-                loaded_digests=self._digests,
-                owed_statuses=self._owed_statuses,
-            )
+            plan = self._plan(*desired, await read_live(api))
             if not plan.empty:
                 applied = await apply_live(api, plan, concurrency=self._concurrency)
-            self._digests = next_digests(self._digests, plan, applied)
-            self._owed_statuses = next_owed_statuses(plan, applied)
-        except EslConnectionError as exc:
-            return self._failed(trigger, started, plan, f"connection lost: {exc}", connected=False)
-        except (EslError, CallcenterError) as exc:
-            return self._failed(trigger, started, plan, f"read failed: {exc}", connected=True)
-        errors = tuple(applied.errors())
+            self._memory = self._memory.after(plan, applied)
+        except NodeUnreachable as exc:
+            return self._report_failure(trigger, started, plan, f"connection lost: {exc}", False)
+        except (NodeTimeout, CallcenterError) as exc:
+            return self._report_failure(trigger, started, plan, f"read failed: {exc}", True)
         connected = not conn.closed
-        if not errors and connected:
+        if applied.ok and connected:
             self.last_sync = datetime.now(UTC)
-        report = NodeReport(
+        report = applied_report(
             self.name,
+            trigger,
+            plan,
+            applied,
             connected=connected,
-            trigger=trigger,
-            planned=_planned(plan),
-            applied=applied.applied,
-            failed=len(applied.failed),
-            skipped=len(applied.skipped),
-            repaired=tuple(r.change.key for r in applied.results if r.ok),
-            unmanaged=plan.unmanaged,
-            errors=errors,
-            warnings=_warnings(plan),
-            commands_sent=applied.commands_sent,
             duration=time.monotonic() - started,
             last_sync=self.last_sync,
-            plan=plan,
         )
-        self._log(report)
+        log_report(report)
         return report
-
-    def _failed(
-        self,
-        trigger: str,
-        started: float,
-        plan: LivePlan | None,
-        error: str,
-        *,
-        connected: bool,
-    ) -> NodeReport:
-        log.warning(
-            "live pass failed",
-            extra={"fields": {"node": self.name, "trigger": trigger, "error": error}},
-        )
-        return NodeReport(
-            self.name,
-            connected=connected,
-            trigger=trigger,
-            planned=_planned(plan) if plan is not None else {},
-            errors=(error,),
-            duration=time.monotonic() - started,
-            last_sync=self.last_sync,
-            plan=plan,
-        )
-
-    def _log(self, report: NodeReport) -> None:
-        """Only passes that changed something (or failed) are worth a line."""
-        if not report.changes and not report.errors:
-            return
-        fields = {
-            "node": self.name,
-            "trigger": report.trigger,
-            **report.planned,
-            "applied": report.applied,
-            "failed": report.failed,
-            "skipped": report.skipped,
-            "seconds": round(report.duration, 3),
-        }
-        if report.errors:
-            fields["first_error"] = report.errors[0]
-            log.warning("live drift repaired with errors", extra={"fields": fields})
-        else:
-            log.info("live drift repaired", extra={"fields": fields})
-
-
-# --- all nodes -------------------------------------------------------------------------
 
 
 class LiveReconciler:
@@ -567,10 +351,7 @@ class LiveReconciler:
             if isinstance(outcome, asyncio.CancelledError):
                 raise outcome
             log.error(
-                "live %s crashed",
-                trigger,
-                exc_info=outcome,
-                extra={"fields": {"node": node.name}},
+                "live %s crashed", trigger, exc_info=outcome, extra={"fields": {"node": node.name}}
             )
             reports.append(
                 NodeReport(

@@ -48,7 +48,7 @@ from psycopg import sql
 from reconciler.cli.main import main as pbx_main
 from reconciler.core.model import tenant_state_from_spec
 from reconciler.daemon.app import Daemon, DaemonConfig
-from reconciler.live.callcenter import AGENT_NUMBER_FIELDS, DesiredLive, desired_live, is_managed
+from reconciler.live import AGENT_NUMBER_FIELDS, DesiredLive, desired_live, is_managed
 from reconciler.live.nodes import parse_node_spec
 from specs_schema.load import load_specs
 from tests.conftest import EXAMPLE_TENANTS, TRANSCRIPTS

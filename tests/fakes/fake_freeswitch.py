@@ -17,7 +17,12 @@ Typical use::
         await fs.restart(wipe=False)     # the switch restarts: queues gone, agents kept
         fs.remove_agent("1001@t1")       # an operator deletes an agent with fs_cli
 
-Not modelled (no transcript, or not needed yet): members and calls, agent/tier reload,
+The people side (esl/live transcripts): phones registering (``fs.sofia.register``, with the
+``sofia::register`` event byte for byte, ``show registrations [as json]``, ``sofia
+[xml]status profile P reg``) and callers in queues (``fs.members.enter``/``answer``/``leave``,
+``queue list|count members Q`` and the ``callcenter::info`` events of a queue call).
+
+Not modelled (no transcript, or not needed yet): real calls and channels, agent/tier reload,
 ``filter``/``nixevent``/``sendevent``, event formats other than plain, the module-load fetch
 of callcenter.conf. Where the real switch has no defined order (``queue list`` prints queues in
 hash order), the fake sorts by name: do not depend on the order.
@@ -531,6 +536,9 @@ class FakeFreeSwitch:
         self.agents: dict[str, FakeAgent] = {}
         self.tiers: dict[tuple[str, str], FakeTier] = {}
         self.queues: dict[str, FakeQueue] = {}
+        # the people side: phones registered with sofia, callers in queues
+        self.sofia = FakeSofia(self)
+        self.members = FakeMembers(self)
         # observation
         self.command_log: list[str] = []
         self.api_log: list[str] = []
@@ -605,6 +613,8 @@ class FakeFreeSwitch:
         """
         await self.go_down()
         self.queues.clear()
+        self.sofia.registrations.clear()
+        self.members.members.clear()
         if wipe:
             self.agents.clear()
             self.tiers.clear()
@@ -908,6 +918,8 @@ class FakeFreeSwitch:
             result = await self._json_api(arg, events)
         elif cmd == "status":
             result = self._status_text()
+        elif cmd in ("show", "sofia"):
+            result = self.sofia.api(cmd, arg)
         elif cmd in self._apis:
             outcome = self._apis[cmd](arg)
             result = await outcome if not isinstance(outcome, str) else outcome
@@ -1159,13 +1171,13 @@ class FakeFreeSwitch:
             if len(args) < 2 or what not in ("agents", "members", "tiers"):
                 return "-ERR Invalid!\n"
             queue_name = args[1]
-            if what == "tiers":
-                tiers = self._sorted_tiers(queue_name)
+            if what == "tiers":  # insertion order, not sorted (cc_queue_list_tiers)
+                tiers = [t for t in self.tiers.values() if t.queue == queue_name]
                 if action == "count":
                     return f"{len(tiers)}\n"
                 return _table(TIER_COLUMNS, [t.row() for t in tiers]) + "+OK\n"
             if what == "members":
-                return "0\n" if action == "count" else "+OK\n"
+                return self.members.listing(queue_name, count=action == "count")
             names = {t.agent for t in self.tiers.values() if t.queue == queue_name}
             agents = [
                 a
@@ -1296,6 +1308,465 @@ class FakeFreeSwitch:
                     if config.get("name") == "callcenter.conf":
                         return config
         return None
+
+
+# ----------------------------------------------------------------------------- the people side
+
+REG_SEPARATOR = "=" * 97
+
+
+@dataclass
+class FakeRegistration:
+    """One phone's registration as sofia and the core registrations table hold it."""
+
+    user: str
+    realm: str
+    call_id: str
+    contact: str  # as the phone sent it: '"" <sip:1001@127.0.0.1:5381;transport=UDP>'
+    network_ip: str
+    network_port: int
+    user_agent: str
+    registered_at: int  # epoch seconds
+    expires: int = 120
+    profile: str = "internal"
+    transport: str = "UDP"
+    rpid: str = "unknown"
+    ping_status: str = "Reachable"
+    ping_time: str = "0.00"
+
+    @property
+    def status(self) -> str:
+        return f"Registered({self.transport})"
+
+    @property
+    def url(self) -> str:
+        """The dialable contact (``show registrations``'s ``url``)."""
+        uri = self.contact[self.contact.index("<") + 1 : self.contact.rindex(">")]
+        return f"sofia/{self.profile}/{uri}"
+
+
+class FakeSofia:
+    """mod_sofia's registrations: the api views and the sofia::* events.
+
+    Captured (esl/live): ``show registrations [as json]``, ``sofia [xml]status profile P reg``
+    with one row, and the ``sofia::register`` event. Inferred from the 1.10 source and those
+    neighbours (no capture): the empty forms of the four views, and the headers of
+    ``sofia::unregister`` and ``sofia::expire``.
+    """
+
+    sip_expires_late_margin = 60  # the core table's expiry: registration + expires + margin
+
+    def __init__(self, fs: FakeFreeSwitch, presence_hosts: str = "127.0.0.1,127.0.0.1") -> None:
+        self.fs = fs
+        self.presence_hosts = presence_hosts
+        self.registrations: dict[str, FakeRegistration] = {}
+
+    # -- phones --------------------------------------------------------------------------
+
+    def register(
+        self,
+        user: str,
+        realm: str,
+        *,
+        contact_port: int = 5381,
+        network_port: int = 5382,
+        network_ip: str = "127.0.0.1",
+        call_id: str | None = None,
+        user_agent: str = "SIPp register test",
+        expires: int = 120,
+        profile: str = "internal",
+        variables: Iterable[tuple[str, str]] = (),
+    ) -> FakeRegistration:
+        """A phone registers (digest auth passed): stored, and ``sofia::register`` fired.
+        ``variables``: the directory user's params/variables the event carries last."""
+        reg = FakeRegistration(
+            user=user,
+            realm=realm,
+            call_id=call_id or f"{uuid.uuid4()}@{network_ip}",
+            contact=f'"" <sip:{user}@{network_ip}:{contact_port};transport=UDP>',
+            network_ip=network_ip,
+            network_port=network_port,
+            user_agent=user_agent,
+            registered_at=self.fs.clock_us() // 1_000_000,
+            expires=expires,
+            profile=profile,
+        )
+        self.registrations[reg.call_id] = reg
+        headers = [
+            ("profile-name", reg.profile),
+            ("from-user", user),
+            ("from-host", realm),
+            ("presence-hosts", self.presence_hosts),
+            ("contact", reg.contact),
+            ("call-id", reg.call_id),
+            ("rpid", reg.rpid),
+            ("status", reg.status),
+            ("expires", str(expires)),
+            ("to-user", user),
+            ("to-host", realm),
+            ("network-ip", network_ip),
+            ("network-port", str(network_port)),
+            ("username", user),
+            ("realm", realm),
+            ("user-agent", user_agent),
+            *variables,
+        ]
+        self._fire("sofia::register", "sofia_reg_handle_register_token", 2059, headers)
+        return reg
+
+    def unregister(self, call_id: str) -> None:
+        """The phone sends REGISTER with Expires: 0 (headers inferred, see the class doc)."""
+        reg = self.registrations.pop(call_id)
+        headers = [
+            ("profile-name", reg.profile),
+            ("from-user", reg.user),
+            ("from-host", reg.realm),
+            ("contact", reg.contact),
+            ("call-id", reg.call_id),
+            ("rpid", reg.rpid),
+            ("expires", "0"),
+            ("to-user", reg.user),
+            ("to-host", reg.realm),
+            ("network-ip", reg.network_ip),
+            ("network-port", str(reg.network_port)),
+            ("username", reg.user),
+            ("realm", reg.realm),
+            ("user-agent", reg.user_agent),
+        ]
+        self._fire("sofia::unregister", "sofia_reg_handle_register_token", 1586, headers)
+
+    def expire(self, call_id: str) -> None:
+        """sofia's reaper drops a registration that was not renewed (headers inferred)."""
+        reg = self.registrations.pop(call_id)
+        headers = [
+            ("profile-name", reg.profile),
+            ("call-id", reg.call_id),
+            ("user", reg.user),
+            ("host", reg.realm),
+            ("contact", reg.contact),
+            ("expires", str(reg.registered_at + reg.expires)),
+            ("user-agent", reg.user_agent),
+            ("network-ip", reg.network_ip),
+            ("network-port", str(reg.network_port)),
+        ]
+        self._fire("sofia::expire", "sofia_reg_del_callback", 304, headers)
+
+    def _fire(
+        self, subclass: str, function: str, line: int, headers: list[tuple[str, str]]
+    ) -> None:
+        self.fs.emit_event(
+            "CUSTOM", headers, subclass=subclass, calling=("sofia_reg.c", function, line)
+        )
+
+    # -- api -----------------------------------------------------------------------------
+
+    def api(self, cmd: str, arg: str) -> str:
+        words = arg.split()
+        if cmd == "show" and words[:1] == ["registrations"]:
+            return self._show_json() if words[1:] == ["as", "json"] else self._show_text()
+        if cmd == "sofia" and len(words) == 4 and words[1::2] == ["profile", "reg"]:
+            if words[0] == "xmlstatus":
+                return self._xmlstatus(words[2])
+            if words[0] == "status":
+                return self._status(words[2])
+        return f"-ERR {cmd} {arg}: not modelled by the fake\n"
+
+    def _rows(self) -> list[dict[str, str]]:
+        return [
+            {
+                "reg_user": r.user,
+                "realm": r.realm,
+                "token": r.call_id,
+                "url": r.url,
+                "expires": str(r.registered_at + r.expires + self.sip_expires_late_margin),
+                "network_ip": r.network_ip,
+                "network_port": str(r.network_port),
+                "network_proto": r.transport.lower(),
+                "hostname": self.fs.hostname,
+                "metadata": "",
+            }
+            for r in self.registrations.values()
+        ]
+
+    def _show_text(self) -> str:
+        rows = self._rows()
+        if not rows:
+            return "\n0 total.\n"  # inferred: the header is printed with the first row
+        lines = [",".join(rows[0]), *(",".join(row.values()) for row in rows)]
+        return "\n".join(lines) + f"\n\n{len(rows)} total.\n"
+
+    def _show_json(self) -> str:
+        rows = self._rows()
+        if not rows:
+            return '{"row_count":0}'  # inferred
+        return json.dumps({"row_count": len(rows), "rows": rows}, separators=(",", ":"))
+
+    def _of(self, profile: str) -> list[FakeRegistration]:
+        return [r for r in self.registrations.values() if r.profile == profile]
+
+    def _expiry(self, reg: FakeRegistration) -> tuple[str, int]:
+        ends = reg.registered_at + reg.expires + self.sip_expires_late_margin
+        left = ends - self.fs.clock_us() // 1_000_000
+        return datetime.fromtimestamp(ends, self.fs.tz).strftime("%Y-%m-%d %H:%M:%S"), left
+
+    def _xmlstatus(self, profile: str) -> str:
+        rows = []
+        for r in self._of(profile):
+            when, left = self._expiry(r)
+            fields_ = [
+                ("call-id", r.call_id),
+                ("user", f"{r.user}@{r.realm}"),
+                ("contact", r.contact),
+                ("agent", r.user_agent),
+                ("status", f"{r.status}({r.rpid}) exp({when}) expsecs({left})"),
+                ("ping-status", r.ping_status),
+                ("ping-time", r.ping_time),
+                ("host", self.fs.hostname),
+                ("network-ip", r.network_ip),
+                ("network-port", str(r.network_port)),
+                ("sip-auth-user", r.user),
+                ("sip-auth-realm", r.realm),
+                ("mwi-account", f"{r.user}@{r.realm}"),
+            ]
+            inner = "".join(f"        <{k}>{xml_escape(v)}</{k}>\n" for k, v in fields_)
+            rows.append(f"    <registration>\n{inner}    </registration>\n")
+        return (
+            '<?xml version="1.0" encoding="ISO-8859-1"?>\n<profile>\n  <registrations>\n'
+            + "".join(rows)
+            + "  </registrations>\n</profile>\n"
+        )
+
+    def _status(self, profile: str) -> str:
+        blocks = []
+        for r in self._of(profile):
+            when, left = self._expiry(r)
+            blocks.append(
+                f"Call-ID:    \t{r.call_id}\nUser:       \t{r.user}@{r.realm}\n"
+                f"Contact:    \t{r.contact}\nAgent:      \t{r.user_agent}\n"
+                f"Status:     \t{r.status}({r.rpid}) EXP({when}) EXPSECS({left})\n"
+                f"Ping-Status:\t{r.ping_status}\nPing-Time:\t{r.ping_time}\n"
+                f"Host:       \t{self.fs.hostname}\nIP:         \t{r.network_ip}\n"
+                f"Port:       \t{r.network_port}\nAuth-User:  \t{r.user}\n"
+                f"Auth-Realm: \t{r.realm}\nMWI-Account:\t{r.user}@{r.realm}\n\n"
+            )
+        return (
+            f"\nRegistrations:\n{REG_SEPARATOR}\n"
+            + "".join(blocks)
+            + f"Total items returned: {len(blocks)}\n{REG_SEPARATOR}\n"
+        )
+
+
+def xml_escape(value: str) -> str:
+    """sofia's XML escaping of a registration field (quotes included, as captured)."""
+    return (
+        value.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&apos;")
+    )
+
+
+MEMBER_COLUMNS = (
+    "queue",
+    "instance_id",
+    "uuid",
+    "session_uuid",
+    "cid_number",
+    "cid_name",
+    "system_epoch",
+    "joined_epoch",
+    "rejoined_epoch",
+    "bridge_epoch",
+    "abandoned_epoch",
+    "base_score",
+    "skill_score",
+    "serving_agent",
+    "serving_system",
+    "state",
+    "score",
+)
+
+
+@dataclass
+class FakeMember:
+    """A row of mod_callcenter's ``members`` table (cc_queue_list_members_in_call)."""
+
+    queue: str
+    uuid: str
+    session_uuid: str
+    cid_number: str
+    cid_name: str
+    system_epoch: int
+    joined_epoch: int
+    instance_id: str = "single_box"
+    rejoined_epoch: int = 0
+    bridge_epoch: int = 0
+    abandoned_epoch: int = 0
+    base_score: int = 0
+    skill_score: int = 0
+    serving_agent: str = ""
+    serving_system: str = ""
+    state: str = "Waiting"
+    score: int = 0
+
+    def row(self) -> list[object]:
+        return [getattr(self, c) for c in MEMBER_COLUMNS]
+
+
+class FakeMembers:
+    """Callers in queues and the ``callcenter::info`` events of a queue call.
+
+    Captured (esl/live): a member Answered by alice, and the event sequence of that call.
+    Inferred: a Waiting member's row (no agent, bridge_epoch 0, score 0), and the
+    ``member-queue-end`` of a caller who hangs up while waiting (``CC-Cause: Cancel``).
+    The channel headers of member-queue-start/-end are the caller's channel variables: pass
+    them as ``channel`` to reproduce a capture; by default the events carry the CC-* only.
+    """
+
+    def __init__(self, fs: FakeFreeSwitch) -> None:
+        self.fs = fs
+        self.members: dict[str, FakeMember] = {}
+
+    def _now(self) -> int:
+        return self.fs.clock_us() // 1_000_000
+
+    def _cc(self, function: str, line: int, headers: list[tuple[str, str]]) -> None:
+        self.fs.emit_event(
+            "CUSTOM",
+            headers,
+            subclass="callcenter::info",
+            calling=("mod_callcenter.c", function, line),
+        )
+
+    def _count(self, queue: str) -> int:
+        live = ("Waiting", "Trying", "Answered")
+        return sum(1 for m in self.members.values() if m.queue == queue and m.state in live)
+
+    def _members_count(self, queue: str) -> None:
+        self._cc(
+            "cc_queue_count",
+            878,
+            [
+                ("CC-Queue", queue),
+                ("CC-Action", "members-count"),
+                ("CC-Count", str(self._count(queue))),
+                ("CC-Selection", "Single-Queue"),
+            ],
+        )
+
+    def _who(self, m: FakeMember) -> list[tuple[str, str]]:
+        return [
+            ("CC-Member-UUID", m.uuid),
+            ("CC-Member-Session-UUID", m.session_uuid),
+            ("CC-Member-CID-Name", m.cid_name),
+            ("CC-Member-CID-Number", m.cid_number),
+        ]
+
+    def enter(
+        self,
+        queue: str,
+        cid_number: str,
+        cid_name: str | None = None,
+        *,
+        member_uuid: str | None = None,
+        session_uuid: str | None = None,
+        channel: Iterable[tuple[str, str]] = (),
+    ) -> FakeMember:
+        """A caller runs the ``callcenter`` app: member-queue-start, then members-count."""
+        now = self._now()
+        member = FakeMember(
+            queue=queue,
+            uuid=member_uuid or str(uuid.uuid4()),
+            session_uuid=session_uuid or str(uuid.uuid4()),
+            cid_number=cid_number,
+            cid_name=cid_name if cid_name is not None else cid_number,
+            system_epoch=now,
+            joined_epoch=now,
+        )
+        self.members[member.uuid] = member
+        start = [("CC-Queue", queue), ("CC-Action", "member-queue-start"), *self._who(member)]
+        self._cc("callcenter_function", 3113, [*channel, *start])
+        self._members_count(queue)
+        return member
+
+    def answer(self, member_uuid: str, agent: str) -> None:
+        """An agent is offered the caller and answers: agent-offering, bridge-agent-start."""
+        member = self.members[member_uuid]
+        self._agent_state(agent, "Receiving")
+        self._cc(
+            "outbound_agent_thread_run",
+            1717,
+            [
+                ("CC-Queue", member.queue),
+                ("CC-Action", "agent-offering"),
+                ("CC-Agent", agent),
+                ("CC-Agent-Type", "Callback"),
+                ("CC-Agent-System", "single_box"),
+                *self._who(member),
+            ],
+        )
+        member.state, member.serving_agent, member.serving_system = (
+            "Answered",
+            agent,
+            "single_box",
+        )
+        member.bridge_epoch = self._now()
+        self._cc(
+            "outbound_agent_thread_run",
+            1934,
+            [
+                ("CC-Queue", member.queue),
+                ("CC-Action", "bridge-agent-start"),
+                ("CC-Agent", agent),
+                ("CC-Agent-System", "single_box"),
+                *self._who(member),
+            ],
+        )
+        self._members_count(member.queue)
+        self._agent_state(agent, "In a queue call")
+
+    def leave(self, member_uuid: str) -> None:
+        """The call ends: answered -> bridge-agent-end, member-queue-end (Terminated), the
+        agent back to Waiting; still waiting -> member-queue-end (Cancel, inferred)."""
+        member = self.members.pop(member_uuid)
+        agent = member.serving_agent
+        end = [("CC-Queue", member.queue), ("CC-Action", "member-queue-end")]
+        if agent:
+            self._cc(
+                "outbound_agent_thread_run",
+                2062,
+                [
+                    ("CC-Queue", member.queue),
+                    ("CC-Action", "bridge-agent-end"),
+                    ("CC-Hangup-Cause", "SUCCESS"),
+                    ("CC-Agent", agent),
+                    *self._who(member),
+                ],
+            )
+            end += [("CC-Hangup-Cause", "SUCCESS"), ("CC-Cause", "Terminated"), ("CC-Agent", agent)]
+            self._cc("outbound_agent_thread_run", 2098, [*end, *self._who(member)])
+            self._agent_state(agent, "Waiting")
+        else:
+            end += [("CC-Cause", "Cancel"), ("CC-Cancel-Reason", "NONE")]
+            self._cc("callcenter_function", 3256, [*end, *self._who(member)])
+        self._members_count(member.queue)
+
+    def _agent_state(self, agent: str, state: str) -> None:
+        found = self.fs.agents.get(agent)
+        if found is not None:
+            found.state = state
+        self._cc(
+            "cc_agent_update",
+            1067,
+            [("CC-Agent", agent), ("CC-Action", "agent-state-change"), ("CC-Agent-State", state)],
+        )
+
+    def listing(self, queue: str, *, count: bool) -> str:
+        rows = [m for m in self.members.values() if m.queue == queue]
+        if count:
+            return f"{self._count(queue)}\n"
+        return _table(MEMBER_COLUMNS, [m.row() for m in rows]) + "+OK\n"
 
 
 # ----------------------------------------------------------------------------- raw test client

@@ -31,7 +31,6 @@ from reconciler.live.esl import (
     EslFrameParser,
     EslProtocolError,
     EslTimeout,
-    backoff_delay,
     build_event_command,
     parse_event_plain,
     quote_arg,
@@ -499,8 +498,7 @@ async def test_client_reconnects_with_backoff_and_resyncs(
             PASSWORD,
             on_connect=on_connect,
             subscriptions=["callcenter::info"],
-            backoff_initial=0.02,
-            backoff_cap=0.1,
+            retry_delay=lambda failures: 0.02,
         )
         with pytest.raises(EslConnectionError):
             await client.api("status")  # not started: refuses at once
@@ -539,29 +537,66 @@ async def test_client_reconnects_with_backoff_and_resyncs(
     assert "esl connect failed" in caplog.text
 
 
-async def test_client_backoff_grows_to_the_cap(caplog: pytest.LogCaptureFixture) -> None:
-    class Ceiling(random.Random):
-        def uniform(self, a: float, b: float) -> float:
-            return b
+async def test_client_asks_the_injected_policy_and_logs_an_outage_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The client owns no backoff: it passes the consecutive failure count to ``retry_delay``
+    and waits what it says. A node that stays down is one warning, not one per probe."""
+    asked: list[int] = []
 
-    caplog.set_level(logging.WARNING, logger="reconciler.live.esl")
-    client = EslClient(
-        "127.0.0.1",
-        free_port(),
-        PASSWORD,
-        backoff_initial=0.01,
-        backoff_cap=0.04,
-        rng=Ceiling(),
-    )
+    def retry_delay(failures: int) -> float:
+        asked.append(failures)
+        return 0.01
 
-    def delays() -> list[float]:
-        return [r.fields["retry_in"] for r in caplog.records if hasattr(r, "fields")]
-
+    caplog.set_level(logging.DEBUG, logger="reconciler.live.esl")
+    client = EslClient("127.0.0.1", free_port(), PASSWORD, retry_delay=retry_delay)
     async with client:
-        await eventually(lambda: len(delays()) >= 5)
-    assert delays()[:5] == [0.01, 0.02, 0.04, 0.04, 0.04]
+        await eventually(lambda: len(asked) >= 5)
+    assert asked[:5] == [1, 2, 3, 4, 5]
     assert client.state is EslClientState.CLOSED
     assert isinstance(client.last_error, EslConnectionError)
+    failed = [r for r in caplog.records if r.getMessage() == "esl connect failed"]
+    assert [r.levelno for r in failed[:3]] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+
+
+async def test_refused_password_uses_the_auth_policy_and_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    probes: list[int] = []
+    refusals: list[int] = []
+
+    def probe(failures: int) -> float:
+        probes.append(failures)
+        return 0.01
+
+    def auth(count: int) -> float:
+        refusals.append(count)
+        return 0.01
+
+    caplog.set_level(logging.WARNING, logger="reconciler.live.esl")
+    async with (
+        FakeFreeSwitch(password=PASSWORD) as fs,
+        EslClient(fs.host, fs.port, "wrong-pw", retry_delay=probe, auth_retry_delay=auth),
+    ):
+        await eventually(lambda: len(refusals) >= 3)
+    assert refusals[:3] == [1, 2, 3] and probes == []
+    refused = [r for r in caplog.records if r.getMessage() == "esl authentication refused"]
+    assert len(refused) == 1
+
+
+async def test_connect_factory_opens_the_stream() -> None:
+    """Whatever opens the stream (a tunnel, a test double) is injected; ESL runs over it."""
+    async with FakeFreeSwitch(password=PASSWORD) as fs:
+        opened: list[str] = []
+
+        async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            opened.append("via factory")
+            return await asyncio.open_connection(fs.host, fs.port)
+
+        async with EslClient("unused.invalid", 1, PASSWORD, connect=connect) as client:
+            await client.wait_connected(2)
+            assert (await client.api("status")).startswith("UP ")
+        assert opened == ["via factory"]
 
 
 async def test_client_on_connect_failure_is_logged_not_fatal(
@@ -578,14 +613,6 @@ async def test_client_on_connect_failure_is_logged_not_fatal(
         assert await client.api("callcenter_config tier list") == "+OK\n"
     assert "esl on_connect hook raised" in caplog.text
     assert "resync bug" in caplog.text
-
-
-def test_backoff_delay_is_capped_full_jitter() -> None:
-    rng = random.Random(1)
-    for attempt in range(40):
-        delay = backoff_delay(attempt, initial=0.5, cap=30.0, rng=rng)
-        assert 0.0 <= delay <= min(30.0, 0.5 * 2**attempt)
-    assert backoff_delay(10_000, initial=0.5, cap=30.0, rng=rng) <= 30.0
 
 
 # ----------------------------------------------------------------------------- quote_arg

@@ -11,13 +11,15 @@ import pytest
 from aiohttp import web
 
 from reconciler.core.model import Agent, Queue, State, Tenant, TenantState, Tier
-from reconciler.live import desired_live, managed_domains
-from reconciler.live.nodes import (
+from reconciler.live import (
     LiveReconciler,
     NodeReconciler,
     NodeReport,
     NodeSpec,
     NodeSpecError,
+    ReconnectPolicy,
+    desired_live,
+    managed_domains,
     parse_node_spec,
     parse_node_specs,
 )
@@ -33,6 +35,8 @@ ALICE = f"alice@{ACME}"
 BOB = f"bob@{ACME}"
 SUPPORT = f"support@{ACME}"
 SALES = f"sales@{ACME}"
+# Reconnect within tens of ms: the tests drill drops and restarts many times.
+FAST = ReconnectPolicy(probe_base=0.02, probe_cap=0.1, probe_floor=0.01, auth_base=0.02)
 LISTS = {f"{CC} agent list", f"{CC} tier list", f"{CC} queue list"}
 
 # --- the world: applied state, the xml_curl endpoint serving it, fake switches --------
@@ -128,8 +132,7 @@ def node_for(switch: FakeFreeSwitch, **options: object) -> NodeReconciler:
     return NodeReconciler(
         NodeSpec(switch.host, switch.port, switch.password),
         connect_timeout=1.0,
-        backoff_initial=0.02,
-        backoff_cap=0.1,
+        reconnect=FAST,
         **options,  # type: ignore[arg-type]
     )
 
@@ -481,8 +484,7 @@ async def test_two_nodes_one_down_the_other_proceeds(world: World, fs: FakeFreeS
         live = LiveReconciler(
             [NodeSpec(s.host, s.port, s.password) for s in (fs, fs2)],
             connect_timeout=0.5,
-            backoff_initial=0.02,
-            backoff_cap=0.1,
+            reconnect=FAST,
         )
         async with live:
             await live.nodes[0].client.wait_connected(timeout=2)
@@ -533,7 +535,7 @@ async def test_a_failing_queue_load_is_reported_and_the_rest_applied(
 
 
 async def test_wrong_password_reports_disconnected(world: World, fs: FakeFreeSwitch) -> None:
-    n = NodeReconciler(NodeSpec(fs.host, fs.port, "nope-wrong"), backoff_initial=0.02)
+    n = NodeReconciler(NodeSpec(fs.host, fs.port, "nope-wrong"), reconnect=FAST)
     await n.start()
     try:
         await asyncio.sleep(0.1)
@@ -631,3 +633,56 @@ async def test_a_listing_row_broken_by_a_hand_edit_is_warned_about_and_self_heal
     assert report.ok and fs.agents[ALICE].contact == f"user/1001@{ACME}"
     assert fs.agents[ALICE].status == "On Break"  # not re-initialised: it was not created
     assert (await world.reconcile(node)).changes == 0
+
+
+class RecordingPolicy(ReconnectPolicy):
+    """The production policy, recording every probe delay it hands out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        object.__setattr__(self, "probes", [])
+
+    def probe_delay(self, failures: int) -> float:
+        delay = super().probe_delay(failures)
+        self.probes.append((failures, delay))  # type: ignore[attr-defined]
+        return delay
+
+
+def declaration_restored(switch: FakeFreeSwitch, world: World) -> bool:
+    try:
+        assert_matches_declaration(switch, world)
+    except (AssertionError, KeyError):
+        return False
+    return True
+
+
+async def test_a_switch_down_for_long_is_resynced_within_2s_of_accepting(
+    world: World, fs: FakeFreeSwitch
+) -> None:
+    """Measured on a real 1.10.12: 1.1 to 11.3 s, because the reconnect backoff had grown
+    towards its 30 s cap while the switch was down. Now a down node is probed every
+    0.2-1 s however long it is down, and resynced on connect: a wiped mod_callcenter is
+    whole again within 2 s of the event socket accepting connections."""
+    policy = RecordingPolicy()
+    node = NodeReconciler(NodeSpec(fs.host, fs.port, fs.password), reconnect=policy)
+    await node.start()
+    try:
+        await node.client.wait_connected(timeout=3)
+        assert (await world.reconcile(node)).ok
+        loop = asyncio.get_running_loop()
+        await fs.restart(wipe=True, down_for=4.5)  # returns once it accepts again
+        accepting = loop.time()
+        while not declaration_restored(fs, world):
+            assert loop.time() - accepting < 2.0, "not restored within 2 s of accepting"
+            await asyncio.sleep(0.005)
+        restored = loop.time() - accepting
+        assert node.last_report is not None and node.last_report.trigger == "connect"
+    finally:
+        await node.stop()
+    failures = max(n for n, _ in policy.probes)  # type: ignore[attr-defined]
+    delays = [d for _, d in policy.probes]  # type: ignore[attr-defined]
+    # Down long enough that an exponential backoff from 0.5 s would be at its 30 s cap...
+    assert 0.5 * 2**failures >= 30
+    # ...while every probe waited at most the probe cap.
+    assert max(delays) <= policy.probe_cap <= 1.0
+    print(f"restart-to-resynced: {restored:.3f} s after {failures} probes")
