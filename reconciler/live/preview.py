@@ -11,7 +11,7 @@ from typing import Any
 
 from reconciler.core.model import State
 from reconciler.core.served import managed_domains
-from reconciler.live.callcenter import desired_live
+from reconciler.live.desired import desired_live
 from reconciler.live.nodes import LiveReconciler, NodeSpec
 
 
