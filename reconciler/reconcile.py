@@ -26,6 +26,7 @@ from reconciler.core.guards import hold_mass_orphaning, hold_shrinking, without
 from reconciler.core.logs import event
 from reconciler.core.model import State, Tenant, TenantLifecycle, TenantState
 from reconciler.core.model import tenant_state_from_spec as desired_records
+from reconciler.core.news import Newsroom
 from reconciler.core.plan import Plan, apply_changes, plan
 from reconciler.core.revision import GitRevision
 from reconciler.sources.revision import git_revision
@@ -155,6 +156,8 @@ class Reconciler:
         self.store = store
         self.guards = guards or PassGuards()
         self._shrinking: Mapping[str, str] = {}
+        self._spec_news = Newsroom()
+        self._failure_news = Newsroom()
         self.loader = SpecLoader()
         self.applied = AppliedState()
         self._desired_cache: dict[str, TenantState] = {}
@@ -271,7 +274,7 @@ class Reconciler:
         outcome = PassOutcome(
             planned, report, admins_changed, time.perf_counter() - started, state_changed
         )
-        _log(outcome)
+        _log(outcome, self._spec_news, self._failure_news)
         return outcome
 
     def _load_specs(self) -> SpecSet:
@@ -315,8 +318,9 @@ class Reconciler:
         return frozenset(changed | removed | returned)
 
 
-def _log(outcome: PassOutcome) -> None:
-    """One line per committed change; nothing for tenants another writer had applied."""
+def _log(outcome: PassOutcome, spec_news: Newsroom, failure_news: Newsroom) -> None:
+    """One line per committed change (nothing for tenants another writer had applied); a
+    spec error or a failing tenant when it appears, changes or clears, not every pass."""
     for change in outcome.applied_changes().changes:
         fields = {
             "tenant": change.tenant,
@@ -327,7 +331,18 @@ def _log(outcome: PassOutcome) -> None:
         if change.fields:
             fields["changed"] = ",".join(sorted(change.fields))
         event(log, "change applied", logging.INFO, **fields)
-    for tenant_id, failure in outcome.report.failed.items():
-        event(log, "tenant apply rolled back", logging.ERROR, tenant=tenant_id, error=str(failure))
+    failing = dict(failure_news.said)  # a tenant leaves this list only by applying
+    for tenant_id in outcome.report.applied:
+        if failing.pop(tenant_id, None) is not None:
+            event(log, "tenant applies again", tenant=tenant_id)
+    failing.update({t: str(f) for t, f in outcome.report.failed.items()})
+    for tenant_id, error in failure_news.update(failing)[0].items():
+        event(log, "tenant apply rolled back", logging.ERROR, tenant=tenant_id, error=error)
+    errors = {str(e): str(e) for e in outcome.planned.spec_errors}
+    new_errors, fixed = spec_news.update(errors)
+    for text in new_errors:
+        event(log, "spec error", logging.WARNING, error=text)
+    if fixed:
+        event(log, "spec errors fixed", count=len(fixed))
     if outcome.admins_changed:
         event(log, "platform admins synced", count=len(outcome.planned.admins or {}))

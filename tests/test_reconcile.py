@@ -224,3 +224,21 @@ def test_renaming_a_tenant_file_and_id_keeps_its_domain_and_passwords(
     assert "acme" not in store.state and store.state["acme_corp"].tenant.status == "active"
     assert {n: p for (t, n), p in store.passwords.items() if t == "acme_corp"} == passwords
     assert "acme" not in reconciler.applied.state, "the mirror follows the rename"
+
+
+def test_a_standing_problem_is_logged_when_it_appears_and_when_it_clears_not_every_pass(
+    tenants: Path, store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="reconciler.reconcile")
+    (tenants / "initech.yaml").write_text("id: initech\nbogus: 1\n")
+    store.fail.add("globex")
+    reconciler = Reconciler(tenants, store)
+    for _ in range(3):
+        reconciler.run_pass(full=True)
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.count("tenant apply rolled back") == 1
+    spec_lines = messages.count("spec error")
+    assert 1 <= spec_lines <= 3, "the initech errors once, not once per pass"
+    store.fail.clear()
+    reconciler.run_pass(full=True)
+    assert [r.getMessage() for r in caplog.records].count("tenant applies again") == 1

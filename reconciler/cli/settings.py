@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.core.errors import SettingsError
+from reconciler.sources.git import GitRemote
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_FREESWITCH = "127.0.0.1:8021:ClueCon"
@@ -26,6 +27,7 @@ class Setting:
     is_list: bool = False
     secret: bool = False
     parse: Callable[[str], Any] | None = None
+    show: Callable[[Any], str] | None = None  # how start-up logs render it (secrets masked)
 
 
 SETTINGS: Mapping[str, Setting] = {
@@ -41,7 +43,7 @@ SETTINGS: Mapping[str, Setting] = {
         Setting("status_auth", "PBX_STATUS_AUTH", None, secret=True),
         Setting("interval", "PBX_INTERVAL", DEFAULT_INTERVAL, parse=float),
         Setting("max_orphan_share", "PBX_MAX_ORPHAN_SHARE", 0.5, parse=float),
-        Setting("git_url", "PBX_GIT_URL", None),
+        Setting("git_url", "PBX_GIT_URL", None, show=lambda url: GitRemote.parse(url).masked()),
         Setting("git_branch", "PBX_GIT_BRANCH", "main"),
         Setting("git_poll", "PBX_GIT_POLL", 30.0, parse=float),
         Setting("state_dir", "PBX_STATE_DIR", None),
@@ -64,7 +66,12 @@ class ResolvedSettings:
         out: dict[str, str] = {}
         for name, value in self.values.items():
             setting = SETTINGS.get(name)
-            shown = "(sensitive)" if setting and setting.secret and value else str(value)
+            if setting and setting.secret and value:
+                shown = "(sensitive)"
+            elif setting and setting.show and value:
+                shown = setting.show(value)
+            else:
+                shown = str(value)
             out[name] = f"{shown} [{self.sources.get(name, 'default')}]"
         return out
 

@@ -11,7 +11,7 @@
     │   ├── CallcenterError           mod_callcenter refused a command or listing
     │   ├── UnsafeArgument            a value that could run code on a switch: never sent
     │   ├── UnknownAgent              a status change for an agent that is not declared
-    │   └── StoreError ∩ Permanent    UnknownTenant, UnknownExtension, TenantNotOrphaned,
+    │   └── StoreError ∩ Permanent    InvalidDsn, UnknownTenant, UnknownExtension, TenantNotOrphaned,
     │                                 MigrationError, TenantApplyError (and StalePlan)
     └── Transient                     retry after a delay (full-jitter backoff)
         ├── SpecsUnavailable          the tenants directory cannot be read at all

@@ -6,19 +6,25 @@ is the leader (the lock dies with the session, so a lost connection means lost l
 and (c) LISTENs to the store's apply notifications so followers refresh their snapshot.
 A leader that dies or loses its connection frees the lock; a follower takes it within
 ``poll`` seconds.
+
+A leader that is alive but stuck (SIGSTOP, a frozen VM) keeps its TCP session, and with it
+the lock, forever. So the session holds a lease: ``idle_session_timeout`` (PostgreSQL 14+)
+makes the server end it after ``lease`` seconds without a statement, while a healthy leader
+runs one every ``poll`` seconds. A stuck leader is replaced ``lease + poll`` seconds later;
+once resumed it finds its session gone, so it is no longer the leader.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
 import psycopg
 from psycopg import sql
 
+from reconciler.core.backoff import Backoff
 from reconciler.core.logs import event
 from reconciler.store import APPLIED_CHANNEL
 
@@ -45,6 +51,7 @@ class LeaderElection:
         on_notify: OnNotify,
         on_connection: OnConnection | None = None,
         poll: float = 1.0,
+        lease: float | None = None,
         backoff_cap: float = 15.0,
         campaign: bool = True,
     ) -> None:
@@ -53,6 +60,7 @@ class LeaderElection:
         self._on_notify = on_notify
         self._on_connection = on_connection
         self._poll = poll
+        self._lease = lease if lease is not None else max(5.0, 5 * poll)
         self._backoff_cap = backoff_cap
         self._campaign = campaign
         self.is_leader = False
@@ -79,8 +87,18 @@ class LeaderElection:
                 await self._conn.close()
             self._conn = None
 
+    async def _take_lease(self, conn: psycopg.AsyncConnection) -> None:
+        try:
+            await conn.execute(
+                sql.SQL("SET idle_session_timeout = {}").format(
+                    sql.Literal(f"{int(self._lease * 1000)}ms")
+                )
+            )
+        except psycopg.errors.UndefinedObject:  # before PostgreSQL 14: no stuck-leader lease
+            event(log, "leader lease unavailable (PostgreSQL < 14)", logging.WARNING)
+
     async def _run(self) -> None:
-        attempt = 0
+        backoff = Backoff(base=0.5, cap=self._backoff_cap, floor=0.25)
         while True:
             try:
                 self._conn = await psycopg.AsyncConnection.connect(
@@ -89,7 +107,8 @@ class LeaderElection:
                 await self._conn.execute(
                     sql.SQL("LISTEN {}").format(sql.Identifier(APPLIED_CHANNEL))
                 )
-                attempt = 0
+                await self._take_lease(self._conn)
+                backoff.reset()
                 await self._set_connected(True)
                 await self._session(self._conn)
             except asyncio.CancelledError:
@@ -104,9 +123,7 @@ class LeaderElection:
                 self.is_leader = False
                 event(log, "leadership lost", logging.WARNING)
                 await self._on_leadership(False)
-            attempt += 1
-            delay = min(self._backoff_cap, 0.5 * 2 ** min(attempt, 8))
-            await asyncio.sleep(random.uniform(delay / 2, delay))
+            await asyncio.sleep(backoff.next_delay())
 
     async def _set_connected(self, connected: bool) -> None:
         if connected != self.connected:

@@ -2,48 +2,109 @@
 
 Always the newest commit of the branch is checked out, so a commit with a broken spec never
 blocks a newer one: its tenants stay frozen until the next commit fixes them.
+
+Credentials in the URL (``https://user:token@host/repo``) never reach an argument list
+(``ps`` shows those to every local user), the work tree's ``.git/config``, or a log line:
+git is given the URL without them, and asks for them through a credential helper that reads
+them from its environment.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from reconciler.core.errors import Transient
-from reconciler.core.logs import event
+from reconciler.core.logs import event, register_secret
 
 log = logging.getLogger(__name__)
 
+_USER_ENV = "PBX_GIT_USERNAME"
+_PASSWORD_ENV = "PBX_GIT_PASSWORD"  # noqa: S105 - the name of a variable, not a password
+# A helper with no secret in it: git runs it and it prints what the environment holds.
+_HELPER = (
+    f'!f() {{ test "$1" = get || exit 0; printf "username=%s\\npassword=%s\\n" '
+    f'"${_USER_ENV}" "${_PASSWORD_ENV}"; }}; f'
+)
+
 
 class GitSourceError(Transient):
-    """git failed; the message carries git's stderr (URLs with credentials are masked)."""
+    """git failed; the message carries git's stderr (credentials masked)."""
+
+
+@dataclass(frozen=True)
+class GitRemote:
+    """A remote URL split into what may be shown and what may not."""
+
+    url: str  # without credentials
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> GitRemote:
+        parts = urlsplit(url)
+        if not parts.scheme or "@" not in parts.netloc or parts.scheme in ("ssh", "git"):
+            return cls(url)  # scp-like or ssh: keys, not passwords
+        userinfo, _, host = parts.netloc.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        return cls(
+            urlunsplit(parts._replace(netloc=host)),
+            unquote(user) or None,
+            unquote(password) or None,
+        )
+
+    def masked(self) -> str:
+        """The URL as logs may show it."""
+        if self.username or self.password:
+            parts = urlsplit(self.url)
+            return urlunsplit(parts._replace(netloc=f"(sensitive)@{parts.netloc}"))
+        return self.url
 
 
 class GitSource:
     def __init__(self, url: str, branch: str, workdir: Path, *, timeout: float = 120.0) -> None:
-        self.url = url
+        self.remote = GitRemote.parse(url)
+        for secret in (self.remote.password, self.remote.username):
+            register_secret(secret)
         self.branch = branch
         self.workdir = workdir
         self.timeout = timeout
         self.commit: str | None = None
 
+    def _env(self) -> dict[str, str]:
+        env = {"GIT_TERMINAL_PROMPT": "0", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        if self.remote.username or self.remote.password:
+            env[_USER_ENV] = self.remote.username or ""
+            env[_PASSWORD_ENV] = self.remote.password or ""
+        return env
+
     def _git(self, *args: str, cwd: Path | None = None) -> str:
+        helper = ["-c", "credential.helper=", "-c", f"credential.helper={_HELPER}"]
         try:
             done = subprocess.run(
-                ["git", *args],
+                ["git", *helper, *args],
                 cwd=cwd,
                 capture_output=True,
                 text=True,
                 timeout=self.timeout,
                 check=False,
-                env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"},
+                env=self._env(),
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise GitSourceError(f"git {args[0]} failed: {exc}") from exc
+            raise GitSourceError(f"git {args[0]} failed: {type(exc).__name__}") from None
         if done.returncode != 0:
-            raise GitSourceError(f"git {args[0]} failed: {_mask(done.stderr.strip(), self.url)}")
+            raise GitSourceError(f"git {args[0]} failed: {self._mask(done.stderr.strip())}")
         return done.stdout.strip()
+
+    def _mask(self, text: str) -> str:
+        for secret in (self.remote.password, self.remote.username):
+            if secret:
+                text = text.replace(secret, "(sensitive)")
+        return text
 
     def sync(self) -> bool:
         """Fetch and check out the branch's newest commit; True when the commit changed."""
@@ -55,11 +116,13 @@ class GitSource:
                 "--branch",
                 self.branch,
                 "--single-branch",
-                self.url,
+                self.remote.url,
                 str(self.workdir),
             )
         else:
-            self._git("fetch", "--quiet", "origin", self.branch, cwd=self.workdir)
+            # an older clone may hold credentials in its config: keep only the clean URL
+            self._git("remote", "set-url", "origin", self.remote.url, cwd=self.workdir)
+            self._git("fetch", "--quiet", self.remote.url, self.branch, cwd=self.workdir)
             self._git("reset", "--quiet", "--hard", "FETCH_HEAD", cwd=self.workdir)
             self._git("clean", "--quiet", "-fdx", cwd=self.workdir)
         commit = self._git("rev-parse", "HEAD", cwd=self.workdir)
@@ -68,12 +131,3 @@ class GitSource:
             event(log, "git source updated", branch=self.branch, commit=commit)
         self.commit = commit
         return changed
-
-
-def _mask(text: str, url: str) -> str:
-    if "@" in url and "://" in url:
-        _scheme, rest = url.split("://", 1)
-        userinfo, _, _host = rest.rpartition("@")
-        if userinfo:
-            text = text.replace(userinfo, "(sensitive)")
-    return text

@@ -15,6 +15,7 @@ it. The functions below it stay public for the CLI's one-off commands and the te
 Exceptions (each leaf also a ``Permanent`` or ``Transient``, see ``reconciler.core.errors``)::
 
     StoreError
+    ├── InvalidDsn                the database URL cannot be parsed (never quoted)
     ├── StoreUnavailable          database unreachable / connection lost (temporary)
     ├── MigrationError            a schema migration failed
     ├── TenantApplyError          one tenant rolled back (carries tenant_id, never a secret)
@@ -40,6 +41,7 @@ from reconciler.store.database import (
     open_pool,
 )
 from reconciler.store.errors import (
+    InvalidDsn,
     MigrationError,
     StalePlan,
     StoreError,
@@ -70,6 +72,7 @@ __all__ = [
     "DATABASE_URL_ENV",
     "ApplyReport",
     "HistoryEntry",
+    "InvalidDsn",
     "MigrationError",
     "PostgresStore",
     "RegistryEntry",

@@ -1,6 +1,8 @@
 """SIP credentials: generated on extension creation, stored only in the tenant schema.
 
-The password is ``secrets.token_urlsafe(24)`` (192 bits). FreeSWITCH is served only the
+The password is 32 characters drawn with ``secrets`` from a phone-friendly alphabet (letters
+and digits, without the look-alikes 0/O, 1/l/I): about 186 bits, nothing a phone's config
+tool or a person typing it from a screen trips over (a leading ``-`` or ``_`` did). FreeSWITCH is served only the
 digest ``a1_hash = md5("<number>:<domain>:<password>")``; the plain password leaves the
 database only through ``show_credentials`` (phone provisioning). Neither value ever enters a
 record, a plan, a log line, an exception or a history row.
@@ -31,8 +33,9 @@ from reconciler.store.locks import lock_tenant
 from reconciler.store.read import control_schema_exists
 from reconciler.store.tables import SIP_CREDENTIALS
 
-PASSWORD_BYTES = 24
-"""Random bytes per password: 192 bits of entropy, 32 URL-safe characters."""
+PASSWORD_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"  # noqa: S105
+PASSWORD_LENGTH = 32
+"""32 characters of a 57-letter alphabet: log2(57) * 32 = 186 bits of entropy."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +51,7 @@ class SipCredentials:
 
 
 def new_password() -> str:
-    return secrets.token_urlsafe(PASSWORD_BYTES)
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
 
 
 def a1_hash(username: str, domain: str, password: str) -> str:

@@ -24,7 +24,8 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from reconciler.store.errors import StoreUnavailable, unavailable
+from reconciler.core.logs import register_secret
+from reconciler.store.errors import InvalidDsn, StoreUnavailable, unavailable
 
 DATABASE_URL_ENV = "PBX_DATABASE_URL"
 EMBEDDED_DATABASE = "pbx"
@@ -47,7 +48,7 @@ def database_url(
     env = os.environ if environ is None else environ
     explicit = url or env.get(DATABASE_URL_ENV)
     if explicit:
-        yield explicit
+        yield checked_dsn(explicit)
         return
     pgserver = _import_pgserver()
     directory = data_dir or default_data_dir()
@@ -61,6 +62,25 @@ def database_url(
         yield server.get_uri(EMBEDDED_DATABASE)
     finally:
         server.cleanup()
+
+
+def checked_dsn(dsn: str) -> str:
+    """``dsn`` when it is a PostgreSQL connection string, with its password registered for
+    masking. A string the driver cannot parse never reaches it: the driver's error quotes
+    the whole string, password included (``user:pw@host/db`` without a scheme does that)."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        info = None
+    if info is None:
+        raise InvalidDsn(
+            "the database URL is not a PostgreSQL connection string: write "
+            "postgresql://USER:PASSWORD@HOST:PORT/DBNAME or 'host=... dbname=... password=...' "
+            "(the value is not shown: it may hold a password)"
+        )
+    password = info.get("password")
+    register_secret(str(password) if password else None)
+    return dsn
 
 
 def _import_pgserver() -> Any:

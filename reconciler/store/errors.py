@@ -27,6 +27,10 @@ class StoreUnavailable(StoreError, Transient):
     """The database cannot be reached or refused the connection (temporary: retry later)."""
 
 
+class InvalidDsn(StoreError, Permanent):
+    """The configured database URL cannot be parsed; the message never quotes it."""
+
+
 class MigrationError(StoreError, Permanent):
     """A schema migration failed; the schema stays at its previous version."""
 

@@ -38,3 +38,20 @@ def test_importing_the_embedded_database_warns_nothing_even_as_root(tmp_path: Pa
         check=False,
     )
     assert "RuntimeDirWarning" in bare.stderr, "the test must provoke the warning it guards"
+
+
+def test_a_dsn_without_a_scheme_is_refused_without_quoting_its_password(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from reconciler.cli.main import main
+
+    tenants = tmp_path / "tenants.d"
+    tenants.mkdir()
+    result = CliRunner().invoke(
+        main,
+        ["plan", "--no-live", "--tenants", str(tenants), "--database-url", "pbx:Hunter2xyz@db/pbx"],
+    )
+    assert result.exit_code == 1
+    assert "not a PostgreSQL connection string" in result.output
+    assert "Hunter2xyz" not in result.output
+    assert result.exception is None or "Hunter2xyz" not in repr(result.exception)

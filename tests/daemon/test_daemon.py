@@ -406,3 +406,22 @@ async def test_missing_tenants_directory_orphans_nothing(
         assert conn.execute("SELECT status FROM pbx.tenants WHERE id = 'acme'").fetchone() == (
             "active",
         )
+
+
+async def test_a_stuck_leader_is_replaced(tmp_path: Path, tenants_dir: Path, pg_dsn: str) -> None:
+    """SIGSTOP keeps a leader's TCP session (and so its advisory lock) alive: the session's
+    lease (idle_session_timeout) must hand leadership to a follower anyway."""
+    stuck_port, port = free_port(), free_port()
+    stuck = spawn_daemon(tmp_path / "stuck", tenants_dir, pg_dsn, stuck_port)
+    try:
+        assert (await asyncio.to_thread(wait_first_pass, stuck_port))["role"] == "leader"
+        stuck.send_signal(signal.SIGSTOP)
+        async with running(config_for(tmp_path, pg_dsn, port=port)) as follower:
+            started = time.monotonic()
+            await eventually(lambda: _true(follower.is_leader), "the follower takes over", 30)
+            taken = time.monotonic() - started
+        assert taken < 20, f"took {taken:.1f} s"
+    finally:
+        stuck.send_signal(signal.SIGCONT)
+        stuck.terminate()
+        stuck.wait(20)
