@@ -29,6 +29,7 @@ from reconciler.core.model import tenant_state_from_spec as desired_records
 from reconciler.core.news import Newsroom
 from reconciler.core.plan import Plan, apply_changes, plan
 from reconciler.core.revision import GitRevision
+from reconciler.core.served import managed_domains
 from reconciler.sources.revision import git_revision
 from reconciler.store import (
     ApplyReport,
@@ -63,6 +64,7 @@ class PlannedPass:
     admins: Mapping[str, str] | None
     candidates: frozenset[str]
     held: Mapping[str, str] = field(default_factory=dict)
+    retired_domains: frozenset[str] = frozenset()
 
     def tenant_records(self) -> dict[str, Tenant]:
         records = {t: s.tenant for t, s in self.actual.items()}
@@ -111,6 +113,12 @@ class AppliedState:
     a1_hashes: dict[tuple[str, str], str] = field(default_factory=dict)
     registry: dict[str, RegistryEntry] = field(default_factory=dict)
     spec_status: dict[str, SpecStatus] = field(default_factory=dict)
+    retired_domains: frozenset[str] = frozenset()
+
+    def managed_domains(self) -> frozenset[str]:
+        """Domains whose ``name@domain`` objects on a switch are ours: every stored tenant's,
+        and those tenants held before (created by us, so ours to remove)."""
+        return managed_domains(self.state) | self.retired_domains
 
     def replace_tenants(self, store: Store, tenant_ids: frozenset[str] | None) -> bool:
         """Re-read some tenants (None: all); True when anything differs from what was held
@@ -134,6 +142,7 @@ class AppliedState:
             return False
         self.registry = store.read_registry()
         self.spec_status = store.read_spec_status()
+        self.retired_domains = store.read_retired_domains()
         return changed
 
 
@@ -217,6 +226,7 @@ class Reconciler:
             admins=None if platform is None else {a.email: a.name for a in platform.super_admins},
             candidates=candidates,
             held=held,
+            retired_domains=self.store.read_retired_domains(),
         )
 
     def _guard(

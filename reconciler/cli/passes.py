@@ -14,7 +14,6 @@ import click
 from reconciler.cli.options import confirm_or_exit, global_options, opened_store, resolved
 from reconciler.cli.settings import ResolvedSettings
 from reconciler.core.errors import PbxError
-from reconciler.core.model import State
 from reconciler.core.render import render_text, to_json
 from reconciler.live import NodeSpecError, parse_node_specs
 from reconciler.live.preview import has_changes, preview_nodes, render_preview
@@ -36,12 +35,13 @@ def _report_spec_errors(errors: list[SpecError], planned: PlannedPass) -> None:
         click.echo(f"{len(errors)} spec error(s); tenants left untouched: {frozen}", err=True)
 
 
-def _live_previews(cfg: ResolvedSettings, state: State) -> list[dict[str, Any]]:
+def _live_previews(cfg: ResolvedSettings, planned: PlannedPass) -> list[dict[str, Any]]:
     try:
         nodes = parse_node_specs(cfg["freeswitch"])
     except NodeSpecError as exc:
         raise click.UsageError(str(exc)) from exc
-    return asyncio.run(preview_nodes(nodes, state))
+    state = planned.post_apply_state()
+    return asyncio.run(preview_nodes(nodes, state, retired_domains=planned.retired_domains))
 
 
 def _guards(cfg: ResolvedSettings, allow_mass_orphan: bool) -> PassGuards:
@@ -107,7 +107,7 @@ def plan_command(
     """Show what `pbx apply` would change in the database (and on live switches)."""
     cfg = resolved(ctx)
     planned = _plan(cfg, tenant_filter, allow_mass_orphan)
-    previews = _live_previews(cfg, planned.post_apply_state()) if live else []
+    previews = _live_previews(cfg, planned) if live else []
     errors = _errors_of(planned, tenant_filter)
     if output == "json":
         payload = to_json(planned.plan)

@@ -7,9 +7,9 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from reconciler.core.model import State
 from reconciler.daemon.metrics import Metrics
-from reconciler.live import LiveReconciler, NodeReport, NodeSpec, desired_live, managed_domains
+from reconciler.live import LiveReconciler, NodeReport, NodeSpec, desired_live
+from reconciler.reconcile import AppliedState
 
 
 class LiveSync:
@@ -24,13 +24,14 @@ class LiveSync:
     async def stop(self) -> None:
         await self.live.stop()
 
-    async def push(self, state: State) -> None:
-        """Bring every node in line with ``state`` (the applied state, never raw specs)."""
+    async def push(self, applied: AppliedState) -> None:
+        """Bring every node in line with the applied state (never raw specs)."""
         if not self.live.nodes:
             return
+        state = dict(applied.state)
         # pure but CPU-heavy at scale (seconds for 1,000 tenants): keep it off the loop
         desired = await asyncio.to_thread(desired_live, state)
-        await self.live.reconcile(desired, managed_domains(state))
+        await self.live.reconcile(desired, applied.managed_domains())
 
     def forget(self) -> None:
         """A daemon that lost leadership must not push what it last knew against the new

@@ -120,7 +120,7 @@ class PassLoop:
         self._retry.reset()
         self._errors.recovered()
         if leader and (rebuilt or batch.full):  # a full pass is also every node's drift check
-            await self.live.push(reconciler.applied.state)
+            await self.live.push(reconciler.applied)
 
     async def _leader_pass(self, reconciler: Reconciler, batch: TriggerBatch) -> bool:
         refreshed = False

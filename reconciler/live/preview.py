@@ -6,7 +6,7 @@ failing the plan. The result is plain data (JSON output) with a text rendering.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from reconciler.core.model import State
@@ -16,13 +16,17 @@ from reconciler.live.nodes import LiveReconciler, NodeSpec
 
 
 async def preview_nodes(
-    nodes: Sequence[NodeSpec], state: State, *, connect_timeout: float = 2.0
+    nodes: Sequence[NodeSpec],
+    state: State,
+    *,
+    retired_domains: Collection[str] = (),
+    connect_timeout: float = 2.0,
 ) -> list[dict[str, Any]]:
-    """Per node: reachable or not, the changes with their exact commands, unmanaged names."""
+    """Per node: reachable or not, the changes with their exact commands, unmanaged names.
+    ``retired_domains``: domains tenants held before (their leftovers are ours to remove)."""
     live = LiveReconciler(nodes)
-    reports = await live.plan_only(
-        desired_live(state), managed_domains(state), connect_timeout=connect_timeout
-    )
+    domains = managed_domains(state) | frozenset(retired_domains)
+    reports = await live.plan_only(desired_live(state), domains, connect_timeout=connect_timeout)
     out: list[dict[str, Any]] = []
     for report in reports:
         entry: dict[str, Any] = {"node": report.node, "connected": report.connected}

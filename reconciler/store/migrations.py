@@ -143,6 +143,17 @@ ALTER TABLE pbx.did_index
         REFERENCES pbx.tenants (id) ON DELETE CASCADE ON UPDATE CASCADE;
 """),
     ),
+    Migration(
+        4,
+        "retired domains: what the reconciler once owned on the switches stays its to remove",
+        sql.SQL("""
+CREATE TABLE pbx.retired_domains (
+    domain text PRIMARY KEY CHECK (domain = lower(domain)),
+    tenant_id text NOT NULL,
+    retired_at timestamptz NOT NULL DEFAULT now()
+);
+"""),
+    ),
 )
 
 TENANT_MIGRATIONS: tuple[Migration, ...] = (

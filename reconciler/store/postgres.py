@@ -20,6 +20,7 @@ from reconciler.core.revision import GitRevision
 from reconciler.store.admins import sync_platform_admins
 from reconciler.store.apply import ApplyReport, apply_plan, record_attempt
 from reconciler.store.database import connect, open_pool
+from reconciler.store.domains import read_retired_domains
 from reconciler.store.migrations import migrate
 from reconciler.store.read import RegistryEntry, read_a1_hashes, read_registry, read_state
 from reconciler.store.spec_status import SpecStatus, read_spec_status, record_spec_status
@@ -72,6 +73,9 @@ class PostgresStore:
 
     def read_spec_status(self) -> dict[str, SpecStatus]:
         return read_spec_status(self.connection)
+
+    def read_retired_domains(self) -> frozenset[str]:
+        return read_retired_domains(self.connection)
 
     def record_attempt(self, tenant_ids: Collection[str], revision: GitRevision | None) -> None:
         record_attempt(self.connection, tenant_ids, revision)

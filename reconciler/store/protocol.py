@@ -39,6 +39,10 @@ class Store(Protocol):
 
     def read_spec_status(self) -> dict[str, SpecStatus]: ...
 
+    def read_retired_domains(self) -> frozenset[str]:
+        """Domains tenants held before (see ``reconciler.store.domains``)."""
+        ...
+
     def record_attempt(self, tenant_ids: Collection[str], revision: GitRevision | None) -> None:
         """Mark a revision as attempted on registered tenants, before applying it."""
         ...

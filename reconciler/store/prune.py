@@ -17,6 +17,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from reconciler.core.model import TenantLifecycle
+from reconciler.store.domains import retire_domain
 from reconciler.store.errors import (
     StoreError,
     TenantNotOrphaned,
@@ -44,12 +45,12 @@ def prune_tenant(
                 raise UnknownTenant(tenant_id)
             lock_tenant(conn, tenant_id)
             row = conn.execute(
-                "SELECT status, schema_name FROM pbx.tenants WHERE id = %s FOR UPDATE",
+                "SELECT status, schema_name, domain FROM pbx.tenants WHERE id = %s FOR UPDATE",
                 (tenant_id,),
             ).fetchone()
             if row is None:
                 raise UnknownTenant(tenant_id)
-            status, schema = row
+            status, schema, domain = row
             if status != TenantLifecycle.ORPHANED:
                 raise TenantNotOrphaned(tenant_id, status)
             archive = archive_schema(tenant_id, now or datetime.now(UTC))
@@ -71,6 +72,7 @@ def prune_tenant(
                 )
             ]
             conn.execute("DELETE FROM pbx.tenants WHERE id = %s", (tenant_id,))
+            retire_domain(conn, domain, tenant_id)
             record_history(
                 conn,
                 tenant_id=tenant_id,

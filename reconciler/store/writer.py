@@ -20,6 +20,7 @@ from psycopg.abc import Query
 from reconciler.core.model import Extension, InboundNumber, Kind, Record, Tenant, User
 from reconciler.core.plan import Action, Change
 from reconciler.store.credentials import credential_rows, rehash_for_domain
+from reconciler.store.domains import retire_domain
 from reconciler.store.errors import TenantApplyError, describe_db_error
 from reconciler.store.layout import tenant_schema
 from reconciler.store.migrations import create_tenant_schema
@@ -142,6 +143,7 @@ class TenantWriter:
         )
         if isinstance(before, Tenant) and before.domain != tenant.domain:
             rehash_for_domain(self.conn, self.tenant_id, tenant.domain)
+            retire_domain(self.conn, before.domain, self.tenant_id)
 
     def _rename(self, old_id: str) -> None:
         """The schema, its migration bookkeeping and the registry row move to the new id;

@@ -442,3 +442,22 @@ async def test_removed_tenant_is_orphaned_then_pruned_to_an_archive(world: World
         "the daemon followed the prune",
     )
     assert await world.xml.user_found(ACME, "1001"), "the others are unaffected"
+
+
+async def test_a_domain_change_removes_the_old_domains_objects_from_the_switch(
+    world: World,
+) -> None:
+    """The reconciler created queues and agents named ...@acme.example.com: after acme
+    moves to another domain they are its to remove, not "unmanaged" leftovers."""
+    new_domain = "acme-corp.example.com"
+    world.edit("acme.yaml", ("domain: acme.example.com", f"domain: {new_domain}"))
+    world.domains = world.domains | {new_domain}
+
+    def leftovers() -> list[str]:
+        names = [*world.fs.agents, *world.fs.queues]
+        return sorted(n for n in names if n.endswith(f"@{ACME}"))
+
+    await eventually(lambda: not leftovers(), "old-domain objects removed", detail=leftovers)
+    assert any(a.endswith(f"@{new_domain}") for a in world.fs.agents)
+    node = world.daemon.status_payload()["nodes"][0]
+    assert not [n for n in node.get("unmanaged", []) if n.endswith(f"@{ACME}")]

@@ -37,6 +37,7 @@ class MemoryStore:
     spec_status: dict[str, SpecStatus] = field(default_factory=dict)
     admins: dict[str, str] = field(default_factory=dict)
     attempts: list[tuple[tuple[str, ...], GitRevision | None]] = field(default_factory=list)
+    retired: set[str] = field(default_factory=set)
     fail: set[str] = field(default_factory=set)
     down: bool = False
     calls: list[str] = field(default_factory=list)
@@ -73,6 +74,10 @@ class MemoryStore:
                 domain = self.state[tenant_id].tenant.domain
                 out[(tenant_id, number)] = _a1(number, domain, password)
         return out
+
+    def read_retired_domains(self) -> frozenset[str]:
+        self._check("read_retired_domains")
+        return frozenset(self.retired)
 
     def read_spec_status(self) -> dict[str, SpecStatus]:
         self._check("read_spec_status")
@@ -146,7 +151,10 @@ class MemoryStore:
             raise StalePlan(tenant_id, "the database changed since this plan was made")
         if tenant_id in self.fail:
             raise TenantApplyError(tenant_id, "injected failure")
+        before = self.state.get(old_id or tenant_id)
         self.state = apply_changes(self.state, Plan(changes))
+        if before is not None and before.tenant.domain != self.state[tenant_id].tenant.domain:
+            self.retired.add(before.tenant.domain)
         if old_id is not None:
             self.registry.pop(old_id, None)
             for owner, number in [k for k in self.passwords if k[0] == old_id]:
