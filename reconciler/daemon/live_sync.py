@@ -8,30 +8,52 @@ from collections.abc import Sequence
 from typing import Any
 
 from reconciler.daemon.metrics import Metrics
-from reconciler.live import LiveReconciler, NodeReport, NodeSpec, desired_live
+from reconciler.live import (
+    DesiredLive,
+    LiveReconciler,
+    NodeReport,
+    NodeSpec,
+    PresenceCache,
+    desired_live,
+)
 from reconciler.reconcile import AppliedState
 
 
 class LiveSync:
+    """Two ESL connections per node: the reconcile passes' (``LiveReconciler``, leader only)
+    and the presence cache's (every daemon: each serves the portal)."""
+
     def __init__(self, nodes: Sequence[NodeSpec], metrics: Metrics) -> None:
         self._metrics = metrics
         self.live = LiveReconciler(nodes, on_report=self._observe)
+        self.presence = PresenceCache(nodes)
         self.drift_repaired: dict[str, int] = {}
+        self._desired: DesiredLive | None = None
 
     async def start(self) -> None:
         await self.live.start()
+        await self.presence.start()
 
     async def stop(self) -> None:
+        await self.presence.stop()
         await self.live.stop()
+
+    async def follow(self, applied: AppliedState) -> None:
+        """The applied state changed: recompute what the switches should hold (off the
+        loop: seconds at 1,000 tenants) and tell the presence cache which queues to read."""
+        if not self.live.nodes:
+            return
+        self._desired = await asyncio.to_thread(desired_live, dict(applied.state))
+        self.presence.set_managed(self._desired)
 
     async def push(self, applied: AppliedState) -> None:
         """Bring every node in line with the applied state (never raw specs)."""
         if not self.live.nodes:
             return
-        state = dict(applied.state)
-        # pure but CPU-heavy at scale (seconds for 1,000 tenants): keep it off the loop
-        desired = await asyncio.to_thread(desired_live, state)
-        await self.live.reconcile(desired, applied.managed_domains())
+        if self._desired is None:
+            await self.follow(applied)
+        assert self._desired is not None
+        await self.live.reconcile(self._desired, applied.managed_domains())
 
     def forget(self) -> None:
         """A daemon that lost leadership must not push what it last knew against the new
@@ -40,6 +62,8 @@ class LiveSync:
 
     def _observe(self, report: NodeReport) -> None:
         self._metrics.esl_connected.labels(report.node).set(1 if report.connected else 0)
+        if any(key.startswith(("agent:", "queue:")) for key in report.repaired):
+            self.presence.refresh()  # the switch fires no event for agent del or queue unload
         if report.repaired:
             count = len(report.repaired)
             self.drift_repaired[report.node] = self.drift_repaired.get(report.node, 0) + count

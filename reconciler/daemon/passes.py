@@ -119,6 +119,8 @@ class PassLoop:
             return
         self._retry.reset()
         self._errors.recovered()
+        if rebuilt:
+            await self.live.follow(reconciler.applied)
         if leader and (rebuilt or batch.full):  # a full pass is also every node's drift check
             await self.live.push(reconciler.applied)
 
