@@ -21,11 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconciler.core.desired import tenant_state_from_spec as desired_records
 from reconciler.core.errors import SpecsUnavailable
 from reconciler.core.guards import hold_mass_orphaning, hold_shrinking, without
 from reconciler.core.logs import event
 from reconciler.core.model import State, Tenant, TenantLifecycle, TenantState
-from reconciler.core.model import tenant_state_from_spec as desired_records
 from reconciler.core.news import Newsroom
 from reconciler.core.plan import Plan, apply_changes, plan
 from reconciler.core.revision import GitRevision

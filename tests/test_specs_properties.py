@@ -12,7 +12,7 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from reconciler.core.model import tenant_state_from_spec
+from reconciler.core.desired import tenant_state_from_spec
 from specs_schema.load import load_specs
 from specs_schema.models import TenantSpec
 from tests.strategies import tenant_sets, tenant_specs

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from specs_schema.models import AgentType, TenantSpec
+from specs_schema.models import AgentType
 
 PUBLIC_CONTEXT = "public"
 
@@ -266,90 +266,3 @@ RECORD_TYPES: Mapping[Kind, type[Record]] = {
 }
 
 State = Mapping[str, TenantState]
-
-
-def _keyed(records: list[Any]) -> dict[str, Any]:
-    return {r.key: r for r in records}
-
-
-def tenant_state_from_spec(spec: TenantSpec) -> TenantState:
-    """Desired state of one tenant: the spec normalized into records."""
-    s = spec.settings
-    ocid = s.outbound_caller_id
-    tenant = Tenant(
-        id=spec.id,
-        domain=spec.domain.lower(),
-        name=spec.name,
-        status=str(spec.status),
-        extension_min=s.extension_length.min,
-        extension_max=s.extension_length.max,
-        call_timeout=s.call_timeout,
-        outbound_caller_id_name=ocid.name if ocid else None,
-        outbound_caller_id_number=ocid.number if ocid else None,
-        feature_available=s.feature_codes.agent_available,
-        feature_on_break=s.feature_codes.agent_on_break,
-        feature_logged_out=s.feature_codes.agent_logged_out,
-    )
-    extensions = [
-        Extension(
-            number=e.number,
-            name=e.name,
-            caller_id_name=e.caller_id.name if e.caller_id else None,
-            caller_id_number=e.caller_id.number if e.caller_id else None,
-            enabled=e.enabled,
-            call_timeout=e.call_timeout,
-            max_registrations=e.max_registrations,
-        )
-        for e in spec.extensions
-    ]
-    users = [
-        User(
-            email=u.email.lower(),
-            name=u.name,
-            role=str(u.role),
-            extensions=tuple(sorted(set(u.extensions))),
-        )
-        for u in spec.users
-    ]
-    agents = [
-        Agent(
-            name=a.name,
-            type=fs_agent_type(str(a.type)),
-            contact=a.contact
-            if a.contact is not None
-            else user_contact(a.extension or "", tenant.domain),
-            extension=a.extension,
-            max_no_answer=a.max_no_answer,
-            wrap_up_time=a.wrap_up_time,
-            reject_delay_time=a.reject_delay_time,
-            busy_delay_time=a.busy_delay_time,
-            no_answer_delay_time=a.no_answer_delay_time,
-            initial_status=str(a.initial_status) if a.initial_status else None,
-        )
-        for a in spec.agents
-    ]
-    queues = []
-    tiers = []
-    for q in spec.queues:
-        params = q.model_dump(mode="json", exclude={"tiers"})
-        queues.append(Queue(**params))
-        tiers += [
-            Tier(queue=q.name, agent=t.agent, level=t.level, position=t.position) for t in q.tiers
-        ]
-    dids = [
-        InboundNumber(
-            number=d.number,
-            destination_kind="extension" if d.destination.extension is not None else "queue",
-            destination=d.destination.extension or d.destination.queue or "",
-        )
-        for d in spec.inbound_numbers
-    ]
-    return TenantState(
-        tenant=tenant,
-        extensions=_keyed(extensions),
-        users=_keyed(users),
-        agents=_keyed(agents),
-        queues=_keyed(queues),
-        tiers=_keyed(tiers),
-        inbound_numbers=_keyed(dids),
-    )

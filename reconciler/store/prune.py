@@ -55,22 +55,7 @@ def prune_tenant(
                 raise TenantNotOrphaned(tenant_id, status)
             archive = archive_schema(tenant_id, now or datetime.now(UTC))
             assert schema == tenant_schema(tenant_id)
-            conn.execute(
-                sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
-                    sql.Identifier(schema), sql.Identifier(archive)
-                )
-            )
-            conn.execute(
-                "UPDATE pbx.schema_migrations SET schema_name = %s WHERE schema_name = %s",
-                (archive, schema),
-            )
-            dids = [
-                number
-                for (number,) in conn.execute(
-                    "SELECT number FROM pbx.did_index WHERE tenant_id = %s ORDER BY number",
-                    (tenant_id,),
-                )
-            ]
+            dids = _archive(conn, tenant_id, schema, archive)
             conn.execute("DELETE FROM pbx.tenants WHERE id = %s", (tenant_id,))
             retire_domain(conn, domain, tenant_id)
             record_history(
@@ -98,3 +83,22 @@ def prune_tenant(
             raise unavailable(exc) from exc
         raise StoreError(f"tenant {tenant_id}: prune failed: {describe_db_error(exc)}") from exc
     return archive
+
+
+def _archive(conn: psycopg.Connection, tenant_id: str, schema: str, archive: str) -> list[str]:
+    """Rename the schema (data kept, no longer registered); the DIDs it releases."""
+    conn.execute(
+        sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+            sql.Identifier(schema), sql.Identifier(archive)
+        )
+    )
+    conn.execute(
+        "UPDATE pbx.schema_migrations SET schema_name = %s WHERE schema_name = %s",
+        (archive, schema),
+    )
+    return [
+        number
+        for (number,) in conn.execute(
+            "SELECT number FROM pbx.did_index WHERE tenant_id = %s ORDER BY number", (tenant_id,)
+        )
+    ]

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconciler.core.desired import tenant_state_from_spec
 from reconciler.core.model import (
     Agent,
     Extension,
@@ -18,7 +19,6 @@ from reconciler.core.model import (
     TenantLifecycle,
     TenantState,
     Tier,
-    tenant_state_from_spec,
 )
 from reconciler.core.plan import Action, Plan, apply_changes, plan
 from reconciler.core.render import change_dict, render_text, to_json

@@ -46,7 +46,7 @@ from click.testing import CliRunner, Result
 from psycopg import sql
 
 from reconciler.cli.main import main as pbx_main
-from reconciler.core.model import tenant_state_from_spec
+from reconciler.core.desired import tenant_state_from_spec
 from reconciler.daemon.app import Daemon, DaemonConfig
 from reconciler.live import AGENT_NUMBER_FIELDS, DesiredLive, desired_live, is_managed
 from reconciler.live.nodes import parse_node_spec

@@ -15,7 +15,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from reconciler.core.model import State, tenant_state_from_spec
+from reconciler.core.desired import tenant_state_from_spec
+from reconciler.core.model import State
 from specs_schema.load import load_specs
 from tests.conftest import TRANSCRIPTS
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.core.model import PUBLIC_CONTEXT, tenant_state_from_spec
+from reconciler.core.desired import tenant_state_from_spec
+from reconciler.core.model import PUBLIC_CONTEXT
 from reconciler.serve.snapshot import Snapshot, build_snapshot, served_text
 from reconciler.serve.templating import Templates, load_templates
 from reconciler.serve.xmlcurl import MalformedRequest, answer, parse_form

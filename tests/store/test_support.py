@@ -9,7 +9,8 @@ import psycopg
 from hypothesis import given, settings
 from psycopg import sql
 
-from reconciler.core.model import Kind, TenantState, tenant_state_from_spec
+from reconciler.core.desired import tenant_state_from_spec
+from reconciler.core.model import Kind, TenantState
 from reconciler.core.plan import plan
 from reconciler.store import ApplyReport, apply_plan, read_state
 from specs_schema.models import TenantSpec

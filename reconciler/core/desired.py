@@ -1,0 +1,129 @@
+"""Specs -> records: a valid tenant file as the planner's desired state of that tenant.
+
+Everything the switch will receive is decided from the spec here (contacts built from
+extensions, names normalized) so the planner, the store and the served XML all see one
+normalized value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.core.model import (
+    Agent,
+    Extension,
+    InboundNumber,
+    Queue,
+    Tenant,
+    TenantState,
+    Tier,
+    User,
+    fs_agent_type,
+    user_contact,
+)
+from specs_schema.models import TenantSpec
+
+
+def tenant_state_from_spec(spec: TenantSpec) -> TenantState:
+    """Desired state of one tenant: the spec normalized into records."""
+    tenant = _tenant(spec)
+    queues, tiers = _queues_and_tiers(spec)
+    return TenantState(
+        tenant=tenant,
+        extensions=_keyed(_extensions(spec)),
+        users=_keyed(_users(spec)),
+        agents=_keyed(_agents(spec, tenant.domain)),
+        queues=_keyed(queues),
+        tiers=_keyed(tiers),
+        inbound_numbers=_keyed(_inbound_numbers(spec)),
+    )
+
+
+def _keyed(records: list[Any]) -> dict[str, Any]:
+    return {r.key: r for r in records}
+
+
+def _tenant(spec: TenantSpec) -> Tenant:
+    s = spec.settings
+    ocid = s.outbound_caller_id
+    return Tenant(
+        id=spec.id,
+        domain=spec.domain.lower(),
+        name=spec.name,
+        status=str(spec.status),
+        extension_min=s.extension_length.min,
+        extension_max=s.extension_length.max,
+        call_timeout=s.call_timeout,
+        outbound_caller_id_name=ocid.name if ocid else None,
+        outbound_caller_id_number=ocid.number if ocid else None,
+        feature_available=s.feature_codes.agent_available,
+        feature_on_break=s.feature_codes.agent_on_break,
+        feature_logged_out=s.feature_codes.agent_logged_out,
+    )
+
+
+def _extensions(spec: TenantSpec) -> list[Extension]:
+    return [
+        Extension(
+            number=e.number,
+            name=e.name,
+            caller_id_name=e.caller_id.name if e.caller_id else None,
+            caller_id_number=e.caller_id.number if e.caller_id else None,
+            enabled=e.enabled,
+            call_timeout=e.call_timeout,
+            max_registrations=e.max_registrations,
+        )
+        for e in spec.extensions
+    ]
+
+
+def _users(spec: TenantSpec) -> list[User]:
+    return [
+        User(
+            email=u.email.lower(),
+            name=u.name,
+            role=str(u.role),
+            extensions=tuple(sorted(set(u.extensions))),
+        )
+        for u in spec.users
+    ]
+
+
+def _agents(spec: TenantSpec, domain: str) -> list[Agent]:
+    return [
+        Agent(
+            name=a.name,
+            type=fs_agent_type(str(a.type)),
+            contact=a.contact if a.contact is not None else user_contact(a.extension or "", domain),
+            extension=a.extension,
+            max_no_answer=a.max_no_answer,
+            wrap_up_time=a.wrap_up_time,
+            reject_delay_time=a.reject_delay_time,
+            busy_delay_time=a.busy_delay_time,
+            no_answer_delay_time=a.no_answer_delay_time,
+            initial_status=str(a.initial_status) if a.initial_status else None,
+        )
+        for a in spec.agents
+    ]
+
+
+def _queues_and_tiers(spec: TenantSpec) -> tuple[list[Queue], list[Tier]]:
+    queues: list[Queue] = []
+    tiers: list[Tier] = []
+    for q in spec.queues:
+        queues.append(Queue(**q.model_dump(mode="json", exclude={"tiers"})))
+        tiers += [
+            Tier(queue=q.name, agent=t.agent, level=t.level, position=t.position) for t in q.tiers
+        ]
+    return queues, tiers
+
+
+def _inbound_numbers(spec: TenantSpec) -> list[InboundNumber]:
+    return [
+        InboundNumber(
+            number=d.number,
+            destination_kind="extension" if d.destination.extension is not None else "queue",
+            destination=d.destination.extension or d.destination.queue or "",
+        )
+        for d in spec.inbound_numbers
+    ]
