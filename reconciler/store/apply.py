@@ -32,11 +32,11 @@ from reconciler.core.revision import GitRevision
 from reconciler.store.claims import claim_groups, renamed_from, verify_claims
 from reconciler.store.errors import (
     StalePlan,
-    StoreError,
     TenantApplyError,
     describe_db_error,
     require_autocommit,
     unavailable,
+    writing,
 )
 from reconciler.store.history import changes_json, record_history
 from reconciler.store.layout import APPLIED_CHANNEL
@@ -132,7 +132,7 @@ def record_attempt(
     if not ids or not control_schema_exists(conn):
         return
     commit, dirty = (revision.commit, revision.dirty) if revision else (None, None)
-    try:
+    with writing(conn, "recording the attempted revision"):
         conn.execute(
             """
             UPDATE pbx.tenants SET attempted_revision = %s, attempted_dirty = %s,
@@ -141,12 +141,6 @@ def record_attempt(
             """,
             (commit, dirty, ids),
         )
-    except psycopg.Error as exc:
-        if conn.broken or conn.closed:
-            raise unavailable(exc) from exc
-        raise StoreError(
-            f"recording the attempted revision failed: {describe_db_error(exc)}"
-        ) from exc
 
 
 @contextmanager
@@ -269,7 +263,7 @@ def _mark_current(conn: psycopg.Connection, tenant_ids: Sequence[str], ctx: _Con
     if not tenant_ids:
         return
     commit, dirty = (ctx.revision.commit, ctx.revision.dirty) if ctx.revision else (None, None)
-    try:
+    with writing(conn, "recording the applied revision"):
         conn.execute(
             """
             UPDATE pbx.tenants AS t
@@ -291,12 +285,6 @@ def _mark_current(conn: psycopg.Connection, tenant_ids: Sequence[str], ctx: _Con
                 "digests": [ctx.digests.get(t) for t in tenant_ids],
             },
         )
-    except psycopg.Error as exc:
-        if conn.broken or conn.closed:
-            raise unavailable(exc) from exc
-        raise StoreError(
-            f"recording the applied revision failed: {describe_db_error(exc)}"
-        ) from exc
 
 
 def _record_failure(

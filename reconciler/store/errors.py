@@ -7,7 +7,8 @@ a failing row) are dropped, only the primary message, SQLSTATE and constraint na
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
 
 import psycopg
@@ -91,6 +92,18 @@ def describe_db_error(exc: psycopg.Error) -> str:
 def unavailable(exc: psycopg.Error) -> StoreUnavailable:
     """Translate a connection-level psycopg error."""
     return StoreUnavailable(f"database unavailable: {describe_db_error(exc)}")
+
+
+@contextmanager
+def writing(conn: psycopg.Connection, what: str) -> Iterator[None]:
+    """psycopg errors of a write leave as store errors: ``StoreUnavailable`` when the
+    connection is gone, else a ``StoreError`` saying what failed (never a row's values)."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        if conn.broken or conn.closed:
+            raise unavailable(exc) from exc
+        raise StoreError(f"{what} failed: {describe_db_error(exc)}") from exc
 
 
 def translated(func: Callable[P, R]) -> Callable[P, R]:

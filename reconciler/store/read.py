@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from reconciler.core.model import Kind, Record, Tenant, TenantState, User
+from reconciler.core.model import COLLECTION_OF, Kind, Record, Tenant, TenantState, User
 from reconciler.store.errors import require_autocommit, translated
 from reconciler.store.layout import tenant_schema
 from reconciler.store.tables import (
@@ -34,14 +34,7 @@ from reconciler.store.tables import (
 _CHUNK = 250
 """Schemas per UNION ALL query: keeps one query's text and planning time small."""
 
-_COLLECTIONS: dict[Kind, str] = {
-    Kind.EXTENSION: "extensions",
-    Kind.USER: "users",
-    Kind.AGENT: "agents",
-    Kind.QUEUE: "queues",
-    Kind.TIER: "tiers",
-    Kind.INBOUND_NUMBER: "inbound_numbers",
-}
+_COLLECTIONS = COLLECTION_OF
 
 
 @dataclass(frozen=True, slots=True)
