@@ -33,9 +33,8 @@ GATEWAY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 
 # --- agent contacts ------------------------------------------------------------------
 
-GATEWAY_CONTACT_PATTERN = (
-    r"^sofia/gateway/(?P<gateway>[a-z0-9][a-z0-9_.-]{0,62})/(?P<number>\+[1-9][0-9]{6,14})$"
-)
+# (plain groups: the pattern also goes into the JSON Schema, where editors use ECMA regex)
+GATEWAY_CONTACT_PATTERN = r"^sofia/gateway/([a-z0-9][a-z0-9_.-]{0,62})/(\+[1-9][0-9]{6,14})$"
 """The only contact a tenant file may write: an E.164 number through a declared gateway.
 An agent on one of the tenant's own extensions gives ``extension:`` instead, and the
 reconciler builds ``user/<ext>@<domain>`` itself."""
@@ -48,7 +47,7 @@ _DOMAIN = re.compile(DOMAIN_PATTERN)
 def gateway_contact_parts(text: str) -> tuple[str, str] | None:
     """``(gateway, number)`` of a ``sofia/gateway/<gateway>/<E.164>`` contact, else None."""
     match = _GATEWAY_CONTACT.fullmatch(text)
-    return (match["gateway"], match["number"]) if match else None
+    return (match[1], match[2]) if match else None
 
 
 def is_agent_contact(text: str, domain: str, gateways: Collection[str]) -> bool:

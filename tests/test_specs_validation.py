@@ -297,6 +297,14 @@ def test_committed_json_schema_matches_models() -> None:
     )
 
 
+def test_schema_patterns_are_portable_to_editors() -> None:
+    """Editors compile JSON Schema patterns as ECMA-262 regexes: no Python-only syntax."""
+    patterns = re.findall(r'"pattern": "(.*)"', committed_schema())
+    assert patterns
+    for pattern in patterns:
+        assert not re.search(r"\(\?P|\(\?<|\(\?[=!]|\\[AZz]", pattern), pattern
+
+
 def test_example_files_carry_the_schema_modeline() -> None:
     for path in EXAMPLE_TENANTS.glob("[!_]*.yaml"):
         first = path.read_text().splitlines()[0]
