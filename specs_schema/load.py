@@ -3,16 +3,22 @@
 Loading is pure with respect to everything but reading the files: no database, no switch.
 Every error of every file is collected in one run. A tenant whose file has any error is
 listed in ``SpecSet.invalid`` so that callers leave its applied state untouched (it is *not*
-"removed from git").
+"removed from git"). That holds for anything named ``*.yaml`` in the directory, however
+broken: a directory, a FIFO, a dangling link, a file over the size limit or one that was
+being written while we read it (the last kind is ``transient``: retry it soon).
 """
 
 from __future__ import annotations
 
+import datetime
 import difflib
+import errno
 import gc
 import hashlib
 import json
+import os
 import re
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,8 +28,21 @@ from pydantic import BaseModel, ValidationError
 
 from specs_schema import models
 from specs_schema.models import PLATFORM_FILE_STEM, PlatformSpec, TenantSpec
-from specs_schema.positions import Loc, NodePositions, YamlProblem, format_loc, parse_with_positions
-from specs_schema.rules import cross_tenant_findings, tenant_findings
+from specs_schema.positions import (
+    MAX_FILE_BYTES,
+    Loc,
+    NodePositions,
+    YamlProblem,
+    format_loc,
+    parse_with_positions,
+    shown,
+)
+from specs_schema.rules import (
+    cross_tenant_findings,
+    gateway_findings,
+    platform_findings,
+    tenant_findings,
+)
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -37,6 +56,8 @@ class SpecError:
     col: int
     field: str
     message: str
+    transient: bool = False
+    """The file changed while it was read: nobody's mistake, read it again soon."""
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.col}"
@@ -45,13 +66,16 @@ class SpecError:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "file": self.file,
             "line": self.line,
             "col": self.col,
             "field": self.field,
             "message": self.message,
         }
+        if self.transient:
+            out["transient"] = True
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +96,9 @@ class SpecSet:
     platform: PlatformSpec | None
     errors: tuple[SpecError, ...]
     files: tuple[str, ...] = field(default=())
+    unstable: frozenset[str] = field(default=frozenset())
+    """Tenant ids (file stems) frozen only because their file changed while being read:
+    a caller retries them at the next debounce instead of reporting a person's mistake."""
 
     @property
     def ok(self) -> bool:
@@ -90,15 +117,26 @@ class _Parsed:
     digest: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    stamp: tuple[int, ...]
+    content: str  # sha256 of the bytes
+    item: _Parsed
+
+
 def find_spec_files(paths: Iterable[Path]) -> list[Path]:
-    """Expand directories (non-recursive) into their ``*.yaml``/``*.yml`` files, sorted."""
+    """Expand directories (non-recursive) into their ``*.yaml``/``*.yml`` entries, sorted.
+
+    Every such name is listed whatever it is (directory, FIFO, dangling link): skipping one
+    would make its tenant look removed from git, and the daemon would orphan it.
+    """
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
             found += sorted(
                 p
                 for p in path.iterdir()
-                if p.suffix in SPEC_SUFFIXES and p.is_file() and not p.name.startswith(".")
+                if p.suffix in SPEC_SUFFIXES and not p.name.startswith(".")
             )
         else:
             found.append(path)
@@ -110,73 +148,276 @@ def load_specs(paths: Sequence[Path]) -> SpecSet:
     return SpecLoader().load(paths)
 
 
+Gateways = frozenset[str] | None
+"""Gateway names agent contacts may use; None when the platform file is invalid."""
+
+
+@dataclass
+class _Platform:
+    """A loaded platform file. ``gateways`` stays usable when only other parts of the file
+    are wrong (a typo in an admin's name must not freeze every tenant with a gateway
+    contact); it is None when the gateway list itself cannot be trusted."""
+
+    spec: PlatformSpec | None
+    errors: list[SpecError]
+    gateways: Gateways
+
+
 class SpecLoader:
-    """Loads spec trees repeatedly, re-parsing only files whose size or mtime changed.
+    """Loads spec trees repeatedly, re-parsing only files that changed.
 
     The daemon keeps one loader: after an edit of one tenant file among a thousand, a pass
     re-validates that file only; cross-tenant rules (cheap, over raw data) run every time.
+    A file is taken as unchanged when its inode, size, mtime and ctime are; a pass with
+    ``reread=True`` (the daemon's full passes) reads every file again and reuses a parse
+    only when the content digest matches, so even an edit that kept all of those is seen.
     """
 
     def __init__(self) -> None:
-        self._cache: dict[str, tuple[tuple[int, int], _Parsed]] = {}
+        self._cache: dict[str, _Cached] = {}
 
-    def load(self, paths: Sequence[Path]) -> SpecSet:
+    def load(self, paths: Sequence[Path], *, reread: bool = False) -> SpecSet:
         # Parsing allocates millions of small objects that all stay alive; generational GC
         # passes over them only cost time (measured: about half of a cold load).
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._load(paths)
+            return self._load(paths, reread)
         finally:
             if gc_was_enabled:
                 gc.enable()
 
-    def _load(self, paths: Sequence[Path]) -> SpecSet:
+    def _load(self, paths: Sequence[Path], reread: bool) -> SpecSet:
         files = find_spec_files(paths)
-        parsed: list[_Parsed] = []
-        platform: PlatformSpec | None = None
-        platform_errors: list[SpecError] = []
+        parsed: list[tuple[Path, _Parsed]] = []
+        loaded_platforms: dict[Path, _Platform] = {}
+        platform: _Platform | None = None
         live: set[str] = set()
         for path in files:
-            display = str(path)
-            live.add(display)
+            live.add(str(path))
             if path.stem == PLATFORM_FILE_STEM:
-                text = _read(path)
-                if isinstance(text, SpecError):
-                    platform_errors = [text]
-                else:
-                    platform, platform_errors = _load_platform(text, display)
+                platform = _load_platform_file(path)
+                loaded_platforms[path.parent] = platform
                 continue
-            parsed.append(self._parse_cached(path))
+            parsed.append((path, self._parse_cached(path, reread)))
         for stale in set(self._cache) - live:
             del self._cache[stale]
-        return _assemble(parsed, platform, platform_errors, files)
 
-    def _parse_cached(self, path: Path) -> _Parsed:
+        beside: dict[Path, Gateways] = {}
+
+        def gateways_for(path: Path) -> tuple[Gateways, str]:
+            """The platform of a tenant file: the loaded one (its own directory's first),
+            else the ``_platform.yaml`` beside it, else none (no gateway declared)."""
+            if platform is not None:
+                own = loaded_platforms.get(path.parent, platform)
+                return own.gateways, "_platform.yaml"
+            if path.parent not in beside:
+                beside[path.parent] = _platform_beside(path.parent)
+            return beside[path.parent], f"{path.parent / PLATFORM_FILE_STEM}.yaml"
+
+        for path, item in parsed:
+            if item.data is not None and item.positions is not None:
+                gateways, where = gateways_for(path)
+                item.errors += [
+                    _finding_error(item.file, item.positions, loc, msg)
+                    for loc, msg in gateway_findings(item.data, gateways, where)
+                ]
+        return _assemble(
+            [item for _, item in parsed],
+            platform.spec if platform is not None else None,
+            [e for p in loaded_platforms.values() for e in p.errors],
+            files,
+        )
+
+    def _parse_cached(self, path: Path, reread: bool) -> _Parsed:
         display = str(path)
-        try:
-            st = path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
-        except OSError:
-            stamp = (-1, -1)
+        st = _stat_spec_file(path)
+        if isinstance(st, SpecError):
+            self._cache.pop(display, None)
+            return _broken(display, path.stem, st)
+        stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         cached = self._cache.get(display)
-        if cached is not None and cached[0] == stamp and stamp != (-1, -1):
-            item = cached[1]
+        if cached is not None and not reread and cached.stamp == stamp:
+            item = cached.item
         else:
-            text = _read(path)
-            if isinstance(text, SpecError):
-                item = _Parsed(display, path.stem, None, None, {path.stem}, [text])
+            data = _read_stable(path, st)
+            if isinstance(data, SpecError):
+                self._cache.pop(display, None)
+                return _broken(display, path.stem, data)
+            content = hashlib.sha256(data).hexdigest()
+            if cached is not None and cached.content == content:
+                item = cached.item
             else:
-                item = _load_tenant(text, display, path.stem)
-            self._cache[display] = (stamp, item)
+                text = _decode(data, display)
+                if isinstance(text, SpecError):
+                    item = _broken(display, path.stem, text)
+                else:
+                    item = _load_tenant(text, display, path.stem)
+            self._cache[display] = _Cached(stamp, content, item)
         # a per-run copy: cross-tenant findings are added to it, never to the cached item
         return replace(item, errors=list(item.errors), claimed_ids=set(item.claimed_ids))
 
 
+def _broken(file: str, stem: str, error: SpecError) -> _Parsed:
+    """A file we could not read: an error of the tenant its name claims, never a removal."""
+    return _Parsed(file, stem, None, None, {stem}, [error])
+
+
+# --- reading: one stable read of a regular file ------------------------------------------
+
+
+def _stat_spec_file(path: Path) -> os.stat_result | SpecError:
+    """What the name points at, without opening it (opening a FIFO would block)."""
+    display = str(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "?"
+            return _err(
+                display,
+                1,
+                1,
+                "",
+                f"dangling symbolic link to {shown(target, limit=400)}: its tenant stays "
+                "frozen until it points at a regular file",
+            )
+        return _err(display, 1, 1, "", "disappeared while being read; will retry", True)
+    except OSError as exc:
+        return _err(display, 1, 1, "", f"cannot read file: {exc.strerror or exc}")
+    if not stat.S_ISREG(st.st_mode):
+        return _err(
+            display,
+            1,
+            1,
+            "",
+            f"not a regular file but {_file_kind(st.st_mode)}: its tenant stays frozen until "
+            "this name is a file (or a symbolic link to one)",
+        )
+    if st.st_size > MAX_FILE_BYTES:
+        return _too_big(display, st.st_size)
+    return st
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
+
+
+def _too_big(file: str, size: int) -> SpecError:
+    return _err(
+        file,
+        1,
+        1,
+        "",
+        f"file is {size} bytes; a spec file is limited to {MAX_FILE_BYTES} bytes (1 MiB)",
+    )
+
+
+def _read_stable(path: Path, before: os.stat_result) -> bytes | SpecError:
+    """The bytes of one read, or a transient error when the file changed meanwhile (an
+    editor or ``git checkout`` writing it): a half-written file is never validated."""
+    display = str(path)
+    changed = _err(display, 1, 1, "", "changed while being read; will retry", True)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return changed
+    except OSError as exc:
+        if exc.errno in (errno.ENXIO, errno.EISDIR):  # swapped for a FIFO or directory
+            return changed
+        return _err(display, 1, 1, "", f"cannot read file: {exc.strerror or exc}")
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode) or _identity(opened) != _identity(before):
+            return changed
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_FILE_BYTES:
+            chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
+    except OSError as exc:
+        return _err(display, 1, 1, "", f"cannot read file: {exc.strerror or exc}")
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        return _too_big(display, len(data))
+    try:
+        after = os.stat(path)
+    except OSError:
+        return changed
+    if _identity(after) != _identity(before) or len(data) != before.st_size:
+        return changed
+    return data
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _decode(data: bytes, file: str) -> str | SpecError:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        col = len(data[line_start : exc.start].decode("utf-8", "replace")) + 1  # characters
+        return _err(
+            file,
+            line,
+            col,
+            "",
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded (save the file "
+            "as UTF-8)",
+        )
+
+
+def _read_spec_text(path: Path) -> str | SpecError:
+    st = _stat_spec_file(path)
+    if isinstance(st, SpecError):
+        return st
+    data = _read_stable(path, st)
+    return data if isinstance(data, SpecError) else _decode(data, str(path))
+
+
+def _load_platform_file(path: Path) -> _Platform:
+    text = _read_spec_text(path)
+    if isinstance(text, SpecError):
+        return _Platform(None, [text], None)
+    return _load_platform(text, str(path))
+
+
+def _platform_beside(directory: Path) -> Gateways:
+    """Gateways of the platform file in ``directory`` (a tenant file validated on its own);
+    none declared when there is no such file."""
+    for suffix in SPEC_SUFFIXES:
+        candidate = directory / f"{PLATFORM_FILE_STEM}{suffix}"
+        if os.path.lexists(candidate):
+            return _load_platform_file(candidate).gateways
+    return frozenset()
+
+
 def _cross_tenant_view(data: dict[str, Any]) -> dict[str, Any]:
-    """Only what cross-tenant rules read (id, domain, DID numbers): the loader keeps this for
-    every file between runs, and the whole raw document would double the daemon's memory."""
+    """Only what rules across files read (id, domain, DID numbers, agent contacts): the
+    loader keeps this for every file between runs, and the whole raw document would double
+    the daemon's memory."""
     dids = data.get("inbound_numbers")
+    agents = data.get("agents")
     return {
         "id": data.get("id"),
         "domain": data.get("domain"),
@@ -185,14 +426,12 @@ def _cross_tenant_view(data: dict[str, Any]) -> dict[str, Any]:
             if isinstance(dids, list)
             else dids
         ),
+        "agents": (
+            [{"contact": a.get("contact")} if isinstance(a, dict) else None for a in agents]
+            if isinstance(agents, list)
+            else None
+        ),
     }
-
-
-def _read(path: Path) -> str | SpecError:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return _err(str(path), 1, 1, "", f"cannot read file: {exc}")
 
 
 def _assemble(
@@ -236,6 +475,9 @@ def _assemble(
     for tid in invalid:
         tenants.pop(tid, None)
 
+    unstable = {tid for p in parsed if any(e.transient for e in p.errors) for tid in p.claimed_ids}
+    if any(e.transient for e in platform_errors):
+        unstable.add(PLATFORM_FILE_STEM)
     errors = sorted([e for p in parsed for e in p.errors] + platform_errors)
     return SpecSet(
         tenants=tenants,
@@ -243,6 +485,7 @@ def _assemble(
         platform=platform,
         errors=tuple(errors),
         files=tuple(str(f) for f in files),
+        unstable=frozenset(unstable),
     )
 
 
@@ -257,14 +500,19 @@ def _load_tenant(text: str, file: str, stem: str) -> _Parsed:
     try:
         data, positions = parse_with_positions(text)
     except YamlProblem as exc:
-        item.errors.append(
-            _err(file, exc.position.line, exc.position.col, format_loc(exc.loc), exc.message)
-        )
+        item.errors += _yaml_errors(exc, file)
         return item
     item.positions = positions
     if not isinstance(data, dict):
+        where = positions.value(())
         item.errors.append(
-            _err(file, 1, 1, "", "a tenant file must be a YAML mapping (id, domain, ...)")
+            _err(
+                file,
+                where.line,
+                where.col,
+                "",
+                "a tenant file must be a YAML mapping (id, domain, ...)",
+            )
         )
         return item
     item.data = _cross_tenant_view(data)
@@ -294,23 +542,46 @@ def _load_tenant(text: str, file: str, stem: str) -> _Parsed:
     return item
 
 
-def _load_platform(text: str, file: str) -> tuple[PlatformSpec | None, list[SpecError]]:
+def _load_platform(text: str, file: str) -> _Platform:
     try:
         data, positions = parse_with_positions(text)
     except YamlProblem as exc:
-        return None, [
-            _err(file, exc.position.line, exc.position.col, format_loc(exc.loc), exc.message)
-        ]
+        return _Platform(None, _yaml_errors(exc, file), None)
     if data is None:
-        return PlatformSpec(), []
+        return _Platform(PlatformSpec(), [], frozenset())
+    errors: list[SpecError] = []
+    spec: PlatformSpec | None = None
     try:
-        return PlatformSpec.model_validate(data), []
+        spec = PlatformSpec.model_validate(data)
     except ValidationError as exc:
-        return None, _validation_errors(exc, PlatformSpec, file, positions)
+        errors += _validation_errors(exc, PlatformSpec, file, positions)
+    if isinstance(data, dict):
+        errors += [
+            _finding_error(file, positions, loc, msg) for loc, msg in platform_findings(data)
+        ]
+    if errors:
+        spec = None
+    gateways: Gateways = None
+    if spec is not None:
+        gateways = spec.gateway_names()
+    elif isinstance(data, dict) and not any(
+        e.field == "" or e.field.startswith("gateways") for e in errors
+    ):
+        listed = data.get("gateways") or []
+        gateways = frozenset(g["name"] for g in listed)
+    return _Platform(spec, errors, gateways)
 
 
-def _err(file: str, line: int, col: int, field_path: str, message: str) -> SpecError:
-    return SpecError(file, line, col, field_path, message)
+def _yaml_errors(exc: YamlProblem, file: str) -> list[SpecError]:
+    return [
+        _err(file, p.position.line, p.position.col, format_loc(p.loc), p.message) for p in exc.all()
+    ]
+
+
+def _err(
+    file: str, line: int, col: int, field_path: str, message: str, transient: bool = False
+) -> SpecError:
+    return SpecError(file, line, col, field_path, message, transient)
 
 
 def _finding_error(file: str, positions: NodePositions, loc: Loc, message: str) -> SpecError:
@@ -322,7 +593,7 @@ def _validation_errors(
     exc: ValidationError, root: type[BaseModel], file: str, positions: NodePositions
 ) -> list[SpecError]:
     out: list[SpecError] = []
-    for error in exc.errors(include_input=False, include_url=False):
+    for error in exc.errors(include_url=False):
         loc = _clean_loc(error["loc"])
         kind = error["type"]
         if kind == "extra_forbidden":
@@ -330,7 +601,7 @@ def _validation_errors(
             message = _unknown_key_message(root, loc)
         else:
             where = positions.value(loc)
-            message = _friendly(kind, error["msg"], error.get("ctx") or {}, loc)
+            message = _friendly(kind, error["msg"], error.get("ctx") or {}, loc, error["input"])
         out.append(_err(file, where.line, where.col, format_loc(loc), message))
     return out
 
@@ -349,11 +620,11 @@ def _unknown_key_message(root: type[BaseModel], loc: Loc) -> str:
     key = str(loc[-1])
     model = _model_at(root, loc[:-1])
     if model is None:
-        return f"unknown key '{key}'"
+        return f"unknown key {shown(key)}"
     allowed = [name for name, f in model.model_fields.items() if f.exclude is not True]
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(key[:100], allowed, n=1, cutoff=0.6)
     hint = f"; did you mean '{close[0]}'?" if close else f"; allowed keys: {', '.join(allowed)}"
-    return f"unknown key '{key}'{hint}"
+    return f"unknown key {shown(key)}{hint}"
 
 
 def _model_at(root: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
@@ -400,19 +671,36 @@ _PATTERN_HINTS = {
     models.E164_PATTERN: 'must be an E.164 number: "+", country code, digits (e.g. "+14155550100")',
     models.CALLER_ID_NUMBER_PATTERN: "must be digits with an optional leading +",
     models.EMAIL_PATTERN: "must be an email address",
-    models.CONTACT_PATTERN: "must be a FreeSWITCH dial string without blanks, quotes, "
-    "backslashes, '|' or '<>' (e.g. user/1001@acme.example.com)",
-    models.SOUND_PATTERN: "must be a sound path or URL without blanks, quotes, '|' or '<>'",
+    models.CONTACT_PATTERN: "must be sofia/gateway/<gateway>/<E.164 number>, the one "
+    "FreeSWITCH dial string a contact can be, through a gateway declared in _platform.yaml "
+    "(e.g. sofia/gateway/carrier1/+14155550199); give `extension:` instead to ring an "
+    "extension of this tenant",
+    models.SOUND_PATTERN: "must be local_stream://<name>, silence_stream://<milliseconds>, a "
+    "shipped sound such as ivr/ivr-please_hold.wav, or tenant:<path> for a file in this "
+    "tenant's sound storage (segments of a-z, 0-9, _ and -, ending .wav, .mp3 or .ogg; "
+    "without blanks, quotes, '|', '$', '{' or '}')",
+    models.RECORD_TEMPLATE_PATTERN: "must be a path in this tenant's recordings storage "
+    "such as support/{date}/{uuid}.wav: segments of A-Z, a-z, 0-9, _, . and -, the "
+    "placeholders {uuid}, {date}, {time}, {queue} and {caller} only, ending .wav or .mp3",
+    models.GATEWAY_PATTERN: "must be a gateway name: a-z or 0-9, then a-z, 0-9, _, . or - (max 63)",
 }
 
 
-def _friendly(kind: str, msg: str, ctx: Mapping[str, Any], loc: Loc) -> str:
+def _friendly(kind: str, msg: str, ctx: Mapping[str, Any], loc: Loc, value: object) -> str:
     if kind == "string_pattern_mismatch":
         return _PATTERN_HINTS.get(str(ctx.get("pattern")), msg)
     if (kind == "string_type" and loc and loc[-1] in ("number", "extension")) or (
         kind == "string_type" and len(loc) >= 2 and loc[-2] == "extensions"
     ):
         return 'must be a string: quote numbers, e.g. "1001" (YAML reads unquoted 0123 as a number)'
+    if kind == "string_type" and isinstance(value, bool):
+        return (
+            "input should be a valid string, but YAML reads unquoted yes/no/on/off/true/false "
+            'as a boolean: quote it (e.g. "yes") if it is meant as text'
+        )
+    if kind == "string_type" and isinstance(value, (int, float, datetime.date)):
+        what = "a date" if isinstance(value, datetime.date) else "a number"
+        return f"input should be a valid string, but YAML reads this unquoted value as {what}: quote it"
     if kind == "missing":
         return "required key is missing"
     if msg.startswith("Value error, "):

@@ -1,9 +1,11 @@
 """The public YAML contract: pydantic models of one tenant file and of the platform file.
 
 Key names are fixed by ``shared/SPEC-EXAMPLE.yaml``; fields may be added, never renamed.
-Every string that ends up inside a FreeSWITCH XML attribute used as a name, an ESL command
-argument or a ``|``-separated ``callcenter_config`` listing is restricted here to characters
-that are safe there. Display names may hold any printable Unicode: templates escape them.
+Every string that reaches FreeSWITCH (XML attributes, ESL command arguments, ``|``-separated
+``callcenter_config`` listings) has one of the allow-listed shapes of ``specs_schema.shapes``:
+a tenant file is hostile input and FreeSWITCH expands variables in many of these places.
+Display names may hold printable Unicode (templates escape it), but no invisible or
+direction-changing characters, and no ``$``/``{``/``}`` where FreeSWITCH receives them.
 
 Cross-reference rules (numbers that clash, tiers naming unknown agents, ...) live in
 ``specs_schema.rules``; this module only describes shapes, types and ranges.
@@ -11,7 +13,6 @@ Cross-reference rules (numbers that clash, tiers naming unknown agents, ...) liv
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -26,36 +27,40 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from specs_schema import shapes
+
 # --- constrained strings -------------------------------------------------------------
 
-TENANT_ID_PATTERN = r"^[a-z][a-z0-9_]{1,30}$"
-SLUG_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
-DOMAIN_PATTERN = (
-    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]"
-    r"(?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
-)
-DIGITS_PATTERN = r"^[0-9]{1,15}$"
+# Shapes shared with the reconciler (which re-checks at render and ESL time) live in
+# specs_schema.shapes; the ones below only matter to the YAML contract.
+TENANT_ID_PATTERN = shapes.TENANT_ID_PATTERN
+SLUG_PATTERN = shapes.SLUG_PATTERN
+DOMAIN_PATTERN = shapes.DOMAIN_PATTERN
+DIGITS_PATTERN = shapes.DIGITS_PATTERN
+E164_PATTERN = shapes.E164_PATTERN
+GATEWAY_PATTERN = shapes.GATEWAY_PATTERN
+CONTACT_PATTERN = shapes.GATEWAY_CONTACT_PATTERN
+SOUND_PATTERN = shapes.SOUND_PATTERN
+RECORD_TEMPLATE_PATTERN = shapes.RECORD_TEMPLATE_PATTERN
 FEATURE_CODE_PATTERN = r"^[*#]?[0-9]{1,10}$"
-E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
 CALLER_ID_NUMBER_PATTERN = r"^\+?[0-9]{1,20}$"
 EMAIL_PATTERN = r"^[A-Za-z0-9.!#$%&*+/=?^_`{}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$"
-# A FreeSWITCH dial string used as an agent contact: no blanks (the ESL tokenizer splits on
-# them), no quotes or backslashes (it interprets them), no '|' (listings are '|'-separated),
-# no XML metacharacters.
-CONTACT_PATTERN = r"^[A-Za-z0-9_.@:/{}=,+*#%$()\[\]!~^;?-]{1,255}$"
-# Sound paths and record templates go into XML only, but also show up in '|'-separated
-# `queue list` output: no '|', no blanks, no quotes, no control characters.
-SOUND_PATTERN = r"^[A-Za-z0-9_.@:/{}=,+*#%$()\[\]!~^;?&-]{1,512}$"
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _printable(value: str) -> str:
-    """Display names may be any Unicode, but never carry control characters (newlines)."""
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters such as newlines or tabs")
-    if value != value.strip():
-        raise ValueError("must not start or end with blanks")
+def _display_name(value: str) -> str:
+    """Any printable Unicode, but nothing that hides what a name says (bidi overrides,
+    invisible characters) or breaks lines; the message names the character."""
+    problem = shapes.display_name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _fs_display_name(value: str) -> str:
+    """A display name FreeSWITCH receives (directory variables): no ``$``, ``{``, ``}``."""
+    problem = shapes.display_name_problem(value, reaches_freeswitch=True)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
@@ -75,11 +80,21 @@ CallerIdNumber = Annotated[str, StringConstraints(pattern=CALLER_ID_NUMBER_PATTE
 Email = Annotated[
     str, StringConstraints(pattern=EMAIL_PATTERN, max_length=254), AfterValidator(_lower)
 ]
-DisplayName = Annotated[
-    str, StringConstraints(min_length=1, max_length=120), AfterValidator(_printable)
-]
+_NAME_LENGTH = StringConstraints(min_length=1, max_length=shapes.DISPLAY_NAME_MAX_LENGTH)
+DisplayName = Annotated[str, _NAME_LENGTH, AfterValidator(_display_name)]
+FsDisplayName = Annotated[str, _NAME_LENGTH, AfterValidator(_fs_display_name)]
+"""A display name that reaches FreeSWITCH (extension and caller id names)."""
+GatewayName = Annotated[str, StringConstraints(pattern=GATEWAY_PATTERN)]
 Contact = Annotated[str, StringConstraints(pattern=CONTACT_PATTERN)]
-SoundPath = Annotated[str, StringConstraints(pattern=SOUND_PATTERN)]
+SoundPath = Annotated[
+    str, StringConstraints(pattern=SOUND_PATTERN, max_length=shapes.SOUND_MAX_LENGTH)
+]
+RecordTemplate = Annotated[
+    str,
+    StringConstraints(
+        pattern=RECORD_TEMPLATE_PATTERN, max_length=shapes.RECORD_TEMPLATE_MAX_LENGTH
+    ),
+]
 Seconds = Annotated[int, Field(ge=0, le=86400)]
 
 
@@ -151,7 +166,9 @@ class ExtensionLength(_Spec):
 
 
 class CallerId(_Spec):
-    name: DisplayName | None = None
+    """Caller id sent with calls: FreeSWITCH reads it from directory variables."""
+
+    name: FsDisplayName | None = None
     number: CallerIdNumber | None = None
 
 
@@ -186,7 +203,7 @@ class ExtensionSpec(_Spec):
     """A SIP endpoint. Its password is generated by the reconciler and never lives in git."""
 
     number: Digits
-    name: DisplayName
+    name: FsDisplayName
     caller_id: CallerId | None = None
     enabled: bool = True
     call_timeout: int | None = Field(default=None, ge=5, le=600)
@@ -209,7 +226,11 @@ class AgentSpec(_Spec):
 
     name: Slug
     extension: Digits | None = None
-    contact: Contact | None = None
+    contact: Contact | None = Field(
+        default=None,
+        description="sofia/gateway/<gateway>/<E.164 number>, the gateway declared in "
+        "_platform.yaml `gateways:`; to ring an extension of this tenant give `extension:`.",
+    )
     type: AgentType = AgentType.CALLBACK
     max_no_answer: int = Field(default=3, ge=0, le=1000)
     wrap_up_time: Seconds = 10
@@ -244,7 +265,11 @@ class QueueSpec(_Spec):
     moh_sound: SoundPath | None = None
     announce_sound: SoundPath | None = None
     announce_frequency: Seconds = 0
-    record_template: SoundPath | None = None
+    record_template: RecordTemplate | None = Field(
+        default=None,
+        description="Path in the tenant's recordings storage; placeholders {uuid}, {date}, "
+        "{time}, {queue}, {caller}; ends .wav or .mp3 (e.g. support/{date}/{uuid}.wav).",
+    )
     time_base_score: TimeBaseScore = TimeBaseScore.QUEUE
     tier_rules_apply: bool = False
     tier_rule_wait_second: Seconds = 0
@@ -301,10 +326,23 @@ class SuperAdmin(_Spec):
     name: DisplayName
 
 
+class GatewaySpec(_Spec):
+    """A carrier gateway defined by the platform's SIP profile; agents of any tenant may be
+    reached through it (``contact: sofia/gateway/<name>/<E.164>``)."""
+
+    name: GatewayName
+
+
 class PlatformSpec(_Spec):
-    """``tenants.d/_platform.yaml``: the platform itself (GitOps bootstrap of super admins)."""
+    """``tenants.d/_platform.yaml``: the platform itself (GitOps bootstrap of super admins,
+    the carrier gateways agent contacts may use)."""
 
     super_admins: list[SuperAdmin] = Field(default_factory=list)
+    gateways: list[GatewaySpec] = Field(default_factory=list)
+
+    def gateway_names(self) -> frozenset[str]:
+        """Names agent contacts may use in ``sofia/gateway/<name>/...``."""
+        return frozenset(g.name for g in self.gateways)
 
 
 FileKind = Literal["tenant", "platform"]

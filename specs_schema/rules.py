@@ -1,9 +1,11 @@
 """Cross-reference rules that a single field cannot express.
 
-Pure functions over validated models. Each finding is ``(loc, message)`` where ``loc`` is the
+Pure functions over raw YAML data. Each finding is ``(loc, message)`` where ``loc`` is the
 path of the offending node, so the loader can point at its line and column. Rules inside one
 tenant live in ``tenant_findings``; rules across tenants (domains, DIDs) in
-``cross_tenant_findings``.
+``cross_tenant_findings``; agent contacts against the platform's gateways in
+``gateway_findings``. Values echoed in messages go through ``shown`` (clipped, invisible
+characters escaped): a hostile file must not write arbitrary text into CI logs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from specs_schema.models import ExtensionLength, FeatureCodes
-from specs_schema.positions import Loc, format_loc
+from specs_schema.positions import Loc, format_loc, shown
+from specs_schema.shapes import gateway_contact_parts
 
 Finding = tuple[Loc, str]
 
@@ -90,9 +93,11 @@ def tenant_findings(data: Mapping[str, Any]) -> list[Finding]:
                 continue
             loc: Loc = ("users", ui, "extensions", xi)
             if number not in extensions:
-                findings.append((loc, f"unknown extension '{number}'{_hint(number, extensions)}"))
+                findings.append(
+                    (loc, f"unknown extension {shown(number)}{_hint(number, extensions)}")
+                )
             if number in seen:
-                findings.append((loc, f"extension '{number}' listed twice for this user"))
+                findings.append((loc, f"extension {shown(number)} listed twice for this user"))
             seen.add(number)
 
     for ai, agent in agents_items:
@@ -101,7 +106,7 @@ def tenant_findings(data: Mapping[str, Any]) -> list[Finding]:
             findings.append(
                 (
                     ("agents", ai, "extension"),
-                    f"unknown extension '{number}'{_hint(number, extensions)}",
+                    f"unknown extension {shown(number)}{_hint(number, extensions)}",
                 )
             )
 
@@ -113,9 +118,9 @@ def tenant_findings(data: Mapping[str, Any]) -> list[Finding]:
                 continue
             loc = ("queues", qi, "tiers", ti, "agent")
             if name not in agents:
-                findings.append((loc, f"unknown agent '{name}'{_hint(name, agents)}"))
+                findings.append((loc, f"unknown agent {shown(name)}{_hint(name, agents)}"))
             if name in seen_agents:
-                findings.append((loc, f"agent '{name}' has two tiers in this queue"))
+                findings.append((loc, f"agent {shown(name)} has two tiers in this queue"))
             seen_agents.add(name)
 
     for di, did in dids_items:
@@ -127,7 +132,7 @@ def tenant_findings(data: Mapping[str, Any]) -> list[Finding]:
             findings.append(
                 (
                     ("inbound_numbers", di, "destination", "extension"),
-                    f"unknown extension '{number}'{_hint(number, extensions)}",
+                    f"unknown extension {shown(number)}{_hint(number, extensions)}",
                 )
             )
         queue_name = _text(dest, "queue")
@@ -135,7 +140,7 @@ def tenant_findings(data: Mapping[str, Any]) -> list[Finding]:
             findings.append(
                 (
                     ("inbound_numbers", di, "destination", "queue"),
-                    f"unknown queue '{queue_name}'{_hint(queue_name, queues)}",
+                    f"unknown queue {shown(queue_name)}{_hint(queue_name, queues)}",
                 )
             )
     return findings
@@ -159,14 +164,14 @@ def cross_tenant_findings(files: Mapping[str, Mapping[str, Any]]) -> dict[str, l
                 dids.setdefault(number, []).append((file, di))
 
     def label(file: str) -> str:
-        return _text(files[file], "id") or file
+        return shown(_text(files[file], "id") or file, quote=False)
 
     for domain, owners in domains.items():
         if len(owners) > 1:
             for file in owners:
                 others = ", ".join(label(o) for o in owners if o != file)
                 found.setdefault(file, []).append(
-                    (("domain",), f"domain '{domain}' is also used by tenant {others}")
+                    (("domain",), f"domain {shown(domain)} is also used by tenant {others}")
                 )
     for number, claims in dids.items():
         owners_set = {file for file, _ in claims}
@@ -176,10 +181,57 @@ def cross_tenant_findings(files: Mapping[str, Mapping[str, Any]]) -> dict[str, l
                 found.setdefault(file, []).append(
                     (
                         ("inbound_numbers", di, "number"),
-                        f"inbound number '{number}' is also claimed by tenant {others}",
+                        f"inbound number {shown(number)} is also claimed by tenant {others}",
                     )
                 )
     return found
+
+
+def gateway_findings(
+    data: Mapping[str, Any], gateways: frozenset[str] | None, platform_file: str
+) -> list[Finding]:
+    """Agent contacts name a gateway of the platform (``gateways:`` of ``_platform.yaml``):
+    a tenant can only reach the outside through carriers the platform operates.
+
+    ``gateways`` is None when the platform file is invalid: the contacts cannot be checked,
+    so they are errors too (the tenant stays frozen rather than apply an unchecked contact).
+    Contacts of the wrong shape are left to model validation.
+    """
+    findings: list[Finding] = []
+    for ai, agent in _items(data, "agents"):
+        contact = _text(agent, "contact")
+        parts = gateway_contact_parts(contact) if contact is not None else None
+        if parts is None:
+            continue
+        gateway = parts[0]
+        loc: Loc = ("agents", ai, "contact")
+        if gateways is None:
+            findings.append(
+                (loc, f"gateway '{gateway}' cannot be checked: {platform_file} is invalid")
+            )
+        elif gateway not in gateways:
+            declared = ", ".join(sorted(gateways))
+            findings.append(
+                (
+                    loc,
+                    f"gateway '{gateway}' is not declared in _platform.yaml gateways: [{declared}]",
+                )
+            )
+    return findings
+
+
+def platform_findings(data: Mapping[str, Any]) -> list[Finding]:
+    """Rules of ``_platform.yaml`` beyond shapes: no gateway or super admin twice."""
+    return _duplicates(
+        ((("gateways", i, "name"), _text(g, "name")) for i, g in _items(data, "gateways")),
+        "gateway",
+    ) + _duplicates(
+        (
+            (("super_admins", i, "email"), _text(a, "email"))
+            for i, a in _items(data, "super_admins")
+        ),
+        "super admin email",
+    )
 
 
 def _duplicates(items: Iterable[tuple[Loc, str | None]], what: str) -> list[Finding]:
@@ -190,7 +242,9 @@ def _duplicates(items: Iterable[tuple[Loc, str | None]], what: str) -> list[Find
             continue
         folded = value.lower()
         if folded in first:
-            findings.append((loc, f"duplicate {what} '{value}' (first at {_short(first[folded])})"))
+            findings.append(
+                (loc, f"duplicate {what} {shown(value)} (first at {_short(first[folded])})")
+            )
         else:
             first[folded] = loc
     return findings
@@ -229,7 +283,7 @@ def _number_clashes(
             findings.append(
                 (
                     claim.loc,
-                    f"number '{number}' is already used by {other.what} at {format_loc(other.loc)}",
+                    f"number {shown(number)} is already used by {other.what} at {format_loc(other.loc)}",
                 )
             )
     return findings
@@ -252,7 +306,7 @@ def _extension_lengths(
             findings.append(
                 (
                     ("extensions", i, "number"),
-                    f"extension '{number}' has {len(number)} digits; this tenant allows "
+                    f"extension {shown(number)} has {len(number)} digits; this tenant allows "
                     f"{bounds.min} to {bounds.max} (settings.extension_length)",
                 )
             )
@@ -261,7 +315,7 @@ def _extension_lengths(
 
 def _hint(value: str, known: set[str]) -> str:
     close = difflib.get_close_matches(value, sorted(known), n=1)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    return f"; did you mean {shown(close[0])}?" if close else ""
 
 
 def _short(loc: Loc) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -146,14 +147,20 @@ def test_valid_file_has_no_errors(tmp_path: Path) -> None:
             '{name: alice, extension: "1001"}',
             '{name: alice, contact: "user/1001@x.com|evil"}',
             [
-                "acme.yaml:8:28: agents[0].contact: must be a FreeSWITCH dial string without "
-                "blanks, quotes, backslashes, '|' or '<>' (e.g. user/1001@acme.example.com)"
+                "acme.yaml:8:28: agents[0].contact: must be sofia/gateway/<gateway>/<E.164 "
+                "number>, the one FreeSWITCH dial string a contact can be, through a gateway "
+                "declared in _platform.yaml (e.g. sofia/gateway/carrier1/+14155550199); give "
+                "`extension:` instead to ring an extension of this tenant"
             ],
         ),
         (
             '{name: alice, extension: "1001"}',
-            '{name: alice, extension: "1001", contact: "user/1001@x.com"}',
-            ["acme.yaml:8:5: agents[0]: give exactly one of 'extension' or 'contact'"],
+            '{name: alice, extension: "1001", contact: sofia/gateway/gw1/+14155550199}',
+            [
+                "acme.yaml:8:5: agents[0]: give exactly one of 'extension' or 'contact'",
+                "acme.yaml:8:47: agents[0].contact: gateway 'gw1' is not declared in "
+                "_platform.yaml gateways: []",
+            ],
         ),
         (
             "name: Acme\n",
@@ -270,8 +277,8 @@ def test_display_names_accept_unicode_but_not_control_characters(tmp_path: Path)
     assert messages(tmp_path) == []
     write(tmp_path, "acme.yaml", VALID.replace("name: Alice", 'name: "Line\\nbreak"'))
     assert messages(tmp_path) == [
-        "acme.yaml:5:28: extensions[0].name: must not contain control characters such as "
-        "newlines or tabs"
+        "acme.yaml:5:28: extensions[0].name: U+000A LINE FEED is not allowed: display names "
+        "must not contain control characters such as newlines or tabs"
     ]
 
 
@@ -288,6 +295,14 @@ def test_committed_json_schema_matches_models() -> None:
     assert committed_schema() == render_schema(), (
         "run `pbx schema > specs_schema/tenant.schema.json`"
     )
+
+
+def test_schema_patterns_are_portable_to_editors() -> None:
+    """Editors compile JSON Schema patterns as ECMA-262 regexes: no Python-only syntax."""
+    patterns = re.findall(r'"pattern": "(.*)"', committed_schema())
+    assert patterns
+    for pattern in patterns:
+        assert not re.search(r"\(\?P|\(\?<|\(\?[=!]|\\[AZz]", pattern), pattern
 
 
 def test_example_files_carry_the_schema_modeline() -> None:
@@ -399,3 +414,13 @@ def test_loader_reparses_only_changed_files(
 
     (tmp_path / "beta.yaml").unlink()
     assert set(loader.load([tmp_path]).tenants) == {"acme"}
+
+
+def test_readme_tenant_file_examples_validate(tmp_path: Path) -> None:
+    """The README's tenant and platform examples are real files, not prose."""
+    readme = (EXAMPLE_TENANTS.parent / "README.md").read_text()
+    section = readme[readme.index("## The tenant file") : readme.index("## CLI")]
+    tenant, platform = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    write(tmp_path, "acme.yaml", tenant)
+    write(tmp_path, "_platform.yaml", platform)
+    assert messages(tmp_path) == []

@@ -240,7 +240,7 @@ MISTAKES: tuple[Mistake, ...] = (
     _m("contact-with-double-quote", '    extension: "1002"\n', f"    contact: 'user/1002\"@acme.example.com'{MARK}\n", "FreeSWITCH dial string"),
     _m("contact-with-blank", '    extension: "1002"\n', f'    contact: "user/1002@acme.example.com x"{MARK}\n', "FreeSWITCH dial string"),
     _m("contact-with-newline", '    extension: "1002"\n', f'    contact: "user/1002@acme.example.com\\nx"{MARK}\n', "FreeSWITCH dial string"),
-    _m("agent-extension-and-contact", '  - name: bob\n    extension: "1002"\n    type: callback\n', f'  - {{name: bob, extension: "1002", contact: user/1002@acme.example.com}}{MARK}\n', "exactly one"),
+    _m("agent-extension-and-contact", '  - name: bob\n    extension: "1002"\n    type: callback\n', f'  - {{name: bob, extension: "1002", contact: sofia/gateway/answering_service/+14155550199}}{MARK}\n', "exactly one"),
     _m("agent-neither-extension-nor-contact", '  - name: bob\n    extension: "1002"\n    type: callback\n', f"  - {{name: bob, type: callback}}{MARK}\n", "exactly one"),
     _m("did-two-destinations", "    destination: {queue: support}\n", f'    destination: {{queue: support, extension: "1001"}}{MARK}\n', "exactly one"),
     # display names: any Unicode, but no control characters or edge blanks
@@ -288,11 +288,27 @@ MISTAKES: tuple[Mistake, ...] = (
     _m("yaml-python-name-tag", "name: Acme Corporation\n", f"name: !!python/name:os.system{MARK}\n", "YAML"),
     _m("yaml-python-object-tag-on-a-list", "name: Acme Corporation\n", f'name: !!python/object/apply:os.system ["true"]{MARK}\n', "is not allowed"),
     _m("yaml-undefined-alias", "    wrap_up_time: 15\n", f"    wrap_up_time: *fifteen{MARK}\n", "undefined alias"),
+    _m("yaml-anchor", "    wrap_up_time: 15\n", f"    wrap_up_time: &fifteen 15{MARK}\n", "anchors and aliases are not supported"),
+    _m("yaml-merge-key", "    name: Bob desk phone\n", f"    <<: {{name: Bob desk phone}}{MARK}\n", "merge keys (<<) are not supported"),
+    _m("yaml-binary-tag", "    name: Bob softphone\n", f"    name: !!binary Qm9i{MARK}\n", "YAML tag !!binary is not allowed"),
+    # hostile values: FreeSWITCH would expand them (code execution) or reach another tenant
+    _m("contact-runs-a-command", '    extension: "1002"\n', f'    contact: "${{system(touch /tmp/pwned)}}"{MARK}\n', "FreeSWITCH dial string"),
+    _m("contact-with-dial-string-prefix", '    extension: "1002"\n', f'    contact: "{{api_on_answer=system id}}sofia/gateway/answering_service/+14155550199"{MARK}\n', "FreeSWITCH dial string"),
+    _m("contact-of-another-tenant", '    extension: "1002"\n', f"    contact: user/2001@globex.example.com{MARK}\n", "FreeSWITCH dial string"),
+    _m("contact-loopback", '    extension: "1002"\n', f"    contact: loopback/2001/globex.example.com{MARK}\n", "FreeSWITCH dial string"),
+    _m("contact-undeclared-gateway", '    extension: "1002"\n', f"    contact: sofia/gateway/elsewhere/+14155550199{MARK}\n", "is not declared in _platform.yaml gateways: [answering_service]"),
+    _m("moh-preprocessor-variable", "    moh_sound: local_stream://moh\n", f'    moh_sound: "$${{hold_music}}"{MARK}\n', "must be local_stream://"),
+    _m("sound-path-traversal", "    moh_sound: local_stream://moh\n", f"    moh_sound: tenant:../globex/moh.wav{MARK}\n", "must be local_stream://"),
+    _m("record-template-runs-a-command", "    moh_sound: local_stream://moh\n", f'    moh_sound: local_stream://moh\n    record_template: "${{system(id)}}.wav"{MARK}\n', "recordings storage"),
+    _m("bidi-override-in-name", "    name: Bob softphone\n", f'    name: "Bob \\u202esoftphone"{MARK}\n', "U+202E RIGHT-TO-LEFT OVERRIDE is not allowed"),
+    _m("zero-width-in-user-name", "    name: Bob Jones\n", f'    name: "Bob\\u200bJones"{MARK}\n', "U+200B ZERO WIDTH SPACE is not allowed"),
+    _m("variable-in-caller-id-name", '    caller_id: {name: "Acme <Front Desk>"}\n', f'    caller_id: {{name: "Acme ${{system(id)}}"}}{MARK}\n', "FreeSWITCH receives"),
 )
 # fmt: on
 
 BASE_ACME = (BAD_SPECS / "acme.yaml").read_text()
 BASE_GLOBEX = (BAD_SPECS / "globex.yaml").read_text()
+BASE_PLATFORM = (BAD_SPECS / "_platform.yaml").read_text()
 
 
 def inject(base: str, mistake: Mistake) -> tuple[str, int]:
@@ -309,6 +325,7 @@ def applied_dsn(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) ->
         tenants = tmp_path_factory.mktemp("baseline")
         (tenants / "acme.yaml").write_text(BASE_ACME)
         (tenants / "globex.yaml").write_text(BASE_GLOBEX)
+        (tenants / "_platform.yaml").write_text(BASE_PLATFORM)
         result = pbx("apply", "--yes", "--tenants", str(tenants), "--database-url", dsn)
         assert result.exit_code == 0, result.output
         yield dsn
@@ -331,6 +348,7 @@ def test_mistake_is_reported_at_its_line_and_applies_nothing(
     tenants.mkdir()
     acme = tenants / "acme.yaml"
     acme.write_text(text)
+    (tenants / "_platform.yaml").write_text(BASE_PLATFORM)
     globex_name = f"name: Globex {mistake.id}\n"
     (tenants / "globex.yaml").write_text(
         replace_once(BASE_GLOBEX, ("name: Globex Corporation\n", globex_name))
