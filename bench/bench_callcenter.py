@@ -175,6 +175,16 @@ async def run(
                     f"wipe+resync: {resync_s:7.3f} s  ({resync.trigger}, "
                     f"{resync.applied} changes re-applied, errors={len(resync.errors)})"
                 )
+                passes = node.pass_count
+                await fs.restart(wipe=True, down_for=10.0)  # returns once it accepts again
+                started = time.perf_counter()
+                back = await node.wait_pass(passes, timeout=60)
+                back_s = time.perf_counter() - started
+                print(
+                    f"down 10 s, accepting -> resynced: {back_s:7.3f} s  ({back.trigger}, "
+                    f"{back.applied} changes re-applied)  (target <= 2 s)"
+                )
+                failures += 0 if back.ok and back_s <= 2 else 1
                 ok = (
                     push.ok
                     and noop.ok

@@ -65,6 +65,7 @@ class PlannedPass:
     candidates: frozenset[str]
     held: Mapping[str, str] = field(default_factory=dict)
     retired_domains: frozenset[str] = frozenset()
+    unstable: frozenset[str] = frozenset()  # files caught changing while read: retry soon
 
     def tenant_records(self) -> dict[str, Tenant]:
         records = {t: s.tenant for t, s in self.actual.items()}
@@ -191,7 +192,7 @@ class Reconciler:
 
     def plan_pass(self, *, full: bool, only: str | None = None) -> PlannedPass:
         """Load, read, plan. ``only``: plan that one tenant (``--tenant``)."""
-        specs = self._load_specs()
+        specs = self._load_specs(reread=full)
         revision = git_revision(self.tenants_dir)
         desired = self._desired_state(specs)
         invalid = frozenset(specs.invalid)
@@ -227,6 +228,7 @@ class Reconciler:
             candidates=candidates,
             held=held,
             retired_domains=self.store.read_retired_domains(),
+            unstable=frozenset(specs.unstable),
         )
 
     def _guard(
@@ -287,11 +289,13 @@ class Reconciler:
         _log(outcome, self._spec_news, self._failure_news)
         return outcome
 
-    def _load_specs(self) -> SpecSet:
+    def _load_specs(self, *, reread: bool) -> SpecSet:
+        """``reread``: read every file's content again (full passes), not trusting size and
+        modification time (an edit can keep both)."""
         if not self.tenants_dir.is_dir():
             # never read as "every tenant was removed from git": that would orphan them all
             raise SpecsUnavailable(f"tenants directory {self.tenants_dir} does not exist")
-        specs = self.loader.load([self.tenants_dir])
+        specs = self.loader.load([self.tenants_dir], reread=reread)
         self.last_specs = specs
         return specs
 

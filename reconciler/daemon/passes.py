@@ -131,7 +131,8 @@ class PassLoop:
             refreshed = await asyncio.to_thread(reconciler.refresh, batch.notified)
         outcome = await asyncio.to_thread(reconciler.run_pass, full=batch.full)
         self._observe(batch, outcome)
-        if reconciler.shrink_pending:  # read those files again once they settled
+        if reconciler.shrink_pending or outcome.planned.unstable:
+            # read those files again once they settled
             self.triggers.request_later("held", self.settle_seconds)
         return outcome.state_changed or refreshed
 

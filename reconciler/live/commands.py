@@ -13,24 +13,19 @@ string exists to be sent.
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 from reconciler.live.desired import domain_of
 from reconciler.live.errors import UnsafeArgument
 from reconciler.live.esl import quote_arg
+from specs_schema import shapes
 
 CC: Final = "callcenter_config"
 AGENT_STATUSES: Final = ("Logged Out", "Available", "Available (On Demand)", "On Break")
 AGENT_TYPES: Final = ("Callback", "uuid-standby")
 FRESH_AGENT_STATUS: Final = "Logged Out"  # the status `agent add` gives a new agent
 
-_USER_CONTACT: Final = re.compile(r"user/[0-9]+@(?P<domain>[^\s/@]+)")
-_GATEWAY_CONTACT: Final = re.compile(r"sofia/gateway/[a-z0-9][a-z0-9_.-]*/\+[1-9][0-9]{1,14}")
 _FORBIDDEN: Final = frozenset("${}")
-# The one dial-string variable the shipped examples use (README, tenants.d/globex.yaml):
-# digits only, so it cannot expand anything. Anything else in braces is refused.
-_TIMEOUT_PREFIX: Final = re.compile(r"\{call_timeout=[0-9]{1,4}\}")
 
 
 def safe(value: str, what: str) -> str:
@@ -43,16 +38,14 @@ def safe(value: str, what: str) -> str:
 
 
 def safe_contact(agent: str, contact: str) -> str:
-    """An agent's contact, only in one of the two shapes a tenant may dial (optionally
-    behind a ``{call_timeout=<digits>}`` prefix)."""
-    prefix = _TIMEOUT_PREFIX.match(contact)
-    dial = contact[prefix.end() :] if prefix else contact
-    safe(dial, "contact")
-    user = _USER_CONTACT.fullmatch(dial)
-    if user is not None and user["domain"].lower() == domain_of(agent) != "":
-        return contact
-    if _GATEWAY_CONTACT.fullmatch(dial):
-        return contact
+    """An agent's contact, only in one of the two shapes a tenant may dial
+    (``specs_schema.shapes``: the same rule the spec validation applies)."""
+    safe(contact, "contact")
+    domain = domain_of(agent)
+    if domain and shapes.is_agent_contact(contact, domain, ()):
+        return quote_arg(contact)
+    if shapes.gateway_contact_parts(contact) is not None:
+        return quote_arg(contact)
     raise UnsafeArgument(
         f"contact {contact!r} of {agent}: only user/<digits>@<its own domain> or "
         "sofia/gateway/<gateway>/<+E.164> are sent"

@@ -475,7 +475,9 @@ async def test_a_domain_change_removes_the_old_domains_objects_from_the_switch(
         names = [*world.fs.agents, *world.fs.queues]
         return sorted(n for n in names if n.endswith(f"@{ACME}"))
 
-    await eventually(lambda: not leftovers(), "old-domain objects removed", detail=leftovers)
-    assert any(a.endswith(f"@{new_domain}") for a in world.fs.agents)
+    def moved() -> bool:
+        return not leftovers() and any(a.endswith(f"@{new_domain}") for a in world.fs.agents)
+
+    await eventually(moved, "old-domain objects removed, new ones created", detail=leftovers)
     node = world.daemon.status_payload()["nodes"][0]
     assert not [n for n in node.get("unmanaged", []) if n.endswith(f"@{ACME}")]

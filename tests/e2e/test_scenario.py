@@ -129,7 +129,7 @@ async def initial_state(world: World) -> None:
     assert fs.agents[agent("bob")].status == "Logged Out"
     assert fs.agents[agent("frank", GLOBEX)].status == "Available"
     assert fs.agents[agent("overflow", GLOBEX)].contact == (
-        "{call_timeout=20}sofia/gateway/answering_service/+442071838799"
+        "sofia/gateway/answering_service/+442071838799"
     )
     assert fs.agents[agent("carol")].contact == f"user/1004@{ACME}"
     assert fs.tiers[(SUPPORT, agent("bob"))].level == 2

@@ -113,7 +113,7 @@ def test_agents_are_indexed_by_the_extension_they_answer_on(snapshot: Snapshot) 
     assert agents == {
         "1001": ("alice@acme.example.com",),
         "1002": ("bob@acme.example.com",),
-        "1003": ("carol@acme.example.com",),  # given as contact user/1003@acme.example.com
+        "1003": ("carol@acme.example.com",),  # carol answers on 1003
     }
 
 

@@ -47,7 +47,7 @@ extensions:
 agents:
   - {name: alice, extension: "1001", type: callback, initial_status: Available}
   - {name: bob, extension: "1002", type: callback}
-  - {name: carol, contact: "user/1003@acme.example.com", type: callback}
+  - {name: carol, extension: "1003", type: callback}
 queues:
   - name: support
     number: "7000"

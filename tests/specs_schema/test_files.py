@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from reconciler.cli import main
+from reconciler.cli.main import main
 from specs_schema import load as load_mod
 from specs_schema.load import SpecError, SpecLoader, load_specs
 
