@@ -29,6 +29,7 @@ def make_portal_app(deps: PortalDeps, config: PortalConfig) -> web.Application:
         app.router.add_routes(module.routes)
     static = resources.files("reconciler.web") / "static"
     app.router.add_static("/static/", str(static), append_version=False)
+    app.on_shutdown.append(portal.shutdown)
     app.on_cleanup.append(portal.close)
     return app
 

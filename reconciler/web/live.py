@@ -10,6 +10,7 @@ the stream (``end``) instead of leaking one more update. Idle streams get a comm
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from aiohttp import web
@@ -39,7 +40,7 @@ async def live(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     sent = -1
     try:
-        while True:
+        while not portal.closing.is_set():
             if not await _still_allowed(request):
                 await response.write(b"event: end\ndata: {}\n\n")
                 break
@@ -49,10 +50,24 @@ async def live(request: web.Request) -> web.StreamResponse:
                 sent = version
             else:
                 await response.write(b": still here\n\n")
-            await presence.changed(sent, portal.config.sse_heartbeat)
+            await _next_change(request, sent)
     except (ConnectionResetError, ConnectionError):
         pass
     return response
+
+
+async def _next_change(request: web.Request, version: int) -> None:
+    """Until the presence cache moves past ``version``, the heartbeat, or shutdown."""
+    portal = portal_of(request)
+    changed = asyncio.ensure_future(
+        portal.deps.presence.changed(version, portal.config.sse_heartbeat)
+    )
+    closing = asyncio.ensure_future(portal.closing.wait())
+    try:
+        await asyncio.wait({changed, closing}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (changed, closing):
+            task.cancel()
 
 
 async def _still_allowed(request: web.Request) -> bool:

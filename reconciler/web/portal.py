@@ -7,6 +7,7 @@ loses that access on their next request, whatever their session says.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import jinja2
@@ -37,6 +38,7 @@ class Portal:
         self.limiter = LoginLimiter(config.login_per_account, config.login_per_address)
         self.login = Login(self.db, self.sessions, self.limiter)
         self.searcher = Searcher()
+        self.closing = asyncio.Event()  # set on shutdown: open event streams end at once
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("reconciler.web", "templates"),
             autoescape=True,
@@ -66,6 +68,9 @@ class Portal:
 
     def clear_cookie(self, response: web.StreamResponse, name: str) -> None:
         response.del_cookie(name, path="/", secure=self.config.cookies_secure, samesite="Strict")
+
+    async def shutdown(self, _app: web.Application) -> None:
+        self.closing.set()
 
     async def close(self, _app: web.Application) -> None:
         await self.db.close()
