@@ -11,12 +11,10 @@ from reconciler.web.actions import Actor
 from reconciler.web.errors import BadRequest, NotFound
 from reconciler.web.pages_auth import _field
 from reconciler.web.portal import client_addr, portal_of, principal, render, scope
-from reconciler.web.ports import SyncStatus
 
 routes = web.RouteTableDef()
 
-PAGE_SIZE = 100
-SYNC_ORDER = {s.value: i for i, s in enumerate(SyncStatus)}
+PAGE_SIZE = 50
 
 
 def _see_other(location: str) -> web.Response:
@@ -47,16 +45,13 @@ def _require_super(request: web.Request) -> None:
 @routes.get("/platform")
 async def platform(request: web.Request) -> web.StreamResponse:
     _require_super(request)
-    deps = portal_of(request).deps
-    state, sync = deps.applied_state(), deps.tenant_sync()
-    rows = views.tenant_rows(sorted(set(state) | set(sync)), state, sync)
-    counts = {s.value: 0 for s in SyncStatus}
-    for row in rows:
-        counts[row["sync"]] += 1
+    portal = portal_of(request)
+    deps = portal.deps
+    overview = portal.overview.rows(deps.applied_state(), deps.tenant_sync())
     wanted = request.query.get("sync", "")
-    if wanted in counts:
+    rows = overview.worst_first
+    if wanted in overview.counts:
         rows = [r for r in rows if r["sync"] == wanted]
-    rows.sort(key=lambda r: (SYNC_ORDER[r["sync"]], r["id"]))
     page = max(1, _int(request.query.get("page", "1")))
     pages = max(1, -(-len(rows) // PAGE_SIZE))
     history = [views.history_view(h) for h in await deps.history(None, 15)]
@@ -65,11 +60,11 @@ async def platform(request: web.Request) -> web.StreamResponse:
         request,
         "platform.html",
         rows=rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
-        counts=counts,
+        counts=overview.counts,
         sync_filter=wanted,
         page=page,
         pages=pages,
-        total=len(state),
+        total=len(overview.by_id),
         nodes=[views.node_view(n) for n in deps.nodes()],
         history=history,
         audit=audit,

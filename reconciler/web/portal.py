@@ -13,11 +13,13 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from reconciler.web import filters
 from reconciler.web.access import Principal, TenantScope, principal_for, tenant_scope
 from reconciler.web.config import PortalConfig
 from reconciler.web.db import PortalDb
 from reconciler.web.errors import Unauthenticated
 from reconciler.web.login import Login
+from reconciler.web.overview import Overview
 from reconciler.web.ports import PortalDeps
 from reconciler.web.ratelimit import LoginLimiter
 from reconciler.web.search import Searcher
@@ -38,6 +40,7 @@ class Portal:
         self.limiter = LoginLimiter(config.login_per_account, config.login_per_address)
         self.login = Login(self.db, self.sessions, self.limiter)
         self.searcher = Searcher()
+        self.overview = Overview()
         self.closing = asyncio.Event()  # set on shutdown: open event streams end at once
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("reconciler.web", "templates"),
@@ -46,6 +49,7 @@ class Portal:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        filters.install(self.templates)
 
     @property
     def cookie_name(self) -> str:

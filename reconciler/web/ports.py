@@ -94,7 +94,9 @@ class PortalDeps(Protocol):
         ...
 
     def tenant_sync(self) -> Mapping[str, TenantSync]:
-        """Per-tenant reconciliation facts, by tenant id (includes invalid and orphaned)."""
+        """Per-tenant reconciliation facts, by tenant id (includes invalid and orphaned).
+        Return the same mapping until a fact changes, then a new one (never mutate it): the
+        overview of 1,000 tenants is cached by its identity and the state's."""
         ...
 
     def nodes(self) -> Sequence[NodeStatus]:
