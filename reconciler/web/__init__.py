@@ -11,10 +11,11 @@ shown), ``actions`` (the few writes, audited), ``pages*``/``api``/``live`` (HTTP
 """
 
 from reconciler.web.app import PortalServer, make_portal_app
-from reconciler.web.config import PortalConfig, RateLimit
+from reconciler.web.config import PortalConfig, RateLimit, config_from_settings
 from reconciler.web.entitlement import revoke_unentitled
 from reconciler.web.invitations import InviteLink, NotEntitled, invite
 from reconciler.web.ports import NodeStatus, PortalDeps, SyncStatus, TenantSync
+from reconciler.web.store_calls import StoreCalls
 
 __all__ = [
     "InviteLink",
@@ -24,8 +25,10 @@ __all__ = [
     "PortalDeps",
     "PortalServer",
     "RateLimit",
+    "StoreCalls",
     "SyncStatus",
     "TenantSync",
+    "config_from_settings",
     "invite",
     "make_portal_app",
     "revoke_unentitled",

@@ -66,3 +66,50 @@ class PortalConfig:
     def link(self, path: str) -> str:
         """An absolute link for someone outside the portal (an invitation e-mail)."""
         return self.base_url + path
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT``) of ``--portal-listen``."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"--portal-listen must be HOST:PORT, not {text!r}")
+    return host, int(port)
+
+
+def parse_rate(text: str) -> RateLimit:
+    """``N/SECONDS`` of ``--portal-login-limit`` and ``--portal-address-limit``."""
+    attempts, sep, window = text.strip().partition("/")
+    if not sep or not attempts.isdigit() or not window.isdigit() or int(attempts) < 1:
+        raise ValueError(f"a rate limit is ATTEMPTS/SECONDS, e.g. 5/900, not {text!r}")
+    return RateLimit(int(attempts), float(window))
+
+
+def config_from_settings(
+    listen: str = "127.0.0.1:8081",
+    url: str | None = None,
+    *,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    idle_timeout: float = 1800.0,
+    session_lifetime: float = 43200.0,
+    invite_ttl: float = 259200.0,
+    login_limit: str = "5/900",
+    address_limit: str = "30/300",
+) -> PortalConfig:
+    """The portal's config from the CLI's settings (``PBX_PORTAL_*``), as given."""
+    host, port = parse_listen(listen)
+    shown = f"[{host}]" if ":" in host else host
+    scheme = "https" if tls_cert else "http"
+    return PortalConfig(
+        public_url=url or f"{scheme}://{shown}:{port}",
+        listen_host=host,
+        listen_port=port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        idle_timeout=idle_timeout,
+        absolute_timeout=session_lifetime,
+        invitation_ttl=invite_ttl,
+        login_per_account=parse_rate(login_limit),
+        login_per_address=parse_rate(address_limit),
+    )

@@ -269,8 +269,11 @@ def _list(key: str, item: str) -> Schema:
     return _obj([key], **{key: _arr(_ref(item))})
 
 
-def _paths() -> dict[str, Any]:
-    t, e = "/tenants/{tenant}", "/tenants/{tenant}/extensions/{number}"
+T, E = "/tenants/{tenant}", "/tenants/{tenant}/extensions/{number}"
+
+
+def _tenant_paths() -> dict[str, Any]:
+    t, e = T, E
     return {
         "/openapi.json": {"get": _op("this document", {"type": "object"}, public=True)},
         "/me": {"get": _op("who am I, and my tenants", _ref("Me"))},
@@ -296,6 +299,12 @@ def _paths() -> dict[str, Any]:
             )
         },
         e: {"get": _op("one extension", _ref("Extension"), params=[TENANT, NUMBER])},
+    }
+
+
+def _tenant_action_paths() -> dict[str, Any]:
+    t, e = T, E
+    return {
         e + "/credentials/reveal": {
             "post": _op(
                 "SIP credentials (owner or tenant admin; audited)",
@@ -339,6 +348,11 @@ def _paths() -> dict[str, Any]:
         t + "/audit": {
             "get": _op("audit trail (admins)", _list("audit", "Audit"), params=[TENANT, LIMIT])
         },
+    }
+
+
+def _platform_paths() -> dict[str, Any]:
+    return {
         "/nodes": {"get": _op("switch nodes (super admins)", _list("nodes", "Node"))},
         "/history": {
             "get": _op(
@@ -368,6 +382,11 @@ def _paths() -> dict[str, Any]:
                 params=[{"name": "q", "in": "query", "required": False, "schema": _s()}],
             )
         },
+    }
+
+
+def _account_paths() -> dict[str, Any]:
+    return {
         "/invitations": {
             "post": _op(
                 "invite a person declared in git (single-use activation link)",
@@ -422,7 +441,12 @@ def openapi_document(base_url: str) -> dict[str, Any]:
         "info": {"title": "pbx-reconciler portal API", "version": "1"},
         "servers": [{"url": base_url + "/api/v1"}],
         "security": [{"bearer": []}, {"session": []}],
-        "paths": _paths(),
+        "paths": {
+            **_tenant_paths(),
+            **_tenant_action_paths(),
+            **_platform_paths(),
+            **_account_paths(),
+        },
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {

@@ -63,7 +63,11 @@ def _spec(
 
 
 def demo_state() -> dict[str, TenantState]:
-    acme = _spec(
+    return {s.id: tenant_state_from_spec(s) for s in (_acme(), _globex(), _initech())}
+
+
+def _acme() -> TenantSpec:
+    return _spec(
         "acme",
         "acme.example.com",
         "active",
@@ -104,8 +108,10 @@ def demo_state() -> dict[str, TenantState]:
             {"name": "sales", "number": "7001", "tiers": [{"agent": "bob2"}]},
         ],
     )
-    acme = acme.model_copy(update={"inbound_numbers": []})
-    globex = _spec(
+
+
+def _globex() -> TenantSpec:
+    return _spec(
         "globex",
         "globex.example.com",
         "active",
@@ -126,7 +132,10 @@ def demo_state() -> dict[str, TenantState]:
         ["2001", "2002"],
         agents=[("gina", "2001")],
     )
-    initech = _spec(
+
+
+def _initech() -> TenantSpec:
+    return _spec(
         "initech",
         "initech.example.com",
         "suspended",
@@ -140,7 +149,6 @@ def demo_state() -> dict[str, TenantState]:
         ],
         ["3001"],
     )
-    return {s.id: tenant_state_from_spec(s) for s in (acme, globex, initech)}
 
 
 class FakePresence:

@@ -132,3 +132,17 @@ def test_config_refuses_nonsense() -> None:
         PortalConfig(public_url="pbx.example.net")
     with pytest.raises(ValueError, match="timeouts"):
         PortalConfig(idle_timeout=100, absolute_timeout=10)
+
+
+def test_config_from_the_cli_settings() -> None:
+    from reconciler.web.config import config_from_settings
+
+    config = config_from_settings("0.0.0.0:9443", login_limit="3/60")
+    assert (config.listen_host, config.listen_port) == ("0.0.0.0", 9443)
+    assert config.public_url == "http://0.0.0.0:9443"
+    assert config.login_per_account == RateLimit(3, 60.0)
+    assert config_from_settings("[::1]:8081").public_url == "http://[::1]:8081"
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        config_from_settings("8081")
+    with pytest.raises(ValueError, match="ATTEMPTS/SECONDS"):
+        config_from_settings(address_limit="many")
