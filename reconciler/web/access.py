@@ -48,6 +48,11 @@ class Principal:
     def tenant_ids(self) -> tuple[str, ...]:
         return tuple(sorted(self.memberships))
 
+    @property
+    def invites(self) -> bool:
+        """Super admins and tenant admins invite people; nobody else sees the form."""
+        return self.super_admin or any(u.role == Role.ADMIN for u in self.memberships.values())
+
 
 def principal_for(email: str, state: State, admins: Mapping[str, str]) -> Principal | None:
     """The person behind ``email`` now, or None when git no longer gives them any access."""

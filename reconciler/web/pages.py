@@ -156,31 +156,29 @@ async def agent_status(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/invite")
 async def invite_page(request: web.Request) -> web.StreamResponse:
+    if not principal(request).invites:
+        raise NotFound()
+    return render(request, "invite.html", link=None, error=None, candidates=_invitable(request))
+
+
+def _invitable(request: web.Request) -> list[tuple[str, str, str]]:
+    """(email, name, where) of people this principal may invite: the form's suggestions."""
     me = principal(request)
-    return render(request, "invite.html", link=None, error=None, candidates=_invitable(request, me))
-
-
-def _invitable(request: web.Request, me: object) -> list[tuple[str, str, str]]:
-    """(email, name, where) of the people this principal may invite, for the form's list."""
     deps = portal_of(request).deps
     state = deps.applied_state()
-    me_ = principal(request)
-    tenants = (
-        visible_tenant_ids(me_, state)
-        if me_.super_admin
-        else [t for t, u in me_.memberships.items() if u.role == "admin" and t in state]
-    )
-    people = [
-        (e, n, "super admin") for e, n in sorted(deps.platform_admins().items()) if me_.super_admin
-    ]
-    for t in tenants[:50]:
-        people += [(u.email, u.name, t) for _, u in sorted(state[t].users.items())]
+    if me.super_admin:
+        tenants = visible_tenant_ids(me, state)
+        people = [(e, n, "super admin") for e, n in sorted(deps.platform_admins().items())]
+    else:
+        tenants = [t for t, u in me.memberships.items() if u.role == "admin" and t in state]
+        people = []
+    for tenant_id in tenants[:50]:
+        people += [(u.email, u.name, tenant_id) for _, u in sorted(state[tenant_id].users.items())]
     return people
 
 
 @routes.post("/invite")
 async def invite_submit(request: web.Request) -> web.StreamResponse:
-    me = principal(request)
     form = await request.post()
     try:
         link = await _actor(request).invite(_field(form, "email"))
@@ -191,6 +189,6 @@ async def invite_submit(request: web.Request) -> web.StreamResponse:
             status=400,
             link=None,
             error=exc.message,
-            candidates=_invitable(request, me),
+            candidates=_invitable(request),
         )
     return render(request, "invite.html", link=link, error=None, candidates=[])

@@ -351,3 +351,25 @@ async def test_live_events_refuse_other_tenants(
 ) -> None:
     await as_user(client, deps, portal_dsn, BOB)
     assert (await client.get("/t/globex/live")).status == 404
+
+
+async def test_the_invite_form_is_only_for_admins(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str
+) -> None:
+    await as_user(client, deps, portal_dsn, BOB)
+    assert (await client.get("/invite")).status == 404
+    assert "/invite" not in await (await client.get("/t/acme")).text()
+
+
+async def test_a_person_of_several_tenants_picks_one(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str
+) -> None:
+    await as_user(client, deps, portal_dsn, "dave@example.org")
+    page = await (await client.get("/")).text()
+    assert 'href="/t/acme"' in page and 'href="/t/globex"' in page
+    assert "your role: agent" in page and "your role: member" in page
+    me = await (await client.get("/api/v1/me")).json()
+    assert [(t["id"], t["role"]) for t in me["tenants"]] == [
+        ("acme", "agent"),
+        ("globex", "member"),
+    ]
