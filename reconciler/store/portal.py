@@ -193,10 +193,6 @@ def use_totp_step(conn: psycopg.Connection, email: str, step: int) -> bool:
 
 # -- sessions ---------------------------------------------------------------------------------
 
-_SESSION_COLUMNS = (
-    "id, email, csrf_token, created_at, last_seen_at, expires_at, client_addr, user_agent"
-)
-
 
 @translated
 def create_session(
@@ -210,11 +206,12 @@ def create_session(
     user_agent: str | None,
 ) -> SessionRow:
     row = conn.execute(
-        f"""
+        """
         INSERT INTO pbx.portal_sessions
             (token_hash, email, csrf_token, expires_at, client_addr, user_agent)
         VALUES (%s, %s, %s, %s, %s, %s)
-        RETURNING {_SESSION_COLUMNS}
+        RETURNING id, email, csrf_token, created_at, last_seen_at, expires_at,
+                  client_addr, user_agent
         """,
         (token_hash, email.lower(), csrf_token, expires_at, client_addr, (user_agent or "")[:200]),
     ).fetchone()
@@ -225,7 +222,8 @@ def create_session(
 @translated
 def read_session(conn: psycopg.Connection, token_hash: bytes) -> SessionRow | None:
     row = conn.execute(
-        f"SELECT {_SESSION_COLUMNS} FROM pbx.portal_sessions WHERE token_hash = %s",
+        "SELECT id, email, csrf_token, created_at, last_seen_at, expires_at, client_addr, "
+        "user_agent FROM pbx.portal_sessions WHERE token_hash = %s",
         (token_hash,),
     ).fetchone()
     return SessionRow(*row) if row else None
@@ -243,7 +241,8 @@ def touch_session(conn: psycopg.Connection, session_id: int, seen_at: datetime) 
 def delete_session(conn: psycopg.Connection, session_id: int) -> SessionRow | None:
     """Ends one session (logout, revocation); returns what it was."""
     row = conn.execute(
-        f"DELETE FROM pbx.portal_sessions WHERE id = %s RETURNING {_SESSION_COLUMNS}",
+        "DELETE FROM pbx.portal_sessions WHERE id = %s RETURNING id, email, csrf_token, "
+        "created_at, last_seen_at, expires_at, client_addr, user_agent",
         (session_id,),
     ).fetchone()
     return SessionRow(*row) if row else None
@@ -252,8 +251,10 @@ def delete_session(conn: psycopg.Connection, session_id: int) -> SessionRow | No
 @translated
 def list_sessions(conn: psycopg.Connection, email: str | None = None) -> list[SessionRow]:
     rows = conn.execute(
-        f"""
-        SELECT {_SESSION_COLUMNS} FROM pbx.portal_sessions
+        """
+        SELECT id, email, csrf_token, created_at, last_seen_at, expires_at, client_addr,
+               user_agent
+        FROM pbx.portal_sessions
         WHERE %(email)s::text IS NULL OR email = %(email)s
         ORDER BY last_seen_at DESC
         """,

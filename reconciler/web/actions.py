@@ -20,7 +20,7 @@ from reconciler.store.portal import (
     list_sessions,
 )
 from reconciler.web.access import Principal, TenantScope, may_invite
-from reconciler.web.errors import Forbidden, NotFound
+from reconciler.web.errors import Forbidden, NotFound, printable
 from reconciler.web.invitations import InviteLink, NotEntitled, invite
 from reconciler.web.portal import Portal
 from reconciler.web.tokens import new_api_token, token_digest
@@ -104,7 +104,7 @@ class Actor:
 
     async def create_token(self, name: str) -> tuple[int, str]:
         """A bearer token for scripts, acting as this person; shown once, stored hashed."""
-        name = name.strip()[:80] or "script"
+        name = printable(name.strip()[:80], "the token name") or "script"
         token = new_api_token()
         token_id = await self.portal.db.run(
             create_api_token,

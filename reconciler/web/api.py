@@ -14,7 +14,7 @@ from reconciler.store.portal import list_api_tokens, read_audit
 from reconciler.web import views
 from reconciler.web.access import visible_tenant_ids
 from reconciler.web.actions import Actor
-from reconciler.web.errors import BadRequest, NotFound
+from reconciler.web.errors import BadRequest, NotFound, printable
 from reconciler.web.openapi import openapi_document
 from reconciler.web.portal import client_addr, identity_of, portal_of, principal, scope
 
@@ -29,14 +29,14 @@ def _ok(body: Any, status: int = 200) -> web.Response:
 
 def _limit(request: web.Request, default: int = 50) -> int:
     text = request.query.get("limit", str(default))
-    if not text.isdigit() or not 1 <= int(text) <= 500:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 500:
         raise BadRequest("limit must be an integer from 1 to 500")
     return int(text)
 
 
 def _offset(request: web.Request) -> int:
     text = request.query.get("offset", "0")
-    if not text.isdigit() or len(text) > 9:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
         raise BadRequest("offset must be a non-negative integer")
     return int(text)
 
@@ -48,7 +48,7 @@ async def _body(request: web.Request, field: str) -> str:
         raise BadRequest("the body must be JSON") from exc
     if not isinstance(body, dict) or not isinstance(body.get(field), str):
         raise BadRequest(f'the body must be a JSON object with a string "{field}"')
-    return str(body[field])
+    return printable(str(body[field]), field)
 
 
 def _actor(request: web.Request) -> Actor:

@@ -73,3 +73,11 @@ class Unavailable(PortalError):
     status = 503
     code = "unavailable"
     default_message = "the database is not reachable yet: try again shortly"
+
+
+def printable(text: str, field: str) -> str:
+    """``text`` when it holds no control character (a NUL cannot even be stored): input
+    from forms and JSON bodies passes here before it reaches the database."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise BadRequest(f"{field} holds a control character")
+    return text

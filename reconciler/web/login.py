@@ -60,7 +60,8 @@ class Login:
         except RateLimited:
             await self._audit(email, attempt, "failed", "rate limited")
             raise
-        account = await self.db.run(read_account, email) if email else None
+        usable = email and email.isprintable()  # a NUL cannot even be looked up
+        account = await self.db.run(read_account, email) if usable else None
         verified = await self.db.offload(
             verify, account.password_hash if account else None, attempt.password
         )
@@ -95,6 +96,7 @@ class Login:
         return None
 
     async def _audit(self, email: str, attempt: Attempt, result: str, why: str | None) -> None:
+        email = email if email.isprintable() else repr(email)
         await self.db.audit(
             email or None,
             "login",

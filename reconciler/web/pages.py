@@ -72,7 +72,7 @@ async def platform(request: web.Request) -> web.StreamResponse:
 
 
 def _int(text: str) -> int:
-    return int(text) if text.isdigit() and len(text) < 7 else 1
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 7 else 1
 
 
 async def _audit(request: web.Request, tenant_id: str | None, limit: int) -> list[views.View]:

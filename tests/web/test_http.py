@@ -373,3 +373,36 @@ async def test_a_person_of_several_tenants_picks_one(
         ("acme", "agent"),
         ("globex", "member"),
     ]
+
+
+async def test_control_characters_are_refused_before_the_database(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str
+) -> None:
+    """Found by schemathesis: a NUL in a token name reached PostgreSQL (500)."""
+    csrf = await as_user(client, deps, portal_dsn, BOB)
+    response = await client.post(
+        "/api/v1/tokens", json={"name": "a\x00b"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert response.status == 400
+    client.session.cookie_jar.clear()
+    page = await client.get("/login")
+    from tests.web.support import csrf_of
+
+    response = await client.post(
+        "/login",
+        data={
+            "csrf": csrf_of(await page.text()),
+            "email": "bob\x00@acme.example.com",
+            "password": "whatever it is",
+        },
+    )
+    assert response.status == 401
+
+
+@pytest.mark.parametrize("query", ["limit=²", "limit=-1", "offset=x", "limit=501"])
+async def test_odd_numbers_in_queries_are_bad_requests(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str, query: str
+) -> None:
+    await as_user(client, deps, portal_dsn, BOB)
+    response = await client.get(f"/api/v1/tenants?{query}")
+    assert response.status == 400
