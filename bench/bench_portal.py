@@ -215,9 +215,11 @@ def reads(t: str) -> dict[str, list[str]]:
             "/api/v1/history?limit=50",
             "/api/v1/search?q=user3@t05",
             "/platform/sessions",
+            "/platform/activity",
         ],
         "admin": [
             "/t/" + t,
+            f"/t/{t}/activity",
             f"/t/{t}/extensions/1050",
             "/api/v1/tenants/" + t,
             f"/api/v1/tenants/{t}/extensions",

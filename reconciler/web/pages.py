@@ -54,8 +54,6 @@ async def platform(request: web.Request) -> web.StreamResponse:
         rows = [r for r in rows if r["sync"] == wanted]
     page = max(1, _int(request.query.get("page", "1")))
     pages = max(1, -(-len(rows) // PAGE_SIZE))
-    history = [views.history_view(h) for h in await deps.history(None, 15)]
-    audit = await _audit(request, None, 15)
     return render(
         request,
         "platform.html",
@@ -66,8 +64,33 @@ async def platform(request: web.Request) -> web.StreamResponse:
         pages=pages,
         total=len(overview.by_id),
         nodes=[views.node_view(n) for n in deps.nodes()],
-        history=history,
-        audit=audit,
+    )
+
+
+@routes.get("/platform/activity")
+async def platform_activity(request: web.Request) -> web.StreamResponse:
+    _require_super(request)
+    history = await portal_of(request).deps.history(None, 50)
+    return render(
+        request,
+        "activity.html",
+        tenant=None,
+        history=[views.history_view(h) for h in history],
+        audit=await _audit(request, None, 100),
+    )
+
+
+@routes.get("/t/{tenant}/activity")
+async def tenant_activity(request: web.Request) -> web.StreamResponse:
+    sc = scope(request, request.match_info["tenant"])
+    sc.require_all()
+    history = await portal_of(request).deps.history(sc.tenant_id, 50)
+    return render(
+        request,
+        "activity.html",
+        tenant=sc.state.tenant,
+        history=[views.history_view(h) for h in history],
+        audit=await _audit(request, sc.tenant_id, 100),
     )
 
 

@@ -406,3 +406,31 @@ async def test_odd_numbers_in_queries_are_bad_requests(
     await as_user(client, deps, portal_dsn, BOB)
     response = await client.get(f"/api/v1/tenants?{query}")
     assert response.status == 400
+
+
+@pytest.mark.parametrize(
+    ("who", "path", "status"),
+    [
+        (SUPER, "/platform/activity", 200),
+        (SUPER, "/t/globex/activity", 200),
+        (ALICE, "/t/acme/activity", 200),
+        (ALICE, "/platform/activity", 404),
+        (ALICE, "/t/globex/activity", 404),
+        (BOB, "/t/acme/activity", 404),
+    ],
+)
+async def test_activity_pages_show_history_and_audit_to_admins_only(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str, who: str, path: str, status: int
+) -> None:
+    from tests.fakes.portal import history_entry
+
+    deps.history_rows = [history_entry("acme", 1), history_entry("globex", 2, "failed", "boom")]
+    await as_user(client, deps, portal_dsn, who)
+    response = await client.get(path)
+    assert response.status == status
+    if status == 200:
+        page = await response.text()
+        assert ("boom" in page) == (path != "/t/acme/activity")  # globex's failed apply
+        assert ("0000001abc" in page) == (path != "/t/globex/activity")  # acme's apply
+        if who == SUPER and path == "/platform/activity":
+            assert ">login<" in page  # the audit trail shows this very login
