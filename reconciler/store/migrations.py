@@ -154,6 +154,63 @@ CREATE TABLE pbx.retired_domains (
 );
 """),
     ),
+    Migration(
+        5,
+        "portal: accounts, invitations, sessions, API tokens, audit",
+        sql.SQL("""
+CREATE TABLE pbx.portal_accounts (
+    email text PRIMARY KEY CHECK (email = lower(email)),
+    password_hash text NOT NULL,
+    totp_secret text,
+    totp_last_step bigint,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    password_changed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE pbx.portal_invitations (
+    token_hash bytea PRIMARY KEY,
+    email text NOT NULL CHECK (email = lower(email)),
+    totp_secret text,
+    created_by text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL,
+    used_at timestamptz
+);
+CREATE INDEX portal_invitations_email ON pbx.portal_invitations (email);
+CREATE TABLE pbx.portal_sessions (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    token_hash bytea NOT NULL UNIQUE,
+    email text NOT NULL REFERENCES pbx.portal_accounts (email) ON DELETE CASCADE,
+    csrf_token text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    last_seen_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL,
+    client_addr text,
+    user_agent text
+);
+CREATE INDEX portal_sessions_email ON pbx.portal_sessions (email);
+CREATE TABLE pbx.portal_api_tokens (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    token_hash bytea NOT NULL UNIQUE,
+    email text NOT NULL REFERENCES pbx.portal_accounts (email) ON DELETE CASCADE,
+    name text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    last_used_at timestamptz
+);
+CREATE INDEX portal_api_tokens_email ON pbx.portal_api_tokens (email);
+CREATE TABLE pbx.portal_audit (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    actor text,
+    tenant_id text,
+    action text NOT NULL,
+    target text,
+    result text NOT NULL CHECK (result IN ('ok', 'failed', 'denied')),
+    client_addr text,
+    detail text
+);
+CREATE INDEX portal_audit_tenant ON pbx.portal_audit (tenant_id, id DESC);
+"""),
+    ),
 )
 
 TENANT_MIGRATIONS: tuple[Migration, ...] = (

@@ -1,0 +1,375 @@
+"""The portal's own tables in the control schema: accounts, invitations, sessions, API
+tokens and the audit trail (control migration 2).
+
+Nothing here is configuration: who exists and with which role stays in git. These rows only
+say who has *activated* access and how they are logged in. Every secret is stored hashed
+(passwords with argon2id by the caller, tokens as SHA-256 digests: they are 256-bit random,
+so a fast hash is enough); the one exception is a TOTP secret, which verification needs.
+
+Synchronous like the rest of the store: the portal runs these in its worker threads, the
+CLI (``pbx users invite``) and the daemon's pass thread call them directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from reconciler.store.errors import translated
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    email: str
+    password_hash: str = ""
+    totp_secret: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    email: str
+    totp_secret: str | None
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    id: int
+    email: str
+    csrf_token: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    client_addr: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    id: int
+    email: str
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    actor: str | None
+    tenant_id: str | None
+    action: str
+    target: str | None
+    result: str
+    client_addr: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    """What ``revoke_emails`` removed."""
+
+    sessions: int = 0
+    tokens: int = 0
+    invitations: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.sessions + self.tokens + self.invitations
+
+
+# -- accounts and invitations --------------------------------------------------------------
+
+
+@translated
+def read_account(conn: psycopg.Connection, email: str) -> Account | None:
+    row = conn.execute(
+        "SELECT email, password_hash, totp_secret FROM pbx.portal_accounts WHERE email = %s",
+        (email.lower(),),
+    ).fetchone()
+    return Account(*row) if row else None
+
+
+@translated
+def create_invitation(
+    conn: psycopg.Connection,
+    *,
+    email: str,
+    token_hash: bytes,
+    expires_at: datetime,
+    created_by: str | None,
+    totp_secret: str | None,
+) -> None:
+    """A new invitation replaces any unused one for the same person (one live link each)."""
+    with conn.transaction():
+        conn.execute(
+            "DELETE FROM pbx.portal_invitations WHERE email = %s AND used_at IS NULL",
+            (email.lower(),),
+        )
+        conn.execute(
+            """
+            INSERT INTO pbx.portal_invitations
+                (token_hash, email, totp_secret, created_by, expires_at)
+            VALUES (%s, %s, %s, %s, %s)
+            """,
+            (token_hash, email.lower(), totp_secret, created_by, expires_at),
+        )
+
+
+@translated
+def read_invitation(conn: psycopg.Connection, token_hash: bytes) -> Invitation | None:
+    """The invitation, only while it is unused and unexpired."""
+    row = conn.execute(
+        """
+        SELECT email, totp_secret, expires_at FROM pbx.portal_invitations
+        WHERE token_hash = %s AND used_at IS NULL AND expires_at > now()
+        """,
+        (token_hash,),
+    ).fetchone()
+    return Invitation(*row) if row else None
+
+
+@translated
+def activate_account(
+    conn: psycopg.Connection, *, token_hash: bytes, password_hash: str, totp_step: int | None
+) -> str | None:
+    """Spend the invitation and set the password (and the TOTP secret it carried) in one
+    transaction; every earlier session of that person ends. None: no usable invitation."""
+    with conn.transaction():
+        row = conn.execute(
+            """
+            UPDATE pbx.portal_invitations SET used_at = now()
+            WHERE token_hash = %s AND used_at IS NULL AND expires_at > now()
+            RETURNING email, totp_secret
+            """,
+            (token_hash,),
+        ).fetchone()
+        if row is None:
+            return None
+        email, totp_secret = row
+        conn.execute(
+            """
+            INSERT INTO pbx.portal_accounts (email, password_hash, totp_secret, totp_last_step)
+            VALUES (%(email)s, %(hash)s, %(totp)s, %(step)s)
+            ON CONFLICT (email) DO UPDATE SET
+                password_hash = excluded.password_hash,
+                totp_secret = coalesce(excluded.totp_secret, pbx.portal_accounts.totp_secret),
+                totp_last_step = coalesce(excluded.totp_last_step,
+                                          pbx.portal_accounts.totp_last_step),
+                password_changed_at = now()
+            """,
+            {"email": email, "hash": password_hash, "totp": totp_secret, "step": totp_step},
+        )
+        conn.execute("DELETE FROM pbx.portal_sessions WHERE email = %s", (email,))
+    return str(email)
+
+
+@translated
+def update_password_hash(conn: psycopg.Connection, email: str, password_hash: str) -> None:
+    """Argon2 parameters were raised since this hash was made: store the stronger one."""
+    conn.execute(
+        "UPDATE pbx.portal_accounts SET password_hash = %s WHERE email = %s",
+        (password_hash, email.lower()),
+    )
+
+
+@translated
+def use_totp_step(conn: psycopg.Connection, email: str, step: int) -> bool:
+    """Record a TOTP time step as used; False when it (or a later one) already was, so a
+    code seen over someone's shoulder cannot be replayed."""
+    cur = conn.execute(
+        """
+        UPDATE pbx.portal_accounts SET totp_last_step = %(step)s
+        WHERE email = %(email)s AND (totp_last_step IS NULL OR totp_last_step < %(step)s)
+        """,
+        {"email": email.lower(), "step": step},
+    )
+    return cur.rowcount == 1
+
+
+# -- sessions ---------------------------------------------------------------------------------
+
+
+@translated
+def create_session(
+    conn: psycopg.Connection,
+    *,
+    token_hash: bytes,
+    email: str,
+    csrf_token: str,
+    expires_at: datetime,
+    client_addr: str | None,
+    user_agent: str | None,
+) -> SessionRow:
+    row = conn.execute(
+        """
+        INSERT INTO pbx.portal_sessions
+            (token_hash, email, csrf_token, expires_at, client_addr, user_agent)
+        VALUES (%s, %s, %s, %s, %s, %s)
+        RETURNING id, email, csrf_token, created_at, last_seen_at, expires_at,
+                  client_addr, user_agent
+        """,
+        (token_hash, email.lower(), csrf_token, expires_at, client_addr, (user_agent or "")[:200]),
+    ).fetchone()
+    assert row is not None
+    return SessionRow(*row)
+
+
+@translated
+def read_session(conn: psycopg.Connection, token_hash: bytes) -> SessionRow | None:
+    row = conn.execute(
+        "SELECT id, email, csrf_token, created_at, last_seen_at, expires_at, client_addr, "
+        "user_agent FROM pbx.portal_sessions WHERE token_hash = %s",
+        (token_hash,),
+    ).fetchone()
+    return SessionRow(*row) if row else None
+
+
+@translated
+def touch_session(conn: psycopg.Connection, session_id: int, seen_at: datetime) -> None:
+    conn.execute(
+        "UPDATE pbx.portal_sessions SET last_seen_at = greatest(last_seen_at, %s) WHERE id = %s",
+        (seen_at, session_id),
+    )
+
+
+@translated
+def delete_session(conn: psycopg.Connection, session_id: int) -> SessionRow | None:
+    """Ends one session (logout, revocation); returns what it was."""
+    row = conn.execute(
+        "DELETE FROM pbx.portal_sessions WHERE id = %s RETURNING id, email, csrf_token, "
+        "created_at, last_seen_at, expires_at, client_addr, user_agent",
+        (session_id,),
+    ).fetchone()
+    return SessionRow(*row) if row else None
+
+
+@translated
+def list_sessions(conn: psycopg.Connection, email: str | None = None) -> list[SessionRow]:
+    rows = conn.execute(
+        """
+        SELECT id, email, csrf_token, created_at, last_seen_at, expires_at, client_addr,
+               user_agent
+        FROM pbx.portal_sessions
+        WHERE %(email)s::text IS NULL OR email = %(email)s
+        ORDER BY last_seen_at DESC
+        """,
+        {"email": email.lower() if email else None},
+    ).fetchall()
+    return [SessionRow(*row) for row in rows]
+
+
+# -- API tokens ---------------------------------------------------------------------------------
+
+
+@translated
+def create_api_token(conn: psycopg.Connection, *, token_hash: bytes, email: str, name: str) -> int:
+    row = conn.execute(
+        "INSERT INTO pbx.portal_api_tokens (token_hash, email, name) VALUES (%s, %s, %s) "
+        "RETURNING id",
+        (token_hash, email.lower(), name),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@translated
+def read_api_token(conn: psycopg.Connection, token_hash: bytes) -> ApiToken | None:
+    """The token's owner; marks it used (at most once a minute: reads stay reads)."""
+    conn.execute(
+        """
+        UPDATE pbx.portal_api_tokens SET last_used_at = now()
+        WHERE token_hash = %s AND (last_used_at IS NULL OR last_used_at < now() - interval '1 min')
+        """,
+        (token_hash,),
+    )
+    row = conn.execute(
+        "SELECT id, email, name, created_at, last_used_at FROM pbx.portal_api_tokens "
+        "WHERE token_hash = %s",
+        (token_hash,),
+    ).fetchone()
+    return ApiToken(*row) if row else None
+
+
+@translated
+def list_api_tokens(conn: psycopg.Connection, email: str) -> list[ApiToken]:
+    rows = conn.execute(
+        "SELECT id, email, name, created_at, last_used_at FROM pbx.portal_api_tokens "
+        "WHERE email = %s ORDER BY id",
+        (email.lower(),),
+    ).fetchall()
+    return [ApiToken(*row) for row in rows]
+
+
+@translated
+def delete_api_token(conn: psycopg.Connection, email: str, token_id: int) -> bytes | None:
+    """Revokes one of ``email``'s tokens; returns its digest (to drop it from caches)."""
+    row = conn.execute(
+        "DELETE FROM pbx.portal_api_tokens WHERE email = %s AND id = %s RETURNING token_hash",
+        (email.lower(), token_id),
+    ).fetchone()
+    return bytes(row[0]) if row else None
+
+
+# -- revocation and audit --------------------------------------------------------------------
+
+
+@translated
+def revoke_all_except(conn: psycopg.Connection, entitled: Collection[str]) -> Revoked:
+    """Sessions, API tokens and pending invitations of everyone not in ``entitled`` end.
+    Accounts stay (a person put back in git logs in again with the same password)."""
+    keep = sorted({email.lower() for email in entitled})
+    with conn.transaction():
+        sessions = conn.execute(
+            "DELETE FROM pbx.portal_sessions WHERE NOT (email = ANY(%s))", (keep,)
+        ).rowcount
+        tokens = conn.execute(
+            "DELETE FROM pbx.portal_api_tokens WHERE NOT (email = ANY(%s))", (keep,)
+        ).rowcount
+        invitations = conn.execute(
+            "DELETE FROM pbx.portal_invitations WHERE used_at IS NULL AND NOT (email = ANY(%s))",
+            (keep,),
+        ).rowcount
+    return Revoked(sessions, tokens, invitations)
+
+
+@translated
+def record_audit(
+    conn: psycopg.Connection,
+    *,
+    actor: str | None,
+    action: str,
+    result: str,
+    tenant_id: str | None = None,
+    target: str | None = None,
+    client_addr: str | None = None,
+    detail: str | None = None,
+) -> None:
+    conn.execute(
+        """
+        INSERT INTO pbx.portal_audit (actor, tenant_id, action, target, result, client_addr, detail)
+        VALUES (%s, %s, %s, %s, %s, %s, %s)
+        """,
+        (actor, tenant_id, action, target, result, client_addr, detail),
+    )
+
+
+@translated
+def read_audit(
+    conn: psycopg.Connection, *, tenant_id: str | None = None, limit: int = 100
+) -> list[AuditEntry]:
+    """Most recent first; one tenant's entries, or every entry when ``tenant_id`` is None."""
+    rows = conn.execute(
+        """
+        SELECT id, at, actor, tenant_id, action, target, result, client_addr, detail
+        FROM pbx.portal_audit
+        WHERE %(tenant)s::text IS NULL OR tenant_id = %(tenant)s
+        ORDER BY id DESC LIMIT %(limit)s
+        """,
+        {"tenant": tenant_id, "limit": limit},
+    ).fetchall()
+    return [AuditEntry(*row) for row in rows]

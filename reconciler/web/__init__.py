@@ -1,0 +1,35 @@
+"""The web portal and its JSON API: the reconciled and live state for people, by role.
+
+Git stays the only place where configuration changes; the portal shows the applied state
+(``PortalDeps``, implemented by the daemon) and the switches' live facts (``PresenceView``),
+hands SIP credentials to their owner, and changes only an agent's runtime status.
+
+Layout: ``ports`` (what the daemon provides), ``config``, ``access`` (pure authorization),
+``login``/``sessions``/``invitations``/``entitlement`` (who is calling), ``views`` (what is
+shown), ``actions`` (the few writes, audited), ``pages*``/``api``/``live`` (HTTP),
+``middleware`` (headers, errors, CSRF), ``app`` (assembly and the listener).
+"""
+
+from reconciler.web.app import PortalServer, make_portal_app
+from reconciler.web.config import PortalConfig, RateLimit, config_from_settings
+from reconciler.web.entitlement import revoke_unentitled
+from reconciler.web.invitations import InviteLink, NotEntitled, invite
+from reconciler.web.ports import NodeStatus, PortalDeps, SyncStatus, TenantSync
+from reconciler.web.store_calls import StoreCalls
+
+__all__ = [
+    "InviteLink",
+    "NodeStatus",
+    "NotEntitled",
+    "PortalConfig",
+    "PortalDeps",
+    "PortalServer",
+    "RateLimit",
+    "StoreCalls",
+    "SyncStatus",
+    "TenantSync",
+    "config_from_settings",
+    "invite",
+    "make_portal_app",
+    "revoke_unentitled",
+]

@@ -1,0 +1,115 @@
+"""The portal's settings: where it is reached, how long sessions live, how hard logins are
+throttled. Built by the CLI (``PBX_PORTAL_*``); every default is what production wants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_LISTEN = ("127.0.0.1", 8081)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``attempts`` within ``window`` seconds."""
+
+    attempts: int
+    window: float
+
+
+@dataclass(frozen=True, slots=True)
+class PortalConfig:
+    """``public_url``: the base URL people use (links in invitations; ``https`` turns on
+    Secure cookies and HSTS). ``secure_cookies``: None decides from ``public_url`` and TLS.
+    ``session_cache_seconds``: how long a session lookup is trusted without the database
+    (revocation by this process is immediate; by another daemon, within this delay)."""
+
+    public_url: str = "http://127.0.0.1:8081"
+    listen_host: str = DEFAULT_LISTEN[0]
+    listen_port: int = DEFAULT_LISTEN[1]
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    secure_cookies: bool | None = None
+    idle_timeout: float = 30 * 60.0
+    absolute_timeout: float = 12 * 3600.0
+    invitation_ttl: float = 72 * 3600.0
+    session_cache_seconds: float = 5.0
+    login_per_account: RateLimit = RateLimit(attempts=5, window=15 * 60.0)
+    login_per_address: RateLimit = RateLimit(attempts=30, window=5 * 60.0)
+    db_pool_size: int = 4
+    sse_heartbeat: float = 15.0
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.public_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"portal URL must be http(s)://host[:port]: {self.public_url!r}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("portal TLS needs both a certificate and a key")
+        if self.idle_timeout <= 0 or self.absolute_timeout < self.idle_timeout:
+            raise ValueError("portal timeouts: 0 < idle <= absolute")
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def cookies_secure(self) -> bool:
+        if self.secure_cookies is not None:
+            return self.secure_cookies
+        return self.tls or self.public_url.startswith("https://")
+
+    def link(self, path: str) -> str:
+        """An absolute link for someone outside the portal (an invitation e-mail)."""
+        return self.base_url + path
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT``) of ``--portal-listen``."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"--portal-listen must be HOST:PORT, not {text!r}")
+    return host, int(port)
+
+
+def parse_rate(text: str) -> RateLimit:
+    """``N/SECONDS`` of ``--portal-login-limit`` and ``--portal-address-limit``."""
+    attempts, sep, window = text.strip().partition("/")
+    if not sep or not attempts.isdigit() or not window.isdigit() or int(attempts) < 1:
+        raise ValueError(f"a rate limit is ATTEMPTS/SECONDS, e.g. 5/900, not {text!r}")
+    return RateLimit(int(attempts), float(window))
+
+
+def config_from_settings(
+    listen: str = "127.0.0.1:8081",
+    url: str | None = None,
+    *,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    idle_timeout: float = 1800.0,
+    session_lifetime: float = 43200.0,
+    invite_ttl: float = 259200.0,
+    login_limit: str = "5/900",
+    address_limit: str = "30/300",
+) -> PortalConfig:
+    """The portal's config from the CLI's settings (``PBX_PORTAL_*``), as given."""
+    host, port = parse_listen(listen)
+    shown = f"[{host}]" if ":" in host else host
+    scheme = "https" if tls_cert else "http"
+    return PortalConfig(
+        public_url=url or f"{scheme}://{shown}:{port}",
+        listen_host=host,
+        listen_port=port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        idle_timeout=idle_timeout,
+        absolute_timeout=session_lifetime,
+        invitation_ttl=invite_ttl,
+        login_per_account=parse_rate(login_limit),
+        login_per_address=parse_rate(address_limit),
+    )

@@ -1,0 +1,107 @@
+"""Logging in: password (argon2id), then TOTP for super admins (and anyone enrolled), then a
+server-side session. Every outcome is audited; every failure reads the same and costs about
+the same time, whether the email is unknown, the password wrong, the code wrong or the
+person no longer in git.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from reconciler.core.model import State
+from reconciler.store.portal import Account, read_account, update_password_hash, use_totp_step
+from reconciler.web import totp
+from reconciler.web.access import principal_for
+from reconciler.web.db import PortalDb
+from reconciler.web.errors import RateLimited, Unauthenticated
+from reconciler.web.passwords import MAX_LENGTH, verify
+from reconciler.web.ratelimit import LoginLimiter
+from reconciler.web.sessions import Sessions
+
+GENERIC_FAILURE = "email, password or authenticator code not valid"
+
+
+class LoginFailed(Unauthenticated):
+    code = "login_failed"
+    default_message = GENERIC_FAILURE
+
+
+class TotpEnrolmentRequired(Unauthenticated):
+    """Right password, but a super admin without a second factor: only a new invitation helps."""
+
+    code = "totp_required"
+    default_message = (
+        "super admins need an authenticator: ask another super admin (or run "
+        "`pbx users invite EMAIL`) for a new invitation to enrol one"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    email: str
+    password: str
+    code: str
+    client_addr: str
+    user_agent: str | None
+
+
+class Login:
+    def __init__(self, db: PortalDb, sessions: Sessions, limiter: LoginLimiter) -> None:
+        self.db = db
+        self.sessions = sessions
+        self.limiter = limiter
+
+    async def attempt(self, attempt: Attempt, state: State, admins: Mapping[str, str]) -> str:
+        """The new session's cookie value; raises ``LoginFailed``/``RateLimited``/..."""
+        email = attempt.email.strip().lower()[:MAX_LENGTH]
+        try:
+            self.limiter.before_attempt(email, attempt.client_addr)
+        except RateLimited:
+            await self._audit(email, attempt, "failed", "rate limited")
+            raise
+        usable = email and email.isprintable()  # a NUL cannot even be looked up
+        account = await self.db.run(read_account, email) if usable else None
+        verified = await self.db.offload(
+            verify, account.password_hash if account else None, attempt.password
+        )
+        failure = None
+        if not verified.ok or account is None:
+            failure = "wrong email or password"
+        elif principal_for(email, state, admins) is None:
+            failure = "not in the applied state"
+        else:
+            failure = await self._second_factor(account, email in admins, attempt.code)
+        if failure is not None:
+            self.limiter.failed(email)
+            await self._audit(email, attempt, "failed", failure)
+            if failure == "no authenticator enrolled":
+                raise TotpEnrolmentRequired()
+            raise LoginFailed()
+        if verified.rehash:
+            await self.db.run(update_password_hash, email, verified.rehash)
+        self.limiter.succeeded(email)
+        token = await self.sessions.create(email, attempt.client_addr, attempt.user_agent)
+        await self._audit(email, attempt, "ok", None)
+        return token
+
+    async def _second_factor(self, account: Account, super_admin: bool, code: str) -> str | None:
+        if account.totp_secret is None:
+            return "no authenticator enrolled" if super_admin else None
+        step = totp.matching_step(account.totp_secret, code)
+        if step is None:
+            return "wrong authenticator code"
+        if not await self.db.run(use_totp_step, account.email, step):
+            return "authenticator code replayed"
+        return None
+
+    async def _audit(self, email: str, attempt: Attempt, result: str, why: str | None) -> None:
+        email = email if email.isprintable() else repr(email)
+        await self.db.audit(
+            email or None,
+            "login",
+            result,
+            target=email or None,
+            client_addr=attempt.client_addr,
+            detail=why,
+        )

@@ -1,0 +1,129 @@
+"""Cross-cutting request handling, outermost first: security headers on every answer, then
+errors rendered as JSON (API) or a page (browser), then who is calling and the CSRF check.
+
+CSRF: every state-changing request made with the session cookie carries the session's token
+(form field ``csrf`` or header ``X-CSRF-Token``); bearer-token requests are not
+cookie-authenticated and need none. The login and activation forms, made before there is a
+session, use a double-submit token (cookie + form field). SameSite=Strict cookies are the
+second wall.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from reconciler.web.errors import CsrfRejected, NotFound, PortalError, Unauthenticated
+from reconciler.web.portal import IDENTITY, PRE_CSRF, identity_of, portal_of, render
+from reconciler.web.tokens import new_token, same_secret
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+API_PREFIX = "/api/"
+PRE_SESSION_FORMS = ("/login", "/activate/")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Referrer-Policy"] = "no-referrer"  # activation links carry their token in the path
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    headers["Cross-Origin-Resource-Policy"] = "same-origin"
+    headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+    if not request.path.startswith("/static/"):
+        headers["Cache-Control"] = "no-store"  # every page may hold someone's data
+    if portal_of(request).config.cookies_secure:
+        headers["Strict-Transport-Security"] = "max-age=31536000"
+    return response
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except PortalError as exc:
+        return error_response(request, exc)
+    except web.HTTPNotFound:
+        return error_response(request, NotFound())
+    except web.HTTPMethodNotAllowed as exc:
+        if request.path.startswith(API_PREFIX):
+            return web.json_response(
+                {"error": {"code": "method_not_allowed", "message": "method not allowed"}},
+                status=405,
+                headers={"Allow": ",".join(sorted(exc.allowed_methods))},
+            )
+        raise
+
+
+def error_response(request: web.Request, exc: PortalError) -> web.StreamResponse:
+    headers = {}
+    retry = getattr(exc, "retry_after", None)
+    if retry is not None:
+        headers["Retry-After"] = str(max(1, int(retry)))
+    if request.path.startswith(API_PREFIX):
+        body = {"error": {"code": exc.code, "message": exc.message}}
+        return web.json_response(body, status=exc.status, headers=headers)
+    unauthenticated = isinstance(exc, Unauthenticated) and exc.code == "unauthenticated"
+    if unauthenticated and request.method in SAFE_METHODS:
+        return web.Response(status=303, headers={"Location": "/login"})
+    response = render(request, "error.html", status=exc.status, error=exc)
+    response.headers.update(headers)
+    return response
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    portal = portal_of(request)
+    ident = None
+    bearer = request.headers.get("Authorization", "")
+    if request.path.startswith(API_PREFIX) and bearer.lower().startswith("bearer "):
+        ident = await portal.sessions.resolve_bearer(bearer[7:].strip())
+        if ident is None:
+            raise Unauthenticated("unknown or revoked API token")
+    elif cookie := request.cookies.get(portal.cookie_name):
+        ident = await portal.sessions.resolve_cookie(cookie)
+    request[IDENTITY] = ident
+    fresh_pre = None
+    if ident is None and request.path.startswith(PRE_SESSION_FORMS):
+        request[PRE_CSRF] = request.cookies.get(portal.pre_cookie_name) or ""
+        if not request[PRE_CSRF]:
+            fresh_pre = request[PRE_CSRF] = new_token()
+    if request.method not in SAFE_METHODS:
+        await check_csrf(request)
+    response = await handler(request)
+    if fresh_pre is not None:
+        portal.set_cookie(response, portal.pre_cookie_name, fresh_pre)
+    return response
+
+
+async def check_csrf(request: web.Request) -> None:
+    ident = identity_of(request)
+    if ident is not None and ident.session is None:
+        return  # API token: no ambient credential a forged request could borrow
+    expected = ident.csrf_token if ident is not None else request.get(PRE_CSRF)
+    if ident is None and not request.path.startswith(PRE_SESSION_FORMS):
+        return  # no session: the handler answers 401 (nothing to forge)
+    given = request.headers.get("X-CSRF-Token")
+    if given is None and request.content_type in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        form = await request.post()
+        value = form.get("csrf")
+        given = value if isinstance(value, str) else None
+    if not expected or not same_secret(given, expected):
+        raise CsrfRejected()

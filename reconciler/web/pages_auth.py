@@ -1,0 +1,117 @@
+"""Pages before a session exists, and its end: log in, activate an invitation, log out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from reconciler.web import totp
+from reconciler.web.errors import BadRequest, NotFound, PortalError
+from reconciler.web.invitations import activate, pending_invitation
+from reconciler.web.login import Attempt
+from reconciler.web.portal import client_addr, identity_of, portal_of, render
+
+routes = web.RouteTableDef()
+
+
+def _field(form: object, name: str) -> str:
+    value = form.get(name) if hasattr(form, "get") else None
+    return value if isinstance(value, str) else ""
+
+
+@routes.get("/login")
+async def login_page(request: web.Request) -> web.StreamResponse:
+    if identity_of(request) is not None:
+        return web.Response(status=303, headers={"Location": "/"})
+    return render(request, "login.html", error=None, email="")
+
+
+@routes.post("/login")
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    portal = portal_of(request)
+    form = await request.post()
+    attempt = Attempt(
+        email=_field(form, "email"),
+        password=_field(form, "password"),
+        code=_field(form, "code"),
+        client_addr=client_addr(request),
+        user_agent=request.headers.get("User-Agent"),
+    )
+    deps = portal.deps
+    try:
+        token = await portal.login.attempt(attempt, deps.applied_state(), deps.platform_admins())
+    except PortalError as exc:
+        if exc.status >= 500:
+            raise
+        response = render(
+            request, "login.html", status=exc.status, error=exc.message, email=attempt.email
+        )
+        if (retry := getattr(exc, "retry_after", None)) is not None:
+            response.headers["Retry-After"] = str(max(1, int(retry)))
+        return response
+    response = web.Response(status=303, headers={"Location": "/"})
+    portal.set_cookie(response, portal.cookie_name, token)
+    portal.clear_cookie(response, portal.pre_cookie_name)
+    return response
+
+
+@routes.post("/logout")
+async def logout(request: web.Request) -> web.StreamResponse:
+    portal = portal_of(request)
+    ident = identity_of(request)
+    if ident is not None and ident.session is not None:
+        await portal.sessions.end(ident.session.id)
+        await portal.db.audit(
+            ident.email, "logout", "ok", target=ident.email, client_addr=client_addr(request)
+        )
+    response = web.Response(status=303, headers={"Location": "/login"})
+    portal.clear_cookie(response, portal.cookie_name)
+    return response
+
+
+@routes.get("/activate/{token}")
+async def activate_page(request: web.Request) -> web.StreamResponse:
+    portal = portal_of(request)
+    found = await portal.db.run(pending_invitation, request.match_info["token"])
+    return render(
+        request, "activate.html", **_enrolment(found.email, found.totp_secret), error=None
+    )
+
+
+def _enrolment(email: str, secret: str | None) -> dict[str, Any]:
+    uri = totp.enrol_uri(secret, email) if secret else None
+    return {
+        "email": email,
+        "totp_secret": secret,
+        "totp_qr": totp.qr_data_uri(uri) if uri else None,
+    }
+
+
+@routes.post("/activate/{token}")
+async def activate_submit(request: web.Request) -> web.StreamResponse:
+    portal = portal_of(request)
+    token = request.match_info["token"]
+    form = await request.post()
+    try:
+        email = await portal.db.run(
+            activate,
+            token,
+            password=_field(form, "password"),
+            confirmation=_field(form, "confirmation"),
+            code=_field(form, "code"),
+            client_addr=client_addr(request),
+        )
+    except BadRequest as exc:
+        found = await portal.db.run(pending_invitation, token)
+        return render(
+            request,
+            "activate.html",
+            status=400,
+            error=exc.message,
+            **_enrolment(found.email, found.totp_secret),
+        )
+    except NotFound:
+        raise
+    portal.sessions.forget(email=email)
+    return render(request, "activated.html", email=email)

@@ -1,0 +1,134 @@
+"""The portal's composition root (one per aiohttp app) and the request helpers every
+handler uses: who is calling, what they may see in a tenant, and page rendering.
+
+Every helper reads the daemon's CURRENT applied state: a person removed from git or demoted
+loses that access on their next request, whatever their session says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from reconciler.web import filters
+from reconciler.web.access import Principal, TenantScope, principal_for, tenant_scope
+from reconciler.web.config import PortalConfig
+from reconciler.web.db import PortalDb
+from reconciler.web.errors import Unauthenticated
+from reconciler.web.login import Login
+from reconciler.web.overview import Overview
+from reconciler.web.ports import PortalDeps
+from reconciler.web.ratelimit import LoginLimiter
+from reconciler.web.search import Searcher
+from reconciler.web.sessions import Identity, Sessions
+
+IDENTITY: web.RequestKey[Identity | None] = web.RequestKey("pbx_identity")
+PRE_CSRF: web.RequestKey[str] = web.RequestKey(
+    "pbx_pre"
+)  # the pre-session CSRF token (login, activation)
+
+
+class Portal:
+    def __init__(self, deps: PortalDeps, config: PortalConfig) -> None:
+        self.deps = deps
+        self.config = config
+        self.db = PortalDb(deps.database_dsn, size=config.db_pool_size)
+        self.sessions = Sessions(self.db, config)
+        self.limiter = LoginLimiter(config.login_per_account, config.login_per_address)
+        self.login = Login(self.db, self.sessions, self.limiter)
+        self.searcher = Searcher()
+        self.overview = Overview()
+        self.closing = asyncio.Event()  # set on shutdown: open event streams end at once
+        self.templates = jinja2.Environment(
+            loader=jinja2.PackageLoader("reconciler.web", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        filters.install(self.templates)
+
+    @property
+    def cookie_name(self) -> str:
+        # __Host-: the browser refuses it unless Secure, path=/ and no Domain
+        return "__Host-pbx_session" if self.config.cookies_secure else "pbx_session"
+
+    @property
+    def pre_cookie_name(self) -> str:
+        return "__Host-pbx_pre" if self.config.cookies_secure else "pbx_pre"
+
+    def set_cookie(self, response: web.StreamResponse, name: str, value: str) -> None:
+        response.set_cookie(
+            name,
+            value,
+            path="/",
+            httponly=True,
+            secure=self.config.cookies_secure,
+            samesite="Strict",
+        )
+
+    def clear_cookie(self, response: web.StreamResponse, name: str) -> None:
+        response.del_cookie(name, path="/", secure=self.config.cookies_secure, samesite="Strict")
+
+    async def shutdown(self, _app: web.Application) -> None:
+        self.closing.set()
+
+    async def close(self, _app: web.Application) -> None:
+        await self.db.close()
+
+
+PORTAL_KEY = web.AppKey("pbx_portal", Portal)
+
+
+def portal_of(request: web.Request) -> Portal:
+    return request.app[PORTAL_KEY]
+
+
+def identity_of(request: web.Request) -> Identity | None:
+    return request.get(IDENTITY)
+
+
+def principal(request: web.Request) -> Principal:
+    """The caller as the applied state sees them now; ``Unauthenticated`` otherwise."""
+    ident = identity_of(request)
+    if ident is None:
+        raise Unauthenticated()
+    deps = portal_of(request).deps
+    found = principal_for(ident.email, deps.applied_state(), deps.platform_admins())
+    if found is None:
+        raise Unauthenticated("your access was removed in git: ask an administrator")
+    return found
+
+
+def scope(request: web.Request, tenant_id: str) -> TenantScope:
+    return tenant_scope(principal(request), portal_of(request).deps.applied_state(), tenant_id)
+
+
+def client_addr(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def render(
+    request: web.Request, template: str, *, status: int = 200, **context: Any
+) -> web.Response:
+    html = render_html(request, template, **context)
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def render_html(request: web.Request, template: str, **context: Any) -> str:
+    """A template with the context every page has: who is logged in, the CSRF token."""
+    portal = portal_of(request)
+    ident = identity_of(request)
+    who = None
+    if ident is not None:
+        deps = portal.deps
+        who = principal_for(ident.email, deps.applied_state(), deps.platform_admins())
+    return portal.templates.get_template(template).render(
+        me=who,
+        csrf=(ident.csrf_token if ident else None) or request.get(PRE_CSRF, ""),
+        path=request.path,
+        **context,
+    )

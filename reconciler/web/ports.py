@@ -1,0 +1,126 @@
+"""What the portal needs from the rest of the daemon, and nothing more.
+
+The daemon implements ``PortalDeps`` over what it already holds (the applied state of the
+last pass, per-tenant status, node reports, the store, the live presence cache); tests use
+``tests/fakes/portal.py``. The portal never reads the YAML specs and never talks to a switch
+except through ``PresenceView``: git stays the only place where configuration changes.
+
+Records here are frozen and carry raw facts; what they mean to a person (the sync status
+colour, who may see them) is decided in the portal (``TenantSync.sync``, ``access``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from reconciler.core.model import State
+from reconciler.core.presence import PresenceView
+from reconciler.store.credentials import SipCredentials
+from reconciler.store.history import HistoryEntry
+
+
+class SyncStatus(StrEnum):
+    """A tenant's sync state at a glance, worst first (the overview sorts by it)."""
+
+    INVALID = "invalid"  # its spec has errors: frozen at the last applied state
+    OUT_OF_SYNC = "out of sync"  # git differs from what is applied, or the last apply failed
+    ORPHANED = "orphaned"  # its file left git: kept, not served, prunable
+    SUSPENDED = "suspended"  # declared suspended: kept, not served
+    SYNCED = "synced"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantSync:
+    """What the daemon knows about one tenant's reconciliation (its ``TenantStatus``).
+
+    ``lifecycle``: the stored status (active / suspended / orphaned). ``spec_digest``: of the
+    file in git now (None when the file is gone); ``applied_digest``: of what was applied.
+    ``spec_errors``: ``file:line:col: field: message`` strings of the current spec.
+    """
+
+    tenant_id: str
+    lifecycle: str
+    spec_digest: str | None = None
+    applied_digest: str | None = None
+    applied_revision: str | None = None
+    attempted_revision: str | None = None
+    last_error: str | None = None
+    last_reconcile: datetime | None = None
+    spec_file: str | None = None
+    spec_errors: tuple[str, ...] = ()
+
+    @property
+    def sync(self) -> SyncStatus:
+        if self.spec_errors:
+            return SyncStatus.INVALID
+        if self.lifecycle == "orphaned":
+            return SyncStatus.ORPHANED
+        if self.last_error or (self.spec_digest and self.spec_digest != self.applied_digest):
+            return SyncStatus.OUT_OF_SYNC
+        if self.lifecycle == "suspended":
+            return SyncStatus.SUSPENDED
+        return SyncStatus.SYNCED
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """One FreeSWITCH node as the daemon's live side reports it."""
+
+    name: str  # HOST:PORT, as --freeswitch names it
+    connected: bool
+    last_sync: datetime | None = None
+    drift_repairs: int = 0  # since the daemon started
+    unmanaged: tuple[str, ...] = ()  # objects outside tenant domains, left alone
+    errors: tuple[str, ...] = ()
+
+
+class PortalDeps(Protocol):
+    """The daemon as the portal sees it. Reads are cheap and synchronous (in-memory);
+    the three store operations are coroutines (the daemon runs the synchronous store
+    functions in a worker thread, never on the event loop)."""
+
+    def applied_state(self) -> State:
+        """The applied state of the last completed pass. The mapping handed out must never
+        be mutated afterwards (hand over a new mapping after each pass): the portal reads
+        it from the event loop and caches search indexes by its identity."""
+        ...
+
+    def platform_admins(self) -> Mapping[str, str]:
+        """Applied super admins, ``{email (lowercase): name}`` (``pbx.platform_admins``)."""
+        ...
+
+    def tenant_sync(self) -> Mapping[str, TenantSync]:
+        """Per-tenant reconciliation facts, by tenant id (includes invalid and orphaned).
+        Return the same mapping until a fact changes, then a new one (never mutate it): the
+        overview of 1,000 tenants is cached by its identity and the state's."""
+        ...
+
+    def nodes(self) -> Sequence[NodeStatus]:
+        """Every configured switch node, in configuration order."""
+        ...
+
+    @property
+    def presence(self) -> PresenceView:
+        """The live cache (registrations, agents, queue members) and agent status changes."""
+        ...
+
+    def database_dsn(self) -> str | None:
+        """DSN for the portal's own tables (``pbx.portal_*``); None until the daemon has
+        resolved its database (the portal answers 503 meanwhile)."""
+        ...
+
+    async def history(self, tenant_id: str | None, limit: int) -> Sequence[HistoryEntry]:
+        """``store.read_history``: most recent first; every tenant when ``tenant_id`` is None."""
+        ...
+
+    async def show_credentials(self, tenant_id: str, extension: str) -> SipCredentials:
+        """``store.show_credentials``; raises ``store.UnknownExtension``/``UnknownTenant``."""
+        ...
+
+    async def rotate_credentials(self, tenant_id: str, extension: str) -> None:
+        """``store.rotate_credentials`` (the daemon follows its NOTIFY and re-serves)."""
+        ...

@@ -1,0 +1,153 @@
+"""Server-side sessions and API tokens: who is calling, resolved from the session cookie or
+an ``Authorization: Bearer`` token.
+
+Lookups are cached in memory for ``session_cache_seconds`` so a page read costs no database
+round trip; ending a session or token in this process drops it from the cache at once (other
+daemons' caches expire within that delay). Idle and absolute timeouts are checked on every
+request; ``last_seen_at`` is written back at most once per ``TOUCH_INTERVAL``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from reconciler.store.portal import (
+    SessionRow,
+    create_session,
+    delete_session,
+    read_api_token,
+    read_session,
+    touch_session,
+)
+from reconciler.web.config import PortalConfig
+from reconciler.web.db import PortalDb
+from reconciler.web.tokens import API_TOKEN_PREFIX, new_token, token_digest
+
+TOUCH_INTERVAL = timedelta(seconds=60)
+CACHE_LIMIT = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The caller: a person, through a browser session or one of their API tokens."""
+
+    email: str
+    session: SessionRow | None = None
+    token_id: int | None = None
+
+    @property
+    def csrf_token(self) -> str | None:
+        return self.session.csrf_token if self.session else None
+
+
+@dataclass(slots=True)
+class _Cached:
+    identity: Identity
+    fetched: float  # monotonic
+    touched: datetime  # last_seen_at as written to the database
+
+
+class Sessions:
+    def __init__(
+        self,
+        db: PortalDb,
+        config: PortalConfig,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.clock = clock
+        self._cache: dict[bytes, _Cached] = {}
+
+    async def create(self, email: str, client_addr: str | None, user_agent: str | None) -> str:
+        """A new session for ``email``; returns the cookie value (only its digest is kept)."""
+        token = new_token()
+        await self.db.run(
+            create_session,
+            token_hash=token_digest(token),
+            email=email,
+            csrf_token=new_token(),
+            expires_at=self.clock() + timedelta(seconds=self.config.absolute_timeout),
+            client_addr=client_addr,
+            user_agent=user_agent,
+        )
+        return token
+
+    async def resolve_cookie(self, token: str) -> Identity | None:
+        digest = token_digest(token)
+        cached = self._fresh(digest)
+        row = cached.identity.session if cached else await self.db.run(read_session, digest)
+        if row is None:
+            return None
+        now = self.clock()
+        last_seen = max(row.last_seen_at, cached.touched if cached else row.last_seen_at)
+        idle = timedelta(seconds=self.config.idle_timeout)
+        if now >= row.expires_at or now - last_seen >= idle:
+            await self.end(row.id, digest)
+            return None
+        row = replace(row, last_seen_at=now)
+        touched = cached.touched if cached else last_seen
+        if now - touched >= TOUCH_INTERVAL:
+            await self.db.run(touch_session, row.id, now)
+            touched = now
+        identity = Identity(row.email, session=row)
+        self._remember(
+            digest, _Cached(identity, cached.fetched if cached else time.monotonic(), touched)
+        )
+        return identity
+
+    async def resolve_bearer(self, token: str) -> Identity | None:
+        if not token.startswith(API_TOKEN_PREFIX):
+            return None
+        digest = token_digest(token)
+        cached = self._fresh(digest)
+        if cached is not None:
+            return cached.identity
+        found = await self.db.run(read_api_token, digest)
+        if found is None:
+            return None
+        identity = Identity(found.email, token_id=found.id)
+        self._remember(digest, _Cached(identity, time.monotonic(), self.clock()))
+        return identity
+
+    async def end(self, session_id: int, digest: bytes | None = None) -> SessionRow | None:
+        """Logout or revocation: gone from the database and from this process's cache."""
+        row = await self.db.run(delete_session, session_id)
+        self.forget(digest=digest, session_id=session_id)
+        return row
+
+    def forget(
+        self,
+        *,
+        digest: bytes | None = None,
+        session_id: int | None = None,
+        email: str | None = None,
+    ) -> None:
+        if digest is not None:
+            self._cache.pop(digest, None)
+        if session_id is None and email is None:
+            return
+        for key, entry in list(self._cache.items()):
+            ident = entry.identity
+            if (email is not None and ident.email == email) or (
+                session_id is not None and ident.session and ident.session.id == session_id
+            ):
+                del self._cache[key]
+
+    def forget_all(self) -> None:
+        self._cache.clear()
+
+    def _fresh(self, digest: bytes) -> _Cached | None:
+        cached = self._cache.get(digest)
+        if cached and time.monotonic() - cached.fetched < self.config.session_cache_seconds:
+            return cached
+        return None
+
+    def _remember(self, digest: bytes, entry: _Cached) -> None:
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[digest] = entry

@@ -1,0 +1,47 @@
+"""Debian's Chromium driven by Playwright (never a downloaded browser), and logging in
+through the real form. Missing Chromium is a failure, not a skip: CI installs it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyotp
+import pytest
+from playwright.sync_api import Browser, Page, Playwright
+
+from reconciler.store import connect
+from tests.fakes.portal import PASSWORD
+from tests.web.live_server import LivePortal
+from tests.web.support import allow_code_reuse
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def launch(playwright: Playwright) -> Browser:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def log_in(page: Page, portal: LivePortal, email: str, secret: str | None = None) -> None:
+    if secret is not None:
+        assert portal.deps.dsn is not None
+        with connect(portal.deps.dsn) as conn:
+            allow_code_reuse(conn, email)
+    page.goto(portal.url + "/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    if secret is not None:
+        page.get_by_label(re.compile("Authenticator code")).fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r"/(platform|t/\w+)$"))

@@ -1,0 +1,99 @@
+"""The portal served for real on 127.0.0.1 from a background thread (its own event loop), for
+clients that are not asyncio: schemathesis (requests) and Playwright's browser."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+
+from reconciler.store import connect, migrate
+from reconciler.store.portal import create_api_token
+from reconciler.web import PortalConfig, PortalServer
+from reconciler.web.tokens import new_api_token, token_digest
+from tests.fakes.portal import FakePortalDeps
+from tests.web.support import make_account
+
+T = TypeVar("T")
+
+
+@contextmanager
+def scratch_database(server_dsn: str) -> Iterator[str]:
+    """A migrated database for a whole module (a live server outlives one test)."""
+    name = f"pbx_web_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    info = psycopg.conninfo.conninfo_to_dict(server_dsn)
+    info["dbname"] = name
+    dsn = psycopg.conninfo.make_conninfo(**info)
+    try:
+        with connect(dsn) as conn:
+            migrate(conn)
+        yield dsn
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+class LivePortal:
+    def __init__(self, deps: FakePortalDeps, **config: Any) -> None:
+        self.deps = deps
+        self.loop = asyncio.new_event_loop()
+        self.config = PortalConfig(listen_port=0, public_url="http://127.0.0.1", **config)
+        self.server: PortalServer | None = None
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self.server = PortalServer(self.deps, self.config)
+        self.call(self.server.start())
+
+    def call(self, coro: Any, timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def run_in_loop(self, fn: Callable[[], T]) -> T:
+        async def wrapper() -> T:
+            return fn()
+
+        return self.call(wrapper())  # type: ignore[no-any-return]
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.port}"
+
+    def account(self, email: str) -> str | None:
+        assert self.deps.dsn is not None
+        return make_account(self.deps.dsn, self.deps, email)
+
+    def api_token(self, email: str) -> str:
+        assert self.deps.dsn is not None
+        token = new_api_token()
+        with connect(self.deps.dsn) as conn:
+            create_api_token(conn, token_hash=token_digest(token), email=email, name="test")
+        return token
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.call(self.server.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
+
+
+@contextmanager
+def live_portal(dsn: str, **config: Any) -> Iterator[LivePortal]:
+    portal = LivePortal(FakePortalDeps(dsn=dsn), **config)
+    portal.start()
+    try:
+        yield portal
+    finally:
+        portal.stop()

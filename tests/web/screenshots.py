@@ -1,0 +1,142 @@
+"""Screenshots of the main pages for docs/portal.md, from a demo platform (fake tenants,
+fake secrets, blurred anyway). Rerun after a UI change:
+
+    .venv/bin/python -m tests.web.screenshots [--out docs/screenshots]
+
+Needs the machine's PostgreSQL (PBX_TEST_SERVER_DSN, default 127.0.0.1:5432) and Chromium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from playwright.sync_api import Page, sync_playwright
+
+from reconciler.core.model import tenant_state_from_spec
+from specs_schema.models import TenantSpec
+from tests.fakes.portal import SUPER, FakePortalDeps, history_entry
+from tests.web.browser import launch, log_in
+from tests.web.live_server import LivePortal, live_portal, scratch_database
+
+SERVER = os.environ.get("PBX_TEST_SERVER_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def populate(deps: FakePortalDeps) -> None:
+    """A believable platform: more tenants, live phones, agents, callers, history, trouble."""
+    state = dict(deps.state)
+    for n, name in enumerate(["northwind", "umbrella", "hooli", "stark", "wayne", "cyberdyne"]):
+        spec = TenantSpec.model_validate(
+            {
+                "id": name,
+                "domain": f"{name}.example.net",
+                "name": name.capitalize(),
+                "extensions": [
+                    {"number": f"{n + 4}{i:03d}", "name": f"Desk {i}"} for i in range(40)
+                ],
+            }
+        )
+        state[name] = tenant_state_from_spec(spec)
+    deps.replace_state(state)
+    deps.__post_init__()
+    deps.sync["umbrella"] = replace(
+        deps.sync["umbrella"],
+        spec_errors=(
+            "tenants.d/umbrella.yaml:14:7: extensions.2.number: '12' is shorter than 3 digits",
+            "tenants.d/umbrella.yaml:31:5: queues.0.tiers.1.agent: no agent 'zed' in this tenant",
+        ),
+        last_error="invalid spec (2 error(s)); left at last applied state",
+    )
+    deps.sync["hooli"] = replace(
+        deps.sync["hooli"],
+        spec_digest="d2",
+        last_error="tenant hooli: duplicate key value (constraint queues_number_key)",
+        attempted_revision="9c1d77aa03ef",
+    )
+    deps.history_rows = [
+        history_entry(t, n)
+        for n, t in enumerate(["acme", "hooli", "umbrella", "acme", "globex", "stark"], start=1)
+    ]
+    deps.history_rows[1] = history_entry(
+        "hooli", 2, "failed", "duplicate key value (constraint queues_number_key)"
+    )
+    presence = deps.presence
+    presence.nodes = ("fs1:8021", "fs2:8021")
+    presence.register("acme.example.com", "1001", "Yealink SIP-T46U 108.86.0.90", "198.51.100.21")
+    presence.register("acme.example.com", "1002", "Grandstream GXP2170 1.0.11", "198.51.100.22")
+    presence.register("acme.example.com", "1010", "Linphone Android 5.2.5", "203.0.113.40")
+    presence.agent("acme.example.com", "alice", "Available", "Waiting")
+    presence.agent("acme.example.com", "bob", "On Break", "Waiting")
+    presence.agent("acme.example.com", "bob2", "Available", "In a queue call")
+    presence.agent("acme.example.com", "dave", "Logged Out", "Idle")
+    presence.caller("acme.example.com", "support", "+14155550142", "J. Customer")
+    presence.caller("acme.example.com", "support", "+442071838750", "")
+    deps.node_list = [
+        replace(deps.node_list[0], name="fs1:8021", last_sync=datetime.now(UTC)),
+        replace(
+            deps.node_list[0],
+            name="fs2:8021",
+            connected=False,
+            drift_repairs=0,
+            unmanaged=(),
+            errors=("connection refused; retrying in 8 s",),
+        ),
+    ]
+
+
+def shoot(page: Page, path: Path, full: bool = True) -> None:
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(path), full_page=full)
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
+    out = parser.parse_args().out
+    out.mkdir(parents=True, exist_ok=True)
+    with scratch_database(SERVER) as dsn, live_portal(dsn) as portal, sync_playwright() as pw:
+        populate(portal.deps)
+        secrets = {
+            e: portal.account(e)
+            for e in (
+                SUPER,
+                "alice@acme.example.com",
+                "bob@acme.example.com",
+                "carol@acme.example.com",
+            )
+        }
+        browser = launch(pw)
+        for email, name, path in (
+            (SUPER, "super-admin-overview", "/platform"),
+            ("alice@acme.example.com", "tenant-admin", "/t/acme"),
+            ("bob@acme.example.com", "agent", "/t/acme"),
+        ):
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            page = context.new_page()
+            log_in(page, portal, email, secrets[email])
+            page.goto(portal.url + path)
+            shoot(page, out / f"{name}.png")
+            context.close()
+        member_credentials(browser, portal, secrets["carol@acme.example.com"], out)
+        browser.close()
+
+
+def member_credentials(browser, portal: LivePortal, secret: str | None, out: Path) -> None:  # type: ignore[no-untyped-def]
+    context = browser.new_context(
+        viewport={"width": 420, "height": 900}, is_mobile=True, bypass_csp=True
+    )
+    page = context.new_page()
+    log_in(page, portal, "carol@acme.example.com", secret)
+    page.goto(portal.url + "/t/acme/extensions/1010")
+    page.get_by_role("button", name="Reveal credentials").click()
+    page.evaluate("document.body.classList.add('blurred')")  # fake tenant, blurred all the same
+    shoot(page, out / "member-credentials.png")
+    context.close()
+
+
+if __name__ == "__main__":
+    main()

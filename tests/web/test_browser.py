@@ -1,0 +1,136 @@
+"""The portal in a real headless Chromium: each role logs in and sees exactly its data,
+reveals credentials, sets an agent status that reaches the presence view, live updates
+arrive without a reload, a CSRF-less POST and a cross-tenant URL are refused, logout."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.fakes.portal import SUPER
+from tests.web.browser import launch, log_in
+from tests.web.live_server import LivePortal, live_portal, scratch_database
+
+ALICE, BOB, CAROL = "alice@acme.example.com", "bob@acme.example.com", "carol@acme.example.com"
+
+
+@pytest.fixture(scope="module")
+def portal(pg_server_dsn: str) -> Iterator[LivePortal]:
+    with scratch_database(pg_server_dsn) as dsn, live_portal(dsn, sse_heartbeat=1.0) as running:
+        running.secrets = {e: running.account(e) for e in (SUPER, ALICE, BOB, CAROL)}  # type: ignore[attr-defined]
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(10_000)
+    yield context.new_page()
+    context.close()
+
+
+def as_(page: Page, portal: LivePortal, email: str) -> None:
+    log_in(page, portal, email, portal.secrets[email])  # type: ignore[attr-defined]
+
+
+def test_super_admin_sees_every_tenant_nodes_and_can_search(page: Page, portal: LivePortal) -> None:
+    as_(page, portal, SUPER)
+    expect(page).to_have_url(portal.url + "/platform")
+    table = page.locator("table.tenants")
+    for tenant in ("acme", "globex", "initech"):
+        expect(table).to_contain_text(tenant)
+    expect(table).to_contain_text("suspended")
+    expect(page.locator("body")).to_contain_text("fs1:8021")
+    page.get_by_role("searchbox").first.fill("dave")
+    page.get_by_role("button", name="Search").first.click()
+    expect(page.locator(".hits li")).to_have_count(2)
+
+
+def test_tenant_admin_sees_the_whole_tenant_and_nothing_else(
+    page: Page, portal: LivePortal
+) -> None:
+    as_(page, portal, ALICE)
+    expect(page).to_have_url(portal.url + "/t/acme")
+    extensions = page.locator("#live-extensions")
+    for number in ("1001", "1002", "1003", "1004", "1010"):
+        expect(extensions).to_contain_text(number)
+    expect(page.locator("#queues")).to_contain_text("support")
+    expect(page.locator("#people")).to_contain_text("carol@acme.example.com")
+    response = page.goto(portal.url + "/t/globex")
+    assert response is not None and response.status == 404
+    expect(page.locator("h1")).to_have_text("Not found")
+    assert page.goto(portal.url + "/platform").status == 404  # type: ignore[union-attr]
+
+
+def test_agent_sets_own_status_and_it_reaches_the_presence_view(
+    page: Page, portal: LivePortal
+) -> None:
+    as_(page, portal, BOB)
+    extensions = page.locator("#live-extensions")
+    expect(extensions).to_contain_text("1002")
+    expect(extensions).not_to_contain_text("1001")
+    expect(page.locator("#queues")).to_have_count(0)
+    row = page.locator("#agent-bob")
+    expect(page.locator("#agent-alice")).to_have_count(0)
+    row.get_by_role("button", name="On Break").click()
+    expect(page.locator("#agent-bob")).to_contain_text("On Break")
+    assert ("bob@acme.example.com", "On Break") in portal.deps.presence.status_calls
+
+
+def test_live_registration_appears_without_a_reload(page: Page, portal: LivePortal) -> None:
+    as_(page, portal, BOB)
+    expect(page.locator("body.live-on")).to_have_count(1)
+    portal.run_in_loop(
+        lambda: portal.deps.presence.register("acme.example.com", "1003", user_agent="Linphone 5.2")
+    )
+    expect(page.locator("#live-extensions")).to_contain_text("Linphone 5.2")
+
+
+def test_member_reveals_own_credentials_with_a_qr_code(page: Page, portal: LivePortal) -> None:
+    as_(page, portal, CAROL)
+    page.get_by_role("link", name="Credentials").click()
+    page.get_by_role("button", name="Reveal credentials").click()
+    password = portal.deps.passwords["acme", "1010"]
+    expect(page.locator("code.secret")).to_have_text(password)
+    expect(page.locator("img.qr")).to_be_visible()
+    assert page.eval_on_selector("img.qr", "img => img.complete && img.naturalWidth") > 0
+    expect(page.get_by_role("link", name="Credentials")).to_have_count(0)  # one row: hers
+    assert page.goto(portal.url + "/t/acme/extensions/1001").status == 404  # type: ignore[union-attr]
+
+
+def test_a_post_without_csrf_token_is_refused(page: Page, portal: LivePortal) -> None:
+    as_(page, portal, BOB)
+    before = len(portal.deps.presence.status_calls)
+    response = page.request.post(
+        portal.url + "/t/acme/agents/bob/status", form={"status": "Logged Out"}
+    )
+    assert response.status == 403
+    assert len(portal.deps.presence.status_calls) == before
+
+
+def test_logout_ends_the_session(page: Page, portal: LivePortal) -> None:
+    as_(page, portal, ALICE)
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"/login$"))
+    page.goto(portal.url + "/t/acme")
+    expect(page).to_have_url(re.compile(r"/login$"))
+
+
+def test_pages_fit_a_phone(browser: Browser, portal: LivePortal) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    as_(page, portal, ALICE)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    context.close()
+    assert width <= 390 + 1
