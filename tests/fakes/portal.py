@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reconciler.core.model import State, TenantState, tenant_state_from_spec
+from reconciler.core.desired import tenant_state_from_spec
+from reconciler.core.model import State, TenantState
 from reconciler.core.presence import (
     AgentPresence,
     DomainPresence,

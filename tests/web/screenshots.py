@@ -16,7 +16,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
 
-from reconciler.core.model import tenant_state_from_spec
+from reconciler.core.desired import tenant_state_from_spec
 from specs_schema.models import TenantSpec
 from tests.fakes.portal import SUPER, FakePortalDeps, history_entry
 from tests.web.browser import launch, log_in
