@@ -2,11 +2,12 @@
 Socket, and what the switches say is happening right now (the presence cache). What the rest
 of the program uses is exported here; the modules are internal.
 
-Rooms: ``esl`` (the stdlib-only ESL client), ``listings`` (mod_callcenter listings read into
-records), ``desired`` (what every switch should hold), ``commands`` (the only place that
-spells ``callcenter_config``, refusing unsafe values), ``plan`` (pure diff), ``apply``
-(read and send), ``report``, ``reconnect``, ``node_spec``, ``nodes`` (one reconciler per
-switch), ``presence`` (registrations, agents and callers, kept fresh from events).
+Rooms: ``esl`` (the stdlib-only ESL client; its layers are the ``esl_*`` modules),
+``listings`` (mod_callcenter listings read into records), ``desired`` (what every switch
+should hold), ``commands`` (the only place that spells ``callcenter_config``, refusing unsafe
+values), ``plan`` (pure diff), ``apply`` (read and send), ``report``, ``reconnect``,
+``node_spec``, ``nodes`` (one reconciler per switch), ``presence`` (registrations, agents and
+callers, kept fresh from events).
 """
 
 from reconciler.core.served import managed_domains
