@@ -115,6 +115,7 @@ class AppliedState:
     registry: dict[str, RegistryEntry] = field(default_factory=dict)
     spec_status: dict[str, SpecStatus] = field(default_factory=dict)
     retired_domains: frozenset[str] = frozenset()
+    platform_admins: dict[str, str] = field(default_factory=dict)
 
     def managed_domains(self) -> frozenset[str]:
         """Domains whose ``name@domain`` objects on a switch are ours: every stored tenant's,
@@ -122,8 +123,11 @@ class AppliedState:
         return managed_domains(self.state) | self.retired_domains
 
     def replace_tenants(self, store: Store, tenant_ids: frozenset[str] | None) -> bool:
-        """Re-read some tenants (None: all); True when anything differs from what was held
-        (unchanged re-reads cost no snapshot rebuild)."""
+        """Re-read some tenants (None: all) and the control tables; True when the tenants'
+        records or hashes differ from what was held (unchanged re-reads cost no snapshot
+        rebuild). A changed ``state`` is a new mapping: readers holding the old one (the
+        portal, by identity) never see it change under them."""
+        changed = False
         if tenant_ids is None:
             state, hashes = store.read_state(), store.read_a1_hashes()
             changed = state != self.state or hashes != self.a1_hashes
@@ -133,17 +137,16 @@ class AppliedState:
             before = {t: self.state[t] for t in tenant_ids if t in self.state}
             before_hashes = {k: v for k, v in self.a1_hashes.items() if k[0] in tenant_ids}
             changed = fresh != before or hashes != before_hashes
-            for tenant_id in tenant_ids:
-                self.state.pop(tenant_id, None)
-            self.state.update(fresh)
             if changed:
+                state = {t: s for t, s in self.state.items() if t not in tenant_ids}
+                state.update(fresh)
+                self.state = state
                 self.a1_hashes = {k: v for k, v in self.a1_hashes.items() if k[0] not in tenant_ids}
                 self.a1_hashes.update(hashes)
-        else:
-            return False
         self.registry = store.read_registry()
         self.spec_status = store.read_spec_status()
         self.retired_domains = store.read_retired_domains()
+        self.platform_admins = store.read_platform_admins()
         return changed
 
 
@@ -281,8 +284,6 @@ class Reconciler:
         renamed_away = frozenset(planned.plan.renames().values())
         touched = frozenset(planned.plan.tenants()) | frozenset(report.applied) | renamed_away
         state_changed = self.applied.replace_tenants(self.store, touched)
-        if not touched:
-            self.applied.spec_status = self.store.read_spec_status()
         outcome = PassOutcome(
             planned, report, admins_changed, time.perf_counter() - started, state_changed
         )

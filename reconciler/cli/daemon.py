@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from reconciler.cli.options import global_options, resolved
+from reconciler.cli.portal import portal_config, portal_options
 from reconciler.cli.settings import parse_credentials, parse_host_port
 from reconciler.cli.status_view import render_status
 from reconciler.core import logs
@@ -53,6 +54,7 @@ from reconciler.live import parse_node_specs
     type=click.Path(path_type=Path),
     help="Persisted snapshot and embedded DB [PBX_STATE_DIR].",
 )
+@portal_options
 @global_options
 @click.pass_context
 def run(ctx: click.Context, /, **_: Any) -> None:
@@ -76,6 +78,7 @@ def run(ctx: click.Context, /, **_: Any) -> None:
             git_branch=cfg["git_branch"],
             git_poll=float(cfg["git_poll"]),
             max_orphan_share=float(cfg["max_orphan_share"]),
+            portal=portal_config(cfg),
         )
     except PbxError as exc:
         raise click.UsageError(str(exc)) from exc

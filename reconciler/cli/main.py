@@ -16,6 +16,7 @@ from reconciler.cli.credentials import credentials, prune
 from reconciler.cli.daemon import run, status
 from reconciler.cli.options import global_options
 from reconciler.cli.passes import apply_command, plan_command
+from reconciler.cli.portal import users
 from reconciler.cli.render import render
 from reconciler.cli.specs import schema, validate
 
@@ -37,6 +38,7 @@ for command in (
     render,
     run,
     status,
+    users,
 ):
     main.add_command(command)
 

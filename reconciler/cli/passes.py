@@ -18,6 +18,7 @@ from reconciler.core.render import render_text, to_json
 from reconciler.live import NodeSpecError, parse_node_specs
 from reconciler.live.preview import has_changes, preview_nodes, render_preview
 from reconciler.reconcile import PassGuards, PlannedPass, Reconciler
+from reconciler.web import revoke_unentitled
 from specs_schema.load import SpecError
 
 
@@ -159,6 +160,9 @@ def apply_command(
                     refusal="refusing to apply without --yes: stdin is not a terminal",
                 )
             outcome = reconciler.apply_pass(planned)
+            if tenant_filter is None:  # the whole applied state is known: as a daemon pass
+                applied = reconciler.applied
+                revoke_unentitled(store.connection, applied.state, applied.platform_admins)
         except PbxError as exc:
             raise click.ClickException(str(exc)) from exc
     report = outcome.report

@@ -48,6 +48,16 @@ SETTINGS: Mapping[str, Setting] = {
         Setting("git_poll", "PBX_GIT_POLL", 30.0, parse=float),
         Setting("state_dir", "PBX_STATE_DIR", None),
         Setting("status_url", "PBX_STATUS_URL", None),
+        Setting("portal", "PBX_PORTAL", "on"),
+        Setting("portal_listen", "PBX_PORTAL_LISTEN", "127.0.0.1:8081"),
+        Setting("portal_url", "PBX_PORTAL_URL", None),
+        Setting("portal_tls_cert", "PBX_PORTAL_TLS_CERT", None),
+        Setting("portal_tls_key", "PBX_PORTAL_TLS_KEY", None),
+        Setting("portal_idle_timeout", "PBX_PORTAL_IDLE_TIMEOUT", 1800.0, parse=float),
+        Setting("portal_session_lifetime", "PBX_PORTAL_SESSION_LIFETIME", 43200.0, parse=float),
+        Setting("portal_invite_ttl", "PBX_PORTAL_INVITE_TTL", 259200.0, parse=float),
+        Setting("portal_login_limit", "PBX_PORTAL_LOGIN_LIMIT", "5/900"),
+        Setting("portal_address_limit", "PBX_PORTAL_ADDRESS_LIMIT", "30/300"),
     )
 }
 

@@ -27,7 +27,8 @@ from reconciler.daemon.config import DaemonConfig
 from reconciler.daemon.database import DatabaseLink
 from reconciler.daemon.live_sync import LiveSync
 from reconciler.daemon.metrics import Metrics
-from reconciler.daemon.passes import PassLoop
+from reconciler.daemon.passes import PassHooks, PassLoop
+from reconciler.daemon.portal import DaemonPortalDeps
 from reconciler.daemon.snapshots import ServedSnapshot
 from reconciler.daemon.startup import announce, poll_git, prepare_state_dir
 from reconciler.daemon.status import StatusBoard, tenant_rows
@@ -37,6 +38,7 @@ from reconciler.reconcile import PassGuards, Reconciler
 from reconciler.serve import Snapshot, load_templates
 from reconciler.sources import watch_spec_dir
 from reconciler.store import PostgresStore
+from reconciler.web import PortalServer, revoke_unentitled
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,10 @@ class Daemon:
             is_leader=lambda: self.database.is_leader,
             database_up=lambda: self.database.up,
             retry=Backoff(base=config.retry_base, cap=config.retry_cap, floor=config.retry_base),
+            hooks=PassHooks(leader_done=self._revoke_unentitled, settled=self._follow_portal),
         )
+        self.portal_deps = DaemonPortalDeps(self.live, lambda: self.database.dsn)
+        self.portal = PortalServer(self.portal_deps, config.portal) if config.portal else None
         self.loop.settle_seconds = max(0.2, 2 * config.debounce_ms / 1000)
         self.tasks = TaskSupervisor()
         self.serving = asyncio.Event()  # set once the HTTP listener is bound
@@ -142,6 +147,8 @@ class Daemon:
         prepare_state_dir(self.config.state_dir)
         self.served.load_persisted()
         await self._start_http()
+        if self.portal is not None:
+            await self.portal.start()
         if self.config.install_signal_handlers:
             self._install_signals()
         await self.live.start()
@@ -193,6 +200,9 @@ class Daemon:
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self.database.stop)
             stack.push_async_callback(self._close_store)
+            stack.push_async_callback(self.portal_deps.close)
+            if self.portal is not None:
+                stack.push_async_callback(self.portal.stop)
             if self._runner is not None:
                 stack.push_async_callback(self._runner.cleanup)
             stack.push_async_callback(self.live.stop)
@@ -204,6 +214,26 @@ class Daemon:
     async def _close_store(self) -> None:
         if self._store is not None:
             await asyncio.to_thread(self._store.close)
+
+    # -- the portal ---------------------------------------------------------------------------
+
+    def _follow_portal(self) -> None:
+        reconciler = self.loop.reconciler
+        if reconciler is not None:
+            rows = tenant_rows(
+                reconciler.applied,
+                reconciler.last_specs,
+                self.status.reconciled_at,
+                self.status.held,
+            )
+            self.portal_deps.follow(reconciler.applied, rows)
+
+    def _revoke_unentitled(self, reconciler: Reconciler) -> None:
+        """People git no longer declares lose their sessions, tokens and invitations
+        (worker thread, under the store lock, after a pass that did not raise)."""
+        if self._store is not None:
+            applied = reconciler.applied
+            revoke_unentitled(self._store.connection, applied.state, applied.platform_admins)
 
     # -- database callbacks -----------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import platformdirs
 
 from reconciler.live import NodeSpec
+from reconciler.web import PortalConfig
 
 
 def default_state_dir() -> Path:
@@ -35,6 +36,7 @@ class DaemonConfig:
     install_signal_handlers: bool = True
     embedded_data_dir: Path | None = None
     max_orphan_share: float = 0.5
+    portal: PortalConfig | None = None  # None: no portal listener
     retry_base: float = 0.5
     retry_cap: float = 60.0
 

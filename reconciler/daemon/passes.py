@@ -56,6 +56,17 @@ class _ErrorLog:
         self.last, self.repeats = None, 0
 
 
+@dataclass(frozen=True)
+class PassHooks:
+    """What others need after a pass. ``leader_done(reconciler)`` runs in the pass's
+    worker thread, under the store lock, after a leader pass that did not raise (the
+    portal's revocation of people git no longer declares); ``settled()`` runs on the event
+    loop after every attempt (the portal takes the new state)."""
+
+    leader_done: Callable[[Reconciler], None] = lambda reconciler: None
+    settled: Callable[[], None] = lambda: None
+
+
 class PassLoop:
     def __init__(
         self,
@@ -68,7 +79,9 @@ class PassLoop:
         is_leader: Callable[[], bool],
         database_up: Callable[[], bool],
         retry: Backoff,
+        hooks: PassHooks | None = None,
     ) -> None:
+        self.hooks = hooks or PassHooks()
         self.triggers = triggers
         self.snapshot = snapshot
         self.live = live
@@ -91,6 +104,7 @@ class PassLoop:
                 return
             if self.reconciler is not None and self._database_up():
                 await self._attempt(batch)
+                self.hooks.settled()
             async with self._done:
                 self.passes += 1
                 self._done.notify_all()
@@ -131,6 +145,7 @@ class PassLoop:
             refreshed = await asyncio.to_thread(reconciler.refresh, batch.notified)
         outcome = await asyncio.to_thread(reconciler.run_pass, full=batch.full)
         self._observe(batch, outcome)
+        await asyncio.to_thread(self.hooks.leader_done, reconciler)
         if reconciler.shrink_pending or outcome.planned.unstable:
             # read those files again once they settled
             self.triggers.request_later("held", self.settle_seconds)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.core.model import TenantLifecycle
+from reconciler.core.sync import sync_status
 from reconciler.reconcile import AppliedState, PassOutcome
 from specs_schema.load import SpecSet
 
@@ -52,24 +52,6 @@ class StatusBoard:
         return result
 
 
-def sync_state(row: Mapping[str, Any]) -> str:
-    """The one-word state people read first: invalid, held, orphaned, suspended, out of sync
-    or synced (the spec digest applied, and the last attempt succeeded)."""
-    if row.get("spec_errors"):
-        return "invalid"
-    if row.get("held"):
-        return "held"
-    if row.get("status") in (TenantLifecycle.ORPHANED, TenantLifecycle.SUSPENDED):
-        return str(row["status"])
-    if (
-        row.get("spec_digest")
-        and row.get("spec_digest") == row.get("applied_digest")
-        and not row.get("last_error")
-    ):
-        return "synced"
-    return "out of sync"
-
-
 def tenant_rows(
     applied: AppliedState,
     specs: SpecSet | None,
@@ -102,6 +84,13 @@ def tenant_rows(
             "invalid_since": invalid.since.isoformat() if invalid and invalid.since else None,
             "held": (held or {}).get(tenant_id),
         }
-        row["sync"] = sync_state(row)
+        row["sync"] = sync_status(
+            lifecycle=row["status"],
+            spec_digest=row["spec_digest"],
+            applied_digest=row["applied_digest"],
+            last_error=row["last_error"],
+            has_spec_errors=bool(errors),
+            held=bool(row["held"]),
+        ).value
         rows[tenant_id] = row
     return rows

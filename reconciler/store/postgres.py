@@ -17,7 +17,7 @@ import psycopg
 from reconciler.core.model import State, TenantState
 from reconciler.core.plan import Plan
 from reconciler.core.revision import GitRevision
-from reconciler.store.admins import sync_platform_admins
+from reconciler.store.admins import read_platform_admins, sync_platform_admins
 from reconciler.store.apply import ApplyReport, apply_plan, record_attempt
 from reconciler.store.database import connect, open_pool
 from reconciler.store.domains import read_retired_domains
@@ -73,6 +73,9 @@ class PostgresStore:
 
     def read_spec_status(self) -> dict[str, SpecStatus]:
         return read_spec_status(self.connection)
+
+    def read_platform_admins(self) -> dict[str, str]:
+        return read_platform_admins(self.connection)
 
     def read_retired_domains(self) -> frozenset[str]:
         return read_retired_domains(self.connection)

@@ -39,6 +39,10 @@ class Store(Protocol):
 
     def read_spec_status(self) -> dict[str, SpecStatus]: ...
 
+    def read_platform_admins(self) -> dict[str, str]:
+        """``{email: name}`` of the applied super admins."""
+        ...
+
     def read_retired_domains(self) -> frozenset[str]:
         """Domains tenants held before (see ``reconciler.store.domains``)."""
         ...

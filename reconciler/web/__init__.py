@@ -10,11 +10,12 @@ shown), ``actions`` (the few writes, audited), ``pages*``/``api``/``live`` (HTTP
 ``middleware`` (headers, errors, CSRF), ``app`` (assembly and the listener).
 """
 
+from reconciler.core.sync import SyncStatus
 from reconciler.web.app import PortalServer, make_portal_app
 from reconciler.web.config import PortalConfig, RateLimit, config_from_settings
 from reconciler.web.entitlement import revoke_unentitled
 from reconciler.web.invitations import InviteLink, NotEntitled, invite
-from reconciler.web.ports import NodeStatus, PortalDeps, SyncStatus, TenantSync
+from reconciler.web.ports import NodeStatus, PortalDeps, TenantSync
 from reconciler.web.store_calls import StoreCalls
 
 __all__ = [

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconciler.core.model import State
-from reconciler.web.ports import SyncStatus, TenantSync
+from reconciler.core.sync import SyncStatus
+from reconciler.web.ports import TenantSync
 from reconciler.web.views import View, tenant_rows
 
 SEVERITY = {s.value: i for i, s in enumerate(SyncStatus)}

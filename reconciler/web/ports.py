@@ -14,23 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Protocol
 
 from reconciler.core.model import State
 from reconciler.core.presence import PresenceView
+from reconciler.core.sync import SyncStatus, sync_status
 from reconciler.store.credentials import SipCredentials
 from reconciler.store.history import HistoryEntry
-
-
-class SyncStatus(StrEnum):
-    """A tenant's sync state at a glance, worst first (the overview sorts by it)."""
-
-    INVALID = "invalid"  # its spec has errors: frozen at the last applied state
-    OUT_OF_SYNC = "out of sync"  # git differs from what is applied, or the last apply failed
-    ORPHANED = "orphaned"  # its file left git: kept, not served, prunable
-    SUSPENDED = "suspended"  # declared suspended: kept, not served
-    SYNCED = "synced"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,18 +42,18 @@ class TenantSync:
     last_reconcile: datetime | None = None
     spec_file: str | None = None
     spec_errors: tuple[str, ...] = ()
+    held: str | None = None  # why a guard kept it out of the last pass
 
     @property
     def sync(self) -> SyncStatus:
-        if self.spec_errors:
-            return SyncStatus.INVALID
-        if self.lifecycle == "orphaned":
-            return SyncStatus.ORPHANED
-        if self.last_error or (self.spec_digest and self.spec_digest != self.applied_digest):
-            return SyncStatus.OUT_OF_SYNC
-        if self.lifecycle == "suspended":
-            return SyncStatus.SUSPENDED
-        return SyncStatus.SYNCED
+        return sync_status(
+            lifecycle=self.lifecycle,
+            spec_digest=self.spec_digest,
+            applied_digest=self.applied_digest,
+            last_error=self.last_error,
+            has_spec_errors=bool(self.spec_errors),
+            held=bool(self.held),
+        )
 
 
 @dataclass(frozen=True, slots=True)

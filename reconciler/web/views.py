@@ -13,10 +13,11 @@ from typing import Any
 
 from reconciler.core.model import Agent, Extension, InboundNumber, Queue, TenantState, fs_name
 from reconciler.core.presence import AgentPresence, DomainPresence, Registration
+from reconciler.core.sync import SyncStatus
 from reconciler.store.history import HistoryEntry
 from reconciler.store.portal import ApiToken, AuditEntry, SessionRow
 from reconciler.web.access import Principal, TenantScope
-from reconciler.web.ports import NodeStatus, SyncStatus, TenantSync
+from reconciler.web.ports import NodeStatus, TenantSync
 
 View = dict[str, Any]
 

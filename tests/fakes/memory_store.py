@@ -75,6 +75,10 @@ class MemoryStore:
                 out[(tenant_id, number)] = _a1(number, domain, password)
         return out
 
+    def read_platform_admins(self) -> dict[str, str]:
+        self._check("read_platform_admins")
+        return dict(self.admins)
+
     def read_retired_domains(self) -> frozenset[str]:
         self._check("read_retired_domains")
         return frozenset(self.retired)

@@ -1,0 +1,105 @@
+"""The daemon as the portal sees it (``reconciler.web.PortalDeps``): the applied state and
+per-tenant facts of the last pass, the switches' status, the presence cache, and three store
+operations run in the portal's own threads and connections.
+
+Everything handed out is a value that never changes afterwards: after each pass the daemon
+calls ``follow`` with fresh mappings (the portal caches pages by their identity), so an
+unchanged pass keeps the old objects and the portal's caches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from reconciler.core.model import State
+from reconciler.core.presence import PresenceView
+from reconciler.daemon.live_sync import LiveSync
+from reconciler.reconcile import AppliedState
+from reconciler.store import HistoryEntry, SipCredentials
+from reconciler.web import NodeStatus, StoreCalls, TenantSync
+
+
+class DaemonPortalDeps:
+    def __init__(self, live: LiveSync, dsn: Callable[[], str | None]) -> None:
+        self._live = live
+        self._dsn = dsn
+        self._calls = StoreCalls(dsn)
+        self._state: State = MappingProxyType({})
+        self._admins: Mapping[str, str] = MappingProxyType({})
+        self._sync: Mapping[str, TenantSync] = MappingProxyType({})
+
+    def follow(self, applied: AppliedState, rows: Mapping[str, Mapping[str, Any]]) -> None:
+        """Take the state and tenant facts of a pass (``daemon.status.tenant_rows``); a
+        mapping is replaced only when its content changed."""
+        if applied.state is not self._state:
+            self._state = applied.state
+        if dict(self._admins) != applied.platform_admins:
+            self._admins = MappingProxyType(dict(applied.platform_admins))
+        sync = {tenant_id: _tenant_sync(tenant_id, row) for tenant_id, row in rows.items()}
+        if sync != dict(self._sync):
+            self._sync = MappingProxyType(sync)
+
+    # -- PortalDeps ----------------------------------------------------------------------------
+
+    def applied_state(self) -> State:
+        return self._state
+
+    def platform_admins(self) -> Mapping[str, str]:
+        return self._admins
+
+    def tenant_sync(self) -> Mapping[str, TenantSync]:
+        return self._sync
+
+    def nodes(self) -> Sequence[NodeStatus]:
+        return [_node_status(entry) for entry in self._live.status()]
+
+    @property
+    def presence(self) -> PresenceView:
+        return self._live.presence
+
+    def database_dsn(self) -> str | None:
+        return self._dsn()
+
+    async def history(self, tenant_id: str | None, limit: int) -> Sequence[HistoryEntry]:
+        return await self._calls.history(tenant_id, limit)
+
+    async def show_credentials(self, tenant_id: str, extension: str) -> SipCredentials:
+        return await self._calls.show_credentials(tenant_id, extension)
+
+    async def rotate_credentials(self, tenant_id: str, extension: str) -> None:
+        await self._calls.rotate_credentials(tenant_id, extension)
+
+    async def close(self) -> None:
+        await self._calls.close()
+
+
+def _tenant_sync(tenant_id: str, row: Mapping[str, Any]) -> TenantSync:
+    reconciled = row.get("last_reconcile")
+    return TenantSync(
+        tenant_id=tenant_id,
+        lifecycle=row.get("status") or "",
+        spec_digest=row.get("spec_digest"),
+        applied_digest=row.get("applied_digest"),
+        applied_revision=row.get("last_applied_revision"),
+        attempted_revision=row.get("last_attempted_revision"),
+        last_error=row.get("last_error"),
+        last_reconcile=datetime.fromisoformat(reconciled) if reconciled else None,
+        spec_file=row.get("spec_file"),
+        spec_errors=tuple(row.get("spec_errors") or ()),
+        held=row.get("held"),
+    )
+
+
+def _node_status(entry: Mapping[str, Any]) -> NodeStatus:
+    last_sync = entry.get("last_sync")
+    return NodeStatus(
+        name=str(entry["node"]),
+        connected=bool(entry.get("connected")),
+        last_sync=datetime.fromisoformat(last_sync) if last_sync else None,
+        drift_repairs=int(entry.get("drift_repaired", 0)),
+        unmanaged=tuple(entry.get("unmanaged") or ()),
+        errors=tuple(entry.get("errors") or ()),
+    )
