@@ -115,6 +115,18 @@ CREATE TABLE pbx.apply_history (
 CREATE INDEX apply_history_tenant_at ON pbx.apply_history (tenant_id, at DESC);
 """),
     ),
+    Migration(
+        2,
+        "installation identity (binds persisted snapshots to this database)",
+        sql.SQL("""
+CREATE TABLE pbx.installation (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    installation_id uuid NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO pbx.installation (installation_id) VALUES (gen_random_uuid());
+"""),
+    ),
 )
 
 TENANT_MIGRATIONS: tuple[Migration, ...] = (
