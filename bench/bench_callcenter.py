@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reconciler.core.model import Agent, Queue, State, Tenant, TenantState, Tier, user_contact
 from reconciler.live import desired_live, managed_domains
 from reconciler.live.nodes import NodeReconciler, NodeSpec
+from reconciler.serve import XML_PATH, make_app
 from reconciler.serve.snapshot import build_snapshot
 from reconciler.serve.templating import load_templates
-from reconciler.serve.xmlcurl import XML_PATH, make_app
 from tests.fakes.fake_freeswitch import FakeFreeSwitch
 
 

@@ -7,13 +7,18 @@
     │   ├── SettingsError             a flag, env var or config file value we cannot use
     │   ├── NodeSpecError             a --freeswitch value we cannot use (password masked)
     │   ├── TemplateLoadError         a template override is missing or does not render
-    │   ├── SnapshotError             a persisted snapshot is unreadable or of another database
+    │   │                             (serve.templating)
+    │   ├── SnapshotError             a persisted snapshot is unreadable (serve.persist)
+    │   │   └── SnapshotMismatch      ... or was written for another database, or by a
+    │   │                             version that did not record one: never served
     │   ├── CallcenterError           mod_callcenter refused a command or listing
     │   └── StoreError ∩ Permanent    UnknownTenant, UnknownExtension, TenantNotOrphaned,
     │                                 MigrationError, TenantApplyError (and StalePlan)
     └── Transient                     retry after a delay (full-jitter backoff)
         ├── SpecsUnavailable          the tenants directory cannot be read at all
         ├── NodeUnreachable           a FreeSWITCH event socket is down or dropped
+        ├── SnapshotNotPersisted      the served snapshot could not be written (disk full, ...)
+        │   └── EmptySnapshotRefused  an empty snapshot would replace a file holding users
         └── StoreError ∩ Transient    StoreUnavailable
 
 ``StoreError`` (``reconciler.store.errors``) is the store's own base and also a ``PbxError``;

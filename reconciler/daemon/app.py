@@ -45,11 +45,24 @@ from reconciler.daemon.metrics import Metrics
 from reconciler.live import desired_live, managed_domains
 from reconciler.live.nodes import LiveReconciler, NodeReport, NodeSpec
 from reconciler.reconcile import PassOutcome, Reconciler, SpecsUnavailable
-from reconciler.serve.snapshot import Snapshot, build_snapshot, load_snapshot, save_snapshot
-from reconciler.serve.templating import Templates, load_templates
-from reconciler.serve.xmlcurl import make_app
+from reconciler.serve import (
+    ListenerLimits,
+    PersistStatus,
+    Snapshot,
+    SnapshotNotPersisted,
+    Templates,
+    build_snapshot,
+    load_snapshot,
+    load_templates,
+    make_app,
+    read_snapshot_header,
+    save_snapshot,
+    start_server,
+)
+from reconciler.serve.snapshot import declares_users
 from reconciler.sources.git import GitSource, GitSourceError
-from reconciler.store import StoreError, connect, database_url
+from reconciler.store import StoreError, StoreUnavailable, connect, database_url
+from reconciler.store.identity import DatabaseIdentity, dsn_fingerprint, read_database_identity
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +119,11 @@ class Daemon:
         self.snapshot: Snapshot | None = None
         self.snapshot_built_at: str | None = None
         self._snapshot_from_disk = False
+        # the persisted snapshot is bound to one database (serve.persist)
+        self._fingerprint = _database_fingerprint(config)
+        self._identity: DatabaseIdentity | None = None
+        self._disk_identity: DatabaseIdentity | None = None
+        self.persist_status = PersistStatus(False, None, "not written yet")
         self.reconciler = Reconciler(self._specs_dir(), host=socket.gethostname())
         self.live = LiveReconciler(config.nodes, on_report=self._observe_node)
         self.tenants: dict[str, TenantStatus] = {}
@@ -175,7 +193,7 @@ class Daemon:
                 path=str(self.config.state_dir),
                 error=str(exc),
             )
-        self._load_persisted_snapshot()
+        await self._load_persisted_snapshot()
         await self._start_http()
         self.serving.set()
         if self.config.install_signal_handlers:
@@ -225,23 +243,56 @@ class Daemon:
     def _snapshot_path(self) -> Path:
         return self.config.state_dir / SNAPSHOT_FILE
 
-    def _load_persisted_snapshot(self) -> None:
+    async def _load_persisted_snapshot(self) -> None:
         path = self._snapshot_path()
         if not path.exists():
             return
+        # a database that answers says which it is; else the configured DSN must match
         try:
-            snapshot = load_snapshot(path, freeze=True)
-        except Exception as exc:  # a corrupt file must not stop the daemon
-            event(
-                log,
-                "persisted snapshot unreadable",
-                logging.WARNING,
-                path=str(path),
-                error=str(exc),
+            expected = await asyncio.to_thread(self._probe_identity, 2)
+        except StoreUnavailable:
+            expected = None
+        else:
+            if expected is None:
+                event(log, "persisted snapshot not used: the database is new", logging.WARNING)
+                return
+        try:
+            snapshot = load_snapshot(
+                path, expected_identity=expected, dsn_fingerprint=self._fingerprint, freeze=True
             )
+            self._disk_identity = read_snapshot_header(path).identity
+        except Exception as exc:  # a corrupt or foreign file must not stop the daemon
+            event(log, "persisted snapshot not used", logging.WARNING, error=str(exc))
             return
         self._swap_snapshot(snapshot, source="disk")
         self._snapshot_from_disk = True
+
+    def _probe_identity(self, timeout: int = 5) -> DatabaseIdentity | None:
+        """The database's identity; None when it has none (not migrated: not the database a
+        file was written for); ``StoreUnavailable`` when it cannot be asked."""
+        dsn = self.dsn or self.config.database_url
+        if dsn is None:
+            raise StoreUnavailable("embedded database not started yet")
+        with connect(dsn, connect_timeout=timeout) as conn:
+            try:
+                return read_database_identity(conn)
+            except StoreUnavailable:
+                raise
+            except StoreError:
+                return None
+
+    async def _check_disk_snapshot(self) -> None:
+        """On (re)connecting: a snapshot served from disk must be of this database."""
+        if not self._snapshot_from_disk or self.dsn is None:
+            return
+        try:
+            identity = await asyncio.to_thread(self._probe_identity)
+        except StoreUnavailable:
+            return  # cannot tell yet: keep serving
+        if identity is None or identity != self._disk_identity:
+            self.snapshot = None
+            self._snapshot_from_disk = False
+            event(log, "persisted snapshot dropped: written for another database", logging.WARNING)
 
     def _swap_snapshot(self, snapshot: Snapshot, *, source: str) -> None:
         self.snapshot = snapshot  # one reference assignment: requests see old or new, whole
@@ -252,20 +303,20 @@ class Daemon:
         event(log, "snapshot swapped", source=source, generation=snapshot.generation, **counts)
 
     async def _start_http(self) -> None:
+        limits = ListenerLimits()
         app = make_app(
             lambda: self.snapshot,
             self.templates,
             auth=self.config.xml_curl_auth,
             observer=self.metrics.observe_xmlcurl,
+            limits=limits,
+            persist_status=lambda: self.persist_status,
         )
         app.router.add_get("/status", self._status_handler)
         app.router.add_get("/metrics", self._metrics_handler)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(
-            self._runner, self.config.listen_host, self.config.listen_port, reuse_address=True
+        self._runner = await start_server(
+            app, self.config.listen_host, self.config.listen_port, limits
         )
-        await site.start()
         event(
             log,
             "serving xml_curl",
@@ -334,7 +385,9 @@ class Daemon:
     async def _on_db_connection(self, connected: bool) -> None:
         self.database_up = connected
         self.metrics.database_up.set(1 if connected else 0)
+        self._identity = None  # the database behind the DSN may have changed meanwhile
         if connected:
+            await self._check_disk_snapshot()
             # (re)read everything: snapshot for followers, fresh state for the leader
             self.trigger("database-connected", full=True)
 
@@ -468,9 +521,29 @@ class Daemon:
         self._snapshot_from_disk = False
         for problem in snapshot.problems:
             event(log, "snapshot problem", logging.WARNING, problem=problem)
+        await self._persist(snapshot, allow_empty=not declares_users(state))
+
+    async def _persist(self, snapshot: Snapshot, *, allow_empty: bool) -> None:
+        if self._identity is None:
+            with contextlib.suppress(StoreUnavailable):
+                self._identity = await asyncio.to_thread(self._probe_identity)
+        identity = self._identity
         try:
-            await asyncio.to_thread(save_snapshot, snapshot, self._snapshot_path())
-        except OSError as exc:
+            if identity is None:
+                raise SnapshotNotPersisted("snapshot not written: database identity unknown")
+            self.persist_status = await asyncio.to_thread(
+                lambda: save_snapshot(
+                    snapshot,
+                    self._snapshot_path(),
+                    identity=identity,
+                    dsn_fingerprint=self._fingerprint,
+                    allow_empty=allow_empty,
+                )
+            )
+            self.metrics.snapshot_persisted_time.set(self.persist_status.persisted_at or 0)
+        except SnapshotNotPersisted as exc:
+            self.persist_status = self.persist_status.failed(str(exc))
+            self.metrics.snapshot_persist_failures.inc()
             event(log, "snapshot not persisted", logging.WARNING, error=str(exc))
 
     async def _reconcile_live(self) -> None:
@@ -663,6 +736,18 @@ class Daemon:
     async def _close_db(self) -> None:
         await asyncio.to_thread(self._drop_db)
         await asyncio.to_thread(self._exit.close)
+
+
+def _database_fingerprint(config: DaemonConfig) -> str:
+    """Names the configured database for a start without it: the DSN's fingerprint, or the
+    embedded server's data directory."""
+    if config.database_url is None:
+        data_dir = config.embedded_data_dir or config.state_dir / "postgres"
+        return f"embedded:{data_dir.resolve()}"
+    try:
+        return dsn_fingerprint(config.database_url)
+    except ValueError:
+        return "unparseable DSN"
 
 
 def _dsn_password(dsn: str) -> str | None:

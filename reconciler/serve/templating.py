@@ -21,6 +21,7 @@ from typing import Any
 
 import jinja2
 
+from reconciler.core.errors import Permanent
 from reconciler.serve.snapshot import (
     DidRoute,
     DirectoryUser,
@@ -35,9 +36,10 @@ DIALPLAN = "dialplan.xml.j2"
 CALLCENTER = "callcenter.conf.xml.j2"
 NOT_FOUND = "not_found.xml.j2"
 TEMPLATE_NAMES = (DIRECTORY, DIALPLAN, CALLCENTER, NOT_FOUND)
+SHIPPED_PACKAGE = "templates"
 
 
-class TemplateLoadError(Exception):
+class TemplateLoadError(Permanent):
     """A template is missing, does not compile, or renders something that is not XML."""
 
 
@@ -55,7 +57,7 @@ class Templates:
 def load_templates(override_dir: str | os.PathLike[str] | None = None) -> Templates:
     """Shipped templates, each replaced by a file of the same name in ``override_dir``."""
     shipped = {
-        name: resources.files("templates").joinpath(name).read_text(encoding="utf-8")
+        name: resources.files(SHIPPED_PACKAGE).joinpath(name).read_text(encoding="utf-8")
         for name in TEMPLATE_NAMES
     }
     loaders: list[jinja2.BaseLoader] = [jinja2.DictLoader(shipped)]
@@ -119,11 +121,10 @@ def dialplan_context(
 
 def _check(templates: Templates) -> None:
     """Render each template against a sample and parse it: fail at start, not per request."""
-    user = DirectoryUser("100", "0" * 32, "A&B <x>", "A&B <x>", "100", 1, 30, ("a@t.example",))
+    user = DirectoryUser("100", "0" * 32, "A&B <x>", "100", 1, 30, ("a@t.example",))
     tenant = ServedTenant(
         id="t",
         domain="t.example",
-        name="T",
         outbound_caller_id_name='"Q"',
         outbound_caller_id_number="+15550100",
         users=MappingProxyType({"100": user}),

@@ -549,6 +549,16 @@ def test_systemd_unit_runs_and_reloads_the_daemon() -> None:
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
 
+def test_systemd_unit_leaves_room_for_the_listeners_connection_cap() -> None:
+    from reconciler.serve.listener import ListenerLimits
+
+    service = read_unit(SYSTEMD / "pbx-reconciler.service")["Service"]
+    # each listener may hold max_connections descriptors and is clamped to half the limit
+    assert int(service["LimitNOFILE"]) >= 4 * ListenerLimits().max_connections
+    readme = (REPO / "freeswitch_conf" / "README.md").read_text(encoding="utf-8")
+    assert "LimitNOFILE" in readme
+
+
 def test_env_example_sets_only_pbx_variables_the_daemon_reads() -> None:
     keys: list[str] = []
     for line in (SYSTEMD / "env.example").read_text(encoding="utf-8").splitlines():
