@@ -1,7 +1,8 @@
 """The Jinja2 templates of the XML FreeSWITCH is served: loaded once, checked at start.
 
-Templates ship in the ``templates`` package (package data, read through importlib.resources)
-and may be overridden file by file from a directory (``--templates DIR``). Autoescape is on
+Templates ship as package data of ``reconciler.templates`` (the repository's ``templates/``
+folder, read through importlib.resources) and may be overridden file by file from a
+directory (``--templates DIR``). Autoescape is on
 (display names may hold ``&<>"``), undefined names are errors (a typo must not silently
 serve an empty ``a1-hash``), and every template is compiled and rendered once against a
 sample at load time, so a broken override fails the start, not every SIP registration.
@@ -36,7 +37,7 @@ DIALPLAN = "dialplan.xml.j2"
 CALLCENTER = "callcenter.conf.xml.j2"
 NOT_FOUND = "not_found.xml.j2"
 TEMPLATE_NAMES = (DIRECTORY, DIALPLAN, CALLCENTER, NOT_FOUND)
-SHIPPED_PACKAGE = "templates"
+SHIPPED_PACKAGE = "reconciler.templates"
 
 
 class TemplateLoadError(Permanent):
