@@ -49,7 +49,6 @@ from reconciler.serve.xmlcurl import (
     XmlAnswer,
     answer,
     directory_user,
-    oversized,
     parse_form,
     render_directory,
     section_of,
@@ -98,7 +97,7 @@ class DirectoryAnswers:
         return len(self._cache)
 
     def answer(self, snapshot: Snapshot | None, form: Mapping[str, str]) -> Encoded:
-        if snapshot is None or section_of(form) is not Section.DIRECTORY or oversized(form):
+        if snapshot is None or form.get("section") != "directory":
             return Encoded.of(answer(snapshot, form, self._templates))
         if self._snapshot is not snapshot:
             self._cache.clear()
@@ -213,18 +212,18 @@ class _XmlCurlHandler:
         body_or_refusal = await self._read_body(request, started)
         if isinstance(body_or_refusal, web.Response):
             return body_or_refusal
-        section = Section.OTHER
         try:
             form = parse_form(body_or_refusal)
-            section = section_of(form)
-            result = self.answers.answer(self._get_snapshot(), form)
         except MalformedRequest as exc:
             self._malformed_log.log(
                 logging.WARNING, "xml_curl: malformed request from %s: %s", request.remote, exc
             )
             self._observe(Section.OTHER, Result.BAD_REQUEST, started)
             return web.Response(status=400, text=f"malformed request: {exc}\n")
+        try:
+            result = self.answers.answer(self._get_snapshot(), form)
         except Exception:
+            section = section_of(form)
             self._error_log.log(
                 logging.ERROR,
                 "xml_curl: internal error answering a %s request",
@@ -264,7 +263,8 @@ class _XmlCurlHandler:
         if self._observer is None:
             return
         try:
-            self._observer(section.value, result.value, time.perf_counter() - started)
+            # the members are the label strings themselves (StrEnum)
+            self._observer(section, result, time.perf_counter() - started)
         except Exception:
             self._error_log.log(logging.ERROR, "xml_curl observer failed", exc_info=True)
 

@@ -11,11 +11,16 @@ process runs out of file descriptors (systemd's default is 1,024) and accepting 
 
 * a connection must deliver a complete request head within ``header_timeout`` of connecting,
   and is closed after ``idle_timeout`` without receiving a byte;
-* at ``max_connections`` (clamped to half the process's file-descriptor limit), a new
-  connection evicts the least recently active one if that one is silent (no request yet, or
-  idle for ``EVICT_IDLE`` seconds); otherwise the new one is closed at once. Silent sockets
-  therefore cannot lock FreeSWITCH out: its lookups connect, send and finish within a
-  millisecond, always more recently active than any idler;
+* beyond ``max_connections``, silent connections are closed, least recently active first.
+  Silent means no request head ``EVICT_SILENT`` seconds after connecting (or no byte for
+  ``EVICT_IDLE`` seconds after a request) and nothing waiting unread in the kernel: a
+  FreeSWITCH lookup sends its request right after connecting, so it is never taken for an
+  idler even when thousands of connections are accepted before its bytes are read. A
+  newcomer is admitted up to a hard cap (half as many again) while no silent connection
+  can make room; at the hard cap a silent connection older than ``EVICT_GRACE`` makes room,
+  or the newcomer is refused. Both caps, and the accept backlog the event loop may take in
+  one burst before the guard sees it, stay within half the process's file-descriptor
+  limit (``connection_caps``);
 * aiohttp's own keep-alive timeout, lingering time and header limits come from the same
   value; ``reconciler.serve.app`` applies ``max_body_bytes`` and ``body_timeout``.
 
@@ -28,11 +33,14 @@ Neighbours: ``reconciler.serve.app`` (the application served), ``reconciler.daem
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
 import logging
+import termios
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import NamedTuple, cast
 
 from aiohttp import web
 
@@ -40,8 +48,12 @@ from reconciler.serve.logthrottle import LogThrottle
 
 log = logging.getLogger(__name__)
 
-EVICT_IDLE = 1.0  # seconds without a byte after which a connection may be evicted at the cap
+EVICT_SILENT = 0.05  # seconds without a request head after which a connection may be evicted
+EVICT_GRACE = 0.005  # ... at the hard cap: only one accepted in the same burst is spared
+EVICT_IDLE = 1.0  # seconds without a byte (after a request) after which it may be evicted
+EVICT_SCAN = 32  # least recently active connections looked at for one to evict at admission
 SWEEP_INTERVAL = 0.5
+MAX_BACKLOG = 1024  # a deep accept queue: a burst of idle connects must not crowd out lookups
 _HEAD_END = b"\r\n\r\n"
 
 
@@ -63,18 +75,37 @@ class ListenerLimits:
         return self.keepalive_timeout + self.body_timeout
 
 
-def connection_cap(limits: ListenerLimits) -> int:
-    """``max_connections``, but at most half the file descriptors this process may open:
-    the rest is for the database, the event sockets, the other listener, files."""
+class ConnectionCaps(NamedTuple):
+    """How many connections one listener holds: beyond ``cap`` silent ones are trimmed, at
+    ``hard`` newcomers are refused; the kernel queues up to ``backlog`` more, which the
+    event loop may accept in one burst before the guard sees any of them."""
+
+    cap: int
+    hard: int
+    backlog: int
+
+
+def connection_caps(limits: ListenerLimits) -> ConnectionCaps:
+    """``max_connections``, half as many again, and a backlog of 1,024; all lowered so that
+    one listener never holds more than half the file descriptors this process may open
+    (the rest is for the database, the event sockets, the other listener, files)."""
+    cap = limits.max_connections
+    hard = cap + cap // 2
+    backlog = MAX_BACKLOG
     try:
         import resource
 
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     except (ImportError, OSError, ValueError):
-        return limits.max_connections
+        return ConnectionCaps(cap, hard, backlog)
     if soft == resource.RLIM_INFINITY:
-        return limits.max_connections
-    return max(16, min(limits.max_connections, soft // 2))
+        return ConnectionCaps(cap, hard, backlog)
+    budget = max(64, soft // 2)
+    backlog = min(backlog, budget // 4)
+    if hard + backlog > budget:
+        hard = budget - backlog
+        cap = min(cap, hard * 2 // 3)
+    return ConnectionCaps(cap, hard, backlog)
 
 
 async def start_server(
@@ -104,7 +135,7 @@ async def start_server(
     except BaseException:
         await runner.cleanup()
         raise
-    cap = connection_cap(limits)
+    cap = connection_caps(limits).cap
     if cap < limits.max_connections:
         log.warning(
             "listener %s: connection cap lowered from %d to %d by the file-descriptor limit "
@@ -138,8 +169,7 @@ class GuardedSite(web.BaseSite):
         *,
         reuse_address: bool = True,
     ) -> None:
-        # a deep accept queue: a burst of idle connects must not crowd out FreeSWITCH's
-        super().__init__(runner, backlog=1024)
+        super().__init__(runner, backlog=connection_caps(limits).backlog)
         self._host = host
         self._port = port
         self._limits = limits
@@ -195,10 +225,11 @@ class ConnectionGuard:
         self._make_handler = make_handler
         self._limits = limits
         self._loop = loop
-        self.cap = connection_cap(limits)
+        self.cap, self.hard_cap, _backlog = connection_caps(limits)
         # insertion order = least recently active first (moved to the end on each read)
         self._open: dict[GuardedConnection, None] = {}
         self._sweeper: asyncio.TimerHandle | None = None
+        self._trimmer: asyncio.TimerHandle | None = None
         self.refused = 0
         self.evicted = 0
         self.timed_out = 0
@@ -216,31 +247,60 @@ class ConnectionGuard:
         self._sweeper = self._loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
+        for timer in (self._sweeper, self._trimmer):
+            if timer is not None:
+                timer.cancel()
+        self._sweeper = self._trimmer = None
         self._log.flush()
 
     def now(self) -> float:
         return self._loop.time()
 
     def admit(self, connection: GuardedConnection) -> bool:
-        """Register a new connection; False when it must be closed (at the cap with no
-        silent connection to evict)."""
-        if len(self._open) >= self.cap:
-            oldest = next(iter(self._open))
-            if oldest.head_seen and self.now() - oldest.active_at < EVICT_IDLE:
+        """Register a new connection; False when it must be closed (at the hard cap with
+        no silent connection to make room)."""
+        count = len(self._open)
+        if count >= self.cap:
+            at_hard_cap = count >= self.hard_cap
+            victim = self._silent_one(EVICT_GRACE if at_hard_cap else EVICT_SILENT)
+            if victim is not None:
+                self._evict(victim)
+            elif at_hard_cap:
                 self.refused += 1
-                self._log.log(logging.WARNING, "listener at %d connections: refused one", self.cap)
+                self._log.log(logging.WARNING, "listener at %d connections: refused one", count)
                 return False
-            self.evicted += 1
-            self._log.log(
-                logging.WARNING, "listener at %d connections: closed a silent one", self.cap
-            )
-            self._forget(oldest)
-            oldest.close()
+            elif self._trimmer is None:
+                self._trimmer = self._loop.call_later(EVICT_SILENT, self._trim)
         self._open[connection] = None
         return True
+
+    def _silent_one(self, grace: float = EVICT_SILENT) -> GuardedConnection | None:
+        """Among the least recently active, one that may be evicted, or None."""
+        now = self.now()
+        for index, candidate in enumerate(self._open):
+            if index >= EVICT_SCAN:
+                return None
+            if candidate.silent(now, grace):
+                return candidate
+        return None
+
+    def _evict(self, victim: GuardedConnection) -> None:
+        self.evicted += 1
+        self._log.log(
+            logging.WARNING, "listener over %d connections: closed a silent one", self.cap
+        )
+        self._forget(victim)
+        victim.close()
+
+    def _trim(self) -> None:
+        """Back to the cap: close silent connections, least recently active first."""
+        self._trimmer = None
+        while len(self._open) > self.cap:
+            victim = self._silent_one()
+            if victim is None:
+                self._trimmer = self._loop.call_later(EVICT_SILENT, self._trim)
+                return
+            self._evict(victim)
 
     def touch(self, connection: GuardedConnection) -> None:
         if connection in self._open:
@@ -313,6 +373,26 @@ class GuardedConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._inner.resume_writing()
+
+    def silent(self, now: float, grace: float) -> bool:
+        """Nothing from the peer: no request head ``grace`` seconds after connecting (or no
+        byte for ``EVICT_IDLE`` after one), not even bytes still unread in the kernel."""
+        if self.head_seen:
+            quiet = now - self.active_at >= EVICT_IDLE
+        else:
+            quiet = now - self.opened_at >= grace
+        return quiet and not self._bytes_waiting()
+
+    def _bytes_waiting(self) -> bool:
+        sock = self.transport.get_extra_info("socket") if self.transport else None
+        if sock is None:
+            return False
+        waiting = array.array("i", [0])
+        try:
+            fcntl.ioctl(sock.fileno(), termios.FIONREAD, waiting, True)
+        except (OSError, ValueError):
+            return False
+        return waiting[0] > 0
 
     def close(self) -> None:
         if self.transport is not None:

@@ -61,6 +61,8 @@ FIELD_LIMITS: Mapping[str, int] = MappingProxyType(
     }
 )
 DECISION_FIELDS = frozenset(FIELD_LIMITS)
+_USER_LIMIT = FIELD_LIMITS["user"]
+_DOMAIN_LIMIT = FIELD_LIMITS["domain"]
 MAX_FIELDS = 1000  # FreeSWITCH's largest captured body (a dialplan fetch) has 159
 _HEX_DIGITS = "0123456789abcdefABCDEF"
 _PERCENT_BYTE = {a + b: chr(int(a + b, 16)) for a in _HEX_DIGITS for b in _HEX_DIGITS}
@@ -174,13 +176,15 @@ def oversized(form: Mapping[str, str]) -> bool:
 def answer(snapshot: Snapshot | None, form: Mapping[str, str], templates: Templates) -> XmlAnswer:
     """The XML for one request; pure. Without a snapshot everything is "not found"."""
     section = section_of(form)
-    if snapshot is None or section is Section.OTHER or oversized(form):
+    if snapshot is None or section is Section.OTHER:
         return not_found(templates, section)
     if section is Section.DIRECTORY:
         found = directory_user(snapshot, form)
         if found is None:
             return not_found(templates, section)
         return XmlAnswer(200, render_directory(templates, *found), section, Result.FOUND)
+    if oversized(form):
+        return not_found(templates, section)
     if section is Section.DIALPLAN:
         return _dialplan(snapshot, form, templates)
     return _configuration(snapshot, form, templates)
@@ -194,14 +198,15 @@ def directory_user(
     snapshot: Snapshot, form: Mapping[str, str]
 ) -> tuple[ServedTenant, DirectoryUser] | None:
     """The served user a directory request asks for, or None. The returned objects belong
-    to the snapshot, whatever the spelling of the request (a cache key that cannot grow)."""
+    to the snapshot, whatever the spelling of the request (a cache key that cannot grow).
+    Only bounded values can match: no other length check is needed on this path."""
     # gateways / network-list lookups ask for domain-wide data we do not serve
     if form.get("purpose"):
         return None
     key_value = form.get("key_value", "")
     domain = form.get("domain") or key_value
     number = form.get("user", "")
-    if not domain or not number:
+    if not domain or not number or len(number) > _USER_LIMIT or len(domain) > _DOMAIN_LIMIT:
         return None
     if key_value and key_value.lower() != domain.lower():
         return None

@@ -553,14 +553,22 @@ def test_systemd_unit_runs_and_reloads_the_daemon() -> None:
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
 
-def test_systemd_unit_leaves_room_for_the_listeners_connection_cap() -> None:
-    from reconciler.serve.listener import ListenerLimits
+def test_systemd_unit_leaves_room_for_the_listeners_connection_caps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import resource
 
-    service = read_unit(SYSTEMD / "pbx-reconciler.service")["Service"]
-    # each listener may hold max_connections descriptors and is clamped to half the limit
-    assert int(service["LimitNOFILE"]) >= 4 * ListenerLimits().max_connections
+    from reconciler.serve.listener import ListenerLimits, connection_caps
+
+    limit = int(read_unit(SYSTEMD / "pbx-reconciler.service")["Service"]["LimitNOFILE"])
+    monkeypatch.setattr(resource, "getrlimit", lambda _kind: (resource.RLIM_INFINITY,) * 2)
+    unlimited = connection_caps(ListenerLimits())
+    monkeypatch.setattr(resource, "getrlimit", lambda _kind: (limit, limit))
+    assert connection_caps(ListenerLimits()) == unlimited  # not lowered under the unit
+    monkeypatch.setattr(resource, "getrlimit", lambda _kind: (1024, 1024))
+    assert connection_caps(ListenerLimits()).cap < unlimited.cap  # systemd's default
     readme = (REPO / "freeswitch_conf" / "README.md").read_text(encoding="utf-8")
-    assert "LimitNOFILE" in readme
+    assert f"LimitNOFILE={limit}" in readme
 
 
 def test_env_example_sets_only_pbx_variables_the_daemon_reads() -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from aiohttp import web
@@ -16,7 +17,7 @@ from reconciler.serve.listener import (
     GuardedSite,
     ListenerLimits,
     bound_port,
-    connection_cap,
+    connection_caps,
     start_server,
 )
 from reconciler.serve.snapshot import Snapshot, build_snapshot
@@ -137,52 +138,106 @@ async def test_an_idle_kept_alive_connection_is_closed(snapshot: Snapshot) -> No
         writer.close()
 
 
-async def test_lookups_pass_while_idle_sockets_exceed_the_cap(snapshot: Snapshot) -> None:
-    limits = ListenerLimits(header_timeout=30.0, max_connections=50)
-    async with serving(snapshot, limits) as runner:
+SILENT_ATTACKER = """
+import asyncio, resource, sys
+
+_soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+async def hold(port):
+    while True:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.01)
+            continue
+        await reader.read()  # until the server closes it; then straight back
+        writer.close()
+
+async def main(port, count):
+    await asyncio.gather(*(hold(port) for _ in range(count)))
+
+asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
+"""
+
+
+@pytest.fixture
+def few_file_descriptors() -> Iterator[int]:
+    """This process may open only 256 files, as a service without LimitNOFILE may 1,024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        yield 256
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_lookups_pass_while_silent_sockets_outnumber_the_file_descriptors(
+    snapshot: Snapshot, few_file_descriptors: int
+) -> None:
+    async with serving(snapshot, ListenerLimits(header_timeout=30.0)) as runner:
         port = port_of(runner)
-        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(200)]
-        results = [await lookup(port) for _ in range(30)]
         guard = guard_of(runner)
-        assert all(results), results.count(False)
-        assert guard.open_count <= guard.cap == 50
-        assert guard.evicted >= 150
-        for _, writer in idle:
-            writer.close()
+        assert guard.hard_cap + connection_caps(ListenerLimits()).backlog <= 128
+        # another process, as the attacker and FreeSWITCH would be
+        attacker = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", SILENT_ATTACKER, str(port), str(2 * few_file_descriptors)
+        )
+        try:
+            await asyncio.sleep(1.5)  # the attacker fills the listener
+            assert guard.open_count >= guard.cap
+            results = [await lookup(port) for _ in range(30)]
+            assert guard.open_count <= guard.hard_cap
+        finally:
+            attacker.kill()
+            await attacker.wait()
+        assert all(results), f"{results.count(False)} of 30 lookups failed"
+        assert guard.evicted > 0
 
 
-async def test_at_the_cap_busy_connections_are_kept_and_the_newcomer_refused(
+async def test_at_the_hard_cap_busy_connections_are_kept_and_the_newcomer_refused(
     snapshot: Snapshot,
 ) -> None:
     limits = ListenerLimits(max_connections=16)
     async with serving(snapshot, limits) as runner:
         port = port_of(runner)
+        guard = guard_of(runner)
+        assert (guard.cap, guard.hard_cap) == (16, 24)
         busy = []
-        for _ in range(16):  # kept-alive connections that just had a request answered
+        for _ in range(24):  # kept-alive connections that just had a request answered
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(sip_auth_request(keep_alive=True))
             await reader.readuntil(b"\r\n\r\n")
             busy.append((reader, writer))
         newcomer, writer = await asyncio.open_connection("127.0.0.1", port)
-        assert await closed_by_server(newcomer, 1.0) or newcomer.at_eof()
-        assert guard_of(runner).refused >= 1
+        assert await closed_by_server(newcomer, 1.0)
+        assert guard.refused >= 1 and guard.evicted == 0
         writer.close()
-        await asyncio.sleep(listener.EVICT_IDLE + 0.2)
-        assert await lookup(port)  # now the least recently active one makes room
+        await asyncio.sleep(listener.EVICT_IDLE + 0.3)
+        assert guard.open_count <= guard.cap  # idle ones trimmed back to the cap
+        assert await lookup(port)
         for _, w in busy:
             w.close()
 
 
-def test_the_cap_leaves_half_the_file_descriptors_to_the_rest(
+def test_caps_leave_half_the_file_descriptors_to_the_rest(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import resource
 
     monkeypatch.setattr(resource, "getrlimit", lambda _kind: (1024, 1024))
-    assert connection_cap(ListenerLimits(max_connections=2048)) == 512
-    assert connection_cap(ListenerLimits(max_connections=100)) == 100
+    assert connection_caps(ListenerLimits(max_connections=512)) == (256, 384, 128)
+    assert connection_caps(ListenerLimits(max_connections=100)) == (100, 150, 128)
+    monkeypatch.setattr(resource, "getrlimit", lambda _kind: (65536, 65536))
+    assert connection_caps(ListenerLimits(max_connections=512)) == (512, 768, 1024)
     monkeypatch.setattr(resource, "getrlimit", lambda _kind: (resource.RLIM_INFINITY,) * 2)
-    assert connection_cap(ListenerLimits(max_connections=2048)) == 2048
+    assert connection_caps(ListenerLimits(max_connections=512)) == (512, 768, 1024)
+    for soft in (64, 256, 1024, 4096, 65536):
+        monkeypatch.setattr(resource, "getrlimit", lambda _kind, soft=soft: (soft, soft))
+        caps = connection_caps(ListenerLimits())
+        assert caps.cap <= caps.hard and caps.hard + caps.backlog <= max(64, soft // 2)
 
 
 async def test_cleanup_stops_listening(snapshot: Snapshot) -> None:
