@@ -260,10 +260,12 @@ class Daemon:
             snapshot = load_snapshot(
                 path, expected_identity=expected, dsn_fingerprint=self._fingerprint, freeze=True
             )
-            self._disk_identity = read_snapshot_header(path).identity
+            header = read_snapshot_header(path)
         except Exception as exc:  # a corrupt or foreign file must not stop the daemon
             event(log, "persisted snapshot not used", logging.WARNING, error=str(exc))
             return
+        self._disk_identity = header.identity
+        self.persist_status = PersistStatus(True, header.written_at, "served from the file")
         self._swap_snapshot(snapshot, source="disk")
         self._snapshot_from_disk = True
 

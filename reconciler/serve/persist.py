@@ -83,6 +83,7 @@ class SnapshotHeader:
     identity: DatabaseIdentity | None
     dsn_fingerprint: str | None
     users: int
+    written_at: float | None = None  # unix time
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,10 +224,16 @@ def _parse_header(head: bytes, path: object) -> SnapshotHeader:
         identity = DatabaseIdentity.from_dict(data["identity"])
         fingerprint = data["dsn_fingerprint"]
         users = data["counts"]["users"]
+        written_at = data.get("written_at")
         if not isinstance(fingerprint, str) or not isinstance(users, int):
             raise TypeError("fingerprint or counts of the wrong type")
         return SnapshotHeader(
-            SNAPSHOT_VERSION, str(data["generation"]), identity, fingerprint, users
+            SNAPSHOT_VERSION,
+            str(data["generation"]),
+            identity,
+            fingerprint,
+            users,
+            float(written_at) if isinstance(written_at, int | float) else None,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SnapshotError(f"{path}: corrupt snapshot header: {exc!r}") from exc

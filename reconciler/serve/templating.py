@@ -131,17 +131,39 @@ def _check(templates: Templates) -> None:
         users=MappingProxyType({"100": user}),
         routes=MappingProxyType({}),
     )
-    extension = Route(RouteKind.EXTENSION, "100", "100", 30)
     queue = QueueConfig("q@t.example", "t", (("strategy", "ring-all"),))
-    feature = Route(RouteKind.FEATURE, "*22", "On Break")
     renders: list[tuple[str, Any]] = [
         (DIRECTORY, lambda: templates.directory.render(tenant=tenant, user=user)),
         (CALLCENTER, lambda: templates.callcenter.render(queues=[queue])),
         (NOT_FOUND, lambda: templates.not_found),
     ]
-    contexts = [
+    for context in _dialplan_samples(tenant, queue):
+        renders.append(
+            (f"{DIALPLAN} ({context['kind']})", lambda c=context: templates.dialplan.render(c))
+        )
+    for name, render in renders:
+        try:
+            text = render()
+        except jinja2.TemplateError as exc:
+            raise TemplateLoadError(f"{name}: {exc}") from exc
+        try:
+            root = ET.fromstring(text)  # noqa: S314 - our own render, not untrusted input
+        except ET.ParseError as exc:
+            raise TemplateLoadError(f"{name} does not render well-formed XML: {exc}") from exc
+        if root.tag != "document":
+            raise TemplateLoadError(f"{name} must render a <document>, not <{root.tag}>")
+
+
+def _dialplan_samples(tenant: ServedTenant, queue: QueueConfig) -> list[dict[str, Any]]:
+    """One dialplan context of every kind the template must handle."""
+    feature = Route(RouteKind.FEATURE, "*22", "On Break")
+    return [
         dialplan_context(
-            "t.example", "extension", expression="^100$", tenant=tenant, route=extension
+            "t.example",
+            "extension",
+            expression="^100$",
+            tenant=tenant,
+            route=Route(RouteKind.EXTENSION, "100", "100", 30),
         ),
         dialplan_context(
             "t.example",
@@ -170,20 +192,3 @@ def _check(templates: Templates) -> None:
         ),
         dialplan_context("nowhere", "reject"),
     ]
-    for context in contexts:
-        renders.append(
-            (f"{DIALPLAN} ({context['kind']})", lambda c=context: templates.dialplan.render(c))
-        )
-    samples: list[tuple[str, str]] = []
-    for name, render in renders:
-        try:
-            samples.append((name, render()))
-        except jinja2.TemplateError as exc:
-            raise TemplateLoadError(f"{name}: {exc}") from exc
-    for name, text in samples:
-        try:
-            root = ET.fromstring(text)  # noqa: S314 - our own render, not untrusted input
-        except ET.ParseError as exc:
-            raise TemplateLoadError(f"{name} does not render well-formed XML: {exc}") from exc
-        if root.tag != "document":
-            raise TemplateLoadError(f"{name} must render a <document>, not <{root.tag}>")

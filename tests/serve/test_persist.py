@@ -111,6 +111,7 @@ def test_header_is_read_without_the_body(snapshot: Snapshot, path: Path) -> None
         snapshot.user_count,
         "rev-1",
     )
+    assert header.written_at is not None and header.written_at > 1.7e9
 
 
 # --- bound to one database ----------------------------------------------------------------
