@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from reconciler.core.model import Agent, Queue, State, Tenant, TenantState, Tier, user_contact
 from reconciler.live import NodeReconciler, NodeSpec, desired_live, managed_domains
+from reconciler.serve import XML_PATH, make_app
 from reconciler.serve.snapshot import build_snapshot
 from reconciler.serve.templating import load_templates
-from reconciler.serve.xmlcurl import XML_PATH, make_app
 from tests.fakes.fake_freeswitch import FakeFreeSwitch
 
 

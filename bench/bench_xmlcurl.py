@@ -1,7 +1,8 @@
 """Benchmark of the mod_xml_curl endpoint under SIP-auth load, side by side with nginx.
 
     python bench/bench_xmlcurl.py run [--duration 10] [--concurrency 1,16] [--uvloop]
-    python bench/bench_xmlcurl.py serve --port 18080 [--uvloop]
+    python bench/bench_xmlcurl.py serve --port 18080 [--uvloop] [--nofile 1024]
+    python bench/bench_xmlcurl.py hostile [--uvloop]   # memory, labels, idle sockets
 
 ``run`` builds nothing itself: it starts ``serve`` as a subprocess (pinned to CPU 0, as the
 daemon would run on one core), waits for /readyz, then drives it with ``wrk`` pinned to
@@ -13,6 +14,13 @@ stopped here) to give a ratio. Each scenario runs twice: keep-alive (wrk's defau
 
 Needs ``wrk`` and ``nginx`` (Debian: ``apt-get install -y wrk nginx``). Loopback only, every
 run bounded by ``--duration``. Figures go to stdout and, with ``--json``, to a file.
+
+``hostile`` starts ``serve`` with the file-descriptor limit systemd gives a unit by default
+(1,024) and measures what the adversarial review reported: server RSS after 6,000 requests
+each with a unique ``user`` (60 KB by default, under the body cap; the review used 250 KB,
+now refused with 413); the size of /metrics after 3,000 unique 1 KB ``section`` values; and
+FreeSWITCH-like lookups (new connection each, 2 s timeout) while another process holds
+2,000 silent sockets open (reopened as soon as the server closes one).
 """
 
 from __future__ import annotations
@@ -20,10 +28,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -37,9 +47,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from reconciler.core.model import Extension, Tenant, TenantState
+from reconciler.serve.app import make_app
+from reconciler.serve.listener import ListenerLimits, start_server
 from reconciler.serve.snapshot import Snapshot, build_snapshot
 from reconciler.serve.templating import load_templates
-from reconciler.serve.xmlcurl import XML_PATH, answer, make_app, parse_form
+from reconciler.serve.xmlcurl import XML_PATH, answer, parse_form
 
 SHARED = Path(os.environ.get("PBX_SHARED_DIR", REPO.parent / "shared"))
 CAPTURE = SHARED / "freeswitch" / "transcripts" / "xml_curl" / "11-directory-register-a1hash.json"
@@ -111,13 +123,29 @@ def serve(args: argparse.Namespace) -> None:
         f"snapshot: {snapshot.counts()['users']} users in {time.perf_counter() - started:.2f} s",
         flush=True,
     )
+    if args.nofile:
+        # what a service gets without LimitNOFILE= (systemd's default soft limit is 1,024)
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, max(hard, args.nofile)))
     # the daemon's own observer (Prometheus counters and histogram) is on the request path
     from reconciler.daemon.metrics import Metrics
 
+    metrics = Metrics()
     app = make_app(
-        lambda: snapshot, load_templates(), auth=CREDENTIALS, observer=Metrics().observe_xmlcurl
+        lambda: snapshot, load_templates(), auth=CREDENTIALS, observer=metrics.observe_xmlcurl
     )
-    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
+
+    async def metrics_page(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), content_type="text/plain")
+
+    app.router.add_get("/metrics", metrics_page)
+
+    async def listen() -> None:
+        # as the daemon serves it: the connection guard and its limits on the request path
+        await start_server(app, "127.0.0.1", args.port, ListenerLimits())
+        await asyncio.Event().wait()  # until SIGTERM
+
+    asyncio.run(listen())
 
 
 # --- run -------------------------------------------------------------------------------
@@ -455,10 +483,203 @@ def report(results: dict[str, object]) -> None:
         )
 
 
+# --- hostile load ----------------------------------------------------------------------
+
+
+async def exchange(
+    port: int, body: bytes, *, path: str = XML_PATH, method: str = "POST", timeout: float = 5.0
+) -> tuple[int, bytes]:
+    """One request on a new connection (as FreeSWITCH does); (0, b"") when the server closed
+    or refused it."""
+    auth = base64.b64encode(":".join(CREDENTIALS).encode()).decode()
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nConnection: close\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    writer = None
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(head + body)
+            await writer.drain()
+            response = await reader.read()
+    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+        return 0, b""
+    finally:
+        if writer is not None:
+            writer.close()
+    status_line, _, rest = response.partition(b"\r\n")
+    parts = status_line.split()
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    return status, rest.partition(b"\r\n\r\n")[2]
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0])
+    return fields
+
+
+async def flood(port: int, bodies: list[bytes], connections: int) -> dict[str, int]:
+    """Post every body, ``connections`` at a time; counts answers by HTTP status."""
+    statuses: dict[str, int] = {}
+    queue = list(reversed(bodies))
+
+    async def worker() -> None:
+        while queue:
+            status, _ = await exchange(port, queue.pop(), timeout=30)
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return statuses
+
+
+async def hold_idle(port: int, count: int, stop: asyncio.Event, opened: list[int]) -> None:
+    """Keep ``count`` connections open that never send a byte; reopen any the server closes."""
+
+    async def one() -> None:
+        while not stop.is_set():
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.2)
+                continue
+            opened[0] += 1
+            with contextlib.suppress(OSError):
+                stopped = asyncio.ensure_future(stop.wait())
+                closed = asyncio.ensure_future(reader.read())
+                await asyncio.wait({stopped, closed}, return_when=asyncio.FIRST_COMPLETED)
+                stopped.cancel()
+                closed.cancel()
+            writer.close()
+
+    await asyncio.gather(*(one() for _ in range(count)))
+
+
+async def legit(port: int, body: bytes, seconds: float) -> dict[str, float]:
+    """Sequential FreeSWITCH-like lookups (new connection each, 2 s timeout)."""
+    ok = failed = 0
+    latencies = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        status, answer_body = await exchange(port, body, timeout=2.0)
+        if status == 200 and b"a1-hash" in answer_body:
+            ok += 1
+            latencies.append(time.perf_counter() - started)
+        else:
+            failed += 1
+    latencies.sort()
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
+    return {
+        "ok": ok,
+        "failed": failed,
+        "p50_ms": pick(0.5) if latencies else 0.0,
+        "p99_ms": pick(0.99) if latencies else 0.0,
+        "max_ms": latencies[-1] * 1000 if latencies else 0.0,
+    }
+
+
+async def hostile_phases(args: argparse.Namespace, pid: int, template: str) -> dict[str, object]:
+    results: dict[str, object] = {"memory_start_kb": memory_kb(pid)}
+    # only the `user` field grows: the lookup key, as in the reported attack
+    pad = "x" * max(0, args.user_bytes - 8)
+    base = sip_auth_body(template, domain_of(0), "1000")
+    bodies = [
+        base.replace("&user=1000&", f"&user={i:08d}{pad}&").encode() for i in range(args.users)
+    ]
+    results["unique_users"] = await flood(args.port, bodies, 4)
+    del bodies
+    results["memory_after_users_kb"] = memory_kb(pid)
+
+    head = "hostname=fs1&section="
+    rest = "&tag_name=domain&key_name=name&key_value=x&user=1000&domain=x"
+    spad = "s" * max(0, args.section_bytes - 6)
+    sections = [f"{head}{i:06d}{spad}{rest}".encode() for i in range(args.sections)]
+    results["unique_sections"] = await flood(args.port, sections, 4)
+    _, page = await exchange(args.port, b"", path="/metrics", method="GET", timeout=30)
+    results["metrics_bytes"] = len(page)
+    results["memory_after_sections_kb"] = memory_kb(pid)
+
+    return results
+
+
+def idle_phase(args: argparse.Namespace, pid: int, template: str) -> dict[str, object]:
+    """Lookups while another process holds ``--idle`` silent sockets (as FreeSWITCH's
+    lookups come from a process of their own)."""
+    legit_body = sip_auth_body(template, domain_of(0), "1000").encode()
+    holder_cmd = [sys.executable, str(Path(__file__).resolve()), "idle"]
+    holder = subprocess.Popen(
+        [*holder_cmd, "--port", str(args.port), "--idle", str(args.idle)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    results: dict[str, object] = {"idle_sockets": args.idle}
+    try:
+        time.sleep(args.idle_settle)
+        results["legit_under_idle"] = asyncio.run(legit(args.port, legit_body, args.legit_seconds))
+    finally:
+        holder.send_signal(signal.SIGINT)
+        output, _ = holder.communicate(timeout=30)
+    results["idle_connections_opened"] = int(output.strip().splitlines()[-1])
+    results["legit_after"] = asyncio.run(legit(args.port, legit_body, 2.0))
+    results["memory_end_kb"] = memory_kb(pid)
+    return results
+
+
+def idle(args: argparse.Namespace) -> None:
+    """Hold ``--idle`` silent connections until SIGINT; print how many were opened."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    opened = [0]
+
+    async def hold() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+        await hold_idle(args.port, args.idle, stop, opened)
+
+    asyncio.run(hold())
+    print(opened[0], flush=True)
+
+
+def hostile(args: argparse.Namespace) -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the load side needs ~2,000 fds
+    template = json.loads(CAPTURE.read_text())["body"]
+    serve_cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "serve",
+        "--port",
+        str(args.port),
+        "--tenants",
+        str(args.tenants),
+        "--extensions",
+        str(args.extensions),
+        "--nofile",
+        str(args.nofile),
+        *(["--uvloop"] if args.uvloop else []),
+    ]
+    server = subprocess.Popen(serve_cmd, cwd=REPO)
+    try:
+        wait_ready(f"http://127.0.0.1:{args.port}/readyz", 120, server)
+        results = asyncio.run(hostile_phases(args, server.pid, template))
+        results.update(idle_phase(args, server.pid, template))
+    finally:
+        stop(server)
+    print(json.dumps(results, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("run", "serve"):
+    for name in ("run", "serve", "hostile", "idle"):
         p = sub.add_parser(name)
         p.add_argument("--tenants", type=int, default=1000)
         p.add_argument("--extensions", type=int, default=100)
@@ -484,9 +705,30 @@ def main() -> None:
     run_parser.add_argument("--server-cpu", default="0")
     run_parser.add_argument("--load-cpus", default="1")
     run_parser.add_argument("--json", help="also write the figures here (e.g. bench/results/)")
+    sub.choices["serve"].add_argument(
+        "--nofile", type=int, default=0, help="RLIMIT_NOFILE of the server (systemd: 1024)"
+    )
+    hostile_parser = sub.choices["hostile"]
+    hostile_parser.set_defaults(tenants=100)
+    hostile_parser.add_argument("--nofile", type=int, default=1024)
+    hostile_parser.add_argument("--users", type=int, default=6000, help="unique user values")
+    hostile_parser.add_argument(
+        "--user-bytes", type=int, default=60_000, help="under the 64 KiB body cap (250,000: 413)"
+    )
+    hostile_parser.add_argument("--sections", type=int, default=3000, help="unique sections")
+    hostile_parser.add_argument("--section-bytes", type=int, default=1000)
+    hostile_parser.add_argument("--idle", type=int, default=2000, help="idle sockets held")
+    sub.choices["idle"].add_argument("--idle", type=int, default=2000)
+    hostile_parser.add_argument("--idle-settle", type=float, default=3.0)
+    hostile_parser.add_argument("--legit-seconds", type=float, default=10.0)
+    hostile_parser.add_argument("--json")
     args = parser.parse_args()
     if args.command == "serve":
         serve(args)
+    elif args.command == "hostile":
+        hostile(args)
+    elif args.command == "idle":
+        idle(args)
     else:
         run(args)
 

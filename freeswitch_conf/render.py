@@ -16,7 +16,7 @@ zip); writes a plain directory tree. Imports nothing from ``reconciler``.
 
 Usage::
 
-    python -m freeswitch_conf.render --reconciler-url http://127.0.0.1:8080/freeswitch/xml \\
+    python -m reconciler.freeswitch_conf.render --reconciler-url http://127.0.0.1:8080/freeswitch/xml \\
         --xml-curl-auth USER:PASS --esl-password PW --sip-ip 192.0.2.10 --out ./fs-node
 """
 
@@ -37,7 +37,9 @@ from urllib.parse import urlsplit
 import click
 import jinja2
 
-PACKAGE = "freeswitch_conf"
+# Installed as reconciler.freeswitch_conf (the repository folder freeswitch_conf/, mapped in
+# pyproject.toml); read relative to this module so the tree is found under either name.
+PACKAGE = __name__.rpartition(".")[0] or "reconciler.freeswitch_conf"
 TEMPLATE_SUFFIX = ".j2"
 # What belongs to the FreeSWITCH tree; everything else in the package (this module, the
 # README, the systemd unit) is not part of a node's /etc/freeswitch.

@@ -7,7 +7,10 @@
     │   ├── SettingsError             a flag, env var or config file value we cannot use
     │   ├── NodeSpecError             a --freeswitch value we cannot use (password masked)
     │   ├── TemplateLoadError         a template override is missing or does not render
-    │   ├── SnapshotError             a persisted snapshot is unreadable or of another database
+    │   │                             (serve.templating)
+    │   ├── SnapshotError             a persisted snapshot is unreadable (serve.persist)
+    │   │   └── SnapshotMismatch      ... or was written for another database, or by a
+    │   │                             version that did not record one: never served
     │   ├── CallcenterError           mod_callcenter refused a command or listing
     │   ├── UnsafeArgument            a value that could run code on a switch: never sent
     │   ├── UnknownAgent              a status change for an agent that is not declared
@@ -17,6 +20,8 @@
         ├── SpecsUnavailable          the tenants directory cannot be read at all
         ├── NodeUnreachable           a FreeSWITCH event socket is down or dropped
         ├── NodeTimeout               a switch did not answer one command in time
+        ├── SnapshotNotPersisted      the served snapshot could not be written (disk full, ...)
+        │   └── EmptySnapshotRefused  an empty snapshot would replace a file holding users
         └── StoreError ∩ Transient    StoreUnavailable
 
 The live leaves (``NodeSpecError``, ``CallcenterError``, ``UnsafeArgument``, ``UnknownAgent``,

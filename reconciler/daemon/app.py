@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from reconciler.core.backoff import Backoff
+from reconciler.core.identity import DatabaseIdentity
 from reconciler.core.logs import event, register_secret
 from reconciler.daemon import http
 from reconciler.daemon.config import DaemonConfig
@@ -35,9 +36,10 @@ from reconciler.daemon.status import StatusBoard, tenant_rows
 from reconciler.daemon.tasks import TaskSupervisor
 from reconciler.daemon.triggers import Triggers
 from reconciler.reconcile import PassGuards, Reconciler
-from reconciler.serve import Snapshot, load_templates
+from reconciler.serve import ListenerLimits, Snapshot, bound_port, load_templates, start_server
 from reconciler.sources import watch_spec_dir
-from reconciler.store import PostgresStore
+from reconciler.store import PostgresStore, StoreUnavailable
+from reconciler.store.identity import configured_fingerprint, probe_identity
 from reconciler.web import PortalServer, revoke_unentitled
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,14 @@ class Daemon:
         self.metrics = Metrics()
         self.templates = load_templates(config.templates_dir)
         self.triggers = Triggers(interval=config.interval)
-        self.served = ServedSnapshot(config.snapshot_path, self.metrics)
+        self.served = ServedSnapshot(
+            config.snapshot_path,
+            self.metrics,
+            fingerprint=configured_fingerprint(
+                config.database_url, config.embedded_data_dir or config.state_dir / "postgres"
+            ),
+            probe=self._probe_identity,
+        )
         self.live = LiveSync(config.nodes, self.metrics)
         self.status = StatusBoard()
         self.database = DatabaseLink(
@@ -73,6 +82,7 @@ class Daemon:
         self.portal_deps = DaemonPortalDeps(self.live, lambda: self.database.dsn)
         self.portal = PortalServer(self.portal_deps, config.portal) if config.portal else None
         self.loop.settle_seconds = max(0.2, 2 * config.debounce_ms / 1000)
+        self.limits = ListenerLimits()
         self.tasks = TaskSupervisor()
         self.serving = asyncio.Event()  # set once the HTTP listener is bound
         self._stop = asyncio.Event()
@@ -105,7 +115,8 @@ class Daemon:
 
     @property
     def listen_port(self) -> int:
-        return http.bound_port(self._runner, self.config.listen_port)
+        bound = bound_port(self._runner) if self._runner is not None else None
+        return bound if bound is not None else self.config.listen_port
 
     def trigger(self, reason: str, *, full: bool = False) -> None:
         self.triggers.request(reason, full=full)
@@ -145,7 +156,7 @@ class Daemon:
         """Run until SIGTERM/SIGINT (or ``request_stop``); returns the exit code."""
         announce(self.config)
         prepare_state_dir(self.config.state_dir)
-        self.served.load_persisted()
+        await self.served.load_persisted()
         await self._start_http()
         if self.portal is not None:
             await self.portal.start()
@@ -180,8 +191,12 @@ class Daemon:
             status_auth=self.config.status_auth,
             status_payload=self.status_payload,
             before_metrics=self._refresh_gauges,
+            limits=self.limits,
+            persist_status=lambda: self.served.persist_status,
         )
-        self._runner = await http.start_site(app, self.config.listen_host, self.config.listen_port)
+        self._runner = await start_server(
+            app, self.config.listen_host, self.config.listen_port, self.limits
+        )
         self.serving.set()
         http.announce(f"http://{self.config.listen_host}:{self.listen_port}/freeswitch/xml")
 
@@ -242,9 +257,18 @@ class Daemon:
         guards = PassGuards(max_orphan_share=self.config.max_orphan_share, hold_shrinking=True)
         self.loop.reconciler = Reconciler(self.config.specs_dir, self._store, guards)
 
+    def _probe_identity(self, timeout: float) -> DatabaseIdentity | None:
+        dsn = self.database.dsn or self.config.database_url
+        if dsn is None:
+            raise StoreUnavailable("embedded database not started yet")
+        return probe_identity(dsn, timeout)
+
     async def _connection(self, connected: bool) -> None:
         self.metrics.database_up.set(1 if connected else 0)
-        if connected:  # (re)read everything: snapshot for followers, fresh state for the leader
+        if connected:
+            await (
+                self.served.connected()
+            )  # (re)read everything: snapshot for followers, fresh state for the leader
             self.trigger("database-connected", full=True)
 
     async def _leadership(self, leader: bool) -> None:

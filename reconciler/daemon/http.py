@@ -8,9 +8,6 @@ listener to a public address for FreeSWITCH does not publish them.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import ipaddress
 import json
 import logging
@@ -21,7 +18,14 @@ from aiohttp import web
 
 from reconciler.core.logs import event
 from reconciler.daemon.metrics import Metrics
-from reconciler.serve import Snapshot, Templates, make_app
+from reconciler.serve import (
+    ListenerLimits,
+    PersistStatus,
+    Snapshot,
+    Templates,
+    basic_auth_matches,
+    make_app,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +41,18 @@ def build_app(
     status_auth: tuple[str, str] | None,
     status_payload: Callable[[], dict[str, Any]],
     before_metrics: Callable[[], None],
+    limits: ListenerLimits,
+    persist_status: Callable[[], PersistStatus | None],
 ) -> web.Application:
-    app = make_app(get_snapshot, templates, auth=xml_curl_auth, observer=metrics.observe_xmlcurl)
+    """Serve it with ``serve.start_server`` (timeouts and a connection cap)."""
+    app = make_app(
+        get_snapshot,
+        templates,
+        auth=xml_curl_auth,
+        observer=metrics.observe_xmlcurl,
+        limits=limits,
+        persist_status=persist_status,
+    )
     guard = _guard(status_auth)
 
     async def status(request: web.Request) -> web.Response:
@@ -78,18 +92,6 @@ def _guard(credentials: tuple[str, str] | None) -> Callable[[Handler], Handler]:
     return wrap
 
 
-def basic_auth_matches(header: str, expected: bytes) -> bool:
-    """Basic auth, compared in constant time over the whole ``user:pass``."""
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
-        return False
-    try:
-        given = base64.b64decode(encoded.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    return hmac.compare_digest(given, expected)
-
-
 def _is_loopback(remote: str | None) -> bool:
     if not remote:
         return False
@@ -97,24 +99,6 @@ def _is_loopback(remote: str | None) -> bool:
         return ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
     except ValueError:
         return False
-
-
-async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
-    return runner
-
-
-def bound_port(runner: web.AppRunner | None, default: int) -> int:
-    """The port actually bound (when configured as 0)."""
-    if runner is not None:
-        for site in runner.sites:
-            server = getattr(site, "_server", None)
-            if server is not None and server.sockets:
-                return int(server.sockets[0].getsockname()[1])
-    return default
 
 
 def announce(url: str) -> None:

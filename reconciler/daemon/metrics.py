@@ -88,6 +88,16 @@ class Metrics:
         self.snapshot_users = Gauge(
             "pbx_snapshot_users", "SIP users in the served snapshot.", registry=r
         )
+        self.snapshot_persisted_time = Gauge(
+            "pbx_snapshot_persisted_timestamp",
+            "When the served snapshot was last written to the state dir (unix time).",
+            registry=r,
+        )
+        self.snapshot_persist_failures = Counter(
+            "pbx_snapshot_persist_failures_total",
+            "Snapshots not written: write errors and refused empty overwrites.",
+            registry=r,
+        )
 
     def observe_xmlcurl(self, section: str, result: str, seconds: float) -> None:
         # on the request path: label children are looked up once, not per request

@@ -1,19 +1,56 @@
-"""What FreeSWITCH is told: the immutable snapshot of the applied state, its persistence,
-the Jinja2 templates and the mod_xml_curl handler. No database query and no ESL round trip
-ever happens on the request path. What the rest of the program uses is exported here."""
+"""What FreeSWITCH is told: the immutable snapshot of the applied state, its file on disk,
+the Jinja2 templates, the mod_xml_curl answer and its HTTP listener. No database query and
+no ESL round trip ever happens on the request path. What the rest of the program uses is
+exported here; one concept per module:
 
-from reconciler.serve.snapshot import Snapshot, build_snapshot, load_snapshot, save_snapshot
-from reconciler.serve.templating import Templates, load_templates
-from reconciler.serve.xmlcurl import XML_PATH, answer, make_app
+    snapshot     records + the pure build (what may be served)
+    inert        the second wall: tenant strings FreeSWITCH would interpret
+    persist      the file: identity-bound load/save, PersistStatus
+    templating   the Jinja2 templates (shipped in reconciler.templates, overridable)
+    xmlcurl      pure: form parsing, answer(snapshot, form, templates), label sets
+    app          the aiohttp application: auth, bounded bodies, cache, /readyz
+    listener     ListenerLimits and start_server: timeouts and a connection cap
+    logthrottle  log lines caused by peers, bounded
+"""
+
+from reconciler.serve.app import basic_auth_matches, make_app, readiness
+from reconciler.serve.listener import ListenerLimits, bound_port, start_server
+from reconciler.serve.persist import (
+    EmptySnapshotRefused,
+    PersistStatus,
+    SnapshotError,
+    SnapshotMismatch,
+    SnapshotNotPersisted,
+    load_snapshot,
+    read_snapshot_header,
+    save_snapshot,
+)
+from reconciler.serve.snapshot import Snapshot, build_snapshot
+from reconciler.serve.templating import TemplateLoadError, Templates, load_templates
+from reconciler.serve.xmlcurl import XML_PATH, Result, Section, answer
 
 __all__ = [
     "XML_PATH",
+    "EmptySnapshotRefused",
+    "ListenerLimits",
+    "PersistStatus",
+    "Result",
+    "Section",
     "Snapshot",
+    "SnapshotError",
+    "SnapshotMismatch",
+    "SnapshotNotPersisted",
+    "TemplateLoadError",
     "Templates",
     "answer",
+    "basic_auth_matches",
+    "bound_port",
     "build_snapshot",
     "load_snapshot",
     "load_templates",
     "make_app",
+    "read_snapshot_header",
+    "readiness",
     "save_snapshot",
+    "start_server",
 ]

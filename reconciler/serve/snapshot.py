@@ -1,14 +1,17 @@
 """The served view of reconciled state: what mod_xml_curl may see, indexed for O(1) lookups.
 
 Built (purely) from a ``State`` plus the A1 hashes the store keeps, swapped in whole by the
-daemon, read by ``reconciler.serve.xmlcurl`` on every FreeSWITCH fetch, and saved to disk so that a
-restart while PostgreSQL is down still serves the last good view.
+daemon, read by ``reconciler.serve.xmlcurl`` on every FreeSWITCH fetch, and saved to disk by
+``reconciler.serve.persist`` so that a restart while PostgreSQL is down still serves.
 
 What is served is decided here, once, so the request path never has to: only ACTIVE tenants
-(``Tenant.served``), only ENABLED extensions, and only extensions that HAVE a well-formed A1
-hash (a ``<user>`` without ``a1-hash`` would be accepted without any password check). Free
-text that ends up in channel variables is made inert for FreeSWITCH (``${`` would run an API
-on expansion) and valid for XML 1.0.
+(``core.served``), only ENABLED extensions, only extensions that HAVE a well-formed A1 hash
+(a ``<user>`` without ``a1-hash`` would be accepted without any password check), and only
+records whose every served string passes ``reconciler.serve.inert`` (FreeSWITCH would expand
+``${...}`` in them). What is left out on purpose is listed in ``Snapshot.problems``.
+
+The snapshot holds only what templates may render: no tenant or extension display name that
+FreeSWITCH never gets, so a template override cannot serve an unchecked string.
 
 Neighbours: ``reconciler.core.model`` (records in), ``reconciler.serve.xmlcurl`` (lookups out).
 """
@@ -17,38 +20,28 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
-import os
 import re
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from reconciler.core.model import State, TenantState, fs_name, user_contact
+from reconciler.core.model import Queue, State, Tenant, TenantState, fs_name, user_contact
 from reconciler.core.served import served_tenants
+from reconciler.serve.inert import render_record_template, shown, text_problem, token_problem
 from specs_schema.models import AgentStatus
 
-SNAPSHOT_FORMAT = "pbx-reconciler/snapshot"
-SNAPSHOT_VERSION = 1
-
 _A1_HASH = re.compile(r"^[0-9a-f]{32}$")
-# Characters XML 1.0 forbids (C0 controls but tab/LF/CR, lone surrogates, U+FFFE/U+FFFF):
-# FreeSWITCH would reject the whole document and fall back to its static files.
-_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _USER_CONTACT = re.compile(r"^user/([0-9]+)@")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+RECORD_TEMPLATE_PARAM = "record-template"
+# queue params served verbatim that are names or paths rather than free text
+_TOKEN_PARAMS = frozenset({"strategy", "moh-sound", "announce-sound", "time-base-score"})
 
 
 def _empty() -> Mapping[str, Any]:
     return _EMPTY
-
-
-class SnapshotError(Exception):
-    """A snapshot file that cannot be read back (missing, corrupt, unknown format)."""
 
 
 class RouteKind(StrEnum):
@@ -65,7 +58,6 @@ class DirectoryUser(NamedTuple):
 
     number: str
     a1_hash: str
-    display_name: str
     caller_id_name: str
     caller_id_number: str
     max_registrations: int
@@ -106,7 +98,6 @@ class ServedTenant:
 
     id: str
     domain: str
-    name: str
     outbound_caller_id_name: str | None
     outbound_caller_id_number: str | None
     users: Mapping[str, DirectoryUser] = field(default_factory=_empty)
@@ -122,7 +113,8 @@ class Snapshot:
     """Immutable and self-contained: the request path reads it without locks or I/O.
 
     ``problems`` lists what was left out on purpose (clashing domains, DIDs with no served
-    target, ...) so that the daemon can report it; serving never depends on it.
+    target, strings FreeSWITCH would expand, ...) so that the daemon can report it; serving
+    never depends on it.
     """
 
     generation: str = ""
@@ -155,24 +147,19 @@ class Snapshot:
     def queue(self, name: str) -> QueueConfig | None:
         return self.queues.get(name)
 
+    @property
+    def user_count(self) -> int:
+        return sum(len(t.users) for t in self.tenants.values())
+
     def counts(self) -> dict[str, int]:
         """Sizes for /status and logs."""
         return {
             "tenants": len(self.tenants),
-            "users": sum(len(t.users) for t in self.tenants.values()),
+            "users": self.user_count,
             "routes": sum(len(t.routes) for t in self.tenants.values()),
             "dids": len(self.dids),
             "queues": len(self.queues),
         }
-
-
-def served_text(text: str) -> str:
-    """Free text (display names) as it may be served: valid XML 1.0, and inert when
-    FreeSWITCH expands channel variables, which it does recursively (a caller id name
-    ``${system(...)}`` would otherwise run an API wherever it is referenced)."""
-    if "$" in text:
-        text = text.replace("${", "\uff04{")
-    return _XML_ILLEGAL.sub("\ufffd", text)
 
 
 FEATURE_STATUS: tuple[tuple[str, str], ...] = (
@@ -189,16 +176,27 @@ def build_snapshot(
     generation: str = "",
     freeze: bool = False,
 ) -> Snapshot:
-    """The served view of ``state``. Pure; a tenant whose domain clashes with another's,
-    and a DID claimed twice, are left out (fail closed) and listed in ``problems``.
+    """The served view of ``state``. Pure; a tenant whose domain clashes with another's, a
+    DID claimed twice and any record with a string FreeSWITCH would interpret are left out
+    (fail closed) and listed in ``problems``.
 
-    ``freeze=True`` is for the serving process: see ``_gc_paused``."""
-    with _gc_paused(freeze):
+    ``freeze=True`` is for the serving process: see ``gc_paused``."""
+    with gc_paused(freeze):
         return _build(state, a1_hashes, generation)
 
 
+def declares_users(state: State) -> bool:
+    """True when an active tenant of ``state`` has an enabled extension. A snapshot of such
+    a state that serves no user is suspect (missing hashes, every record refused): the
+    daemon then keeps the last good file (``persist.save_snapshot(allow_empty=False)``)."""
+    return any(
+        ts.tenant.served and any(ext.enabled for ext in ts.extensions.values())
+        for ts in state.values()
+    )
+
+
 @contextlib.contextmanager
-def _gc_paused(freeze: bool = False) -> Iterator[None]:
+def gc_paused(freeze: bool = False) -> Iterator[None]:
     """Keep the cyclic GC off ~10^6 acyclic snapshot objects.
 
     Paused during the build, its generation-0 passes no longer cost half the build time
@@ -229,6 +227,10 @@ def _build(state: State, a1_hashes: Mapping[tuple[str, str], str], generation: s
     queues: dict[str, QueueConfig] = {}
     did_claims: dict[str, list[DidRoute]] = {}
     for domain, tenant_state in served.by_domain.items():
+        problem = _tenant_problem(tenant_state.tenant)
+        if problem is not None:
+            problems.append(f"tenant {tenant_state.tenant.id}: {problem}: not served")
+            continue
         served_tenant, tenant_queues, tenant_dids = _serve_tenant(
             tenant_state, domain, a1_hashes, problems
         )
@@ -255,6 +257,28 @@ def _build(state: State, a1_hashes: Mapping[tuple[str, str], str], generation: s
     )
 
 
+def _tenant_problem(tenant: Tenant) -> str | None:
+    """Why a tenant's own served strings disqualify the whole tenant, or None."""
+    tokens = {
+        "id": tenant.id,
+        "domain": tenant.domain,
+        "feature_available": tenant.feature_available,
+        "feature_on_break": tenant.feature_on_break,
+        "feature_logged_out": tenant.feature_logged_out,
+    }
+    if tenant.outbound_caller_id_number is not None:
+        tokens["outbound_caller_id_number"] = tenant.outbound_caller_id_number
+    for name, value in tokens.items():
+        problem = token_problem(value)
+        if problem is not None:
+            return f"{name} {shown(value)} {problem}"
+    if tenant.outbound_caller_id_name is not None:
+        problem = text_problem(tenant.outbound_caller_id_name)
+        if problem is not None:
+            return f"outbound_caller_id_name {problem}"
+    return None
+
+
 def _serve_tenant(
     ts: TenantState,
     domain: str,
@@ -262,8 +286,49 @@ def _serve_tenant(
     problems: list[str],
 ) -> tuple[ServedTenant, dict[str, QueueConfig], list[DidRoute]]:
     tenant = ts.tenant
+    agents_on = _agents_by_extension(ts, domain, problems)
+    users: dict[str, DirectoryUser] = {}
+    routes: dict[str, Route] = {}
+    for number in ts.extensions:
+        user = _serve_user(ts, number, a1_hashes, agents_on, problems)
+        if user is not None:
+            users[number] = user
+            routes[number] = Route(RouteKind.EXTENSION, number, number, user.call_timeout)
+
+    tenant_queues: dict[str, QueueConfig] = {}
+    queue_numbers: dict[str, str] = {}
+    for queue in sorted(ts.queues.values(), key=lambda q: q.name):
+        config = _serve_queue(queue, tenant.id, domain, problems)
+        if config is None:
+            continue
+        tenant_queues[config.name] = config
+        queue_numbers[queue.name] = queue.number
+        _add_route(routes, Route(RouteKind.QUEUE, queue.number, config.name), tenant.id, problems)
+    for attribute, status in FEATURE_STATUS:
+        code = getattr(tenant, attribute)
+        _add_route(routes, Route(RouteKind.FEATURE, code, status), tenant.id, problems)
+
+    dids = _serve_dids(ts, domain, users, queue_numbers, problems)
+    served = ServedTenant(
+        id=tenant.id,
+        domain=domain,
+        outbound_caller_id_name=tenant.outbound_caller_id_name or None,
+        outbound_caller_id_number=tenant.outbound_caller_id_number,
+        users=MappingProxyType(users),
+        routes=MappingProxyType(routes),
+    )
+    return served, tenant_queues, dids
+
+
+def _agents_by_extension(ts: TenantState, domain: str, problems: list[str]) -> dict[str, list[str]]:
+    """Extension number -> FreeSWITCH names of the agents answering on it. An agent whose
+    name may not be served is left out: the feature codes then do not act for it."""
     agents_on: dict[str, list[str]] = {}
     for agent in ts.agents.values():
+        problem = token_problem(agent.name)
+        if problem is not None:
+            problems.append(f"tenant {ts.tenant.id}: agent {shown(agent.name)} {problem}: left out")
+            continue
         numbers = {agent.extension} if agent.extension else set()
         # an agent given an explicit `user/<n>@<domain>` contact answers on <n> too
         match = _USER_CONTACT.match(agent.contact)
@@ -271,47 +336,104 @@ def _serve_tenant(
             numbers.add(match[1])
         for number in numbers:
             agents_on.setdefault(number, []).append(fs_name(agent.name, domain))
+    return agents_on
 
-    users: dict[str, DirectoryUser] = {}
-    routes: dict[str, Route] = {}
-    tenant_id = tenant.id
-    default_timeout = tenant.call_timeout
-    for number, ext in ts.extensions.items():
-        if not ext.enabled:
-            continue
-        a1_hash = a1_hashes.get((tenant_id, number))
-        if not a1_hash:
-            continue
-        a1_hash = a1_hash.lower()
-        if _A1_HASH.match(a1_hash) is None:
-            problems.append(f"tenant {tenant_id}: extension {number} has a malformed A1 hash")
-            continue
-        timeout = ext.call_timeout or default_timeout
-        display = served_text(ext.name)
-        users[number] = DirectoryUser(
-            number,
-            a1_hash,
-            display,
-            served_text(ext.caller_id_name) if ext.caller_id_name else display,
-            ext.caller_id_number or number,
-            ext.max_registrations,
-            timeout,
-            tuple(sorted(agents_on.get(number, ()))),
-        )
-        routes[number] = Route(RouteKind.EXTENSION, number, number, timeout)
 
-    tenant_queues: dict[str, QueueConfig] = {}
-    for queue in sorted(ts.queues.values(), key=lambda q: q.name):
-        name = fs_name(queue.name, domain)
-        tenant_queues[name] = QueueConfig(name, tenant_id, tuple(queue.callcenter_params().items()))
-        _add_route(routes, Route(RouteKind.QUEUE, queue.number, name), tenant_id, problems)
-    for attribute, status in FEATURE_STATUS:
-        code = getattr(tenant, attribute)
-        _add_route(routes, Route(RouteKind.FEATURE, code, status), tenant_id, problems)
+def _serve_user(
+    ts: TenantState,
+    number: str,
+    a1_hashes: Mapping[tuple[str, str], str],
+    agents_on: Mapping[str, list[str]],
+    problems: list[str],
+) -> DirectoryUser | None:
+    """The directory entry of one extension, or None when it must not be served."""
+    ext = ts.extensions[number]
+    tenant_id = ts.tenant.id
+    if not ext.enabled:
+        return None
+    a1_hash = (a1_hashes.get((tenant_id, number)) or "").lower()
+    if not a1_hash:
+        return None
+    caller_id_name = ext.caller_id_name or ext.name
+    caller_id_number = ext.caller_id_number or number
+    problem = (
+        _field_problem("number", number, token_problem)
+        or _field_problem("caller id name", caller_id_name, text_problem)
+        or _field_problem("caller id number", caller_id_number, token_problem)
+    )
+    if problem is not None:
+        problems.append(f"tenant {tenant_id}: extension {shown(number)}: {problem}: not served")
+        return None
+    if _A1_HASH.match(a1_hash) is None:
+        problems.append(f"tenant {tenant_id}: extension {number} has a malformed A1 hash")
+        return None
+    return DirectoryUser(
+        number,
+        a1_hash,
+        caller_id_name,
+        caller_id_number,
+        ext.max_registrations,
+        ext.call_timeout or ts.tenant.call_timeout,
+        tuple(sorted(agents_on.get(number, ()))),
+    )
 
-    queue_numbers = {q.name: q.number for q in ts.queues.values()}
+
+def _field_problem(name: str, value: str, check: Callable[[str], str | None]) -> str | None:
+    problem = check(value)
+    return None if problem is None else f"{name} {problem}"
+
+
+def _serve_queue(
+    queue: Queue, tenant_id: str, domain: str, problems: list[str]
+) -> QueueConfig | None:
+    """callcenter.conf's view of one queue, or None (with a problem) when a name or param
+    may not be served."""
+    name = fs_name(queue.name, domain)
+    problem = _field_problem("name", queue.name, token_problem) or _field_problem(
+        "number", queue.number, token_problem
+    )
+    params: tuple[tuple[str, str], ...] = ()
+    if problem is None:
+        params, problem = _queue_params(queue, name)
+    if problem is not None:
+        problems.append(f"tenant {tenant_id}: queue {shown(queue.name)}: {problem}: not served")
+        return None
+    return QueueConfig(name, tenant_id, params)
+
+
+def _queue_params(queue: Queue, name: str) -> tuple[tuple[tuple[str, str], ...], str | None]:
+    """Served params, or the first problem; the record template's placeholders are
+    rendered here (``name`` fills ``{queue}``)."""
+    params: list[tuple[str, str]] = []
+    for param, value in queue.callcenter_params().items():
+        if param == RECORD_TEMPLATE_PARAM:
+            try:
+                value = render_record_template(value, name)
+            except ValueError as exc:
+                return (), f"{param} {exc}"
+        else:
+            check = token_problem if param in _TOKEN_PARAMS else text_problem
+            problem = _field_problem(param, value, check)
+            if problem is not None:
+                return (), problem
+        params.append((param, value))
+    return tuple(params), None
+
+
+def _serve_dids(
+    ts: TenantState,
+    domain: str,
+    users: Mapping[str, DirectoryUser],
+    queue_numbers: Mapping[str, str],
+    problems: list[str],
+) -> list[DidRoute]:
+    tenant_id = ts.tenant.id
     dids: list[DidRoute] = []
     for did in ts.inbound_numbers.values():
+        problem = token_problem(did.number)
+        if problem is not None:
+            problems.append(f"tenant {tenant_id}: inbound number {shown(did.number)} {problem}")
+            continue
         if did.destination_kind == "queue":
             target = queue_numbers.get(did.destination)
         else:
@@ -319,23 +441,11 @@ def _serve_tenant(
         if target is None:
             problems.append(
                 f"tenant {tenant_id}: inbound number {did.number} targets "
-                f"{did.destination_kind} {did.destination}, which is not served"
+                f"{did.destination_kind} {shown(did.destination)}, which is not served"
             )
             continue
         dids.append(DidRoute(did.number, tenant_id, domain, target))
-
-    served = ServedTenant(
-        id=tenant_id,
-        domain=domain,
-        name=served_text(tenant.name),
-        outbound_caller_id_name=served_text(tenant.outbound_caller_id_name)
-        if tenant.outbound_caller_id_name
-        else None,
-        outbound_caller_id_number=tenant.outbound_caller_id_number,
-        users=MappingProxyType(users),
-        routes=MappingProxyType(routes),
-    )
-    return served, tenant_queues, dids
+    return dids
 
 
 def _add_route(routes: dict[str, Route], route: Route, tenant_id: str, problems: list[str]) -> None:
@@ -345,132 +455,3 @@ def _add_route(routes: dict[str, Route], route: Route, tenant_id: str, problems:
             f"tenant {tenant_id}: number {route.number} of {route.kind} {route.target} "
             f"is already a {existing.kind} route: left out"
         )
-
-
-# --- persistence -------------------------------------------------------------------------
-
-
-def snapshot_to_json(snapshot: Snapshot) -> dict[str, Any]:
-    """The file format (version 1): served data only, rows as positional lists whose
-    columns are named once in the header, so 100k users stay compact and quick to load."""
-    return {
-        "format": SNAPSHOT_FORMAT,
-        "version": SNAPSHOT_VERSION,
-        "generation": snapshot.generation,
-        "columns": {
-            "user": list(DirectoryUser._fields),
-            "route": list(Route._fields),
-            "did": list(DidRoute._fields),
-        },
-        "tenants": [
-            {
-                "id": t.id,
-                "domain": t.domain,
-                "name": t.name,
-                "outbound_caller_id_name": t.outbound_caller_id_name,
-                "outbound_caller_id_number": t.outbound_caller_id_number,
-                "users": [list(u) for u in t.users.values()],
-                "routes": [list(r) for r in t.routes.values()],
-            }
-            for t in snapshot.tenants.values()
-        ],
-        "dids": [list(d) for d in snapshot.dids.values()],
-        "queues": [
-            {"name": q.name, "tenant_id": q.tenant_id, "params": [list(p) for p in q.params]}
-            for q in snapshot.queues.values()
-        ],
-        "problems": list(snapshot.problems),
-    }
-
-
-def snapshot_from_json(data: Any) -> Snapshot:
-    """Inverse of ``snapshot_to_json``; any deviation raises ``SnapshotError``."""
-    if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
-        raise SnapshotError("not a pbx-reconciler snapshot")
-    if data.get("version") != SNAPSHOT_VERSION:
-        raise SnapshotError(f"unsupported snapshot version {data.get('version')!r}")
-    try:
-        columns = data["columns"]
-        if (
-            columns["user"] != list(DirectoryUser._fields)
-            or columns["route"] != list(Route._fields)
-            or columns["did"] != list(DidRoute._fields)
-        ):
-            raise SnapshotError("snapshot columns do not match this version")
-        tenants: dict[str, ServedTenant] = {}
-        for t in data["tenants"]:
-            users = {}
-            for row in t["users"]:
-                user = DirectoryUser._make([*row[:7], tuple(row[7])])
-                users[user.number] = user
-            routes = {}
-            for row in t["routes"]:
-                route = Route._make([RouteKind(row[0]), *row[1:]])
-                routes[route.number] = route
-            tenant = ServedTenant(
-                id=t["id"],
-                domain=t["domain"],
-                name=t["name"],
-                outbound_caller_id_name=t["outbound_caller_id_name"],
-                outbound_caller_id_number=t["outbound_caller_id_number"],
-                users=MappingProxyType(users),
-                routes=MappingProxyType(routes),
-            )
-            tenants[tenant.domain] = tenant
-        dids = {row[0]: DidRoute._make(row) for row in data["dids"]}
-        queues = {
-            q["name"]: QueueConfig(q["name"], q["tenant_id"], tuple((k, v) for k, v in q["params"]))
-            for q in data["queues"]
-        }
-        return Snapshot(
-            generation=str(data["generation"]),
-            tenants=MappingProxyType(tenants),
-            dids=MappingProxyType(dids),
-            queues=MappingProxyType(queues),
-            problems=tuple(data.get("problems", ())),
-        )
-    except SnapshotError:
-        raise
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-        raise SnapshotError(f"corrupt snapshot: {exc!r}") from exc
-
-
-def save_snapshot(snapshot: Snapshot, path: str | os.PathLike[str]) -> None:
-    """Write atomically with mode 0600 (the file holds A1 hashes): a temporary file in the
-    same directory, fsync, rename over ``path``, fsync the directory. A crash leaves either
-    the old file or the new one, never a torn one."""
-    target = Path(path)
-    with _gc_paused():
-        payload = json.dumps(snapshot_to_json(snapshot), separators=(",", ":"), ensure_ascii=False)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as tmp:
-            tmp.write(payload.encode("utf-8"))
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def load_snapshot(path: str | os.PathLike[str], *, freeze: bool = False) -> Snapshot:
-    """Read a file written by ``save_snapshot`` (used when PostgreSQL is down at start).
-    ``freeze`` as for ``build_snapshot``."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise SnapshotError(f"cannot read snapshot {path}: {exc}") from exc
-    with _gc_paused(freeze):
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise SnapshotError(f"snapshot {path} is not valid JSON: {exc}") from exc
-        return snapshot_from_json(data)

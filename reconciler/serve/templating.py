@@ -1,7 +1,8 @@
 """The Jinja2 templates of the XML FreeSWITCH is served: loaded once, checked at start.
 
-Templates ship in the ``templates`` package (package data, read through importlib.resources)
-and may be overridden file by file from a directory (``--templates DIR``). Autoescape is on
+Templates ship as package data of ``reconciler.templates`` (the repository's ``templates/``
+folder, read through importlib.resources) and may be overridden file by file from a
+directory (``--templates DIR``). Autoescape is on
 (display names may hold ``&<>"``), undefined names are errors (a typo must not silently
 serve an empty ``a1-hash``), and every template is compiled and rendered once against a
 sample at load time, so a broken override fails the start, not every SIP registration.
@@ -21,6 +22,7 @@ from typing import Any
 
 import jinja2
 
+from reconciler.core.errors import Permanent
 from reconciler.serve.snapshot import (
     DidRoute,
     DirectoryUser,
@@ -35,9 +37,10 @@ DIALPLAN = "dialplan.xml.j2"
 CALLCENTER = "callcenter.conf.xml.j2"
 NOT_FOUND = "not_found.xml.j2"
 TEMPLATE_NAMES = (DIRECTORY, DIALPLAN, CALLCENTER, NOT_FOUND)
+SHIPPED_PACKAGE = "reconciler.templates"
 
 
-class TemplateLoadError(Exception):
+class TemplateLoadError(Permanent):
     """A template is missing, does not compile, or renders something that is not XML."""
 
 
@@ -55,7 +58,7 @@ class Templates:
 def load_templates(override_dir: str | os.PathLike[str] | None = None) -> Templates:
     """Shipped templates, each replaced by a file of the same name in ``override_dir``."""
     shipped = {
-        name: resources.files("templates").joinpath(name).read_text(encoding="utf-8")
+        name: resources.files(SHIPPED_PACKAGE).joinpath(name).read_text(encoding="utf-8")
         for name in TEMPLATE_NAMES
     }
     loaders: list[jinja2.BaseLoader] = [jinja2.DictLoader(shipped)]
@@ -119,27 +122,48 @@ def dialplan_context(
 
 def _check(templates: Templates) -> None:
     """Render each template against a sample and parse it: fail at start, not per request."""
-    user = DirectoryUser("100", "0" * 32, "A&B <x>", "A&B <x>", "100", 1, 30, ("a@t.example",))
+    user = DirectoryUser("100", "0" * 32, "A&B <x>", "100", 1, 30, ("a@t.example",))
     tenant = ServedTenant(
         id="t",
         domain="t.example",
-        name="T",
         outbound_caller_id_name='"Q"',
         outbound_caller_id_number="+15550100",
         users=MappingProxyType({"100": user}),
         routes=MappingProxyType({}),
     )
-    extension = Route(RouteKind.EXTENSION, "100", "100", 30)
     queue = QueueConfig("q@t.example", "t", (("strategy", "ring-all"),))
-    feature = Route(RouteKind.FEATURE, "*22", "On Break")
     renders: list[tuple[str, Any]] = [
         (DIRECTORY, lambda: templates.directory.render(tenant=tenant, user=user)),
         (CALLCENTER, lambda: templates.callcenter.render(queues=[queue])),
         (NOT_FOUND, lambda: templates.not_found),
     ]
-    contexts = [
+    for context in _dialplan_samples(tenant, queue):
+        renders.append(
+            (f"{DIALPLAN} ({context['kind']})", lambda c=context: templates.dialplan.render(c))
+        )
+    for name, render in renders:
+        try:
+            text = render()
+        except jinja2.TemplateError as exc:
+            raise TemplateLoadError(f"{name}: {exc}") from exc
+        try:
+            root = ET.fromstring(text)  # noqa: S314 - our own render, not untrusted input
+        except ET.ParseError as exc:
+            raise TemplateLoadError(f"{name} does not render well-formed XML: {exc}") from exc
+        if root.tag != "document":
+            raise TemplateLoadError(f"{name} must render a <document>, not <{root.tag}>")
+
+
+def _dialplan_samples(tenant: ServedTenant, queue: QueueConfig) -> list[dict[str, Any]]:
+    """One dialplan context of every kind the template must handle."""
+    feature = Route(RouteKind.FEATURE, "*22", "On Break")
+    return [
         dialplan_context(
-            "t.example", "extension", expression="^100$", tenant=tenant, route=extension
+            "t.example",
+            "extension",
+            expression="^100$",
+            tenant=tenant,
+            route=Route(RouteKind.EXTENSION, "100", "100", 30),
         ),
         dialplan_context(
             "t.example",
@@ -168,20 +192,3 @@ def _check(templates: Templates) -> None:
         ),
         dialplan_context("nowhere", "reject"),
     ]
-    for context in contexts:
-        renders.append(
-            (f"{DIALPLAN} ({context['kind']})", lambda c=context: templates.dialplan.render(c))
-        )
-    samples: list[tuple[str, str]] = []
-    for name, render in renders:
-        try:
-            samples.append((name, render()))
-        except jinja2.TemplateError as exc:
-            raise TemplateLoadError(f"{name}: {exc}") from exc
-    for name, text in samples:
-        try:
-            root = ET.fromstring(text)  # noqa: S314 - our own render, not untrusted input
-        except ET.ParseError as exc:
-            raise TemplateLoadError(f"{name} does not render well-formed XML: {exc}") from exc
-        if root.tag != "document":
-            raise TemplateLoadError(f"{name} must render a <document>, not <{root.tag}>")

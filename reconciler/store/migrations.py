@@ -211,6 +211,18 @@ CREATE TABLE pbx.portal_audit (
 CREATE INDEX portal_audit_tenant ON pbx.portal_audit (tenant_id, id DESC);
 """),
     ),
+    Migration(
+        6,
+        "installation identity (binds persisted snapshots to this database)",
+        sql.SQL("""
+CREATE TABLE pbx.installation (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    installation_id uuid NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO pbx.installation (installation_id) VALUES (gen_random_uuid());
+"""),
+    ),
 )
 
 TENANT_MIGRATIONS: tuple[Migration, ...] = (

@@ -266,19 +266,6 @@ async def _found_async(port: int, domain: str, user: str) -> bool:
     return found(await lookup(port, domain, user), user)
 
 
-async def test_restart_during_database_outage_serves_persisted_snapshot(
-    tmp_path: Path, tenants_dir: Path, pg_dsn: str
-) -> None:
-    port = free_port()
-    async with running(config_for(tmp_path, pg_dsn, port=port)):
-        await eventually(lambda: _found_async(port, "acme.example.com", "1001"), "served")
-    assert (tmp_path / "d1" / "snapshot.json").stat().st_mode & 0o077 == 0
-    dead = "postgresql://postgres@127.0.0.1:1/nowhere?connect_timeout=1"
-    async with running(config_for(tmp_path, dead, port=port)) as daemon:
-        await eventually(lambda: _found_async(port, "acme.example.com", "1001"), "served from disk")
-        assert not daemon.database_up
-
-
 @pytest.fixture
 def own_postgres(tmp_path: Path) -> object:
     """A pgserver cluster this test may stop and start again."""
@@ -289,6 +276,39 @@ def own_postgres(tmp_path: Path) -> object:
     yield datadir, server
     with contextlib.suppress(Exception):
         server.cleanup()
+
+
+async def test_restart_during_database_outage_serves_persisted_snapshot(
+    tmp_path: Path, tenants_dir: Path, own_postgres: object
+) -> None:
+    datadir, server = own_postgres  # type: ignore[misc]
+    dsn = server.get_uri()
+    port = free_port()
+    async with running(config_for(tmp_path, dsn, port=port)):
+        await eventually(lambda: _found_async(port, "acme.example.com", "1001"), "served")
+    assert (tmp_path / "d1" / "snapshot.json").stat().st_mode & 0o077 == 0
+    await asyncio.to_thread(_pg_ctl, datadir, "stop", "-m", "fast")
+    async with running(config_for(tmp_path, dsn, port=port)) as daemon:
+        await eventually(lambda: _found_async(port, "acme.example.com", "1001"), "served from disk")
+        assert not daemon.database_up
+
+
+async def test_a_fresh_database_is_never_served_the_previous_snapshot(
+    tmp_path: Path, tenants_dir: Path, pg_dsn: str, pg_server_dsn: str
+) -> None:
+    port = free_port()
+    async with running(config_for(tmp_path, pg_dsn, port=port)):
+        await eventually(lambda: _found_async(port, "acme.example.com", "1001"), "served")
+    # the same DSN now names a new, empty database; the specs no longer hold acme
+    name = psycopg.conninfo.conninfo_to_dict(pg_dsn)["dbname"]
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    (tenants_dir / "acme.yaml").unlink()
+    async with running(config_for(tmp_path, pg_dsn, port=port)) as daemon:
+        assert not await _found_async(port, "acme.example.com", "1001"), "served at start"
+        await daemon.wait_passes(1)
+        assert not await _found_async(port, "acme.example.com", "1001"), "served after a pass"
 
 
 def _pg_ctl(datadir: Path, *args: str) -> None:

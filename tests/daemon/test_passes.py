@@ -27,7 +27,9 @@ def make_loop(tmp_path: Path, store: MemoryStore, *, retry: Backoff) -> PassLoop
     metrics = Metrics()
     loop = PassLoop(
         triggers=Triggers(interval=3600),
-        snapshot=ServedSnapshot(tmp_path / "snapshot.json", metrics),
+        snapshot=ServedSnapshot(
+            tmp_path / "snapshot.json", metrics, fingerprint="memory", probe=lambda timeout: None
+        ),
         live=LiveSync((), metrics),
         status=StatusBoard(),
         metrics=metrics,

@@ -23,9 +23,9 @@ from reconciler.live import (
     parse_node_spec,
     parse_node_specs,
 )
+from reconciler.serve import XML_PATH, make_app
 from reconciler.serve.snapshot import Snapshot, build_snapshot
 from reconciler.serve.templating import load_templates
-from reconciler.serve.xmlcurl import XML_PATH, make_app
 from tests.fakes.fake_freeswitch import VANILLA_CALLCENTER_QUEUES, FakeFreeSwitch
 
 ACME = "acme.example.com"

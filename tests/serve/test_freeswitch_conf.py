@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from freeswitch_conf import render as fsr
+from reconciler.freeswitch_conf import render as fsr
 
 REPO = Path(__file__).resolve().parents[2]
 URL = "http://127.0.0.1:8080/freeswitch/xml"
@@ -70,7 +70,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_")}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "freeswitch_conf.render", *args],
+        [sys.executable, "-m", "reconciler.freeswitch_conf.render", *args],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -424,7 +424,11 @@ def test_package_data_is_read_through_importlib_resources() -> None:
     assert "autoload_configs/xml_curl.conf.xml.j2" in shipped
     assert "freeswitch.xml" in shipped
     assert not any(name.endswith(".py") or name.startswith("systemd/") for name in shipped)
-    assert resources.files("freeswitch_conf").joinpath("systemd/pbx-reconciler.service").is_file()
+    assert (
+        resources.files("reconciler.freeswitch_conf")
+        .joinpath("systemd/pbx-reconciler.service")
+        .is_file()
+    )
 
 
 # --- the command line --------------------------------------------------------------------
@@ -547,6 +551,24 @@ def test_systemd_unit_runs_and_reloads_the_daemon() -> None:
     assert service["PrivateTmp"] == "yes"
     assert service["WorkingDirectory"] in service["ReadWritePaths"]
     assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_systemd_unit_leaves_room_for_the_listeners_connection_caps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import resource
+
+    from reconciler.serve.listener import ListenerLimits, connection_caps
+
+    limit = int(read_unit(SYSTEMD / "pbx-reconciler.service")["Service"]["LimitNOFILE"])
+    monkeypatch.setattr(resource, "getrlimit", lambda _kind: (resource.RLIM_INFINITY,) * 2)
+    unlimited = connection_caps(ListenerLimits())
+    monkeypatch.setattr(resource, "getrlimit", lambda _kind: (limit, limit))
+    assert connection_caps(ListenerLimits()) == unlimited  # not lowered under the unit
+    monkeypatch.setattr(resource, "getrlimit", lambda _kind: (1024, 1024))
+    assert connection_caps(ListenerLimits()).cap < unlimited.cap  # systemd's default
+    readme = (REPO / "freeswitch_conf" / "README.md").read_text(encoding="utf-8")
+    assert f"LimitNOFILE={limit}" in readme
 
 
 def test_env_example_sets_only_pbx_variables_the_daemon_reads() -> None:

@@ -1,30 +1,28 @@
-"""The served view: what is in it, what is left out, and its file on disk."""
+"""The served view: what is in it and what is left out (its file: test_persist.py)."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import stat
 import time
 from pathlib import Path
 
 import pytest
 
+from reconciler.core.identity import DatabaseIdentity
 from reconciler.core.model import Extension, Tenant, TenantState
+from reconciler.serve.persist import load_snapshot, save_snapshot
 from reconciler.serve.snapshot import (
     DidRoute,
     QueueConfig,
     Route,
     RouteKind,
     Snapshot,
-    SnapshotError,
     build_snapshot,
-    load_snapshot,
-    save_snapshot,
-    served_text,
+    declares_users,
 )
 from tests.serve.test_xmlcurl_fixtures import CAPTURED_1001_A1, a1_hashes_for, load_state
+
+IDENTITY = DatabaseIdentity("7000000000000000001", "pbx", "0b6f3f9e-5d1c-4f7a-9a55-2f1e0c3d4b5a")
 
 
 @pytest.fixture
@@ -190,137 +188,153 @@ def test_build_is_pure_and_deterministic(state) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("text", "served"),
-    [
-        ("Alice Smith", "Alice Smith"),
-        ("A&B <x> \"q\" 'y'", "A&B <x> \"q\" 'y'"),  # XML escaping is the templates' job
-        ("${system(touch /tmp/x)}", "\uff04{system(touch /tmp/x)}"),
-        ("$${domain}", "$\uff04{domain}"),
-        ("cost $5", "cost $5"),
-        ("bad\ufffechar", "bad\ufffdchar"),
-        ("Zoë 東京 🎧", "Zoë 東京 🎧"),
-    ],
-)
-def test_served_text_is_inert_for_freeswitch_and_valid_xml(text: str, served: str) -> None:
-    assert served_text(text) == served
+# --- the second wall: strings FreeSWITCH would interpret --------------------------------
 
 
-def test_display_names_are_served_inert(state) -> None:
+def with_extension(state, number: str, **changes):
     acme = state["acme"]
-    ext = dataclasses.replace(acme.extensions["1002"], name="${system(id)}")
+    ext = dataclasses.replace(acme.extensions[number], **changes)
     changed = dict(state)
-    changed["acme"] = dataclasses.replace(acme, extensions={**acme.extensions, "1002": ext})
+    changed["acme"] = dataclasses.replace(acme, extensions={**acme.extensions, number: ext})
+    return changed
+
+
+def with_queue(state, name: str, **changes):
+    acme = state["acme"]
+    queue = dataclasses.replace(acme.queues[name], **changes)
+    changed = dict(state)
+    changed["acme"] = dataclasses.replace(acme, queues={**acme.queues, name: queue})
+    return changed
+
+
+def with_tenant(state, **changes):
+    acme = state["acme"]
+    changed = dict(state)
+    changed["acme"] = dataclasses.replace(acme, tenant=dataclasses.replace(acme.tenant, **changes))
+    return changed
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"name": "${system(id)}"},
+        {"name": "$${domain}"},
+        {"name": "braces {x}"},
+        {"name": "cost $5"},
+        {"name": "bell\x07"},
+        {"name": "line\nbreak"},
+        {"name": "bad\ufffechar"},
+        {"caller_id_name": "${sofia_contact(x)}"},
+        {"caller_id_number": "1001${x}"},
+        {"caller_id_number": "10 01"},
+    ],
+    ids=lambda c: repr(c),
+)
+def test_extension_with_a_string_freeswitch_would_interpret_is_not_served(state, changes) -> None:
+    changed = with_extension(state, "1002", **{"caller_id_name": None, **changes})
+    snapshot = build_snapshot(changed, a1_hashes_for(state))
+    assert snapshot.user("acme.example.com", "1002") is None
+    assert snapshot.route("acme.example.com", "1002") is None
+    assert snapshot.user("acme.example.com", "1001") is not None  # the rest is served
+    assert any("extension '1002'" in p and "not served" in p for p in snapshot.problems)
+
+
+@pytest.mark.parametrize(
+    "name", ["A&B <x> \"q\" 'y'", "Zoë 東京 🎧", "O'Brien & Söhne", "50% off", "a]]>b"]
+)
+def test_display_text_with_xml_metacharacters_is_served_as_is(state, name: str) -> None:
+    changed = with_extension(state, "1002", name=name)
     found = build_snapshot(changed, a1_hashes_for(state)).user("acme.example.com", "1002")
     assert found is not None
-    assert "${" not in found[1].caller_id_name
-
-
-# --- the file ----------------------------------------------------------------------------
-
-
-def test_save_and_load_round_trip(snapshot: Snapshot, tmp_path: Path) -> None:
-    path = tmp_path / "served.snapshot.json"
-    save_snapshot(snapshot, path)
-    assert load_snapshot(path) == snapshot
-
-
-def test_snapshot_file_is_private(snapshot: Snapshot, tmp_path: Path) -> None:
-    path = tmp_path / "served.snapshot.json"
-    old_umask = os.umask(0)
-    try:
-        save_snapshot(snapshot, path)
-    finally:
-        os.umask(old_umask)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-
-
-def test_save_replaces_atomically_and_leaves_no_temporary_file(
-    snapshot: Snapshot, tmp_path: Path
-) -> None:
-    out = tmp_path / "out"
-    out.mkdir()
-    path = out / "served.snapshot.json"
-    save_snapshot(Snapshot(generation="old"), path)
-    save_snapshot(snapshot, path)
-    assert load_snapshot(path).generation == "rev-1"
-    assert [p.name for p in out.iterdir()] == [path.name]
-
-
-def test_failed_save_keeps_the_old_file_and_no_temporary_file(
-    snapshot: Snapshot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    out = tmp_path / "out"
-    out.mkdir()
-    path = out / "served.snapshot.json"
-    save_snapshot(snapshot, path)
-
-    def disk_full(src: object, dst: object) -> None:
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr("reconciler.serve.snapshot.os.replace", disk_full)
-    with pytest.raises(OSError):
-        save_snapshot(Snapshot(generation="new"), path)
-    monkeypatch.undo()
-    assert load_snapshot(path) == snapshot
-    assert [p.name for p in out.iterdir()] == [path.name]
-
-
-def test_file_names_its_format_and_holds_no_passwords(snapshot: Snapshot, tmp_path: Path) -> None:
-    path = tmp_path / "served.snapshot.json"
-    save_snapshot(snapshot, path)
-    data = json.loads(path.read_text())
-    assert data["format"] == "pbx-reconciler/snapshot"
-    assert data["version"] == 1
-    assert "S3cret-Pass-1001" not in path.read_text()
-    assert CAPTURED_1001_A1 in path.read_text()
+    assert found[1].caller_id_name == name  # escaping is the templates' job
 
 
 @pytest.mark.parametrize(
-    "content",
+    "changes",
     [
-        b"",
-        b"{not json",
-        b"[]",
-        b'{"format": "something-else", "version": 1}',
-        b'{"format": "pbx-reconciler/snapshot", "version": 99}',
-        b'{"format": "pbx-reconciler/snapshot", "version": 1}',
+        {"outbound_caller_id_name": "${system(id)}"},
+        {"outbound_caller_id_number": "+1${x}"},
+        {"feature_available": "*2 2"},
+        {"feature_on_break": "{*23}"},
     ],
-    ids=["empty", "not-json", "not-object", "other-format", "future-version", "truncated"],
+    ids=lambda c: next(iter(c)),
 )
-def test_unreadable_snapshot_raises_snapshot_error(content: bytes, tmp_path: Path) -> None:
-    path = tmp_path / "bad.snapshot.json"
-    path.write_bytes(content)
-    with pytest.raises(SnapshotError):
-        load_snapshot(path)
-
-
-def test_missing_snapshot_raises_snapshot_error(tmp_path: Path) -> None:
-    with pytest.raises(SnapshotError):
-        load_snapshot(tmp_path / "nope.json")
+def test_tenant_with_a_string_freeswitch_would_interpret_is_not_served(state, changes) -> None:
+    snapshot = build_snapshot(with_tenant(state, **changes), a1_hashes_for(state))
+    assert snapshot.tenant("acme.example.com") is None
+    assert snapshot.queue("support@acme.example.com") is None
+    assert snapshot.did("+14155550100") is None
+    assert snapshot.tenant("globex.example.com") is not None
+    assert any(p.startswith("tenant acme:") and "not served" in p for p in snapshot.problems)
 
 
 @pytest.mark.parametrize(
-    "corrupt",
+    "changes",
     [
-        lambda d: d["tenants"][0]["routes"][0].__setitem__(0, "teleport"),
-        lambda d: d["tenants"][0]["users"][0].pop(),
-        lambda d: d["tenants"][0]["users"][0].__setitem__(7, 5),
-        lambda d: d["tenants"][0].pop("domain"),
-        lambda d: d["dids"].append(["+1", "x"]),
-        lambda d: d.__setitem__("queues", 7),
-        lambda d: d["columns"]["user"].reverse(),
+        {"moh_sound": "${system(id)}"},
+        {"announce_sound": "$${sounds_dir}/x.wav"},
+        {"moh_sound": "local_stream://moh two"},
+        {"record_template": "/tmp/${uuid}.wav"},
+        {"record_template": "rec/{caller}.wav"},
+        {"record_template": "rec/{uuid"},
+        {"agent_no_answer_status": "On\x00Break"},
     ],
-    ids=["route-kind", "short-user", "agents-not-list", "no-domain", "short-did", "queues", "cols"],
+    ids=lambda c: repr(c),
 )
-def test_corrupt_content_raises_snapshot_error(snapshot: Snapshot, tmp_path: Path, corrupt) -> None:
-    path = tmp_path / "served.snapshot.json"
-    save_snapshot(snapshot, path)
-    data = json.loads(path.read_text())
-    corrupt(data)
-    path.write_text(json.dumps(data))
-    with pytest.raises(SnapshotError):
-        load_snapshot(path)
+def test_queue_with_a_string_freeswitch_would_interpret_is_not_served(state, changes) -> None:
+    snapshot = build_snapshot(with_queue(state, "support", **changes), a1_hashes_for(state))
+    assert snapshot.queue("support@acme.example.com") is None
+    assert snapshot.route("acme.example.com", "7000") is None
+    assert snapshot.did("+14155550100") is None  # its DID targets the queue
+    assert snapshot.queue("sales@acme.example.com") is not None
+    assert any("queue 'support'" in p and "not served" in p for p in snapshot.problems)
+
+
+def test_record_template_placeholders_are_rendered_by_the_reconciler(state) -> None:
+    changed = with_queue(state, "support", record_template="rec/{queue}/{date}-{time}-{uuid}.wav")
+    queue = build_snapshot(changed, a1_hashes_for(state)).queue("support@acme.example.com")
+    assert queue is not None
+    assert dict(queue.params)["record-template"] == (
+        "rec/support@acme.example.com/${strftime(%Y-%m-%d)}-${strftime(%H%M%S)}-${uuid}.wav"
+    )
+
+
+def test_agent_whose_name_may_not_be_served_is_left_out(state) -> None:
+    acme = state["acme"]
+    bad = dataclasses.replace(acme.agents["bob"], name="bob ${x}")
+    changed = dict(state)
+    changed["acme"] = dataclasses.replace(acme, agents={**acme.agents, "bob": bad})
+    snapshot = build_snapshot(changed, a1_hashes_for(state))
+    found = snapshot.user("acme.example.com", "1002")
+    assert found is not None and found[1].agents == ()
+    assert any("agent" in p and "left out" in p for p in snapshot.problems)
+
+
+def test_inbound_number_that_may_not_be_served_is_left_out(state) -> None:
+    acme = state["acme"]
+    did = dataclasses.replace(acme.inbound_numbers["+14155550101"], number="+1415${x}")
+    changed = dict(state)
+    changed["acme"] = dataclasses.replace(acme, inbound_numbers={did.number: did})
+    snapshot = build_snapshot(changed, a1_hashes_for(state))
+    assert snapshot.dids.keys() >= {"+442071230000"}
+    assert all("$" not in number for number in snapshot.dids)
+    assert any("inbound number" in p for p in snapshot.problems)
+
+
+def test_snapshot_holds_no_display_name_freeswitch_never_gets(snapshot: Snapshot) -> None:
+    tenant = snapshot.tenants["acme.example.com"]
+    assert not hasattr(tenant, "name")
+    assert "display_name" not in tenant.users["1001"]._fields
+
+
+def test_declares_users_tells_an_empty_database_from_a_suspect_snapshot(state) -> None:
+    assert declares_users(state)
+    suspended = {
+        tid: dataclasses.replace(ts, tenant=dataclasses.replace(ts.tenant, status="suspended"))
+        for tid, ts in state.items()
+    }
+    assert not declares_users(suspended)
+    assert not declares_users({})
 
 
 def test_empty_state_gives_an_empty_snapshot() -> None:
@@ -357,8 +371,8 @@ def test_build_of_100k_extensions_is_fast(tmp_path: Path) -> None:
     # ~0.2 s measured on the 2-core CI machine; the bound only catches a quadratic slip
     assert elapsed < 3.0
     path = tmp_path / "big.snapshot.json"
-    save_snapshot(snapshot, path)
-    assert load_snapshot(path).counts() == snapshot.counts()
+    save_snapshot(snapshot, path, identity=IDENTITY, dsn_fingerprint="f")
+    assert load_snapshot(path, dsn_fingerprint="f").counts() == snapshot.counts()
 
 
 def test_freeze_moves_the_snapshot_out_of_the_cyclic_gc(state) -> None:

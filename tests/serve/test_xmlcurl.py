@@ -9,7 +9,16 @@ import pytest
 
 from reconciler.serve.snapshot import Snapshot, build_snapshot
 from reconciler.serve.templating import TemplateLoadError, Templates, load_templates
-from reconciler.serve.xmlcurl import MalformedRequest, answer, cc_argument, parse_form
+from reconciler.serve.xmlcurl import (
+    FIELD_LIMITS,
+    MAX_FIELDS,
+    MalformedRequest,
+    Result,
+    Section,
+    answer,
+    cc_argument,
+    parse_form,
+)
 from tests.serve.test_xmlcurl_fixtures import (
     CAPTURED_1001_A1,
     a1_hash,
@@ -628,6 +637,73 @@ def test_odd_context_names_are_escaped(snapshot, templates) -> None:
 def test_other_sections_are_not_found(snapshot, templates, section: str) -> None:
     result, _ = ask(snapshot, templates, f"hostname=fs1&section={section}&tag_name=&key_name=")
     assert result.result == "not_found"
+
+
+@pytest.mark.parametrize("section", ["phrases", "bogus", "x" * 32, "Directory", "directory2"])
+def test_unknown_sections_are_labelled_other(snapshot, templates, section: str) -> None:
+    result, _ = ask(snapshot, templates, f"hostname=fs1&section={section}&tag_name=&key_name=")
+    assert (result.section, result.result) == (Section.OTHER, Result.NOT_FOUND)
+
+
+def test_every_captured_request_is_labelled_from_the_fixed_sets(snapshot, templates) -> None:
+    for _, capture in captured():
+        result = answer(snapshot, parse_form(str(capture["body"]).encode()), templates)
+        assert result.section in set(Section) and result.result in set(Result)
+        assert result.section is not Section.OTHER
+
+
+@pytest.mark.parametrize("context", ["${system(id)}", "$${domain}", "a{b}", "x%7D"])
+def test_context_names_freeswitch_would_expand_are_not_echoed(
+    snapshot, templates, context: str
+) -> None:
+    encoded = context.replace("$", "%24").replace("{", "%7B").replace("}", "%7D")
+    body = (
+        "hostname=fs1&section=dialplan&tag_name=&key_name=&key_value="
+        f"&Hunt-Context={encoded}&Hunt-Destination-Number=1"
+    )
+    result, _ = ask(snapshot, templates, body)
+    assert result.result == "not_found"
+    assert "$" not in result.body and "{" not in result.body
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("user", "1001" + "0" * FIELD_LIMITS["user"]),
+        ("domain", "acme.example.com" + "." * FIELD_LIMITS["domain"]),
+        ("sip_auth_username", None),  # not a decision field: any length, still found
+    ],
+)
+def test_overlong_decision_fields_are_not_found(
+    snapshot, templates, field: str, value: str | None
+) -> None:
+    body = captured_body("11-")
+    if value is None:
+        body = replace_field(body, field, "1" * 10_000)
+        assert ask(snapshot, templates, body)[0].result == "found"
+        return
+    result, _ = ask(snapshot, templates, replace_field(body, field, value))
+    assert result.result == "not_found"
+
+
+def test_overlong_context_is_not_echoed(snapshot, templates) -> None:
+    context = "c" * (FIELD_LIMITS["Hunt-Context"] + 1)
+    result, _ = ask(snapshot, templates, dialplan_body("1001", context=context))
+    assert result.result == "not_found"
+    assert context not in result.body
+
+
+def test_a_body_with_too_many_fields_is_malformed() -> None:
+    body = "hostname=fs1&section=dialplan" + "".join(f"&f{i}=1" for i in range(MAX_FIELDS))
+    with pytest.raises(MalformedRequest, match="fields"):
+        parse_form(body.encode())
+
+
+def test_malformed_request_messages_do_not_echo_the_request() -> None:
+    for body in (b"hostname=fs1&section=x&user=1&user=2", b"hostname=fs1&section=x&evil%zz=%zz"):
+        with pytest.raises(MalformedRequest) as raised:
+            parse_form(body)
+        assert "user" not in str(raised.value) and "evil" not in str(raised.value)
 
 
 # --- helpers and templates ---------------------------------------------------------------

@@ -1,0 +1,399 @@
+"""The daemon's HTTP listeners (xml_curl, and the web portal on its own port), bounded.
+
+FreeSWITCH's SIP authentication waits on our answers (one pending fetch stalls the whole
+profile), so the listener must keep answering while anyone else connects and stays silent.
+aiohttp bounds a request's header sizes and closes idle keep-alive connections, but has no
+deadline for the first request of a connection on every supported version, no cap on open
+connections, and reads a body as slowly as it is sent. Idle sockets then pile up until the
+process runs out of file descriptors (systemd's default is 1,024) and accepting stops.
+
+``ListenerLimits`` holds the bounds; ``start_server`` applies them:
+
+* a connection must deliver a complete request head within ``header_timeout`` of connecting,
+  and is closed after ``idle_timeout`` without receiving a byte;
+* beyond ``max_connections``, silent connections are closed, least recently active first.
+  Silent means no request head ``EVICT_SILENT`` seconds after connecting (or no byte for
+  ``EVICT_IDLE`` seconds after a request) and nothing waiting unread in the kernel: a
+  FreeSWITCH lookup sends its request right after connecting, so it is never taken for an
+  idler even when thousands of connections are accepted before its bytes are read. A
+  newcomer is admitted up to a hard cap (half as many again) while no silent connection
+  can make room; at the hard cap a silent connection older than ``EVICT_GRACE`` makes room,
+  or the newcomer is refused. Both caps, and the accept backlog the event loop may take in
+  one burst before the guard sees it, stay within half the process's file-descriptor
+  limit (``connection_caps``);
+* aiohttp's own keep-alive timeout, lingering time and header limits come from the same
+  value; ``reconciler.serve.app`` applies ``max_body_bytes`` and ``body_timeout``.
+
+The guard wraps aiohttp's protocol (forwarding the ``asyncio.Protocol`` calls), so it needs
+nothing private from aiohttp.
+
+Neighbours: ``reconciler.serve.app`` (the application served), ``reconciler.daemon`` (calls
+``start_server`` for each listener and ``runner.cleanup()`` at shutdown).
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import fcntl
+import logging
+import termios
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple, cast
+
+from aiohttp import web
+
+from reconciler.serve.logthrottle import LogThrottle
+
+log = logging.getLogger(__name__)
+
+EVICT_SILENT = 0.05  # seconds without a request head after which a connection may be evicted
+EVICT_GRACE = 0.005  # ... at the hard cap: only one accepted in the same burst is spared
+EVICT_IDLE = 1.0  # seconds without a byte (after a request) after which it may be evicted
+EVICT_SCAN = 32  # least recently active connections looked at for one to evict at admission
+SWEEP_INTERVAL = 0.5
+MAX_BACKLOG = 1024  # a deep accept queue: a burst of idle connects must not crowd out lookups
+_HEAD_END = b"\r\n\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerLimits:
+    """Bounds of one listener. Defaults suit xml_curl: FreeSWITCH's largest captured body is
+    ~6 KB and it opens one connection per fetch."""
+
+    max_body_bytes: int = 64 * 1024  # larger: 413
+    header_timeout: float = 5.0  # connect -> complete request head
+    body_timeout: float = 5.0  # request head -> complete body (408 after)
+    keepalive_timeout: float = 15.0  # between requests on a kept-alive connection
+    max_connections: int = 512
+    max_header_field_bytes: int = 8190
+
+    @property
+    def idle_timeout(self) -> float:
+        """No byte for this long closes a connection that has sent a request."""
+        return self.keepalive_timeout + self.body_timeout
+
+
+class ConnectionCaps(NamedTuple):
+    """How many connections one listener holds: beyond ``cap`` silent ones are trimmed, at
+    ``hard`` newcomers are refused; the kernel queues up to ``backlog`` more, which the
+    event loop may accept in one burst before the guard sees any of them."""
+
+    cap: int
+    hard: int
+    backlog: int
+
+
+def connection_caps(limits: ListenerLimits) -> ConnectionCaps:
+    """``max_connections``, half as many again, and a backlog of 1,024; all lowered so that
+    one listener never holds more than half the file descriptors this process may open
+    (the rest is for the database, the event sockets, the other listener, files)."""
+    cap = limits.max_connections
+    hard = cap + cap // 2
+    backlog = MAX_BACKLOG
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return ConnectionCaps(cap, hard, backlog)
+    if soft == resource.RLIM_INFINITY:
+        return ConnectionCaps(cap, hard, backlog)
+    budget = max(64, soft // 2)
+    backlog = min(backlog, budget // 4)
+    if hard + backlog > budget:
+        hard = budget - backlog
+        cap = min(cap, hard * 2 // 3)
+    return ConnectionCaps(cap, hard, backlog)
+
+
+async def start_server(
+    app: web.Application,
+    host: str,
+    port: int,
+    limits: ListenerLimits | None = None,
+    *,
+    reuse_address: bool = True,
+) -> web.AppRunner:
+    """Serve ``app`` on ``host:port`` within ``limits``; stop it with ``runner.cleanup()``.
+    The bound port (for ``port=0``) is ``bound_port(runner)``."""
+    limits = limits or ListenerLimits()
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=limits.keepalive_timeout,
+        lingering_time=min(1.0, limits.body_timeout),
+        max_field_size=limits.max_header_field_bytes,
+        max_line_size=limits.max_header_field_bytes,
+    )
+    await runner.setup()
+    site = GuardedSite(runner, host, port, limits, reuse_address=reuse_address)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    cap = connection_caps(limits).cap
+    if cap < limits.max_connections:
+        log.warning(
+            "listener %s: connection cap lowered from %d to %d by the file-descriptor limit "
+            "(raise LimitNOFILE)",
+            site.name,
+            limits.max_connections,
+            cap,
+        )
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int | None:
+    """The port the runner's first guarded site listens on (None before it started)."""
+    for site in runner.sites:
+        if isinstance(site, GuardedSite) and site.port is not None:
+            return site.port
+    return None
+
+
+class GuardedSite(web.BaseSite):
+    """A TCP site whose connections go through a ``ConnectionGuard``."""
+
+    __slots__ = ("_guard", "_host", "_limits", "_port", "_reuse_address")
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        limits: ListenerLimits,
+        *,
+        reuse_address: bool = True,
+    ) -> None:
+        super().__init__(runner, backlog=connection_caps(limits).backlog)
+        self._host = host
+        self._port = port
+        self._limits = limits
+        self._reuse_address = reuse_address
+        self._guard: ConnectionGuard | None = None
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    @property
+    def port(self) -> int | None:
+        sockets = getattr(self._server, "sockets", None)  # asyncio's and uvloop's servers
+        if sockets:
+            return int(sockets[0].getsockname()[1])
+        return self._port
+
+    @property
+    def guard(self) -> ConnectionGuard | None:
+        return self._guard
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        server = self._runner.server
+        assert server is not None  # set by runner.setup()
+        guard = ConnectionGuard(server, self._limits, loop)
+        self._server = await loop.create_server(
+            guard.protocol,
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+        )
+        guard.start()
+        self._guard = guard
+
+    async def stop(self) -> None:
+        if self._guard is not None:
+            self._guard.stop()
+        await super().stop()
+
+
+class ConnectionGuard:
+    """Tracks every open connection of one listener, least recently active first."""
+
+    def __init__(
+        self,
+        make_handler: Callable[[], asyncio.Protocol],
+        limits: ListenerLimits,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._make_handler = make_handler
+        self._limits = limits
+        self._loop = loop
+        self.cap, self.hard_cap, _backlog = connection_caps(limits)
+        # insertion order = least recently active first (moved to the end on each read)
+        self._open: dict[GuardedConnection, None] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._trimmer: asyncio.TimerHandle | None = None
+        self.refused = 0
+        self.evicted = 0
+        self.timed_out = 0
+        self._log = LogThrottle(log, "connection limit events")
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    def protocol(self) -> asyncio.Protocol:
+        """The protocol factory handed to ``loop.create_server``."""
+        return GuardedConnection(self, self._make_handler())
+
+    def start(self) -> None:
+        self._sweeper = self._loop.call_later(SWEEP_INTERVAL, self._sweep)
+
+    def stop(self) -> None:
+        for timer in (self._sweeper, self._trimmer):
+            if timer is not None:
+                timer.cancel()
+        self._sweeper = self._trimmer = None
+        self._log.flush()
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def admit(self, connection: GuardedConnection) -> bool:
+        """Register a new connection; False when it must be closed (at the hard cap with
+        no silent connection to make room)."""
+        count = len(self._open)
+        if count >= self.cap:
+            at_hard_cap = count >= self.hard_cap
+            victim = self._silent_one(EVICT_GRACE if at_hard_cap else EVICT_SILENT)
+            if victim is not None:
+                self._evict(victim)
+            elif at_hard_cap:
+                self.refused += 1
+                self._log.log(logging.WARNING, "listener at %d connections: refused one", count)
+                return False
+            elif self._trimmer is None:
+                self._trimmer = self._loop.call_later(EVICT_SILENT, self._trim)
+        self._open[connection] = None
+        return True
+
+    def _silent_one(self, grace: float = EVICT_SILENT) -> GuardedConnection | None:
+        """Among the least recently active, one that may be evicted, or None."""
+        now = self.now()
+        for index, candidate in enumerate(self._open):
+            if index >= EVICT_SCAN:
+                return None
+            if candidate.silent(now, grace):
+                return candidate
+        return None
+
+    def _evict(self, victim: GuardedConnection) -> None:
+        self.evicted += 1
+        self._log.log(
+            logging.WARNING, "listener over %d connections: closed a silent one", self.cap
+        )
+        self._forget(victim)
+        victim.close()
+
+    def _trim(self) -> None:
+        """Back to the cap: close silent connections, least recently active first."""
+        self._trimmer = None
+        while len(self._open) > self.cap:
+            victim = self._silent_one()
+            if victim is None:
+                self._trimmer = self._loop.call_later(EVICT_SILENT, self._trim)
+                return
+            self._evict(victim)
+
+    def touch(self, connection: GuardedConnection) -> None:
+        if connection in self._open:
+            del self._open[connection]
+            self._open[connection] = None
+
+    def _forget(self, connection: GuardedConnection) -> None:
+        self._open.pop(connection, None)
+
+    def closed(self, connection: GuardedConnection) -> None:
+        self._forget(connection)
+
+    def _sweep(self) -> None:
+        now = self.now()
+        limits = self._limits
+        expired = [
+            c
+            for c in self._open
+            if (not c.head_seen and now - c.opened_at > limits.header_timeout)
+            or (c.head_seen and now - c.active_at > limits.idle_timeout)
+        ]
+        for connection in expired:
+            self.timed_out += 1
+            self._forget(connection)
+            connection.close()
+        self._sweeper = self._loop.call_later(SWEEP_INTERVAL, self._sweep)
+
+
+class GuardedConnection(asyncio.Protocol):
+    """aiohttp's protocol for one connection, with the guard's bookkeeping around it."""
+
+    __slots__ = ("_guard", "_inner", "_tail", "active_at", "head_seen", "opened_at", "transport")
+
+    def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
+        self._guard = guard
+        self._inner = inner
+        self._tail = b""
+        self.transport: asyncio.Transport | None = None
+        self.head_seen = False
+        self.opened_at = self.active_at = guard.now()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # a TCP server's are
+        self._inner.connection_made(transport)
+        if not self._guard.admit(self):
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        guard = self._guard
+        self.active_at = guard.now()
+        if not self.head_seen:
+            seen = self._tail + data if self._tail else data
+            if _HEAD_END in seen:
+                self.head_seen = True
+                self._tail = b""
+            else:
+                self._tail = seen[-3:]
+        guard.touch(self)
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._guard.closed(self)
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def silent(self, now: float, grace: float) -> bool:
+        """Nothing from the peer: no request head ``grace`` seconds after connecting (or no
+        byte for ``EVICT_IDLE`` after one), not even bytes still unread in the kernel."""
+        if self.head_seen:
+            quiet = now - self.active_at >= EVICT_IDLE
+        else:
+            quiet = now - self.opened_at >= grace
+        return quiet and not self._bytes_waiting()
+
+    def _bytes_waiting(self) -> bool:
+        sock = self.transport.get_extra_info("socket") if self.transport else None
+        if sock is None:
+            return False
+        waiting = array.array("i", [0])
+        try:
+            fcntl.ioctl(sock.fileno(), termios.FIONREAD, waiting, True)
+        except (OSError, ValueError):
+            return False
+        return waiting[0] > 0
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()

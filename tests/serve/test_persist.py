@@ -1,0 +1,280 @@
+"""The snapshot file: atomic and private, bound to one database, never emptied by accident."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from reconciler.core.errors import Permanent, Transient
+from reconciler.core.identity import DatabaseIdentity
+from reconciler.serve.persist import (
+    EmptySnapshotRefused,
+    PersistStatus,
+    SnapshotError,
+    SnapshotMismatch,
+    SnapshotNotPersisted,
+    load_snapshot,
+    read_snapshot_header,
+    save_snapshot,
+)
+from reconciler.serve.snapshot import Snapshot, build_snapshot
+from reconciler.serve.templating import TemplateLoadError
+from reconciler.store.identity import dsn_fingerprint
+from tests.serve.test_xmlcurl_fixtures import CAPTURED_1001_A1, a1_hashes_for, load_state
+
+IDENTITY = DatabaseIdentity("7000000000000000001", "pbx", "0b6f3f9e-5d1c-4f7a-9a55-2f1e0c3d4b5a")
+FINGERPRINT = dsn_fingerprint("postgresql://pbx:S3cret-DSN-pw@db1.example.net:5432/pbx")
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
+    state = load_state(tmp_path_factory.mktemp("tenants"))
+    return build_snapshot(state, a1_hashes_for(state), generation="rev-1")
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    out = tmp_path / "state"
+    out.mkdir()
+    return out / "snapshot.json"
+
+
+def save(snapshot: Snapshot, path: Path, **kwargs: object) -> PersistStatus:
+    options: dict[str, object] = {"identity": IDENTITY, "dsn_fingerprint": FINGERPRINT}
+    options.update(kwargs)
+    return save_snapshot(snapshot, path, **options)  # type: ignore[arg-type]
+
+
+def load(path: Path, **kwargs: object) -> Snapshot:
+    options: dict[str, object] = {"dsn_fingerprint": FINGERPRINT}
+    options.update(kwargs)
+    return load_snapshot(path, **options)  # type: ignore[arg-type]
+
+
+# --- round trip and file hygiene ----------------------------------------------------------
+
+
+def test_round_trip_against_the_same_database(snapshot: Snapshot, path: Path) -> None:
+    save(snapshot, path)
+    assert load(path, expected_identity=IDENTITY) == snapshot
+
+
+def test_round_trip_by_dsn_when_the_database_is_unreachable(snapshot: Snapshot, path: Path) -> None:
+    save(snapshot, path)
+    spelled_otherwise = dsn_fingerprint("host=DB1.example.net dbname=pbx user=pbx password=x")
+    assert load(path, dsn_fingerprint=spelled_otherwise) == snapshot
+
+
+def test_snapshot_file_is_private(snapshot: Snapshot, path: Path) -> None:
+    old_umask = os.umask(0)
+    try:
+        save(snapshot, path)
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_save_replaces_atomically_and_leaves_no_temporary_file(
+    snapshot: Snapshot, path: Path
+) -> None:
+    save(Snapshot(generation="old"), path, allow_empty=True)
+    save(snapshot, path)
+    assert load(path).generation == "rev-1"
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_file_records_identity_and_counts_but_no_secret(snapshot: Snapshot, path: Path) -> None:
+    status = save(snapshot, path)
+    text = path.read_text()
+    header = json.loads(text.splitlines()[0])
+    assert header["format"] == "pbx-reconciler/snapshot"
+    assert header["version"] == 2
+    assert header["identity"] == IDENTITY.as_dict()
+    assert header["counts"]["users"] == snapshot.user_count
+    assert "S3cret" not in text  # neither the DSN's password nor a SIP password
+    assert CAPTURED_1001_A1 in text
+    assert status.persisted and status.persisted_at is not None
+    assert "S3cret" not in status.detail
+
+
+def test_header_is_read_without_the_body(snapshot: Snapshot, path: Path) -> None:
+    save(snapshot, path)
+    with path.open("ab") as file:
+        file.write(b"garbage after the body")  # the header reader never gets there
+    header = read_snapshot_header(path)
+    assert (header.identity, header.users, header.generation) == (
+        IDENTITY,
+        snapshot.user_count,
+        "rev-1",
+    )
+    assert header.written_at is not None and header.written_at > 1.7e9
+
+
+# --- bound to one database ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("other", "reason"),
+    [
+        (dataclasses.replace(IDENTITY, system_identifier="7000000000000000002"), "cluster"),
+        (dataclasses.replace(IDENTITY, database="pbx_restored"), "pbx_restored"),
+        (dataclasses.replace(IDENTITY, installation_id="1" * 8), "installation"),
+    ],
+    ids=["another-cluster", "another-database", "re-created"],
+)
+def test_another_database_gets_a_mismatch_saying_why(
+    snapshot: Snapshot, path: Path, other: DatabaseIdentity, reason: str
+) -> None:
+    save(snapshot, path)
+    with pytest.raises(SnapshotMismatch, match=reason):
+        load(path, expected_identity=other)
+
+
+def test_a_reachable_database_decides_even_when_the_dsn_changed(
+    snapshot: Snapshot, path: Path
+) -> None:
+    save(snapshot, path)
+    moved = dsn_fingerprint("postgresql://pbx@db2.example.net/pbx")
+    assert load(path, expected_identity=IDENTITY, dsn_fingerprint=moved) == snapshot
+
+
+def test_unreachable_database_with_another_dsn_gets_a_mismatch(
+    snapshot: Snapshot, path: Path
+) -> None:
+    save(snapshot, path)
+    other = dsn_fingerprint("postgresql://pbx:S3cret-DSN-pw@db1.example.net:5432/pbx_new")
+    with pytest.raises(SnapshotMismatch, match="pbx_new") as raised:
+        load(path, dsn_fingerprint=other)
+    assert "S3cret" not in str(raised.value)
+
+
+def test_old_file_without_identity_is_a_mismatch(snapshot: Snapshot, path: Path) -> None:
+    legacy = {"format": "pbx-reconciler/snapshot", "version": 1, "generation": "g", "tenants": []}
+    path.write_text(json.dumps(legacy, separators=(",", ":")))
+    with pytest.raises(SnapshotMismatch, match="did not record"):
+        load(path, expected_identity=IDENTITY)
+    with pytest.raises(SnapshotMismatch):
+        load(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"{not json",
+        b"[]",
+        b'{"format": "something-else", "version": 2}',
+        b'{"format": "pbx-reconciler/snapshot", "version": 99}',
+        b'{"format": "pbx-reconciler/snapshot", "version": 2}',
+    ],
+    ids=["empty", "not-json", "not-object", "other-format", "future-version", "no-identity"],
+)
+def test_unreadable_snapshot_raises_snapshot_error(content: bytes, path: Path) -> None:
+    path.write_bytes(content)
+    with pytest.raises(SnapshotError):
+        load(path)
+
+
+def test_missing_snapshot_raises_snapshot_error(path: Path) -> None:
+    with pytest.raises(SnapshotError):
+        load(path)
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda d: d["tenants"][0]["routes"][0].__setitem__(0, "teleport"),
+        lambda d: d["tenants"][0]["users"][0].pop(),
+        lambda d: d["tenants"][0]["users"][0].__setitem__(6, 5),
+        lambda d: d["tenants"][0].pop("domain"),
+        lambda d: d["dids"].append(["+1", "x"]),
+        lambda d: d.__setitem__("queues", 7),
+        lambda d: d["columns"]["user"].reverse(),
+    ],
+    ids=["route-kind", "short-user", "agents-not-list", "no-domain", "short-did", "queues", "cols"],
+)
+def test_corrupt_body_raises_snapshot_error(snapshot: Snapshot, path: Path, corrupt) -> None:
+    save(snapshot, path)
+    head, body = path.read_text().split("\n", 1)
+    data = json.loads(body)
+    corrupt(data)
+    path.write_text(head + "\n" + json.dumps(data))
+    with pytest.raises(SnapshotError):
+        load(path)
+
+
+# --- never emptied by accident; failures are visible ---------------------------------------
+
+
+def test_empty_snapshot_does_not_replace_a_file_holding_users(
+    snapshot: Snapshot, path: Path
+) -> None:
+    save(snapshot, path)
+    with pytest.raises(EmptySnapshotRefused, match=f"{snapshot.user_count} users"):
+        save(Snapshot(generation="cold"), path)
+    assert load(path) == snapshot
+
+
+def test_empty_snapshot_replaces_when_the_database_really_serves_no_user(
+    snapshot: Snapshot, path: Path
+) -> None:
+    save(snapshot, path)
+    status = save(Snapshot(generation="all-suspended"), path, allow_empty=True)
+    assert status.persisted
+    assert load(path).generation == "all-suspended"
+
+
+def test_empty_snapshot_replaces_a_file_of_another_database(snapshot: Snapshot, path: Path) -> None:
+    save(snapshot, path, identity=dataclasses.replace(IDENTITY, database="old"))
+    save(Snapshot(generation="fresh"), path)
+    assert load(path, expected_identity=IDENTITY).generation == "fresh"
+
+
+def test_empty_snapshot_replaces_an_unreadable_file(path: Path) -> None:
+    path.write_bytes(b"{torn")
+    save(Snapshot(generation="fresh"), path)
+    assert load(path).generation == "fresh"
+
+
+def test_failed_write_raises_and_keeps_the_old_file(
+    snapshot: Snapshot, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save(snapshot, path)
+
+    def disk_full(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("reconciler.serve.persist.os.replace", disk_full)
+    with pytest.raises(SnapshotNotPersisted, match="No space left on device"):
+        save(dataclasses.replace(snapshot, generation="new"), path)
+    monkeypatch.undo()
+    assert load(path) == snapshot
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_unwritable_directory_raises_snapshot_not_persisted(snapshot: Snapshot, path: Path) -> None:
+    with pytest.raises(SnapshotNotPersisted):
+        save(snapshot, path.parent / "missing" / "snapshot.json")
+
+
+def test_a_failure_keeps_the_time_of_the_last_good_write() -> None:
+    good = PersistStatus(True, 1700000000.0, "100 users written")
+    failed = good.failed("disk full")
+    assert (failed.persisted, failed.persisted_at, failed.detail) == (
+        False,
+        1700000000.0,
+        "disk full",
+    )
+
+
+def test_errors_hang_from_the_project_tree() -> None:
+    assert issubclass(SnapshotMismatch, SnapshotError)
+    assert issubclass(SnapshotError, Permanent)
+    assert issubclass(TemplateLoadError, Permanent)
+    assert issubclass(EmptySnapshotRefused, SnapshotNotPersisted)
+    assert issubclass(SnapshotNotPersisted, Transient)
