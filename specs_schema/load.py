@@ -681,7 +681,7 @@ _PATTERN_HINTS = {
     "without blanks, quotes, '|', '$', '{' or '}')",
     models.RECORD_TEMPLATE_PATTERN: "must be a path in this tenant's recordings storage "
     "such as support/{date}/{uuid}.wav: segments of A-Z, a-z, 0-9, _, . and -, the "
-    "placeholders {uuid}, {date}, {time}, {queue} and {caller} only, ending .wav or .mp3",
+    "placeholders {uuid}, {date}, {time} and {queue} only, ending .wav or .mp3",
     models.GATEWAY_PATTERN: "must be a gateway name: a-z or 0-9, then a-z, 0-9, _, . or - (max 63)",
 }
 

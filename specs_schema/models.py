@@ -268,7 +268,7 @@ class QueueSpec(_Spec):
     record_template: RecordTemplate | None = Field(
         default=None,
         description="Path in the tenant's recordings storage; placeholders {uuid}, {date}, "
-        "{time}, {queue}, {caller}; ends .wav or .mp3 (e.g. support/{date}/{uuid}.wav).",
+        "{time}, {queue}; ends .wav or .mp3 (e.g. support/{date}/{uuid}.wav).",
     )
     time_base_score: TimeBaseScore = TimeBaseScore.QUEUE
     tier_rules_apply: bool = False

@@ -19,10 +19,8 @@ from reconciler.core.model import (
     Tier,
     User,
     fs_agent_type,
-    fs_name,
     user_contact,
 )
-from specs_schema import shapes
 from specs_schema.models import TenantSpec
 
 
@@ -110,22 +108,12 @@ def _agents(spec: TenantSpec, domain: str) -> list[Agent]:
 
 
 def _queues_and_tiers(spec: TenantSpec) -> tuple[list[Queue], list[Tier]]:
-    """Sound and recording fields become the paths the switch uses: ``tenant:x.wav`` under
-    the tenant's own sounds, a record template under its own recordings, with only our fixed
-    ``${...}`` expansions (``specs_schema.shapes``)."""
+    """Queue fields keep the spec's own spelling (``tenant:x.wav``, ``{uuid}``): what the
+    switch gets is rendered at the edge, by one rule (``core.served.served_queue_params``)."""
     queues: list[Queue] = []
     tiers: list[Tier] = []
-    domain = spec.domain.lower()
     for q in spec.queues:
-        params = q.model_dump(mode="json", exclude={"tiers"})
-        for name in ("moh_sound", "announce_sound"):
-            if params[name] is not None:
-                params[name] = shapes.sound_path(params[name], spec.id)
-        if params["record_template"] is not None:
-            params["record_template"] = shapes.record_template_path(
-                params["record_template"], spec.id, fs_name(q.name, domain)
-            )
-        queues.append(Queue(**params))
+        queues.append(Queue(**q.model_dump(mode="json", exclude={"tiers"})))
         tiers += [
             Tier(queue=q.name, agent=t.agent, level=t.level, position=t.position) for t in q.tiers
         ]

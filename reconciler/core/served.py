@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from reconciler.core.model import PUBLIC_CONTEXT, State, TenantState
+from reconciler.core.model import PUBLIC_CONTEXT, Queue, State, TenantState, fs_name
+from specs_schema import shapes
 
 
 @dataclass(frozen=True)
@@ -49,3 +50,20 @@ def managed_domains(state: State) -> frozenset[str]:
     """Domains of every tenant the store knows, served or not: a suspended or orphaned
     tenant's objects on a switch are ours to remove, never "unmanaged"."""
     return frozenset(ts.tenant.domain.lower() for ts in state.values())
+
+
+def served_queue_params(queue: Queue, tenant_id: str, domain: str) -> dict[str, str]:
+    """A queue's params as FreeSWITCH gets them (callcenter.conf's dash names), the one rule
+    for what is served and what a switch's listing is compared with: sounds resolved into
+    the tenant's own storage, the record template into its own recordings with only our
+    fixed ``${...}`` expansions (``specs_schema.shapes``). ``ValueError`` when a stored value
+    is outside its shape (validation refuses it first; a queue failing here is not served)."""
+    params = queue.callcenter_params()
+    for key in ("moh-sound", "announce-sound"):
+        if key in params:
+            params[key] = shapes.sound_path(params[key], tenant_id)
+    if "record-template" in params:
+        params["record-template"] = shapes.record_template_path(
+            params["record-template"], tenant_id, fs_name(queue.name, domain)
+        )
+    return params

@@ -16,7 +16,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from reconciler.core.model import State, fs_name
-from reconciler.core.served import served_tenants
+from reconciler.core.served import served_queue_params, served_tenants
 from reconciler.live.listings import QUEUE_LISTED_PARAMS
 
 
@@ -100,7 +100,11 @@ def desired_live(state: State) -> DesiredLive:
             )
         for q in tenant_state.queues.values():
             name = fs_name(q.name, domain)
-            queues[name] = DesiredQueue(name=name, params=q.callcenter_params())
+            try:  # as callcenter.conf serves it; a queue it cannot serve is not pushed
+                params = served_queue_params(q, tenant_state.tenant.id, domain)
+            except ValueError:
+                continue
+            queues[name] = DesiredQueue(name=name, params=params)
         for t in tenant_state.tiers.values():
             tier = DesiredTier(
                 queue=fs_name(t.queue, domain),

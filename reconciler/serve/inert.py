@@ -14,9 +14,9 @@ XML metacharacters are not this module's concern: the templates autoescape every
 * token (numbers, domains, queue and agent names, sounds): text rules, and no blanks, quotes,
   backslash or ``|``, because these also travel as ``callcenter_config`` arguments and in
   ``|``-separated listings.
-* record templates: a token except for the placeholders of ``RECORD_PLACEHOLDERS``, which are
-  rendered here into fixed channel variables: with the templates' own dial-string and
-  ``callcenter_config`` call, the only ``${`` in anything served.
+* record templates: a token once the fixed expansions ``core.served.served_queue_params``
+  rendered (``specs_schema.shapes.RECORD_PLACEHOLDERS``) are taken out: with the templates'
+  own dial-string and ``callcenter_config`` call, the only ``${`` in anything served.
 
 Neighbours: ``reconciler.serve.snapshot`` calls these while building; nothing else should.
 """
@@ -24,26 +24,11 @@ Neighbours: ``reconciler.serve.snapshot`` calls these while building; nothing el
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from types import MappingProxyType
 
 # $ { }: FreeSWITCH variable expansion. C0/C1 controls and DEL; lone surrogates and
 # U+FFFE/U+FFFF, which XML 1.0 forbids (FreeSWITCH would drop the whole document).
 _TEXT_FORBIDDEN = re.compile("[${}\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 _TOKEN_FORBIDDEN = re.compile(r"[\s'\"\\|`]")
-
-RECORD_PLACEHOLDERS: Mapping[str, str] = MappingProxyType(
-    {
-        "{uuid}": "${uuid}",
-        "{date}": "${strftime(%Y-%m-%d)}",
-        "{time}": "${strftime(%H%M%S)}",
-    }
-)
-"""What a record template may ask FreeSWITCH to fill in; ``{queue}`` becomes the queue's
-FreeSWITCH name. Nothing the caller controls (caller id) is offered: it would become part of
-a file path."""
-QUEUE_PLACEHOLDER = "{queue}"
-_PLACEHOLDER = re.compile(r"\{[a-z]+\}")
 
 
 def text_problem(value: str) -> str | None:
@@ -68,35 +53,6 @@ def token_problem(value: str) -> str | None:
     if match is not None:
         return f"holds {match[0]!r}, which splits or quotes FreeSWITCH arguments"
     return None
-
-
-def render_record_template(template: str, queue_name: str) -> str:
-    """``template`` with its placeholders rendered; ``ValueError`` (saying why) when a
-    literal part is not a token or a placeholder is unknown."""
-    parts: list[str] = []
-    position = 0
-    for match in _PLACEHOLDER.finditer(template):
-        parts.append(_literal(template[position : match.start()]))
-        placeholder = match[0]
-        if placeholder == QUEUE_PLACEHOLDER:
-            parts.append(queue_name)
-        elif placeholder in RECORD_PLACEHOLDERS:
-            parts.append(RECORD_PLACEHOLDERS[placeholder])
-        else:
-            raise ValueError(f"has the unknown placeholder {placeholder}")
-        position = match.end()
-    parts.append(_literal(template[position:]))
-    rendered = "".join(parts)
-    if not rendered:
-        raise ValueError("is empty")
-    return rendered
-
-
-def _literal(part: str) -> str:
-    problem = token_problem(part) if part else None
-    if problem is not None:
-        raise ValueError(problem)
-    return part
 
 
 def shown(value: object, limit: int = 40) -> str:

@@ -28,9 +28,10 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from reconciler.core.model import Queue, State, Tenant, TenantState, fs_name, user_contact
-from reconciler.core.served import served_tenants
-from reconciler.serve.inert import render_record_template, shown, text_problem, token_problem
+from reconciler.core.served import served_queue_params, served_tenants
+from reconciler.serve.inert import shown, text_problem, token_problem
 from specs_schema.models import AgentStatus
+from specs_schema.shapes import RECORD_PLACEHOLDERS
 
 _A1_HASH = re.compile(r"^[0-9a-f]{32}$")
 _USER_CONTACT = re.compile(r"^user/([0-9]+)@")
@@ -394,30 +395,40 @@ def _serve_queue(
     )
     params: tuple[tuple[str, str], ...] = ()
     if problem is None:
-        params, problem = _queue_params(queue, name)
+        params, problem = _queue_params(queue, tenant_id, domain)
     if problem is not None:
         problems.append(f"tenant {tenant_id}: queue {shown(queue.name)}: {problem}: not served")
         return None
     return QueueConfig(name, tenant_id, params)
 
 
-def _queue_params(queue: Queue, name: str) -> tuple[tuple[tuple[str, str], ...], str | None]:
-    """Served params, or the first problem; the record template's placeholders are
-    rendered here (``name`` fills ``{queue}``)."""
+def _queue_params(
+    queue: Queue, tenant_id: str, domain: str
+) -> tuple[tuple[tuple[str, str], ...], str | None]:
+    """Served params (``core.served.served_queue_params``), or the first problem. The
+    record template is the one value holding ``${``: only the fixed expansions the shared
+    rule wrote, so it is checked with those taken out."""
+    try:
+        rendered = served_queue_params(queue, tenant_id, domain)
+    except ValueError as exc:
+        return (), str(exc)
     params: list[tuple[str, str]] = []
-    for param, value in queue.callcenter_params().items():
+    for param, value in rendered.items():
         if param == RECORD_TEMPLATE_PARAM:
-            try:
-                value = render_record_template(value, name)
-            except ValueError as exc:
-                return (), f"{param} {exc}"
+            problem = _field_problem(param, _without_expansions(value), token_problem)
         else:
             check = token_problem if param in _TOKEN_PARAMS else text_problem
             problem = _field_problem(param, value, check)
-            if problem is not None:
-                return (), problem
+        if problem is not None:
+            return (), problem
         params.append((param, value))
     return tuple(params), None
+
+
+def _without_expansions(value: str) -> str:
+    for expansion in RECORD_PLACEHOLDERS.values():
+        value = value.replace(expansion, "")
+    return value
 
 
 def _serve_dids(

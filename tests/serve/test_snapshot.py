@@ -295,7 +295,8 @@ def test_record_template_placeholders_are_rendered_by_the_reconciler(state) -> N
     queue = build_snapshot(changed, a1_hashes_for(state)).queue("support@acme.example.com")
     assert queue is not None
     assert dict(queue.params)["record-template"] == (
-        "rec/support@acme.example.com/${strftime(%Y-%m-%d)}-${strftime(%H%M%S)}-${uuid}.wav"
+        "/var/lib/pbx/recordings/acme/rec/support@acme.example.com/"
+        "${strftime(%Y-%m-%d)}-${strftime(%H%M%S)}-${uuid}.wav"
     )
 
 

@@ -106,9 +106,8 @@ def test_sound_path_refuses_what_validation_refuses(value: str, tenant: str) -> 
             "/var/lib/pbx/recordings/acme/support/${strftime(%Y-%m-%d)}/${uuid}.wav",
         ),
         (
-            "{queue}/{date}_{time}-{caller}.mp3",
-            f"{RECORDINGS_ROOT}/acme/{QUEUE}/${{strftime(%Y-%m-%d)}}_${{strftime(%H%M%S)}}"
-            "-${caller_id_number}.mp3",
+            "{queue}/{date}_{time}.mp3",
+            f"{RECORDINGS_ROOT}/acme/{QUEUE}/${{strftime(%Y-%m-%d)}}_${{strftime(%H%M%S)}}.mp3",
         ),
         ("Calls.2024/x.wav", f"{RECORDINGS_ROOT}/acme/Calls.2024/x.wav"),
     ],
