@@ -50,6 +50,7 @@ from reconciler.core.desired import tenant_state_from_spec
 from reconciler.daemon.app import Daemon, DaemonConfig
 from reconciler.live import AGENT_NUMBER_FIELDS, DesiredLive, desired_live, is_managed
 from reconciler.live.nodes import parse_node_spec
+from reconciler.web import PortalConfig
 from specs_schema.load import load_specs
 from tests.conftest import EXAMPLE_TENANTS, TRANSCRIPTS
 from tests.fakes.fake_freeswitch import FakeFreeSwitch, XmlCurlRequest, fs_url_encode
@@ -600,7 +601,11 @@ class World:
 
 @contextlib.asynccontextmanager
 async def start_world(
-    tmp_path: Path, dsn: str, *, tenants_src: Path = EXAMPLE_TENANTS
+    tmp_path: Path,
+    dsn: str,
+    *,
+    tenants_src: Path = EXAMPLE_TENANTS,
+    portal: PortalConfig | None = None,
 ) -> AsyncIterator[World]:
     """Copy ``tenants_src``, start the fake switch and the daemon, wait for the first full
     sync (served over xml_curl and pushed to the switch), yield; stop everything after."""
@@ -620,6 +625,7 @@ async def start_world(
                 install_signal_handlers=False,
                 leader_poll=0.2,
                 debounce_ms=50,
+                portal=portal,
             )
         )
         task = asyncio.create_task(daemon.run(), name="e2e-daemon")
