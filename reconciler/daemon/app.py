@@ -1,12 +1,13 @@
 """``pbx run``: watch, reconcile, serve, survive. The composition root of the daemon.
 
-One asyncio loop runs the HTTP listener and every background task; database work runs in
-worker threads, ESL is asyncio, so nothing on the request path waits for PostgreSQL or a
-switch. Named, guarded tasks: ``database`` (DSN, then leader election: ``database.py``),
+One asyncio loop runs the listeners and every background task; database work runs in worker
+threads, ESL is asyncio, so nothing on a request path waits for PostgreSQL or a switch.
+Named, guarded tasks: ``database`` (DSN, store, leader election: ``database.py``),
 ``reconcile`` (``passes.py``), ``watch`` and ``git`` (``reconciler.sources``); the ESL
-clients of every node run inside ``live_sync.py``. Faults: PostgreSQL down -> the last
-snapshot keeps serving and passes retry with backoff; a switch down -> that node keeps
-probing on its own; SIGTERM -> the running pass finishes, connections close, exit 0.
+clients of every node run inside ``live_sync.py``, the portal inside ``portal.py``. Faults:
+PostgreSQL down -> the last snapshot keeps serving and passes retry with backoff; a switch
+down -> that node keeps probing on its own; SIGTERM -> the running pass finishes,
+connections close, exit 0.
 """
 
 from __future__ import annotations
@@ -15,13 +16,11 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
 from typing import Any
 
 from aiohttp import web
 
 from reconciler.core.backoff import Backoff
-from reconciler.core.identity import DatabaseIdentity
 from reconciler.core.logs import event, register_secret
 from reconciler.daemon import http
 from reconciler.daemon.config import DaemonConfig
@@ -29,18 +28,16 @@ from reconciler.daemon.database import DatabaseLink
 from reconciler.daemon.live_sync import LiveSync
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.passes import PassHooks, PassLoop
-from reconciler.daemon.portal import DaemonPortalDeps
+from reconciler.daemon.portal import PortalLink
 from reconciler.daemon.snapshots import ServedSnapshot
 from reconciler.daemon.startup import announce, poll_git, prepare_state_dir
-from reconciler.daemon.status import StatusBoard, tenant_rows
+from reconciler.daemon.status import StatusBoard, daemon_status
 from reconciler.daemon.tasks import TaskSupervisor
 from reconciler.daemon.triggers import Triggers
 from reconciler.reconcile import PassGuards, Reconciler
-from reconciler.serve import ListenerLimits, Snapshot, bound_port, load_templates, start_server
+from reconciler.serve import ListenerLimits, bound_port, load_templates, start_server
 from reconciler.sources import watch_spec_dir
-from reconciler.store import PostgresStore, StoreUnavailable
-from reconciler.store.identity import configured_fingerprint, probe_identity
-from reconciler.web import PortalServer, revoke_unentitled
+from reconciler.store import PostgresStore
 
 log = logging.getLogger(__name__)
 
@@ -51,23 +48,22 @@ class Daemon:
         self.metrics = Metrics()
         self.templates = load_templates(config.templates_dir)
         self.triggers = Triggers(interval=config.interval)
-        self.served = ServedSnapshot(
-            config.snapshot_path,
-            self.metrics,
-            fingerprint=configured_fingerprint(
-                config.database_url, config.embedded_data_dir or config.state_dir / "postgres"
-            ),
-            probe=self._probe_identity,
-        )
         self.live = LiveSync(config.nodes, self.metrics)
         self.status = StatusBoard()
         self.database = DatabaseLink(
             config,
-            on_ready=self._database_ready,
+            on_ready=self._store_ready,
             on_leadership=self._leadership,
             on_notify=self._notified,
             on_connection=self._connection,
         )
+        self.served = ServedSnapshot(
+            config.snapshot_path,
+            self.metrics,
+            fingerprint=self.database.fingerprint,
+            probe=self.database.probe_identity,
+        )
+        self.portal = PortalLink(config.portal, self.live, lambda: self.database.dsn)
         self.loop = PassLoop(
             triggers=self.triggers,
             snapshot=self.served,
@@ -77,17 +73,17 @@ class Daemon:
             is_leader=lambda: self.database.is_leader,
             database_up=lambda: self.database.up,
             retry=Backoff(base=config.retry_base, cap=config.retry_cap, floor=config.retry_base),
-            hooks=PassHooks(leader_done=self._revoke_unentitled, settled=self._follow_portal),
+            hooks=PassHooks(
+                leader_done=lambda r: self.portal.revoke(self.database.store, r),
+                settled=lambda: self.portal.follow(self.loop.reconciler, self.status),
+            ),
         )
-        self.portal_deps = DaemonPortalDeps(self.live, lambda: self.database.dsn)
-        self.portal = PortalServer(self.portal_deps, config.portal) if config.portal else None
         self.loop.settle_seconds = max(0.2, 2 * config.debounce_ms / 1000)
         self.limits = ListenerLimits()
         self.tasks = TaskSupervisor()
-        self.serving = asyncio.Event()  # set once the HTTP listener is bound
+        self.serving = asyncio.Event()  # set once the xml_curl listener is bound
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
-        self._store: PostgresStore | None = None
         for credentials in (config.xml_curl_auth, config.status_auth):
             register_secret(credentials[1] if credentials else None)
 
@@ -96,10 +92,6 @@ class Daemon:
     @property
     def reconciler(self) -> Reconciler | None:
         return self.loop.reconciler
-
-    @property
-    def snapshot(self) -> Snapshot | None:
-        return self.served.current
 
     @property
     def is_leader(self) -> bool:
@@ -129,26 +121,14 @@ class Daemon:
         await self.loop.wait_passes(count, timeout)
 
     def status_payload(self) -> dict[str, Any]:
-        reconciler = self.loop.reconciler
-        tenants = (
-            tenant_rows(
-                reconciler.applied,
-                reconciler.last_specs,
-                self.status.reconciled_at,
-                self.status.held,
-            )
-            if reconciler is not None
-            else {}
+        return daemon_status(
+            leader=self.is_leader,
+            database_up=self.database.up,
+            served=self.served,
+            board=self.status,
+            reconciler=self.loop.reconciler,
+            nodes=self.live.status(),
         )
-        return {
-            "role": "leader" if self.is_leader else "follower",
-            "ready": self.served.current is not None,
-            "database_up": self.database.up,
-            "snapshot": self.served.describe(),
-            "last_pass": self.status.last_pass,
-            "tenants": tenants,
-            "nodes": self.live.status(),
-        }
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -158,22 +138,17 @@ class Daemon:
         prepare_state_dir(self.config.state_dir)
         await self.served.load_persisted()
         await self._start_http()
-        if self.portal is not None:
-            await self.portal.start()
+        await self.portal.start()
         if self.config.install_signal_handlers:
             self._install_signals()
         await self.live.start()
         self.tasks.spawn(self.database.run(), "database", one_shot=True)
         self.tasks.spawn(self.loop.run(self._stop), "reconcile")
-        self.tasks.spawn(
-            watch_spec_dir(
-                self.config.specs_dir,
-                lambda: self.trigger("files"),
-                self._stop,
-                debounce_ms=self.config.debounce_ms,
-            ),
-            "watch",
-        )
+        watch = watch_spec_dir(
+            self.config.specs_dir, lambda: self.trigger("files"), self._stop,
+            debounce_ms=self.config.debounce_ms,
+        )  # fmt: skip
+        self.tasks.spawn(watch, "watch")
         if self.config.git_url:
             self.tasks.spawn(poll_git(self.config, self.trigger, self._stop), "git")
         try:
@@ -194,11 +169,10 @@ class Daemon:
             limits=self.limits,
             persist_status=lambda: self.served.persist_status,
         )
-        self._runner = await start_server(
-            app, self.config.listen_host, self.config.listen_port, self.limits
-        )
+        host, port = self.config.listen_host, self.config.listen_port
+        self._runner = await start_server(app, host, port, self.limits)
         self.serving.set()
-        http.announce(f"http://{self.config.listen_host}:{self.listen_port}/freeswitch/xml")
+        http.announce(f"http://{host}:{self.listen_port}/freeswitch/xml")
 
     def _refresh_gauges(self) -> None:
         self.live.refresh_gauges()
@@ -214,10 +188,7 @@ class Daemon:
         event(log, "shutting down")
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self.database.stop)
-            stack.push_async_callback(self._close_store)
-            stack.push_async_callback(self.portal_deps.close)
-            if self.portal is not None:
-                stack.push_async_callback(self.portal.stop)
+            stack.push_async_callback(self.portal.stop)
             if self._runner is not None:
                 stack.push_async_callback(self._runner.cleanup)
             stack.push_async_callback(self.live.stop)
@@ -226,49 +197,16 @@ class Daemon:
             await self.tasks.cancel_all()
         event(log, "stopped")
 
-    async def _close_store(self) -> None:
-        if self._store is not None:
-            await asyncio.to_thread(self._store.close)
-
-    # -- the portal ---------------------------------------------------------------------------
-
-    def _follow_portal(self) -> None:
-        reconciler = self.loop.reconciler
-        if reconciler is not None:
-            rows = tenant_rows(
-                reconciler.applied,
-                reconciler.last_specs,
-                self.status.reconciled_at,
-                self.status.held,
-            )
-            self.portal_deps.follow(reconciler.applied, rows)
-
-    def _revoke_unentitled(self, reconciler: Reconciler) -> None:
-        """People git no longer declares lose their sessions, tokens and invitations
-        (worker thread, under the store lock, after a pass that did not raise)."""
-        if self._store is not None:
-            applied = reconciler.applied
-            revoke_unentitled(self._store.connection, applied.state, applied.platform_admins)
-
     # -- database callbacks -----------------------------------------------------------------
 
-    def _database_ready(self, dsn: str) -> None:
-        self._store = PostgresStore(dsn, host=socket.gethostname())
+    def _store_ready(self, store: PostgresStore) -> None:
         guards = PassGuards(max_orphan_share=self.config.max_orphan_share, hold_shrinking=True)
-        self.loop.reconciler = Reconciler(self.config.specs_dir, self._store, guards)
-
-    def _probe_identity(self, timeout: float) -> DatabaseIdentity | None:
-        dsn = self.database.dsn or self.config.database_url
-        if dsn is None:
-            raise StoreUnavailable("embedded database not started yet")
-        return probe_identity(dsn, timeout)
+        self.loop.reconciler = Reconciler(self.config.specs_dir, store, guards)
 
     async def _connection(self, connected: bool) -> None:
         self.metrics.database_up.set(1 if connected else 0)
-        if connected:
-            await (
-                self.served.connected()
-            )  # (re)read everything: snapshot for followers, fresh state for the leader
+        if connected:  # maybe another database now; then re-read everything
+            await self.served.connected()
             self.trigger("database-connected", full=True)
 
     async def _leadership(self, leader: bool) -> None:
@@ -279,9 +217,6 @@ class Daemon:
             self.live.forget()
 
     async def _notified(self, received: frozenset[tuple[str, int]]) -> None:
-        # our own applies come back too: they are already in memory, skip them
-        own = self._store.own_backend_pids if self._store is not None else frozenset()
-        tenants = frozenset(t for t, pid in received if pid not in own)
-        if tenants:
-            event(log, "apply notification", tenants=",".join(sorted(tenants)))
-            self.triggers.notify(tenants)
+        tenants = frozenset(tenant for tenant, _pid in received)
+        event(log, "apply notification", tenants=",".join(sorted(tenants)))
+        self.triggers.notify(tenants)

@@ -1,5 +1,7 @@
 """The daemon's database: which one (the embedded server when no DSN is configured), kept
-retried with backoff, then leader election on a dedicated connection."""
+retried with backoff; the store over it; leader election on a dedicated connection; which
+database it is (the persisted snapshot is bound to it); and telling this daemon's own apply
+notifications from other writers'."""
 
 from __future__ import annotations
 
@@ -7,15 +9,18 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable
 
 import psycopg
 
 from reconciler.core.backoff import Backoff
+from reconciler.core.identity import DatabaseIdentity
 from reconciler.core.logs import event, register_secret
 from reconciler.daemon.config import DaemonConfig
 from reconciler.daemon.leader import LeaderElection, OnLeadership, OnNotify
-from reconciler.store import StoreError, database_url
+from reconciler.store import PostgresStore, StoreError, StoreUnavailable, database_url
+from reconciler.store.identity import configured_fingerprint, probe_identity
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +30,7 @@ class DatabaseLink:
         self,
         config: DaemonConfig,
         *,
-        on_ready: Callable[[str], None],
+        on_ready: Callable[[PostgresStore], None],
         on_leadership: OnLeadership,
         on_notify: OnNotify,
         on_connection: Callable[[bool], Awaitable[None]],
@@ -37,8 +42,12 @@ class DatabaseLink:
         self._on_connection = on_connection
         self._exit = contextlib.ExitStack()
         self.dsn: str | None = None
+        self.store: PostgresStore | None = None
         self.up = False
         self.election: LeaderElection | None = None
+        self.fingerprint = configured_fingerprint(
+            config.database_url, config.embedded_data_dir or config.state_dir / "postgres"
+        )
 
     @property
     def is_leader(self) -> bool:
@@ -55,15 +64,30 @@ class DatabaseLink:
                 event(log, "database unavailable", logging.WARNING, error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
         register_secret(dsn_password(self.dsn))
-        self._on_ready(self.dsn)
+        self.store = PostgresStore(self.dsn, host=socket.gethostname())
+        self._on_ready(self.store)
         self.election = LeaderElection(
             self.dsn,
             on_leadership=self._on_leadership,
-            on_notify=self._on_notify,
+            on_notify=self._notified,
             on_connection=self._connection_changed,
             poll=self._config.leader_poll,
         )
         self.election.start()
+
+    def probe_identity(self, timeout: float) -> DatabaseIdentity | None:
+        """The configured database's identity (``store.identity.probe_identity``)."""
+        dsn = self.dsn or self._config.database_url
+        if dsn is None:
+            raise StoreUnavailable("embedded database not started yet")
+        return probe_identity(dsn, timeout)
+
+    async def _notified(self, received: frozenset[tuple[str, int]]) -> None:
+        """Our own applies come back too (same backend pids): already in memory, skipped."""
+        own = self.store.own_backend_pids if self.store is not None else frozenset()
+        mine = frozenset(pair for pair in received if pair[1] in own)
+        if received - mine:
+            await self._on_notify(received - mine)
 
     async def _connection_changed(self, connected: bool) -> None:
         self.up = connected
@@ -87,6 +111,8 @@ class DatabaseLink:
     async def stop(self) -> None:
         if self.election is not None:
             await self.election.stop()
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
         await asyncio.to_thread(self._exit.close)
 
 

@@ -17,9 +17,17 @@ from typing import Any
 from reconciler.core.model import State
 from reconciler.core.presence import PresenceView
 from reconciler.daemon.live_sync import LiveSync
-from reconciler.reconcile import AppliedState
-from reconciler.store import HistoryEntry, SipCredentials
-from reconciler.web import NodeStatus, StoreCalls, TenantSync
+from reconciler.daemon.status import StatusBoard, tenant_rows
+from reconciler.reconcile import AppliedState, Reconciler
+from reconciler.store import HistoryEntry, PostgresStore, SipCredentials
+from reconciler.web import (
+    NodeStatus,
+    PortalConfig,
+    PortalServer,
+    StoreCalls,
+    TenantSync,
+    revoke_unentitled,
+)
 
 
 class DaemonPortalDeps:
@@ -103,3 +111,36 @@ def _node_status(entry: Mapping[str, Any]) -> NodeStatus:
         unmanaged=tuple(entry.get("unmanaged") or ()),
         errors=tuple(entry.get("errors") or ()),
     )
+
+
+class PortalLink:
+    """The portal's listener and what the daemon owes it after passes; inert when the
+    portal is switched off."""
+
+    def __init__(self, config: PortalConfig | None, live: LiveSync, dsn: Callable[[], str | None]):
+        self.deps = DaemonPortalDeps(live, dsn)
+        self.server = PortalServer(self.deps, config) if config is not None else None
+
+    async def start(self) -> None:
+        if self.server is not None:
+            await self.server.start()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+        await self.deps.close()
+
+    def follow(self, reconciler: Reconciler | None, status: StatusBoard) -> None:
+        """After every pass attempt, on the event loop: the portal takes the new state."""
+        if reconciler is not None:
+            rows = tenant_rows(
+                reconciler.applied, reconciler.last_specs, status.reconciled_at, status.held
+            )
+            self.deps.follow(reconciler.applied, rows)
+
+    def revoke(self, store: PostgresStore | None, reconciler: Reconciler) -> None:
+        """People git no longer declares lose their sessions, tokens and invitations (the
+        pass's worker thread, under the store lock, after a leader pass that did not raise)."""
+        if store is not None:
+            applied = reconciler.applied
+            revoke_unentitled(store.connection, applied.state, applied.platform_admins)

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.core.sync import sync_status
-from reconciler.reconcile import AppliedState, PassOutcome
+from reconciler.daemon.snapshots import ServedSnapshot
+from reconciler.reconcile import AppliedState, PassOutcome, Reconciler
 from specs_schema.load import SpecSet
 
 
@@ -50,6 +51,32 @@ class StatusBoard:
             full=planned.full,
         )
         return result
+
+
+def daemon_status(
+    *,
+    leader: bool,
+    database_up: bool,
+    served: ServedSnapshot,
+    board: StatusBoard,
+    reconciler: Reconciler | None,
+    nodes: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The ``/status`` document (``pbx status`` renders it)."""
+    tenants = (
+        tenant_rows(reconciler.applied, reconciler.last_specs, board.reconciled_at, board.held)
+        if reconciler is not None
+        else {}
+    )
+    return {
+        "role": "leader" if leader else "follower",
+        "ready": served.current is not None,
+        "database_up": database_up,
+        "snapshot": served.describe(),
+        "last_pass": board.last_pass,
+        "tenants": tenants,
+        "nodes": nodes,
+    }
 
 
 def tenant_rows(

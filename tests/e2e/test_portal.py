@@ -52,9 +52,10 @@ async def test_an_agent_sets_their_status_in_the_browser_and_the_switch_gets_it(
     portal_world: World, browser: Browser
 ) -> None:
     world = portal_world
-    assert world.daemon.portal is not None
+    server = world.daemon.portal.server
+    assert server is not None
     await asyncio.to_thread(activate_account, world.dsn, BOB)
-    base = f"http://127.0.0.1:{world.daemon.portal.port}"
+    base = f"http://127.0.0.1:{server.port}"
     page = await browser.new_page()
     page.set_default_timeout(15_000)
     await page.goto(base + "/login")
