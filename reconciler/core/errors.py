@@ -12,12 +12,15 @@
     │   │   └── SnapshotMismatch      ... or was written for another database, or by a
     │   │                             version that did not record one: never served
     │   ├── CallcenterError           mod_callcenter refused a command or listing
+    │   ├── MalformedRequest          an xml_curl request we cannot read (serve.xmlcurl)
+    │   ├── PortalError               a portal request refused, with its HTTP status (web.errors)
     │   ├── UnsafeArgument            a value that could run code on a switch: never sent
     │   ├── UnknownAgent              a status change for an agent that is not declared
     │   └── StoreError ∩ Permanent    InvalidDsn, UnknownTenant, UnknownExtension, TenantNotOrphaned,
     │                                 MigrationError, TenantApplyError (and StalePlan)
     └── Transient                     retry after a delay (full-jitter backoff)
         ├── SpecsUnavailable          the tenants directory cannot be read at all
+        ├── GitSourceError            git could not fetch the spec branch (sources.git)
         ├── NodeUnreachable           a FreeSWITCH event socket is down or dropped
         ├── NodeTimeout               a switch did not answer one command in time
         ├── SnapshotNotPersisted      the served snapshot could not be written (disk full, ...)

@@ -25,6 +25,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import NamedTuple
 
+from reconciler.core.errors import Permanent
 from reconciler.core.model import PUBLIC_CONTEXT
 from reconciler.serve.snapshot import DirectoryUser, RouteKind, ServedTenant, Snapshot
 from reconciler.serve.templating import Templates, dialplan_context
@@ -104,7 +105,7 @@ class Result(StrEnum):
     UNAUTHORIZED = "unauthorized"  # 401
 
 
-class MalformedRequest(ValueError):
+class MalformedRequest(Permanent, ValueError):
     """The body is not a form FreeSWITCH would send: answered with HTTP 400."""
 
 

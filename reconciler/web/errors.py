@@ -18,8 +18,10 @@ another tenant and an unknown id are indistinguishable.
 
 from __future__ import annotations
 
+from reconciler.core.errors import Permanent
 
-class PortalError(Exception):
+
+class PortalError(Permanent):
     status = 500
     code = "internal"
     default_message = "internal error"
