@@ -26,6 +26,7 @@ run validate "$PY" bench/bench_validate.py --tenants "$TENANTS" --extensions "$E
 run store "$PY" bench/bench_store.py --tenants "$TENANTS" --extensions "$EXTENSIONS" --dsn "$SERVER_DSN"
 run save_to_served "$PY" bench/bench_save_to_served.py --tenants "$TENANTS" --extensions "$EXTENSIONS" --server-dsn "$SERVER_DSN"
 run callcenter "$PY" bench/bench_callcenter.py
+run portal "$PY" bench/bench_portal.py --tenants "$TENANTS" --extensions "$EXTENSIONS" --dsn "$SERVER_DSN"
 if command -v wrk >/dev/null && command -v nginx >/dev/null; then
   run xmlcurl "$PY" bench/bench_xmlcurl.py run --tenants "$TENANTS" --extensions "$EXTENSIONS" --uvloop --json "$OUT/xmlcurl.json"
 else

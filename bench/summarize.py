@@ -44,6 +44,7 @@ def main() -> None:
     store = read(directory, "store")
     s2s = read(directory, "save_to_served")
     cc = read(directory, "callcenter")
+    portal = read(directory, "portal")
     rows = [
         (
             "validate all spec files (cold)",
@@ -76,6 +77,24 @@ def main() -> None:
         ),
         ("callcenter no-op drift check", grab(cc, r"no-op check:\s+([\d.]+) s") + " s", "<= 1 s"),
         ("callcenter wipe + resync", grab(cc, r"wipe\+resync:\s+([\d.]+) s") + " s", ""),
+        (
+            "switch down 10 s: accepting again -> resynced",
+            grab(cc, r"accepting -> resynced:\s+([\d.]+) s") + " s",
+            "<= 2 s",
+        ),
+        (
+            "portal reads, every page and API call of every role (p50 / p99)",
+            grab(portal, r"all reads: p50 ([\d.]+) ms")
+            + " / "
+            + grab(portal, r"all reads: p50 [\d.]+ ms, p99 ([\d.]+) ms")
+            + " ms",
+            "p99 <= 20 ms",
+        ),
+        (
+            "portal, slowest read (p99)",
+            grab(portal, r"worst p99 ([\d.]+ ms \([^)]*\))"),
+            "<= 20 ms",
+        ),
     ]
     xml = directory / "xmlcurl.json"
     if xml.exists():
