@@ -28,7 +28,8 @@ import re
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
@@ -187,21 +188,49 @@ def _check_moh_dir(value: str) -> str:
 
 
 def validate(settings: NodeSettings) -> NodeSettings:
-    """Return ``settings`` with normalised values, or raise :class:`RenderError`."""
-    url = _check_url(settings.reconciler_url)
+    """Return ``settings`` with normalised values, or raise :class:`RenderError`.
+
+    The checks run in a fixed order, so a command line with several mistakes always
+    reports the same one first.
+    """
+    _check_url(settings.reconciler_url)
+    _check_credentials(settings)
+    checked = _with_sip_addresses(settings)
+    checked = _with_ports(checked)
+    checked = _with_event_socket(checked)
+    _check_xml_curl(checked)
+    if settings.switchname is not None and not _SWITCHNAME.match(settings.switchname):
+        raise RenderError("--switchname may only contain letters, digits and . _ -")
+    return replace(
+        checked,
+        carrier_cidrs=_check_cidrs("--carrier-cidr", settings.carrier_cidrs),
+        moh_dir=_check_moh_dir(settings.moh_dir),
+    )
+
+
+def _check_credentials(settings: NodeSettings) -> None:
+    """The xml_curl basic-auth pair and the event-socket password."""
     _check_plain("--xml-curl-auth user", settings.xml_curl_user)
     if ":" in settings.xml_curl_user:
         raise RenderError("--xml-curl-auth user must not contain ':'")
     _check_plain("--xml-curl-auth password", settings.xml_curl_password)
     _check_esl_password(settings.esl_password)
 
+
+def _with_sip_addresses(settings: NodeSettings) -> NodeSettings:
+    """The SIP bind address (or FreeSWITCH's guess) and the public one, an IP or one of
+    sofia's NAT keywords."""
     sip_ip = (
         settings.sip_ip if settings.sip_ip == AUTO_IP else _check_ip("--sip-ip", settings.sip_ip)
     )
     ext_ip = settings.ext_ip
     if ext_ip is not None and not _EXT_IP_KEYWORD.match(ext_ip):
         ext_ip = _check_ip("--ext-ip", ext_ip)
+    return replace(settings, sip_ip=sip_ip, ext_ip=ext_ip)
 
+
+def _with_ports(settings: NodeSettings) -> NodeSettings:
+    """SIP, event-socket and RTP ports: each valid, and no two uses of one port."""
     tenant_port = _check_port("--tenant-sip-port", settings.tenant_sip_port)
     carrier_port = _check_port("--carrier-sip-port", settings.carrier_sip_port)
     if tenant_port == carrier_port:
@@ -213,7 +242,18 @@ def validate(settings: NodeSettings) -> NodeSettings:
         raise RenderError("--rtp-ports must be START-END with START < END")
     if {tenant_port, carrier_port, esl_port} & set(range(rtp_start, rtp_end + 1)):
         raise RenderError("--rtp-ports must not overlap the SIP or event-socket ports")
+    return replace(
+        settings,
+        tenant_sip_port=tenant_port,
+        carrier_sip_port=carrier_port,
+        esl_port=esl_port,
+        rtp_start_port=rtp_start,
+        rtp_end_port=rtp_end,
+    )
 
+
+def _with_event_socket(settings: NodeSettings) -> NodeSettings:
+    """The event socket controls the whole switch: off loopback, only for listed hosts."""
     esl_listen_ip = _check_ip("--esl-listen-ip", settings.esl_listen_ip)
     esl_allow = _check_cidrs("--esl-allow", settings.esl_allow)
     if not ipaddress.ip_address(esl_listen_ip).is_loopback and not esl_allow:
@@ -221,39 +261,21 @@ def validate(settings: NodeSettings) -> NodeSettings:
             "--esl-listen-ip is not a loopback address: also give --esl-allow CIDR for the "
             "hosts that may connect (the event socket controls the whole switch)"
         )
+    return replace(settings, esl_listen_ip=esl_listen_ip, esl_allow=esl_allow)
 
+
+def _check_xml_curl(settings: NodeSettings) -> None:
+    """A lookup blocks a FreeSWITCH thread for up to the timeout, so 1 to 30 seconds; a CA
+    file is only read for https."""
     if not 1 <= settings.xml_curl_timeout <= 30:
         raise RenderError("--xml-curl-timeout must be within 1..30 seconds")
     cacert = settings.xml_curl_cacert
     if cacert is not None:
-        if urlsplit(url).scheme != "https":
+        if not settings.tls:
             raise RenderError("--xml-curl-cacert only makes sense with an https:// URL")
         _check_plain("--xml-curl-cacert", cacert)
         if not cacert.startswith("/"):
             raise RenderError("--xml-curl-cacert must be an absolute path on the node")
-    if settings.switchname is not None and not _SWITCHNAME.match(settings.switchname):
-        raise RenderError("--switchname may only contain letters, digits and . _ -")
-
-    return NodeSettings(
-        reconciler_url=url,
-        xml_curl_user=settings.xml_curl_user,
-        xml_curl_password=settings.xml_curl_password,
-        esl_password=settings.esl_password,
-        sip_ip=sip_ip,
-        ext_ip=ext_ip,
-        tenant_sip_port=tenant_port,
-        carrier_sip_port=carrier_port,
-        carrier_cidrs=_check_cidrs("--carrier-cidr", settings.carrier_cidrs),
-        esl_listen_ip=esl_listen_ip,
-        esl_port=esl_port,
-        esl_allow=esl_allow,
-        xml_curl_timeout=settings.xml_curl_timeout,
-        xml_curl_cacert=cacert,
-        switchname=settings.switchname,
-        rtp_start_port=rtp_start,
-        rtp_end_port=rtp_end,
-        moh_dir=_check_moh_dir(settings.moh_dir),
-    )
 
 
 def template_context(settings: NodeSettings) -> dict[str, object]:
@@ -496,7 +518,7 @@ def main(
     force: bool,
 ) -> None:
     """Render the FreeSWITCH node configuration for pbx-reconciler into --out."""
-    try:
+    with _cli_errors():
         user, password = split_auth(xml_curl_auth)
         rtp_start, rtp_end = _parse_rtp_ports(rtp_ports)
         settings = validate(
@@ -522,12 +544,24 @@ def main(
             )
         )
         report = render(settings, out, force=force)
+    _echo_report(settings, report, out)
+
+
+@contextmanager
+def _cli_errors() -> Iterator[None]:
+    """A bad value is a usage error (exit 2, with the usage line); a non-empty --out is a
+    plain error (exit 1): the command line was right, the directory is not."""
+    try:
+        yield
     except OutputNotEmptyError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except RenderError as exc:
         raise click.UsageError(str(exc)) from exc
 
+
+def _echo_report(settings: NodeSettings, report: WriteReport, out: Path) -> None:
+    """Warnings on stderr, then what was written and where the node will connect."""
     for note in _warnings(settings):
         click.echo(f"warning: {note}", err=True)
     for path in report.foreign:

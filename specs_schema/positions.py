@@ -137,6 +137,10 @@ _ANCHOR_WHY = (
     "does (and aliases are how YAML bombs expand)"
 )
 MERGE_KEY_MESSAGE = "YAML merge keys (<<) are not supported in tenant files; write the keys out"
+_TOO_DEEP = (
+    f"nested more than {MAX_DEPTH} levels deep (the nesting limit of a tenant file, which "
+    "needs about six)"
+)
 
 
 def _short_tag(tag: str) -> str:
@@ -221,6 +225,8 @@ class _Composer:
         return root
 
     def _node(self, loader: Any) -> yaml.Node:
+        """The document's root node, composed in one loop over the events with an explicit
+        stack of open collections, so depth costs no Python recursion."""
         scalar_event, alias_event = yaml.ScalarEvent, yaml.AliasEvent
         mapping_start, sequence_start = yaml.MappingStartEvent, yaml.SequenceStartEvent
         resolve = loader.resolve
@@ -232,56 +238,44 @@ class _Composer:
             event = loader.get_event()
             kind = event.__class__
             node: yaml.Node
-            if kind is scalar_event or kind is alias_event:
-                nodes += 1
-                if kind is alias_event:
-                    node = self._alias(event)
-                else:
-                    node = self._scalar(event, resolve, stack)
+            if kind is scalar_event:
+                node = self._scalar(event, resolve, stack)
+            elif kind is alias_event:
+                node = self._alias(event)
             elif kind is mapping_start or kind is sequence_start:
-                nodes += 1
-                if len(stack) >= MAX_DEPTH:
-                    raise self._fatal(
-                        f"nested more than {MAX_DEPTH} levels deep (the nesting limit of a "
-                        "tenant file, which needs about six)",
-                        event.start_mark,
-                    )
-                self._check_properties(event)
-                if kind is mapping_start:
-                    node = yaml.MappingNode(
-                        _MAP_TAG, [], event.start_mark, event.end_mark, event.flow_style
-                    )
-                else:
-                    node = yaml.SequenceNode(
-                        _SEQ_TAG, [], event.start_mark, event.end_mark, event.flow_style
-                    )
+                node = self._collection(event, len(stack))
             else:  # MappingEnd / SequenceEnd
-                frame = stack.pop()
-                frame[0].end_mark = event.end_mark
+                stack.pop()[0].end_mark = event.end_mark
                 if not stack:
                     return root  # type: ignore[return-value]
                 continue
+            nodes += 1
             if nodes > MAX_NODES:
                 raise self._fatal(
                     f"more than {MAX_NODES} YAML nodes (the size limit of a tenant file)",
                     event.start_mark,
                 )
             if stack:
-                frame = stack[-1]
-                parent = frame[0]
-                if parent.__class__ is yaml.SequenceNode:
-                    parent.value.append(node)
-                elif frame[1] is None:
-                    frame[1] = node
-                else:
-                    parent.value.append((frame[1], node))
-                    frame[1] = None
+                _attach(stack[-1], node)
             else:
                 root = node
             if kind is mapping_start or kind is sequence_start:
                 stack.append([node, None])
             elif not stack:
                 return node
+
+    def _collection(self, event: Any, depth: int) -> yaml.Node:
+        """An empty mapping or sequence node for a start event ``depth`` collections deep;
+        too deep stops the scan at once, before anything nested is read."""
+        if depth >= MAX_DEPTH:
+            raise self._fatal(_TOO_DEEP, event.start_mark)
+        self._check_properties(event)
+        kind = event.__class__
+        if kind is yaml.MappingStartEvent:
+            return yaml.MappingNode(
+                _MAP_TAG, [], event.start_mark, event.end_mark, event.flow_style
+            )
+        return yaml.SequenceNode(_SEQ_TAG, [], event.start_mark, event.end_mark, event.flow_style)
 
     def _check_properties(self, event: Any) -> None:
         if event.anchor is not None:
@@ -348,6 +342,19 @@ class _Composer:
         return yaml.ScalarNode("tag:yaml.org,2002:null", "", event.start_mark, event.end_mark)
 
 
+def _attach(frame: list[Any], node: yaml.Node) -> None:
+    """Add ``node`` to the open collection of ``frame``: as a sequence item, as a mapping
+    key (held until its value arrives) or as the value of the held key."""
+    parent = frame[0]
+    if parent.__class__ is yaml.SequenceNode:
+        parent.value.append(node)
+    elif frame[1] is None:
+        frame[1] = node
+    else:
+        parent.value.append((frame[1], node))
+        frame[1] = None
+
+
 def _combine(problems: list[YamlProblem]) -> YamlProblem:
     first, *rest = problems
     return YamlProblem(first.message, first.position, first.loc, tuple(rest))
@@ -375,11 +382,7 @@ def _syntax_problem(exc: yaml.MarkedYAMLError) -> YamlProblem:
     problem = exc.problem or exc.context or "invalid YAML"
     context = exc.context or ""
     if "maximum nesting depth" in problem:  # libyaml's own limit (1000), met first in flows
-        return YamlProblem(
-            f"nested more than {MAX_DEPTH} levels deep (the nesting limit of a tenant file, "
-            "which needs about six)",
-            Position.of(mark),
-        )
+        return YamlProblem(_TOO_DEEP, Position.of(mark))
     if "flow mapping" in context or "flow sequence" in context:
         # an unclosed '{' or '[' is noticed at the next token, often lines later: point
         # at the bracket that was never closed, where the mistake is

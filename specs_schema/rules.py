@@ -2,7 +2,7 @@
 
 Pure functions over raw YAML data. Each finding is ``(loc, message)`` where ``loc`` is the
 path of the offending node, so the loader can point at its line and column. Rules inside one
-tenant live in ``tenant_findings``; rules across tenants (domains, DIDs) in
+tenant are gathered by ``tenant_findings``; rules across tenants (domains, DIDs) in
 ``cross_tenant_findings``; agent contacts against the platform's gateways in
 ``gateway_findings``. Values echoed in messages go through ``shown`` (clipped, invisible
 characters escaped): a hostile file must not write arbitrary text into CI logs.
@@ -22,6 +22,17 @@ from specs_schema.positions import Loc, format_loc, shown
 from specs_schema.shapes import gateway_contact_parts
 
 Finding = tuple[Loc, str]
+_Items = list[tuple[int, Mapping[str, Any]]]
+"""``(index, item)`` of the mapping items of a list field."""
+
+# (list field, key, what) of the values that must be unique within a tenant, ignoring case
+_UNIQUE_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("extensions", "number", "extension number"),
+    ("users", "email", "user email"),
+    ("agents", "name", "agent name"),
+    ("queues", "name", "queue name"),
+    ("inbound_numbers", "number", "inbound number"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +43,7 @@ class _Claim:
     what: str
 
 
-def _items(data: Mapping[str, Any], key: str) -> list[tuple[int, Mapping[str, Any]]]:
+def _items(data: Mapping[str, Any], key: str) -> _Items:
     """``(index, item)`` for each mapping item of a list field; anything else is skipped
     (its shape error is reported by the model validation)."""
     value = data.get(key)
@@ -53,37 +64,46 @@ def tenant_findings(data: Mapping[str, Any]) -> list[Finding]:
     error still gets its reference errors reported in the same run.
     """
     extensions_items = _items(data, "extensions")
-    users_items = _items(data, "users")
     agents_items = _items(data, "agents")
     queues_items = _items(data, "queues")
-    dids_items = _items(data, "inbound_numbers")
+    extensions = _values(extensions_items, "number")
+    return [
+        *_duplicate_findings(data),
+        *_number_clashes(data, extensions_items, queues_items),
+        *_extension_lengths(data, extensions_items),
+        *_user_extension_findings(_items(data, "users"), extensions),
+        *_agent_extension_findings(agents_items, extensions),
+        *_tier_findings(queues_items, _values(agents_items, "name")),
+        *_destination_findings(
+            _items(data, "inbound_numbers"), extensions, _values(queues_items, "name")
+        ),
+    ]
 
+
+def _duplicate_findings(data: Mapping[str, Any]) -> list[Finding]:
+    """No extension, user, agent, queue or inbound number twice in one tenant."""
     findings: list[Finding] = []
-    findings += _duplicates(
-        ((("extensions", i, "number"), _text(e, "number")) for i, e in extensions_items),
-        "extension number",
-    )
-    findings += _duplicates(
-        ((("users", i, "email"), _text(u, "email")) for i, u in users_items), "user email"
-    )
-    findings += _duplicates(
-        ((("agents", i, "name"), _text(a, "name")) for i, a in agents_items), "agent name"
-    )
-    findings += _duplicates(
-        ((("queues", i, "name"), _text(q, "name")) for i, q in queues_items), "queue name"
-    )
-    findings += _duplicates(
-        ((("inbound_numbers", i, "number"), _text(d, "number")) for i, d in dids_items),
-        "inbound number",
-    )
-    findings += _number_clashes(data, extensions_items, queues_items)
-    findings += _extension_lengths(data, extensions_items)
+    for field, key, what in _UNIQUE_KEYS:
+        findings += _duplicates(
+            (((field, i, key), _text(item, key)) for i, item in _items(data, field)), what
+        )
+    return findings
 
-    extensions = {n for _, e in extensions_items if (n := _text(e, "number"))}
-    agents = {n for _, a in agents_items if (n := _text(a, "name"))}
-    queues = {n for _, q in queues_items if (n := _text(q, "name"))}
 
-    for ui, user in users_items:
+def _values(items: _Items, key: str) -> set[str]:
+    """The non-empty text values of ``key``: the names other resources may refer to."""
+    return {value for _, item in items if (value := _text(item, key))}
+
+
+def _unknown(loc: Loc, what: str, value: str, known: set[str]) -> Finding:
+    """A reference to a missing resource, with the closest name as a hint for typos."""
+    return loc, f"unknown {what} {shown(value)}{_hint(value, known)}"
+
+
+def _user_extension_findings(users: _Items, extensions: set[str]) -> list[Finding]:
+    """A user owns extensions of this tenant, each once."""
+    findings: list[Finding] = []
+    for ui, user in users:
         owned = user.get("extensions")
         if not isinstance(owned, list):
             continue
@@ -93,56 +113,55 @@ def tenant_findings(data: Mapping[str, Any]) -> list[Finding]:
                 continue
             loc: Loc = ("users", ui, "extensions", xi)
             if number not in extensions:
-                findings.append(
-                    (loc, f"unknown extension {shown(number)}{_hint(number, extensions)}")
-                )
+                findings.append(_unknown(loc, "extension", number, extensions))
             if number in seen:
                 findings.append((loc, f"extension {shown(number)} listed twice for this user"))
             seen.add(number)
+    return findings
 
-    for ai, agent in agents_items:
+
+def _agent_extension_findings(agents: _Items, extensions: set[str]) -> list[Finding]:
+    """An agent reached at an extension names one of this tenant."""
+    findings: list[Finding] = []
+    for ai, agent in agents:
         number = _text(agent, "extension")
         if number is not None and number not in extensions:
-            findings.append(
-                (
-                    ("agents", ai, "extension"),
-                    f"unknown extension {shown(number)}{_hint(number, extensions)}",
-                )
-            )
+            findings.append(_unknown(("agents", ai, "extension"), "extension", number, extensions))
+    return findings
 
-    for qi, queue in queues_items:
-        seen_agents: set[str] = set()
+
+def _tier_findings(queues: _Items, agents: set[str]) -> list[Finding]:
+    """A queue's tiers name agents of this tenant, each agent at most once per queue."""
+    findings: list[Finding] = []
+    for qi, queue in queues:
+        seen: set[str] = set()
         for ti, tier in _items(queue, "tiers"):
             name = _text(tier, "agent")
             if name is None:
                 continue
-            loc = ("queues", qi, "tiers", ti, "agent")
+            loc: Loc = ("queues", qi, "tiers", ti, "agent")
             if name not in agents:
-                findings.append((loc, f"unknown agent {shown(name)}{_hint(name, agents)}"))
-            if name in seen_agents:
+                findings.append(_unknown(loc, "agent", name, agents))
+            if name in seen:
                 findings.append((loc, f"agent {shown(name)} has two tiers in this queue"))
-            seen_agents.add(name)
+            seen.add(name)
+    return findings
 
-    for di, did in dids_items:
+
+def _destination_findings(dids: _Items, extensions: set[str], queues: set[str]) -> list[Finding]:
+    """An inbound number routes to an extension or queue of this tenant."""
+    findings: list[Finding] = []
+    for di, did in dids:
         dest = did.get("destination")
         if not isinstance(dest, Mapping):
             continue
+        loc: Loc = ("inbound_numbers", di, "destination")
         number = _text(dest, "extension")
         if number is not None and number not in extensions:
-            findings.append(
-                (
-                    ("inbound_numbers", di, "destination", "extension"),
-                    f"unknown extension {shown(number)}{_hint(number, extensions)}",
-                )
-            )
+            findings.append(_unknown((*loc, "extension"), "extension", number, extensions))
         queue_name = _text(dest, "queue")
         if queue_name is not None and queue_name not in queues:
-            findings.append(
-                (
-                    ("inbound_numbers", di, "destination", "queue"),
-                    f"unknown queue {shown(queue_name)}{_hint(queue_name, queues)}",
-                )
-            )
+            findings.append(_unknown((*loc, "queue"), "queue", queue_name, queues))
     return findings
 
 
@@ -252,8 +271,8 @@ def _duplicates(items: Iterable[tuple[Loc, str | None]], what: str) -> list[Find
 
 def _number_clashes(
     data: Mapping[str, Any],
-    extensions: list[tuple[int, Mapping[str, Any]]],
-    queues: list[tuple[int, Mapping[str, Any]]],
+    extensions: _Items,
+    queues: _Items,
 ) -> list[Finding]:
     """Extensions, queue numbers and feature codes share one dial plan: no number twice."""
     candidates: list[tuple[str, _Claim]] = []
@@ -289,9 +308,7 @@ def _number_clashes(
     return findings
 
 
-def _extension_lengths(
-    data: Mapping[str, Any], extensions: list[tuple[int, Mapping[str, Any]]]
-) -> list[Finding]:
+def _extension_lengths(data: Mapping[str, Any], extensions: _Items) -> list[Finding]:
     try:
         settings = data.get("settings") or {}
         bounds = ExtensionLength.model_validate(settings.get("extension_length") or {})

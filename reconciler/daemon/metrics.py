@@ -13,10 +13,23 @@ _RECONCILE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.
 
 
 class Metrics:
+    """The daemon's metrics, one attribute each, declared in groups by what they watch.
+
+    Declaration order is the order of ``/metrics``; the attribute names are what the rest
+    of the daemon and the tests use.
+    """
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._xmlcurl_children: dict[tuple[str, str], tuple[Any, Any]] = {}
-        r = self.registry
+        self._declare_reconcile_metrics(self.registry)
+        self._declare_xmlcurl_metrics(self.registry)
+        self._declare_switch_metrics(self.registry)
+        self._declare_daemon_metrics(self.registry)
+        self._declare_snapshot_metrics(self.registry)
+
+    def _declare_reconcile_metrics(self, r: CollectorRegistry) -> None:
+        """Reconcile passes: how long, how they ended, what they changed or held back."""
         self.reconcile_duration = Histogram(
             "pbx_reconcile_duration_seconds",
             "Duration of one reconcile pass.",
@@ -47,6 +60,9 @@ class Metrics:
         self.spec_errors = Gauge(
             "pbx_spec_errors", "Spec errors found by the last pass.", registry=r
         )
+
+    def _declare_xmlcurl_metrics(self, r: CollectorRegistry) -> None:
+        """mod_xml_curl lookups, the path every call and registration waits on."""
         self.xmlcurl_requests = Counter(
             "pbx_xmlcurl_requests_total",
             "mod_xml_curl requests by section and result.",
@@ -60,6 +76,9 @@ class Metrics:
             buckets=_XMLCURL_BUCKETS,
             registry=r,
         )
+
+    def _declare_switch_metrics(self, r: CollectorRegistry) -> None:
+        """The event-socket link to each node and what was changed live through it."""
         self.esl_connected = Gauge(
             "pbx_esl_connected",
             "1 when the node's event socket is connected.",
@@ -78,8 +97,14 @@ class Metrics:
             ["node"],
             registry=r,
         )
+
+    def _declare_daemon_metrics(self, r: CollectorRegistry) -> None:
+        """Whether this daemon may apply, and whether it reaches its database."""
         self.leader = Gauge("pbx_leader", "1 when this daemon holds the apply lock.", registry=r)
         self.database_up = Gauge("pbx_database_up", "1 when PostgreSQL is reachable.", registry=r)
+
+    def _declare_snapshot_metrics(self, r: CollectorRegistry) -> None:
+        """The served snapshot: its age, size and whether it survives a restart."""
         self.snapshot_generation_time = Gauge(
             "pbx_snapshot_built_timestamp_seconds",
             "When the served snapshot was built (unix time).",
