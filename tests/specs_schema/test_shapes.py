@@ -425,7 +425,13 @@ def test_any_string_in_a_freeswitch_bound_field_is_rejected_or_safe(
         Path(tmp, "acme.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
         result = load_specs([Path(tmp)])
     if "acme" in result.tenants:
-        assert fs_check(field, value, result.tenants["acme"].spec), value
+        spec = result.tenants["acme"].spec
+        # what the loader holds: YAML may have normalised the text (U+0085 NEL reads back as
+        # a line break, folded into a blank), and that is what would reach FreeSWITCH
+        held: Any = spec.model_dump()
+        for part in FIELDS[field][0]:
+            held = held[part]
+        assert fs_check(field, held, spec), (value, held)
     else:
         assert "acme" in result.invalid
         assert any(e.line > 0 and e.col > 0 for e in result.errors)
