@@ -128,6 +128,8 @@ class PassLoop:
                 rebuilt = changed or self.snapshot.stale
                 if rebuilt:
                     await self.snapshot.rebuild(reconciler.applied)
+                if leader:  # after serving: nothing of it is on the save-to-served path
+                    await asyncio.to_thread(self.hooks.leader_done, reconciler)
         except Exception as exc:
             self._failed(batch, exc, time.perf_counter() - started)
             return
@@ -145,7 +147,6 @@ class PassLoop:
             refreshed = await asyncio.to_thread(reconciler.refresh, batch.notified)
         outcome = await asyncio.to_thread(reconciler.run_pass, full=batch.full)
         self._observe(batch, outcome)
-        await asyncio.to_thread(self.hooks.leader_done, reconciler)
         if reconciler.shrink_pending or outcome.planned.unstable:
             # read those files again once they settled
             self.triggers.request_later("held", self.settle_seconds)

@@ -29,6 +29,19 @@ import re
 # U+FFFE/U+FFFF, which XML 1.0 forbids (FreeSWITCH would drop the whole document).
 _TEXT_FORBIDDEN = re.compile("[${}\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 _TOKEN_FORBIDDEN = re.compile(r"[\s'\"\\|`]")
+# One C-level match per value for the common case (a clean value): the build checks some
+# 400,000 strings at 100,000 extensions; the *_problem functions then say why only for the
+# rare value that fails.
+_CLEAN_TEXT = re.compile("[^${}\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]*")
+_CLEAN_TOKEN = re.compile("[^${}\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff\\s'\"\\\\|`]+")
+
+
+def text_clean(value: str) -> bool:
+    return _CLEAN_TEXT.fullmatch(value) is not None
+
+
+def token_clean(value: str) -> bool:
+    return _CLEAN_TOKEN.fullmatch(value) is not None
 
 
 def text_problem(value: str) -> str | None:

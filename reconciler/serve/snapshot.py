@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 from reconciler.core.model import Queue, State, Tenant, TenantState, fs_name, user_contact
 from reconciler.core.served import served_queue_params, served_tenants
-from reconciler.serve.inert import shown, text_problem, token_problem
+from reconciler.serve.inert import shown, text_clean, text_problem, token_clean, token_problem
 from specs_schema.models import AgentStatus
 from specs_schema.shapes import RECORD_PLACEHOLDERS
 
@@ -357,11 +357,12 @@ def _serve_user(
         return None
     caller_id_name = ext.caller_id_name or ext.name
     caller_id_number = ext.caller_id_number or number
-    problem = (
+    clean = token_clean(number) and text_clean(caller_id_name) and token_clean(caller_id_number)
+    problem = None if clean else (
         _field_problem("number", number, token_problem)
         or _field_problem("caller id name", caller_id_name, text_problem)
         or _field_problem("caller id number", caller_id_number, token_problem)
-    )
+    )  # fmt: skip
     if problem is not None:
         problems.append(f"tenant {tenant_id}: extension {shown(number)}: {problem}: not served")
         return None

@@ -322,17 +322,29 @@ def delete_api_token(conn: psycopg.Connection, email: str, token_id: int) -> byt
 def revoke_all_except(conn: psycopg.Connection, entitled: Collection[str]) -> Revoked:
     """Sessions, API tokens and pending invitations of everyone not in ``entitled`` end.
     Accounts stay (a person put back in git logs in again with the same password)."""
-    keep = sorted({email.lower() for email in entitled})
+    keep = {email.lower() for email in entitled}
     with conn.transaction():
+        # who holds anything is a short list; everyone declared in git can be 100,000 people:
+        # compare here, send only the few to revoke
+        holders = conn.execute(
+            """
+            SELECT email FROM pbx.portal_sessions
+            UNION SELECT email FROM pbx.portal_api_tokens
+            UNION SELECT email FROM pbx.portal_invitations WHERE used_at IS NULL
+            """
+        ).fetchall()
+        gone = sorted({email for (email,) in holders} - keep)
+        if not gone:
+            return Revoked(0, 0, 0)
         sessions = conn.execute(
-            "DELETE FROM pbx.portal_sessions WHERE NOT (email = ANY(%s))", (keep,)
+            "DELETE FROM pbx.portal_sessions WHERE email = ANY(%s)", (gone,)
         ).rowcount
         tokens = conn.execute(
-            "DELETE FROM pbx.portal_api_tokens WHERE NOT (email = ANY(%s))", (keep,)
+            "DELETE FROM pbx.portal_api_tokens WHERE email = ANY(%s)", (gone,)
         ).rowcount
         invitations = conn.execute(
-            "DELETE FROM pbx.portal_invitations WHERE used_at IS NULL AND NOT (email = ANY(%s))",
-            (keep,),
+            "DELETE FROM pbx.portal_invitations WHERE used_at IS NULL AND email = ANY(%s)",
+            (gone,),
         ).rowcount
     return Revoked(sessions, tokens, invitations)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from reconciler.serve.inert import shown, text_problem, token_problem
+from reconciler.serve.inert import shown, text_clean, text_problem, token_clean, token_problem
 
 
 @pytest.mark.parametrize(
@@ -47,3 +49,9 @@ def test_tokens_cannot_split_or_quote_arguments(value: str) -> None:
 def test_shown_escapes_and_cuts() -> None:
     assert shown("a\nb") == "'a\\nb'"
     assert len(shown("x" * 100)) == 40
+
+
+@given(st.text(max_size=30))
+def test_the_fast_checks_agree_with_the_explained_ones(value: str) -> None:
+    assert text_clean(value) == (text_problem(value) is None)
+    assert token_clean(value) == (token_problem(value) is None)
