@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import re
+from collections import Counter
 from collections.abc import Iterator
 
 import psycopg
@@ -66,6 +67,11 @@ def test_passwords_are_phone_friendly_letters_and_digits() -> None:
     assert all(re.fullmatch(r"[A-Za-z0-9]{32}", p) for p in drawn)
     assert not set("".join(drawn)) & set("0O1lI-_")
     assert len(set(drawn)) == len(drawn)
+    counts = Counter("".join(drawn))  # 96,000 characters: about 1,684 of each, give or take 40
+    assert set(counts) == set(PASSWORD_ALPHABET)
+    assert all(
+        0.75 < n / (len(drawn) * 32 / len(PASSWORD_ALPHABET)) < 1.25 for n in counts.values()
+    )
 
 
 def test_the_a1_hash_is_md5_of_number_domain_and_password(conn: psycopg.Connection) -> None:
