@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import gc
 import multiprocessing
+import os
 import re
 import statistics
 import sys
@@ -132,8 +133,17 @@ def make_presence(state: dict[str, TenantState]) -> FakePresence:
     return presence
 
 
+def pin(cpu: int) -> None:
+    """Client and portal on cores of their own (as bench_xmlcurl puts wrk and the daemon):
+    otherwise the tail measures the two processes taking turns on one core."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) >= 2:
+        os.sched_setaffinity(0, {cpus[cpu % len(cpus)]})
+
+
 def serve(dsn: str, tenants: int, extensions: int, pipe: Any) -> None:
     """The child: the portal over the whole platform until terminated."""
+    pin(1)
     state = {tenant_id(n): make_tenant(n, extensions) for n in range(tenants)}
     deps = FakePortalDeps(dsn=dsn, state=state, presence_view=make_presence(state))
     deps.history_rows = [history_entry(tenant_id(n % tenants), n) for n in range(200)]
@@ -278,6 +288,7 @@ def main() -> None:
         proc.start()
         try:
             port = parent.recv()
+            pin(0)
             print(
                 f"portal up with {args.tenants} tenants x {args.extensions} extensions "
                 f"in {time.perf_counter() - started:.1f} s"

@@ -121,18 +121,9 @@ async def tenant_page(request: web.Request) -> web.StreamResponse:
     deps = portal_of(request).deps
     live = deps.presence.domain(sc.state.tenant.domain)
     detail = views.tenant_detail(sc, deps.tenant_sync().get(tenant_id), live)
-    history = audit = None
-    if sc.sees_all:
-        history = [views.history_view(h) for h in await deps.history(tenant_id, 10)]
-        audit = await _audit(request, tenant_id, 10)
+    # history and audit live on the Activity page: this one never waits for the database
     return render(
-        request,
-        "tenant.html",
-        t=detail,
-        scope=sc,
-        history=history,
-        audit=audit,
-        statuses=("Available", "On Break", "Logged Out"),
+        request, "tenant.html", t=detail, scope=sc, statuses=("Available", "On Break", "Logged Out")
     )
 
 
