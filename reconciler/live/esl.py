@@ -20,14 +20,7 @@ shared/freeswitch/REFERENCE.md and the ESL transcripts):
   ``on_connect`` hook after every connect. How the socket is opened (``connect``) and how long
   to wait between attempts (``retry_delay``) are the caller's.
 
-Exceptions::
-
-    EslError                    base of everything raised here
-    ├── EslConnectionError      not connected, socket failed, EOF or disconnect notice
-    ├── EslAuthError            password refused, or the ACL sent a rude rejection
-    ├── EslTimeout              a connect, reply or background job took too long
-    ├── EslProtocolError        the peer sent bytes that are not ESL (the socket is dropped)
-    └── EslCommandError         a command/reply said -ERR (event, bgapi); api() never raises it
+Exceptions: the ``EslError`` tree, drawn in ``esl_errors``.
 
 ``api()`` returns the api/response body verbatim (``"+OK\\n"``, ``"-ERR Agent not found!\\n"``,
 ``"Waiting"``): interpreting it is the caller's business.
