@@ -7,6 +7,7 @@ its own, dropped afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -53,25 +54,29 @@ def pg_server_dsn() -> Iterator[str]:
         shutil.rmtree(datadir, ignore_errors=True)
 
 
-def _with_database(server_dsn: str, name: str) -> str:
+@contextlib.contextmanager
+def fresh_database(server_dsn: str, prefix: str = "pbx_test") -> Iterator[str]:
+    """A uniquely named database on the test server, dropped (with its connections) after:
+    the one way every suite gets a database of its own."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     info = psycopg.conninfo.conninfo_to_dict(server_dsn)
     info["dbname"] = name
-    return psycopg.conninfo.make_conninfo(**info)
+    try:
+        yield psycopg.conninfo.make_conninfo(**info)
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @pytest.fixture
 def pg_dsn(pg_server_dsn: str) -> Iterator[str]:
     """A fresh, uniquely named database; dropped (with its connections) after the test."""
-    name = f"pbx_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield _with_database(pg_server_dsn, name)
-    finally:
-        with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with fresh_database(pg_server_dsn) as dsn:
+        yield dsn
 
 
 @pytest.fixture

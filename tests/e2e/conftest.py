@@ -32,7 +32,6 @@ import re
 import shutil
 import time
 import urllib.parse
-import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -52,7 +51,7 @@ from reconciler.live import AGENT_NUMBER_FIELDS, DesiredLive, desired_live, is_m
 from reconciler.live.nodes import parse_node_spec
 from reconciler.web import PortalConfig
 from specs_schema.load import load_specs
-from tests.conftest import EXAMPLE_TENANTS, TRANSCRIPTS
+from tests.conftest import EXAMPLE_TENANTS, TRANSCRIPTS, fresh_database
 from tests.fakes.fake_freeswitch import FakeFreeSwitch, XmlCurlRequest, fs_url_encode
 
 XML_CURL_DIR = TRANSCRIPTS / "xml_curl"
@@ -510,18 +509,8 @@ def tenant_fingerprint(dsn: str, tenant_id: str) -> dict[str, Any]:
 @contextlib.contextmanager
 def database(server_dsn: str) -> Iterator[str]:
     """A fresh database on the test server (for fixtures wider than a function)."""
-    name = f"pbx_e2e_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    info = psycopg.conninfo.conninfo_to_dict(server_dsn)
-    info["dbname"] = name
-    try:
-        yield psycopg.conninfo.make_conninfo(**info)
-    finally:
-        with psycopg.connect(server_dsn, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with fresh_database(server_dsn, "pbx_e2e") as dsn:
+        yield dsn
 
 
 # --- the CLI ---------------------------------------------------------------------------

@@ -12,27 +12,14 @@ from psycopg import sql
 from reconciler.core.identity import DatabaseIdentity
 from reconciler.store import StoreError, connect, migrate
 from reconciler.store.identity import dsn_fingerprint, read_database_identity
-
-
-def _with_database(server_dsn: str, name: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(server_dsn)
-    info["dbname"] = name
-    return psycopg.conninfo.make_conninfo(**info)
+from tests.conftest import fresh_database
 
 
 @pytest.fixture
 def other_dsn(pg_server_dsn: str) -> Iterator[str]:
     """A second database on the same server."""
-    name = f"pbx_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield _with_database(pg_server_dsn, name)
-    finally:
-        with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with fresh_database(pg_server_dsn) as dsn:
+        yield dsn
 
 
 def identity_of(dsn: str) -> DatabaseIdentity:
@@ -59,19 +46,15 @@ def test_two_databases_have_different_identities(pg_dsn: str, other_dsn: str) ->
 
 
 def test_a_re_created_database_is_another_installation(pg_server_dsn: str) -> None:
-    name = f"pbx_test_{uuid.uuid4().hex[:12]}"
-    dsn = _with_database(pg_server_dsn, name)
-    identities = []
-    for _ in range(2):
+    with fresh_database(pg_server_dsn) as dsn:
+        first = identity_of(dsn)
+        name = sql.Identifier(str(psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]))
         with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            identities.append(identity_of(dsn))
-        finally:
-            with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-    assert identities[0].database == identities[1].database
-    assert "installation" in (identities[0].difference(identities[1]) or "")
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(name))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+        second = identity_of(dsn)
+    assert first.database == second.database
+    assert "installation" in (first.difference(second) or "")
 
 
 def test_an_unmigrated_database_has_no_identity(pg_dsn: str) -> None:

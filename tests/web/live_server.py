@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
-
-import psycopg
-from psycopg import sql
 
 from reconciler.store import connect, migrate
 from reconciler.store.portal import create_api_token
 from reconciler.web import PortalConfig, PortalServer
 from reconciler.web.tokens import new_api_token, token_digest
+from tests.conftest import fresh_database
 from tests.fakes.portal import FakePortalDeps
 from tests.web.support import make_account
 
@@ -26,21 +23,10 @@ T = TypeVar("T")
 @contextmanager
 def scratch_database(server_dsn: str) -> Iterator[str]:
     """A migrated database for a whole module (a live server outlives one test)."""
-    name = f"pbx_web_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    info = psycopg.conninfo.conninfo_to_dict(server_dsn)
-    info["dbname"] = name
-    dsn = psycopg.conninfo.make_conninfo(**info)
-    try:
+    with fresh_database(server_dsn, "pbx_web") as dsn:
         with connect(dsn) as conn:
             migrate(conn)
         yield dsn
-    finally:
-        with psycopg.connect(server_dsn, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 class LivePortal:
