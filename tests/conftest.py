@@ -17,7 +17,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings
 from psycopg import sql
+
+# CI runs must be repeatable: a red run does not land, so property tests draw the same
+# examples every time. `HYPOTHESIS_PROFILE=explore` draws fresh ones (run it before a change
+# to a property's subject).
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PBX_SHARED_DIR", REPO.parent / "shared"))

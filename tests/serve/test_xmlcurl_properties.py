@@ -399,5 +399,8 @@ def test_a_hostile_string_in_any_record_field_never_reaches_an_answer(
         for element in root.iter():  # what FreeSWITCH reads, XML escapes resolved
             for text in [*element.attrib.values(), element.text or ""]:
                 rest = without_our_own_expansions(text + '"')
-                assert value not in rest, text
+                # a value of only blanks and line breaks is also the documents' own layout
+                # (hypothesis found "\n"): the characters test below still holds for it
+                if value.strip():
+                    assert value not in rest, text
                 assert not any(char in rest for char in "${}"), text
