@@ -56,10 +56,17 @@ def _report_held(planned: PlannedPass) -> None:
         click.echo(f"held {tenant_id}: {reason}", err=True)
 
 
-def _plan(cfg: ResolvedSettings, tenant: str | None, allow_mass_orphan: bool) -> PlannedPass:
+def _tenants_dir(cfg: ResolvedSettings) -> Path:
+    """The spec directory, which must exist: a missing one is a usage error, never "every
+    tenant left git"."""
     tenants_dir = Path(cfg["tenants"])
     if not tenants_dir.is_dir():
         raise click.UsageError(f"tenants directory not found: {tenants_dir}")
+    return tenants_dir
+
+
+def _plan(cfg: ResolvedSettings, tenant: str | None, allow_mass_orphan: bool) -> PlannedPass:
+    tenants_dir = _tenants_dir(cfg)
     with opened_store(cfg) as store:
         reconciler = Reconciler(tenants_dir, store, _guards(cfg, allow_mass_orphan))
         try:
@@ -140,9 +147,7 @@ def apply_command(
 ) -> None:
     """Apply the plan: one transaction per tenant, platform admins and spec status too."""
     cfg = resolved(ctx)
-    tenants_dir = Path(cfg["tenants"])
-    if not tenants_dir.is_dir():
-        raise click.UsageError(f"tenants directory not found: {tenants_dir}")
+    tenants_dir = _tenants_dir(cfg)
     with opened_store(cfg) as store:
         reconciler = Reconciler(tenants_dir, store, _guards(cfg, allow_mass_orphan))
         try:
