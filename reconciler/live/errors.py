@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from reconciler.core.errors import Permanent, Transient
-from reconciler.live.esl import EslError, EslTimeout
+from reconciler.esl import EslError, EslTimeout
 
 
 class NodeUnreachable(Transient):

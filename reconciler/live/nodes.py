@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.core.logs import register_secret
+from reconciler.esl import EslClient, EslClientState, EslConnection, OpenStream
 from reconciler.live.apply import Api, LiveApplyReport, NodeMemory, apply_live, read_live
 from reconciler.live.desired import DesiredLive
 from reconciler.live.errors import (
@@ -35,7 +36,6 @@ from reconciler.live.errors import (
     NodeUnreachable,
     translated,
 )
-from reconciler.live.esl import EslClient, EslClientState, EslConnection, OpenStream
 from reconciler.live.listings import LiveState
 from reconciler.live.node_spec import NodeSpec, parse_node_spec, parse_node_specs
 from reconciler.live.plan import LivePlan, plan_live

@@ -37,6 +37,7 @@ from reconciler.core.presence import (
     Registration,
     StatusResult,
 )
+from reconciler.esl import EslClient, EslClientState, EslConnection, EslEvent, OpenStream
 from reconciler.live import commands as cmd
 from reconciler.live.apply import Api
 from reconciler.live.desired import DesiredLive
@@ -48,7 +49,6 @@ from reconciler.live.errors import (
     UnsafeArgument,
     translated,
 )
-from reconciler.live.esl import EslClient, EslClientState, EslConnection, EslEvent, OpenStream
 from reconciler.live.listings import parse_agent_presence, parse_member_list
 from reconciler.live.node_spec import NodeSpec
 from reconciler.live.nodes import connection_api

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from reconciler.core.presence import AgentPresence, QueueMember, Registration
+from reconciler.esl import EslEvent
 from reconciler.live.desired import domain_of
-from reconciler.live.esl import EslEvent
 from reconciler.live.listings import ListedAgentPresence, ListedMember
 from reconciler.live.registrations import registration_from_event
 

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
-from reconciler.live.esl_errors import (
+from reconciler.esl.errors import (
     EslAuthError,
     EslCommandError,
     EslConnectionError,
@@ -30,7 +30,7 @@ from reconciler.live.esl_errors import (
     EslTimeout,
     as_connection_error,
 )
-from reconciler.live.esl_frames import (
+from reconciler.esl.frames import (
     EslEvent,
     EslFrame,
     EslFrameParser,
@@ -38,7 +38,7 @@ from reconciler.live.esl_frames import (
     check_line,
     format_command,
 )
-from reconciler.live.esl_router import (
+from reconciler.esl.router import (
     API_RESPONSE,
     COMMAND_REPLY,
     EslRouter,
@@ -49,7 +49,7 @@ from reconciler.live.esl_router import (
 __all__ = ["EslConnection", "OpenStream"]
 
 # One logger for the whole ESL client, whichever module logs: operators tune it by this name.
-log = logging.getLogger("reconciler.live.esl")
+log = logging.getLogger("reconciler.esl")
 
 OpenStream = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 """Opens the byte stream to a switch: ``asyncio.open_connection(host, port)`` by default."""

@@ -9,7 +9,7 @@ Nothing here touches a socket or an event loop, so the framing is tested byte by
 the transcripts. The outgoing side is here too: :func:`quote_arg` (FreeSWITCH's tokenizer),
 :func:`build_event_command` (CUSTOM last), :func:`format_command` and :func:`check_line`
 (no frame injection).
-Neighbours: :mod:`.esl_router` turns these frames into replies and events.
+Neighbours: :mod:`.router` turns these frames into replies and events.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Final
 from urllib.parse import unquote
 
-from reconciler.live.esl_errors import EslProtocolError
+from reconciler.esl.errors import EslProtocolError
 
 __all__ = [
     "EslEvent",

@@ -12,7 +12,7 @@ import logging
 
 import pytest
 
-from reconciler.live.esl import (
+from reconciler.esl import (
     EslAuthError,
     EslConnectionError,
     EslEvent,
@@ -22,7 +22,7 @@ from reconciler.live.esl import (
     EslTimeout,
     build_event_command,
 )
-from reconciler.live.esl_router import (
+from reconciler.esl.router import (
     API_RESPONSE,
     COMMAND_REPLY,
     EslRouter,
@@ -256,7 +256,7 @@ async def test_a_raising_callback_is_logged_and_the_next_event_still_delivered(
 async def test_a_full_buffer_drops_and_counts_instead_of_blocking_the_reader(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="reconciler.live.esl")
+    caplog.set_level(logging.WARNING, logger="reconciler.esl")
     wired = Wired(buffer=2)
     wired.feed(*CC_EVENTS)
     kept = await wired.buffered()

@@ -5,7 +5,7 @@
 behind it and the only code that counts failures and decides how long to wait: it asks the
 injected ``retry_delay`` / ``auth_retry_delay`` and logs an outage once per streak. How the
 socket is opened and how long to wait are the caller's; this module knows ESL, not retry
-strategy. Neighbours: :mod:`.esl_connection` (one socket), :mod:`.esl_router` (event buffer).
+strategy. Neighbours: :mod:`.connection` (one socket), :mod:`.router` (event buffer).
 """
 
 # Every wait takes an explicit ``timeout=`` that turns into EslTimeout: that is the contract
@@ -22,15 +22,15 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
-from reconciler.live.esl_connection import EslConnection, OpenStream
-from reconciler.live.esl_errors import EslAuthError, EslConnectionError, EslError, EslTimeout
-from reconciler.live.esl_frames import EslEvent, build_event_command, check_line
-from reconciler.live.esl_router import EventCallback, EventSink
+from reconciler.esl.connection import EslConnection, OpenStream
+from reconciler.esl.errors import EslAuthError, EslConnectionError, EslError, EslTimeout
+from reconciler.esl.frames import EslEvent, build_event_command, check_line
+from reconciler.esl.router import EventCallback, EventSink
 
 __all__ = ["EslClient", "EslClientState", "OnConnect", "RetryDelay"]
 
 # One logger for the whole ESL client, whichever module logs: operators tune it by this name.
-log = logging.getLogger("reconciler.live.esl")
+log = logging.getLogger("reconciler.esl")
 
 OnConnect = Callable[[EslConnection], Awaitable[None]]
 RetryDelay = Callable[[int], float]

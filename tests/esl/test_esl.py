@@ -1,4 +1,4 @@
-"""reconciler.live.esl against the captured bytes of a real FreeSWITCH, and against the fake.
+"""reconciler.esl against the captured bytes of a real FreeSWITCH, and against the fake.
 
 A scripted server sends transcript ``recv`` bytes verbatim (split into odd chunks) and checks
 that the client sends exactly the transcript's ``send`` bytes.
@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.live.esl import (
+from reconciler.esl import (
     EslAuthError,
     EslClient,
     EslClientState,
@@ -484,7 +484,7 @@ async def test_connection_against_fake_freeswitch() -> None:
 async def test_client_reconnects_with_backoff_and_resyncs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="reconciler.live.esl")
+    caplog.set_level(logging.DEBUG, logger="reconciler.esl")
     resyncs: list[EslConnection] = []
 
     async def on_connect(conn: EslConnection) -> None:
@@ -548,7 +548,7 @@ async def test_client_asks_the_injected_policy_and_logs_an_outage_once(
         asked.append(failures)
         return 0.01
 
-    caplog.set_level(logging.DEBUG, logger="reconciler.live.esl")
+    caplog.set_level(logging.DEBUG, logger="reconciler.esl")
     client = EslClient("127.0.0.1", free_port(), PASSWORD, retry_delay=retry_delay)
     async with client:
         await eventually(lambda: len(asked) >= 5)
@@ -573,7 +573,7 @@ async def test_refused_password_uses_the_auth_policy_and_is_logged_once(
         refusals.append(count)
         return 0.01
 
-    caplog.set_level(logging.WARNING, logger="reconciler.live.esl")
+    caplog.set_level(logging.WARNING, logger="reconciler.esl")
     async with (
         FakeFreeSwitch(password=PASSWORD) as fs,
         EslClient(fs.host, fs.port, "wrong-pw", retry_delay=probe, auth_retry_delay=auth),

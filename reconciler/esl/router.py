@@ -11,7 +11,7 @@ Wire facts this relies on (shared/freeswitch/REFERENCE.md and the ESL transcript
 The router reads, writes and awaits nothing: the connection registers a future before writing
 each command (:meth:`EslRouter.expect`) and hands it every parsed frame
 (:meth:`EslRouter.route`). So the matching is tested frame by frame from the transcripts, and
-the connection (:mod:`.esl_connection`) is left with the socket.
+the connection (:mod:`.connection`) is left with the socket.
 """
 
 # The event buffer's waits take an explicit ``timeout=`` that turns into EslTimeout: that is
@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Final, cast
 
-from reconciler.live.esl_errors import (
+from reconciler.esl.errors import (
     EslAuthError,
     EslConnectionError,
     EslError,
@@ -35,7 +35,7 @@ from reconciler.live.esl_errors import (
     EslTimeout,
     copy_error,
 )
-from reconciler.live.esl_frames import EslEvent, EslFrame, decode, parse_event_plain
+from reconciler.esl.frames import EslEvent, EslFrame, decode, parse_event_plain
 
 __all__ = [
     "API_RESPONSE",
@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 # One logger for the whole ESL client, whichever module logs: operators tune it by this name.
-log = logging.getLogger("reconciler.live.esl")
+log = logging.getLogger("reconciler.esl")
 
 AUTH_REQUEST: Final = "auth/request"
 COMMAND_REPLY: Final = "command/reply"

@@ -1,7 +1,7 @@
 """The exception tree of the ESL client, shared by its frames, router, connection and client.
 
 In a module of its own because every layer raises these and none of them may import a layer
-above it. Callers import them from :mod:`reconciler.live.esl`::
+above it. Callers import them from :mod:`reconciler.esl`::
 
     EslError                    base of everything raised here
     ├── EslConnectionError      not connected, socket failed, EOF or disconnect notice

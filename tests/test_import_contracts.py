@@ -1,0 +1,63 @@
+"""The import-linter contracts are fences that hold: a planted import in a copy of the code
+breaks the contract that forbids it (a contract that cannot fail proves nothing)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+ESL_CONTRACT = "The ESL client is a library: stdlib only"
+
+
+def lint_copy(tmp_path: Path, plant: tuple[str, str] | None) -> subprocess.CompletedProcess[str]:
+    """Run lint-imports on a copy of the packages, ``plant`` = (module file, import line)."""
+    for package in ("reconciler", "specs_schema"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("*.pyc"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    if plant is not None:
+        target = tmp_path / plant[0]
+        text = target.read_text()
+        head, sep, rest = text.partition("\nimport ")
+        target.write_text(f"{head}\n{plant[1]}{sep}{rest}")
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--config", "pyproject.toml", "--no-cache"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def lint_imports_available() -> None:
+    if not LINT_IMPORTS.exists():
+        pytest.skip("lint-imports is not installed beside this interpreter")
+
+
+@pytest.mark.usefixtures("lint_imports_available")
+@pytest.mark.parametrize(
+    "planted",
+    ["import reconciler.core", "import aiohttp", "from reconciler.live import errors"],
+)
+def test_an_esl_module_that_imports_beyond_the_stdlib_breaks_the_contract(
+    tmp_path: Path, planted: str
+) -> None:
+    result = lint_copy(tmp_path, ("reconciler/esl/frames.py", planted))
+    assert result.returncode != 0, result.stdout
+    broken = result.stdout.partition("Broken contracts")[2]
+    assert ESL_CONTRACT in broken
+    assert "reconciler.esl.frames ->" in broken
+
+
+@pytest.mark.usefixtures("lint_imports_available")
+def test_the_unplanted_copy_keeps_every_contract(tmp_path: Path) -> None:
+    result = lint_copy(tmp_path, None)
+    assert result.returncode == 0, result.stdout
