@@ -31,7 +31,7 @@ from reconciler.live import NodeReconciler, NodeSpec, desired_live, managed_doma
 from reconciler.serve import XML_PATH, make_app
 from reconciler.serve.snapshot import build_snapshot
 from reconciler.serve.templating import load_templates
-from tests.fakes.fake_freeswitch import FakeFreeSwitch
+from tests.fakes.freeswitch import FakeFreeSwitch
 
 
 def make_state(tenants: int, agents: int, queues: int) -> State:

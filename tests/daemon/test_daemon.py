@@ -24,7 +24,7 @@ import pytest
 
 from reconciler.daemon.app import Daemon, DaemonConfig
 from reconciler.live.nodes import parse_node_spec
-from tests.fakes.fake_freeswitch import FakeFreeSwitch
+from tests.fakes.freeswitch import FakeFreeSwitch
 
 ACME = """\
 id: acme

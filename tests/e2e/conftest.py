@@ -52,7 +52,12 @@ from reconciler.live.nodes import parse_node_spec
 from reconciler.web import PortalConfig
 from specs_schema.load import load_specs
 from tests.conftest import EXAMPLE_TENANTS, TRANSCRIPTS, fresh_database
-from tests.fakes.fake_freeswitch import FakeFreeSwitch, XmlCurlRequest, fs_url_encode
+from tests.fakes.freeswitch import (
+    FakeCallcenter,
+    FakeFreeSwitch,
+    XmlCurlRequest,
+    fs_url_encode,
+)
 
 XML_CURL_DIR = TRANSCRIPTS / "xml_curl"
 BAD_SPECS = Path(__file__).resolve().parent / "bad_specs"
@@ -380,19 +385,26 @@ class ProbingSwitch(FakeFreeSwitch):
         super().__init__(**kwargs)
         self.unload_probes: list[tuple[str, bool]] = []
         self.fetch_history: list[XmlCurlRequest] = []  # every fetch, across reset_logs()
+        self.callcenter = ProbingCallcenter(self)
 
     def reset_logs(self) -> None:
         self.fetch_history += self.xml_curl_log
         super().reset_logs()
 
-    async def _cc_queue(self, action: str, args: list[str], events: list[Any]) -> str:
+
+class ProbingCallcenter(FakeCallcenter):
+    """mod_callcenter of a :class:`ProbingSwitch`: probes callcenter.conf before an unload."""
+
+    fs: ProbingSwitch
+
+    async def _queue(self, action: str, args: list[str], events: list[Any]) -> str:
         if action == "unload" and args:
             config = await self._fetch_callcenter_conf(args[0])
             served = config is not None and any(
                 q.get("name") == args[0] for q in config.iterfind("queues/queue")
             )
-            self.unload_probes.append((args[0], served))
-        return await super()._cc_queue(action, args, events)
+            self.fs.unload_probes.append((args[0], served))
+        return await super()._queue(action, args, events)
 
 
 # --- oracles ---------------------------------------------------------------------------

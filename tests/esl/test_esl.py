@@ -35,7 +35,7 @@ from reconciler.esl import (
     parse_event_plain,
     quote_arg,
 )
-from tests.fakes.fake_freeswitch import FakeFreeSwitch, separate_blank
+from tests.fakes.freeswitch import FakeFreeSwitch, separate_blank
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("PBX_SHARED_DIR", REPO.parent / "shared"))

@@ -45,9 +45,9 @@ def _spec(
     status: str,
     users: list[dict[str, Any]],
     extensions: list[str],
-    agents: list[tuple[str, str]] = (),  # type: ignore[assignment]
-    queues: list[dict[str, Any]] = (),
-) -> TenantSpec:  # type: ignore[assignment]
+    agents: Sequence[tuple[str, str]] = (),
+    queues: Sequence[dict[str, Any]] = (),
+) -> TenantSpec:
     return TenantSpec.model_validate(
         {
             "id": tenant_id,

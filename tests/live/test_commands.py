@@ -19,7 +19,7 @@ from reconciler.live import (
 )
 from reconciler.live import commands as cmd
 from reconciler.live.desired import DesiredAgent, DesiredQueue, DesiredTier
-from tests.fakes.fake_freeswitch import FakeFreeSwitch
+from tests.fakes.freeswitch import FakeFreeSwitch
 
 ACME = "acme.example.com"
 EVIL = ["$", "{", "}", "${system(id)}", "{api_on_answer=x}", "\x00", "\x07", "\x1b", "\x7f"]

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from tests.fakes.fake_freeswitch import (
+from tests.fakes.freeswitch import (
     BANNER,
     CC_USAGE,
     VANILLA_CALLCENTER_QUEUES,

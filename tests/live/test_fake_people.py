@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.fake_freeswitch import FakeFreeSwitch, RawEsl
+from tests.fakes.freeswitch import FakeFreeSwitch, RawEsl
 from tests.live.test_fake_freeswitch import SHARED, event_fields, split_frames
 
 LIVE_DIR = SHARED / "freeswitch" / "transcripts" / "esl" / "live"

@@ -26,7 +26,7 @@ from reconciler.live import (
 from reconciler.serve import XML_PATH, make_app
 from reconciler.serve.snapshot import Snapshot, build_snapshot
 from reconciler.serve.templating import load_templates
-from tests.fakes.fake_freeswitch import VANILLA_CALLCENTER_QUEUES, FakeFreeSwitch
+from tests.fakes.freeswitch import VANILLA_CALLCENTER_QUEUES, FakeFreeSwitch
 
 ACME = "acme.example.com"
 GLOBEX = "globex.example.com"

@@ -24,7 +24,7 @@ from reconciler.live import (
 )
 from reconciler.live.presence_facts import DomainFacts
 from reconciler.live.registrations import parse_core_registrations, parse_sofia_registrations
-from tests.fakes.fake_freeswitch import FakeFreeSwitch
+from tests.fakes.freeswitch import FakeFreeSwitch
 from tests.live.test_fake_people import (
     ACME,
     ALICE,
