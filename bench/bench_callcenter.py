@@ -27,10 +27,10 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from reconciler.core.model import Agent, Queue, State, Tenant, TenantState, Tier, user_contact
-from reconciler.live import NodeReconciler, NodeSpec, desired_live, managed_domains
 from reconciler.serve import XML_PATH, make_app
 from reconciler.serve.snapshot import build_snapshot
 from reconciler.serve.templating import load_templates
+from reconciler.switch import CallcenterEngine, NodeSession, NodeSpec, desired_live, managed_domains
 from tests.fakes.freeswitch import FakeFreeSwitch
 
 
@@ -138,8 +138,8 @@ async def run(
             fs.reply_delay = delay_ms / 1000
             proxy = LatencyProxy((fs.host, fs.port), rtt_ms / 1000)
             await proxy.start()
-            node = NodeReconciler(
-                NodeSpec("127.0.0.1", proxy.port if rtt_ms else fs.port, fs.password),
+            node = CallcenterEngine(
+                NodeSession(NodeSpec("127.0.0.1", proxy.port if rtt_ms else fs.port, fs.password)),
                 concurrency=concurrency,
             )
             await node.start()

@@ -45,7 +45,7 @@ def lint_imports_available() -> None:
 @pytest.mark.usefixtures("lint_imports_available")
 @pytest.mark.parametrize(
     "planted",
-    ["import reconciler.core", "import aiohttp", "from reconciler.live import errors"],
+    ["import reconciler.core", "import aiohttp", "from reconciler.switch import errors"],
 )
 def test_an_esl_module_that_imports_beyond_the_stdlib_breaks_the_contract(
     tmp_path: Path, planted: str

@@ -19,7 +19,7 @@ from reconciler.cli.status_view import render_status
 from reconciler.core import logs
 from reconciler.core.errors import PbxError
 from reconciler.daemon import DaemonConfig, default_state_dir, run_daemon
-from reconciler.live import parse_node_specs
+from reconciler.switch import parse_node_specs
 
 
 @click.command()

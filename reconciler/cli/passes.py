@@ -15,9 +15,9 @@ from reconciler.cli.options import confirm_or_exit, global_options, opened_store
 from reconciler.cli.settings import ResolvedSettings
 from reconciler.core.errors import PbxError
 from reconciler.core.render import render_text, to_json
-from reconciler.live import NodeSpecError, parse_node_specs
-from reconciler.live.preview import has_changes, preview_nodes, render_preview
 from reconciler.reconcile import PassGuards, PlannedPass, Reconciler
+from reconciler.switch import NodeSpecError, parse_node_specs
+from reconciler.switch.callcenter.preview import has_changes, preview_nodes, render_preview
 from reconciler.web import revoke_unentitled
 from specs_schema.load import SpecError
 

@@ -28,7 +28,7 @@
         └── StoreError ∩ Transient    StoreUnavailable
 
 The live leaves (``NodeSpecError``, ``CallcenterError``, ``UnsafeArgument``, ``UnknownAgent``,
-``NodeUnreachable``, ``NodeTimeout``) are defined in ``reconciler.live.errors``. ``StoreError``
+``NodeUnreachable``, ``NodeTimeout``) are defined in ``reconciler.switch.errors``. ``StoreError``
 (``reconciler.store.errors``) is the store's own base and also a ``PbxError``;
 each of its leaves picks a branch too, so ``except StoreError`` and ``except Transient`` both
 work. Foreign errors (psycopg, sockets, ``EslError`` of the stdlib-only ESL client) are

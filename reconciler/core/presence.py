@@ -1,6 +1,6 @@
 """What the switches say is happening right now, as the portal shows it: registrations,
 agents' runtime status and state, callers waiting in queues. Records only; the live side
-(``reconciler.live``) keeps them fresh from ESL events, the web side reads them.
+(``reconciler.switch``, the presence engine) keeps them fresh from ESL events, the web side reads them.
 
 These are runtime facts owned by phones, people and the switch, never by git: the
 reconciler shows them and changes only an agent's status, on its owner's request.

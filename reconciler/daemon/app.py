@@ -4,7 +4,7 @@ One asyncio loop runs the listeners and every background task; database work run
 threads, ESL is asyncio, so nothing on a request path waits for PostgreSQL or a switch.
 Named, guarded tasks: ``database`` (DSN, store, leader election: ``database.py``),
 ``reconcile`` (``passes.py``), ``watch`` and ``git`` (``reconciler.sources``); the ESL
-clients of every node run inside ``live_sync.py``, the portal inside ``portal.py``. Faults:
+sessions of every node run inside ``switches.py``, the portal inside ``portal.py``. Faults:
 PostgreSQL down -> the last snapshot keeps serving and passes retry with backoff; a switch
 down -> that node keeps probing on its own; SIGTERM -> the running pass finishes,
 connections close, exit 0.
@@ -25,13 +25,13 @@ from reconciler.core.logs import event, register_secret
 from reconciler.daemon import http
 from reconciler.daemon.config import DaemonConfig
 from reconciler.daemon.database import DatabaseLink
-from reconciler.daemon.live_sync import LiveSync
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.passes import PassHooks, PassLoop
 from reconciler.daemon.portal import PortalLink
 from reconciler.daemon.snapshots import ServedSnapshot
 from reconciler.daemon.startup import announce, poll_git, prepare_state_dir
 from reconciler.daemon.status import StatusBoard, daemon_status
+from reconciler.daemon.switches import SwitchLink
 from reconciler.daemon.tasks import TaskSupervisor
 from reconciler.daemon.triggers import Triggers
 from reconciler.reconcile import PassGuards, Reconciler
@@ -48,7 +48,7 @@ class Daemon:
         self.metrics = Metrics()
         self.templates = load_templates(config.templates_dir)
         self.triggers = Triggers(interval=config.interval)
-        self.live = LiveSync(config.nodes, self.metrics)
+        self.live = SwitchLink(config.nodes, self.metrics)
         self.status = StatusBoard()
         self.database = DatabaseLink(
             config,

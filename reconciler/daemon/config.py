@@ -7,7 +7,7 @@ from pathlib import Path
 
 import platformdirs
 
-from reconciler.live import NodeSpec
+from reconciler.switch import NodeSpec
 from reconciler.web import PortalConfig
 
 

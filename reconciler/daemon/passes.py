@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from reconciler.core.backoff import Backoff
 from reconciler.core.errors import PbxError
 from reconciler.core.logs import event
-from reconciler.daemon.live_sync import LiveSync
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.snapshots import ServedSnapshot
 from reconciler.daemon.status import StatusBoard
+from reconciler.daemon.switches import SwitchLink
 from reconciler.daemon.triggers import TriggerBatch, Triggers
 from reconciler.reconcile import PassOutcome, Reconciler
 
@@ -73,7 +73,7 @@ class PassLoop:
         *,
         triggers: Triggers,
         snapshot: ServedSnapshot,
-        live: LiveSync,
+        live: SwitchLink,
         status: StatusBoard,
         metrics: Metrics,
         is_leader: Callable[[], bool],

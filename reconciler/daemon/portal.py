@@ -16,8 +16,8 @@ from typing import Any
 
 from reconciler.core.model import State
 from reconciler.core.presence import PresenceView
-from reconciler.daemon.live_sync import LiveSync
 from reconciler.daemon.status import StatusBoard, tenant_rows
+from reconciler.daemon.switches import SwitchLink
 from reconciler.reconcile import AppliedState, Reconciler
 from reconciler.store import HistoryEntry, PostgresStore, SipCredentials
 from reconciler.web import (
@@ -31,7 +31,7 @@ from reconciler.web import (
 
 
 class DaemonPortalDeps:
-    def __init__(self, live: LiveSync, dsn: Callable[[], str | None]) -> None:
+    def __init__(self, live: SwitchLink, dsn: Callable[[], str | None]) -> None:
         self._live = live
         self._dsn = dsn
         self._calls = StoreCalls(dsn)
@@ -117,7 +117,9 @@ class PortalLink:
     """The portal's listener and what the daemon owes it after passes; inert when the
     portal is switched off."""
 
-    def __init__(self, config: PortalConfig | None, live: LiveSync, dsn: Callable[[], str | None]):
+    def __init__(
+        self, config: PortalConfig | None, live: SwitchLink, dsn: Callable[[], str | None]
+    ):
         self.deps = DaemonPortalDeps(live, dsn)
         self.server = PortalServer(self.deps, config) if config is not None else None
 

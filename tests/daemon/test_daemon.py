@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 from reconciler.daemon.app import Daemon, DaemonConfig
-from reconciler.live.nodes import parse_node_spec
+from reconciler.switch import parse_node_spec
 from tests.fakes.freeswitch import FakeFreeSwitch
 
 ACME = """\

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from reconciler.core.backoff import Backoff
-from reconciler.daemon.live_sync import LiveSync
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.passes import PassLoop
 from reconciler.daemon.snapshots import ServedSnapshot
 from reconciler.daemon.status import StatusBoard
+from reconciler.daemon.switches import SwitchLink
 from reconciler.daemon.triggers import Triggers
 from reconciler.reconcile import Reconciler
 from tests.conftest import EXAMPLE_TENANTS
@@ -30,7 +30,7 @@ def make_loop(tmp_path: Path, store: MemoryStore, *, retry: Backoff) -> PassLoop
         snapshot=ServedSnapshot(
             tmp_path / "snapshot.json", metrics, fingerprint="memory", probe=lambda timeout: None
         ),
-        live=LiveSync((), metrics),
+        live=SwitchLink((), metrics),
         status=StatusBoard(),
         metrics=metrics,
         is_leader=lambda: True,

@@ -47,8 +47,13 @@ from psycopg import sql
 from reconciler.cli.main import main as pbx_main
 from reconciler.core.desired import tenant_state_from_spec
 from reconciler.daemon.app import Daemon, DaemonConfig
-from reconciler.live import AGENT_NUMBER_FIELDS, DesiredLive, desired_live, is_managed
-from reconciler.live.nodes import parse_node_spec
+from reconciler.switch import (
+    AGENT_NUMBER_FIELDS,
+    DesiredLive,
+    desired_live,
+    is_managed,
+    parse_node_spec,
+)
 from reconciler.web import PortalConfig
 from specs_schema.load import load_specs
 from tests.conftest import EXAMPLE_TENANTS, TRANSCRIPTS, fresh_database

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from reconciler.live import (
+from reconciler.switch import (
     DesiredLive,
     DesiredQueue,
     LivePlan,

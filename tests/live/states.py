@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from reconciler.core.model import Agent, Queue, Tenant, TenantState, Tier
-from reconciler.live import (
+from reconciler.switch import (
     DesiredLive,
     LiveAgent,
     LiveQueue,

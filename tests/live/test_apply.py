@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from reconciler.live import (
+from reconciler.switch import (
     LivePlan,
     LiveState,
     NodeUnreachable,

@@ -10,15 +10,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.live import (
+from reconciler.switch import (
     DesiredLive,
     LiveState,
     UnsafeArgument,
     apply_live,
     plan_live,
 )
-from reconciler.live import commands as cmd
-from reconciler.live.desired import DesiredAgent, DesiredQueue, DesiredTier
+from reconciler.switch.callcenter import commands as cmd
+from reconciler.switch.callcenter.desired import DesiredAgent, DesiredQueue, DesiredTier
 from tests.fakes.freeswitch import FakeFreeSwitch
 
 ACME = "acme.example.com"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reconciler.core.served import managed_domains
-from reconciler.live import (
+from reconciler.switch import (
     DesiredLive,
     desired_live,
 )

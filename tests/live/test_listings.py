@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.core.model import Queue
-from reconciler.live import (
+from reconciler.switch import (
     CallcenterError,
     DesiredQueue,
     LiveAgent,
@@ -19,7 +19,7 @@ from reconciler.live import (
     parse_queue_list,
     parse_tier_list,
 )
-from reconciler.live.listings import live_state
+from reconciler.switch.callcenter.listings import live_state
 from tests.live.states import (
     ALICE_1001,
     FRESH_1002,

@@ -11,10 +11,14 @@ import pytest
 from aiohttp import web
 
 from reconciler.core.model import Agent, Queue, State, Tenant, TenantState, Tier
-from reconciler.live import (
-    LiveReconciler,
-    NodeReconciler,
+from reconciler.serve import XML_PATH, make_app
+from reconciler.serve.snapshot import Snapshot, build_snapshot
+from reconciler.serve.templating import load_templates
+from reconciler.switch import (
+    CallcenterEngine,
+    CallcenterEngines,
     NodeReport,
+    NodeSession,
     NodeSpec,
     NodeSpecError,
     ReconnectPolicy,
@@ -23,9 +27,6 @@ from reconciler.live import (
     parse_node_spec,
     parse_node_specs,
 )
-from reconciler.serve import XML_PATH, make_app
-from reconciler.serve.snapshot import Snapshot, build_snapshot
-from reconciler.serve.templating import load_templates
 from tests.fakes.freeswitch import VANILLA_CALLCENTER_QUEUES, FakeFreeSwitch
 
 ACME = "acme.example.com"
@@ -101,7 +102,7 @@ class World:
     def domains(self) -> frozenset[str]:
         return managed_domains(self.state)
 
-    async def reconcile(self, node: NodeReconciler) -> NodeReport:
+    async def reconcile(self, node: CallcenterEngine) -> NodeReport:
         return await node.reconcile(self.desired, self.domains)
 
 
@@ -128,17 +129,19 @@ async def fs(world: World) -> AsyncIterator[FakeFreeSwitch]:
         yield switch
 
 
-def node_for(switch: FakeFreeSwitch, **options: object) -> NodeReconciler:
-    return NodeReconciler(
-        NodeSpec(switch.host, switch.port, switch.password),
-        connect_timeout=1.0,
-        reconnect=FAST,
+def node_for(switch: FakeFreeSwitch, **options: object) -> CallcenterEngine:
+    return CallcenterEngine(
+        NodeSession(
+            NodeSpec(switch.host, switch.port, switch.password),
+            connect_timeout=1.0,
+            reconnect=FAST,
+        ),
         **options,  # type: ignore[arg-type]
     )
 
 
 @pytest.fixture
-async def node(fs: FakeFreeSwitch) -> AsyncIterator[NodeReconciler]:
+async def node(fs: FakeFreeSwitch) -> AsyncIterator[CallcenterEngine]:
     n = node_for(fs)
     await n.start()
     await n.client.wait_connected(timeout=2)
@@ -180,7 +183,7 @@ def assert_matches_declaration(switch: FakeFreeSwitch, world: World) -> None:
 
 
 async def test_first_sync_pushes_queues_agents_tiers_and_initial_status(
-    world: World, fs: FakeFreeSwitch, node: NodeReconciler
+    world: World, fs: FakeFreeSwitch, node: CallcenterEngine
 ) -> None:
     report = await world.reconcile(node)
     assert report.ok, report.errors
@@ -211,7 +214,7 @@ async def test_declared_state_is_pushed_on_connect_without_the_daemon(
 
 
 async def test_second_pass_sends_zero_mutating_commands(
-    world: World, fs: FakeFreeSwitch, node: NodeReconciler
+    world: World, fs: FakeFreeSwitch, node: CallcenterEngine
 ) -> None:
     await world.reconcile(node)
     mutations, log_at, fetches = fs.mutation_count, len(fs.api_log), len(fs.xml_curl_log)
@@ -226,7 +229,7 @@ async def test_second_pass_sends_zero_mutating_commands(
 
 
 async def test_agent_deleted_with_fs_cli_is_recreated_with_its_tiers(
-    world: World, fs: FakeFreeSwitch, node: NodeReconciler
+    world: World, fs: FakeFreeSwitch, node: CallcenterEngine
 ) -> None:
     await world.reconcile(node)
     assert await fs.run_api(f"{CC} agent del {BOB}") == "+OK\n"
@@ -240,7 +243,7 @@ async def test_agent_deleted_with_fs_cli_is_recreated_with_its_tiers(
 
 
 async def test_tier_level_changed_by_hand_is_set_back(
-    world: World, fs: FakeFreeSwitch, node: NodeReconciler
+    world: World, fs: FakeFreeSwitch, node: CallcenterEngine
 ) -> None:
     await world.reconcile(node)
     assert await fs.run_api(f"{CC} tier set level {SUPPORT} {BOB} 9") == "+OK\n"
@@ -252,7 +255,7 @@ async def test_tier_level_changed_by_hand_is_set_back(
 
 
 async def test_contact_changed_by_hand_is_set_back(
-    world: World, fs: FakeFreeSwitch, node: NodeReconciler
+    world: World, fs: FakeFreeSwitch, node: CallcenterEngine
 ) -> None:
     await world.reconcile(node)
     await fs.run_api(f"{CC} agent set contact {ALICE} user/9999@{ACME}")
@@ -267,7 +270,7 @@ async def test_contact_changed_by_hand_is_set_back(
 
 
 async def test_runtime_status_set_by_a_person_survives_reconcile(
-    world: World, fs: FakeFreeSwitch, node: NodeReconciler
+    world: World, fs: FakeFreeSwitch, node: CallcenterEngine
 ) -> None:
     await world.reconcile(node)
     assert await fs.run_api(f"{CC} agent set status {ALICE} 'On Break'") == "+OK\n"
@@ -283,7 +286,7 @@ async def test_runtime_status_set_by_a_person_survives_reconcile(
 
 
 async def test_unmanaged_agents_queues_and_tiers_are_left_alone(
-    world: World, fs: FakeFreeSwitch, node: NodeReconciler
+    world: World, fs: FakeFreeSwitch, node: CallcenterEngine
 ) -> None:
     fs.static_queues.update(VANILLA_CALLCENTER_QUEUES)
     fs.load_queue("support@default", VANILLA_CALLCENTER_QUEUES["support@default"])
@@ -299,7 +302,7 @@ async def test_unmanaged_agents_queues_and_tiers_are_left_alone(
 
 
 async def test_announce_sound_change_reloads_the_queue(
-    world: World, fs: FakeFreeSwitch, node: NodeReconciler
+    world: World, fs: FakeFreeSwitch, node: CallcenterEngine
 ) -> None:
     """announce-sound is not in `queue list`: the digest of what was loaded tells."""
     await world.reconcile(node)
@@ -323,7 +326,7 @@ async def test_announce_sound_change_reloads_the_queue(
 
 
 async def test_queue_param_changed_in_spec_reloads_without_touching_agents(
-    world: World, fs: FakeFreeSwitch, node: NodeReconciler
+    world: World, fs: FakeFreeSwitch, node: CallcenterEngine
 ) -> None:
     await world.reconcile(node)
     await fs.run_api(f"{CC} agent set status {BOB} Available")
@@ -347,7 +350,7 @@ async def test_queue_param_changed_in_spec_reloads_without_touching_agents(
 
 
 async def test_removed_queue_is_unloaded_after_its_tiers_and_never_comes_back(
-    world: World, fs: FakeFreeSwitch, node: NodeReconciler
+    world: World, fs: FakeFreeSwitch, node: CallcenterEngine
 ) -> None:
     await world.reconcile(node)
     tenant = world.state["acme"]
@@ -377,7 +380,7 @@ async def test_removed_queue_is_unloaded_after_its_tiers_and_never_comes_back(
 
 
 async def test_suspended_tenant_is_removed_from_the_switch(
-    world: World, fs: FakeFreeSwitch, node: NodeReconciler
+    world: World, fs: FakeFreeSwitch, node: CallcenterEngine
 ) -> None:
     await world.reconcile(node)
     world.apply({**world.state, "acme": acme(status="suspended")})
@@ -395,7 +398,7 @@ async def test_suspended_tenant_is_removed_from_the_switch(
 
 @pytest.mark.parametrize("wipe", [False, True], ids=["state-kept", "state-wiped"])
 async def test_freeswitch_restart_is_resynced_right_after_reconnect(
-    world: World, fs: FakeFreeSwitch, node: NodeReconciler, wipe: bool
+    world: World, fs: FakeFreeSwitch, node: CallcenterEngine, wipe: bool
 ) -> None:
     await world.reconcile(node)
     await fs.run_api(f"{CC} agent set status {BOB} 'On Break'")
@@ -413,7 +416,7 @@ async def test_freeswitch_restart_is_resynced_right_after_reconnect(
 
 
 async def test_initial_status_lost_to_a_drop_after_the_add_is_set_by_the_resync(
-    world: World, fs: FakeFreeSwitch, node: NodeReconciler
+    world: World, fs: FakeFreeSwitch, node: CallcenterEngine
 ) -> None:
     """The connection dies after alice's `agent add` ran but before her `agent set status`:
     the node remembers it created her, so the reconnect's resync sets her initial status
@@ -450,7 +453,7 @@ async def test_initial_status_lost_to_a_drop_after_the_add_is_set_by_the_resync(
 
 
 async def test_dropped_connection_reconnects_and_repairs_drift_made_meanwhile(
-    world: World, fs: FakeFreeSwitch, node: NodeReconciler
+    world: World, fs: FakeFreeSwitch, node: CallcenterEngine
 ) -> None:
     await world.reconcile(node)
     passes = node.pass_count
@@ -464,7 +467,7 @@ async def test_dropped_connection_reconnects_and_repairs_drift_made_meanwhile(
 
 
 async def test_disconnected_node_reports_it_and_resyncs_when_it_comes_back(
-    world: World, fs: FakeFreeSwitch, node: NodeReconciler
+    world: World, fs: FakeFreeSwitch, node: CallcenterEngine
 ) -> None:
     await fs.go_down()
     await asyncio.sleep(0.05)
@@ -481,7 +484,7 @@ async def test_disconnected_node_reports_it_and_resyncs_when_it_comes_back(
 async def test_two_nodes_one_down_the_other_proceeds(world: World, fs: FakeFreeSwitch) -> None:
     async with FakeFreeSwitch(xml_curl_url=world.url) as fs2:
         await fs2.go_down()
-        live = LiveReconciler(
+        live = CallcenterEngines(
             [NodeSpec(s.host, s.port, s.password) for s in (fs, fs2)],
             connect_timeout=0.5,
             reconnect=FAST,
@@ -501,7 +504,7 @@ async def test_two_nodes_one_down_the_other_proceeds(world: World, fs: FakeFreeS
 
 
 async def test_plan_only_reads_and_plans_but_never_writes(world: World, fs: FakeFreeSwitch) -> None:
-    live = LiveReconciler([NodeSpec(fs.host, fs.port, fs.password)])  # not started
+    live = CallcenterEngines([NodeSpec(fs.host, fs.port, fs.password)])  # not started
     (report,) = await live.plan_only(world.desired, world.domains, connect_timeout=1)
     assert report.connected and report.ok
     assert report.planned == {"add": 10, "change": 0, "destroy": 0}
@@ -513,7 +516,7 @@ async def test_plan_only_reads_and_plans_but_never_writes(world: World, fs: Fake
 async def test_plan_only_without_a_switch_says_unreachable_quickly(world: World) -> None:
     async with FakeFreeSwitch() as gone:
         port = gone.port
-    live = LiveReconciler([NodeSpec("127.0.0.1", port, "ClueCon")])
+    live = CallcenterEngines([NodeSpec("127.0.0.1", port, "ClueCon")])
     loop = asyncio.get_running_loop()
     started = loop.time()
     (report,) = await live.plan_only(world.desired, world.domains, connect_timeout=0.5)
@@ -522,7 +525,7 @@ async def test_plan_only_without_a_switch_says_unreachable_quickly(world: World)
 
 
 async def test_a_failing_queue_load_is_reported_and_the_rest_applied(
-    world: World, fs: FakeFreeSwitch, node: NodeReconciler
+    world: World, fs: FakeFreeSwitch, node: CallcenterEngine
 ) -> None:
     world.snapshot = Snapshot()  # the endpoint serves no queue (e.g. a stale snapshot)
     report = await world.reconcile(node)
@@ -535,7 +538,7 @@ async def test_a_failing_queue_load_is_reported_and_the_rest_applied(
 
 
 async def test_wrong_password_reports_disconnected(world: World, fs: FakeFreeSwitch) -> None:
-    n = NodeReconciler(NodeSpec(fs.host, fs.port, "nope-wrong"), reconnect=FAST)
+    n = CallcenterEngine(NodeSession(NodeSpec(fs.host, fs.port, "nope-wrong"), reconnect=FAST))
     await n.start()
     try:
         await asyncio.sleep(0.1)
@@ -606,7 +609,7 @@ async def test_every_pass_is_reported_including_connect_resyncs(
 
 
 async def test_cleared_desired_state_is_not_pushed_on_reconnect(
-    world: World, fs: FakeFreeSwitch, node: NodeReconciler
+    world: World, fs: FakeFreeSwitch, node: CallcenterEngine
 ) -> None:
     """A daemon that lost leadership forgets what to push; reconnects then change nothing."""
     await world.reconcile(node)
@@ -622,7 +625,7 @@ async def test_cleared_desired_state_is_not_pushed_on_reconnect(
 
 
 async def test_a_listing_row_broken_by_a_hand_edit_is_warned_about_and_self_heals(
-    world: World, fs: FakeFreeSwitch, node: NodeReconciler
+    world: World, fs: FakeFreeSwitch, node: CallcenterEngine
 ) -> None:
     """A contact with a '|' breaks its row; the add then finds the agent and sets it right."""
     await world.reconcile(node)
@@ -666,7 +669,7 @@ async def test_a_switch_down_for_long_is_probed_often_and_resynced_on_connect(
     bench/bench_callcenter.py; here the mechanism: probes never wait past their cap and the
     resync is run by the connect itself, not by a later pass)."""
     policy = RecordingPolicy()
-    node = NodeReconciler(NodeSpec(fs.host, fs.port, fs.password), reconnect=policy)
+    node = CallcenterEngine(NodeSession(NodeSpec(fs.host, fs.port, fs.password), reconnect=policy))
     await node.start()
     try:
         await node.client.wait_connected(timeout=3)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from reconciler.core.model import Queue, TenantState, Tier
 from reconciler.core.served import managed_domains
-from reconciler.live import (
+from reconciler.switch import (
     DesiredLive,
     DesiredQueue,
     LiveQueue,

@@ -13,7 +13,7 @@ import pytest
 
 from reconciler.core.model import Agent, Queue, Tenant, TenantState, Tier
 from reconciler.core.presence import AgentPresence
-from reconciler.live import (
+from reconciler.switch import (
     DesiredLive,
     NodeSpec,
     PresenceCache,
@@ -22,8 +22,11 @@ from reconciler.live import (
     UnsafeArgument,
     desired_live,
 )
-from reconciler.live.presence_facts import DomainFacts
-from reconciler.live.registrations import parse_core_registrations, parse_sofia_registrations
+from reconciler.switch.presence.facts import DomainFacts
+from reconciler.switch.presence.registrations import (
+    parse_core_registrations,
+    parse_sofia_registrations,
+)
 from tests.fakes.freeswitch import FakeFreeSwitch
 from tests.live.test_fake_people import (
     ACME,

@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.live import ReconnectPolicy
+from reconciler.switch import ReconnectPolicy
 
 
 @given(st.integers(1, 10_000), st.integers(0, 2**32))

@@ -1,19 +1,19 @@
-"""Live reconciliation of every FreeSWITCH node: the declared mod_callcenter queues, agents
-and tiers pushed over ESL, drift repaired, one node's trouble never another's.
+"""The callcenter engine: one switch's mod_callcenter queues, agents and tiers pushed over
+ESL, drift repaired, one node's trouble never another's; and ``CallcenterEngines``, every
+node's engine at once.
 
-Neighbours: ``apply`` (read a switch, send a plan), ``plan`` (decide), ``esl`` (one
-``EslClient`` per node keeps the connection alive), ``reconnect`` (how soon a down node is
-probed again). The daemon calls ``LiveReconciler.reconcile`` after each applied pass, with
-the same applied state that xml_curl serves (so a queue is unloaded only once callcenter.conf
-stopped serving it); ``pbx plan`` calls ``plan_only``.
+Neighbours: ``apply`` (read a switch, send a plan), ``plan`` (decide), the node's
+``NodeSession`` (its COMMANDS lane keeps the connection alive and calls ``on_connect`` after
+every (re)connect). The daemon calls ``CallcenterEngines.reconcile`` after each applied
+pass, with the same applied state that xml_curl serves (so a queue is unloaded only once
+callcenter.conf stopped serving it); ``pbx plan`` calls ``plan_only``.
 
-Each ``NodeReconciler`` keeps the latest desired state it was given, so on every (re)connect
-(a network blink, a FreeSWITCH restart with callcenter.db kept or wiped) it resyncs at once
-without the daemon's help. Passes on one node are serialized; nodes run concurrently. Nothing
-raises out of ``reconcile``/``plan_only``: a failure is a ``NodeReport`` with ``errors``.
-
-``NodeSpec``, ``NodeSpecError`` and ``parse_node_spec(s)`` live in ``node_spec``; they are
-named here too for the importers that still reach for them here.
+Each ``CallcenterEngine`` keeps the latest desired state it was given, so on every
+(re)connect (a network blink, a FreeSWITCH restart with callcenter.db kept or wiped) it
+resyncs at once without the daemon's help. Passes on one node are serialized; nodes run
+concurrently. Nothing raises out of ``reconcile``/``plan_only``: a failure is a
+``NodeReport`` with ``errors``. It runs on the leader only (``Runs.LEADER``): every daemon
+holds the connection, only the leader gives it a desired state.
 """
 
 from __future__ import annotations
@@ -25,90 +25,61 @@ from collections.abc import Callable, Collection, Coroutine, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.core.logs import register_secret
-from reconciler.esl import EslClient, EslClientState, EslConnection, OpenStream
-from reconciler.live.apply import Api, LiveApplyReport, NodeMemory, apply_live, read_live
-from reconciler.live.desired import DesiredLive
-from reconciler.live.errors import (
-    CallcenterError,
-    NodeSpecError,
-    NodeTimeout,
-    NodeUnreachable,
-    translated,
-)
-from reconciler.live.listings import LiveState
-from reconciler.live.node_spec import NodeSpec, parse_node_spec, parse_node_specs
-from reconciler.live.plan import LivePlan, plan_live
-from reconciler.live.reconnect import ReconnectPolicy
-from reconciler.live.report import (
+from reconciler.esl import EslClient, EslClientState, EslConnection, EslEvent, OpenStream
+from reconciler.switch.api import connection_api
+from reconciler.switch.callcenter.apply import LiveApplyReport, NodeMemory, apply_live, read_live
+from reconciler.switch.callcenter.desired import DesiredLive
+from reconciler.switch.callcenter.listings import LiveState
+from reconciler.switch.callcenter.plan import LivePlan, plan_live
+from reconciler.switch.callcenter.report import (
     NodeReport,
     applied_report,
     failure_report,
     log_report,
     plan_report,
 )
-
-__all__ = [
-    "LiveReconciler",
-    "NodeReconciler",
-    "NodeReport",
-    "NodeSpec",
-    "NodeSpecError",
-    "parse_node_spec",
-    "parse_node_specs",
-]
+from reconciler.switch.engine import Lane, Runs
+from reconciler.switch.errors import (
+    CallcenterError,
+    NodeTimeout,
+    NodeUnreachable,
+    translated,
+)
+from reconciler.switch.node_spec import NodeSpec
+from reconciler.switch.reconnect import ReconnectPolicy
+from reconciler.switch.session import NodeSession
 
 log = logging.getLogger(__name__)
 
 
-def connection_api(conn: EslConnection, node: str, timeout: float) -> Api:
-    """``api`` on one connection, its ESL errors translated at this boundary."""
-
-    async def api(command: str) -> str:
-        with translated(node):
-            return await conn.api(command, timeout=timeout)
-
-    return api
-
-
-class NodeReconciler:
-    """Owns one node's ``EslClient``, the desired state last given, and this node's
-    ``NodeMemory`` (the queue digests it loaded, the initial statuses it owes); the memory
-    outlives passes and reconnects, so the resync a reconnect runs pays a debt once.
+class CallcenterEngine:
+    """One node's mod_callcenter (an ``Engine`` on the COMMANDS lane): the desired state last
+    given, and this node's ``NodeMemory`` (the queue digests it loaded, the initial statuses
+    it owes); the memory outlives passes and reconnects, so the resync a reconnect runs pays
+    a debt once.
 
     ``on_report(report)`` runs after every pass whatever triggered it (its errors are
     logged): the place to count drift repaired by reconnect resyncs too."""
 
+    lane = Lane.COMMANDS
+    runs = Runs.LEADER
+    subscriptions: tuple[str, ...] = ()
+
     def __init__(
         self,
-        spec: NodeSpec,
+        session: NodeSession,
         *,
-        connect_timeout: float = 5.0,
         api_timeout: float = 30.0,
         concurrency: int = 256,
-        reconnect: ReconnectPolicy | None = None,
-        connect: OpenStream | None = None,
         on_report: Callable[[NodeReport], None] | None = None,
     ) -> None:
-        register_secret(spec.password)
-        policy = reconnect or ReconnectPolicy()
-        self.spec = spec
-        self.name = spec.name
+        self.session = session
+        self.spec = session.spec
+        self.name = session.name
         self._on_report = on_report
         self._api_timeout = api_timeout
         self._concurrency = concurrency
-        self._client = EslClient(
-            spec.host,
-            spec.port,
-            spec.password,
-            on_connect=self._on_connect,
-            connect=connect,
-            connect_timeout=connect_timeout,
-            retry_delay=policy.probe_delay,
-            auth_retry_delay=policy.auth_delay,
-            stable_after=policy.stable_after,
-            name=spec.name,
-        )
+        self._client: EslClient | None = None
         self._desired: tuple[DesiredLive, frozenset[str]] | None = None
         self._memory = NodeMemory()
         self._lock = asyncio.Lock()
@@ -116,24 +87,31 @@ class NodeReconciler:
         self.pass_count = 0
         self.last_sync: datetime | None = None
         self.last_report: NodeReport | None = None
+        session.add(self)
 
     def __repr__(self) -> str:
-        return f"<NodeReconciler {self.name} {self._client.state.value}>"
+        return f"<CallcenterEngine {self.name} {self.client.state.value}>"
 
     @property
     def connected(self) -> bool:
-        return self._client.state is EslClientState.CONNECTED
+        return self.client.state is EslClientState.CONNECTED
 
     @property
     def client(self) -> EslClient:
-        return self._client
+        return self._client or self.session.client(self.lane)
+
+    def attach(self, client: EslClient) -> None:
+        self._client = client
+
+    def on_event(self, event: EslEvent) -> None:
+        """The COMMANDS lane carries no events."""
 
     async def start(self) -> None:
-        """Start connecting (in the background); returns at once."""
-        await self._client.start()
+        """Start the node's session (in the background); returns at once."""
+        await self.session.start()
 
     async def stop(self) -> None:
-        await self._client.stop()
+        await self.session.stop()
 
     def set_desired(self, desired: DesiredLive, managed_domains: Collection[str]) -> None:
         """Remember what the node should hold; used by every later (re)connect."""
@@ -171,7 +149,7 @@ class NodeReconciler:
         """Read and plan, never write. Uses the live connection when there is one, else a
         short-lived one (``connect_timeout``) so ``pbx plan`` works with the switch down."""
         started = time.monotonic()
-        conn = self._client.connection
+        conn = self.client.connection
         own: EslConnection | None = None
         try:
             if conn is None:
@@ -211,7 +189,7 @@ class NodeReconciler:
             self.name, trigger, plan, error, connected, duration, self.last_sync, logged=logged
         )
 
-    async def _on_connect(self, conn: EslConnection) -> None:
+    async def on_connect(self, conn: EslConnection) -> None:
         """Every (re)connect: resync at once on this very connection."""
         if self._desired is None:
             log.info(
@@ -243,9 +221,9 @@ class NodeReconciler:
     async def _guarded_pass(self, trigger: str, conn: EslConnection | None) -> NodeReport:
         started = time.monotonic()
         desired = self._desired
-        conn = conn or self._client.connection
+        conn = conn or self.client.connection
         if conn is None or conn.closed:
-            reason = self._client.last_error or self._client.state.value
+            reason = self.client.last_error or self.client.state.value
             return self._report_failure(trigger, started, None, f"not connected: {reason}", False)
         if desired is None:
             return NodeReport(self.name, connected=True, trigger=trigger, last_sync=self.last_sync)
@@ -277,16 +255,34 @@ class NodeReconciler:
         return report
 
 
-class LiveReconciler:
-    """Every node, concurrently and independently: one node down only marks its own report.
+class CallcenterEngines:
+    """Every node's callcenter engine, concurrently and independently: one node down only
+    marks its own report.
 
-    ``node_options`` go to each ``NodeReconciler``; ``on_report`` there sees every pass,
-    including the resyncs a (re)connect runs on its own (``reconcile`` returns only the
-    passes it ran)."""
+    ``nodes``: the sessions to add an engine to (the daemon shares them with the other
+    engines), or ``NodeSpec``s to make sessions of their own. ``engine_options`` go to each
+    ``CallcenterEngine``; ``on_report`` there sees every pass, including the resyncs a
+    (re)connect runs on its own (``reconcile`` returns only the passes it ran)."""
 
-    def __init__(self, specs: Iterable[NodeSpec], **node_options: Any) -> None:
-        self.nodes: tuple[NodeReconciler, ...] = tuple(
-            NodeReconciler(spec, **node_options) for spec in specs
+    def __init__(
+        self,
+        nodes: Iterable[NodeSession | NodeSpec],
+        *,
+        reconnect: ReconnectPolicy | None = None,
+        connect: OpenStream | None = None,
+        connect_timeout: float = 5.0,
+        **engine_options: Any,
+    ) -> None:
+        sessions = [
+            n
+            if isinstance(n, NodeSession)
+            else NodeSession(
+                n, reconnect=reconnect, connect=connect, connect_timeout=connect_timeout
+            )
+            for n in nodes
+        ]
+        self.nodes: tuple[CallcenterEngine, ...] = tuple(
+            CallcenterEngine(session, **engine_options) for session in sessions
         )
 
     async def start(self) -> None:
@@ -296,7 +292,7 @@ class LiveReconciler:
     async def stop(self) -> None:
         await asyncio.gather(*(node.stop() for node in self.nodes), return_exceptions=True)
 
-    async def __aenter__(self) -> LiveReconciler:
+    async def __aenter__(self) -> CallcenterEngines:
         await self.start()
         return self
 
@@ -336,7 +332,7 @@ class LiveReconciler:
     async def _each(
         self,
         trigger: str,
-        run: Callable[[NodeReconciler], Coroutine[Any, Any, NodeReport]],
+        run: Callable[[CallcenterEngine], Coroutine[Any, Any, NodeReport]],
     ) -> tuple[NodeReport, ...]:
         tasks = [
             asyncio.create_task(run(node), name=f"live-{trigger}-{node.name}")

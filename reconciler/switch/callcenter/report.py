@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.core.plan import Action
-from reconciler.live.apply import LiveApplyReport
-from reconciler.live.plan import LivePlan
+from reconciler.switch.callcenter.apply import LiveApplyReport
+from reconciler.switch.callcenter.plan import LivePlan
 
-log = logging.getLogger("reconciler.live.nodes")
+log = logging.getLogger("reconciler.switch.callcenter.engine")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from reconciler.live.errors import NodeSpecError
+from reconciler.switch.errors import NodeSpecError
 
 DEFAULT_ESL_PORT = 8021
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Final
 
 from reconciler.esl import quote_arg
-from reconciler.live.desired import domain_of
-from reconciler.live.errors import UnsafeArgument
+from reconciler.switch.callcenter.desired import domain_of
+from reconciler.switch.errors import UnsafeArgument
 from specs_schema import shapes
 
 CC: Final = "callcenter_config"

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 
 from reconciler.core.presence import AgentPresence, QueueMember, Registration
 from reconciler.esl import EslEvent
-from reconciler.live.desired import domain_of
-from reconciler.live.listings import ListedAgentPresence, ListedMember
-from reconciler.live.registrations import registration_from_event
+from reconciler.switch.callcenter.desired import domain_of
+from reconciler.switch.callcenter.listings import ListedAgentPresence, ListedMember
+from reconciler.switch.presence.registrations import registration_from_event
 
 _IN_QUEUE = ("Waiting", "Trying", "Answered")
 

@@ -11,8 +11,9 @@ from typing import Any
 
 from reconciler.core.model import State
 from reconciler.core.served import managed_domains
-from reconciler.live.desired import desired_live
-from reconciler.live.nodes import LiveReconciler, NodeSpec
+from reconciler.switch.callcenter.desired import desired_live
+from reconciler.switch.callcenter.engine import CallcenterEngines
+from reconciler.switch.node_spec import NodeSpec
 
 
 async def preview_nodes(
@@ -24,9 +25,9 @@ async def preview_nodes(
 ) -> list[dict[str, Any]]:
     """Per node: reachable or not, the changes with their exact commands, unmanaged names.
     ``retired_domains``: domains tenants held before (their leftovers are ours to remove)."""
-    live = LiveReconciler(nodes)
+    engines = CallcenterEngines(nodes)
     domains = managed_domains(state) | frozenset(retired_domains)
-    reports = await live.plan_only(desired_live(state), domains, connect_timeout=connect_timeout)
+    reports = await engines.plan_only(desired_live(state), domains, connect_timeout=connect_timeout)
     out: list[dict[str, Any]] = []
     for report in reports:
         entry: dict[str, Any] = {"node": report.node, "connected": report.connected}

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconciler.core.model import Kind
 from reconciler.core.plan import Action
-from reconciler.live import commands as cmd
-from reconciler.live.errors import NodeUnreachable
-from reconciler.live.listings import LiveState, live_state
-from reconciler.live.plan import LiveChange, LivePlan
+from reconciler.switch.api import Api
+from reconciler.switch.callcenter import commands as cmd
+from reconciler.switch.callcenter.listings import LiveState, live_state
+from reconciler.switch.callcenter.plan import LiveChange, LivePlan
+from reconciler.switch.errors import NodeUnreachable
 
 log = logging.getLogger(__name__)
 
-Api = Callable[[str], Awaitable[str]]
 """``async (command) -> body``: one ``api`` command, the reply body exactly as sent."""
 
 

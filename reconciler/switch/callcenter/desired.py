@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from reconciler.core.model import State, fs_name
 from reconciler.core.served import served_queue_params, served_tenants
-from reconciler.live.listings import QUEUE_LISTED_PARAMS
+from reconciler.switch.callcenter.listings import QUEUE_LISTED_PARAMS
 
 
 @dataclass(frozen=True, slots=True)

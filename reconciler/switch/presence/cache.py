@@ -1,12 +1,10 @@
 """The live presence cache the portal reads: registrations, agents' status and state, and
 callers in queues, per node, merged across nodes; it satisfies ``core.presence.PresenceView``.
 
-Each node gets its own ESL connection for this, separate from the one the reconcile passes
-use: the switch kills a listener that falls more than 500 events behind, and it sends events
-only between the commands it runs, so a push of thousands of pipelined ``callcenter_config``
-commands (or a ``queue load`` waiting on xml_curl) on the same socket could get the event
-stream killed, and the events would in turn sit behind the push. The presence connection only
-subscribes, reads a few listings, and drains events in the reader (``EslClient(on_event=)``).
+Each node's ``PresenceEngine`` rides the EVENTS lane of the node's ``NodeSession`` (not the
+COMMANDS lane the callcenter pushes use: see ``session`` for why), runs on every daemon
+(``Runs.EVERY_DAEMON``: each serves its own portal), only reads a few listings, and takes
+its events from the session's reader.
 
 On every (re)connect: subscribe (``event plain CUSTOM sofia::register sofia::unregister
 sofia::expire callcenter::info``, CUSTOM last), then read everything: registrations (see
@@ -28,7 +26,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from reconciler.core.logs import register_secret
 from reconciler.core.presence import (
     AgentPresence,
     DomainPresence,
@@ -38,10 +35,12 @@ from reconciler.core.presence import (
     StatusResult,
 )
 from reconciler.esl import EslClient, EslClientState, EslConnection, EslEvent, OpenStream
-from reconciler.live import commands as cmd
-from reconciler.live.apply import Api
-from reconciler.live.desired import DesiredLive
-from reconciler.live.errors import (
+from reconciler.switch.api import Api, connection_api
+from reconciler.switch.callcenter import commands as cmd
+from reconciler.switch.callcenter.desired import DesiredLive
+from reconciler.switch.callcenter.listings import parse_agent_presence, parse_member_list
+from reconciler.switch.engine import Lane, Runs
+from reconciler.switch.errors import (
     CallcenterError,
     NodeTimeout,
     NodeUnreachable,
@@ -49,17 +48,16 @@ from reconciler.live.errors import (
     UnsafeArgument,
     translated,
 )
-from reconciler.live.listings import parse_agent_presence, parse_member_list
-from reconciler.live.node_spec import NodeSpec
-from reconciler.live.nodes import connection_api
-from reconciler.live.presence_facts import NodeFacts
-from reconciler.live.reconnect import ReconnectPolicy
-from reconciler.live.registrations import (
+from reconciler.switch.node_spec import NodeSpec
+from reconciler.switch.presence.facts import NodeFacts
+from reconciler.switch.presence.registrations import (
     SHOW_REGISTRATIONS,
     parse_core_registrations,
     parse_sofia_registrations,
     xmlstatus_command,
 )
+from reconciler.switch.reconnect import ReconnectPolicy
+from reconciler.switch.session import NodeSession
 
 log = logging.getLogger(__name__)
 
@@ -103,23 +101,24 @@ def _member_commands(queues: Iterable[str]) -> list[tuple[str, str]]:
     return out
 
 
-class NodePresence:
-    """One node's presence connection and facts (see the module docstring)."""
+class PresenceEngine:
+    """One node's presence facts, kept by its events (see the module docstring)."""
+
+    lane = Lane.EVENTS
+    runs = Runs.EVERY_DAEMON
+    subscriptions = SUBSCRIPTIONS
 
     def __init__(
         self,
-        spec: NodeSpec,
+        session: NodeSession,
         managed: Managed,
         facts: NodeFacts,
         *,
         heal_interval: float,
         api_timeout: float,
-        reconnect: ReconnectPolicy,
-        connect: OpenStream | None = None,
-        connect_timeout: float = 5.0,
     ) -> None:
-        register_secret(spec.password)
-        self.name = spec.name
+        self.session = session
+        self.name = session.name
         self.facts = facts
         self._managed = managed
         self._heal_interval = heal_interval
@@ -128,21 +127,16 @@ class NodePresence:
         self._stale: set[str] = set()
         self._full_read_due = False
         self._wake = asyncio.Event()
+        self._client: EslClient | None = None
         self.reads = 0
-        self.client = EslClient(
-            spec.host,
-            spec.port,
-            spec.password,
-            on_connect=self._session,
-            on_event=self._on_event,
-            subscriptions=SUBSCRIPTIONS,
-            connect=connect,
-            connect_timeout=connect_timeout,
-            retry_delay=reconnect.probe_delay,
-            auth_retry_delay=reconnect.auth_delay,
-            stable_after=reconnect.stable_after,
-            name=f"{spec.name} (presence)",
-        )
+        session.add(self)
+
+    @property
+    def client(self) -> EslClient:
+        return self._client or self.session.client(self.lane)
+
+    def attach(self, client: EslClient) -> None:
+        self._client = client
 
     @property
     def connected(self) -> bool:
@@ -164,7 +158,7 @@ class NodePresence:
         ok = reply.startswith("+OK")
         return StatusResult(self.name, ok=ok, error=None if ok else reply or "(empty reply)")
 
-    def _on_event(self, event: EslEvent) -> None:
+    def on_event(self, event: EslEvent) -> None:
         if self._held is not None:
             self._held.append(event)
             return
@@ -173,7 +167,7 @@ class NodePresence:
             self._stale.add(stale_queue)
             self._wake.set()
 
-    async def _session(self, conn: EslConnection) -> None:
+    async def on_connect(self, conn: EslConnection) -> None:
         """Runs for the life of one connection: read, then keep healing until it closes."""
         api = connection_api(conn, self.name, self._api_timeout)
         full = True
@@ -213,7 +207,7 @@ class NodePresence:
         """Apply what arrived during a read, in order, once the read is installed."""
         held, self._held = self._held or [], None
         for event in held:
-            self._on_event(event)
+            self.on_event(event)
 
     async def _read_all(self, api: Api) -> None:
         self._held, self._stale = [], set()
@@ -247,14 +241,14 @@ class NodePresence:
 class PresenceCache:
     """Every node's facts, merged per domain; the ``PresenceView`` the portal reads.
 
-    The daemon constructs it with the same ``NodeSpec``s as the reconciler, ``start()``s it,
+    The daemon constructs it with the node sessions the callcenter engines ride too, ``start()``s it,
     calls ``set_managed(desired)`` whenever the applied state changes, and ``stop()``s it.
     ``domain()`` and ``version`` are plain reads of memory; ``changed()`` waits for the next
     change; ``set_agent_status()`` is the one write, to every connected node."""
 
     def __init__(
         self,
-        specs: Iterable[NodeSpec],
+        nodes: Iterable[NodeSession | NodeSpec],
         *,
         heal_interval: float = 30.0,
         api_timeout: float = 10.0,
@@ -265,26 +259,32 @@ class PresenceCache:
         self._managed = Managed()
         self._version = 0
         self._changed = asyncio.Event()
-        self.nodes: tuple[NodePresence, ...] = tuple(
-            NodePresence(
-                spec,
+        sessions = [
+            n
+            if isinstance(n, NodeSession)
+            else NodeSession(
+                n, reconnect=reconnect, connect=connect, connect_timeout=connect_timeout
+            )
+            for n in nodes
+        ]
+        self.nodes: tuple[PresenceEngine, ...] = tuple(
+            PresenceEngine(
+                session,
                 self._managed,
-                NodeFacts(spec.name, self._bump),
+                NodeFacts(session.name, self._bump),
                 heal_interval=heal_interval,
                 api_timeout=api_timeout,
-                reconnect=reconnect or ReconnectPolicy(),
-                connect=connect,
-                connect_timeout=connect_timeout,
             )
-            for spec in specs
+            for session in sessions
         )
 
     async def start(self) -> None:
+        """Start every node's session (idempotent: the daemon shares them)."""
         for node in self.nodes:
-            await node.client.start()
+            await node.session.start()
 
     async def stop(self) -> None:
-        await asyncio.gather(*(n.client.stop() for n in self.nodes), return_exceptions=True)
+        await asyncio.gather(*(n.session.stop() for n in self.nodes), return_exceptions=True)
 
     async def __aenter__(self) -> PresenceCache:
         await self.start()

@@ -17,16 +17,16 @@ from typing import Any
 
 from reconciler.core.model import Kind
 from reconciler.core.plan import Action
-from reconciler.live import commands as cmd
-from reconciler.live.desired import DesiredAgent, DesiredLive, DesiredQueue, is_managed
-from reconciler.live.errors import UnsafeArgument
-from reconciler.live.listings import (
+from reconciler.switch.callcenter import commands as cmd
+from reconciler.switch.callcenter.desired import DesiredAgent, DesiredLive, DesiredQueue, is_managed
+from reconciler.switch.callcenter.listings import (
     AGENT_SET_FIELDS,
     QUEUE_LISTED_PARAMS,
     LiveAgent,
     LiveQueue,
     LiveState,
 )
+from reconciler.switch.errors import UnsafeArgument
 
 _CLAMP_MAX = 86400  # mod_callcenter clamps integer queue params to 0..86400
 

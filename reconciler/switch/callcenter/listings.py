@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from reconciler.live.errors import CallcenterError
+from reconciler.switch.errors import CallcenterError
 
 # Agent params this reconciler owns, as ``agent set`` spells them (type is given at add).
 AGENT_NUMBER_FIELDS: tuple[str, ...] = (

@@ -1,5 +1,9 @@
-"""The daemon's side of the live switches: push the applied state to every node, count what
-they repaired, and forget the desired state when leadership is lost."""
+"""The one place that wires the switch engines to the rest of the daemon: the applied state
+in (the callcenter engines push it, the presence cache reads what it declares), reports and
+presence out (metrics, the status page, the portal's ``PresenceView``), and the desired state
+forgotten when leadership is lost. The next engines (voicemail, call records, gateways) are
+wired here too: to the store for what they write (leader only, or idempotently), to the
+portal for what they show."""
 
 from __future__ import annotations
 
@@ -8,57 +12,59 @@ from collections.abc import Sequence
 from typing import Any
 
 from reconciler.daemon.metrics import Metrics
-from reconciler.live import (
+from reconciler.reconcile import AppliedState
+from reconciler.switch import (
+    CallcenterEngines,
     DesiredLive,
-    LiveReconciler,
     NodeReport,
+    NodeSession,
     NodeSpec,
     PresenceCache,
     desired_live,
 )
-from reconciler.reconcile import AppliedState
 
 
-class LiveSync:
-    """Two ESL connections per node: the reconcile passes' (``LiveReconciler``, leader only)
-    and the presence cache's (every daemon: each serves the portal)."""
+class SwitchLink:
+    """One ``NodeSession`` per node for this daemon, shared by every engine: the callcenter
+    engines (``Runs.LEADER``: given a desired state only while this daemon leads) and the
+    presence cache (``Runs.EVERY_DAEMON``: each daemon serves its own portal)."""
 
     def __init__(self, nodes: Sequence[NodeSpec], metrics: Metrics) -> None:
         self._metrics = metrics
-        self.live = LiveReconciler(nodes, on_report=self._observe)
-        self.presence = PresenceCache(nodes)
+        self.sessions = tuple(NodeSession(spec) for spec in nodes)
+        self.callcenter = CallcenterEngines(self.sessions, on_report=self._observe)
+        self.presence = PresenceCache(self.sessions)
         self.drift_repaired: dict[str, int] = {}
         self._desired: DesiredLive | None = None
 
     async def start(self) -> None:
-        await self.live.start()
-        await self.presence.start()
+        for session in self.sessions:
+            await session.start()
 
     async def stop(self) -> None:
-        await self.presence.stop()
-        await self.live.stop()
+        await asyncio.gather(*(s.stop() for s in self.sessions), return_exceptions=True)
 
     async def follow(self, applied: AppliedState) -> None:
         """The applied state changed: recompute what the switches should hold (off the
         loop: seconds at 1,000 tenants) and tell the presence cache which queues to read."""
-        if not self.live.nodes:
+        if not self.callcenter.nodes:
             return
         self._desired = await asyncio.to_thread(desired_live, dict(applied.state))
         self.presence.set_managed(self._desired)
 
     async def push(self, applied: AppliedState) -> None:
         """Bring every node in line with the applied state (never raw specs)."""
-        if not self.live.nodes:
+        if not self.callcenter.nodes:
             return
         if self._desired is None:
             await self.follow(applied)
         assert self._desired is not None
-        await self.live.reconcile(self._desired, applied.managed_domains())
+        await self.callcenter.reconcile(self._desired, applied.managed_domains())
 
     def forget(self) -> None:
         """A daemon that lost leadership must not push what it last knew against the new
         leader on a switch's reconnect."""
-        self.live.clear_desired()
+        self.callcenter.clear_desired()
 
     def _observe(self, report: NodeReport) -> None:
         self._metrics.esl_connected.labels(report.node).set(1 if report.connected else 0)
@@ -72,12 +78,12 @@ class LiveSync:
             self._metrics.live_commands.labels(report.node).inc(report.commands_sent)
 
     def refresh_gauges(self) -> None:
-        for node in self.live.nodes:
+        for node in self.callcenter.nodes:
             self._metrics.esl_connected.labels(node.name).set(1 if node.connected else 0)
 
     def status(self) -> list[dict[str, Any]]:
         nodes = []
-        for node, report in zip(self.live.nodes, self.live.reports(), strict=True):
+        for node, report in zip(self.callcenter.nodes, self.callcenter.reports(), strict=True):
             entry: dict[str, Any] = {
                 "node": node.name,
                 "connected": node.connected,
