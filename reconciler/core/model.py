@@ -46,8 +46,18 @@ def fs_name(name: str, domain: str) -> str:
 
 
 def user_contact(extension: str, domain: str) -> str:
-    """Agent contact derived from the extension it answers on."""
+    """Agent contact derived from the extension it answers on: the rule's one home, with
+    its parse (``user_contact_extension``) below."""
     return f"user/{extension}@{domain}"
+
+
+def user_contact_extension(contact: str, domain: str) -> str | None:
+    """The extension of a ``user/<digits>@<domain>`` contact on ``domain`` (compared
+    case-insensitively), else None: what ``user_contact`` built, read back."""
+    number, at, _ = contact.removeprefix("user/").partition("@")
+    if not contact.startswith("user/") or not at or not (number.isascii() and number.isdigit()):
+        return None
+    return number if user_contact(number, domain) == contact.lower() else None
 
 
 def fs_agent_type(agent_type: str) -> str:

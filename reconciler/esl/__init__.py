@@ -10,7 +10,7 @@ shared/freeswitch/REFERENCE.md and the ESL transcripts):
 
 * :mod:`.errors` — the exception tree below.
 * :mod:`.frames` — sans-IO framing (:class:`EslFrameParser`, :func:`parse_event_plain`)
-  and what we write (:func:`quote_arg`, :func:`build_event_command`).
+  and what we write (:func:`build_event_command`).
 * :mod:`.router` — sans-IO: replies matched in order to waiting requests, background
   jobs by Job-UUID, events into a bounded buffer; knows every content type.
 * :mod:`.connection` — :class:`EslConnection`, one authenticated socket: the I/O around
@@ -48,7 +48,6 @@ from reconciler.esl.frames import (
     EslFrameParser,
     build_event_command,
     parse_event_plain,
-    quote_arg,
 )
 from reconciler.esl.router import EventCallback as EventCallback
 
@@ -69,7 +68,6 @@ __all__ = [
     "RetryDelay",
     "build_event_command",
     "parse_event_plain",
-    "quote_arg",
 ]
 
 # The logger every module of the package writes to (they name it, not __name__): one name.

@@ -6,7 +6,7 @@ header block with url-encoded values (not fully encoded: ``Tue,%2024%20Nov``), o
 followed by its own ``Content-Length`` body (``BACKGROUND_JOB`` results).
 
 Nothing here touches a socket or an event loop, so the framing is tested byte by byte against
-the transcripts. The outgoing side is here too: :func:`quote_arg` (FreeSWITCH's tokenizer),
+the transcripts. The outgoing side is here too:
 :func:`build_event_command` (CUSTOM last), :func:`format_command` and :func:`check_line`
 (no frame injection).
 Neighbours: :mod:`.router` turns these frames into replies and events.
@@ -32,7 +32,6 @@ __all__ = [
     "decode",
     "format_command",
     "parse_event_plain",
-    "quote_arg",
 ]
 
 _MAX_HEADER_BLOCK: Final = 1 << 20  # a header block larger than this means we lost framing
@@ -167,24 +166,6 @@ class EslFrameParser:
             del self._buf[: self._pos]
             self._pos = 0
         return frames
-
-
-def quote_arg(value: str) -> str:
-    """Quote one argument for FreeSWITCH's blank-separated tokenizer (``switch_separate_string``).
-
-    That tokenizer (used by callcenter_config) splits on spaces outside single quotes, treats a
-    backslash as escaping the next character while splitting, and afterwards removes the quotes
-    and turns ``\\'``, ``\\"`` and ``\\\\`` back into the bare character. So: plain tokens are
-    sent as they are, backslashes and single quotes are backslash-escaped, and a value with a
-    blank (or an empty value) is wrapped in single quotes. CR/LF/NUL cannot be carried at all:
-    they would end the ESL frame (or the C string) and are rejected.
-    """
-    if any(c in value for c in "\r\n\0"):
-        raise ValueError(f"argument cannot contain CR, LF or NUL: {value!r}")
-    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
-    if not value or " " in value:
-        return f"'{escaped}'"
-    return escaped
 
 
 def build_event_command(names: Iterable[str]) -> str:

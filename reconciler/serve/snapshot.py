@@ -27,14 +27,20 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from reconciler.core.model import Queue, State, Tenant, TenantState, fs_name, user_contact
+from reconciler.core.model import (
+    Queue,
+    State,
+    Tenant,
+    TenantState,
+    fs_name,
+    user_contact_extension,
+)
 from reconciler.core.served import served_queue_params, served_tenants
 from reconciler.serve.inert import shown, text_clean, text_problem, token_clean, token_problem
 from specs_schema.models import AgentStatus
 from specs_schema.shapes import RECORD_PLACEHOLDERS
 
 _A1_HASH = re.compile(r"^[0-9a-f]{32}$")
-_USER_CONTACT = re.compile(r"^user/([0-9]+)@")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 RECORD_TEMPLATE_PARAM = "record-template"
 # queue params served verbatim that are names or paths rather than free text
@@ -332,9 +338,9 @@ def _agents_by_extension(ts: TenantState, domain: str, problems: list[str]) -> d
             continue
         numbers = {agent.extension} if agent.extension else set()
         # an agent given an explicit `user/<n>@<domain>` contact answers on <n> too
-        match = _USER_CONTACT.match(agent.contact)
-        if match and user_contact(match[1], domain) == agent.contact.lower():
-            numbers.add(match[1])
+        number = user_contact_extension(agent.contact, domain)
+        if number is not None:
+            numbers.add(number)
         for number in numbers:
             agents_on.setdefault(number, []).append(fs_name(agent.name, domain))
     return agents_on

@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 from reconciler.core.errors import Permanent
 from reconciler.core.model import PUBLIC_CONTEXT
+from reconciler.core.switch_args import quote_arg
 from reconciler.serve.snapshot import DirectoryUser, RouteKind, ServedTenant, Snapshot
 from reconciler.serve.templating import Templates, dialplan_context
 
@@ -254,7 +255,7 @@ def _dialplan(snapshot: Snapshot, form: Mapping[str, str], templates: Templates)
         tenant=tenant,
         route=route,
         agents=agents,
-        status_arg=cc_argument(route.target),
+        status_arg=quote_arg(route.target),
     )
     return _dialplan_answer(templates, values, Result.FOUND)
 
@@ -279,12 +280,6 @@ def _calling_agents(snapshot: Snapshot, form: Mapping[str, str], domain: str) ->
         return ()
     found = snapshot.user(user_domain, user_name)
     return found[1].agents if found is not None else ()
-
-
-def cc_argument(value: str) -> str:
-    """One ``callcenter_config`` argument: the tokenizer splits on blanks, so a value with
-    blanks is single-quoted (``'On Break'``); spelling is kept exactly."""
-    return f"'{value}'" if " " in value else value
 
 
 def _exact(number: str) -> str:

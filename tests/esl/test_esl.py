@@ -22,6 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reconciler.core.switch_args import quote_arg
 from reconciler.esl import (
     EslAuthError,
     EslClient,
@@ -33,7 +34,6 @@ from reconciler.esl import (
     EslTimeout,
     build_event_command,
     parse_event_plain,
-    quote_arg,
 )
 from tests.fakes.freeswitch import FakeFreeSwitch, separate_blank
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.core.switch_args import quote_arg
 from reconciler.serve.snapshot import Snapshot, build_snapshot
 from reconciler.serve.templating import TemplateLoadError, Templates, load_templates
 from reconciler.serve.xmlcurl import (
@@ -16,7 +17,6 @@ from reconciler.serve.xmlcurl import (
     Result,
     Section,
     answer,
-    cc_argument,
     parse_form,
 )
 from tests.serve.test_xmlcurl_fixtures import (
@@ -714,7 +714,7 @@ def test_malformed_request_messages_do_not_echo_the_request() -> None:
     [("Available", "Available"), ("On Break", "'On Break'"), ("Logged Out", "'Logged Out'")],
 )
 def test_callcenter_arguments_with_blanks_are_quoted(status: str, argument: str) -> None:
-    assert cc_argument(status) == argument
+    assert quote_arg(status) == argument
 
 
 def test_not_found_template_is_exact(templates) -> None:

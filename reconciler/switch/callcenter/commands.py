@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from reconciler.esl import quote_arg
+from reconciler.core.switch_args import quote_arg
 from reconciler.switch.callcenter.desired import domain_of
 from reconciler.switch.errors import UnsafeArgument
 from specs_schema import shapes
