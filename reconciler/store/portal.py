@@ -18,7 +18,7 @@ from datetime import datetime
 
 import psycopg
 
-from reconciler.store.errors import translated
+from reconciler.store.errors import StoreError, translated
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +217,16 @@ def use_totp_step(conn: psycopg.Connection, email: str, step: int) -> bool:
             (updated, email.lower()),
         )
     return True
+
+
+@translated
+def read_installation_id(conn: psycopg.Connection) -> str:
+    """The installation's random identity (control migration 6): what the portal derives
+    the key of its pre-session CSRF tokens from, the same for every daemon."""
+    row = conn.execute("SELECT installation_id::text FROM pbx.installation").fetchone()
+    if row is None:
+        raise StoreError("pbx.installation holds no row")
+    return str(row[0])
 
 
 # -- sessions ---------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from reconciler.store.identity import read_database_identity
+from reconciler.store.portal import read_installation_id
 from reconciler.web import filters
 from reconciler.web.access import Principal, TenantScope, principal_for, tenant_scope
 from reconciler.web.config import PortalConfig
@@ -64,9 +64,9 @@ class Portal:
         """The key of the pre-session CSRF token: derived from the installation's random
         identity, so every daemon of one database agrees without configuration."""
         if self._pre_session_key is None:
-            identity = await self.db.run(read_database_identity)
+            installation = await self.db.run(read_installation_id)
             self._pre_session_key = hmac.new(
-                identity.installation_id.encode(), b"pbx-portal pre-session csrf", hashlib.sha256
+                installation.encode(), b"pbx-portal pre-session csrf", hashlib.sha256
             ).digest()
         return self._pre_session_key
 

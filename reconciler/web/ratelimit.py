@@ -1,10 +1,10 @@
 """Login throttling, in memory (one daemon: a restart forgets, which only ever lets someone
 try again sooner). Three counters, none of them a lock-out button for strangers:
 
-* per account **and** client address: ``free`` failures, then each further attempt waits
-  twice as long as the one before (1 s, 2 s, 4 s ... up to the window); forgotten after a
-  window without a failure. Guessing from one place slows to a crawl; the owner elsewhere is
-  untouched.
+* per account **and** client address: ``attempts`` free failures, then each further attempt
+  waits twice as long as the one before (1 s, 2 s, 4 s ... up to the window); forgotten
+  once quiet for that wait plus a window. Guessing from one place slows to a crawl; the
+  owner elsewhere is untouched.
 * per client address: failures across all accounts in a sliding window (password spraying).
   Successful logins do not count: an office behind one NAT logs in at shift start.
 * per account, all addresses together: a cap far above what a person types (distributed
@@ -104,8 +104,10 @@ class _Streak:
 
 
 class Backoff:
-    """Per key: ``free`` failures, then a delay doubling from ``FIRST_DELAY`` up to
-    ``limit.window`` before each further attempt; a window without failure forgets."""
+    """Per key: ``limit.attempts`` free failures, then a delay doubling from
+    ``FIRST_DELAY`` up to ``limit.window`` before each further attempt. A streak is
+    forgotten once quiet for its current delay plus a window (waiting out the longest
+    delay does not buy a fresh set of free attempts)."""
 
     def __init__(self, limit: RateLimit, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
@@ -119,7 +121,8 @@ class Backoff:
 
     def _streak(self, key: str) -> _Streak | None:
         streak = self._streaks.get(key)
-        if streak is not None and self.clock() - streak.last > self.limit.window:
+        quiet = self.delay(streak.failures) + self.limit.window if streak else 0.0
+        if streak is not None and self.clock() - streak.last > quiet:
             del self._streaks[key]
             return None
         return streak
@@ -149,6 +152,9 @@ class Backoff:
     def failures(self, key: str) -> int:
         streak = self._streak(key)
         return streak.failures if streak else 0
+
+    def clear(self, key: str) -> None:
+        self._streaks.pop(key, None)
 
     def clear_where(self, keep: Callable[[str], bool]) -> int:
         gone = [key for key in self._streaks if not keep(key)]
@@ -212,7 +218,7 @@ class LoginLimiter:
         email, pair = email.lower(), _pair(email, address)
         self.addresses.take_back(address)
         self.accounts.take_back(email)
-        self.pairs.clear_where(lambda key: key != pair)
+        self.pairs.clear(pair)
         self._known[pair] = None
         self._known.move_to_end(pair)
         if len(self._known) > MAX_KEYS:

@@ -70,9 +70,15 @@ def test_failures_per_account_and_address_back_off_doubling_and_never_touch_othe
             clock.now += exc.retry_after
             limiter.reserve("a@x.org", "10.0.0.1")
     assert waits == [1, 2, 4, 8, 16]
+    clock.now += 32
+    limiter.reserve("a@x.org", "10.0.0.1")  # waiting out a wait buys one attempt, no more
+    with pytest.raises(Throttled) as refused:
+        limiter.reserve("a@x.org", "10.0.0.1")
+    assert round(refused.value.retry_after) == 64
     limiter.reserve("a@x.org", "10.0.0.2")  # the owner, elsewhere: no wait
-    clock.now += 901  # a window without failure forgets the streak
-    limiter.reserve("a@x.org", "10.0.0.1")
+    clock.now += 64 + 900 + 1  # quiet for the current wait plus a window: forgotten
+    for _ in range(3):
+        limiter.reserve("a@x.org", "10.0.0.1")
 
 
 def test_success_gives_the_reservation_back_and_ends_the_streak() -> None:
