@@ -3,8 +3,8 @@ try again sooner). Three counters, none of them a lock-out button for strangers:
 
 * per account **and** client address: ``attempts`` free failures, then each further attempt
   waits twice as long as the one before (1 s, 2 s, 4 s ... up to the window); forgotten
-  once quiet for that wait plus a window. Guessing from one place slows to a crawl; the
-  owner elsewhere is untouched.
+  after a day without a failure, ended by a success. Guessing from one place slows to a
+  crawl; the owner elsewhere is untouched.
 * per client address: failures across all accounts in a sliding window (password spraying).
   Successful logins do not count: an office behind one NAT logs in at shift start.
 * per account, all addresses together: a cap far above what a person types (distributed
@@ -31,6 +31,7 @@ from reconciler.web.errors import RateLimited
 
 MAX_KEYS = 100_000  # a flood of distinct keys must not grow memory without bound
 FIRST_DELAY = 1.0  # seconds, doubled for every failure beyond the free ones
+STREAK_MEMORY = 24 * 3600.0  # a streak of failures is forgotten after a day without one
 
 
 class Throttled(RateLimited):
@@ -106,8 +107,8 @@ class _Streak:
 class Backoff:
     """Per key: ``limit.attempts`` free failures, then a delay doubling from
     ``FIRST_DELAY`` up to ``limit.window`` before each further attempt. A streak is
-    forgotten once quiet for its current delay plus a window (waiting out the longest
-    delay does not buy a fresh set of free attempts)."""
+    forgotten after ``STREAK_MEMORY`` without a failure, so waiting out the longest delay
+    never buys a fresh set of free attempts (a success ends it at once)."""
 
     def __init__(self, limit: RateLimit, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
@@ -121,7 +122,7 @@ class Backoff:
 
     def _streak(self, key: str) -> _Streak | None:
         streak = self._streaks.get(key)
-        quiet = self.delay(streak.failures) + self.limit.window if streak else 0.0
+        quiet = max(STREAK_MEMORY, self.delay(streak.failures)) if streak else 0.0
         if streak is not None and self.clock() - streak.last > quiet:
             del self._streaks[key]
             return None

@@ -76,7 +76,11 @@ def test_failures_per_account_and_address_back_off_doubling_and_never_touch_othe
         limiter.reserve("a@x.org", "10.0.0.1")
     assert round(refused.value.retry_after) == 64
     limiter.reserve("a@x.org", "10.0.0.2")  # the owner, elsewhere: no wait
-    clock.now += 64 + 900 + 1  # quiet for the current wait plus a window: forgotten
+    clock.now += 3600
+    limiter.reserve("a@x.org", "10.0.0.1")  # an hour later: still the same streak
+    with pytest.raises(Throttled):
+        limiter.reserve("a@x.org", "10.0.0.1")
+    clock.now += 24 * 3600 + 1  # a day without a failure: forgotten
     for _ in range(3):
         limiter.reserve("a@x.org", "10.0.0.1")
 
