@@ -318,13 +318,16 @@ async def test_a_pre_session_token_the_server_never_issued_is_refused(client: Te
     assert response.status == 401
 
 
-async def test_a_wrong_method_on_a_page_gets_the_security_headers(client: TestClient) -> None:
+async def test_aiohttps_own_answers_on_pages_get_the_security_headers(client: TestClient) -> None:
     response = await client.delete("/platform")
     assert response.status == 405
     assert "GET" in response.headers["Allow"].split(",")
     assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["Cache-Control"] == "no-store"
+    too_big = await client.post("/login", data={"csrf": "x" * 100_000})
+    assert too_big.status == 413
+    assert too_big.headers["Content-Security-Policy"].startswith("default-src 'none'")
 
 
 async def test_a_code_of_the_next_step_does_not_block_the_current_one(
