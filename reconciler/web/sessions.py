@@ -174,6 +174,6 @@ class Sessions:
         return time.monotonic() - entry.fetched < self.config.session_cache_seconds
 
     def _remember(self, digest: bytes, entry: _Cached) -> None:
-        if len(self._cache) >= CACHE_LIMIT:
+        if digest not in self._cache and len(self._cache) >= CACHE_LIMIT:
             self._cache.clear()
         self._cache[digest] = entry
