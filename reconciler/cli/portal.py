@@ -61,12 +61,19 @@ _PORTAL_OPTIONS: list[Callable[[F], F]] = [
     click.option(
         "--portal-login-limit",
         metavar="N/SECONDS",
-        help="Per account [PBX_PORTAL_LOGIN_LIMIT, 5/900].",
+        help="Failures per account and address before doubling delays, and how long a "
+        "streak is remembered [PBX_PORTAL_LOGIN_LIMIT, 5/900].",
     ),
     click.option(
         "--portal-address-limit",
         metavar="N/SECONDS",
-        help="Per address [PBX_PORTAL_ADDRESS_LIMIT, 30/300].",
+        help="Failed logins per client address [PBX_PORTAL_ADDRESS_LIMIT, 30/300].",
+    ),
+    click.option(
+        "--portal-trusted-proxies",
+        metavar="CIDR,...",
+        help="Reverse proxies whose X-Forwarded-For names the client "
+        "[PBX_PORTAL_TRUSTED_PROXIES, none].",
     ),
 ]
 
@@ -93,6 +100,7 @@ def portal_config(cfg: ResolvedSettings) -> PortalConfig | None:
             invite_ttl=float(cfg["portal_invite_ttl"]),
             login_limit=str(cfg["portal_login_limit"]),
             address_limit=str(cfg["portal_address_limit"]),
+            trusted_proxies=str(cfg["portal_trusted_proxies"] or ""),
         )
     except ValueError as exc:
         raise SettingsError(f"portal: {exc}") from exc

@@ -18,7 +18,7 @@ from datetime import datetime
 
 import psycopg
 
-from reconciler.store.errors import translated
+from reconciler.store.errors import StoreError, translated
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,18 +177,56 @@ def update_password_hash(conn: psycopg.Connection, email: str, password_hash: st
     )
 
 
+STEP_BITS = 32  # totp_last_step: the latest used step, and above it which of the 2 before
+
+
+def next_used_steps(stored: int | None, step: int) -> int | None:
+    """``totp_last_step`` once ``step`` is used, or None when it already was.
+
+    The column packs the latest used step with two bits for the two steps before it, so a
+    code of the next step (a phone clock slightly ahead) does not block the current one,
+    while every step's code is still accepted once. Older steps count as used."""
+    if stored is None:
+        return step
+    last, mask = stored & ((1 << STEP_BITS) - 1), stored >> STEP_BITS
+    used = {last} | {last - 1 - i for i in (0, 1) if mask >> i & 1}
+    if step in used or step < last - 2:
+        return None
+    used.add(step)
+    top = max(used)
+    bits = sum(1 << i for i in (0, 1) if top - 1 - i in used)
+    return top | bits << STEP_BITS
+
+
 @translated
 def use_totp_step(conn: psycopg.Connection, email: str, step: int) -> bool:
-    """Record a TOTP time step as used; False when it (or a later one) already was, so a
-    code seen over someone's shoulder cannot be replayed."""
-    cur = conn.execute(
-        """
-        UPDATE pbx.portal_accounts SET totp_last_step = %(step)s
-        WHERE email = %(email)s AND (totp_last_step IS NULL OR totp_last_step < %(step)s)
-        """,
-        {"email": email.lower(), "step": step},
-    )
-    return cur.rowcount == 1
+    """Record a TOTP time step as used; False when it already was, so a code seen over
+    someone's shoulder cannot be replayed (``next_used_steps`` says how)."""
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT totp_last_step FROM pbx.portal_accounts WHERE email = %s FOR UPDATE",
+            (email.lower(),),
+        ).fetchone()
+        if row is None:
+            return False
+        updated = next_used_steps(row[0], step)
+        if updated is None:
+            return False
+        conn.execute(
+            "UPDATE pbx.portal_accounts SET totp_last_step = %s WHERE email = %s",
+            (updated, email.lower()),
+        )
+    return True
+
+
+@translated
+def read_installation_id(conn: psycopg.Connection) -> str:
+    """The installation's random identity (control migration 6): what the portal derives
+    the key of its pre-session CSRF tokens from, the same for every daemon."""
+    row = conn.execute("SELECT installation_id::text FROM pbx.installation").fetchone()
+    if row is None:
+        raise StoreError("pbx.installation holds no row")
+    return str(row[0])
 
 
 # -- sessions ---------------------------------------------------------------------------------

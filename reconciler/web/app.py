@@ -10,7 +10,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from reconciler.web import api, live, pages, pages_account, pages_auth
+from reconciler.web import api, live, lockouts, pages, pages_account, pages_auth
 from reconciler.web.config import PortalConfig
 from reconciler.web.middleware import authenticate, errors, security_headers
 from reconciler.web.portal import PORTAL_KEY, Portal
@@ -25,7 +25,7 @@ def make_portal_app(deps: PortalDeps, config: PortalConfig) -> web.Application:
         middlewares=[security_headers, errors, authenticate], client_max_size=64 * 1024
     )
     app[PORTAL_KEY] = portal
-    for module in (pages_auth, pages, pages_account, live, api):
+    for module in (pages_auth, pages, pages_account, live, api, lockouts):
         app.router.add_routes(module.routes)
     static = resources.files("reconciler.web") / "static"
     app.router.add_static("/static/", str(static), append_version=False)

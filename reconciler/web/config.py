@@ -4,6 +4,7 @@ throttled. Built by the CLI (``PBX_PORTAL_*``); every default is what production
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,7 +24,12 @@ class PortalConfig:
     """``public_url``: the base URL people use (links in invitations; ``https`` turns on
     Secure cookies and HSTS). ``secure_cookies``: None decides from ``public_url`` and TLS.
     ``session_cache_seconds``: how long a session lookup is trusted without the database
-    (revocation by this process is immediate; by another daemon, within this delay)."""
+    (revocation by this process is immediate; by another daemon, within this delay).
+    Login throttling (``ratelimit``): ``login_per_account_address`` free failures then
+    doubling delays, ``login_per_address`` failures, ``login_per_account`` the cap of all
+    addresses together. ``argon2_threads``/``argon2_queue``: password checks run on their
+    own threads, beyond ``threads + queue`` waiting ones a login is refused at once (503).
+    ``trusted_proxies``: peers whose ``X-Forwarded-For`` names the client."""
 
     public_url: str = "http://127.0.0.1:8081"
     listen_host: str = DEFAULT_LISTEN[0]
@@ -35,8 +41,12 @@ class PortalConfig:
     absolute_timeout: float = 12 * 3600.0
     invitation_ttl: float = 72 * 3600.0
     session_cache_seconds: float = 5.0
-    login_per_account: RateLimit = RateLimit(attempts=5, window=15 * 60.0)
+    login_per_account_address: RateLimit = RateLimit(attempts=5, window=15 * 60.0)
     login_per_address: RateLimit = RateLimit(attempts=30, window=5 * 60.0)
+    login_per_account: RateLimit = RateLimit(attempts=100, window=15 * 60.0)
+    argon2_threads: int = 2
+    argon2_queue: int = 16
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     db_pool_size: int = 4
     sse_heartbeat: float = 15.0
 
@@ -85,6 +95,14 @@ def parse_rate(text: str) -> RateLimit:
     return RateLimit(int(attempts), float(window))
 
 
+def parse_networks(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """``CIDR,...`` of ``--portal-trusted-proxies`` (a bare address is a /32 or /128)."""
+    try:
+        return tuple(ip_network(p.strip(), strict=False) for p in text.split(",") if p.strip())
+    except ValueError as exc:
+        raise ValueError(f"trusted proxies are CIDR,CIDR..., not {text!r}") from exc
+
+
 def config_from_settings(
     listen: str = "127.0.0.1:8081",
     url: str | None = None,
@@ -96,6 +114,7 @@ def config_from_settings(
     invite_ttl: float = 259200.0,
     login_limit: str = "5/900",
     address_limit: str = "30/300",
+    trusted_proxies: str = "",
 ) -> PortalConfig:
     """The portal's config from the CLI's settings (``PBX_PORTAL_*``), as given."""
     host, port = parse_listen(listen)
@@ -110,6 +129,7 @@ def config_from_settings(
         idle_timeout=idle_timeout,
         absolute_timeout=session_lifetime,
         invitation_ttl=invite_ttl,
-        login_per_account=parse_rate(login_limit),
+        login_per_account_address=parse_rate(login_limit),
         login_per_address=parse_rate(address_limit),
+        trusted_proxies=parse_networks(trusted_proxies),
     )

@@ -70,11 +70,6 @@ class PortalDb:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(self._call, fn, *a, **kw))
 
-    async def offload(self, fn: Callable[P, R], *a: P.args, **kw: P.kwargs) -> R:
-        """CPU-heavy work (argon2) off the event loop, in the same bounded threads."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(fn, *a, **kw))
-
     async def audit(
         self,
         actor: str | None,

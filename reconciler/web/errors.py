@@ -9,8 +9,10 @@ Exceptions::
     ├── CsrfRejected                  403 csrf
     ├── Forbidden                     403 forbidden       (visible, but not yours to change)
     ├── NotFound                      404 not_found       (unknown, or another tenant's)
+    ├── MethodNotAllowed              405 method_not_allowed
     ├── RateLimited                   429 rate_limited
     └── Unavailable                   503 unavailable     (database not reachable yet)
+        └── Busy                      503 unavailable     (too many password checks queued)
 
 ``NotFound`` is deliberately the answer for anything the caller may not see: an id of
 another tenant and an unknown id are indistinguishable.
@@ -61,6 +63,12 @@ class NotFound(PortalError):
     default_message = "not found"
 
 
+class MethodNotAllowed(PortalError):
+    status = 405
+    code = "method_not_allowed"
+    default_message = "method not allowed"
+
+
 class RateLimited(PortalError):
     status = 429
     code = "rate_limited"
@@ -83,3 +91,14 @@ def printable(text: str, field: str) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise BadRequest(f"{field} holds a control character")
     return text
+
+
+class Busy(Unavailable):
+    """Refused before any work: every password-checking thread is taken and the queue is
+    full. Cheap on purpose, so a burst of logins cannot queue without bound."""
+
+    default_message = "too many logins at once: try again in a few seconds"
+
+    def __init__(self, retry_after: float = 2.0) -> None:
+        super().__init__()
+        self.retry_after = retry_after

@@ -1,7 +1,8 @@
 """Logging in: password (argon2id), then TOTP for super admins (and anyone enrolled), then a
 server-side session. Every outcome is audited; every failure reads the same and costs about
 the same time, whether the email is unknown, the password wrong, the code wrong or the
-person no longer in git.
+person no longer in git. Throttled attempts (``ratelimit``) are audited once per counter
+and window; the rest are counted into the next such row.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from reconciler.store.portal import Account, read_account, update_password_hash,
 from reconciler.web import totp
 from reconciler.web.access import principal_for
 from reconciler.web.db import PortalDb
-from reconciler.web.errors import RateLimited, Unauthenticated
-from reconciler.web.passwords import MAX_LENGTH, verify
-from reconciler.web.ratelimit import LoginLimiter
+from reconciler.web.errors import Unauthenticated
+from reconciler.web.passwords import MAX_LENGTH, PasswordChecker, Verified
+from reconciler.web.ratelimit import LoginLimiter, RefusalAudit, Throttled
 from reconciler.web.sessions import Sessions
 
 GENERIC_FAILURE = "email, password or authenticator code not valid"
@@ -47,24 +48,37 @@ class Attempt:
 
 
 class Login:
-    def __init__(self, db: PortalDb, sessions: Sessions, limiter: LoginLimiter) -> None:
+    def __init__(
+        self,
+        db: PortalDb,
+        sessions: Sessions,
+        limiter: LoginLimiter,
+        passwords: PasswordChecker,
+    ) -> None:
         self.db = db
         self.sessions = sessions
         self.limiter = limiter
+        self.passwords = passwords
+        self.refusals = RefusalAudit()
 
     async def attempt(self, attempt: Attempt, state: State, admins: Mapping[str, str]) -> str:
         """The new session's cookie value; raises ``LoginFailed``/``RateLimited``/..."""
         email = attempt.email.strip().lower()[:MAX_LENGTH]
         try:
-            self.limiter.before_attempt(email, attempt.client_addr)
-        except RateLimited:
-            await self._audit(email, attempt, "failed", "rate limited")
+            self.limiter.reserve(email, attempt.client_addr)
+        except Throttled as exc:
+            audit, unaudited = self.refusals.first(exc.key, exc.retry_after)
+            if audit:
+                why = "rate limited (" + exc.key.split(" ", 1)[0] + ")"
+                if unaudited:
+                    why += f"; {unaudited} more refused in its previous window, not audited"
+                await self._audit(email, attempt, "failed", why)
             raise
-        usable = email and email.isprintable()  # a NUL cannot even be looked up
-        account = await self.db.run(read_account, email) if usable else None
-        verified = await self.db.offload(
-            verify, account.password_hash if account else None, attempt.password
-        )
+        try:
+            account, verified = await self._check_password(email, attempt.password)
+        except Exception:
+            self.limiter.release(email, attempt.client_addr)  # never judged: costs nothing
+            raise
         failure = None
         if not verified.ok or account is None:
             failure = "wrong email or password"
@@ -73,17 +87,22 @@ class Login:
         else:
             failure = await self._second_factor(account, email in admins, attempt.code)
         if failure is not None:
-            self.limiter.failed(email)
             await self._audit(email, attempt, "failed", failure)
             if failure == "no authenticator enrolled":
                 raise TotpEnrolmentRequired()
             raise LoginFailed()
         if verified.rehash:
             await self.db.run(update_password_hash, email, verified.rehash)
-        self.limiter.succeeded(email)
+        self.limiter.succeeded(email, attempt.client_addr)
         token = await self.sessions.create(email, attempt.client_addr, attempt.user_agent)
         await self._audit(email, attempt, "ok", None)
         return token
+
+    async def _check_password(self, email: str, password: str) -> tuple[Account | None, Verified]:
+        usable = email and email.isprintable()  # a NUL cannot even be looked up
+        account = await self.db.run(read_account, email) if usable else None
+        verified = await self.passwords.verify(account.password_hash if account else None, password)
+        return account, verified
 
     async def _second_factor(self, account: Account, super_admin: bool, code: str) -> str | None:
         if account.totp_secret is None:

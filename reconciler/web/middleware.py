@@ -4,18 +4,31 @@ errors rendered as JSON (API) or a page (browser), then who is calling and the C
 CSRF: every state-changing request made with the session cookie carries the session's token
 (form field ``csrf`` or header ``X-CSRF-Token``); bearer-token requests are not
 cookie-authenticated and need none. The login and activation forms, made before there is a
-session, use a double-submit token (cookie + form field). SameSite=Strict cookies are the
+session, use a signed double submit: the cookie holds a random nonce, the form field its
+HMAC under a key derived from the installation's random identity (``pbx.installation``,
+the same for every daemon of one database), so a pair the server never issued fails even
+when someone can plant cookies. SameSite=Strict cookies (``__Host-`` over https) are the
 second wall.
+
+Security headers go on every answer, aiohttp's own (405, 413, ...) included.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from reconciler.web.errors import CsrfRejected, NotFound, PortalError, Unauthenticated
+from reconciler.web.errors import (
+    CsrfRejected,
+    MethodNotAllowed,
+    NotFound,
+    PortalError,
+    Unauthenticated,
+)
 from reconciler.web.portal import IDENTITY, PRE_CSRF, identity_of, portal_of, render
 from reconciler.web.tokens import new_token, same_secret
 
@@ -35,7 +48,12 @@ CSP = (
 
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # aiohttp's bare answers (405, 413) get the headers too
+        response = web.Response(
+            status=exc.status, reason=exc.reason, text=exc.text, headers=exc.headers
+        )
     headers = response.headers
     headers.setdefault("Content-Security-Policy", CSP)
     headers["X-Content-Type-Options"] = "nosniff"
@@ -60,13 +78,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPNotFound:
         return error_response(request, NotFound())
     except web.HTTPMethodNotAllowed as exc:
-        if request.path.startswith(API_PREFIX):
-            return web.json_response(
-                {"error": {"code": "method_not_allowed", "message": "method not allowed"}},
-                status=405,
-                headers={"Allow": ",".join(sorted(exc.allowed_methods))},
-            )
-        raise
+        response = error_response(request, MethodNotAllowed())
+        response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
+        return response
 
 
 def error_response(request: web.Request, exc: PortalError) -> web.StreamResponse:
@@ -99,15 +113,21 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     request[IDENTITY] = ident
     fresh_pre = None
     if ident is None and request.path.startswith(PRE_SESSION_FORMS):
-        request[PRE_CSRF] = request.cookies.get(portal.pre_cookie_name) or ""
-        if not request[PRE_CSRF]:
-            fresh_pre = request[PRE_CSRF] = new_token()
+        nonce = request.cookies.get(portal.pre_cookie_name) or ""
+        if not nonce:
+            fresh_pre = nonce = new_token()
+        request[PRE_CSRF] = pre_session_token(await portal.pre_session_key(), nonce)
     if request.method not in SAFE_METHODS:
         await check_csrf(request)
     response = await handler(request)
     if fresh_pre is not None:
         portal.set_cookie(response, portal.pre_cookie_name, fresh_pre)
     return response
+
+
+def pre_session_token(key: bytes, nonce: str) -> str:
+    """The form field that goes with the pre-session cookie ``nonce``."""
+    return hmac.new(key, nonce.encode(), hashlib.sha256).hexdigest()
 
 
 async def check_csrf(request: web.Request) -> None:

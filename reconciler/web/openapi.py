@@ -201,6 +201,9 @@ SCHEMAS: dict[str, Schema] = {
         user_agent=_s(True),
         current=_b(),
     ),
+    "LoginLock": _obj(
+        ["email", "failures", "retry_after"], email=_s(), failures=_i(), retry_after=_i()
+    ),
     "Token": _obj(
         ["id", "name", "created_at"], id=_i(), name=_s(), created_at=_s(), last_used_at=_s(True)
     ),
@@ -435,6 +438,24 @@ def _account_paths() -> dict[str, Any]:
     }
 
 
+def _login_lock_paths() -> dict[str, Any]:
+    return {
+        "/login-locks": {
+            "get": _op(
+                "accounts this daemon's login throttle holds back (super admins)",
+                _list("locks", "LoginLock"),
+            )
+        },
+        "/login-locks/clear": {
+            "post": _op(
+                "lift every login throttle of one account on this daemon (super admins; audited)",
+                _obj(["email", "forgotten"], email=_s(), forgotten=_i()),
+                body=_obj(["email"], email=_s()),
+            )
+        },
+    }
+
+
 def openapi_document(base_url: str) -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
@@ -446,6 +467,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             **_tenant_action_paths(),
             **_platform_paths(),
             **_account_paths(),
+            **_login_lock_paths(),
         },
         "components": {
             "schemas": SCHEMAS,

@@ -8,11 +8,14 @@ loses that access on their next request, whatever their session says.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 from typing import Any
 
 import jinja2
 from aiohttp import web
 
+from reconciler.store.portal import read_installation_id
 from reconciler.web import filters
 from reconciler.web.access import Principal, TenantScope, principal_for, tenant_scope
 from reconciler.web.config import PortalConfig
@@ -20,7 +23,9 @@ from reconciler.web.db import PortalDb
 from reconciler.web.errors import Unauthenticated
 from reconciler.web.login import Login
 from reconciler.web.overview import Overview
+from reconciler.web.passwords import PasswordChecker
 from reconciler.web.ports import PortalDeps
+from reconciler.web.proxies import client_address
 from reconciler.web.ratelimit import LoginLimiter
 from reconciler.web.search import Searcher
 from reconciler.web.sessions import Identity, Sessions
@@ -37,8 +42,11 @@ class Portal:
         self.config = config
         self.db = PortalDb(deps.database_dsn, size=config.db_pool_size)
         self.sessions = Sessions(self.db, config)
-        self.limiter = LoginLimiter(config.login_per_account, config.login_per_address)
-        self.login = Login(self.db, self.sessions, self.limiter)
+        self.limiter = LoginLimiter(
+            config.login_per_account_address, config.login_per_address, config.login_per_account
+        )
+        self.passwords = PasswordChecker(config.argon2_threads, config.argon2_queue)
+        self.login = Login(self.db, self.sessions, self.limiter, self.passwords)
         self.searcher = Searcher()
         self.overview = Overview()
         self.closing = asyncio.Event()  # set on shutdown: open event streams end at once
@@ -50,6 +58,17 @@ class Portal:
             lstrip_blocks=True,
         )
         filters.install(self.templates)
+        self._pre_session_key: bytes | None = None
+
+    async def pre_session_key(self) -> bytes:
+        """The key of the pre-session CSRF token: derived from the installation's random
+        identity, so every daemon of one database agrees without configuration."""
+        if self._pre_session_key is None:
+            installation = await self.db.run(read_installation_id)
+            self._pre_session_key = hmac.new(
+                installation.encode(), b"pbx-portal pre-session csrf", hashlib.sha256
+            ).digest()
+        return self._pre_session_key
 
     @property
     def cookie_name(self) -> str:
@@ -77,6 +96,7 @@ class Portal:
         self.closing.set()
 
     async def close(self, _app: web.Application) -> None:
+        self.passwords.close()
         await self.db.close()
 
 
@@ -108,7 +128,10 @@ def scope(request: web.Request, tenant_id: str) -> TenantScope:
 
 
 def client_addr(request: web.Request) -> str:
-    return request.remote or "unknown"
+    """The client's address: the peer's, or behind a trusted proxy what it forwarded."""
+    proxies = portal_of(request).config.trusted_proxies
+    forwarded = request.headers.getall("X-Forwarded-For", []) if proxies else []
+    return client_address(request.remote, forwarded, proxies)
 
 
 def render(

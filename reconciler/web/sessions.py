@@ -4,14 +4,20 @@ an ``Authorization: Bearer`` token.
 Lookups are cached in memory for ``session_cache_seconds`` so a page read costs no database
 round trip; ending a session or token in this process drops it from the cache at once (other
 daemons' caches expire within that delay). Idle and absolute timeouts are checked on every
-request; ``last_seen_at`` is written back at most once per ``TOUCH_INTERVAL``.
+request.
+
+The idle timeout counts from the last *request*, kept in memory: ``last_seen_at`` is
+written back at most once per ``touch_interval`` (a quarter of the idle timeout, at most a
+minute), never once per request. When the row says another daemon saw the session later
+than this one wrote it, that daemon may hold up to ``touch_interval`` of requests not yet
+written: the session then gets that much grace rather than ending early.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from reconciler.store.portal import (
@@ -26,7 +32,7 @@ from reconciler.web.config import PortalConfig
 from reconciler.web.db import PortalDb
 from reconciler.web.tokens import API_TOKEN_PREFIX, new_token, token_digest
 
-TOUCH_INTERVAL = timedelta(seconds=60)
+MAX_TOUCH_INTERVAL = 60.0
 CACHE_LIMIT = 50_000
 
 
@@ -47,7 +53,8 @@ class Identity:
 class _Cached:
     identity: Identity
     fetched: float  # monotonic
-    touched: datetime  # last_seen_at as written to the database
+    touched: datetime  # last_seen_at as this process last wrote (or read) it
+    last_request: datetime | None = None  # this process's own last request of the session
 
 
 class Sessions:
@@ -62,6 +69,7 @@ class Sessions:
         self.config = config
         self.clock = clock
         self._cache: dict[bytes, _Cached] = {}
+        self.touch_interval = timedelta(seconds=min(MAX_TOUCH_INTERVAL, config.idle_timeout / 4))
 
     async def create(self, email: str, client_addr: str | None, user_agent: str | None) -> str:
         """A new session for ``email``; returns the cookie value (only its digest is kept)."""
@@ -79,33 +87,54 @@ class Sessions:
 
     async def resolve_cookie(self, token: str) -> Identity | None:
         digest = token_digest(token)
-        cached = self._fresh(digest)
-        row = cached.identity.session if cached else await self.db.run(read_session, digest)
-        if row is None:
+        entry = await self._session_entry(digest)
+        if entry is None or entry.identity.session is None:
             return None
+        row = entry.identity.session
         now = self.clock()
-        last_seen = max(row.last_seen_at, cached.touched if cached else row.last_seen_at)
-        idle = timedelta(seconds=self.config.idle_timeout)
-        if now >= row.expires_at or now - last_seen >= idle:
+        if now >= row.expires_at or self._idle(entry, row, now):
             await self.end(row.id, digest)
             return None
-        row = replace(row, last_seen_at=now)
-        touched = cached.touched if cached else last_seen
-        if now - touched >= TOUCH_INTERVAL:
+        entry.last_request = now
+        if now - entry.touched >= self.touch_interval:
             await self.db.run(touch_session, row.id, now)
-            touched = now
-        identity = Identity(row.email, session=row)
-        self._remember(
-            digest, _Cached(identity, cached.fetched if cached else time.monotonic(), touched)
-        )
-        return identity
+            entry.touched = now
+        return entry.identity
+
+    async def _session_entry(self, digest: bytes) -> _Cached | None:
+        """The cached entry, its row re-read from the database once the cache is stale
+        (keeping what this process knows: its last request and write-back)."""
+        entry = self._cache.get(digest)
+        if entry is not None and self._is_fresh(entry):
+            return entry
+        row = await self.db.run(read_session, digest)
+        if row is None:
+            self._cache.pop(digest, None)
+            return None
+        if entry is None:
+            entry = _Cached(Identity(row.email, session=row), time.monotonic(), row.last_seen_at)
+        else:
+            entry.identity = Identity(row.email, session=row)
+            entry.fetched = time.monotonic()
+        self._remember(digest, entry)
+        return entry
+
+    def _idle(self, entry: _Cached, row: SessionRow, now: datetime) -> bool:
+        """Idle since the last request this process served; when another daemon wrote a
+        later one (or this process served none), with ``touch_interval`` of grace."""
+        idle = timedelta(seconds=self.config.idle_timeout)
+        mine = entry.last_request
+        if mine is not None and row.last_seen_at <= entry.touched:
+            return now - max(mine, row.last_seen_at) >= idle
+        last = max(mine or row.last_seen_at, row.last_seen_at)
+        return now - last >= idle + self.touch_interval
 
     async def resolve_bearer(self, token: str) -> Identity | None:
         if not token.startswith(API_TOKEN_PREFIX):
             return None
         digest = token_digest(token)
-        cached = self._fresh(digest)
-        if cached is not None:
+        cached = self._cache.get(digest)
+        if cached is not None and self._is_fresh(cached):
             return cached.identity
         found = await self.db.run(read_api_token, digest)
         if found is None:
@@ -141,13 +170,10 @@ class Sessions:
     def forget_all(self) -> None:
         self._cache.clear()
 
-    def _fresh(self, digest: bytes) -> _Cached | None:
-        cached = self._cache.get(digest)
-        if cached and time.monotonic() - cached.fetched < self.config.session_cache_seconds:
-            return cached
-        return None
+    def _is_fresh(self, entry: _Cached) -> bool:
+        return time.monotonic() - entry.fetched < self.config.session_cache_seconds
 
     def _remember(self, digest: bytes, entry: _Cached) -> None:
-        if len(self._cache) >= CACHE_LIMIT:
+        if digest not in self._cache and len(self._cache) >= CACHE_LIMIT:
             self._cache.clear()
         self._cache[digest] = entry

@@ -78,3 +78,22 @@ def test_cli_reads_the_config_file(tmp_path: Path) -> None:
     assert "broken.yaml" in result.stdout
     result = CliRunner().invoke(main, ["validate"], env={"PBX_CONFIG": str(config)})
     assert result.exit_code == 1
+
+
+def test_portal_trusted_proxies_from_the_flag_or_the_environment() -> None:
+    from ipaddress import ip_network
+
+    from reconciler.cli.portal import portal_config
+
+    env = {"PBX_PORTAL_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1"}
+    config = portal_config(resolve({}, environ=env))
+    assert config is not None
+    assert config.trusted_proxies == (ip_network("10.0.0.0/8"), ip_network("192.0.2.1/32"))
+    flagged = portal_config(resolve({"portal_trusted_proxies": "::1"}, environ=env))
+    assert flagged is not None and flagged.trusted_proxies == (ip_network("::1/128"),)
+    default = portal_config(resolve({}, environ={}))
+    assert default is not None and default.trusted_proxies == ()
+    with pytest.raises(SettingsError, match="trusted proxies"):
+        portal_config(resolve({"portal_trusted_proxies": "proxy.example.net"}, environ={}))
+    result = CliRunner().invoke(main, ["run", "--help"])
+    assert "--portal-trusted-proxies" in result.output

@@ -75,9 +75,9 @@ async def test_login_sets_a_hardened_session_cookie_and_audits(
         assert [(a.action, a.result) for a in read_audit(conn)][:1] == [("login", "ok")]
 
 
-async def test_secure_cookie_with_host_prefix_behind_https() -> None:
+async def test_secure_cookie_with_host_prefix_behind_https(deps: FakePortalDeps) -> None:
     config = PortalConfig(public_url="https://pbx.example.net")
-    app = make_portal_app(FakePortalDeps(dsn=None), config)
+    app = make_portal_app(deps, config)
     async with TestClient(TestServer(app)) as client:
         response = await client.get("/login")
         cookie = response.headers["Set-Cookie"]
@@ -110,16 +110,21 @@ async def test_super_admin_without_authenticator_is_told_to_enrol(
     assert status == 401 and "authenticator" in body
 
 
-async def test_failed_logins_are_rate_limited_per_account(
+async def test_failed_logins_are_rate_limited_per_account_and_address(
     deps: FakePortalDeps, portal_dsn: str
 ) -> None:
     config = PortalConfig(
         public_url="http://portal.test",
-        login_per_account=RateLimit(3, 900),
+        login_per_account_address=RateLimit(3, 900),
         login_per_address=RateLimit(100, 60),
     )
     make_account(portal_dsn, deps, BOB)
-    async with TestClient(TestServer(make_portal_app(deps, config))) as client:
+    app = make_portal_app(deps, config)
+    from reconciler.web.app import portal_of_app
+
+    frozen = time.monotonic()
+    portal_of_app(app).limiter.pairs.clock = lambda: frozen  # the waits never run out
+    async with TestClient(TestServer(app)) as client:
         for _ in range(3):
             assert (await _post_login(client, BOB, "wrong password here"))[0] == 401
         status, body = await _post_login(client, BOB, PASSWORD)
@@ -128,10 +133,10 @@ async def test_failed_logins_are_rate_limited_per_account(
         assert status == 401  # other accounts are not affected
 
 
-async def test_logins_are_rate_limited_per_client_address(deps: FakePortalDeps) -> None:
+async def test_failed_logins_are_rate_limited_per_client_address(deps: FakePortalDeps) -> None:
     config = PortalConfig(
         public_url="http://portal.test",
-        login_per_account=RateLimit(100, 900),
+        login_per_account_address=RateLimit(100, 900),
         login_per_address=RateLimit(4, 60),
     )
     async with TestClient(TestServer(make_portal_app(deps, config))) as client:

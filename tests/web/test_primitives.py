@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
+
 import pyotp
 import pytest
 
+from reconciler.store.portal import next_used_steps
 from reconciler.web import totp
-from reconciler.web.config import PortalConfig, RateLimit
+from reconciler.web.config import PortalConfig, RateLimit, parse_networks
 from reconciler.web.errors import BadRequest, RateLimited
 from reconciler.web.passwords import check_new_password, hash_password, verify
-from reconciler.web.ratelimit import LoginLimiter, SlidingWindow
+from reconciler.web.proxies import client_address
+from reconciler.web.ratelimit import LoginLimiter, RefusalAudit, SlidingWindow, Throttled
 from reconciler.web.search import SearchIndex
 from reconciler.web.tokens import same_secret, token_digest
 from tests.fakes.portal import demo_state
@@ -36,29 +40,135 @@ def test_window_refuses_once_full_and_forgets_after_the_window() -> None:
     window.check("k")
 
 
-def test_account_failures_and_address_attempts_are_limited_separately() -> None:
+def _limiter(clock: Clock, pair: int = 3, address: int = 50, account: int = 20) -> LoginLimiter:
+    return LoginLimiter(
+        RateLimit(pair, 900), RateLimit(address, 300), RateLimit(account, 900), clock
+    )
+
+
+def test_an_attempt_is_reserved_before_its_password_is_checked() -> None:
+    """Concurrent attempts: the fourth is refused before the first three are judged."""
+    limiter = _limiter(Clock())
+    for _ in range(3):
+        limiter.reserve("a@x.org", "10.0.0.1")
+    with pytest.raises(Throttled) as refused:
+        limiter.reserve("A@X.org", "10.0.0.1")
+    assert refused.value.key == "account+address a@x.org 10.0.0.1"
+
+
+def test_failures_per_account_and_address_back_off_doubling_and_never_touch_other_addresses() -> (
+    None
+):
     clock = Clock()
-    limiter = LoginLimiter(RateLimit(2, 900), RateLimit(5, 300), clock)
-    for _ in range(2):
-        limiter.before_attempt("a@x.org", "10.0.0.1")
-        limiter.failed("a@x.org")
-    with pytest.raises(RateLimited):
-        limiter.before_attempt("A@X.org", "10.0.0.2")  # same account, other address
-    limiter.before_attempt("b@x.org", "10.0.0.1")  # other account, same address: fine
-    for _ in range(2):
-        limiter.before_attempt(f"c{_}@x.org", "10.0.0.1")
-    with pytest.raises(RateLimited):
-        limiter.before_attempt("d@x.org", "10.0.0.1")  # the address used up its 5
+    limiter = _limiter(clock)
+    waits = []
+    for _ in range(8):
+        try:
+            limiter.reserve("a@x.org", "10.0.0.1")
+        except Throttled as exc:
+            waits.append(round(exc.retry_after))
+            clock.now += exc.retry_after
+            limiter.reserve("a@x.org", "10.0.0.1")
+    assert waits == [1, 2, 4, 8, 16]
+    clock.now += 32
+    limiter.reserve("a@x.org", "10.0.0.1")  # waiting out a wait buys one attempt, no more
+    with pytest.raises(Throttled) as refused:
+        limiter.reserve("a@x.org", "10.0.0.1")
+    assert round(refused.value.retry_after) == 64
+    limiter.reserve("a@x.org", "10.0.0.2")  # the owner, elsewhere: no wait
+    clock.now += 3600
+    limiter.reserve("a@x.org", "10.0.0.1")  # an hour later: still the same streak
+    with pytest.raises(Throttled):
+        limiter.reserve("a@x.org", "10.0.0.1")
+    clock.now += 24 * 3600 + 1  # a day without a failure: forgotten
+    for _ in range(3):
+        limiter.reserve("a@x.org", "10.0.0.1")
 
 
-def test_success_clears_the_account_window() -> None:
-    limiter = LoginLimiter(RateLimit(2, 900), RateLimit(50, 300), Clock())
-    limiter.before_attempt("a@x.org", "ip")
-    limiter.failed("a@x.org")
-    limiter.succeeded("a@x.org")
-    limiter.before_attempt("a@x.org", "ip")
-    limiter.failed("a@x.org")
-    limiter.before_attempt("a@x.org", "ip")
+def test_success_gives_the_reservation_back_and_ends_the_streak() -> None:
+    limiter = _limiter(Clock(), address=2)
+    for _ in range(2):
+        limiter.reserve("a@x.org", "ip")
+        limiter.succeeded("a@x.org", "ip")  # a NAT full of agents logging in: no count
+    limiter.reserve("b@x.org", "ip")
+    limiter.reserve("c@x.org", "ip")
+    with pytest.raises(Throttled):  # two failures: the address is spent
+        limiter.reserve("d@x.org", "ip")
+
+
+def test_the_account_cap_spares_addresses_that_logged_in_before_and_a_super_admin_clears_it() -> (
+    None
+):
+    limiter = _limiter(Clock(), pair=50, account=5)
+    limiter.reserve("a@x.org", "home")
+    limiter.succeeded("a@x.org", "home")
+    for n in range(5):
+        limiter.reserve("a@x.org", f"bot{n}")
+    with pytest.raises(Throttled, match="too many"):
+        limiter.reserve("a@x.org", "bot9")
+    assert [lock.email for lock in limiter.locks()] == ["a@x.org"]
+    limiter.reserve("a@x.org", "home")  # the owner's known address still gets in
+    assert limiter.clear("a@x.org") >= 5
+    limiter.reserve("a@x.org", "bot9")
+    assert limiter.locks() == []
+
+
+def test_an_attempt_never_judged_costs_nothing() -> None:
+    limiter = _limiter(Clock(), pair=1)
+    limiter.reserve("a@x.org", "ip")
+    limiter.release("a@x.org", "ip")
+    limiter.reserve("a@x.org", "ip")
+
+
+def test_refusals_are_audited_once_per_key_and_window_and_the_rest_counted() -> None:
+    clock = Clock()
+    refusals = RefusalAudit(clock)
+    assert refusals.first("address ip", 60) == (True, 0)
+    assert [refusals.first("address ip", 60) for _ in range(3)] == [(False, 0)] * 3
+    assert refusals.first("address other", 60) == (True, 0)
+    clock.now += 61
+    assert refusals.first("address ip", 60) == (True, 3)
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "client"),
+    [
+        ("10.0.0.5", ["198.51.100.7, 203.0.113.9"], "203.0.113.9"),  # rightmost untrusted
+        ("10.0.0.5", ["198.51.100.7", "203.0.113.9, 10.0.0.6"], "203.0.113.9"),
+        ("203.0.113.1", ["198.51.100.7"], "203.0.113.1"),  # not a trusted peer: ignored
+        ("10.0.0.5", [], "10.0.0.5"),
+        ("10.0.0.5", ["garbage, 10.0.0.6"], "10.0.0.6"),  # malformed: stop at the last proxy
+        ("10.0.0.5", ["10.0.0.7"], "10.0.0.7"),  # all trusted: the farthest one
+        ("::ffff:10.0.0.5", ["2001:db8::1"], "2001:db8::1"),
+        (None, ["198.51.100.7"], "unknown"),
+    ],
+)
+def test_the_client_address_behind_trusted_proxies(
+    peer: str | None, forwarded: list[str], client: str
+) -> None:
+    assert client_address(peer, forwarded, parse_networks("10.0.0.0/8")) == client
+
+
+def test_trusted_proxies_setting() -> None:
+    assert parse_networks(" 10.0.0.0/8, 192.168.1.1 ,2001:db8::/32") == (
+        ip_network("10.0.0.0/8"),
+        ip_network("192.168.1.1/32"),
+        ip_network("2001:db8::/32"),
+    )
+    assert parse_networks("") == ()
+    with pytest.raises(ValueError, match="CIDR"):
+        parse_networks("10.0.0.0/8,proxy.example.net")
+
+
+def test_totp_steps_are_each_usable_once_and_the_next_one_does_not_block_the_current() -> None:
+    used = next_used_steps(None, 101)  # a phone slightly ahead
+    assert used is not None
+    current = next_used_steps(used, 100)
+    assert current is not None
+    assert next_used_steps(current, 100) is None and next_used_steps(current, 101) is None
+    assert next_used_steps(current, 99) is not None
+    assert next_used_steps(current, 97) is None  # older than the window: treated as used
+    assert next_used_steps(100, 100) is None  # a plain step (enrolment) reads the same
 
 
 def test_totp_accepts_one_step_of_skew_and_reports_the_step() -> None:
@@ -140,7 +250,7 @@ def test_config_from_the_cli_settings() -> None:
     config = config_from_settings("0.0.0.0:9443", login_limit="3/60")
     assert (config.listen_host, config.listen_port) == ("0.0.0.0", 9443)
     assert config.public_url == "http://0.0.0.0:9443"
-    assert config.login_per_account == RateLimit(3, 60.0)
+    assert config.login_per_account_address == RateLimit(3, 60.0)
     assert config_from_settings("[::1]:8081").public_url == "http://[::1]:8081"
     with pytest.raises(ValueError, match="HOST:PORT"):
         config_from_settings("8081")
