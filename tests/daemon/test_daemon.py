@@ -177,10 +177,11 @@ async def test_edit_is_served_and_pushed_to_the_switch(
                 return (
                     found(await lookup(port, "acme.example.com", "1005"), "1005")
                     and "dave@acme.example.com" in fs.agents
+                    # agent add and agent set contact are two commands: wait for both
+                    and fs.agents["dave@acme.example.com"].contact == "user/1005@acme.example.com"
                 )
 
             await eventually(applied, "the edit served by xml_curl and pushed to the switch")
-            assert fs.agents["dave@acme.example.com"].contact == "user/1005@acme.example.com"
             # a person put alice on break: runtime status survives every later pass
             fs.agents["alice@acme.example.com"].status = "On Break"
             daemon.trigger("test", full=True)
