@@ -25,7 +25,7 @@ _PORTAL_OPTIONS: list[Callable[[F], F]] = [
     click.option(
         "--portal-listen",
         metavar="HOST:PORT",
-        help="Portal address [PBX_PORTAL_LISTEN, 127.0.0.1:8081].",
+        help="Portal address [PBX_PORTAL_LISTEN, 127.0.0.1:8180].",
     ),
     click.option(
         "--portal-url",

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-DEFAULT_LISTEN = ("127.0.0.1", 8081)
+# No FreeSWITCH default binds it: 8081/8082 are mod_verto's, 8080 mod_xml_rpc's, 8090
+# mod_sms_flowroute's, 8021 the event socket, 5060/5066/5080/7443 SIP, 16384-32768 RTP.
+DEFAULT_LISTEN = ("127.0.0.1", 8180)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +27,7 @@ class PortalConfig:
     ``session_cache_seconds``: how long a session lookup is trusted without the database
     (revocation by this process is immediate; by another daemon, within this delay)."""
 
-    public_url: str = "http://127.0.0.1:8081"
+    public_url: str = "http://127.0.0.1:8180"
     listen_host: str = DEFAULT_LISTEN[0]
     listen_port: int = DEFAULT_LISTEN[1]
     tls_cert: Path | None = None
@@ -86,7 +88,7 @@ def parse_rate(text: str) -> RateLimit:
 
 
 def config_from_settings(
-    listen: str = "127.0.0.1:8081",
+    listen: str = "127.0.0.1:8180",
     url: str | None = None,
     *,
     tls_cert: Path | None = None,

@@ -8,6 +8,7 @@ loses that access on their next request, whatever their session says.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import jinja2
@@ -76,8 +77,12 @@ class Portal:
     async def shutdown(self, _app: web.Application) -> None:
         self.closing.set()
 
-    async def close(self, _app: web.Application) -> None:
-        await self.db.close()
+    async def lifetime(self, _app: web.Application) -> AsyncIterator[None]:
+        """The app's ``cleanup_ctx``: the database pool closes with the application."""
+        try:
+            yield
+        finally:
+            await self.db.close()
 
 
 PORTAL_KEY = web.AppKey("pbx_portal", Portal)
