@@ -68,6 +68,12 @@ _PORTAL_OPTIONS: list[Callable[[F], F]] = [
         metavar="N/SECONDS",
         help="Per address [PBX_PORTAL_ADDRESS_LIMIT, 30/300].",
     ),
+    click.option(
+        "--portal-unauthenticated-limit",
+        metavar="N/SECONDS",
+        help="Requests per address without a login; then 429 "
+        "[PBX_PORTAL_UNAUTHENTICATED_LIMIT, 120/60].",
+    ),
 ]
 
 
@@ -93,6 +99,7 @@ def portal_config(cfg: ResolvedSettings) -> PortalConfig | None:
             invite_ttl=float(cfg["portal_invite_ttl"]),
             login_limit=str(cfg["portal_login_limit"]),
             address_limit=str(cfg["portal_address_limit"]),
+            unauthenticated_limit=str(cfg["portal_unauthenticated_limit"]),
         )
     except ValueError as exc:
         raise SettingsError(f"portal: {exc}") from exc

@@ -58,6 +58,7 @@ SETTINGS: Mapping[str, Setting] = {
         Setting("portal_invite_ttl", "PBX_PORTAL_INVITE_TTL", 259200.0, parse=float),
         Setting("portal_login_limit", "PBX_PORTAL_LOGIN_LIMIT", "5/900"),
         Setting("portal_address_limit", "PBX_PORTAL_ADDRESS_LIMIT", "30/300"),
+        Setting("portal_unauthenticated_limit", "PBX_PORTAL_UNAUTHENTICATED_LIMIT", "120/60"),
     )
 }
 

@@ -197,9 +197,7 @@ def bound_port(runner: web.AppRunner) -> int | None:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _bounded_request(
-    limits: ListenerLimits, in_flight: set[asyncio.BaseTransport]
-) -> Middleware:
+def _bounded_request(limits: ListenerLimits, in_flight: set[asyncio.BaseTransport]) -> Middleware:
     """The body within ``body_timeout`` (a form or JSON body is then read from memory), and
     the connection marked busy while its answer runs (an event stream is not idle)."""
 

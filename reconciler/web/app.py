@@ -17,6 +17,7 @@ from aiohttp import web
 
 from reconciler.serve import ListenerLimits, bound_port, start_server
 from reconciler.web import api, live, pages, pages_account, pages_auth
+from reconciler.web.addresslimit import ADDRESS_BUDGET, AddressBudget, unauthenticated_limit
 from reconciler.web.config import PortalConfig
 from reconciler.web.middleware import authenticate, errors, security_headers
 from reconciler.web.portal import PORTAL_KEY, Portal
@@ -38,10 +39,11 @@ PORTAL_LIMITS = ListenerLimits(
 def make_portal_app(deps: PortalDeps, config: PortalConfig) -> web.Application:
     portal = Portal(deps, config)
     app = web.Application(
-        middlewares=[security_headers, errors, authenticate],
+        middlewares=[security_headers, errors, unauthenticated_limit, authenticate],
         client_max_size=PORTAL_LIMITS.max_body_bytes,
     )
     app[PORTAL_KEY] = portal
+    app[ADDRESS_BUDGET] = AddressBudget(config.unauthenticated_per_address)
     for module in (pages_auth, pages, pages_account, live, api):
         app.router.add_routes(module.routes)
     static = resources.files("reconciler.web") / "static"

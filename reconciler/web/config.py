@@ -25,7 +25,9 @@ class PortalConfig:
     """``public_url``: the base URL people use (links in invitations; ``https`` turns on
     Secure cookies and HSTS). ``secure_cookies``: None decides from ``public_url`` and TLS.
     ``session_cache_seconds``: how long a session lookup is trusted without the database
-    (revocation by this process is immediate; by another daemon, within this delay)."""
+    (revocation by this process is immediate; by another daemon, within this delay).
+    ``unauthenticated_per_address``: requests from one address that nobody is logged in
+    for (``web.addresslimit``); past it, 429 before any database lookup."""
 
     public_url: str = "http://127.0.0.1:8180"
     listen_host: str = DEFAULT_LISTEN[0]
@@ -39,6 +41,7 @@ class PortalConfig:
     session_cache_seconds: float = 5.0
     login_per_account: RateLimit = RateLimit(attempts=5, window=15 * 60.0)
     login_per_address: RateLimit = RateLimit(attempts=30, window=5 * 60.0)
+    unauthenticated_per_address: RateLimit = RateLimit(attempts=120, window=60.0)
     db_pool_size: int = 4
     sse_heartbeat: float = 15.0
 
@@ -80,7 +83,8 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def parse_rate(text: str) -> RateLimit:
-    """``N/SECONDS`` of ``--portal-login-limit`` and ``--portal-address-limit``."""
+    """``N/SECONDS`` of ``--portal-login-limit``, ``--portal-address-limit`` and
+    ``--portal-unauthenticated-limit``."""
     attempts, sep, window = text.strip().partition("/")
     if not sep or not attempts.isdigit() or not window.isdigit() or int(attempts) < 1:
         raise ValueError(f"a rate limit is ATTEMPTS/SECONDS, e.g. 5/900, not {text!r}")
@@ -98,6 +102,7 @@ def config_from_settings(
     invite_ttl: float = 259200.0,
     login_limit: str = "5/900",
     address_limit: str = "30/300",
+    unauthenticated_limit: str = "120/60",
 ) -> PortalConfig:
     """The portal's config from the CLI's settings (``PBX_PORTAL_*``), as given."""
     host, port = parse_listen(listen)
@@ -114,4 +119,5 @@ def config_from_settings(
         invitation_ttl=invite_ttl,
         login_per_account=parse_rate(login_limit),
         login_per_address=parse_rate(address_limit),
+        unauthenticated_per_address=parse_rate(unauthenticated_limit),
     )
