@@ -47,6 +47,7 @@ import array
 import asyncio
 import fcntl
 import logging
+import os
 import ssl
 import termios
 from collections.abc import Awaitable, Callable
@@ -170,7 +171,7 @@ async def start_server(
     except OSError as exc:
         await runner.cleanup()
         shown = f"[{host}]" if ":" in host else host
-        reason = exc.strerror or str(exc)
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise ListenerUnavailable(f"{what}: cannot listen on {shown}:{port}: {reason}") from exc
     except BaseException:
         await runner.cleanup()
