@@ -11,7 +11,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from reconciler.web import PortalConfig, RateLimit, make_portal_app
-from reconciler.web.addresslimit import MAX_ADDRESSES, AddressBudget, address_key
+from reconciler.web.addresslimit import (
+    ADDRESS_BUDGET,
+    MAX_ADDRESSES,
+    AddressBudget,
+    address_key,
+)
 from reconciler.web.app import portal_of_app
 from tests.fakes.portal import FakePortalDeps
 from tests.web.support import make_account
@@ -39,6 +44,7 @@ async def counted(deps: FakePortalDeps) -> AsyncIterator[tuple[TestClient, Count
         unauthenticated_per_address=RateLimit(attempts=BUDGET, window=60.0),
     )
     app = make_portal_app(deps, config)
+    app[ADDRESS_BUDGET].refusal_delay = 0.0
     portal = portal_of_app(app)
     counter = CountingDb(portal.db.run)
     portal.db.run = counter.run  # type: ignore[method-assign]
