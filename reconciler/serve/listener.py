@@ -28,6 +28,9 @@ process runs out of file descriptors (systemd's default is 1,024) and accepting 
   xml_curl. A listener with ``long_requests`` (the portal: server-sent event streams)
   reads every body within ``body_timeout`` before its handler runs, and a connection
   whose request is still being answered is neither idle-closed nor evicted;
+* with ``max_per_address``, one client address holds at most that many connections (the
+  portal: one flooder cannot fill the cap for everyone; xml_curl has none, a switch opens
+  many);
 * with TLS the handshake runs inside the guard (``loop.start_tls``), so a connection that
   never finishes it is counted, capped and timed out like one that never sends a head;
 * aiohttp's "Error handling request" lines (one per bad request, with a traceback) go
@@ -84,6 +87,7 @@ class ListenerLimits:
     max_connections: int = 512
     max_header_field_bytes: int = 8190
     fd_share: float = 0.5  # of the process's file-descriptor limit, at most
+    max_per_address: int = 0  # open connections of one client address (0: no limit)
     long_requests: bool = False  # answers may outlast idle_timeout (event streams)
 
     @property
@@ -348,6 +352,7 @@ class ConnectionGuard:
         self.cap, self.hard_cap, _backlog = connection_caps(limits)
         # insertion order = least recently active first (moved to the end on each read)
         self._open: dict[GuardedConnection, None] = {}
+        self._per_address: dict[str, int] = {}  # open connections by peer address
         self._sweeper: asyncio.TimerHandle | None = None
         self._trimmer: asyncio.TimerHandle | None = None
         self.refused = 0
@@ -390,7 +395,9 @@ class ConnectionGuard:
 
     def admit(self, connection: GuardedConnection) -> bool:
         """Register a new connection; False when it must be closed (at the hard cap with
-        no silent connection to make room)."""
+        no silent connection to make room, or its address holds ``max_per_address``)."""
+        if self._limits.max_per_address and not self._admit_address(connection):
+            return False
         count = len(self._open)
         if count >= self.cap:
             at_hard_cap = count >= self.hard_cap
@@ -400,6 +407,7 @@ class ConnectionGuard:
             elif at_hard_cap:
                 self.refused += 1
                 self._log.log(logging.WARNING, "listener at %d connections: refused one", count)
+                self._release_address(connection)
                 return False
             elif self._trimmer is None:
                 self._trimmer = self._loop.call_later(EVICT_SILENT, self._trim)
@@ -439,8 +447,26 @@ class ConnectionGuard:
             del self._open[connection]
             self._open[connection] = None
 
+    def _admit_address(self, connection: GuardedConnection) -> bool:
+        held = self._per_address.get(connection.peer, 0)
+        if held >= self._limits.max_per_address:
+            self.refused += 1
+            self._log.log(
+                logging.WARNING, "an address holds %d connections: refused one more", held
+            )
+            return False
+        self._per_address[connection.peer] = held + 1
+        return True
+
+    def _release_address(self, connection: GuardedConnection) -> None:
+        if self._limits.max_per_address:
+            held = self._per_address.pop(connection.peer, 0) - 1
+            if held > 0:
+                self._per_address[connection.peer] = held
+
     def _forget(self, connection: GuardedConnection) -> None:
-        self._open.pop(connection, None)
+        if self._open.pop(connection, False) is None:  # it was open: it counted
+            self._release_address(connection)
 
     def closed(self, connection: GuardedConnection) -> None:
         self._forget(connection)
@@ -475,6 +501,7 @@ class GuardedConnection(asyncio.Protocol):
         "active_at",
         "head_seen",
         "opened_at",
+        "peer",
         "transport",
     )
 
@@ -487,10 +514,14 @@ class GuardedConnection(asyncio.Protocol):
         self._tail = b""
         self.transport: asyncio.Transport | None = None
         self.head_seen = False
+        self.peer = ""  # the client's address, when the listener counts them
         self.opened_at = self.active_at = guard.now()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # a TCP server's are
+        if self._guard.limits.max_per_address:
+            peer = transport.get_extra_info("peername")
+            self.peer = str(peer[0]) if peer else ""
         if self._guard.tls is None:
             self._inner_made = True
             self._inner.connection_made(transport)

@@ -31,6 +31,7 @@ PORTAL_LIMITS = ListenerLimits(
     body_timeout=10.0,
     keepalive_timeout=15.0,
     max_connections=256,
+    max_per_address=64,  # a browser opens 6; a flooder cannot take the whole cap
     fd_share=0.25,  # xml_curl holds at most half; a quarter stays for the database and ESL
     long_requests=True,  # server-sent event streams
 )

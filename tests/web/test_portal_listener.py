@@ -249,3 +249,29 @@ async def test_tls_handshakes_run_inside_the_guard(certificate: tuple[Path, Path
         for _, writer in silent:
             writer.close()
         await runner.cleanup()
+
+
+async def test_one_address_cannot_take_every_connection() -> None:
+    limits = ListenerLimits(max_connections=64, max_per_address=8, header_timeout=30.0)
+    app = web.Application()
+    runner = await start_server(app, "127.0.0.1", 0, limits)
+    (site,) = runner.sites
+    assert isinstance(site, GuardedSite) and site.guard is not None
+    try:
+        streams = [
+            await asyncio.open_connection("127.0.0.1", bound_port(runner)) for _ in range(20)
+        ]
+        closed = await asyncio.gather(*(r.read() for r, _ in streams[8:]))
+        assert closed == [b""] * 12  # refused: the address already holds 8
+        assert site.guard.open_count == 8
+        for _, writer in streams[:4]:
+            writer.close()
+        await asyncio.sleep(0.2)
+        reader, writer = await asyncio.open_connection("127.0.0.1", bound_port(runner))
+        writer.write(b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await reader.read()).startswith(b"HTTP/1.1 404")  # room again
+        writer.close()
+    finally:
+        for _, w in streams:
+            w.close()
+        await runner.cleanup()
