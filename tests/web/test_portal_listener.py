@@ -275,3 +275,17 @@ async def test_one_address_cannot_take_every_connection() -> None:
         for _, w in streams:
             w.close()
         await runner.cleanup()
+
+
+FREESWITCH_DEFAULT_PORTS = {5060, 5061, 5066, 5080, 5081, 7443, 8021, 8080, 8081, 8082, 8090}
+
+
+def test_the_default_portal_port_is_no_freeswitch_default() -> None:
+    from reconciler.cli.settings import SETTINGS
+    from reconciler.web.config import DEFAULT_LISTEN, config_from_settings
+
+    port = DEFAULT_LISTEN[1]
+    assert port not in FREESWITCH_DEFAULT_PORTS and not 16384 <= port <= 32768
+    assert SETTINGS["portal_listen"].default == f"127.0.0.1:{port}"
+    assert config_from_settings().listen_port == PortalConfig().listen_port == port
+    assert PortalConfig().public_url == f"http://127.0.0.1:{port}"
