@@ -522,13 +522,11 @@ class GuardedConnection(asyncio.Protocol):
         if self._guard.limits.max_per_address:
             peer = transport.get_extra_info("peername")
             self.peer = str(peer[0]) if peer else ""
-        if self._guard.tls is None:
+        if not self._guard.admit(self):
+            self.transport.abort()  # aiohttp never hears of it: no task, no timers
+        elif self._guard.tls is None:
             self._inner_made = True
             self._inner.connection_made(transport)
-            if not self._guard.admit(self):
-                self.transport.abort()
-        elif not self._guard.admit(self):
-            self.transport.abort()
         else:
             self.transport.pause_reading()  # not a byte before the TLS layer takes over
             self._handshake = self._guard.loop.create_task(self._start_tls(self.transport))
@@ -585,10 +583,12 @@ class GuardedConnection(asyncio.Protocol):
             self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self._inner.pause_writing()
+        if self._inner_made:
+            self._inner.pause_writing()
 
     def resume_writing(self) -> None:
-        self._inner.resume_writing()
+        if self._inner_made:
+            self._inner.resume_writing()
 
     def silent(self, now: float, grace: float) -> bool:
         """Nothing from the peer: no request head ``grace`` seconds after connecting (or no
