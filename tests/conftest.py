@@ -92,3 +92,28 @@ def transcripts() -> Path:
     if not TRANSCRIPTS.is_dir():
         pytest.fail(f"FreeSWITCH transcripts not found at {TRANSCRIPTS} (set PBX_SHARED_DIR)")
     return TRANSCRIPTS
+
+
+@pytest.fixture
+def default_ports_taken() -> Iterator[None]:
+    """Something holds the default portal and xml_curl ports (as a FreeSWITCH's mod_verto
+    held the old portal default): a test that spawns `pbx run` must choose its own."""
+    import socket
+
+    from reconciler.web.config import DEFAULT_LISTEN
+
+    held = []
+    for port in (DEFAULT_LISTEN[1], 8080):
+        sock = socket.socket()
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen(1)
+        except OSError:  # already held by something else: just as good
+            sock.close()
+            continue
+        held.append(sock)
+    try:
+        yield
+    finally:
+        for sock in held:
+            sock.close()

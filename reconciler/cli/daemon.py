@@ -19,6 +19,7 @@ from reconciler.cli.status_view import render_status
 from reconciler.core import logs
 from reconciler.core.errors import PbxError
 from reconciler.daemon import DaemonConfig, default_state_dir, run_daemon
+from reconciler.serve import ListenerUnavailable
 from reconciler.switch import parse_node_specs
 
 
@@ -85,7 +86,12 @@ def run(ctx: click.Context, /, **_: Any) -> None:
     settings_log = logging.getLogger("reconciler.settings")
     for name, described in cfg.describe().items():
         logs.event(settings_log, "setting", name=name, value=described)
-    sys.exit(run_daemon(config))
+    try:
+        code = run_daemon(config)
+    except ListenerUnavailable as exc:  # a port already taken: one line, no traceback
+        click.echo(f"pbx run: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(code)
 
 
 @click.command()

@@ -25,7 +25,7 @@ _PORTAL_OPTIONS: list[Callable[[F], F]] = [
     click.option(
         "--portal-listen",
         metavar="HOST:PORT",
-        help="Portal address [PBX_PORTAL_LISTEN, 127.0.0.1:8081].",
+        help="Portal address [PBX_PORTAL_LISTEN, 127.0.0.1:8180].",
     ),
     click.option(
         "--portal-url",
@@ -75,6 +75,12 @@ _PORTAL_OPTIONS: list[Callable[[F], F]] = [
         help="Reverse proxies whose X-Forwarded-For names the client "
         "[PBX_PORTAL_TRUSTED_PROXIES, none].",
     ),
+    click.option(
+        "--portal-unauthenticated-limit",
+        metavar="N/SECONDS",
+        help="Requests per address without a login; then 429 "
+        "[PBX_PORTAL_UNAUTHENTICATED_LIMIT, 120/60].",
+    ),
 ]
 
 
@@ -101,6 +107,7 @@ def portal_config(cfg: ResolvedSettings) -> PortalConfig | None:
             login_limit=str(cfg["portal_login_limit"]),
             address_limit=str(cfg["portal_address_limit"]),
             trusted_proxies=str(cfg["portal_trusted_proxies"] or ""),
+            unauthenticated_limit=str(cfg["portal_unauthenticated_limit"]),
         )
     except ValueError as exc:
         raise SettingsError(f"portal: {exc}") from exc

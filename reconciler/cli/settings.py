@@ -49,7 +49,7 @@ SETTINGS: Mapping[str, Setting] = {
         Setting("state_dir", "PBX_STATE_DIR", None),
         Setting("status_url", "PBX_STATUS_URL", None),
         Setting("portal", "PBX_PORTAL", "on"),
-        Setting("portal_listen", "PBX_PORTAL_LISTEN", "127.0.0.1:8081"),
+        Setting("portal_listen", "PBX_PORTAL_LISTEN", "127.0.0.1:8180"),
         Setting("portal_url", "PBX_PORTAL_URL", None),
         Setting("portal_tls_cert", "PBX_PORTAL_TLS_CERT", None),
         Setting("portal_tls_key", "PBX_PORTAL_TLS_KEY", None),
@@ -59,6 +59,7 @@ SETTINGS: Mapping[str, Setting] = {
         Setting("portal_login_limit", "PBX_PORTAL_LOGIN_LIMIT", "5/900"),
         Setting("portal_address_limit", "PBX_PORTAL_ADDRESS_LIMIT", "30/300"),
         Setting("portal_trusted_proxies", "PBX_PORTAL_TRUSTED_PROXIES", ""),
+        Setting("portal_unauthenticated_limit", "PBX_PORTAL_UNAUTHENTICATED_LIMIT", "120/60"),
     )
 }
 

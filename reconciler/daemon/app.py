@@ -35,7 +35,13 @@ from reconciler.daemon.switches import SwitchLink
 from reconciler.daemon.tasks import TaskSupervisor
 from reconciler.daemon.triggers import Triggers
 from reconciler.reconcile import PassGuards, Reconciler
-from reconciler.serve import ListenerLimits, bound_port, load_templates, start_server
+from reconciler.serve import (
+    ListenerLimits,
+    ListenerUnavailable,
+    bound_port,
+    load_templates,
+    start_server,
+)
 from reconciler.sources import watch_spec_dir
 from reconciler.store import PostgresStore
 
@@ -137,8 +143,12 @@ class Daemon:
         announce(self.config)
         prepare_state_dir(self.config.state_dir)
         await self.served.load_persisted()
-        await self._start_http()
-        await self.portal.start()
+        try:
+            await self._start_http()
+            await self.portal.start()
+        except ListenerUnavailable:  # one line for the operator (cli), after closing up
+            await self._close_listeners()
+            raise
         if self.config.install_signal_handlers:
             self._install_signals()
         await self.live.start()
@@ -170,9 +180,17 @@ class Daemon:
             persist_status=lambda: self.served.persist_status,
         )
         host, port = self.config.listen_host, self.config.listen_port
-        self._runner = await start_server(app, host, port, self.limits)
+        self._runner = await start_server(
+            app, host, port, self.limits, what="xml_curl listener (--listen / PBX_LISTEN)"
+        )
         self.serving.set()
         http.announce(f"http://{host}:{self.listen_port}/freeswitch/xml")
+
+    async def _close_listeners(self) -> None:
+        await self.portal.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
     def _refresh_gauges(self) -> None:
         self.live.refresh_gauges()

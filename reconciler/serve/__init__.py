@@ -9,12 +9,17 @@ exported here; one concept per module:
     templating   the Jinja2 templates (shipped in reconciler.templates, overridable)
     xmlcurl      pure: form parsing, answer(snapshot, form, templates), label sets
     app          the aiohttp application: auth, bounded bodies, cache, /readyz
-    listener     ListenerLimits and start_server: timeouts and a connection cap
+    listener     ListenerLimits and start_server: timeouts, a connection cap, an fd share
     logthrottle  log lines caused by peers, bounded
 """
 
 from reconciler.serve.app import basic_auth_matches, make_app, readiness
-from reconciler.serve.listener import ListenerLimits, bound_port, start_server
+from reconciler.serve.listener import (
+    ListenerLimits,
+    ListenerUnavailable,
+    bound_port,
+    start_server,
+)
 from reconciler.serve.persist import (
     EmptySnapshotRefused,
     PersistStatus,
@@ -33,6 +38,7 @@ __all__ = [
     "XML_PATH",
     "EmptySnapshotRefused",
     "ListenerLimits",
+    "ListenerUnavailable",
     "PersistStatus",
     "Result",
     "Section",

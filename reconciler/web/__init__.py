@@ -7,7 +7,8 @@ hands SIP credentials to their owner, and changes only an agent's runtime status
 Layout: ``ports`` (what the daemon provides), ``config``, ``access`` (pure authorization),
 ``login``/``sessions``/``invitations``/``entitlement`` (who is calling), ``views`` (what is
 shown), ``actions`` (the few writes, audited), ``pages*``/``api``/``live`` (HTTP),
-``middleware`` (headers, errors, CSRF), ``app`` (assembly and the listener).
+``middleware`` (headers, errors, CSRF), ``addresslimit`` (the per-address budget of
+unauthenticated requests), ``app`` (assembly and the bounded listener).
 """
 
 from reconciler.core.sync import SyncStatus

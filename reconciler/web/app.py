@@ -1,6 +1,11 @@
 """``make_portal_app``: the portal as an aiohttp application, and ``PortalServer`` to run it
 on its own listener (never the xml_curl one: FreeSWITCH's hot path keeps its own socket,
-credentials and benchmark)."""
+credentials and benchmark).
+
+The listener is the bounded one xml_curl uses (``reconciler.serve.start_server``) with the
+portal's own limits (``PORTAL_LIMITS``): head, body and idle timeouts, a connection cap,
+and a quarter of the process's file descriptors at most, so idle or slow browsers (or an
+attacker posing as many) never take the descriptors xml_curl or a pass needs."""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ from importlib import resources
 
 from aiohttp import web
 
+from reconciler.serve import ListenerLimits, bound_port, start_server
 from reconciler.web import api, live, lockouts, pages, pages_account, pages_auth
+from reconciler.web.addresslimit import ADDRESS_BUDGET, AddressBudget, unauthenticated_limit
 from reconciler.web.config import PortalConfig
 from reconciler.web.middleware import authenticate, errors, security_headers
 from reconciler.web.portal import PORTAL_KEY, Portal
@@ -18,19 +25,32 @@ from reconciler.web.ports import PortalDeps
 
 log = logging.getLogger(__name__)
 
+PORTAL_LIMITS = ListenerLimits(
+    max_body_bytes=64 * 1024,  # = the application's client_max_size
+    header_timeout=10.0,
+    body_timeout=10.0,
+    keepalive_timeout=15.0,
+    max_connections=256,
+    max_per_address=64,  # a browser opens 6; a flooder cannot take the whole cap
+    fd_share=0.25,  # xml_curl holds at most half; a quarter stays for the database and ESL
+    long_requests=True,  # server-sent event streams
+)
+
 
 def make_portal_app(deps: PortalDeps, config: PortalConfig) -> web.Application:
     portal = Portal(deps, config)
     app = web.Application(
-        middlewares=[security_headers, errors, authenticate], client_max_size=64 * 1024
+        middlewares=[security_headers, errors, unauthenticated_limit, authenticate],
+        client_max_size=PORTAL_LIMITS.max_body_bytes,
     )
     app[PORTAL_KEY] = portal
+    app[ADDRESS_BUDGET] = AddressBudget(config.unauthenticated_per_address)
     for module in (pages_auth, pages, pages_account, live, api, lockouts):
         app.router.add_routes(module.routes)
     static = resources.files("reconciler.web") / "static"
     app.router.add_static("/static/", str(static), append_version=False)
     app.on_shutdown.append(portal.shutdown)
-    app.on_cleanup.append(portal.close)
+    app.cleanup_ctx.append(portal.lifetime)
     return app
 
 
@@ -65,32 +85,23 @@ class PortalServer:
     @property
     def port(self) -> int:
         """The bound port (useful when configured as 0)."""
-        if self._runner is not None:
-            for site in self._runner.sites:
-                server = getattr(site, "_server", None)
-                if server is not None and server.sockets:
-                    return int(server.sockets[0].getsockname()[1])
-        return self.config.listen_port
+        bound = bound_port(self._runner) if self._runner is not None else None
+        return bound if bound is not None else self.config.listen_port
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=2.0
+        """Raises ``ListenerUnavailable`` (one line naming ``--portal-listen``) when the
+        address cannot be bound."""
+        config = self.config
+        self._runner = await start_server(
+            self.app,
+            config.listen_host,
+            config.listen_port,
+            PORTAL_LIMITS,
+            ssl_context=ssl_context(config),
+            what="portal listener (--portal-listen / PBX_PORTAL_LISTEN)",
+            shutdown_timeout=2.0,
         )
-        await self._runner.setup()
-        site = web.TCPSite(
-            self._runner,
-            self.config.listen_host,
-            self.config.listen_port,
-            ssl_context=ssl_context(self.config),
-            reuse_address=True,
-        )
-        await site.start()
-        log.info(
-            "portal listening on %s:%s (%s)",
-            self.config.listen_host,
-            self.port,
-            self.config.base_url,
-        )
+        log.info("portal listening on %s:%s (%s)", config.listen_host, self.port, config.base_url)
 
     async def stop(self) -> None:
         if self._runner is not None:

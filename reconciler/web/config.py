@@ -8,7 +8,9 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
-DEFAULT_LISTEN = ("127.0.0.1", 8081)
+# No FreeSWITCH default binds it: 8081/8082 are mod_verto's, 8080 mod_xml_rpc's, 8090
+# mod_sms_flowroute's, 8021 the event socket, 5060/5066/5080/7443 SIP, 16384-32768 RTP.
+DEFAULT_LISTEN = ("127.0.0.1", 8180)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +31,11 @@ class PortalConfig:
     doubling delays, ``login_per_address`` failures, ``login_per_account`` the cap of all
     addresses together. ``argon2_threads``/``argon2_queue``: password checks run on their
     own threads, beyond ``threads + queue`` waiting ones a login is refused at once (503).
-    ``trusted_proxies``: peers whose ``X-Forwarded-For`` names the client."""
+    ``trusted_proxies``: peers whose ``X-Forwarded-For`` names the client.
+    ``unauthenticated_per_address``: requests from one address that nobody is logged in
+    for (``web.addresslimit``); past it, 429 before any database lookup."""
 
-    public_url: str = "http://127.0.0.1:8081"
+    public_url: str = "http://127.0.0.1:8180"
     listen_host: str = DEFAULT_LISTEN[0]
     listen_port: int = DEFAULT_LISTEN[1]
     tls_cert: Path | None = None
@@ -47,6 +51,7 @@ class PortalConfig:
     argon2_threads: int = 2
     argon2_queue: int = 16
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    unauthenticated_per_address: RateLimit = RateLimit(attempts=120, window=60.0)
     db_pool_size: int = 4
     sse_heartbeat: float = 15.0
 
@@ -88,7 +93,8 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def parse_rate(text: str) -> RateLimit:
-    """``N/SECONDS`` of ``--portal-login-limit`` and ``--portal-address-limit``."""
+    """``N/SECONDS`` of ``--portal-login-limit``, ``--portal-address-limit`` and
+    ``--portal-unauthenticated-limit``."""
     attempts, sep, window = text.strip().partition("/")
     if not sep or not attempts.isdigit() or not window.isdigit() or int(attempts) < 1:
         raise ValueError(f"a rate limit is ATTEMPTS/SECONDS, e.g. 5/900, not {text!r}")
@@ -104,7 +110,7 @@ def parse_networks(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
 
 
 def config_from_settings(
-    listen: str = "127.0.0.1:8081",
+    listen: str = "127.0.0.1:8180",
     url: str | None = None,
     *,
     tls_cert: Path | None = None,
@@ -115,6 +121,7 @@ def config_from_settings(
     login_limit: str = "5/900",
     address_limit: str = "30/300",
     trusted_proxies: str = "",
+    unauthenticated_limit: str = "120/60",
 ) -> PortalConfig:
     """The portal's config from the CLI's settings (``PBX_PORTAL_*``), as given."""
     host, port = parse_listen(listen)
@@ -132,4 +139,5 @@ def config_from_settings(
         login_per_account_address=parse_rate(login_limit),
         login_per_address=parse_rate(address_limit),
         trusted_proxies=parse_networks(trusted_proxies),
+        unauthenticated_per_address=parse_rate(unauthenticated_limit),
     )

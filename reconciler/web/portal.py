@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+from collections.abc import AsyncIterator
 from typing import Any
 
 import jinja2
@@ -95,9 +96,14 @@ class Portal:
     async def shutdown(self, _app: web.Application) -> None:
         self.closing.set()
 
-    async def close(self, _app: web.Application) -> None:
-        self.passwords.close()
-        await self.db.close()
+    async def lifetime(self, _app: web.Application) -> AsyncIterator[None]:
+        """The app's ``cleanup_ctx``: the password threads and the database pool close with
+        the application."""
+        try:
+            yield
+        finally:
+            self.passwords.close()
+            await self.db.close()
 
 
 PORTAL_KEY = web.AppKey("pbx_portal", Portal)

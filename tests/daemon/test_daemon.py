@@ -367,6 +367,7 @@ def spawn_daemon(tmp_path: Path, tenants_dir: Path, dsn: str, port: int) -> subp
         "PBX_INTERVAL": "3600",
     }
     command = [sys.executable, "-m", "reconciler", "run", "--listen", f"127.0.0.1:{port}"]
+    command += ["--portal-listen", f"127.0.0.1:{free_port()}"]  # never a fixed port
     command += ["--tenants", str(tenants_dir), "--state-dir", str(tmp_path / "state")]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -390,6 +391,7 @@ def wait_first_pass(port: int, timeout: float = 30.0) -> dict[str, Any]:
     pytest.fail("the daemon never completed a pass")
 
 
+@pytest.mark.usefixtures("default_ports_taken")
 def test_sigterm_exits_zero(tmp_path: Path, tenants_dir: Path, pg_dsn: str) -> None:
     port = free_port()
     proc = spawn_daemon(tmp_path, tenants_dir, pg_dsn, port)
@@ -429,6 +431,7 @@ async def test_missing_tenants_directory_orphans_nothing(
         )
 
 
+@pytest.mark.usefixtures("default_ports_taken")
 async def test_a_stuck_leader_is_replaced(tmp_path: Path, tenants_dir: Path, pg_dsn: str) -> None:
     """SIGSTOP keeps a leader's TCP session (and so its advisory lock) alive: the session's
     lease (idle_session_timeout) must hand leadership to a follower anyway."""

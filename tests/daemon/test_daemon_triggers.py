@@ -108,6 +108,7 @@ async def _async(value: object) -> bool:
     return bool(value)
 
 
+@pytest.mark.usefixtures("default_ports_taken")
 def test_sighup_triggers_a_full_pass(tmp_path: Path, pg_dsn: str) -> None:
     """Out of process: SIGHUP reaches the daemon's own handler (no crash, a new full pass)."""
     tenants = tmp_path / "tenants.d"

@@ -311,6 +311,7 @@ async def _pbx(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.usefixtures("default_ports_taken")
 async def test_pbx_run_defaults_to_the_embedded_database(tmp_path: Path) -> None:
     """`pbx run` with no --database-url (and no PBX_DATABASE_URL) starts pgserver in its state
     dir, applies, serves and pushes; `pbx credentials show` with no DSN either finds the
@@ -335,6 +336,8 @@ async def test_pbx_run_defaults_to_the_embedded_database(tmp_path: Path) -> None
             "run",
             "--listen",
             f"127.0.0.1:{port}",
+            "--portal-listen",
+            f"127.0.0.1:{_free_port()}",
             "--tenants",
             str(tenants),
             "--state-dir",
