@@ -2,7 +2,10 @@
 decided before anything else runs: a flood of bogus bearer tokens or cookies from one
 address is answered 429 without a database round trip once the budget is spent.
 
-Every request takes a token from its address's bucket when it arrives and gives it back
+Only requests that may cost a lookup spend the budget: those carrying a credential (a bearer
+token or a session cookie) and writes (a login form). A page or static file fetched with no
+credential reads no database, so an office behind one NAT address opening the login page at
+shift start spends nothing but its logins. Such a request takes a token from its address's bucket when it arrives and gives it back
 when it turns out to be authenticated (a valid session or API token); so concurrency
 cannot overrun the budget, and people who are logged in do not spend it. While an address
 has no tokens left, every request from it (logged in or not: telling them apart costs a
@@ -35,11 +38,12 @@ from aiohttp import web
 
 from reconciler.web.config import RateLimit
 from reconciler.web.errors import RateLimited
-from reconciler.web.portal import client_addr, identity_of
+from reconciler.web.portal import client_addr, identity_of, portal_of
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 REFUSAL_DELAY = 0.5  # seconds before a 429: costs no CPU, slows a flooder that waits
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_ADDRESSES = 100_000  # a flood of distinct addresses must not grow memory without bound
 
 
@@ -119,12 +123,23 @@ def address_key(address: str) -> str:
     return str(parsed)
 
 
+def may_cost_a_lookup(request: web.Request) -> bool:
+    """A write, or a request carrying a credential ``authenticate`` would look up."""
+    return (
+        request.method not in READS
+        or "Authorization" in request.headers
+        or portal_of(request).cookie_name in request.cookies
+    )
+
+
 ADDRESS_BUDGET = web.AppKey("pbx_address_budget", AddressBudget)
 
 
 @web.middleware
 async def unauthenticated_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Runs before ``authenticate``: a spent budget is refused before any lookup."""
+    if not may_cost_a_lookup(request):
+        return await handler(request)
     budget = request.app[ADDRESS_BUDGET]
     address = address_key(client_addr(request))
     retry_after = budget.take(address)

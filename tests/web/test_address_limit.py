@@ -81,6 +81,17 @@ async def test_bogus_session_cookies_spend_the_same_budget(
     assert db.calls <= BUDGET
 
 
+async def test_pages_fetched_without_a_credential_do_not_spend_the_budget(
+    counted: tuple[TestClient, CountingDb],
+) -> None:
+    """An office behind one NAT address opening the login page at shift start."""
+    client, _db = counted
+    for _ in range(4 * BUDGET):
+        assert (await client.get("/login")).status == 200
+        client.session.cookie_jar.clear()
+    assert (await client.get("/api/v1/me", headers={"Authorization": "Bearer bogus"})).status == 401
+
+
 async def test_people_logged_in_do_not_spend_the_budget(
     counted: tuple[TestClient, CountingDb], deps: FakePortalDeps, portal_dsn: str
 ) -> None:
