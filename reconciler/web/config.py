@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from reconciler.web.mail import MailSettings
+
 DEFAULT_LISTEN = ("127.0.0.1", 8081)
 
 
@@ -39,6 +41,9 @@ class PortalConfig:
     login_per_address: RateLimit = RateLimit(attempts=30, window=5 * 60.0)
     db_pool_size: int = 4
     sse_heartbeat: float = 15.0
+    mail: MailSettings | None = None  # invitations and resets go to the person, not the inviter
+    token_days: int = 90  # an API token's lifetime unless its creator asks for less
+    token_max_days: int = 90  # the longest lifetime anyone may ask for
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.public_url)
@@ -48,6 +53,8 @@ class PortalConfig:
             raise ValueError("portal TLS needs both a certificate and a key")
         if self.idle_timeout <= 0 or self.absolute_timeout < self.idle_timeout:
             raise ValueError("portal timeouts: 0 < idle <= absolute")
+        if not 1 <= self.token_max_days <= 3650:
+            raise ValueError("API token lifetime: 1 to 3650 days")
 
     @property
     def base_url(self) -> str:
@@ -96,6 +103,9 @@ def config_from_settings(
     invite_ttl: float = 259200.0,
     login_limit: str = "5/900",
     address_limit: str = "30/300",
+    smtp_url: str | None = None,
+    smtp_from: str | None = None,
+    token_max_days: int = 90,
 ) -> PortalConfig:
     """The portal's config from the CLI's settings (``PBX_PORTAL_*``), as given."""
     host, port = parse_listen(listen)
@@ -112,4 +122,14 @@ def config_from_settings(
         invitation_ttl=invite_ttl,
         login_per_account=parse_rate(login_limit),
         login_per_address=parse_rate(address_limit),
+        mail=mail_settings(smtp_url, smtp_from),
+        token_days=min(90, token_max_days),
+        token_max_days=token_max_days,
     )
+
+
+def mail_settings(smtp_url: str | None, smtp_from: str | None) -> MailSettings | None:
+    """``PBX_SMTP_URL`` + ``PBX_SMTP_FROM``, or None (links are then shown to the inviter)."""
+    if not smtp_url:
+        return None
+    return MailSettings.parse(smtp_url, smtp_from or "")

@@ -19,6 +19,7 @@ from reconciler.web.config import PortalConfig
 from reconciler.web.db import PortalDb
 from reconciler.web.errors import Unauthenticated
 from reconciler.web.login import Login
+from reconciler.web.mail import Mailer
 from reconciler.web.overview import Overview
 from reconciler.web.ports import PortalDeps
 from reconciler.web.ratelimit import LoginLimiter
@@ -39,6 +40,7 @@ class Portal:
         self.sessions = Sessions(self.db, config)
         self.limiter = LoginLimiter(config.login_per_account, config.login_per_address)
         self.login = Login(self.db, self.sessions, self.limiter)
+        self.mailer = Mailer(config.mail) if config.mail else None
         self.searcher = Searcher()
         self.overview = Overview()
         self.closing = asyncio.Event()  # set on shutdown: open event streams end at once
