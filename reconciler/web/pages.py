@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from reconciler.web import totp, views
-from reconciler.web.access import visible_tenant_ids
+from reconciler.web.access import may_invite, visible_tenant_ids
 from reconciler.web.actions import Actor
 from reconciler.web.errors import BadRequest, NotFound
 from reconciler.web.pages_auth import _field
@@ -186,8 +186,13 @@ def _invitable(request: web.Request) -> list[tuple[str, str, str]]:
     else:
         tenants = [t for t, u in me.memberships.items() if u.role == "admin" and t in state]
         people = []
+    admins = deps.platform_admins()
     for tenant_id in tenants[:50]:
-        people += [(u.email, u.name, tenant_id) for _, u in sorted(state[tenant_id].users.items())]
+        people += [
+            (u.email, u.name, tenant_id)
+            for _, u in sorted(state[tenant_id].users.items())
+            if may_invite(me, u.email, state, admins)
+        ]
     return people
 
 
@@ -195,7 +200,7 @@ def _invitable(request: web.Request) -> list[tuple[str, str, str]]:
 async def invite_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     try:
-        link = await _actor(request).invite(_field(form, "email"))
+        sent = await _actor(request).invite(_field(form, "email"))
     except BadRequest as exc:
         return render(
             request,
@@ -205,4 +210,4 @@ async def invite_submit(request: web.Request) -> web.StreamResponse:
             error=exc.message,
             candidates=_invitable(request),
         )
-    return render(request, "invite.html", link=link, error=None, candidates=[])
+    return render(request, "invite.html", link=sent, error=None, candidates=[])

@@ -6,9 +6,10 @@ from typing import Any
 
 from aiohttp import web
 
+from reconciler.store.portal import Invitation
 from reconciler.web import totp
 from reconciler.web.errors import BadRequest, NotFound, PortalError
-from reconciler.web.invitations import activate, pending_invitation
+from reconciler.web.invitations import activate, current_factor_needed, pending_invitation
 from reconciler.web.login import Attempt
 from reconciler.web.portal import client_addr, identity_of, portal_of, render
 
@@ -74,17 +75,20 @@ async def logout(request: web.Request) -> web.StreamResponse:
 async def activate_page(request: web.Request) -> web.StreamResponse:
     portal = portal_of(request)
     found = await portal.db.run(pending_invitation, request.match_info["token"])
-    return render(
-        request, "activate.html", **_enrolment(found.email, found.totp_secret), error=None
-    )
+    return render(request, "activate.html", **await _enrolment(request, found), error=None)
 
 
-def _enrolment(email: str, secret: str | None) -> dict[str, Any]:
-    uri = totp.enrol_uri(secret, email) if secret else None
+async def _enrolment(request: web.Request, found: Invitation) -> dict[str, Any]:
+    """What the page shows: a new authenticator to scan, or (a reset that keeps the
+    account's authenticator) a field for its current code."""
+    secret = found.totp_secret
+    uri = totp.enrol_uri(secret, found.email) if secret else None
     return {
-        "email": email,
+        "email": found.email,
+        "purpose": found.purpose,
         "totp_secret": secret,
         "totp_qr": totp.qr_data_uri(uri) if uri else None,
+        "current_code": await portal_of(request).db.run(current_factor_needed, found),
     }
 
 
@@ -101,6 +105,7 @@ async def activate_submit(request: web.Request) -> web.StreamResponse:
             confirmation=_field(form, "confirmation"),
             code=_field(form, "code"),
             client_addr=client_addr(request),
+            state=portal.deps.applied_state(),
         )
     except BadRequest as exc:
         found = await portal.db.run(pending_invitation, token)
@@ -109,7 +114,7 @@ async def activate_submit(request: web.Request) -> web.StreamResponse:
             "activate.html",
             status=400,
             error=exc.message,
-            **_enrolment(found.email, found.totp_secret),
+            **await _enrolment(request, found),
         )
     except NotFound:
         raise
