@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC
 from email.message import EmailMessage
 from urllib.parse import unquote, urlsplit
 
@@ -68,7 +69,7 @@ def link_message(link: InviteLink, sender: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = link.email
-    expires = link.expires_at.isoformat(timespec="minutes")
+    expires = link.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
     if link.purpose == RESET:
         message["Subject"] = "Reset your PBX portal password"
         intro = "Someone asked to reset the password of your PBX portal account."
