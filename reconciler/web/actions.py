@@ -30,7 +30,7 @@ from reconciler.store.portal import (
 from reconciler.web import totp
 from reconciler.web.access import Principal, TenantScope, may_invite, tenants_of
 from reconciler.web.errors import BadRequest, Forbidden, NotFound, printable
-from reconciler.web.invitations import InviteLink, NotEntitled, invite
+from reconciler.web.invitations import InviteLink, NotEntitled, invite, issue_reset
 from reconciler.web.passwords import check_new_password, hash_password, verify
 from reconciler.web.portal import Portal
 from reconciler.web.tokens import new_api_token, token_digest
@@ -137,6 +137,34 @@ class Actor:
         )
         mailer = self.portal.mailer
         return Delivered(link, await mailer.send_link(link) if mailer else None)
+
+    async def send_reset(self, email: str) -> Delivered:
+        """A reset link for someone this principal may invite, mailed to them: only with
+        mail configured, since the link must never reach the one who asked."""
+        mailer = self.portal.mailer
+        if mailer is None:
+            raise BadRequest(
+                "without mail, a password is reset on the host: `pbx users reset EMAIL`"
+            )
+        deps = self.portal.deps
+        state, admins = deps.applied_state(), deps.platform_admins()
+        email = email.strip().lower()
+        if not may_invite(self.principal, email, state, admins):
+            await self.audit(
+                "reset_issue", "denied", target=email, tenant_ids=tenants_of(email, state)
+            )
+            raise NotEntitled(email)
+        link = await self.portal.db.run(
+            issue_reset,
+            email,
+            base_url=self.portal.config.base_url,
+            ttl=timedelta(hours=1),
+            requested_by=self.principal.email,
+            state=state,
+            admins=admins,
+            client_addr=self.client_addr,
+        )
+        return Delivered(link, await mailer.send_link(link))
 
     async def create_token(self, name: str, days: int | None = None) -> tuple[int, str]:
         """A bearer token for scripts, acting as this person; shown once, stored hashed,

@@ -242,6 +242,22 @@ async def invitations(request: web.Request) -> web.StreamResponse:
     )
 
 
+@routes.post(V1 + "/resets")
+async def resets(request: web.Request) -> web.StreamResponse:
+    """A reset link for an activated account, mailed to the person (mail only)."""
+    principal(request)
+    _session_only(request)
+    sent = await _actor(request).send_reset(await _body(request, "email"))
+    return _ok(
+        {
+            "email": sent.link.email,
+            "sent_to": sent.sent_to,
+            "expires_at": views.iso(sent.link.expires_at),
+        },
+        status=201,
+    )
+
+
 @routes.get(V1 + "/tokens")
 async def tokens(request: web.Request) -> web.StreamResponse:
     principal(request)

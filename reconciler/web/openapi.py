@@ -413,6 +413,20 @@ def _account_paths() -> dict[str, Any]:
                 status="201",
             )
         },
+        "/resets": {
+            "post": _op(
+                "mail a password reset link to a person with an account whom you may invite "
+                "(needs mail configured and a session)",
+                _obj(
+                    ["email", "sent_to", "expires_at"],
+                    email=_s(),
+                    sent_to=_s(True),
+                    expires_at=_s(),
+                ),
+                body=_obj(["email"], email=_s()),
+                status="201",
+            )
+        },
         "/tokens": {
             "get": _op(
                 "your API tokens (all=true: everyone's, super admins)",

@@ -172,7 +172,12 @@ async def agent_status(request: web.Request) -> web.StreamResponse:
 async def invite_page(request: web.Request) -> web.StreamResponse:
     if not principal(request).invites:
         raise NotFound()
-    return render(request, "invite.html", link=None, error=None, candidates=_invitable(request))
+    return _invite_page(request, link=None, error=None, candidates=_invitable(request))
+
+
+def _invite_page(request: web.Request, *, status: int = 200, **context: object) -> web.Response:
+    mail = portal_of(request).mailer is not None
+    return render(request, "invite.html", status=status, mail=mail, **context)
 
 
 def _invitable(request: web.Request) -> list[tuple[str, str, str]]:
@@ -202,12 +207,28 @@ async def invite_submit(request: web.Request) -> web.StreamResponse:
     try:
         sent = await _actor(request).invite(_field(form, "email"))
     except BadRequest as exc:
-        return render(
+        return _invite_page(
             request,
-            "invite.html",
             status=400,
             link=None,
             error=exc.message,
             candidates=_invitable(request),
         )
-    return render(request, "invite.html", link=sent, error=None, candidates=[])
+    return _invite_page(request, link=sent, error=None, candidates=[])
+
+
+@routes.post("/invite/reset")
+async def reset_submit(request: web.Request) -> web.StreamResponse:
+    """A reset link mailed to someone who already has an account (mail only)."""
+    form = await request.post()
+    try:
+        sent = await _actor(request).send_reset(_field(form, "email"))
+    except BadRequest as exc:
+        return _invite_page(
+            request,
+            status=400,
+            link=None,
+            error=exc.message,
+            candidates=_invitable(request),
+        )
+    return _invite_page(request, link=sent, error=None, candidates=[])

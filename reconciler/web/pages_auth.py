@@ -12,6 +12,7 @@ from reconciler.web.errors import BadRequest, NotFound, PortalError
 from reconciler.web.invitations import activate, current_factor_needed, pending_invitation
 from reconciler.web.login import Attempt
 from reconciler.web.portal import client_addr, identity_of, portal_of, render
+from reconciler.web.resets import request_own_reset
 
 routes = web.RouteTableDef()
 
@@ -55,6 +56,33 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     portal.set_cookie(response, portal.cookie_name, token)
     portal.clear_cookie(response, portal.pre_cookie_name)
     return response
+
+
+@routes.get("/login/reset")
+async def reset_page(request: web.Request) -> web.StreamResponse:
+    mail = portal_of(request).mailer is not None
+    return render(request, "reset_request.html", mail=mail, notice=None, error=None)
+
+
+@routes.post("/login/reset")
+async def reset_submit(request: web.Request) -> web.StreamResponse:
+    """A forgotten password: the link goes to the address's mailbox, never to this page."""
+    portal = portal_of(request)
+    form = await request.post()
+    try:
+        notice = await request_own_reset(portal, _field(form, "email"), client_addr(request))
+    except PortalError as exc:
+        if exc.status >= 500:
+            raise
+        return render(
+            request,
+            "reset_request.html",
+            status=exc.status,
+            mail=portal.mailer is not None,
+            notice=None,
+            error=exc.message,
+        )
+    return render(request, "reset_request.html", mail=True, notice=notice, error=None)
 
 
 @routes.post("/logout")

@@ -391,3 +391,21 @@ async def test_the_account_pages_render(
     await log_in_as(client, deps, portal_dsn, SUPER)
     response = await client.get(path)
     assert response.status == 200
+
+
+async def test_without_mail_the_portal_hands_no_reset_link_to_anyone(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str
+) -> None:
+    make_account(portal_dsn, deps, BOB)
+    csrf = await log_in_as(client, deps, portal_dsn, ALICE)
+    response = await client.post(
+        "/api/v1/resets", json={"email": BOB}, headers={"X-CSRF-Token": csrf}
+    )
+    assert response.status == 400 and "pbx users reset" in await response.text()
+    client.session.cookie_jar.clear()
+    page = await client.get("/login/reset")
+    assert "pbx users reset" in await page.text()
+    with connect(portal_dsn) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM pbx.portal_invitations WHERE used_at IS NULL"
+        ).fetchone() == (0,)

@@ -104,3 +104,52 @@ def test_a_malformed_smtp_url_is_refused_without_quoting_it(url: str) -> None:
     with pytest.raises(ValueError) as caught:
         MailSettings.parse(url.replace("://", "://user:s3cret@", 1), "pbx@example.net")
     assert "s3cret" not in str(caught.value)
+
+
+async def test_a_forgotten_password_is_reset_through_the_mailbox_with_the_same_answer_for_all(
+    mail_client: TestClient, deps: FakePortalDeps, portal_dsn: str, inbox: Inbox
+) -> None:
+    make_account(portal_dsn, deps, ALICE)
+    answers = []
+    for email in (ALICE, CAROL, "nobody@example.com", ALICE):  # Carol has no account yet
+        page = await mail_client.get("/login/reset")
+        response = await mail_client.post(
+            "/login/reset", data={"csrf": csrf_of(await page.text()), "email": email}
+        )
+        assert response.status == 200
+        answers.append((await response.text()).replace(masked(email), "X"))
+    assert len(set(answers)) == 1 and "/activate/" not in answers[0]
+    (link,) = inbox.links()  # one mail: to Alice, once (the second ask was too soon)
+    assert inbox.messages[0]["To"] == ALICE
+    path = link.split("portal.test", 1)[1]
+    form = await mail_client.get(path)
+    new = "alice's new passphrase"
+    done = await mail_client.post(
+        path, data={"csrf": csrf_of(await form.text()), "password": new, "confirmation": new}
+    )
+    assert done.status == 200
+    csrf = await login(mail_client, ALICE, password=new)
+    assert csrf
+
+
+async def test_an_admin_mails_a_reset_to_their_agent_and_never_sees_the_link(
+    mail_client: TestClient, deps: FakePortalDeps, portal_dsn: str, inbox: Inbox
+) -> None:
+    make_account(portal_dsn, deps, "bob@acme.example.com")
+    make_account(portal_dsn, deps, ALICE)
+    csrf = await login(mail_client, ALICE)
+    response = await mail_client.post(
+        "/api/v1/resets", json={"email": "bob@acme.example.com"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert response.status == 201
+    assert (await response.json())["sent_to"] == "b...@acme.example.com"
+    assert "/activate/" not in await response.text()
+    assert len(inbox.links()) == 1
+    assert (
+        inbox.messages[0]["To"] == "bob@acme.example.com"
+        and "Reset" in inbox.messages[0]["Subject"]
+    )
+    refused = await mail_client.post(
+        "/api/v1/resets", json={"email": "gina@globex.example.com"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert refused.status == 400 and len(inbox.links()) == 1
