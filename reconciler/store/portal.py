@@ -390,9 +390,6 @@ def list_sessions(conn: psycopg.Connection, email: str | None = None) -> list[Se
 # -- API tokens ---------------------------------------------------------------------------------
 
 
-_API_KEY_COLUMNS = "id, email, name, created_at, last_used_at, expires_at"
-
-
 @translated
 def create_api_token(
     conn: psycopg.Connection,
@@ -424,7 +421,7 @@ def read_api_token(conn: psycopg.Connection, token_hash: bytes) -> ApiToken | No
         (token_hash,),
     )
     row = conn.execute(
-        f"SELECT {_API_KEY_COLUMNS} FROM pbx.portal_api_tokens "
+        "SELECT id, email, name, created_at, last_used_at, expires_at FROM pbx.portal_api_tokens "
         "WHERE token_hash = %s AND expires_at > now()",
         (token_hash,),
     ).fetchone()
@@ -435,7 +432,7 @@ def read_api_token(conn: psycopg.Connection, token_hash: bytes) -> ApiToken | No
 def list_api_tokens(conn: psycopg.Connection, email: str | None) -> list[ApiToken]:
     """One person's tokens, or everyone's (``email`` None: a super admin's view)."""
     rows = conn.execute(
-        f"SELECT {_API_KEY_COLUMNS} FROM pbx.portal_api_tokens "
+        "SELECT id, email, name, created_at, last_used_at, expires_at FROM pbx.portal_api_tokens "
         "WHERE %(email)s::text IS NULL OR email = %(email)s ORDER BY email, id",
         {"email": email.lower() if email else None},
     ).fetchall()
