@@ -1,8 +1,14 @@
-"""The portal's side of the CLI: its ``pbx run`` options, and ``pbx users invite`` (the
-activation link a person sets their password with; the first super admin's bootstrap)."""
+"""The portal's side of the CLI: its ``pbx run`` options, ``pbx users invite`` (the
+activation link a person sets their password with; the first super admin's bootstrap) and
+``pbx users reset`` (an activated account's new password: the host is the root of trust).
+
+With mail configured (``PBX_SMTP_URL``, ``PBX_SMTP_FROM``) links are mailed to the address
+git declares and only the masked address is printed; otherwise the link is printed."""
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +20,11 @@ from reconciler.cli.options import global_options, opened_store, resolved
 from reconciler.cli.settings import ResolvedSettings
 from reconciler.core.errors import SettingsError
 from reconciler.store import migrate
-from reconciler.web import NotEntitled, PortalConfig, config_from_settings, invite
+from reconciler.web import PortalConfig, config_from_settings, invite
+from reconciler.web.config import DEFAULT_LISTEN
+from reconciler.web.errors import PortalError
+from reconciler.web.invitations import MAX_TTL, InviteLink, issue_reset
+from reconciler.web.mail import Mailer
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,7 +35,7 @@ _PORTAL_OPTIONS: list[Callable[[F], F]] = [
     click.option(
         "--portal-listen",
         metavar="HOST:PORT",
-        help="Portal address [PBX_PORTAL_LISTEN, 127.0.0.1:8180].",
+        help="Portal address [PBX_PORTAL_LISTEN, {}:{}].".format(*DEFAULT_LISTEN),
     ),
     click.option(
         "--portal-url",
@@ -81,6 +91,12 @@ _PORTAL_OPTIONS: list[Callable[[F], F]] = [
         help="Requests per address without a login; then 429 "
         "[PBX_PORTAL_UNAUTHENTICATED_LIMIT, 120/60].",
     ),
+    click.option(
+        "--portal-token-max-days",
+        type=click.IntRange(1, 3650),
+        metavar="DAYS",
+        help="Longest API token lifetime [PBX_PORTAL_TOKEN_MAX_DAYS, 90].",
+    ),
 ]
 
 
@@ -108,6 +124,9 @@ def portal_config(cfg: ResolvedSettings) -> PortalConfig | None:
             address_limit=str(cfg["portal_address_limit"]),
             trusted_proxies=str(cfg["portal_trusted_proxies"] or ""),
             unauthenticated_limit=str(cfg["portal_unauthenticated_limit"]),
+            smtp_url=cfg["smtp_url"],
+            smtp_from=cfg["smtp_from"],
+            token_max_days=int(cfg["portal_token_max_days"]),
         )
     except ValueError as exc:
         raise SettingsError(f"portal: {exc}") from exc
@@ -118,30 +137,122 @@ def users() -> None:
     """People of the portal (declared in git; passwords never are)."""
 
 
+def _ttl(_ctx: click.Context, _param: click.Parameter, value: float | None) -> float | None:
+    """A link lives 60 s to 30 days: a negative TTL would replace a pending link with a dead
+    one, ``nan`` and ``1e12`` are typing mistakes."""
+    top = MAX_TTL.total_seconds()
+    if value is not None and not (math.isfinite(value) and 60 <= value <= top):
+        raise click.BadParameter(f"seconds from 60 to {int(top)} (30 days), not {value}")
+    return value
+
+
+_TTL = click.option(
+    "--ttl",
+    type=float,
+    callback=_ttl,
+    metavar="SECONDS",
+    help="How long the link works, 60 to 2592000 [PBX_PORTAL_INVITE_TTL].",
+)
+
+
+def _config(cfg: ResolvedSettings) -> PortalConfig:
+    try:
+        config = portal_config(cfg) or config_from_settings(
+            cfg["portal_listen"],
+            cfg["portal_url"],
+            smtp_url=cfg["smtp_url"],
+            smtp_from=cfg["smtp_from"],
+        )
+    except (SettingsError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    if config.mail is None and not cfg["portal_url"]:
+        if config.listen_host in ("0.0.0.0", "::", ""):  # noqa: S104 (a check, not a bind)
+            raise click.UsageError(
+                f"the portal listens on every address ({config.listen_host}): give the "
+                "address people use with --portal-url or PBX_PORTAL_URL"
+            )
+        if cfg.sources.get("portal_listen") == "default":
+            click.echo(
+                f"note: the link uses the default portal address {config.base_url}; set "
+                "PBX_PORTAL_URL (or PBX_PORTAL_LISTEN) as the daemon has it",
+                err=True,
+            )
+    return config
+
+
+def _lifetime(ttl: float | None, config: PortalConfig) -> timedelta:
+    return timedelta(seconds=ttl if ttl is not None else config.invitation_ttl)
+
+
+def _hand_over(link: InviteLink, config: PortalConfig) -> None:
+    """Mail the link to the person when mail is configured (print where), else print it."""
+    if config.mail is not None:
+        try:
+            sent_to = asyncio.run(Mailer(config.mail).send_link(link))
+        except PortalError as exc:
+            raise click.ClickException(exc.message) from exc
+        click.echo(f"sent to {sent_to}")
+    else:
+        click.echo(link.url)
+    click.echo(f"expires {link.expires_at.isoformat(timespec='minutes')}; single use", err=True)
+
+
 @users.command("invite")
 @click.argument("email")
-@click.option(
-    "--ttl", type=float, metavar="SECONDS", help="How long the link works [PBX_PORTAL_INVITE_TTL]."
-)
+@_TTL
 @portal_options
 @global_options
 @click.pass_context
 def users_invite(ctx: click.Context, /, email: str, ttl: float | None, **_: Any) -> None:
-    """Print a single-use activation link for EMAIL (a user or super admin in git)."""
+    """A single-use activation link for EMAIL (a user or super admin in git who has no
+    account yet): printed, or mailed to EMAIL when mail is configured."""
     cfg = resolved(ctx)
-    try:
-        config = portal_config(cfg) or config_from_settings(cfg["portal_listen"], cfg["portal_url"])
-    except SettingsError as exc:
-        raise click.UsageError(str(exc)) from exc
-    lifetime = timedelta(seconds=ttl if ttl is not None else config.invitation_ttl)
+    config = _config(cfg)
     with opened_store(cfg) as store:
         conn = store.connection
         migrate(conn)
         try:
-            link = invite(conn, email, base_url=config.base_url, ttl=lifetime)
-        except NotEntitled as exc:
-            raise click.ClickException(str(exc)) from exc
-    click.echo(link.url)
-    click.echo(f"expires {link.expires_at.isoformat(timespec='minutes')}; single use", err=True)
+            link = invite(conn, email, base_url=config.base_url, ttl=_lifetime(ttl, config))
+        except PortalError as exc:
+            raise click.ClickException(exc.message) from exc
+    _hand_over(link, config)
     if link.totp_required:
         click.echo("super admin: the page also enrols an authenticator app (TOTP)", err=True)
+
+
+@users.command("reset")
+@click.argument("email")
+@_TTL
+@click.option(
+    "--new-authenticator",
+    is_flag=True,
+    help="Also replace the second factor (a lost phone): the page enrols a new one.",
+)
+@portal_options
+@global_options
+@click.pass_context
+def users_reset(
+    ctx: click.Context, /, email: str, ttl: float | None, new_authenticator: bool, **_: Any
+) -> None:
+    """A single-use password reset link for EMAIL's activated account (audited): printed for
+    the operator to hand to the person, or mailed to EMAIL when mail is configured. Using
+    it ends every session and API token of that person; without --new-authenticator, a
+    person who has an authenticator also types its current code."""
+    cfg = resolved(ctx)
+    config = _config(cfg)
+    with opened_store(cfg) as store:
+        conn = store.connection
+        migrate(conn)
+        try:
+            link = issue_reset(
+                conn,
+                email,
+                base_url=config.base_url,
+                ttl=_lifetime(ttl, config),
+                new_authenticator=new_authenticator,
+            )
+        except PortalError as exc:
+            raise click.ClickException(exc.message) from exc
+    _hand_over(link, config)
+    if link.totp_required:
+        click.echo("the page also enrols a new authenticator app (TOTP)", err=True)

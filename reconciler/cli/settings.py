@@ -13,6 +13,7 @@ from typing import Any
 
 from reconciler.core.errors import SettingsError
 from reconciler.sources.git import GitRemote
+from reconciler.web.config import DEFAULT_LISTEN as PORTAL_LISTEN
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_FREESWITCH = "127.0.0.1:8021:ClueCon"
@@ -49,7 +50,7 @@ SETTINGS: Mapping[str, Setting] = {
         Setting("state_dir", "PBX_STATE_DIR", None),
         Setting("status_url", "PBX_STATUS_URL", None),
         Setting("portal", "PBX_PORTAL", "on"),
-        Setting("portal_listen", "PBX_PORTAL_LISTEN", "127.0.0.1:8180"),
+        Setting("portal_listen", "PBX_PORTAL_LISTEN", "{}:{}".format(*PORTAL_LISTEN)),
         Setting("portal_url", "PBX_PORTAL_URL", None),
         Setting("portal_tls_cert", "PBX_PORTAL_TLS_CERT", None),
         Setting("portal_tls_key", "PBX_PORTAL_TLS_KEY", None),
@@ -60,6 +61,9 @@ SETTINGS: Mapping[str, Setting] = {
         Setting("portal_address_limit", "PBX_PORTAL_ADDRESS_LIMIT", "30/300"),
         Setting("portal_trusted_proxies", "PBX_PORTAL_TRUSTED_PROXIES", ""),
         Setting("portal_unauthenticated_limit", "PBX_PORTAL_UNAUTHENTICATED_LIMIT", "120/60"),
+        Setting("portal_token_max_days", "PBX_PORTAL_TOKEN_MAX_DAYS", 90, parse=int),
+        Setting("smtp_url", "PBX_SMTP_URL", None, secret=True),
+        Setting("smtp_from", "PBX_SMTP_FROM", None),
     )
 }
 

@@ -223,6 +223,19 @@ CREATE TABLE pbx.installation (
 INSERT INTO pbx.installation (installation_id) VALUES (gen_random_uuid());
 """),
     ),
+    Migration(
+        7,
+        "portal: password resets beside invitations, expiring API tokens, audit rows of every tenant",
+        sql.SQL("""
+ALTER TABLE pbx.portal_invitations
+    ADD COLUMN purpose text NOT NULL DEFAULT 'invite' CHECK (purpose IN ('invite', 'reset'));
+ALTER TABLE pbx.portal_api_tokens ADD COLUMN expires_at timestamptz;
+UPDATE pbx.portal_api_tokens SET expires_at = created_at + interval '90 days';
+ALTER TABLE pbx.portal_api_tokens ALTER COLUMN expires_at SET NOT NULL;
+ALTER TABLE pbx.portal_audit ADD COLUMN tenant_ids text[] NOT NULL DEFAULT '{{}}';
+CREATE INDEX portal_audit_tenant_ids ON pbx.portal_audit USING gin (tenant_ids);
+"""),
+    ),
 )
 
 TENANT_MIGRATIONS: tuple[Migration, ...] = (

@@ -1,5 +1,10 @@
-"""The portal's own tables in the control schema: accounts, invitations, sessions, API
-tokens and the audit trail (control migration 2).
+"""The portal's own tables in the control schema: accounts, invitations and password resets,
+sessions, API tokens and the audit trail (control migrations 5 and 7).
+
+An invitation only ever creates an account; it never touches an activated one (that was an
+account takeover: whoever held the link chose the password). Changing an activated account's
+password goes through a reset (``purpose = 'reset'``) or the person's own change, and both
+end every session and API token of that person.
 
 Nothing here is configuration: who exists and with which role stays in git. These rows only
 say who has *activated* access and how they are logged in. Every secret is stored hashed
@@ -12,13 +17,18 @@ CLI (``pbx users invite``) and the daemon's pass thread call them directly.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
 
+from reconciler.core.errors import Permanent
 from reconciler.store.errors import StoreError, translated
+
+INVITE = "invite"
+RESET = "reset"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +38,23 @@ class Account:
     totp_secret: str | None = None
 
 
+class AccountExists(StoreError, Permanent):
+    """An invitation met an activated account: it is refused, never applied."""
+
+    def __init__(self, email: str) -> None:
+        super().__init__(f"{email} already has an account")
+        self.email = email
+
+
 @dataclass(frozen=True, slots=True)
 class Invitation:
+    """A pending link: ``purpose`` INVITE creates an account, RESET changes an existing one's
+    password (and, when ``totp_secret`` is set, replaces its second factor)."""
+
     email: str
     totp_secret: str | None
     expires_at: datetime
+    purpose: str = INVITE
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +76,7 @@ class ApiToken:
     name: str
     created_at: datetime
     last_used_at: datetime | None
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +90,7 @@ class AuditEntry:
     result: str
     client_addr: str | None
     detail: str | None
+    tenant_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,21 +127,44 @@ def create_invitation(
     expires_at: datetime,
     created_by: str | None,
     totp_secret: str | None,
-) -> None:
-    """A new invitation replaces any unused one for the same person (one live link each)."""
+    purpose: str = INVITE,
+) -> bool:
+    """A new link replaces any unused one for the same person (one live link each).
+
+    False, and nothing written, when the account does not fit the purpose: an invitation
+    for someone who already has an account, a reset for someone who has none."""
+    email = email.lower()
     with conn.transaction():
+        exists = conn.execute(
+            "SELECT 1 FROM pbx.portal_accounts WHERE email = %s FOR UPDATE", (email,)
+        ).fetchone()
+        if (exists is not None) != (purpose == RESET):
+            return False
         conn.execute(
-            "DELETE FROM pbx.portal_invitations WHERE email = %s AND used_at IS NULL",
-            (email.lower(),),
+            "DELETE FROM pbx.portal_invitations WHERE email = %s AND used_at IS NULL", (email,)
         )
         conn.execute(
             """
             INSERT INTO pbx.portal_invitations
-                (token_hash, email, totp_secret, created_by, expires_at)
-            VALUES (%s, %s, %s, %s, %s)
+                (token_hash, email, totp_secret, created_by, expires_at, purpose)
+            VALUES (%s, %s, %s, %s, %s, %s)
             """,
-            (token_hash, email.lower(), totp_secret, created_by, expires_at),
+            (token_hash, email, totp_secret, created_by, expires_at, purpose),
         )
+    return True
+
+
+@translated
+def pending_link_since(conn: psycopg.Connection, email: str, purpose: str) -> datetime | None:
+    """When the person's live link of this purpose was issued (None: there is none)."""
+    row = conn.execute(
+        """
+        SELECT max(created_at) FROM pbx.portal_invitations
+        WHERE email = %s AND purpose = %s AND used_at IS NULL AND expires_at > now()
+        """,
+        (email.lower(), purpose),
+    ).fetchone()
+    return row[0] if row else None
 
 
 @translated
@@ -125,7 +172,7 @@ def read_invitation(conn: psycopg.Connection, token_hash: bytes) -> Invitation |
     """The invitation, only while it is unused and unexpired."""
     row = conn.execute(
         """
-        SELECT email, totp_secret, expires_at FROM pbx.portal_invitations
+        SELECT email, totp_secret, expires_at, purpose FROM pbx.portal_invitations
         WHERE token_hash = %s AND used_at IS NULL AND expires_at > now()
         """,
         (token_hash,),
@@ -137,13 +184,15 @@ def read_invitation(conn: psycopg.Connection, token_hash: bytes) -> Invitation |
 def activate_account(
     conn: psycopg.Connection, *, token_hash: bytes, password_hash: str, totp_step: int | None
 ) -> str | None:
-    """Spend the invitation and set the password (and the TOTP secret it carried) in one
-    transaction; every earlier session of that person ends. None: no usable invitation."""
+    """Spend the invitation and create the account (with the TOTP secret it carried) in one
+    transaction. None: no usable invitation. ``AccountExists`` (and nothing spent or changed)
+    when the person already has an account: an invitation never overwrites one."""
     with conn.transaction():
         row = conn.execute(
             """
             UPDATE pbx.portal_invitations SET used_at = now()
             WHERE token_hash = %s AND used_at IS NULL AND expires_at > now()
+              AND purpose = 'invite'
             RETURNING email, totp_secret
             """,
             (token_hash,),
@@ -151,21 +200,96 @@ def activate_account(
         if row is None:
             return None
         email, totp_secret = row
-        conn.execute(
+        created = conn.execute(
             """
             INSERT INTO pbx.portal_accounts (email, password_hash, totp_secret, totp_last_step)
-            VALUES (%(email)s, %(hash)s, %(totp)s, %(step)s)
-            ON CONFLICT (email) DO UPDATE SET
-                password_hash = excluded.password_hash,
-                totp_secret = coalesce(excluded.totp_secret, pbx.portal_accounts.totp_secret),
-                totp_last_step = coalesce(excluded.totp_last_step,
-                                          pbx.portal_accounts.totp_last_step),
-                password_changed_at = now()
+            VALUES (%s, %s, %s, %s)
+            ON CONFLICT (email) DO NOTHING
             """,
-            {"email": email, "hash": password_hash, "totp": totp_secret, "step": totp_step},
-        )
-        conn.execute("DELETE FROM pbx.portal_sessions WHERE email = %s", (email,))
+            (email, password_hash, totp_secret, totp_step),
+        ).rowcount
+        if created != 1:
+            raise AccountExists(str(email))  # rolls the spent invitation back too
     return str(email)
+
+
+@translated
+def reset_account(
+    conn: psycopg.Connection,
+    *,
+    token_hash: bytes,
+    password_hash: str,
+    totp_step: int | None,
+) -> tuple[str, Revoked] | None:
+    """Spend a reset link: the new password (and the new TOTP secret it carried, if any), and
+    every session, API token and other pending link of the person ends. None: no usable link.
+    The caller has checked the second factor (the current one, or the new one's code)."""
+    with conn.transaction():
+        row = conn.execute(
+            """
+            UPDATE pbx.portal_invitations SET used_at = now()
+            WHERE token_hash = %s AND used_at IS NULL AND expires_at > now()
+              AND purpose = 'reset'
+            RETURNING email, totp_secret
+            """,
+            (token_hash,),
+        ).fetchone()
+        if row is None:
+            return None
+        email, new_secret = row
+        changed = conn.execute(
+            """
+            UPDATE pbx.portal_accounts SET
+                password_hash = %(hash)s,
+                totp_secret = coalesce(%(secret)s, totp_secret),
+                totp_last_step = CASE WHEN %(secret)s::text IS NULL
+                    THEN greatest(totp_last_step, %(step)s) ELSE %(step)s END,
+                password_changed_at = now()
+            WHERE email = %(email)s
+            """,
+            {"hash": password_hash, "secret": new_secret, "step": totp_step, "email": email},
+        ).rowcount
+        if changed != 1:
+            return None
+        revoked = _revoke_person(conn, str(email), keep_session=None)
+    return str(email), revoked
+
+
+@translated
+def change_password(
+    conn: psycopg.Connection, email: str, password_hash: str, *, keep_session: int | None
+) -> Revoked:
+    """The person's own change (they proved the current password and second factor): every
+    other session and every API token of theirs ends."""
+    with conn.transaction():
+        conn.execute(
+            "UPDATE pbx.portal_accounts SET password_hash = %s, password_changed_at = now() "
+            "WHERE email = %s",
+            (password_hash, email.lower()),
+        )
+        return _revoke_person(conn, email.lower(), keep_session=keep_session)
+
+
+@translated
+def revoke_person(
+    conn: psycopg.Connection, email: str, *, keep_session: int | None = None
+) -> Revoked:
+    """End everything of one person: sessions (but ``keep_session``), API tokens and pending
+    links. The account stays (they log in again with their password)."""
+    with conn.transaction():
+        return _revoke_person(conn, email.lower(), keep_session=keep_session)
+
+
+def _revoke_person(conn: psycopg.Connection, email: str, *, keep_session: int | None) -> Revoked:
+    sessions = conn.execute(
+        "DELETE FROM pbx.portal_sessions WHERE email = %s AND id IS DISTINCT FROM %s",
+        (email, keep_session),
+    ).rowcount
+    tokens = conn.execute("DELETE FROM pbx.portal_api_tokens WHERE email = %s", (email,)).rowcount
+    links = conn.execute(
+        "DELETE FROM pbx.portal_invitations WHERE email = %s AND used_at IS NULL", (email,)
+    ).rowcount
+    return Revoked(sessions, tokens, links)
 
 
 @translated
@@ -305,11 +429,19 @@ def list_sessions(conn: psycopg.Connection, email: str | None = None) -> list[Se
 
 
 @translated
-def create_api_token(conn: psycopg.Connection, *, token_hash: bytes, email: str, name: str) -> int:
+def create_api_token(
+    conn: psycopg.Connection,
+    *,
+    token_hash: bytes,
+    email: str,
+    name: str,
+    expires_at: datetime | None = None,
+) -> int:
+    """A token that stops working at ``expires_at`` (default: 90 days from now)."""
     row = conn.execute(
-        "INSERT INTO pbx.portal_api_tokens (token_hash, email, name) VALUES (%s, %s, %s) "
-        "RETURNING id",
-        (token_hash, email.lower(), name),
+        "INSERT INTO pbx.portal_api_tokens (token_hash, email, name, expires_at) "
+        "VALUES (%s, %s, %s, coalesce(%s, now() + interval '90 days')) RETURNING id",
+        (token_hash, email.lower(), name, expires_at),
     ).fetchone()
     assert row is not None
     return int(row[0])
@@ -317,7 +449,8 @@ def create_api_token(conn: psycopg.Connection, *, token_hash: bytes, email: str,
 
 @translated
 def read_api_token(conn: psycopg.Connection, token_hash: bytes) -> ApiToken | None:
-    """The token's owner; marks it used (at most once a minute: reads stay reads)."""
+    """The token's owner while it has not expired; marks it used (at most once a minute:
+    reads stay reads)."""
     conn.execute(
         """
         UPDATE pbx.portal_api_tokens SET last_used_at = now()
@@ -326,31 +459,37 @@ def read_api_token(conn: psycopg.Connection, token_hash: bytes) -> ApiToken | No
         (token_hash,),
     )
     row = conn.execute(
-        "SELECT id, email, name, created_at, last_used_at FROM pbx.portal_api_tokens "
-        "WHERE token_hash = %s",
+        "SELECT id, email, name, created_at, last_used_at, expires_at FROM pbx.portal_api_tokens "
+        "WHERE token_hash = %s AND expires_at > now()",
         (token_hash,),
     ).fetchone()
     return ApiToken(*row) if row else None
 
 
 @translated
-def list_api_tokens(conn: psycopg.Connection, email: str) -> list[ApiToken]:
+def list_api_tokens(conn: psycopg.Connection, email: str | None) -> list[ApiToken]:
+    """One person's tokens, or everyone's (``email`` None: a super admin's view)."""
     rows = conn.execute(
-        "SELECT id, email, name, created_at, last_used_at FROM pbx.portal_api_tokens "
-        "WHERE email = %s ORDER BY id",
-        (email.lower(),),
+        "SELECT id, email, name, created_at, last_used_at, expires_at FROM pbx.portal_api_tokens "
+        "WHERE %(email)s::text IS NULL OR email = %(email)s ORDER BY email, id",
+        {"email": email.lower() if email else None},
     ).fetchall()
     return [ApiToken(*row) for row in rows]
 
 
 @translated
-def delete_api_token(conn: psycopg.Connection, email: str, token_id: int) -> bytes | None:
-    """Revokes one of ``email``'s tokens; returns its digest (to drop it from caches)."""
+def delete_api_token(
+    conn: psycopg.Connection, email: str | None, token_id: int
+) -> tuple[bytes, str] | None:
+    """Revokes one of ``email``'s tokens (anyone's when ``email`` is None); returns its digest
+    (to drop it from caches) and its owner."""
     row = conn.execute(
-        "DELETE FROM pbx.portal_api_tokens WHERE email = %s AND id = %s RETURNING token_hash",
-        (email.lower(), token_id),
+        "DELETE FROM pbx.portal_api_tokens "
+        "WHERE (%(email)s::text IS NULL OR email = %(email)s) AND id = %(id)s "
+        "RETURNING token_hash, email",
+        {"email": email.lower() if email else None, "id": token_id},
     ).fetchone()
-    return bytes(row[0]) if row else None
+    return (bytes(row[0]), str(row[1])) if row else None
 
 
 # -- revocation and audit --------------------------------------------------------------------
@@ -398,13 +537,27 @@ def record_audit(
     target: str | None = None,
     client_addr: str | None = None,
     detail: str | None = None,
+    tenant_ids: Sequence[str] = (),
 ) -> None:
+    """One row. ``tenant_ids``: every tenant whose admins must see it (a person of several
+    tenants); ``tenant_id`` alone is the one tenant of the row, if any."""
+    every = sorted({*tenant_ids, *([tenant_id] if tenant_id else [])})
     conn.execute(
         """
-        INSERT INTO pbx.portal_audit (actor, tenant_id, action, target, result, client_addr, detail)
-        VALUES (%s, %s, %s, %s, %s, %s, %s)
+        INSERT INTO pbx.portal_audit
+            (actor, tenant_id, action, target, result, client_addr, detail, tenant_ids)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
         """,
-        (actor, tenant_id, action, target, result, client_addr, detail),
+        (
+            actor,
+            tenant_id or (every[0] if len(every) == 1 else None),
+            action,
+            target,
+            result,
+            client_addr,
+            detail,
+            every,
+        ),
     )
 
 
@@ -412,14 +565,24 @@ def record_audit(
 def read_audit(
     conn: psycopg.Connection, *, tenant_id: str | None = None, limit: int = 100
 ) -> list[AuditEntry]:
-    """Most recent first; one tenant's entries, or every entry when ``tenant_id`` is None."""
+    """Most recent first; one tenant's entries (its own and those of its people that name
+    several tenants), or every entry when ``tenant_id`` is None."""
     rows = conn.execute(
         """
-        SELECT id, at, actor, tenant_id, action, target, result, client_addr, detail
+        SELECT id, at, actor, tenant_id, action, target, result, client_addr, detail,
+               tenant_ids
         FROM pbx.portal_audit
         WHERE %(tenant)s::text IS NULL OR tenant_id = %(tenant)s
+           OR tenant_ids @> ARRAY[%(tenant)s::text]
         ORDER BY id DESC LIMIT %(limit)s
         """,
         {"tenant": tenant_id, "limit": limit},
     ).fetchall()
-    return [AuditEntry(*row) for row in rows]
+    return [_audit_entry(row) for row in rows]
+
+
+def _audit_entry(row: tuple[Any, ...]) -> AuditEntry:
+    id_, at, actor, tenant_id, action, target, result, client_addr, detail, tenant_ids = row
+    return AuditEntry(
+        id_, at, actor, tenant_id, action, target, result, client_addr, detail, tuple(tenant_ids)
+    )

@@ -79,16 +79,27 @@ def entitled_emails(state: State, admins: Mapping[str, str]) -> frozenset[str]:
     return frozenset(emails)
 
 
-def may_invite(principal: Principal, email: str, state: State, admins: Mapping[str, str]) -> bool:
-    """Super admins invite anyone entitled; a tenant admin invites their tenants' users."""
+def tenants_of(email: str, state: State) -> list[str]:
+    """Every tenant that lists ``email`` among its users, whatever its lifecycle: the tenants
+    whose admins see this person's audit rows, and the ones an inviter must administer."""
     email = email.lower()
+    return sorted(t for t, tenant_state in state.items() if email in tenant_state.users)
+
+
+def may_invite(principal: Principal, email: str, state: State, admins: Mapping[str, str]) -> bool:
+    """Super admins invite anyone entitled. A tenant admin invites only people whose every
+    tenant is one they administer, and never a super admin: a hostile tenant file that lists
+    another tenant's admin (or a super admin) as its user gets its admin nothing."""
+    email = email.lower()
+    if email not in entitled_emails(state, admins):
+        return False
     if principal.super_admin:
-        return email in entitled_emails(state, admins)
-    return any(
-        user.role == Role.ADMIN and email in state[tenant_id].users
-        for tenant_id, user in principal.memberships.items()
-        if tenant_id in state
-    )
+        return True
+    if email in admins:
+        return False
+    administered = {t for t, user in principal.memberships.items() if user.role == Role.ADMIN}
+    where = tenants_of(email, state)
+    return bool(where) and administered.issuperset(where)
 
 
 def visible_tenant_ids(principal: Principal, state: State) -> list[str]:

@@ -8,22 +8,45 @@ What git owns is never changed here: credentials are the reconciler's generated 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from reconciler.core.model import fs_name
 from reconciler.core.presence import StatusResult
 from reconciler.store import SipCredentials, UnknownExtension, UnknownTenant
 from reconciler.store.portal import (
+    ApiToken,
+    Revoked,
     SessionRow,
+    change_password,
     create_api_token,
     delete_api_token,
+    list_api_tokens,
     list_sessions,
+    read_account,
+    revoke_person,
+    use_totp_step,
 )
-from reconciler.web.access import Principal, TenantScope, may_invite
-from reconciler.web.errors import Forbidden, NotFound, printable
-from reconciler.web.invitations import InviteLink, NotEntitled, invite
+from reconciler.web import totp
+from reconciler.web.access import Principal, TenantScope, may_invite, tenants_of
+from reconciler.web.errors import BadRequest, Forbidden, NotFound, printable
+from reconciler.web.invitations import InviteLink, NotEntitled, invite, issue_reset
+from reconciler.web.passwords import check_new_password
 from reconciler.web.portal import Portal
 from reconciler.web.tokens import new_api_token, token_digest
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """An issued link and where it went: ``sent_to`` (masked) when mailed to the person, else
+    None and the inviter is shown ``link.url`` to pass on (no mail configured)."""
+
+    link: InviteLink
+    sent_to: str | None
+
+    @property
+    def url(self) -> str | None:
+        return None if self.sent_to else self.link.url
 
 
 class Actor:
@@ -34,9 +57,16 @@ class Actor:
         self.principal = principal
         self.client_addr = client_addr
 
-    async def audit(self, action: str, result: str, **fields: str | None) -> None:
+    async def audit(
+        self, action: str, result: str, *, tenant_ids: Sequence[str] = (), **fields: str | None
+    ) -> None:
         await self.portal.db.audit(
-            self.principal.email, action, result, client_addr=self.client_addr, **fields
+            self.principal.email,
+            action,
+            result,
+            client_addr=self.client_addr,
+            tenant_ids=tenant_ids,
+            **fields,
         )
 
     async def _guard(
@@ -85,13 +115,17 @@ class Actor:
         )
         return results
 
-    async def invite(self, email: str) -> InviteLink:
+    async def invite(self, email: str) -> Delivered:
+        """Only people this principal may invite (``may_invite``), only new accounts; mailed
+        to the person when mail is configured."""
         deps = self.portal.deps
         state, admins = deps.applied_state(), deps.platform_admins()
         if not may_invite(self.principal, email, state, admins):
-            raise NotEntitled(email.strip().lower())
+            email = email.strip().lower()
+            await self.audit("invite", "denied", target=email, tenant_ids=tenants_of(email, state))
+            raise NotEntitled(email)
         ttl = self.portal.config.invitation_ttl
-        return await self.portal.db.run(
+        link = await self.portal.db.run(
             invite,
             email,
             base_url=self.portal.config.base_url,
@@ -101,9 +135,44 @@ class Actor:
             admins=admins,
             client_addr=self.client_addr,
         )
+        mailer = self.portal.mailer
+        return Delivered(link, await mailer.send_link(link) if mailer else None)
 
-    async def create_token(self, name: str) -> tuple[int, str]:
-        """A bearer token for scripts, acting as this person; shown once, stored hashed."""
+    async def send_reset(self, email: str) -> Delivered:
+        """A reset link for someone this principal may invite, mailed to them: only with
+        mail configured, since the link must never reach the one who asked."""
+        mailer = self.portal.mailer
+        if mailer is None:
+            raise BadRequest(
+                "without mail, a password is reset on the host: `pbx users reset EMAIL`"
+            )
+        deps = self.portal.deps
+        state, admins = deps.applied_state(), deps.platform_admins()
+        email = email.strip().lower()
+        if not may_invite(self.principal, email, state, admins):
+            await self.audit(
+                "reset_issue", "denied", target=email, tenant_ids=tenants_of(email, state)
+            )
+            raise NotEntitled(email)
+        link = await self.portal.db.run(
+            issue_reset,
+            email,
+            base_url=self.portal.config.base_url,
+            ttl=timedelta(hours=1),
+            requested_by=self.principal.email,
+            state=state,
+            admins=admins,
+            client_addr=self.client_addr,
+        )
+        return Delivered(link, await mailer.send_link(link))
+
+    async def create_token(self, name: str, days: int | None = None) -> tuple[int, str]:
+        """A bearer token for scripts, acting as this person; shown once, stored hashed,
+        expiring (the configured default, at most the configured maximum)."""
+        config = self.portal.config
+        days = config.token_days if days is None else days
+        if not 1 <= days <= config.token_max_days:
+            raise BadRequest(f"a token lives 1 to {config.token_max_days} days")
         name = printable(name.strip()[:80], "the token name") or "script"
         token = new_api_token()
         token_id = await self.portal.db.run(
@@ -111,16 +180,28 @@ class Actor:
             token_hash=token_digest(token),
             email=self.principal.email,
             name=name,
+            expires_at=datetime.now(UTC) + timedelta(days=days),
         )
-        await self.audit("token_create", "ok", target=f"{token_id} {name}")
+        await self.audit("token_create", "ok", target=f"{token_id} {name}", detail=f"{days} days")
         return token_id, token
 
+    async def tokens(self, everyone: bool) -> list[ApiToken]:
+        """One's own API tokens; everyone's for super admins."""
+        if everyone and not self.principal.super_admin:
+            raise NotFound()
+        return await self.portal.db.run(list_api_tokens, None if everyone else self.principal.email)
+
     async def revoke_token(self, token_id: int) -> None:
-        digest = await self.portal.db.run(delete_api_token, self.principal.email, token_id)
-        if digest is None:
+        """Super admins revoke anyone's token; everyone else only their own."""
+        owner = None if self.principal.super_admin else self.principal.email
+        found = await self.portal.db.run(delete_api_token, owner, token_id)
+        if found is None:
             raise NotFound(f"no token {token_id}")
+        digest, email = found
         self.portal.sessions.forget(digest=digest)
-        await self.audit("token_revoke", "ok", target=str(token_id))
+        await self.audit(
+            "token_revoke", "ok", target=f"{email} token {token_id}", tenant_ids=self._of(email)
+        )
 
     async def sessions(self, everyone: bool) -> list[SessionRow]:
         if everyone and not self.principal.super_admin:
@@ -136,3 +217,61 @@ class Actor:
         if row is None:
             raise NotFound(f"no session {session_id}")
         await self.audit("session_revoke", "ok", target=f"{row.email} session {session_id}")
+
+    async def end_everything(self, email: str) -> Revoked:
+        """Every session, API token and pending link of one person, in one action: anyone's
+        for super admins, one's own for everyone else."""
+        email = printable(email.strip().lower(), "email")
+        if email != self.principal.email and not self.principal.super_admin:
+            raise NotFound()
+        revoked = await self.portal.db.run(revoke_person, email)
+        self.portal.sessions.forget(email=email)
+        await self.audit(
+            "revoke_all",
+            "ok",
+            target=email,
+            tenant_ids=self._of(email),
+            detail=f"{revoked.sessions} session(s), {revoked.tokens} token(s), "
+            f"{revoked.invitations} pending link(s)",
+        )
+        return revoked
+
+    def _of(self, email: str) -> list[str]:
+        return tenants_of(email, self.portal.deps.applied_state())
+
+    async def change_password(
+        self, *, current: str, new: str, confirmation: str, code: str, keep_session: int | None
+    ) -> Revoked:
+        """The person's own change: the current password (and authenticator code, when they
+        have one) proves it is them; every other session and every API token ends."""
+        email = self.principal.email
+        limiter, passwords = self.portal.limiter, self.portal.passwords
+        limiter.reserve(email, self.client_addr)  # counted as a failure until proven
+        try:
+            account = await self.portal.db.run(read_account, email)
+            verified = await passwords.verify(account.password_hash if account else None, current)
+        except Exception:
+            limiter.release(email, self.client_addr)  # never judged: costs nothing
+            raise
+        proven = verified.ok and account is not None
+        if proven and account is not None and account.totp_secret is not None:
+            step = totp.matching_step(account.totp_secret, code)
+            proven = step is not None and await self.portal.db.run(use_totp_step, email, step)
+        if not proven:
+            await self.audit("password_change", "failed", target=email, tenant_ids=self._of(email))
+            raise BadRequest("the current password or the authenticator code is not valid")
+        limiter.succeeded(email, self.client_addr)
+        check_new_password(new, confirmation, email)
+        new_hash = await passwords.hash(new)
+        revoked = await self.portal.db.run(
+            change_password, email, new_hash, keep_session=keep_session
+        )
+        self.portal.sessions.forget(email=email)
+        await self.audit(
+            "password_change",
+            "ok",
+            target=email,
+            tenant_ids=self._of(email),
+            detail=f"ended {revoked.sessions} other session(s), {revoked.tokens} token(s)",
+        )
+        return revoked

@@ -10,11 +10,11 @@ from typing import Any
 
 from aiohttp import web
 
-from reconciler.store.portal import list_api_tokens, read_audit
+from reconciler.store.portal import read_audit
 from reconciler.web import views
 from reconciler.web.access import visible_tenant_ids
 from reconciler.web.actions import Actor
-from reconciler.web.errors import BadRequest, NotFound, printable
+from reconciler.web.errors import BadRequest, Forbidden, NotFound, printable
 from reconciler.web.openapi import openapi_document
 from reconciler.web.portal import client_addr, identity_of, portal_of, principal, scope
 
@@ -53,6 +53,21 @@ async def _body(request: web.Request, field: str) -> str:
 
 def _actor(request: web.Request) -> Actor:
     return Actor(portal_of(request), principal(request), client_addr(request))
+
+
+def _session_only(request: web.Request) -> None:
+    """Minting credentials needs a person at a browser: a leaked API token cannot create
+    more tokens, nor invitations, and so cannot outlive its own revocation or expiry."""
+    ident = identity_of(request)
+    if ident is not None and ident.session is None:
+        raise Forbidden("an API token cannot create tokens or invitations: use a session")
+
+
+def _all_flag(request: web.Request) -> bool:
+    everyone = request.query.get("all", "false")
+    if everyone not in ("true", "false"):
+        raise BadRequest("all must be true or false")
+    return everyone == "true"
 
 
 def _require_super(request: web.Request) -> None:
@@ -213,13 +228,31 @@ async def search(request: web.Request) -> web.StreamResponse:
 @routes.post(V1 + "/invitations")
 async def invitations(request: web.Request) -> web.StreamResponse:
     principal(request)
-    link = await _actor(request).invite(await _body(request, "email"))
+    _session_only(request)
+    sent = await _actor(request).invite(await _body(request, "email"))
     return _ok(
         {
-            "email": link.email,
-            "url": link.url,
-            "expires_at": views.iso(link.expires_at),
-            "totp_required": link.totp_required,
+            "email": sent.link.email,
+            "url": sent.url,
+            "sent_to": sent.sent_to,
+            "expires_at": views.iso(sent.link.expires_at),
+            "totp_required": sent.link.totp_required,
+        },
+        status=201,
+    )
+
+
+@routes.post(V1 + "/resets")
+async def resets(request: web.Request) -> web.StreamResponse:
+    """A reset link for an activated account, mailed to the person (mail only)."""
+    principal(request)
+    _session_only(request)
+    sent = await _actor(request).send_reset(await _body(request, "email"))
+    return _ok(
+        {
+            "email": sent.link.email,
+            "sent_to": sent.sent_to,
+            "expires_at": views.iso(sent.link.expires_at),
         },
         status=201,
     )
@@ -227,15 +260,20 @@ async def invitations(request: web.Request) -> web.StreamResponse:
 
 @routes.get(V1 + "/tokens")
 async def tokens(request: web.Request) -> web.StreamResponse:
-    me_ = principal(request)
-    found = await portal_of(request).db.run(list_api_tokens, me_.email)
+    principal(request)
+    found = await _actor(request).tokens(everyone=_all_flag(request))
     return _ok({"tokens": [views.token_view(t) for t in found]})
 
 
 @routes.post(V1 + "/tokens")
 async def token_create(request: web.Request) -> web.StreamResponse:
     principal(request)
-    token_id, token = await _actor(request).create_token(await _body(request, "name"))
+    _session_only(request)
+    name = await _body(request, "name")
+    days = json.loads(await request.text()).get("days")
+    if days is not None and (not isinstance(days, int) or isinstance(days, bool)):
+        raise BadRequest('"days" must be an integer')
+    token_id, token = await _actor(request).create_token(name, days)
     return _ok({"id": token_id, "token": token}, status=201)
 
 
@@ -245,12 +283,23 @@ async def token_delete(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
+@routes.post(V1 + "/revocations")
+async def revocations(request: web.Request) -> web.StreamResponse:
+    """End every session, API token and pending link of one person (yourself, or anyone
+    for super admins)."""
+    revoked = await _actor(request).end_everything(await _body(request, "email"))
+    return _ok(
+        {
+            "sessions": revoked.sessions,
+            "tokens": revoked.tokens,
+            "invitations": revoked.invitations,
+        }
+    )
+
+
 @routes.get(V1 + "/sessions")
 async def sessions(request: web.Request) -> web.StreamResponse:
-    everyone = request.query.get("all", "false")
-    if everyone not in ("true", "false"):
-        raise BadRequest("all must be true or false")
-    rows = await _actor(request).sessions(everyone=everyone == "true")
+    rows = await _actor(request).sessions(everyone=_all_flag(request))
     ident = identity_of(request)
     current = ident.session.id if ident and ident.session else None
     return _ok({"sessions": [views.session_view(s, current) for s in rows]})

@@ -8,6 +8,8 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from reconciler.web.mail import MailSettings
+
 # No FreeSWITCH default binds it: 8081/8082 are mod_verto's, 8080 mod_xml_rpc's, 8090
 # mod_sms_flowroute's, 8021 the event socket, 5060/5066/5080/7443 SIP, 16384-32768 RTP.
 DEFAULT_LISTEN = ("127.0.0.1", 8180)
@@ -54,6 +56,9 @@ class PortalConfig:
     unauthenticated_per_address: RateLimit = RateLimit(attempts=120, window=60.0)
     db_pool_size: int = 4
     sse_heartbeat: float = 15.0
+    mail: MailSettings | None = None  # invitations and resets go to the person, not the inviter
+    token_days: int = 90  # an API token's lifetime unless its creator asks for less
+    token_max_days: int = 90  # the longest lifetime anyone may ask for
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.public_url)
@@ -63,6 +68,8 @@ class PortalConfig:
             raise ValueError("portal TLS needs both a certificate and a key")
         if self.idle_timeout <= 0 or self.absolute_timeout < self.idle_timeout:
             raise ValueError("portal timeouts: 0 < idle <= absolute")
+        if not 1 <= self.token_max_days <= 3650:
+            raise ValueError("API token lifetime: 1 to 3650 days")
 
     @property
     def base_url(self) -> str:
@@ -122,6 +129,9 @@ def config_from_settings(
     address_limit: str = "30/300",
     trusted_proxies: str = "",
     unauthenticated_limit: str = "120/60",
+    smtp_url: str | None = None,
+    smtp_from: str | None = None,
+    token_max_days: int = 90,
 ) -> PortalConfig:
     """The portal's config from the CLI's settings (``PBX_PORTAL_*``), as given."""
     host, port = parse_listen(listen)
@@ -140,4 +150,14 @@ def config_from_settings(
         login_per_address=parse_rate(address_limit),
         trusted_proxies=parse_networks(trusted_proxies),
         unauthenticated_per_address=parse_rate(unauthenticated_limit),
+        mail=mail_settings(smtp_url, smtp_from),
+        token_days=min(90, token_max_days),
+        token_max_days=token_max_days,
     )
+
+
+def mail_settings(smtp_url: str | None, smtp_from: str | None) -> MailSettings | None:
+    """``PBX_SMTP_URL`` + ``PBX_SMTP_FROM``, or None (links are then shown to the inviter)."""
+    if not smtp_url:
+        return None
+    return MailSettings.parse(smtp_url, smtp_from or "")

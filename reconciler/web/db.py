@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Concatenate, ParamSpec, TypeVar
@@ -80,8 +80,10 @@ class PortalDb:
         target: str | None = None,
         client_addr: str | None = None,
         detail: str | None = None,
+        tenant_ids: Sequence[str] = (),
     ) -> None:
-        """One audit row; an audit that cannot be written fails the request (no silent gap)."""
+        """One audit row; an audit that cannot be written fails the request (no silent gap).
+        ``tenant_ids``: every tenant of the person concerned (their admins all see it)."""
         await self.run(
             record_audit,
             actor=actor,
@@ -91,6 +93,7 @@ class PortalDb:
             target=target,
             client_addr=client_addr,
             detail=detail,
+            tenant_ids=tenant_ids,
         )
 
     async def close(self) -> None:

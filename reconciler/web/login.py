@@ -29,12 +29,12 @@ class LoginFailed(Unauthenticated):
 
 
 class TotpEnrolmentRequired(Unauthenticated):
-    """Right password, but a super admin without a second factor: only a new invitation helps."""
+    """Right password, but a super admin without a second factor: only a reset helps."""
 
     code = "totp_required"
     default_message = (
-        "super admins need an authenticator: ask another super admin (or run "
-        "`pbx users invite EMAIL`) for a new invitation to enrol one"
+        "super admins need an authenticator: ask an operator to run "
+        "`pbx users reset EMAIL --new-authenticator` to enrol one"
     )
 
 

@@ -205,7 +205,13 @@ SCHEMAS: dict[str, Schema] = {
         ["email", "failures", "retry_after"], email=_s(), failures=_i(), retry_after=_i()
     ),
     "Token": _obj(
-        ["id", "name", "created_at"], id=_i(), name=_s(), created_at=_s(), last_used_at=_s(True)
+        ["id", "email", "name", "created_at", "expires_at"],
+        id=_i(),
+        email=_s(),
+        name=_s(),
+        created_at=_s(),
+        last_used_at=_s(True),
+        expires_at=_s(True),
     ),
 }
 
@@ -388,15 +394,21 @@ def _platform_paths() -> dict[str, Any]:
     }
 
 
+ALL = {"name": "all", "in": "query", "required": False, "schema": _s(enum=["true", "false"])}
+
+
 def _account_paths() -> dict[str, Any]:
     return {
         "/invitations": {
             "post": _op(
-                "invite a person declared in git (single-use activation link)",
+                "invite a person declared in git who has no account yet (single-use "
+                "activation link: mailed to them when mail is configured, else in url; "
+                "a session is needed, an API token is refused)",
                 _obj(
-                    ["email", "url", "expires_at", "totp_required"],
+                    ["email", "url", "sent_to", "expires_at", "totp_required"],
                     email=_s(),
-                    url=_s(),
+                    url=_s(True),
+                    sent_to=_s(True),
                     expires_at=_s(),
                     totp_required=_b(),
                 ),
@@ -404,30 +416,60 @@ def _account_paths() -> dict[str, Any]:
                 status="201",
             )
         },
-        "/tokens": {
-            "get": _op("your API tokens", _list("tokens", "Token")),
+        "/resets": {
             "post": _op(
-                "create an API token (shown once)",
+                "mail a password reset link to a person with an account whom you may invite "
+                "(needs mail configured and a session)",
+                _obj(
+                    ["email", "sent_to", "expires_at"],
+                    email=_s(),
+                    sent_to=_s(True),
+                    expires_at=_s(),
+                ),
+                body=_obj(["email"], email=_s()),
+                status="201",
+            )
+        },
+        "/tokens": {
+            "get": _op(
+                "your API tokens (all=true: everyone's, super admins)",
+                _list("tokens", "Token"),
+                params=[ALL],
+            ),
+            "post": _op(
+                "create an API token (shown once; expires after days, default 90; a session "
+                "is needed, an API token is refused)",
                 _obj(["id", "token"], id=_i(), token=_s()),
-                body=_obj(["name"], name=_s()),
+                body=_obj(["name"], name=_s(), days=_i(minimum=1)),
                 status="201",
             ),
         },
         "/tokens/{id}": {
-            "delete": _op("revoke one of your API tokens", None, params=[ID], status="204")
+            "delete": _op(
+                "revoke an API token (yours; anyone's for super admins)",
+                None,
+                params=[ID],
+                status="204",
+            )
+        },
+        "/revocations": {
+            "post": _op(
+                "end every session, API token and pending link of a person (yourself; "
+                "anyone for super admins)",
+                _obj(
+                    ["sessions", "tokens", "invitations"],
+                    sessions=_i(),
+                    tokens=_i(),
+                    invitations=_i(),
+                ),
+                body=_obj(["email"], email=_s()),
+            )
         },
         "/sessions": {
             "get": _op(
                 "your sessions (all=true: everyone's, super admins)",
                 _list("sessions", "Session"),
-                params=[
-                    {
-                        "name": "all",
-                        "in": "query",
-                        "required": False,
-                        "schema": _s(enum=["true", "false"]),
-                    }
-                ],
+                params=[ALL],
             )
         },
         "/sessions/{id}": {

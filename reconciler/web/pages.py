@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from reconciler.web import totp, views
-from reconciler.web.access import visible_tenant_ids
+from reconciler.web.access import may_invite, visible_tenant_ids
 from reconciler.web.actions import Actor
 from reconciler.web.errors import BadRequest, NotFound
 from reconciler.web.pages_auth import _field
@@ -172,7 +172,12 @@ async def agent_status(request: web.Request) -> web.StreamResponse:
 async def invite_page(request: web.Request) -> web.StreamResponse:
     if not principal(request).invites:
         raise NotFound()
-    return render(request, "invite.html", link=None, error=None, candidates=_invitable(request))
+    return _invite_page(request, link=None, error=None, candidates=_invitable(request))
+
+
+def _invite_page(request: web.Request, *, status: int = 200, **context: object) -> web.Response:
+    mail = portal_of(request).mailer is not None
+    return render(request, "invite.html", status=status, mail=mail, **context)
 
 
 def _invitable(request: web.Request) -> list[tuple[str, str, str]]:
@@ -186,8 +191,13 @@ def _invitable(request: web.Request) -> list[tuple[str, str, str]]:
     else:
         tenants = [t for t, u in me.memberships.items() if u.role == "admin" and t in state]
         people = []
+    admins = deps.platform_admins()
     for tenant_id in tenants[:50]:
-        people += [(u.email, u.name, tenant_id) for _, u in sorted(state[tenant_id].users.items())]
+        people += [
+            (u.email, u.name, tenant_id)
+            for _, u in sorted(state[tenant_id].users.items())
+            if may_invite(me, u.email, state, admins)
+        ]
     return people
 
 
@@ -195,14 +205,30 @@ def _invitable(request: web.Request) -> list[tuple[str, str, str]]:
 async def invite_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     try:
-        link = await _actor(request).invite(_field(form, "email"))
+        sent = await _actor(request).invite(_field(form, "email"))
     except BadRequest as exc:
-        return render(
+        return _invite_page(
             request,
-            "invite.html",
             status=400,
             link=None,
             error=exc.message,
             candidates=_invitable(request),
         )
-    return render(request, "invite.html", link=link, error=None, candidates=[])
+    return _invite_page(request, link=sent, error=None, candidates=[])
+
+
+@routes.post("/invite/reset")
+async def reset_submit(request: web.Request) -> web.StreamResponse:
+    """A reset link mailed to someone who already has an account (mail only)."""
+    form = await request.post()
+    try:
+        sent = await _actor(request).send_reset(_field(form, "email"))
+    except BadRequest as exc:
+        return _invite_page(
+            request,
+            status=400,
+            link=None,
+            error=exc.message,
+            candidates=_invitable(request),
+        )
+    return _invite_page(request, link=sent, error=None, candidates=[])

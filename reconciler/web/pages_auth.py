@@ -6,11 +6,13 @@ from typing import Any
 
 from aiohttp import web
 
+from reconciler.store.portal import Invitation
 from reconciler.web import totp
 from reconciler.web.errors import BadRequest, NotFound, PortalError
-from reconciler.web.invitations import activate, pending_invitation
+from reconciler.web.invitations import activate, current_factor_needed, pending_invitation
 from reconciler.web.login import Attempt
 from reconciler.web.portal import client_addr, identity_of, portal_of, render
+from reconciler.web.resets import request_own_reset
 
 routes = web.RouteTableDef()
 
@@ -56,6 +58,33 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     return response
 
 
+@routes.get("/login/reset")
+async def reset_page(request: web.Request) -> web.StreamResponse:
+    mail = portal_of(request).mailer is not None
+    return render(request, "reset_request.html", mail=mail, notice=None, error=None)
+
+
+@routes.post("/login/reset")
+async def reset_submit(request: web.Request) -> web.StreamResponse:
+    """A forgotten password: the link goes to the address's mailbox, never to this page."""
+    portal = portal_of(request)
+    form = await request.post()
+    try:
+        notice = await request_own_reset(portal, _field(form, "email"), client_addr(request))
+    except PortalError as exc:
+        if exc.status >= 500:
+            raise
+        return render(
+            request,
+            "reset_request.html",
+            status=exc.status,
+            mail=portal.mailer is not None,
+            notice=None,
+            error=exc.message,
+        )
+    return render(request, "reset_request.html", mail=True, notice=notice, error=None)
+
+
 @routes.post("/logout")
 async def logout(request: web.Request) -> web.StreamResponse:
     portal = portal_of(request)
@@ -74,17 +103,20 @@ async def logout(request: web.Request) -> web.StreamResponse:
 async def activate_page(request: web.Request) -> web.StreamResponse:
     portal = portal_of(request)
     found = await portal.db.run(pending_invitation, request.match_info["token"])
-    return render(
-        request, "activate.html", **_enrolment(found.email, found.totp_secret), error=None
-    )
+    return render(request, "activate.html", **await _enrolment(request, found), error=None)
 
 
-def _enrolment(email: str, secret: str | None) -> dict[str, Any]:
-    uri = totp.enrol_uri(secret, email) if secret else None
+async def _enrolment(request: web.Request, found: Invitation) -> dict[str, Any]:
+    """What the page shows: a new authenticator to scan, or (a reset that keeps the
+    account's authenticator) a field for its current code."""
+    secret = found.totp_secret
+    uri = totp.enrol_uri(secret, found.email) if secret else None
     return {
-        "email": email,
+        "email": found.email,
+        "purpose": found.purpose,
         "totp_secret": secret,
         "totp_qr": totp.qr_data_uri(uri) if uri else None,
+        "current_code": await portal_of(request).db.run(current_factor_needed, found),
     }
 
 
@@ -101,6 +133,7 @@ async def activate_submit(request: web.Request) -> web.StreamResponse:
             confirmation=_field(form, "confirmation"),
             code=_field(form, "code"),
             client_addr=client_addr(request),
+            state=portal.deps.applied_state(),
         )
     except BadRequest as exc:
         found = await portal.db.run(pending_invitation, token)
@@ -109,7 +142,7 @@ async def activate_submit(request: web.Request) -> web.StreamResponse:
             "activate.html",
             status=400,
             error=exc.message,
-            **_enrolment(found.email, found.totp_secret),
+            **await _enrolment(request, found),
         )
     except NotFound:
         raise

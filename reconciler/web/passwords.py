@@ -69,6 +69,17 @@ class PasswordChecker:
         finally:
             self._in_flight -= 1
 
+    async def hash(self, password: str) -> str:
+        """A new password's argon2id hash, on the same bounded threads as ``verify``."""
+        if self._in_flight >= self._capacity:
+            raise Busy()
+        self._in_flight += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, hash_password, password)
+        finally:
+            self._in_flight -= 1
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 

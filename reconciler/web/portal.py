@@ -23,6 +23,7 @@ from reconciler.web.config import PortalConfig
 from reconciler.web.db import PortalDb
 from reconciler.web.errors import Unauthenticated
 from reconciler.web.login import Login
+from reconciler.web.mail import Mailer
 from reconciler.web.overview import Overview
 from reconciler.web.passwords import PasswordChecker
 from reconciler.web.ports import PortalDeps
@@ -48,6 +49,7 @@ class Portal:
         )
         self.passwords = PasswordChecker(config.argon2_threads, config.argon2_queue)
         self.login = Login(self.db, self.sessions, self.limiter, self.passwords)
+        self.mailer = Mailer(config.mail) if config.mail else None
         self.searcher = Searcher()
         self.overview = Overview()
         self.closing = asyncio.Event()  # set on shutdown: open event streams end at once

@@ -272,9 +272,11 @@ def session_view(row: SessionRow, current_id: int | None = None) -> View:
 def token_view(token: ApiToken) -> View:
     return {
         "id": token.id,
+        "email": token.email,
         "name": token.name,
         "created_at": iso(token.created_at),
         "last_used_at": iso(token.last_used_at),
+        "expires_at": iso(token.expires_at),
     }
 
 

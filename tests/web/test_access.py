@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
+from reconciler.core.desired import tenant_state_from_spec
 from reconciler.web.access import (
     Principal,
     Role,
@@ -21,7 +22,7 @@ from reconciler.web.access import (
     visible_tenant_ids,
 )
 from reconciler.web.errors import BadRequest, Forbidden, NotFound, PortalError
-from tests.fakes.portal import SUPER, demo_state
+from tests.fakes.portal import SUPER, _spec, demo_state
 
 STATE = demo_state()
 ADMINS = {SUPER: "Platform Operator"}
@@ -230,11 +231,38 @@ def test_entitled_emails_are_platform_admins_and_users_of_active_tenants() -> No
         ("admin", "gina@globex.example.com", False),
         ("agent", "carol@acme.example.com", False),
         ("member", "carol@acme.example.com", False),
+        ("admin", "dave@example.org", False),  # also a member of globex
+        ("other_admin", "dave@example.org", False),  # also an agent of acme
+        ("super", "dave@example.org", True),
+        ("admin", SUPER, False),
     ],
     ids=lambda v: str(v),
 )
 def test_who_may_invite_whom(who: str, email: str, allowed: bool) -> None:
     assert may_invite(me(who), email, STATE, ADMINS) is allowed
+
+
+def test_a_tenant_file_listing_other_peoples_admins_gets_its_admin_nothing() -> None:
+    """A hostile tenant declares acme's admin and a super admin as its own users."""
+    hostile = tenant_state_from_spec(
+        _spec(
+            "evil",
+            "evil.example.com",
+            "active",
+            [
+                {"email": "mallory@evil.example.com", "name": "M", "role": "admin"},
+                {"email": "alice@acme.example.com", "name": "A", "role": "member"},
+                {"email": SUPER, "name": "S", "role": "member"},
+            ],
+            [],
+        )
+    )
+    state = {**STATE, "evil": hostile}
+    mallory = principal_for("mallory@evil.example.com", state, ADMINS)
+    assert mallory is not None
+    assert not may_invite(mallory, "alice@acme.example.com", state, ADMINS)
+    assert not may_invite(mallory, SUPER, state, ADMINS)
+    assert may_invite(mallory, "mallory@evil.example.com", state, ADMINS)
 
 
 def test_errors_carry_stable_codes() -> None:

@@ -13,7 +13,13 @@ from reconciler.store import connect, read_platform_admins, sync_platform_admins
 from reconciler.store.portal import read_account, read_audit
 from reconciler.web import NotEntitled, invite
 from reconciler.web.errors import BadRequest, NotFound
-from reconciler.web.invitations import activate, pending_invitation
+from reconciler.web.invitations import (
+    AlreadyActivated,
+    NoAccount,
+    activate,
+    issue_reset,
+    pending_invitation,
+)
 from reconciler.web.passwords import verify
 from tests.fakes.portal import PASSWORD, SUPER, FakePortalDeps
 
@@ -51,7 +57,8 @@ def test_only_the_token_digest_is_stored(conn: psycopg.Connection, deps: FakePor
 
 
 def test_an_expired_link_is_refused(conn: psycopg.Connection, deps: FakePortalDeps) -> None:
-    token = _invite(conn, deps, "bob@acme.example.com", ttl=timedelta(seconds=-1))
+    token = _invite(conn, deps, "bob@acme.example.com")
+    conn.execute("UPDATE pbx.portal_invitations SET expires_at = now() - interval '1 second'")
     with pytest.raises(NotFound, match="expired"):
         pending_invitation(conn, token)
     with pytest.raises(NotFound):
@@ -110,3 +117,69 @@ def test_a_weak_password_leaves_the_invitation_usable(
     with pytest.raises(BadRequest):
         activate(conn, token, password="short", confirmation="short")
     assert pending_invitation(conn, token).email == "bob@acme.example.com"
+
+
+@pytest.mark.parametrize("seconds", [-100, 0, 59, 31 * 86400])
+def test_a_link_lifetime_out_of_range_is_refused(
+    conn: psycopg.Connection, deps: FakePortalDeps, seconds: int
+) -> None:
+    with pytest.raises(BadRequest, match="lifetime"):
+        _invite(conn, deps, "bob@acme.example.com", ttl=timedelta(seconds=seconds))
+
+
+def test_an_invitation_for_an_activated_account_is_refused_and_changes_nothing(
+    conn: psycopg.Connection, deps: FakePortalDeps
+) -> None:
+    token = _invite(conn, deps, "bob@acme.example.com")
+    activate(conn, token, password=PASSWORD, confirmation=PASSWORD)
+    with pytest.raises(AlreadyActivated):
+        _invite(conn, deps, "bob@acme.example.com")
+    account = read_account(conn, "bob@acme.example.com")
+    assert account is not None and verify(account.password_hash, PASSWORD).ok
+    audit = read_audit(conn)[0]
+    assert (audit.action, audit.result, audit.tenant_ids) == ("invite", "denied", ("acme",))
+
+
+def test_a_reset_with_a_new_authenticator_replaces_the_second_factor(
+    conn: psycopg.Connection, deps: FakePortalDeps
+) -> None:
+    token = _invite(conn, deps, SUPER)
+    old_secret = pending_invitation(conn, token).totp_secret
+    assert old_secret is not None
+    activate(
+        conn, token, password=PASSWORD, confirmation=PASSWORD, code=pyotp.TOTP(old_secret).now()
+    )
+    link = issue_reset(
+        conn,
+        SUPER,
+        base_url="http://x",
+        new_authenticator=True,
+        state=deps.state,
+        admins=deps.admins,
+    )
+    reset_token = link.url.rsplit("/", 1)[1]
+    new_secret = pending_invitation(conn, reset_token).totp_secret
+    assert link.totp_required and new_secret not in (None, old_secret)
+    new_password = "a brand new passphrase"
+    with pytest.raises(BadRequest):  # a code of the old authenticator enrols nothing
+        activate(conn, reset_token, password=new_password, confirmation=new_password, code="000000")
+    activate(
+        conn,
+        reset_token,
+        password=new_password,
+        confirmation=new_password,
+        code=pyotp.TOTP(new_secret).now(),
+    )
+    account = read_account(conn, SUPER)
+    assert account is not None and account.totp_secret == new_secret
+    assert verify(account.password_hash, new_password).ok
+
+
+def test_a_reset_link_is_not_an_invitation_and_an_invitation_not_a_reset(
+    conn: psycopg.Connection, deps: FakePortalDeps
+) -> None:
+    with pytest.raises(NoAccount):
+        issue_reset(
+            conn, "bob@acme.example.com", base_url="http://x", state=deps.state, admins=deps.admins
+        )
+    assert conn.execute("SELECT count(*) FROM pbx.portal_invitations").fetchone() == (0,)
