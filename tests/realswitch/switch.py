@@ -32,13 +32,14 @@ def missing_reason() -> str | None:
     home = freeswitch_home()
     if not os.access(home / "bin" / "freeswitch", os.X_OK):
         return (
-            f"no FreeSWITCH build at {home} (build it: {BUILD_HINT}; "
-            "or point PBX_FREESWITCH_HOME at one)"
+            f"no FreeSWITCH build at {home}: build it with {BUILD_HINT}, "
+            "or point PBX_FREESWITCH_HOME at one"
         )
     if not os.access(home / "bin" / "fs_cli", os.X_OK):
         return f"no fs_cli in {home}/bin (incomplete FreeSWITCH build; rebuild: {BUILD_HINT})"
-    if sipp_binary() is None:
-        return "no sipp on PATH (apt-get install sip-tester, or set PBX_SIPP)"
+    sipp = sipp_binary()
+    if sipp is None or not os.access(sipp, os.X_OK):
+        return f"no sipp at {sipp or 'PATH'} (apt-get install sip-tester, or set PBX_SIPP)"
     if not sys.platform.startswith("linux"):
         return "the real-switch tier runs on Linux only"
     return None
