@@ -14,7 +14,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -95,9 +95,17 @@ class Node:
     fs_log: Path
     daemon_log: Path
     sipps: int = 0
+    _credentials: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
     def credentials(self, tenant: str, extension: str) -> dict[str, str]:
-        """``pbx credentials show ... --output json``: what a phone would be provisioned with."""
+        """``pbx credentials show ... --output json``: what a phone would be provisioned with
+        (asked once per extension: nothing in the tier rotates a password)."""
+        key = (tenant, extension)
+        if key not in self._credentials:
+            self._credentials[key] = self._show_credentials(tenant, extension)
+        return self._credentials[key]
+
+    def _show_credentials(self, tenant: str, extension: str) -> dict[str, str]:
         done = subprocess.run(
             [
                 sys.executable,

@@ -52,6 +52,11 @@ def free_port() -> int:
     raise RuntimeError("no free port pair found")
 
 
+def port_taken(port: int) -> bool:
+    """Whether something holds UDP ``port`` on 127.0.0.1 (a started sipp, say)."""
+    return not _bindable(port, socket.SOCK_DGRAM)
+
+
 def free_udp_range(size: int, *, low: int = 20000, high: int = 30000) -> tuple[int, int]:
     """``size`` consecutive free UDP ports below the kernel's ephemeral range, for RTP."""
     for _ in range(200):

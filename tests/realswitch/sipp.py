@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.realswitch.processes import free_port, spawn, stop, wait_for
+from tests.realswitch.processes import free_port, port_taken, spawn, stop, wait_for
 from tests.realswitch.switch import sipp_binary
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
@@ -95,6 +95,15 @@ class Sipp:
 
     def start(self) -> Sipp:
         self.proc = spawn(self.command, log=self.log, cwd=self.log.parent)
+        return self
+
+    def wait_listening(self) -> Sipp:
+        """Block until this sipp holds its SIP port (a phone must be up before it is called)."""
+        wait_for(
+            lambda: self.proc is not None and self.proc.poll() is None and port_taken(self.port),
+            f"{self.name} listening on {self.port}",
+            detail=self.describe,
+        )
         return self
 
     def wait(self, timeout: float = 75.0) -> int:

@@ -50,7 +50,7 @@ def registered_phone(node: Node, tenant: str, domain: str, extension: str) -> It
     """A sipp UAS that answers one call, registered as ``extension`` with its real password;
     unregistered afterwards, so no later test's call forks to a phone that is gone."""
     uas = node.sipp(f"uas-{tenant}-{extension}", "uas.xml", target=None, extra=["-d", "500"])
-    uas.start()
+    uas.start().wait_listening()
     secret = node.credentials(tenant, extension)["password"]
     name = f"{tenant}-{extension}"
     try:
