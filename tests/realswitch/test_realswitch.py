@@ -78,29 +78,38 @@ def call(node: Node, name: str, caller: str, number: str, *, to_domain: str = AC
 # --- 1. registration ---------------------------------------------------------------------
 
 
+def contact_of(node: Node, user: str, domain: str) -> str:
+    """Where the switch itself would send a call for ``user@domain`` (its registrations)."""
+    return node.esl.api(f"sofia_contact */{user}@{domain}").strip()
+
+
 def test_declared_extension_registers_with_its_password(node: Node) -> None:
     secret = node.credentials("acme", "1001")["password"]
     phone = register(node, "reg-ok", "1001", ACME, secret, contact_port=9)
     assert phone.final_status("REGISTER") == 200, phone.describe() + node.logs()
     challenge = next(m for m in phone.messages if m.status == 401)
     assert f'realm="{ACME}"' in (challenge.header("WWW-Authenticate") or "")
+    assert "sip:1001@127.0.0.1:9;" in contact_of(node, "1001", ACME)
 
 
 def test_wrong_password_is_forbidden(node: Node) -> None:
-    phone = register(node, "reg-wrong", "1001", ACME, "not-the-password", contact_port=9)
+    phone = register(node, "reg-wrong", "1001", ACME, "not-the-password", contact_port=11)
     assert phone.final_status("REGISTER") == 403, phone.describe()
+    assert "127.0.0.1:11;" not in contact_of(node, "1001", ACME)
 
 
 def test_undeclared_user_is_forbidden(node: Node) -> None:
     secret = node.credentials("acme", "1001")["password"]
     phone = register(node, "reg-undeclared", "1099", ACME, secret, contact_port=9)
     assert phone.final_status("REGISTER") == 403, phone.describe()
+    assert contact_of(node, "1099", ACME) == "error/user_not_registered"
 
 
 def test_extension_cannot_register_in_another_tenants_domain(node: Node) -> None:
     secret = node.credentials("acme", "1001")["password"]
     phone = register(node, "reg-cross", "1001", GLOBEX, secret, contact_port=9)
     assert phone.final_status("REGISTER") == 403, phone.describe()
+    assert contact_of(node, "1001", GLOBEX) == "error/user_not_registered"
 
 
 # --- 2. calls between extensions ---------------------------------------------------------
