@@ -1,0 +1,251 @@
+"""One real node for the whole tier: ``pbx run`` (a process, a fresh database, tenant files
+written here) and FreeSWITCH booted on the configuration ``reconciler.freeswitch_conf.render``
+renders, every listener on a free port.
+
+Order matters: the daemon starts first, so FreeSWITCH's module loads (callcenter.conf over
+xml_curl) find it up, as the systemd unit orders them in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import fresh_database
+from tests.realswitch.processes import (
+    free_port,
+    free_udp_range,
+    running,
+    tail,
+    wait_for,
+)
+from tests.realswitch.sipp import Sipp
+from tests.realswitch.switch import (
+    Esl,
+    Ports,
+    freeswitch_command,
+    missing_reason,
+    profiles_running,
+)
+
+ACME = "acme.example.com"
+GLOBEX = "globex.example.com"
+XML_CURL_AUTH = "freeswitch:realswitch-xml-curl-Secret"
+ESL_PASSWORD = "realswitch-esl-Secret"
+# Short enough that a hand-made drift is repaired within the test's wait, long enough that
+# passes do not crowd a loaded machine.
+DRIFT_INTERVAL = "5"
+
+# Each behaviour gets extensions of its own, so no test sees another's registrations.
+TENANTS = {
+    "acme.yaml": f"""\
+id: acme
+domain: {ACME}
+name: Acme
+extensions:
+  - {{number: "1001", name: Registers}}
+  - {{number: "1002", name: Caller}}
+  - {{number: "1003", name: Callee}}
+  - {{number: "1004", name: Queue agent phone}}
+  - {{number: "1005", name: DID target}}
+  - {{number: "1006", name: Drift agent phone}}
+agents:
+  - {{name: alice, extension: "1004", initial_status: Available}}
+  - {{name: dora, extension: "1006"}}
+queues:
+  - name: support
+    number: "7000"
+    tiers:
+      - {{agent: alice, level: 1, position: 1}}
+  - name: backoffice
+    number: "7001"
+    tiers:
+      - {{agent: dora, level: 1, position: 1}}
+inbound_numbers:
+  - number: "+14155550100"
+    destination: {{extension: "1005"}}
+""",
+    "globex.yaml": f"""\
+id: globex
+domain: {GLOBEX}
+name: Globex
+extensions:
+  - {{number: "2001", name: Other tenant}}
+""",
+}
+
+
+@dataclass
+class Node:
+    """The running node, as the tests see it."""
+
+    ports: Ports
+    esl: Esl
+    workdir: Path
+    env: dict[str, str]
+    tenants_dir: Path
+    fs_log: Path
+    daemon_log: Path
+    sipps: int = 0
+    _credentials: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+
+    def credentials(self, tenant: str, extension: str) -> dict[str, str]:
+        """``pbx credentials show ... --output json``: what a phone would be provisioned with
+        (asked once per extension: nothing in the tier rotates a password)."""
+        key = (tenant, extension)
+        if key not in self._credentials:
+            self._credentials[key] = self._show_credentials(tenant, extension)
+        return self._credentials[key]
+
+    def _show_credentials(self, tenant: str, extension: str) -> dict[str, str]:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "reconciler",
+                "credentials",
+                "show",
+                tenant,
+                extension,
+                "--output",
+                "json",
+                "--tenants",
+                str(self.tenants_dir),
+            ],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return dict(json.loads(done.stdout))
+
+    def sipp(self, name: str, scenario: str, **kwargs: object) -> Sipp:
+        """A sipp whose logs are numbered in start order (names repeat across tests)."""
+        self.sipps += 1
+        unique = f"{self.sipps:02d}-{name}"
+        return Sipp(self.workdir / "sipp", unique, scenario, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def tenant_target(self) -> str:
+        return f"127.0.0.1:{self.ports.tenant_sip}"
+
+    @property
+    def carrier_target(self) -> str:
+        return f"127.0.0.1:{self.ports.carrier_sip}"
+
+    def logs(self) -> str:
+        return f"--- FreeSWITCH log:\n{tail(self.fs_log)}\n--- daemon log:\n{tail(self.daemon_log)}"
+
+
+def _pick_ports() -> Ports:
+    return Ports(
+        tenant_sip=free_port(),
+        carrier_sip=free_port(),
+        esl=free_port(),
+        rtp=free_udp_range(64),
+        xml_curl=free_port(),
+        portal=free_port(),
+    )
+
+
+def _render(ports: Ports, out: Path) -> None:
+    """The shipped renderer, as an operator runs it; the secrets travel in the environment."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reconciler.freeswitch_conf.render",
+            "--reconciler-url",
+            f"http://127.0.0.1:{ports.xml_curl}/freeswitch/xml",
+            "--sip-ip",
+            "127.0.0.1",
+            "--tenant-sip-port",
+            str(ports.tenant_sip),
+            "--carrier-sip-port",
+            str(ports.carrier_sip),
+            "--carrier-cidr",
+            "127.0.0.1",
+            "--esl-port",
+            str(ports.esl),
+            "--rtp-ports",
+            f"{ports.rtp[0]}-{ports.rtp[1]}",
+            "--switchname",
+            "realswitch",
+            "--out",
+            str(out),
+        ],
+        env={**os.environ, "PBX_XML_CURL_AUTH": XML_CURL_AUTH, "PBX_ESL_PASSWORD": ESL_PASSWORD},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, f"render failed: {done.stderr}"
+
+
+def _daemon_command(ports: Ports, tenants_dir: Path, state_dir: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "reconciler", "run",
+        "--listen", f"127.0.0.1:{ports.xml_curl}",
+        "--portal-listen", f"127.0.0.1:{ports.portal}",
+        "--tenants", str(tenants_dir),
+        "--state-dir", str(state_dir),
+        "--freeswitch", f"127.0.0.1:{ports.esl}:{ESL_PASSWORD}",
+        "--xml-curl-auth", XML_CURL_AUTH,
+        "--interval", DRIFT_INTERVAL,
+    ]  # fmt: skip
+
+
+def _first_pass_done(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as response:
+            status = json.loads(response.read())
+    except OSError:
+        return False
+    return bool(status.get("last_pass", {}).get("result") == "ok")
+
+
+@pytest.fixture(scope="session")
+def node(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    workdir = tmp_path_factory.mktemp("realswitch")
+    (workdir / "sipp").mkdir()
+    tenants_dir = workdir / "tenants.d"
+    tenants_dir.mkdir()
+    for name, text in TENANTS.items():
+        (tenants_dir / name).write_text(text)
+    ports = _pick_ports()
+    _render(ports, workdir / "fs" / "conf")
+    with fresh_database(pg_server_dsn, prefix="pbx_realswitch") as dsn:
+        env = {**os.environ, "PBX_DATABASE_URL": dsn, "PBX_LOG_FORMAT": "text"}
+        env.pop("PBX_FREESWITCH", None)
+        node = Node(
+            ports, Esl(ports.esl, ESL_PASSWORD), workdir, env, tenants_dir,
+            fs_log=workdir / "fs" / "log" / "freeswitch.log",
+            daemon_log=workdir / "daemon.log",
+        )  # fmt: skip
+        daemon = _daemon_command(ports, tenants_dir, workdir / "state")
+        with running(daemon, log=node.daemon_log, env=env, cwd=workdir):
+            wait_for(lambda: _first_pass_done(ports.xml_curl), "the daemon's first pass",
+                     timeout=60, detail=lambda: tail(node.daemon_log))  # fmt: skip
+            fs = freeswitch_command(workdir / "fs")
+            with running(fs, log=workdir / "freeswitch.out", cwd=workdir / "fs"):
+                wait_for(
+                    lambda: profiles_running(node.esl.try_api("sofia status")),
+                    "FreeSWITCH up with both SIP profiles RUNNING",
+                    timeout=60,
+                    detail=node.logs,
+                )
+                yield node

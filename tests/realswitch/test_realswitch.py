@@ -1,0 +1,213 @@
+"""What the real switch does with the project's node config and daemon: registrations,
+calls, queues, DIDs, drift repair. Every assertion is on what FreeSWITCH did (SIP on the
+wire, mod_callcenter's own lists); waits poll with generous limits, nothing is timed."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+
+from tests.realswitch.conftest import ACME, GLOBEX, Node
+from tests.realswitch.processes import wait_for
+from tests.realswitch.sipp import Sipp
+from tests.realswitch.switch import missing_reason
+
+CARRIER = "carrier.example.net"
+
+if (_reason := missing_reason()) is not None:
+    pytest.skip(_reason, allow_module_level=True)
+
+pytestmark = [pytest.mark.realswitch, pytest.mark.timeout(180)]
+
+
+def register(
+    node: Node,
+    name: str,
+    user: str,
+    domain: str,
+    password: str,
+    contact_port: int,
+    *,
+    expires: int = 600,
+) -> Sipp:
+    """A phone's REGISTER with digest auth; the switch's final answer is in ``final_status``."""
+    variables = {"user": user, "domain": domain, "contact_port": str(contact_port)}
+    phone = node.sipp(
+        name,
+        "register.xml",
+        target=node.tenant_target,
+        variables={**variables, "expires": str(expires)},
+        extra=["-au", user, "-ap", password],
+    )
+    phone.run()
+    return phone
+
+
+@contextlib.contextmanager
+def registered_phone(node: Node, tenant: str, domain: str, extension: str) -> Iterator[Sipp]:
+    """A sipp UAS that answers one call, registered as ``extension`` with its real password;
+    unregistered afterwards, so no later test's call forks to a phone that is gone."""
+    uas = node.sipp(f"uas-{tenant}-{extension}", "uas.xml", target=None, extra=["-d", "500"])
+    uas.start().wait_listening()
+    secret = node.credentials(tenant, extension)["password"]
+    name = f"{tenant}-{extension}"
+    try:
+        reg = register(node, f"reg-{name}", extension, domain, secret, uas.port)
+        assert reg.final_status("REGISTER") == 200, reg.describe() + node.logs()
+        yield uas
+    finally:
+        uas.close()
+        register(node, f"unreg-{name}", extension, domain, secret, uas.port, expires=0)
+
+
+def call(node: Node, name: str, caller: str, number: str, *, to_domain: str = ACME) -> Sipp:
+    """A phone's call from acme's ``caller`` (digest auth) to ``number``@``to_domain``; returns
+    the started sipp (it ends when the far end hangs up, or on a refusal)."""
+    secret = node.credentials("acme", caller)["password"]
+    return node.sipp(
+        name,
+        "call_auth.xml",
+        target=node.tenant_target,
+        variables={"user": caller, "domain": ACME, "to_domain": to_domain},
+        extra=["-s", number, "-au", caller, "-ap", secret],
+    ).start()
+
+
+# --- 1. registration ---------------------------------------------------------------------
+
+
+def contact_of(node: Node, user: str, domain: str) -> str:
+    """Where the switch itself would send a call for ``user@domain`` (its registrations)."""
+    return node.esl.api(f"sofia_contact */{user}@{domain}").strip()
+
+
+def test_declared_extension_registers_with_its_password(node: Node) -> None:
+    secret = node.credentials("acme", "1001")["password"]
+    phone = register(node, "reg-ok", "1001", ACME, secret, contact_port=9)
+    assert phone.final_status("REGISTER") == 200, phone.describe() + node.logs()
+    challenge = next(m for m in phone.messages if m.status == 401)
+    assert f'realm="{ACME}"' in (challenge.header("WWW-Authenticate") or "")
+    assert "sip:1001@127.0.0.1:9;" in contact_of(node, "1001", ACME)
+
+
+def test_wrong_password_is_forbidden(node: Node) -> None:
+    phone = register(node, "reg-wrong", "1001", ACME, "not-the-password", contact_port=11)
+    assert phone.final_status("REGISTER") == 403, phone.describe()
+    assert "127.0.0.1:11;" not in contact_of(node, "1001", ACME)
+
+
+def test_undeclared_user_is_forbidden(node: Node) -> None:
+    secret = node.credentials("acme", "1001")["password"]
+    phone = register(node, "reg-undeclared", "1099", ACME, secret, contact_port=9)
+    assert phone.final_status("REGISTER") == 403, phone.describe()
+    assert contact_of(node, "1099", ACME) == "error/user_not_registered"
+
+
+def test_extension_cannot_register_in_another_tenants_domain(node: Node) -> None:
+    secret = node.credentials("acme", "1001")["password"]
+    phone = register(node, "reg-cross", "1001", GLOBEX, secret, contact_port=9)
+    assert phone.final_status("REGISTER") == 403, phone.describe()
+    assert contact_of(node, "1001", GLOBEX) == "error/user_not_registered"
+
+
+# --- 2. calls between extensions ---------------------------------------------------------
+
+
+def test_call_between_extensions_of_one_tenant_is_answered(node: Node) -> None:
+    with registered_phone(node, "acme", ACME, "1003") as callee:
+        caller = call(node, "call-1002-1003", "1002", "1003")
+        caller.wait()
+        invite = callee.wait_for_invite()
+        assert invite.first_line.startswith("INVITE sip:1003@"), invite.first_line
+        assert caller.final_status("INVITE") == 200, caller.describe() + node.logs()
+        assert caller.received("BYE"), "the callee's hang-up reached the caller"
+
+
+def test_extension_of_another_tenant_cannot_be_reached(node: Node) -> None:
+    with registered_phone(node, "globex", GLOBEX, "2001") as other:
+        # addressed to the other tenant's own domain: the caller authenticates as acme, so
+        # the call is routed in acme's context, where 2001 does not exist
+        caller = call(node, "call-cross-tenant", "1002", "2001", to_domain=GLOBEX)
+        caller.wait()
+        # acme's context answers an unknown number with UNALLOCATED_NUMBER: 404 on the wire
+        assert caller.final_status("INVITE") == 404, caller.describe()
+        # the refusal is final: the switch has nothing left to send the other tenant's phone
+        assert not other.received("INVITE"), other.describe()
+
+
+# --- 3. queues ---------------------------------------------------------------------------
+
+
+def _listed(node: Node, command: str, name: str) -> bool:
+    return any(line.startswith(f"{name}|") for line in node.esl.try_api(command).splitlines())
+
+
+def test_queue_and_agent_are_loaded_into_mod_callcenter(node: Node) -> None:
+    wait_for(lambda: _listed(node, "callcenter_config queue list", f"support@{ACME}"),
+             "queue support loaded", detail=node.logs)  # fmt: skip
+    wait_for(lambda: _listed(node, "callcenter_config agent list", f"alice@{ACME}"),
+             "agent alice loaded", detail=node.logs)  # fmt: skip
+    tiers = node.esl.api(f"callcenter_config queue list tiers support@{ACME}")
+    assert f"support@{ACME}|alice@{ACME}|" in tiers, tiers
+
+
+def test_queue_call_rings_the_agents_phone(node: Node) -> None:
+    wait_for(lambda: _listed(node, "callcenter_config agent list", f"alice@{ACME}"),
+             "agent alice loaded", detail=node.logs)  # fmt: skip
+    with registered_phone(node, "acme", ACME, "1004") as agent_phone:
+        caller = call(node, "call-queue-7000", "1002", "7000")
+        invite = agent_phone.wait_for_invite()
+        assert invite.first_line.startswith("INVITE sip:1004@"), invite.first_line
+        caller.wait()
+        assert caller.final_status("INVITE") == 200, caller.describe() + node.logs()
+
+
+# --- 4. DIDs -----------------------------------------------------------------------------
+
+
+def test_did_from_an_allowed_carrier_reaches_its_target(node: Node) -> None:
+    with registered_phone(node, "acme", ACME, "1005") as target:
+        carrier = node.sipp(
+            "carrier-did",
+            "call_carrier.xml",
+            target=node.carrier_target,
+            variables={"user": "+14155559999", "domain": CARRIER, "to_domain": CARRIER},
+            extra=["-s", "+14155550100"],
+        ).start()
+        invite = target.wait_for_invite()
+        assert invite.first_line.startswith("INVITE sip:1005@"), invite.first_line
+        carrier.wait()
+        assert carrier.final_status("INVITE") == 200, carrier.describe() + node.logs()
+
+
+def test_did_from_an_unlisted_address_is_refused(node: Node) -> None:
+    with registered_phone(node, "acme", ACME, "1005") as target:
+        carrier = node.sipp(
+            "carrier-unlisted",
+            "call_carrier.xml",
+            target=node.carrier_target,
+            variables={"user": "+14155559999", "domain": CARRIER, "to_domain": CARRIER},
+            extra=["-s", "+14155550100"],
+            local_ip="127.0.0.2",
+        ).start()
+        carrier.wait()
+        # the carriers profile's inbound ACL refuses before any lookup: 403, no 100 Trying
+        assert carrier.final_status("INVITE") == 403, carrier.describe()
+        assert not target.received("INVITE"), target.describe()
+
+
+# --- 5. drift repair ---------------------------------------------------------------------
+
+
+def test_agent_deleted_by_hand_is_restored_by_the_drift_check(node: Node) -> None:
+    agent = f"dora@{ACME}"
+    wait_for(lambda: _listed(node, "callcenter_config agent list", agent),
+             "agent dora loaded", detail=node.logs)  # fmt: skip
+    reply = node.esl.fs_cli(f"callcenter_config agent del {agent}")
+    assert "+OK" in reply, reply
+    wait_for(lambda: _listed(node, "callcenter_config agent list", agent),
+             "agent dora restored by the daemon", timeout=45, detail=node.logs)  # fmt: skip
+    tiers = node.esl.api(f"callcenter_config queue list tiers backoffice@{ACME}")
+    assert f"backoffice@{ACME}|{agent}|" in tiers, tiers
