@@ -45,6 +45,12 @@ from specs_schema.rules import (
 )
 
 SPEC_SUFFIXES = (".yaml", ".yml")
+"""In any case: ``acme.YAML`` is the tenant ``acme`` (skipping it would orphan the tenant)."""
+
+
+def is_spec_name(path: Path) -> bool:
+    """A name the loader reads: ``*.yaml``/``*.yml`` in any letter case, not hidden."""
+    return path.suffix.lower() in SPEC_SUFFIXES and not path.name.startswith(".")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -133,11 +139,7 @@ def find_spec_files(paths: Iterable[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found += sorted(
-                p
-                for p in path.iterdir()
-                if p.suffix in SPEC_SUFFIXES and not p.name.startswith(".")
-            )
+            found += sorted(p for p in path.iterdir() if is_spec_name(p))
         else:
             found.append(path)
     return found
@@ -405,9 +407,8 @@ def _load_platform_file(path: Path) -> _Platform:
 def _platform_beside(directory: Path) -> Gateways:
     """Gateways of the platform file in ``directory`` (a tenant file validated on its own);
     none declared when there is no such file."""
-    for suffix in SPEC_SUFFIXES:
-        candidate = directory / f"{PLATFORM_FILE_STEM}{suffix}"
-        if os.path.lexists(candidate):
+    for candidate in find_spec_files([directory]):
+        if candidate.stem == PLATFORM_FILE_STEM:
             return _load_platform_file(candidate).gateways
     return frozenset()
 
@@ -701,8 +702,30 @@ def _friendly(kind: str, msg: str, ctx: Mapping[str, Any], loc: Loc, value: obje
     if kind == "string_type" and isinstance(value, (int, float, datetime.date)):
         what = "a date" if isinstance(value, datetime.date) else "a number"
         return f"input should be a valid string, but YAML reads this unquoted value as {what}: quote it"
+    if kind in ("int_type", "bool_type"):
+        return _strict_type_message(kind, value)
     if kind == "missing":
         return "required key is missing"
     if msg.startswith("Value error, "):
         return msg.removeprefix("Value error, ")
     return msg[0].lower() + msg[1:] if msg else msg
+
+
+_YAML_KINDS = {dict: "a mapping", list: "a list", type(None): "empty (null)"}
+
+
+def _strict_type_message(kind: str, value: object) -> str:
+    """Numbers and switches are never converted (``"30"``, ``true`` as 1, ``"no"``): the
+    message says what YAML made of the value and how to write it."""
+    wanted = "a whole number, unquoted (e.g. 30)" if kind == "int_type" else "true or false"
+    if isinstance(value, bool):
+        found = "YAML reads unquoted yes/no/on/off/true/false as a boolean"
+    elif isinstance(value, str):
+        found = "YAML reads this quoted value as text"
+    elif isinstance(value, float):
+        found = "YAML reads this value as a decimal number"
+    elif isinstance(value, int):
+        found = "YAML reads this value as a number"
+    else:
+        found = f"YAML reads this value as {_YAML_KINDS.get(type(value), 'something else')}"
+    return f"must be {wanted}; {found}"
