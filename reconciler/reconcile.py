@@ -171,7 +171,7 @@ class Reconciler:
         self._shrinking: Mapping[str, str] = {}
         self._spec_news = Newsroom()
         self._failure_news = Newsroom()
-        self.loader = SpecLoader()
+        self.loader = SpecLoader(relative_to=tenants_dir)
         self.applied = AppliedState()
         self._desired_cache: dict[str, TenantState] = {}
         self.last_specs: SpecSet | None = None

@@ -175,8 +175,11 @@ class SpecLoader:
     only when the content digest matches, so even an edit that kept all of those is seen.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, relative_to: Path | None = None) -> None:
         self._cache: dict[str, _Cached] = {}
+        self.relative_to = relative_to
+        """Show file names relative to this directory (the daemon's tenants directory): the
+        errors reach the portal and the database, which must never learn the host's paths."""
 
     def load(self, paths: Sequence[Path], *, reread: bool = False) -> SpecSet:
         # Parsing allocates millions of small objects that all stay alive; generational GC
@@ -184,10 +187,11 @@ class SpecLoader:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._load(paths, reread)
+            loaded = self._load(paths, reread)
         finally:
             if gc_was_enabled:
                 gc.enable()
+        return loaded if self.relative_to is None else relative_spec_set(loaded, self.relative_to)
 
     def _load(self, paths: Sequence[Path], reread: bool) -> SpecSet:
         files = find_spec_files(paths)
@@ -279,6 +283,9 @@ def _stat_spec_file(path: Path) -> os.stat_result | SpecError:
                 target = os.readlink(path)
             except OSError:
                 target = "?"
+            if os.path.isabs(target) and os.path.dirname(target) != str(path.parent):
+                # a path of the host outside the spec directory is nobody's business in git
+                target = f"(outside the spec directory)/{os.path.basename(target)}"
             return _err(
                 display,
                 1,
@@ -487,6 +494,33 @@ def _assemble(
         errors=tuple(errors),
         files=tuple(str(f) for f in files),
         unstable=frozenset(unstable),
+    )
+
+
+def relative_spec_set(specs: SpecSet, root: Path) -> SpecSet:
+    """``specs`` with every file name (and any mention of ``root`` in a message) relative to
+    ``root``: ``acme.yaml:3:5: ...``, never ``/var/lib/pbx/git/tenants.d/acme.yaml``."""
+    prefixes = sorted({f"{r}{os.sep}" for r in (root, root.absolute(), root.resolve())}, key=len)
+
+    def file(name: str) -> str:
+        for prefix in reversed(prefixes):  # longest first
+            if name.startswith(prefix):
+                return name.removeprefix(prefix)
+        return os.path.basename(name) if os.path.isabs(name) else name
+
+    def error(e: SpecError) -> SpecError:
+        message = e.message
+        for prefix in reversed(prefixes):
+            message = message.replace(prefix, "")
+        return replace(e, file=file(e.file), message=message)
+
+    return SpecSet(
+        tenants={t: replace(lt, file=file(lt.file)) for t, lt in specs.tenants.items()},
+        invalid={t: tuple(map(error, errs)) for t, errs in specs.invalid.items()},
+        platform=specs.platform,
+        errors=tuple(map(error, specs.errors)),
+        files=tuple(map(file, specs.files)),
+        unstable=specs.unstable,
     )
 
 

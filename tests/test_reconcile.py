@@ -242,3 +242,35 @@ def test_a_standing_problem_is_logged_when_it_appears_and_when_it_clears_not_eve
     store.fail.clear()
     reconciler.run_pass(full=True)
     assert [r.getMessage() for r in caplog.records].count("tenant applies again") == 1
+
+
+def test_spec_errors_recorded_name_files_relative_to_the_tenants_directory(
+    tenants: Path, store: MemoryStore
+) -> None:
+    """The recorded status reaches the portal: never a path of the host."""
+    reconciler = Reconciler(tenants.absolute(), store)
+    reconciler.run_pass(full=True)
+    (tenants / "_platform.yaml").unlink()  # a gateway contact now names the missing platform file
+    acme = tenants / "acme.yaml"
+    acme.write_text(acme.read_text().replace("name: Alice Smith\n", "name: [oops\n", 1))
+    reconciler.run_pass(full=False)
+    recorded = [*store.spec_status.values()]
+    assert recorded
+    for status in recorded:
+        assert status.spec_file is not None and not Path(status.spec_file).is_absolute()
+        for error in status.errors:
+            assert str(tenants.absolute()) not in error and not error.startswith("/")
+    assert store.spec_status["acme"].spec_file == "acme.yaml"
+    assert store.spec_status["acme"].errors[0].startswith("acme.yaml:")
+
+
+def test_a_file_renamed_to_an_upper_case_suffix_keeps_its_tenant_served(
+    tenants: Path, store: MemoryStore
+) -> None:
+    reconciler = Reconciler(tenants, store)
+    reconciler.run_pass(full=True)
+    (tenants / "acme.yaml").rename(tenants / "acme.YAML")
+    outcome = reconciler.run_pass(full=True)
+    assert outcome.planned.plan.changes == ()
+    assert store.state["acme"].tenant.status == "active"
+    assert store.state["acme"].agents
