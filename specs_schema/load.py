@@ -91,6 +91,9 @@ class LoadedTenant:
     spec: TenantSpec
     file: str
     digest: str
+    fingerprint: str = ""
+    """Size, mtime and content digest of the bytes read: equal in two reads some seconds
+    apart means nobody was writing the file meanwhile (the shrink guard waits for that)."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ class _Parsed:
     errors: list[SpecError]
     data: dict[str, Any] | None = None
     digest: str = ""
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +265,12 @@ class SpecLoader:
                     item = _load_tenant(text, display, path.stem)
             self._cache[display] = _Cached(stamp, content, item)
         # a per-run copy: cross-tenant findings are added to it, never to the cached item
-        return replace(item, errors=list(item.errors), claimed_ids=set(item.claimed_ids))
+        return replace(
+            item,
+            errors=list(item.errors),
+            claimed_ids=set(item.claimed_ids),
+            fingerprint=f"{st.st_size}:{st.st_mtime_ns}:{self._cache[display].content}",
+        )
 
 
 def _broken(file: str, stem: str, error: SpecError) -> _Parsed:
@@ -479,7 +488,9 @@ def _assemble(
                 invalid[tid] = tuple(sorted(invalid.get(tid, ()) + tuple(item.errors)))
         else:
             assert item.spec is not None
-            tenants[item.spec.id] = LoadedTenant(item.spec, item.file, item.digest)
+            tenants[item.spec.id] = LoadedTenant(
+                item.spec, item.file, item.digest, item.fingerprint
+            )
     for tid in invalid:
         tenants.pop(tid, None)
 
