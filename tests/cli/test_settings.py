@@ -87,6 +87,7 @@ def _daemon_config(monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[s
 
     seen: list[Any] = []
     monkeypatch.setattr(daemon_cli, "run_daemon", lambda config: seen.append(config) or 0)
+    monkeypatch.setattr(daemon_cli.logs, "configure", lambda log_format: None)  # keep pytest's
     result = CliRunner().invoke(main, ["run", *args], env=env)
     assert result.exit_code == 0 or seen == [], result.output
     return seen[0] if seen else result
