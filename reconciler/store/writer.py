@@ -58,18 +58,19 @@ class TenantWriter:
         self.domain = domain
         self.schema = sql.Identifier(tenant_schema(tenant_id))
         self.credentials_grace = credentials_grace
+        self.fresh = False  # the schema is created by this write: nothing retired in it
 
     def write(self, changes: Sequence[Change]) -> None:
         # Consecutive changes of one kind and phase (upsert or delete) are independent of
         # each other, so they run as batches: creates, then updates, then deletes.
+        self.fresh = any(c.kind is Kind.TENANT and c.action is Action.CREATE for c in changes)
         for (kind, _), group in groupby(changes, key=lambda c: (c.kind, c.action is Action.DELETE)):
             batch = list(group)
             for action in Action:
                 records = [c for c in batch if c.action is action]
                 if records:
                     self._write(kind, action, records)
-        created = any(c.kind is Kind.TENANT and c.action is Action.CREATE for c in changes)
-        if not created:  # a new schema has nothing to purge
+        if not self.fresh:
             purge_retired_credentials(self.conn, self.tenant_id)
 
     def _write(self, kind: Kind, action: Action, changes: list[Change]) -> None:
@@ -188,7 +189,11 @@ class TenantWriter:
     def _extensions_created(self, records: Sequence[object]) -> None:
         numbers = [r.number for r in records if isinstance(r, Extension)]
         try:
-            rows = restored_credential_rows(self.conn, self.tenant_id, numbers, self.domain)
+            rows = (
+                []
+                if self.fresh
+                else restored_credential_rows(self.conn, self.tenant_id, numbers, self.domain)
+            )
             restored = {number for number, _, _ in rows}
             rows += credential_rows([n for n in numbers if n not in restored], self.domain)
             self._copy(SIP_CREDENTIALS, ("extension", "password", "a1_hash"), rows)
