@@ -766,7 +766,7 @@ def _strict_type_message(kind: str, value: object) -> str:
     if isinstance(value, bool):
         found = "YAML reads unquoted yes/no/on/off/true/false as a boolean"
     elif isinstance(value, str):
-        found = "YAML reads this quoted value as text"
+        found = "YAML reads this value as text (no quotes around a number or true/false)"
     elif isinstance(value, float):
         found = "YAML reads this value as a decimal number"
     elif isinstance(value, int):

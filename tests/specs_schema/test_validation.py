@@ -247,13 +247,13 @@ def test_every_error_is_reported_in_one_run(tmp_path: Path) -> None:
             "name: Acme\n",
             'name: Acme\nsettings: {call_timeout: "30"}\n',
             "acme.yaml:4:26: settings.call_timeout: must be a whole number, unquoted (e.g. 30); "
-            "YAML reads this quoted value as text",
+            "YAML reads this value as text (no quotes around a number or true/false)",
         ),
         (
             '{number: "1001", name: Alice}',
             '{number: "1001", name: Alice, enabled: "no"}',
             "acme.yaml:5:44: extensions[0].enabled: must be true or false; YAML reads this "
-            "quoted value as text",
+            "value as text (no quotes around a number or true/false)",
         ),
         (
             '{number: "1001", name: Alice}',
@@ -265,7 +265,7 @@ def test_every_error_is_reported_in_one_run(tmp_path: Path) -> None:
             "{agent: alice}",
             '{agent: alice, level: "2"}',
             "acme.yaml:13:31: queues[0].tiers[0].level: must be a whole number, unquoted "
-            "(e.g. 30); YAML reads this quoted value as text",
+            "(e.g. 30); YAML reads this value as text (no quotes around a number or true/false)",
         ),
         (
             '    number: "7000"\n',
@@ -277,7 +277,7 @@ def test_every_error_is_reported_in_one_run(tmp_path: Path) -> None:
             '{name: alice, extension: "1001"}',
             '{name: alice, extension: "1001", wrap_up_time: "10"}',
             "acme.yaml:8:52: agents[0].wrap_up_time: must be a whole number, unquoted (e.g. 30); "
-            "YAML reads this quoted value as text",
+            "YAML reads this value as text (no quotes around a number or true/false)",
         ),
     ],
     ids=[
