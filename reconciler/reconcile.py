@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.core.desired import tenant_state_from_spec as desired_records
 from reconciler.core.errors import SpecsUnavailable
-from reconciler.core.guards import hold_mass_orphaning, hold_shrinking, without
+from reconciler.core.guards import Sighting, hold_mass_orphaning, hold_shrinking, without
 from reconciler.core.logs import event
 from reconciler.core.model import State, Tenant, TenantLifecycle, TenantState
 from reconciler.core.news import Newsroom
@@ -153,25 +153,38 @@ class AppliedState:
 @dataclass(frozen=True)
 class PassGuards:
     """See ``reconciler.core.guards``. ``hold_shrinking`` is for unattended passes (the
-    daemon); a person running ``pbx apply`` has read the plan."""
+    daemon); a person running ``pbx apply`` has read the plan. ``stable_seconds``: how long
+    a shrinking tenant's file must stay unchanged before its shrink is applied."""
 
     max_orphan_share: float = 0.5
     allow_mass_orphan: bool = False
     hold_shrinking: bool = False
+    stable_seconds: float = 2.0
 
 
 class Reconciler:
     """Owns what outlives a pass: the spec loader's cache, desired records cached by spec
     digest, the applied state mirror, and what the guards held last time."""
 
-    def __init__(self, tenants_dir: Path, store: Store, guards: PassGuards | None = None) -> None:
+    def __init__(
+        self,
+        tenants_dir: Path,
+        store: Store,
+        guards: PassGuards | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.tenants_dir = tenants_dir
         self.store = store
         self.guards = guards or PassGuards()
-        self._shrinking: Mapping[str, str] = {}
+        self.clock = clock
+        self._shrinking: Mapping[str, Sighting] = {}
+        self.shrink_wait: float | None = None
+        """Seconds until a held shrinking tenant may be confirmed (None: none is held): the
+        daemon passes again then, not at its next interval."""
         self._spec_news = Newsroom()
         self._failure_news = Newsroom()
-        self.loader = SpecLoader()
+        self.loader = SpecLoader(relative_to=tenants_dir)
         self.applied = AppliedState()
         self._desired_cache: dict[str, TenantState] = {}
         self.last_specs: SpecSet | None = None
@@ -215,7 +228,8 @@ class Reconciler:
         wanted = {t: desired[t] for t in candidates if t in desired}
         actual = {t: actual[t] for t in candidates if t in actual}
         digests = {t: specs.tenants[t].digest for t in wanted}
-        changes, held = self._guard(plan(wanted, actual, frozen=invalid), actual, digests)
+        fingerprints = {t: specs.tenants[t].fingerprint for t in wanted}
+        changes, held = self._guard(plan(wanted, actual, frozen=invalid), actual, fingerprints)
         wanted = {t: s for t, s in wanted.items() if t not in held}
         platform = specs.platform
         return PlannedPass(
@@ -235,7 +249,7 @@ class Reconciler:
         )
 
     def _guard(
-        self, changes: Plan, actual: State, digests: Mapping[str, str]
+        self, changes: Plan, actual: State, fingerprints: Mapping[str, str]
     ) -> tuple[Plan, dict[str, str]]:
         g = self.guards
         served = sum(
@@ -248,8 +262,15 @@ class Reconciler:
             allowed=g.allow_mass_orphan,
         )
         if g.hold_shrinking:
-            shrinking = hold_shrinking(changes, actual, digests, self._shrinking)
-            self._shrinking = shrinking.shrinking
+            shrinking = hold_shrinking(
+                changes,
+                actual,
+                fingerprints,
+                self._shrinking,
+                now=self.clock(),
+                stable_seconds=g.stable_seconds,
+            )
+            self._shrinking, self.shrink_wait = shrinking.shrinking, shrinking.wait
             held.update(shrinking.reasons)
         for tenant_id, reason in held.items():
             event(log, "tenant held back", logging.WARNING, tenant=tenant_id, reason=reason)

@@ -45,6 +45,12 @@ from specs_schema.rules import (
 )
 
 SPEC_SUFFIXES = (".yaml", ".yml")
+"""In any case: ``acme.YAML`` is the tenant ``acme`` (skipping it would orphan the tenant)."""
+
+
+def is_spec_name(path: Path) -> bool:
+    """A name the loader reads: ``*.yaml``/``*.yml`` in any letter case, not hidden."""
+    return path.suffix.lower() in SPEC_SUFFIXES and not path.name.startswith(".")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -85,6 +91,9 @@ class LoadedTenant:
     spec: TenantSpec
     file: str
     digest: str
+    fingerprint: str = ""
+    """Size, mtime and content digest of the bytes read: equal in two reads some seconds
+    apart means nobody was writing the file meanwhile (the shrink guard waits for that)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,7 @@ class _Parsed:
     errors: list[SpecError]
     data: dict[str, Any] | None = None
     digest: str = ""
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +143,7 @@ def find_spec_files(paths: Iterable[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found += sorted(
-                p
-                for p in path.iterdir()
-                if p.suffix in SPEC_SUFFIXES and not p.name.startswith(".")
-            )
+            found += sorted(p for p in path.iterdir() if is_spec_name(p))
         else:
             found.append(path)
     return found
@@ -173,8 +179,11 @@ class SpecLoader:
     only when the content digest matches, so even an edit that kept all of those is seen.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, relative_to: Path | None = None) -> None:
         self._cache: dict[str, _Cached] = {}
+        self.relative_to = relative_to
+        """Show file names relative to this directory (the daemon's tenants directory): the
+        errors reach the portal and the database, which must never learn the host's paths."""
 
     def load(self, paths: Sequence[Path], *, reread: bool = False) -> SpecSet:
         # Parsing allocates millions of small objects that all stay alive; generational GC
@@ -182,10 +191,11 @@ class SpecLoader:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._load(paths, reread)
+            loaded = self._load(paths, reread)
         finally:
             if gc_was_enabled:
                 gc.enable()
+        return loaded if self.relative_to is None else relative_spec_set(loaded, self.relative_to)
 
     def _load(self, paths: Sequence[Path], reread: bool) -> SpecSet:
         files = find_spec_files(paths)
@@ -255,7 +265,12 @@ class SpecLoader:
                     item = _load_tenant(text, display, path.stem)
             self._cache[display] = _Cached(stamp, content, item)
         # a per-run copy: cross-tenant findings are added to it, never to the cached item
-        return replace(item, errors=list(item.errors), claimed_ids=set(item.claimed_ids))
+        return replace(
+            item,
+            errors=list(item.errors),
+            claimed_ids=set(item.claimed_ids),
+            fingerprint=f"{st.st_size}:{st.st_mtime_ns}:{self._cache[display].content}",
+        )
 
 
 def _broken(file: str, stem: str, error: SpecError) -> _Parsed:
@@ -277,6 +292,9 @@ def _stat_spec_file(path: Path) -> os.stat_result | SpecError:
                 target = os.readlink(path)
             except OSError:
                 target = "?"
+            if os.path.isabs(target) and os.path.dirname(target) != str(path.parent):
+                # a path of the host outside the spec directory is nobody's business in git
+                target = f"(outside the spec directory)/{os.path.basename(target)}"
             return _err(
                 display,
                 1,
@@ -405,9 +423,8 @@ def _load_platform_file(path: Path) -> _Platform:
 def _platform_beside(directory: Path) -> Gateways:
     """Gateways of the platform file in ``directory`` (a tenant file validated on its own);
     none declared when there is no such file."""
-    for suffix in SPEC_SUFFIXES:
-        candidate = directory / f"{PLATFORM_FILE_STEM}{suffix}"
-        if os.path.lexists(candidate):
+    for candidate in find_spec_files([directory]):
+        if candidate.stem == PLATFORM_FILE_STEM:
             return _load_platform_file(candidate).gateways
     return frozenset()
 
@@ -471,7 +488,9 @@ def _assemble(
                 invalid[tid] = tuple(sorted(invalid.get(tid, ()) + tuple(item.errors)))
         else:
             assert item.spec is not None
-            tenants[item.spec.id] = LoadedTenant(item.spec, item.file, item.digest)
+            tenants[item.spec.id] = LoadedTenant(
+                item.spec, item.file, item.digest, item.fingerprint
+            )
     for tid in invalid:
         tenants.pop(tid, None)
 
@@ -486,6 +505,33 @@ def _assemble(
         errors=tuple(errors),
         files=tuple(str(f) for f in files),
         unstable=frozenset(unstable),
+    )
+
+
+def relative_spec_set(specs: SpecSet, root: Path) -> SpecSet:
+    """``specs`` with every file name (and any mention of ``root`` in a message) relative to
+    ``root``: ``acme.yaml:3:5: ...``, never ``/var/lib/pbx/git/tenants.d/acme.yaml``."""
+    prefixes = sorted({f"{r}{os.sep}" for r in (root, root.absolute(), root.resolve())}, key=len)
+
+    def file(name: str) -> str:
+        for prefix in reversed(prefixes):  # longest first
+            if name.startswith(prefix):
+                return name.removeprefix(prefix)
+        return os.path.basename(name) if os.path.isabs(name) else name
+
+    def error(e: SpecError) -> SpecError:
+        message = e.message
+        for prefix in reversed(prefixes):
+            message = message.replace(prefix, "")
+        return replace(e, file=file(e.file), message=message)
+
+    return SpecSet(
+        tenants={t: replace(lt, file=file(lt.file)) for t, lt in specs.tenants.items()},
+        invalid={t: tuple(map(error, errs)) for t, errs in specs.invalid.items()},
+        platform=specs.platform,
+        errors=tuple(map(error, specs.errors)),
+        files=tuple(map(file, specs.files)),
+        unstable=specs.unstable,
     )
 
 
@@ -701,8 +747,30 @@ def _friendly(kind: str, msg: str, ctx: Mapping[str, Any], loc: Loc, value: obje
     if kind == "string_type" and isinstance(value, (int, float, datetime.date)):
         what = "a date" if isinstance(value, datetime.date) else "a number"
         return f"input should be a valid string, but YAML reads this unquoted value as {what}: quote it"
+    if kind in ("int_type", "bool_type"):
+        return _strict_type_message(kind, value)
     if kind == "missing":
         return "required key is missing"
     if msg.startswith("Value error, "):
         return msg.removeprefix("Value error, ")
     return msg[0].lower() + msg[1:] if msg else msg
+
+
+_YAML_KINDS = {dict: "a mapping", list: "a list", type(None): "empty (null)"}
+
+
+def _strict_type_message(kind: str, value: object) -> str:
+    """Numbers and switches are never converted (``"30"``, ``true`` as 1, ``"no"``): the
+    message says what YAML made of the value and how to write it."""
+    wanted = "a whole number, unquoted (e.g. 30)" if kind == "int_type" else "true or false"
+    if isinstance(value, bool):
+        found = "YAML reads unquoted yes/no/on/off/true/false as a boolean"
+    elif isinstance(value, str):
+        found = "YAML reads this value as text (no quotes around a number or true/false)"
+    elif isinstance(value, float):
+        found = "YAML reads this value as a decimal number"
+    elif isinstance(value, int):
+        found = "YAML reads this value as a number"
+    else:
+        found = f"YAML reads this value as {_YAML_KINDS.get(type(value), 'something else')}"
+    return f"must be {wanted}; {found}"

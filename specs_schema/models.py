@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     field_validator,
     model_validator,
@@ -95,7 +96,12 @@ RecordTemplate = Annotated[
         pattern=RECORD_TEMPLATE_PATTERN, max_length=shapes.RECORD_TEMPLATE_MAX_LENGTH
     ),
 ]
-Seconds = Annotated[int, Field(ge=0, le=86400)]
+Number = Annotated[int, Strict()]
+"""An integer written as one: YAML's ``true`` (a bool, which Python counts as 1), ``"30"`` or
+``30.0`` are errors, never quietly converted."""
+Flag = Annotated[bool, Strict()]
+"""``true`` or ``false`` unquoted: ``"no"`` or ``0`` are errors, never quietly converted."""
+Seconds = Annotated[Number, Field(ge=0, le=86400)]
 
 
 class _Spec(BaseModel):
@@ -155,8 +161,8 @@ class TimeBaseScore(StrEnum):
 class ExtensionLength(_Spec):
     """Allowed digit count of extension numbers in this tenant."""
 
-    min: int = Field(default=2, ge=1, le=15)
-    max: int = Field(default=6, ge=1, le=15)
+    min: Number = Field(default=2, ge=1, le=15)
+    max: Number = Field(default=6, ge=1, le=15)
 
     @model_validator(mode="after")
     def _ordered(self) -> ExtensionLength:
@@ -182,7 +188,9 @@ class FeatureCodes(_Spec):
 
 class Settings(_Spec):
     extension_length: ExtensionLength = ExtensionLength()
-    call_timeout: int = Field(default=30, ge=5, le=600, description="Seconds an extension rings.")
+    call_timeout: Number = Field(
+        default=30, ge=5, le=600, description="Seconds an extension rings."
+    )
     outbound_caller_id: CallerId | None = None
     feature_codes: FeatureCodes = FeatureCodes()
 
@@ -205,9 +213,9 @@ class ExtensionSpec(_Spec):
     number: Digits
     name: FsDisplayName
     caller_id: CallerId | None = None
-    enabled: bool = True
-    call_timeout: int | None = Field(default=None, ge=5, le=600)
-    max_registrations: int = Field(default=3, ge=1, le=100)
+    enabled: Flag = True
+    call_timeout: Number | None = Field(default=None, ge=5, le=600)
+    max_registrations: Number = Field(default=3, ge=1, le=100)
     # Declared only to reject it with a useful message; never stored, never in the schema.
     password: SkipJsonSchema[object] = Field(default=None, exclude=True, repr=False)
 
@@ -232,7 +240,7 @@ class AgentSpec(_Spec):
         "_platform.yaml `gateways:`; to ring an extension of this tenant give `extension:`.",
     )
     type: AgentType = AgentType.CALLBACK
-    max_no_answer: int = Field(default=3, ge=0, le=1000)
+    max_no_answer: Number = Field(default=3, ge=0, le=1000)
     wrap_up_time: Seconds = 10
     reject_delay_time: Seconds = 10
     busy_delay_time: Seconds = 60
@@ -252,8 +260,8 @@ class AgentSpec(_Spec):
 
 class TierSpec(_Spec):
     agent: Slug
-    level: int = Field(default=1, ge=0, le=1000)
-    position: int = Field(default=1, ge=0, le=1000)
+    level: Number = Field(default=1, ge=0, le=1000)
+    position: Number = Field(default=1, ge=0, le=1000)
 
 
 class QueueSpec(_Spec):
@@ -271,17 +279,17 @@ class QueueSpec(_Spec):
         "{time}, {queue}; ends .wav or .mp3 (e.g. support/{date}/{uuid}.wav).",
     )
     time_base_score: TimeBaseScore = TimeBaseScore.QUEUE
-    tier_rules_apply: bool = False
+    tier_rules_apply: Flag = False
     tier_rule_wait_second: Seconds = 0
-    tier_rule_wait_multiply_level: bool = False
-    tier_rule_no_agent_no_wait: bool = True
+    tier_rule_wait_multiply_level: Flag = False
+    tier_rule_no_agent_no_wait: Flag = True
     discard_abandoned_after: Seconds = 60
-    abandoned_resume_allowed: bool = False
+    abandoned_resume_allowed: Flag = False
     max_wait_time: Seconds = 0
     max_wait_time_with_no_agent: Seconds = 0
     max_wait_time_with_no_agent_time_reached: Seconds = 5
     ring_progressively_delay: Seconds = 0
-    skip_agents_with_external_calls: bool = True
+    skip_agents_with_external_calls: Flag = True
     agent_no_answer_status: AgentStatus = AgentStatus.ON_BREAK
     tiers: list[TierSpec] = Field(default_factory=list)
 

@@ -176,24 +176,97 @@ def test_a_restored_file_is_served_again_by_the_next_incremental_pass(
     assert store.state["globex"].tenant.status == "active"
 
 
-def test_a_tenant_losing_most_of_its_objects_waits_for_a_second_identical_read(
+class Clock:
+    """Seconds that pass only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def shrinking_reconciler(tenants: Path, store: MemoryStore, clock: Clock) -> Reconciler:
+    guards = PassGuards(hold_shrinking=True, stable_seconds=2.0)
+    reconciler = Reconciler(tenants, store, guards, clock=clock)
+    reconciler.run_pass(full=True)
+    return reconciler
+
+
+def test_a_writer_pausing_mid_file_never_gets_its_half_file_applied(
     tenants: Path, store: MemoryStore
 ) -> None:
-    reconciler = Reconciler(tenants, store, PassGuards(hold_shrinking=True))
-    reconciler.run_pass(full=True)
+    """scp, ``cat > f``, an editor flushing in pieces: a pause of 0.6 s used to be enough
+    for the half file to be read twice and applied (34 deletes, passwords regenerated)."""
+    clock = Clock()
+    reconciler = shrinking_reconciler(tenants, store, clock)
+    passwords = dict(store.passwords)
     acme = tenants / "acme.yaml"
     text = acme.read_text()
-    acme.write_text(text[: text.index("agents:")])  # as if caught mid-write
+    acme.write_text(text[: text.index("agents:")])  # the first piece
     held = reconciler.run_pass(full=False)
-    assert "acme" in held.planned.held and reconciler.shrink_pending
-    assert store.state["acme"].queues, "nothing removed on the first read"
-    acme.write_text(text)  # the writer finished: nothing to do, nothing was lost
+    assert "acme" in held.planned.held and reconciler.shrink_wait == 2.0
+    clock.now += 0.6  # the writer pauses; the daemon reads the same half file again
+    again = reconciler.run_pass(full=False)
+    assert "acme" in again.planned.held
+    assert reconciler.shrink_wait == pytest.approx(1.4)
+    assert store.state["acme"].queues, "nothing removed while the file may still grow"
+    acme.write_text(text)  # the writer finishes
+    clock.now += 0.6
     done = reconciler.run_pass(full=False)
     assert not done.planned.held and done.planned.plan.empty
-    acme.write_text(text[: text.index("agents:")])  # a real removal, read twice
-    reconciler.run_pass(full=False)
+    assert reconciler.shrink_wait is None
+    assert store.passwords == passwords
+
+
+def test_a_large_removal_is_applied_once_its_file_is_stable_for_the_window(
+    tenants: Path, store: MemoryStore
+) -> None:
+    clock = Clock()
+    reconciler = shrinking_reconciler(tenants, store, clock)
+    acme = tenants / "acme.yaml"
+    text = acme.read_text()
+    acme.write_text(text[: text.index("agents:")])
+    assert "acme" in reconciler.run_pass(full=False).planned.held
+    clock.now += 1.5
+    acme.write_text(text[: text.index("agents:")] + "#")  # one more byte: the window restarts
+    assert "acme" in reconciler.run_pass(full=False).planned.held
+    clock.now += 1.9
+    assert "acme" in reconciler.run_pass(full=False).planned.held
+    clock.now += 0.1
     really = reconciler.run_pass(full=False)
     assert "acme" in really.report.applied and not store.state["acme"].queues
+    assert reconciler.shrink_wait is None
+
+
+def test_ordinary_edits_are_never_held_for_the_window(tenants: Path, store: MemoryStore) -> None:
+    clock = Clock()
+    reconciler = shrinking_reconciler(tenants, store, clock)
+    acme = tenants / "acme.yaml"
+    acme.write_text(acme.read_text().replace("name: Alice Smith", "name: Alice Jones", 1))
+    outcome = reconciler.run_pass(full=False)
+    assert "acme" in outcome.report.applied and not outcome.planned.held
+    assert reconciler.shrink_wait is None
+
+
+def test_extensions_removed_and_re_added_keep_their_passwords(
+    tenants: Path, store: MemoryStore
+) -> None:
+    """Even a half file confirmed by a slow writer costs no phone its password."""
+    reconciler = Reconciler(tenants, store)
+    reconciler.run_pass(full=True)
+    passwords = dict(store.passwords)
+    acme = tenants / "acme.yaml"
+    text = acme.read_text()
+    acme.write_text(
+        "id: acme\ndomain: acme.example.com\nname: Acme\n"
+        'extensions:\n  - {number: "1001", name: Alice Smith}\n'
+    )
+    shrunk = reconciler.run_pass(full=True)
+    assert "acme" in shrunk.report.applied and list(store.state["acme"].extensions) == ["1001"]
+    acme.write_text(text)
+    reconciler.run_pass(full=True)
+    assert store.passwords == passwords
 
 
 def test_two_files_swapping_a_did_in_one_commit_converge_in_one_pass(
@@ -242,3 +315,35 @@ def test_a_standing_problem_is_logged_when_it_appears_and_when_it_clears_not_eve
     store.fail.clear()
     reconciler.run_pass(full=True)
     assert [r.getMessage() for r in caplog.records].count("tenant applies again") == 1
+
+
+def test_spec_errors_recorded_name_files_relative_to_the_tenants_directory(
+    tenants: Path, store: MemoryStore
+) -> None:
+    """The recorded status reaches the portal: never a path of the host."""
+    reconciler = Reconciler(tenants.absolute(), store)
+    reconciler.run_pass(full=True)
+    (tenants / "_platform.yaml").unlink()  # a gateway contact now names the missing platform file
+    acme = tenants / "acme.yaml"
+    acme.write_text(acme.read_text().replace("name: Alice Smith\n", "name: [oops\n", 1))
+    reconciler.run_pass(full=False)
+    recorded = [*store.spec_status.values()]
+    assert recorded
+    for status in recorded:
+        assert status.spec_file is not None and not Path(status.spec_file).is_absolute()
+        for error in status.errors:
+            assert str(tenants.absolute()) not in error and not error.startswith("/")
+    assert store.spec_status["acme"].spec_file == "acme.yaml"
+    assert store.spec_status["acme"].errors[0].startswith("acme.yaml:")
+
+
+def test_a_file_renamed_to_an_upper_case_suffix_keeps_its_tenant_served(
+    tenants: Path, store: MemoryStore
+) -> None:
+    reconciler = Reconciler(tenants, store)
+    reconciler.run_pass(full=True)
+    (tenants / "acme.yaml").rename(tenants / "acme.YAML")
+    outcome = reconciler.run_pass(full=True)
+    assert outcome.planned.plan.changes == ()
+    assert store.state["acme"].tenant.status == "active"
+    assert store.state["acme"].agents

@@ -14,7 +14,7 @@ import click
 
 from reconciler.cli.options import global_options, resolved
 from reconciler.cli.portal import portal_config, portal_options
-from reconciler.cli.settings import parse_credentials, parse_host_port
+from reconciler.cli.settings import parse_credentials, parse_host_port, parse_seconds
 from reconciler.cli.status_view import render_status
 from reconciler.core import logs
 from reconciler.core.errors import PbxError
@@ -51,6 +51,20 @@ from reconciler.switch import parse_node_specs
     "--git-poll", type=float, metavar="SECONDS", help="Git poll period [PBX_GIT_POLL, 30]."
 )
 @click.option(
+    "--stable-window",
+    type=float,
+    metavar="SECONDS",
+    help="A spec removing most of a tenant is applied once its file is unchanged this long "
+    "[PBX_STABLE_WINDOW, 2].",
+)
+@click.option(
+    "--credentials-grace",
+    type=float,
+    metavar="SECONDS",
+    help="A deleted extension's password is given back when it returns within this "
+    "[PBX_CREDENTIALS_GRACE, 604800 (7 days)].",
+)
+@click.option(
     "--state-dir",
     type=click.Path(path_type=Path),
     help="Persisted snapshot and embedded DB [PBX_STATE_DIR].",
@@ -79,6 +93,8 @@ def run(ctx: click.Context, /, **_: Any) -> None:
             git_branch=cfg["git_branch"],
             git_poll=float(cfg["git_poll"]),
             max_orphan_share=float(cfg["max_orphan_share"]),
+            stable_window=parse_seconds(cfg["stable_window"], "stable_window"),
+            credentials_grace=parse_seconds(cfg["credentials_grace"], "credentials_grace"),
             portal=portal_config(cfg),
         )
     except PbxError as exc:

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -85,13 +86,23 @@ def opened_store(cfg: ResolvedSettings) -> Iterator[PostgresStore]:
     message (never a secret: store errors carry none)."""
     try:
         with database_url(cfg["database_url"]) as dsn:
-            store = PostgresStore(dsn)
+            store = PostgresStore(dsn, credentials_grace=_credentials_grace(cfg))
             try:
                 yield store
             finally:
                 store.close()
     except PbxError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _credentials_grace(cfg: ResolvedSettings) -> timedelta:
+    """``pbx apply`` keeps deleted extensions' credentials as long as the daemon does."""
+    try:
+        return timedelta(
+            seconds=settings.parse_seconds(cfg["credentials_grace"], "credentials_grace")
+        )
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 def confirm_or_exit(question: str, *, yes: bool, refusal: str) -> None:

@@ -18,6 +18,8 @@ from reconciler.web.config import DEFAULT_LISTEN as PORTAL_LISTEN
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_FREESWITCH = "127.0.0.1:8021:ClueCon"
 DEFAULT_INTERVAL = 60.0
+DEFAULT_STABLE_WINDOW = 2.0
+DEFAULT_CREDENTIALS_GRACE = 7 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,10 @@ SETTINGS: Mapping[str, Setting] = {
         Setting("status_auth", "PBX_STATUS_AUTH", None, secret=True),
         Setting("interval", "PBX_INTERVAL", DEFAULT_INTERVAL, parse=float),
         Setting("max_orphan_share", "PBX_MAX_ORPHAN_SHARE", 0.5, parse=float),
+        Setting("stable_window", "PBX_STABLE_WINDOW", DEFAULT_STABLE_WINDOW, parse=float),
+        Setting(
+            "credentials_grace", "PBX_CREDENTIALS_GRACE", DEFAULT_CREDENTIALS_GRACE, parse=float
+        ),
         Setting("git_url", "PBX_GIT_URL", None, show=lambda url: GitRemote.parse(url).masked()),
         Setting("git_branch", "PBX_GIT_BRANCH", "main"),
         Setting("git_poll", "PBX_GIT_POLL", 30.0, parse=float),
@@ -146,6 +152,17 @@ def resolve(
         values[name] = value
         sources[name] = source
     return ResolvedSettings(values, sources)
+
+
+def parse_seconds(value: object, name: str) -> float:
+    """A duration setting: a number of seconds, zero or more."""
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"{name}: expected seconds, got {value!r}") from exc
+    if not seconds >= 0:
+        raise SettingsError(f"{name}: expected zero or more seconds, got {value!r}")
+    return seconds
 
 
 def parse_host_port(text: str) -> tuple[str, int]:

@@ -7,8 +7,11 @@ phones and queues offline and regenerates passwords. So:
 
 * mass orphaning: orphaning at least 2 tenants and more than ``max_share`` of the tenants
   currently served is held back unless the operator says so (``--allow-mass-orphan``);
-* shrinking: a tenant about to lose more than half of its objects (at least 4) is held for
-  one more read; the same spec digest seen again on the next pass is applied.
+* shrinking: a tenant about to lose more than half of its objects (at least 4) is held until
+  its file has been stable for a window (default 2 s): the same size, mtime and content
+  (``LoadedTenant.fingerprint``) seen in reads at least that far apart. A writer pausing
+  mid-file (scp, ``cat > f``, an editor flushing in pieces) changes the file again within
+  the window and restarts it. Ordinary edits are never delayed: only a large shrink waits.
 """
 
 from __future__ import annotations
@@ -23,11 +26,21 @@ SHRINK_MIN_DELETES = 4
 
 
 @dataclass(frozen=True)
+class Sighting:
+    """A held tenant's file as first seen unchanged: its fingerprint, and since when (clock
+    seconds)."""
+
+    fingerprint: str
+    since: float
+
+
+@dataclass(frozen=True)
 class Held:
     """Tenants kept out of this pass, with the reason shown to people."""
 
     reasons: Mapping[str, str]
-    shrinking: Mapping[str, str]  # tenant -> digest held once (seen again: applied)
+    shrinking: Mapping[str, Sighting]  # held shrinking tenants, for the next pass
+    wait: float | None = None  # seconds until the first of them may be confirmed
 
 
 def _orphans(changes: Plan) -> list[str]:
@@ -56,29 +69,40 @@ def hold_mass_orphaning(
 def hold_shrinking(
     changes: Plan,
     actual: State,
-    digests: Mapping[str, str],
-    seen: Mapping[str, str],
+    fingerprints: Mapping[str, str],
+    seen: Mapping[str, Sighting],
+    *,
+    now: float,
+    stable_seconds: float,
 ) -> Held:
-    """``seen``: what was held last pass. A tenant shrinking to the same digest twice is let
-    through (the file was complete: someone really removed those objects)."""
+    """``seen``: what was held before. A shrinking tenant is let through once its file's
+    fingerprint was seen unchanged for ``stable_seconds`` (the file was complete: someone
+    really removed those objects); until then it is held, and ``wait`` says when to look
+    again."""
     deletes: dict[str, int] = {}
     for change in changes.changes:
         if change.action is Action.DELETE:
             deletes[change.tenant] = deletes.get(change.tenant, 0) + 1
     reasons: dict[str, str] = {}
-    shrinking: dict[str, str] = {}
+    shrinking: dict[str, Sighting] = {}
     for tenant_id, count in deletes.items():
         have = actual.get(tenant_id)
         size = _size(have) if have is not None else 0
-        digest = digests.get(tenant_id, "")
-        if count < SHRINK_MIN_DELETES or count * 2 <= size or seen.get(tenant_id) == digest:
+        if count < SHRINK_MIN_DELETES or count * 2 <= size:
             continue
-        shrinking[tenant_id] = digest
+        fingerprint = fingerprints.get(tenant_id, "")
+        before = seen.get(tenant_id)
+        same = before is not None and before.fingerprint == fingerprint
+        since = before.since if before is not None and same else now
+        if same and now - since >= stable_seconds:
+            continue
+        shrinking[tenant_id] = Sighting(fingerprint, since)
         reasons[tenant_id] = (
-            f"held for one more read: the spec would remove {count} of {size} objects "
-            "(a file caught mid-write looks like that); applied when read the same again"
+            f"held until its file is unchanged for {stable_seconds:g} s: the spec would remove "
+            f"{count} of {size} objects (a file caught mid-write looks like that)"
         )
-    return Held(reasons, shrinking)
+    waits = [s.since + stable_seconds - now for s in shrinking.values()]
+    return Held(reasons, shrinking, max(0.0, min(waits)) if waits else None)
 
 
 def _size(state: TenantState) -> int:

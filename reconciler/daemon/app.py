@@ -218,7 +218,11 @@ class Daemon:
     # -- database callbacks -----------------------------------------------------------------
 
     def _store_ready(self, store: PostgresStore) -> None:
-        guards = PassGuards(max_orphan_share=self.config.max_orphan_share, hold_shrinking=True)
+        guards = PassGuards(
+            max_orphan_share=self.config.max_orphan_share,
+            hold_shrinking=True,
+            stable_seconds=self.config.stable_window,
+        )
         self.loop.reconciler = Reconciler(self.config.specs_dir, store, guards)
 
     async def _connection(self, connected: bool) -> None:

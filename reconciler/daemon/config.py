@@ -36,6 +36,8 @@ class DaemonConfig:
     install_signal_handlers: bool = True
     embedded_data_dir: Path | None = None
     max_orphan_share: float = 0.5
+    stable_window: float = 2.0  # a large shrink waits for its file to be unchanged this long
+    credentials_grace: float = 7 * 86400.0  # a deleted extension's password is kept this long
     portal: PortalConfig | None = None  # None: no portal listener
     retry_base: float = 0.5
     retry_cap: float = 60.0

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import psycopg
 
@@ -64,7 +65,11 @@ class DatabaseLink:
                 event(log, "database unavailable", logging.WARNING, error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
         register_secret(dsn_password(self.dsn))
-        self.store = PostgresStore(self.dsn, host=socket.gethostname())
+        self.store = PostgresStore(
+            self.dsn,
+            host=socket.gethostname(),
+            credentials_grace=timedelta(seconds=self._config.credentials_grace),
+        )
         self._on_ready(self.store)
         self.election = LeaderElection(
             self.dsn,

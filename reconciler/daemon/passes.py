@@ -27,6 +27,8 @@ from reconciler.reconcile import PassOutcome, Reconciler
 
 log = logging.getLogger(__name__)
 
+_CLOCK_MARGIN = 0.05  # a pass asked for at the end of a window starts after it, never before
+
 
 @dataclass
 class _ErrorLog:
@@ -147,10 +149,16 @@ class PassLoop:
             refreshed = await asyncio.to_thread(reconciler.refresh, batch.notified)
         outcome = await asyncio.to_thread(reconciler.run_pass, full=batch.full)
         self._observe(batch, outcome)
-        if reconciler.shrink_pending or outcome.planned.unstable:
-            # read those files again once they settled
-            self.triggers.request_later("held", self.settle_seconds)
+        self._look_again(reconciler, outcome)
         return outcome.state_changed or refreshed
+
+    def _look_again(self, reconciler: Reconciler, outcome: PassOutcome) -> None:
+        """Files caught changing are read again once they settled; a held shrink when its
+        stable window has passed (not at the next interval)."""
+        if outcome.planned.unstable:
+            self.triggers.request_later("unstable", self.settle_seconds)
+        if reconciler.shrink_wait is not None:
+            self.triggers.request_later("held", reconciler.shrink_wait + _CLOCK_MARGIN)
 
     async def _follower_refresh(self, reconciler: Reconciler, batch: TriggerBatch) -> bool:
         if batch.full or self.snapshot.current is None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from reconciler.core.logs import event
 from reconciler.daemon.config import DaemonConfig
-from reconciler.sources import GitSource, GitSourceError
+from reconciler.sources import GitSource, GitSourceError, GitSourceStopped
 
 if TYPE_CHECKING:
     from reconciler.daemon.app import Daemon
@@ -54,18 +54,31 @@ def prepare_state_dir(path: Path) -> None:
 async def poll_git(
     config: DaemonConfig, trigger: Callable[[str], None], stop: asyncio.Event
 ) -> None:
-    """Fetch the branch every ``git_poll`` seconds; a new commit triggers a pass."""
+    """Fetch the branch every ``git_poll`` seconds; a new commit triggers a pass. Stopping
+    (or cancelling) ends a running git at once: shutdown never waits for a hanging fetch."""
     assert config.git_url
     source = GitSource(config.git_url, config.git_branch, config.state_dir / "git")
-    while not stop.is_set():
-        try:
-            if await asyncio.to_thread(source.sync):
-                trigger("git")
-        except GitSourceError as exc:
-            event(log, "git fetch failed", logging.WARNING, error=str(exc))
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(config.git_poll):
-                await stop.wait()
+    stopper = asyncio.create_task(_stop_on(stop, source), name="git-stopper")
+    try:
+        while not stop.is_set():
+            try:
+                if await asyncio.to_thread(source.sync):
+                    trigger("git")
+            except GitSourceStopped:
+                return
+            except GitSourceError as exc:
+                event(log, "git fetch failed", logging.WARNING, error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(config.git_poll):
+                    await stop.wait()
+    finally:
+        stopper.cancel()
+        source.stop()  # cancelled mid-fetch: the worker thread's git must end too
+
+
+async def _stop_on(stop: asyncio.Event, source: GitSource) -> None:
+    await stop.wait()
+    await asyncio.to_thread(source.stop)
 
 
 def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -7,13 +7,20 @@ Credentials in the URL (``https://user:token@host/repo``) never reach an argumen
 (``ps`` shows those to every local user), the work tree's ``.git/config``, or a log line:
 git is given the URL without them, and asks for them through a credential helper that reads
 them from its environment.
+
+Every git command runs in its own process group, and ``stop`` ends the running one (SIGTERM
+to the group, SIGKILL after a grace period): a ``git fetch`` hanging on a dead network never
+holds up the daemon's shutdown (systemd would wait, then SIGKILL everything).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -34,6 +41,10 @@ _HELPER = (
 
 class GitSourceError(Transient):
     """git failed; the message carries git's stderr (credentials masked)."""
+
+
+class GitSourceStopped(GitSourceError):
+    """``stop`` was called: the running git command was ended, no other one starts."""
 
 
 @dataclass(frozen=True)
@@ -66,14 +77,29 @@ class GitRemote:
 
 
 class GitSource:
-    def __init__(self, url: str, branch: str, workdir: Path, *, timeout: float = 120.0) -> None:
+    def __init__(
+        self, url: str, branch: str, workdir: Path, *, timeout: float = 120.0, grace: float = 2.0
+    ) -> None:
         self.remote = GitRemote.parse(url)
         for secret in (self.remote.password, self.remote.username):
             register_secret(secret)
         self.branch = branch
         self.workdir = workdir
         self.timeout = timeout
+        self.grace = grace  # between SIGTERM and SIGKILL of a git being ended
         self.commit: str | None = None
+        self._lock = threading.Lock()
+        self._child: subprocess.Popen[str] | None = None
+        self._stopped = False
+
+    def stop(self) -> None:
+        """End the running git command (its whole process group) and refuse new ones.
+        Blocks at most ``grace`` seconds plus the kill; safe from any thread."""
+        with self._lock:
+            self._stopped = True
+            child = self._child
+        if child is not None:
+            _end(child, self.grace)
 
     def _env(self) -> dict[str, str]:
         env = {"GIT_TERMINAL_PROMPT": "0", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -84,21 +110,36 @@ class GitSource:
 
     def _git(self, *args: str, cwd: Path | None = None) -> str:
         helper = ["-c", "credential.helper=", "-c", f"credential.helper={_HELPER}"]
+        with self._lock:
+            if self._stopped:
+                raise GitSourceStopped(f"git {args[0]} not started: stopping")
+            try:
+                child = subprocess.Popen(
+                    ["git", *helper, *args],
+                    cwd=cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env=self._env(),
+                    start_new_session=True,  # its own process group: ended as a whole
+                )
+            except OSError as exc:
+                raise GitSourceError(f"git {args[0]} failed: {type(exc).__name__}") from None
+            self._child = child
         try:
-            done = subprocess.run(
-                ["git", *helper, *args],
-                cwd=cwd,
-                capture_output=True,
-                text=True,
-                timeout=self.timeout,
-                check=False,
-                env=self._env(),
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise GitSourceError(f"git {args[0]} failed: {type(exc).__name__}") from None
-        if done.returncode != 0:
-            raise GitSourceError(f"git {args[0]} failed: {self._mask(done.stderr.strip())}")
-        return done.stdout.strip()
+            stdout, stderr = child.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            _end(child, self.grace)
+            raise GitSourceError(f"git {args[0]} failed: TimeoutExpired") from None
+        finally:
+            with self._lock:
+                self._child = None
+        if self._stopped:
+            raise GitSourceStopped(f"git {args[0]} ended: stopping")
+        if child.returncode != 0:
+            raise GitSourceError(f"git {args[0]} failed: {self._mask(stderr.strip())}")
+        return stdout.strip()
 
     def _mask(self, text: str) -> str:
         for secret in (self.remote.password, self.remote.username):
@@ -131,3 +172,18 @@ class GitSource:
             event(log, "git source updated", branch=self.branch, commit=commit)
         self.commit = commit
         return changed
+
+
+def _end(child: subprocess.Popen[str], grace: float) -> None:
+    """SIGTERM to the child's process group (git's helpers too: ``git-remote-https``), then
+    SIGKILL to whatever of the group is left after ``grace`` seconds."""
+    _signal_group(child, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        child.wait(grace)
+    _signal_group(child, signal.SIGKILL)
+    child.wait()
+
+
+def _signal_group(child: subprocess.Popen[str], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
+        os.killpg(child.pid, sig)

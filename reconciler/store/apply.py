@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Literal
 
 import psycopg
@@ -30,6 +31,7 @@ from reconciler.core.model import State
 from reconciler.core.plan import Change, Plan, plan
 from reconciler.core.revision import GitRevision
 from reconciler.store.claims import claim_groups, renamed_from, verify_claims
+from reconciler.store.credentials import CREDENTIALS_GRACE
 from reconciler.store.errors import (
     StalePlan,
     TenantApplyError,
@@ -69,6 +71,7 @@ class _Context:
     revision: GitRevision | None
     host: str
     digests: Mapping[str, str]
+    credentials_grace: timedelta = CREDENTIALS_GRACE
 
 
 _Outcome = Literal["applied", "unchanged"] | TenantApplyError
@@ -84,14 +87,18 @@ def apply_plan(
     digests: Mapping[str, str] | None = None,
     frozen: Iterable[str] = (),
     workers: int = 1,
+    credentials_grace: timedelta = CREDENTIALS_GRACE,
 ) -> ApplyReport:
     """Apply ``changes`` (made by ``plan(desired, read_state(...))``) group by group.
 
     ``digests``: spec digest per tenant, stored in the registry. ``frozen``: tenants with an
     invalid spec (not marked as applied at ``revision``). ``workers`` > 1 with a pool applies
-    that many groups in parallel (each still in its own transaction).
+    that many groups in parallel (each still in its own transaction). ``credentials_grace``:
+    how long a deleted extension's credentials are kept for its return.
     """
-    ctx = _Context(desired, revision, host or socket.gethostname(), digests or {})
+    ctx = _Context(
+        desired, revision, host or socket.gethostname(), digests or {}, credentials_grace
+    )
     with _connection(target) as conn:
         migrate(conn)
     by_tenant: dict[str, tuple[Change, ...]] = {}
@@ -219,7 +226,8 @@ def _write_tenant(
     if expected != changes:
         raise StalePlan(tenant_id, "the database changed since this plan was made; plan again")
     tenant = want.tenant if want else actual[tenant_id].tenant
-    TenantWriter(conn, tenant_id, tenant.domain).write(changes)
+    writer = TenantWriter(conn, tenant_id, tenant.domain, credentials_grace=ctx.credentials_grace)
+    writer.write(changes)
     return "applied"
 
 

@@ -6,6 +6,12 @@ tool or a person typing it from a screen trips over (a leading ``-`` or ``_`` di
 digest ``a1_hash = md5("<number>:<domain>:<password>")``; the plain password leaves the
 database only through ``show_credentials`` (phone provisioning). Neither value ever enters a
 record, a plan, a log line, an exception or a history row.
+
+A deleted extension's password and a1-hash are kept for a grace period (``retired_credentials``
+in the tenant schema, default 7 days): a file caught mid-write that drops extensions, or a
+removal undone, gives the extensions back with the passwords their phones hold. Retired
+credentials are read only to restore them; expired ones are purged when the tenant is next
+written and are never reused.
 """
 
 from __future__ import annotations
@@ -13,8 +19,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import psycopg
 from psycopg import sql
@@ -31,11 +38,13 @@ from reconciler.store.history import record_history
 from reconciler.store.layout import APPLIED_CHANNEL, tenant_schema
 from reconciler.store.locks import lock_tenant
 from reconciler.store.read import control_schema_exists
-from reconciler.store.tables import SIP_CREDENTIALS
+from reconciler.store.tables import RETIRED_CREDENTIALS, SIP_CREDENTIALS
 
 PASSWORD_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"  # noqa: S105
 PASSWORD_LENGTH = 32
 """32 characters of a 57-letter alphabet: log2(57) * 32 = 186 bits of entropy."""
+CREDENTIALS_GRACE = timedelta(days=7)
+"""How long a deleted extension's credentials are kept for its return."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +87,55 @@ def credential_rows(numbers: Iterable[str], domain: str) -> list[tuple[str, str,
         password = new_password()
         rows.append((number, password, a1_hash(number, domain, password)))
     return rows
+
+
+def retire_credentials(
+    conn: psycopg.Connection, tenant_id: str, numbers: Sequence[str], grace: timedelta
+) -> None:
+    """Keep the credentials of extensions about to be deleted until ``now() + grace``
+    (nothing is kept when ``grace`` is zero). Runs before the delete cascades them away."""
+    if not numbers or grace <= timedelta(0):
+        return
+    retired = _table(tenant_id, RETIRED_CREDENTIALS)
+    conn.execute(
+        sql.SQL("DELETE FROM {} WHERE extension = ANY(%s)").format(retired), (list(numbers),)
+    )
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (extension, password, a1_hash, expires_at) "
+            "SELECT extension, password, a1_hash, now() + %s FROM {} WHERE extension = ANY(%s)"
+        ).format(retired, _credentials_table(tenant_id)),
+        (grace, list(numbers)),
+    )
+
+
+def restored_credential_rows(
+    conn: psycopg.Connection, tenant_id: str, numbers: Sequence[str], domain: str
+) -> list[tuple[str, str, str]]:
+    """``(extension, password, a1_hash)`` of re-added extensions whose retired credentials
+    have not expired, hashed for the tenant's domain now; their retired rows (expired or not)
+    are removed either way."""
+    if not numbers:
+        return []
+    rows = conn.execute(
+        sql.SQL(
+            "DELETE FROM {} WHERE extension = ANY(%s) RETURNING extension, password, "
+            "expires_at > now()"
+        ).format(_table(tenant_id, RETIRED_CREDENTIALS)),
+        (list(numbers),),
+    ).fetchall()
+    return [
+        (number, password, a1_hash(number, domain, password)) for number, password, ok in rows if ok
+    ]
+
+
+def purge_retired_credentials(conn: psycopg.Connection, tenant_id: str) -> None:
+    """Forget retired credentials whose grace has passed."""
+    conn.execute(
+        sql.SQL("DELETE FROM {} WHERE expires_at <= now()").format(
+            _table(tenant_id, RETIRED_CREDENTIALS)
+        )
+    )
 
 
 def rehash_for_domain(conn: psycopg.Connection, tenant_id: str, domain: str) -> None:
@@ -163,6 +221,8 @@ def _tenant_domain(conn: psycopg.Connection, tenant_id: str) -> str:
 
 
 def _credentials_table(tenant_id: str) -> sql.Composed:
-    return sql.SQL("{}.{}").format(
-        sql.Identifier(tenant_schema(tenant_id)), sql.Identifier(SIP_CREDENTIALS)
-    )
+    return _table(tenant_id, SIP_CREDENTIALS)
+
+
+def _table(tenant_id: str, name: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(tenant_schema(tenant_id)), sql.Identifier(name))

@@ -20,6 +20,8 @@ columns (the spec's own limits) keep all but ``queues`` free of TOAST tables, an
 no secondary indexes (a tenant holds hundreds of rows; a foreign-key check on delete scans
 them faster than an index costs to create and to load into every backend's catalog cache).
 That halves the relations per tenant: faster tenant creation and faster cold reads.
+``retired_credentials`` (a deleted extension's password, kept for a grace period) has no key
+either: the writer deletes before it inserts, and the table holds a handful of rows.
 """
 
 from __future__ import annotations
@@ -317,6 +319,19 @@ CREATE TABLE {schema}.inbound_numbers (
     extension varchar(15) REFERENCES {schema}.extensions (number),
     queue varchar(63) REFERENCES {schema}.queues (name),
     CHECK ((extension IS NULL) <> (queue IS NULL))
+);
+"""),
+    ),
+    Migration(
+        2,
+        "retired credentials: a re-added extension gets its password back within the grace",
+        sql.SQL("""
+CREATE TABLE {schema}.retired_credentials (
+    extension varchar(15) NOT NULL CHECK (extension ~ '^[0-9]+$'),
+    password varchar(64) NOT NULL CHECK (length(password) >= 22),
+    a1_hash char(32) NOT NULL CHECK (a1_hash ~ '^[0-9a-f]{{32}}$'),
+    retired_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL
 );
 """),
     ),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Collection, Mapping, Sequence
+from datetime import timedelta
 
 import psycopg
 
@@ -19,6 +20,7 @@ from reconciler.core.plan import Plan
 from reconciler.core.revision import GitRevision
 from reconciler.store.admins import read_platform_admins, sync_platform_admins
 from reconciler.store.apply import ApplyReport, apply_plan, record_attempt
+from reconciler.store.credentials import CREDENTIALS_GRACE
 from reconciler.store.database import connect, open_pool
 from reconciler.store.domains import read_retired_domains
 from reconciler.store.migrations import migrate
@@ -34,8 +36,10 @@ class PostgresStore:
         host: str | None = None,
         parallel_threshold: int = 20,
         connect_timeout: float = 5.0,
+        credentials_grace: timedelta = CREDENTIALS_GRACE,
     ) -> None:
         self.dsn = dsn
+        self.credentials_grace = credentials_grace
         self.host = host or socket.gethostname()
         self.parallel_threshold = parallel_threshold
         self._connect_timeout = connect_timeout
@@ -100,6 +104,7 @@ class PostgresStore:
             "host": self.host,
             "digests": digests,
             "frozen": frozen,
+            "credentials_grace": self.credentials_grace,
         }
         if len(plan.tenants()) < self.parallel_threshold:
             self.own_backend_pids = frozenset(pids)

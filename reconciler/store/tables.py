@@ -97,6 +97,7 @@ INBOUND_NUMBERS = Table(
 )
 USER_EXTENSIONS = "user_extensions"
 SIP_CREDENTIALS = "sip_credentials"
+RETIRED_CREDENTIALS = "retired_credentials"
 
 TABLES: dict[Kind, Table] = {
     t.kind: t for t in (EXTENSIONS, USERS, AGENTS, QUEUES, TIERS, INBOUND_NUMBERS)

@@ -1,7 +1,8 @@
 """Writing one tenant's changes, in plan order, inside the applying transaction.
 
 Bulk statements per kind (COPY for inserts, executemany for updates and deletes); the extras
-a kind needs: credentials generated for new extensions (never in an error message), user to
+a kind needs: credentials generated for new extensions (never in an error message; those of an
+extension deleted within the grace period are given back, see ``credentials``), user to
 extension links, the global DID index, the domain's a1-hash re-hash, a tenant id rename
 (schema, registry row and migration bookkeeping move together, credentials untouched).
 Cross-tenant claims are checked by ``claims.verify_claims`` once the group is written.
@@ -10,6 +11,7 @@ Cross-tenant claims are checked by ``claims.verify_claims`` once the group is wr
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from itertools import groupby
 from typing import Any
 
@@ -19,7 +21,14 @@ from psycopg.abc import Query
 
 from reconciler.core.model import Extension, InboundNumber, Kind, Record, Tenant, User
 from reconciler.core.plan import Action, Change
-from reconciler.store.credentials import credential_rows, rehash_for_domain
+from reconciler.store.credentials import (
+    CREDENTIALS_GRACE,
+    credential_rows,
+    purge_retired_credentials,
+    rehash_for_domain,
+    restored_credential_rows,
+    retire_credentials,
+)
 from reconciler.store.domains import retire_domain
 from reconciler.store.errors import TenantApplyError, describe_db_error
 from reconciler.store.layout import tenant_schema
@@ -36,21 +45,33 @@ from reconciler.store.tables import (
 class TenantWriter:
     """Writes one tenant's changes, in plan order, inside the caller's transaction."""
 
-    def __init__(self, conn: psycopg.Connection, tenant_id: str, domain: str) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        tenant_id: str,
+        domain: str,
+        *,
+        credentials_grace: timedelta = CREDENTIALS_GRACE,
+    ) -> None:
         self.conn = conn
         self.tenant_id = tenant_id
         self.domain = domain
         self.schema = sql.Identifier(tenant_schema(tenant_id))
+        self.credentials_grace = credentials_grace
+        self.fresh = False  # the schema is created by this write: nothing retired in it
 
     def write(self, changes: Sequence[Change]) -> None:
         # Consecutive changes of one kind and phase (upsert or delete) are independent of
         # each other, so they run as batches: creates, then updates, then deletes.
+        self.fresh = any(c.kind is Kind.TENANT and c.action is Action.CREATE for c in changes)
         for (kind, _), group in groupby(changes, key=lambda c: (c.kind, c.action is Action.DELETE)):
             batch = list(group)
             for action in Action:
                 records = [c for c in batch if c.action is action]
                 if records:
                     self._write(kind, action, records)
+        if not self.fresh:
+            purge_retired_credentials(self.conn, self.tenant_id)
 
     def _write(self, kind: Kind, action: Action, changes: list[Change]) -> None:
         if kind is Kind.TENANT:
@@ -167,8 +188,14 @@ class TenantWriter:
 
     def _extensions_created(self, records: Sequence[object]) -> None:
         numbers = [r.number for r in records if isinstance(r, Extension)]
-        rows = credential_rows(numbers, self.domain)
         try:
+            rows = (
+                []
+                if self.fresh
+                else restored_credential_rows(self.conn, self.tenant_id, numbers, self.domain)
+            )
+            restored = {number for number, _, _ in rows}
+            rows += credential_rows([n for n in numbers if n not in restored], self.domain)
             self._copy(SIP_CREDENTIALS, ("extension", "password", "a1_hash"), rows)
         except psycopg.Error as exc:
             failure: psycopg.Error | None = exc
@@ -181,6 +208,21 @@ class TenantWriter:
             raise TenantApplyError(
                 self.tenant_id,
                 f"storing SIP credentials failed: {describe_db_error(failure)}",
+                sqlstate=failure.sqlstate,
+            )
+
+    def _extensions_deleted(self, records: Sequence[object]) -> None:
+        numbers = [r.number for r in records if isinstance(r, Extension)]
+        try:
+            retire_credentials(self.conn, self.tenant_id, numbers, self.credentials_grace)
+        except psycopg.Error as exc:
+            failure: psycopg.Error | None = exc
+        else:
+            failure = None
+        if failure is not None:  # built outside the handler, as above
+            raise TenantApplyError(
+                self.tenant_id,
+                f"keeping SIP credentials failed: {describe_db_error(failure)}",
                 sqlstate=failure.sqlstate,
             )
 
@@ -247,6 +289,7 @@ _AFTER_UPDATE: dict[Kind, Callable[[TenantWriter, Sequence[Any]], None]] = {
     Kind.USER: TenantWriter._users_updated,
 }
 _BEFORE_DELETE: dict[Kind, Callable[[TenantWriter, Sequence[Any]], None]] = {
+    Kind.EXTENSION: TenantWriter._extensions_deleted,
     Kind.INBOUND_NUMBER: TenantWriter._dids_deleted,
 }
 

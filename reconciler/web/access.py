@@ -53,6 +53,11 @@ class Principal:
         """Super admins and tenant admins invite people; nobody else sees the form."""
         return self.super_admin or any(u.role == Role.ADMIN for u in self.memberships.values())
 
+    def administers(self, tenant_id: str) -> bool:
+        """Super admins and the tenant's admins: they see its spec errors and last error."""
+        user = self.memberships.get(tenant_id)
+        return self.super_admin or (user is not None and user.role == Role.ADMIN)
+
 
 def principal_for(email: str, state: State, admins: Mapping[str, str]) -> Principal | None:
     """The person behind ``email`` now, or None when git no longer gives them any access."""

@@ -94,7 +94,9 @@ async def tenants(request: web.Request) -> web.StreamResponse:
     if me_.super_admin:
         rows = portal.overview.rows(state, sync).by_id
     else:
-        rows = views.tenant_rows(visible_tenant_ids(me_, state), state, sync)
+        rows = views.tenant_rows(
+            visible_tenant_ids(me_, state), state, sync, shows_errors=me_.administers
+        )
     wanted = request.query.get("sync")
     if wanted:
         rows = [r for r in rows if r["sync"] == wanted]

@@ -30,7 +30,10 @@ class Overview:
     def rows(self, state: State, sync: Mapping[str, TenantSync]) -> OverviewRows:
         sources = self._sources
         if sources is None or sources[0] is not state or sources[1] is not sync:
-            by_id = tenant_rows(sorted(set(state) | set(sync)), state, sync)
+            # super admins only: they see every tenant's spec errors
+            by_id = tenant_rows(
+                sorted(set(state) | set(sync)), state, sync, shows_errors=lambda _tenant: True
+            )
             counts = {s.value: 0 for s in SyncStatus}
             for row in by_id:
                 counts[row["sync"]] += 1

@@ -7,7 +7,7 @@ disagree about what a role sees. Times are ISO 8601 UTC strings.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +26,11 @@ def iso(at: datetime | None) -> str | None:
     return at.isoformat(timespec="seconds") if at else None
 
 
-def tenant_summary(state: TenantState, sync: TenantSync | None) -> View:
+def tenant_summary(
+    state: TenantState, sync: TenantSync | None, *, shows_errors: bool = False
+) -> View:
+    """``shows_errors``: the viewer administers the tenant (or the platform); agents and
+    members see the sync status only, never what the files say or where they are."""
     tenant = state.tenant
     status = sync.sync if sync else SyncStatus.OUT_OF_SYNC
     return {
@@ -38,15 +42,20 @@ def tenant_summary(state: TenantState, sync: TenantSync | None) -> View:
         "applied_revision": sync.applied_revision if sync else None,
         "attempted_revision": sync.attempted_revision if sync else None,
         "last_reconcile": iso(sync.last_reconcile) if sync else None,
-        "last_error": sync.last_error if sync else None,
-        "spec_errors": list(sync.spec_errors) if sync else [],
+        **_errors(sync, shows_errors),
         "extensions": len(state.extensions),
         "users": len(state.users),
         "queues": len(state.queues),
     }
 
 
-def invalid_only_summary(sync: TenantSync) -> View:
+def _errors(sync: TenantSync | None, shows_errors: bool) -> View:
+    if sync is None or not shows_errors:
+        return {"last_error": None, "spec_errors": []}
+    return {"last_error": sync.last_error, "spec_errors": list(sync.spec_errors)}
+
+
+def invalid_only_summary(sync: TenantSync, *, shows_errors: bool = False) -> View:
     """A tenant git declares but whose spec never applied (first version invalid)."""
     return {
         "id": sync.tenant_id,
@@ -57,8 +66,7 @@ def invalid_only_summary(sync: TenantSync) -> View:
         "applied_revision": sync.applied_revision,
         "attempted_revision": sync.attempted_revision,
         "last_reconcile": iso(sync.last_reconcile),
-        "last_error": sync.last_error,
-        "spec_errors": list(sync.spec_errors),
+        **_errors(sync, shows_errors),
         "extensions": 0,
         "users": 0,
         "queues": 0,
@@ -201,7 +209,7 @@ def live_sections(scope: TenantScope, live: DomainPresence) -> View:
 
 def tenant_detail(scope: TenantScope, sync: TenantSync | None, live: DomainPresence) -> View:
     view = {
-        "tenant": tenant_summary(scope.state, sync),
+        "tenant": tenant_summary(scope.state, sync, shows_errors=scope.sees_all),
         "role": str(scope.role),
         **live_sections(scope, live),
     }
@@ -294,12 +302,18 @@ def me_view(principal: Principal, tenants: Mapping[str, TenantState]) -> View:
 
 
 def tenant_rows(
-    tenant_ids: Iterable[str], state: Mapping[str, TenantState], sync: Mapping[str, TenantSync]
+    tenant_ids: Iterable[str],
+    state: Mapping[str, TenantState],
+    sync: Mapping[str, TenantSync],
+    *,
+    shows_errors: Callable[[str], bool],
 ) -> list[View]:
+    """``shows_errors(tenant_id)``: whether the viewer administers that tenant."""
     rows = []
     for tenant_id in tenant_ids:
+        errors = shows_errors(tenant_id)
         if tenant_id in state:
-            rows.append(tenant_summary(state[tenant_id], sync.get(tenant_id)))
+            rows.append(tenant_summary(state[tenant_id], sync.get(tenant_id), shows_errors=errors))
         elif tenant_id in sync:
-            rows.append(invalid_only_summary(sync[tenant_id]))
+            rows.append(invalid_only_summary(sync[tenant_id], shows_errors=errors))
     return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -97,3 +98,30 @@ def test_portal_trusted_proxies_from_the_flag_or_the_environment() -> None:
         portal_config(resolve({"portal_trusted_proxies": "proxy.example.net"}, environ={}))
     result = CliRunner().invoke(main, ["run", "--help"])
     assert "--portal-trusted-proxies" in result.output
+def _daemon_config(monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str]) -> Any:
+    """What `pbx run` would start the daemon with (the daemon itself is not started)."""
+    from reconciler.cli import daemon as daemon_cli
+
+    seen: list[Any] = []
+    monkeypatch.setattr(daemon_cli, "run_daemon", lambda config: seen.append(config) or 0)
+    monkeypatch.setattr(daemon_cli.logs, "configure", lambda log_format: None)  # keep pytest's
+    result = CliRunner().invoke(main, ["run", *args], env=env)
+    assert result.exit_code == 0 or seen == [], result.output
+    return seen[0] if seen else result
+
+
+def test_the_stable_window_and_credentials_grace_reach_the_daemon(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    defaults = _daemon_config(monkeypatch, [], {})
+    assert (defaults.stable_window, defaults.credentials_grace) == (2.0, 7 * 86400.0)
+    flags = _daemon_config(monkeypatch, ["--stable-window", "5", "--credentials-grace", "0"], {})
+    assert (flags.stable_window, flags.credentials_grace) == (5.0, 0.0)
+    env = {"PBX_STABLE_WINDOW": "0.5", "PBX_CREDENTIALS_GRACE": "3600"}
+    from_env = _daemon_config(monkeypatch, [], env)
+    assert (from_env.stable_window, from_env.credentials_grace) == (0.5, 3600.0)
+
+
+def test_a_negative_stable_window_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = _daemon_config(monkeypatch, ["--stable-window", "-1"], {})
+    assert result.exit_code == 2 and "stable_window" in result.output

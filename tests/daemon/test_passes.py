@@ -16,7 +16,7 @@ from reconciler.daemon.snapshots import ServedSnapshot
 from reconciler.daemon.status import StatusBoard
 from reconciler.daemon.switches import SwitchLink
 from reconciler.daemon.triggers import Triggers
-from reconciler.reconcile import Reconciler
+from reconciler.reconcile import PassGuards, Reconciler
 from tests.conftest import EXAMPLE_TENANTS
 from tests.fakes.memory_store import MemoryStore
 
@@ -83,3 +83,33 @@ async def test_the_loop_recovers_and_says_so(
     await asyncio.wait_for(task, 5)
     assert any(r.getMessage() == "reconcile pass recovered" for r in caplog.records)
     assert loop.snapshot.current is not None and loop.snapshot.current.counts()["users"] > 0
+
+
+async def test_a_held_shrink_is_decided_when_its_window_ends_not_at_the_interval(
+    tmp_path: Path,
+) -> None:
+    """Nothing else triggers a pass here (interval an hour, no file watcher): the loop itself
+    looks again once the file has had its stable window."""
+    store = MemoryStore()
+    loop = make_loop(tmp_path, store, retry=Backoff(base=0.1, cap=0.2, floor=0.1))
+    loop.settle_seconds = 3600.0  # only the window's own timer can bring the next pass
+    tenants = tmp_path / "tenants.d"
+    loop.reconciler = Reconciler(
+        tenants, store, PassGuards(hold_shrinking=True, stable_seconds=0.2)
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    try:
+        await loop.wait_passes(1, 30)
+        assert store.state["acme"].queues
+        acme = tenants / "acme.yaml"
+        acme.write_text(acme.read_text().split("agents:")[0])
+        loop.triggers.request("files")
+        await loop.wait_passes(2, 30)
+        assert store.state["acme"].queues, "held on the first read"
+        await loop.wait_passes(3, 30)
+        assert not store.state["acme"].queues, "applied once the file stayed unchanged"
+    finally:
+        stop.set()
+        loop.triggers.wake()
+        await asyncio.wait_for(task, 5)

@@ -33,6 +33,9 @@ from reconciler.store.claims import claim_groups, renamed_from
 class MemoryStore:
     state: dict[str, TenantState] = field(default_factory=dict)
     passwords: dict[tuple[str, str], str] = field(default_factory=dict)
+    retired_passwords: dict[tuple[str, str], str] = field(default_factory=dict)
+    """Deleted extensions' passwords (no expiry here: the PostgreSQL store's grace is tested
+    on PostgreSQL)."""
     registry: dict[str, RegistryEntry] = field(default_factory=dict)
     spec_status: dict[str, SpecStatus] = field(default_factory=dict)
     admins: dict[str, str] = field(default_factory=dict)
@@ -164,12 +167,15 @@ class MemoryStore:
             for owner, number in [k for k in self.passwords if k[0] == old_id]:
                 self.passwords[(tenant_id, number)] = self.passwords.pop((owner, number))
         after = self.state[tenant_id]
-        for number in after.extensions:
-            self.passwords.setdefault((tenant_id, number), secrets.token_urlsafe(24))
         for key in [
             k for k in self.passwords if k[0] == tenant_id and k[1] not in after.extensions
         ]:
-            del self.passwords[key]
+            self.retired_passwords[key] = self.passwords.pop(key)
+        for number in after.extensions:
+            key = (tenant_id, number)
+            if key not in self.passwords:
+                returned = self.retired_passwords.pop(key, None)
+                self.passwords[key] = returned or secrets.token_urlsafe(24)
         return True
 
     def _verify(self, tenant_ids: list[str]) -> None:

@@ -234,6 +234,97 @@ def test_every_error_is_reported_in_one_run(tmp_path: Path) -> None:
     assert any("unknown agent 'nobody'" in m for m in found)
 
 
+@pytest.mark.parametrize(
+    ("original", "replacement", "expected"),
+    [
+        (
+            '{number: "1001", name: Alice}',
+            '{number: "1001", name: Alice, max_registrations: true}',
+            "acme.yaml:5:54: extensions[0].max_registrations: must be a whole number, unquoted "
+            "(e.g. 30); YAML reads unquoted yes/no/on/off/true/false as a boolean",
+        ),
+        (
+            "name: Acme\n",
+            'name: Acme\nsettings: {call_timeout: "30"}\n',
+            "acme.yaml:4:26: settings.call_timeout: must be a whole number, unquoted (e.g. 30); "
+            "YAML reads this value as text (no quotes around a number or true/false)",
+        ),
+        (
+            '{number: "1001", name: Alice}',
+            '{number: "1001", name: Alice, enabled: "no"}',
+            "acme.yaml:5:44: extensions[0].enabled: must be true or false; YAML reads this "
+            "value as text (no quotes around a number or true/false)",
+        ),
+        (
+            '{number: "1001", name: Alice}',
+            '{number: "1001", name: Alice, call_timeout: 30.0}',
+            "acme.yaml:5:49: extensions[0].call_timeout: must be a whole number, unquoted "
+            "(e.g. 30); YAML reads this value as a decimal number",
+        ),
+        (
+            "{agent: alice}",
+            '{agent: alice, level: "2"}',
+            "acme.yaml:13:31: queues[0].tiers[0].level: must be a whole number, unquoted "
+            "(e.g. 30); YAML reads this value as text (no quotes around a number or true/false)",
+        ),
+        (
+            '    number: "7000"\n',
+            '    number: "7000"\n    tier_rules_apply: 1\n    max_wait_time: false\n',
+            "acme.yaml:12:23: queues[0].tier_rules_apply: must be true or false; YAML reads this "
+            "value as a number",
+        ),
+        (
+            '{name: alice, extension: "1001"}',
+            '{name: alice, extension: "1001", wrap_up_time: "10"}',
+            "acme.yaml:8:52: agents[0].wrap_up_time: must be a whole number, unquoted (e.g. 30); "
+            "YAML reads this value as text (no quotes around a number or true/false)",
+        ),
+    ],
+    ids=[
+        "int-given-bool",
+        "int-given-text",
+        "bool-given-text",
+        "int-given-float",
+        "tier-level-text",
+        "queue-bool-given-int",
+        "seconds-given-text",
+    ],
+)
+def test_numbers_and_switches_are_never_converted(
+    tmp_path: Path, original: str, replacement: str, expected: str
+) -> None:
+    """``true`` is not 1, ``"30"`` is not 30, ``"no"`` is not false: each is an error at
+    its position, never a quietly converted value."""
+    assert original in VALID
+    write(tmp_path, "acme.yaml", VALID.replace(original, replacement, 1))
+    found = messages(tmp_path)
+    assert expected in found
+    assert "acme" in load_specs([tmp_path]).invalid
+
+
+def test_spec_file_suffix_is_read_in_any_case(tmp_path: Path) -> None:
+    """``acme.YAML`` is the tenant acme: skipping it would orphan the tenant."""
+    write(tmp_path, "acme.YAML", VALID)
+    write(tmp_path, "_platform.Yml", "gateways:\n  - {name: carrier1}\n")
+    result = load_specs([tmp_path])
+    assert result.errors == ()
+    assert list(result.tenants) == ["acme"]
+    assert result.platform is not None and result.platform.gateway_names() == {"carrier1"}
+
+
+def test_spec_file_in_any_case_that_is_broken_freezes_its_tenant(tmp_path: Path) -> None:
+    write(tmp_path, "acme.Yml", VALID.replace("name: Acme", "name: [oops"))
+    assert "acme" in load_specs([tmp_path]).invalid
+
+
+def test_two_cases_of_one_name_are_an_error_of_that_tenant(tmp_path: Path) -> None:
+    write(tmp_path, "acme.yaml", VALID)
+    write(tmp_path, "acme.YAML", VALID)
+    result = load_specs([tmp_path])
+    assert "acme" in result.invalid and result.tenants == {}
+    assert {Path(e.file).name for e in result.errors} == {"acme.yaml", "acme.YAML"}
+
+
 def test_file_name_must_equal_tenant_id(tmp_path: Path) -> None:
     write(tmp_path, "acme-corp.yaml", VALID)
     assert messages(tmp_path) == [

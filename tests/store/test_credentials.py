@@ -204,3 +204,77 @@ def test_a_failed_rotation_reports_without_the_new_password(
     assert excinfo.value.__cause__ is None
     assert leaked not in str(excinfo.value)
     assert show_credentials(conn, "acme", "101").password != leaked
+
+
+def _without_103(**kwargs: object) -> TenantSpec:
+    data = spec_data("acme", **kwargs)  # type: ignore[arg-type]
+    data["extensions"] = [e for e in data["extensions"] if e["number"] != "103"]
+    data["users"][1]["extensions"] = ["102"]
+    return TenantSpec.model_validate(data)
+
+
+def _retired_rows(conn: psycopg.Connection) -> list[tuple[str, bool]]:
+    return conn.execute(
+        "SELECT extension, expires_at > now() FROM tenant_acme.retired_credentials"
+    ).fetchall()
+
+
+def test_an_extension_re_added_within_the_grace_gets_its_password_back(
+    conn: psycopg.Connection,
+) -> None:
+    """A file caught mid-write, or a removal undone: the phone's password still works."""
+    assert converge(conn, desired_of([make_spec("acme")])).ok
+    before, hashes = _passwords(conn, "acme"), read_a1_hashes(conn)
+    assert converge(conn, desired_of([_without_103()])).ok
+    with pytest.raises(UnknownExtension):  # kept, never shown
+        show_credentials(conn, "acme", "103")
+    assert ("acme", "103") not in read_a1_hashes(conn)
+    assert converge(conn, desired_of([make_spec("acme")])).ok
+    assert _passwords(conn, "acme") == before
+    assert read_a1_hashes(conn) == hashes
+    assert _retired_rows(conn) == []
+
+
+def test_a_re_added_extension_is_hashed_for_the_domain_it_returns_to(
+    conn: psycopg.Connection,
+) -> None:
+    assert converge(conn, desired_of([make_spec("acme")])).ok
+    password = show_credentials(conn, "acme", "103").password
+    assert converge(conn, desired_of([_without_103()])).ok
+    assert converge(conn, desired_of([_without_103(domain="voip.acme.test")])).ok
+    assert converge(conn, desired_of([make_spec("acme", domain="voip.acme.test")])).ok
+    assert show_credentials(conn, "acme", "103").password == password
+    assert read_a1_hashes(conn)[("acme", "103")] == _md5(f"103:voip.acme.test:{password}")
+
+
+def test_expired_retired_credentials_are_purged_and_never_reused(
+    conn: psycopg.Connection,
+) -> None:
+    assert converge(conn, desired_of([make_spec("acme")])).ok
+    password = show_credentials(conn, "acme", "103").password
+    assert converge(conn, desired_of([_without_103()])).ok
+    assert _retired_rows(conn) == [("103", True)]
+    conn.execute("UPDATE tenant_acme.retired_credentials SET expires_at = now() - interval '1s'")
+    assert converge(conn, desired_of([make_spec("acme")])).ok
+    assert show_credentials(conn, "acme", "103").password != password
+    assert _retired_rows(conn) == []
+    # and a later write of the tenant forgets expired ones it was not asked about
+    assert converge(conn, desired_of([_without_103()])).ok
+    conn.execute("UPDATE tenant_acme.retired_credentials SET expires_at = now() - interval '1s'")
+    data = spec_data("acme")
+    data["name"] = "Acme renamed"
+    data["extensions"] = [e for e in data["extensions"] if e["number"] != "103"]
+    data["users"][1]["extensions"] = ["102"]
+    assert converge(conn, desired_of([TenantSpec.model_validate(data)])).ok
+    assert _retired_rows(conn) == []
+
+
+def test_a_zero_grace_keeps_nothing(conn: psycopg.Connection) -> None:
+    from datetime import timedelta
+
+    assert converge(conn, desired_of([make_spec("acme")])).ok
+    password = show_credentials(conn, "acme", "103").password
+    assert converge(conn, desired_of([_without_103()]), credentials_grace=timedelta(0)).ok
+    assert _retired_rows(conn) == []
+    assert converge(conn, desired_of([make_spec("acme")])).ok
+    assert show_credentials(conn, "acme", "103").password != password

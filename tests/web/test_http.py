@@ -228,6 +228,30 @@ async def test_super_admin_overview_lists_every_tenant_with_sync_state(
     assert nodes["nodes"][0]["unmanaged"] == ["1000@default"]
 
 
+@pytest.mark.parametrize(("email", "sees"), [(BOB, False), (CAROL, False), (ALICE, True)])
+async def test_only_admins_see_a_tenants_spec_errors_and_last_error(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str, email: str, sees: bool
+) -> None:
+    """Agents and members see that a tenant is out of sync, never what its files say."""
+    from dataclasses import replace
+
+    deps.sync["acme"] = replace(
+        deps.sync["acme"],
+        spec_errors=("acme.yaml:12:5: users[0].role: bad",),
+        last_error="tenant acme: apply failed",
+    )
+    await as_user(client, deps, portal_dsn, email)
+    detail = (await (await client.get("/api/v1/tenants/acme")).json())["tenant"]
+    listing = (await (await client.get("/api/v1/tenants")).json())["tenants"]
+    (row,) = [t for t in listing if t["id"] == "acme"]
+    for shown in (detail, row):
+        assert shown["sync"] == "invalid"
+        assert bool(shown["spec_errors"]) is sees
+        assert (shown["last_error"] is not None) is sees
+    page = await (await client.get("/t/acme")).text()
+    assert ("acme.yaml:12:5" in page) is sees
+
+
 async def test_bearer_tokens_work_without_csrf_and_stop_when_revoked(
     client: TestClient, deps: FakePortalDeps, portal_dsn: str
 ) -> None:
