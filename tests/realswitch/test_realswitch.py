@@ -149,8 +149,10 @@ def test_queue_and_agent_are_loaded_into_mod_callcenter(node: Node) -> None:
              "queue support loaded", detail=node.logs)  # fmt: skip
     wait_for(lambda: _listed(node, "callcenter_config agent list", f"alice@{ACME}"),
              "agent alice loaded", detail=node.logs)  # fmt: skip
-    tiers = node.esl.api(f"callcenter_config queue list tiers support@{ACME}")
-    assert f"support@{ACME}|alice@{ACME}|" in tiers, tiers
+    # the tier is a command of its own after the agent's: wait for it too
+    tier_row = f"support@{ACME}|alice@{ACME}|"
+    wait_for(lambda: tier_row in node.esl.try_api(f"callcenter_config queue list tiers support@{ACME}"),
+             "tier support/alice loaded", detail=node.logs)  # fmt: skip
 
 
 def test_queue_call_rings_the_agents_phone(node: Node) -> None:
@@ -207,7 +209,9 @@ def test_agent_deleted_by_hand_is_restored_by_the_drift_check(node: Node) -> Non
              "agent dora loaded", detail=node.logs)  # fmt: skip
     reply = node.esl.fs_cli(f"callcenter_config agent del {agent}")
     assert "+OK" in reply, reply
-    wait_for(lambda: _listed(node, "callcenter_config agent list", agent),
-             "agent dora restored by the daemon", timeout=45, detail=node.logs)  # fmt: skip
-    tiers = node.esl.api(f"callcenter_config queue list tiers backoffice@{ACME}")
-    assert f"backoffice@{ACME}|{agent}|" in tiers, tiers
+    # the agent and its tier come back as two commands: wait for both, not for the first
+    tier_row = f"backoffice@{ACME}|{agent}|"
+    wait_for(lambda: _listed(node, "callcenter_config agent list", agent)
+             and tier_row in node.esl.try_api(f"callcenter_config queue list tiers backoffice@{ACME}"),
+             "agent dora and its tier restored by the daemon", timeout=45,
+             detail=node.logs)  # fmt: skip
