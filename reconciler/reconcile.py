@@ -30,6 +30,7 @@ from pathlib import Path
 
 from reconciler.core.desired import tenant_state_from_spec as desired_records
 from reconciler.core.errors import SpecsUnavailable
+from reconciler.core.gcpause import gc_paused
 from reconciler.core.guards import Sighting, hold_mass_orphaning, hold_shrinking, without
 from reconciler.core.logs import event
 from reconciler.core.model import (
@@ -340,7 +341,8 @@ class Reconciler:
         if not self.tenants_dir.is_dir():
             # never read as "every tenant was removed from git": that would orphan them all
             raise SpecsUnavailable(f"tenants directory {self.tenants_dir} does not exist")
-        specs = self.loader.load([self.tenants_dir], reread=reread)
+        with gc_paused():
+            specs = self.loader.load([self.tenants_dir], reread=reread)
         self.last_specs = specs
         return specs
 
