@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from reconciler.core.desired import platform_state_from_spec
 from reconciler.core.desired import tenant_state_from_spec as desired_records
 from reconciler.core.errors import SpecsUnavailable
 from reconciler.core.gcpause import gc_paused
@@ -248,11 +249,8 @@ class Reconciler:
         fingerprints = {t: specs.tenants[t].fingerprint for t in wanted}
         changes, held = self._guard(plan(wanted, actual, frozen=invalid), actual, fingerprints)
         wanted = {t: s for t, s in wanted.items() if t not in held}
-        platform = None
-        if only is None and specs.platform is not None:
-            platform = PlatformState.of_admins(
-                {a.email: a.name for a in specs.platform.super_admins}
-            )
+        platform = None if only is not None else self._desired_platform(specs)
+        if platform is not None:
             applied = PlatformState.of_admins(self.store.read_platform_admins())
             changes = replace(changes, platform=plan_platform(platform, applied))
         return PlannedPass(
@@ -345,6 +343,11 @@ class Reconciler:
             specs = self.loader.load([self.tenants_dir], reread=reread)
         self.last_specs = specs
         return specs
+
+    @staticmethod
+    def _desired_platform(specs: SpecSet) -> PlatformState | None:
+        """None when ``_platform.yaml`` is absent or invalid: the platform stays as it is."""
+        return platform_state_from_spec(specs.platform) if specs.platform is not None else None
 
     def _desired_state(self, specs: SpecSet) -> State:
         """Specs as records; conversions are cached by digest (a pass after one edit
