@@ -14,6 +14,7 @@ from reconciler.core.model import PLATFORM, PlatformState
 from reconciler.core.plan import Change, plan_platform
 from reconciler.reconcile import Reconciler
 from reconciler.store import (
+    APPLIED_CHANNEL,
     PostgresStore,
     apply_platform,
     connect,
@@ -112,3 +113,21 @@ def test_a_platform_plan_made_before_another_writer_is_unchanged_or_refused(
         stale = apply_platform(conn, changes, desired=other, revision=None, host="c")
         assert stale.result == "failed" and "changed since this plan" in str(stale.error)
         assert read_platform_admins(conn) == {"ops@x.io": "Ops"}
+
+
+def test_followers_are_notified_of_a_platform_apply_and_refresh_its_admins(
+    pg_dsn: str, store: PostgresStore, tenants: Path
+) -> None:
+    follower = Reconciler(tenants, PostgresStore(pg_dsn))
+    try:
+        follower.bootstrap()
+        with connect(pg_dsn) as listener:
+            listener.execute(f"LISTEN {APPLIED_CHANNEL}")
+            Reconciler(tenants, store).run_pass(full=True)
+            payloads = {n.payload for n in listener.notifies(timeout=2, stop_after=4)}
+        assert PLATFORM in payloads
+        assert follower.applied.platform_admins == {}
+        follower.refresh(frozenset({PLATFORM}))
+        assert "ops@pbx.example.net" in follower.applied.platform_admins
+    finally:
+        follower.store.reset()
