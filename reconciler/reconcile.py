@@ -1,11 +1,18 @@
 """THE reconcile pass, shared by ``pbx plan``, ``pbx apply`` and the daemon.
 
-A fixed pipeline: load specs (with the git revision) -> read the stored state -> plan ->
-record the attempt -> apply (one transaction per tenant) -> sync platform admins -> record
-the spec status (in ``finally``, whatever happened) -> re-read what was applied. The first
-three steps make a ``PlannedPass`` (a value: ``pbx plan`` prints it); ``apply_pass`` carries
-it out. Synchronous on purpose: the daemon runs it in a worker thread so the event loop
-keeps answering FreeSWITCH; the CLI runs it directly.
+A fixed pipeline: load specs (with the git revision) -> read the stored state -> plan (the
+tenants' and the platform's changes) -> record the attempt -> apply the platform (one
+transaction of its own) -> apply the tenants (one transaction each) -> record the spec
+status (in ``finally``, whatever happened) -> re-read what was applied. The first three
+steps make a ``PlannedPass`` (a value: ``pbx plan`` prints it); ``apply_pass`` carries it
+out. Synchronous on purpose: the daemon runs it in a worker thread so the event loop keeps
+answering FreeSWITCH; the CLI runs it directly.
+
+The platform goes first because it holds what tenants point at (super admins today; carrier
+gateways that agent contacts dial next): parents before children, as within a tenant. Its
+failure is isolated both ways: it is recorded (history, ``PassOutcome.platform``) and the
+tenants still apply; a failing tenant never touches the platform. A ``--tenant`` pass plans
+no platform change.
 
 Incremental: a pass triggered by a file change plans only tenants whose spec digest differs
 from what the registry says was applied (plus new and removed ones); a full pass (periodic,
@@ -18,21 +25,31 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from reconciler.core.desired import platform_state_from_spec
 from reconciler.core.desired import tenant_state_from_spec as desired_records
 from reconciler.core.errors import SpecsUnavailable
+from reconciler.core.gcpause import gc_paused
 from reconciler.core.guards import Sighting, hold_mass_orphaning, hold_shrinking, without
 from reconciler.core.logs import event
-from reconciler.core.model import State, Tenant, TenantLifecycle, TenantState
+from reconciler.core.model import (
+    PLATFORM,
+    PlatformState,
+    State,
+    Tenant,
+    TenantLifecycle,
+    TenantState,
+)
 from reconciler.core.news import Newsroom
-from reconciler.core.plan import Plan, apply_changes, plan
+from reconciler.core.plan import Plan, apply_changes, plan, plan_platform
 from reconciler.core.revision import GitRevision
 from reconciler.core.served import managed_domains
 from reconciler.sources.revision import git_revision
 from reconciler.store import (
     ApplyReport,
+    PlatformReport,
     RegistryEntry,
     SpecStatus,
     Store,
@@ -49,9 +66,9 @@ class PlannedPass:
     """Everything a pass decided before touching anything.
 
     ``desired``/``actual``: records of the planned tenants only. ``invalid``: tenants whose
-    file fails validation (frozen: never in ``plan``) with their errors. ``admins``: the
-    platform admins of ``_platform.yaml``, None when that file is absent or invalid (then
-    they are left as they are)."""
+    file fails validation (frozen: never in ``plan``) with their errors. ``platform``: the
+    platform records ``_platform.yaml`` declares, None when that file is absent or invalid
+    (then the platform is left as it is), or when this pass plans one tenant only."""
 
     full: bool
     plan: Plan
@@ -61,7 +78,7 @@ class PlannedPass:
     digests: Mapping[str, str]
     invalid: Mapping[str, tuple[SpecError, ...]]
     spec_errors: tuple[SpecError, ...]
-    admins: Mapping[str, str] | None
+    platform: PlatformState | None
     candidates: frozenset[str]
     held: Mapping[str, str] = field(default_factory=dict)
     retired_domains: frozenset[str] = frozenset()
@@ -90,19 +107,20 @@ class PassOutcome:
 
     planned: PlannedPass
     report: ApplyReport
-    admins_changed: bool
+    platform: PlatformReport
     seconds: float
     state_changed: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.report.ok and not self.planned.spec_errors
+        return self.report.ok and self.platform.ok and not self.planned.spec_errors
 
     def applied_changes(self) -> Plan:
-        """Changes this pass committed: not those of tenants another writer had already
-        brought to the spec (``unchanged``), nor of tenants rolled back."""
+        """Changes this pass committed: not those of scopes another writer had already
+        brought to the spec (``unchanged``), nor of scopes rolled back."""
         applied = set(self.report.applied)
-        return Plan(tuple(c for c in self.planned.plan.changes if c.tenant in applied))
+        committed = self.planned.plan.only_tenants(applied.__contains__)
+        return committed if self.platform.result == "applied" else replace(committed, platform=())
 
 
 @dataclass
@@ -231,7 +249,10 @@ class Reconciler:
         fingerprints = {t: specs.tenants[t].fingerprint for t in wanted}
         changes, held = self._guard(plan(wanted, actual, frozen=invalid), actual, fingerprints)
         wanted = {t: s for t, s in wanted.items() if t not in held}
-        platform = specs.platform
+        platform = None if only is not None else self._desired_platform(specs)
+        if platform is not None:
+            applied = PlatformState.of_admins(self.store.read_platform_admins())
+            changes = replace(changes, platform=plan_platform(platform, applied))
         return PlannedPass(
             full=full or only is not None,
             plan=changes,
@@ -241,7 +262,7 @@ class Reconciler:
             digests={t: d for t, d in digests.items() if t not in held},
             invalid=specs.invalid,
             spec_errors=specs.errors,
-            admins=None if platform is None else {a.email: a.name for a in platform.super_admins},
+            platform=platform,
             candidates=candidates,
             held=held,
             retired_domains=self.store.read_retired_domains(),
@@ -280,10 +301,13 @@ class Reconciler:
         """Carry out ``planned``; the spec status is recorded whatever happens."""
         started = time.perf_counter()
         report = ApplyReport()
-        admins_changed = False
+        platform = PlatformReport()
         failure: BaseException | None = None
         try:
             self.store.record_attempt(planned.plan.tenants(), planned.revision)
+            platform = self.store.apply_platform(
+                planned.plan.platform, desired=planned.platform, revision=planned.revision
+            )
             report = self.store.apply(
                 planned.plan,
                 desired=planned.desired,
@@ -291,8 +315,6 @@ class Reconciler:
                 digests=planned.digests,
                 frozen=frozenset(planned.invalid),
             )
-            if planned.admins is not None:
-                admins_changed = self.store.sync_admins(planned.admins)
         except BaseException as exc:
             failure = exc
             raise
@@ -306,7 +328,7 @@ class Reconciler:
         touched = frozenset(planned.plan.tenants()) | frozenset(report.applied) | renamed_away
         state_changed = self.applied.replace_tenants(self.store, touched)
         outcome = PassOutcome(
-            planned, report, admins_changed, time.perf_counter() - started, state_changed
+            planned, report, platform, time.perf_counter() - started, state_changed
         )
         _log(outcome, self._spec_news, self._failure_news)
         return outcome
@@ -317,9 +339,15 @@ class Reconciler:
         if not self.tenants_dir.is_dir():
             # never read as "every tenant was removed from git": that would orphan them all
             raise SpecsUnavailable(f"tenants directory {self.tenants_dir} does not exist")
-        specs = self.loader.load([self.tenants_dir], reread=reread)
+        with gc_paused():
+            specs = self.loader.load([self.tenants_dir], reread=reread)
         self.last_specs = specs
         return specs
+
+    @staticmethod
+    def _desired_platform(specs: SpecSet) -> PlatformState | None:
+        """None when ``_platform.yaml`` is absent or invalid: the platform stays as it is."""
+        return platform_state_from_spec(specs.platform) if specs.platform is not None else None
 
     def _desired_state(self, specs: SpecSet) -> State:
         """Specs as records; conversions are cached by digest (a pass after one edit
@@ -356,10 +384,11 @@ class Reconciler:
 
 def _log(outcome: PassOutcome, spec_news: Newsroom, failure_news: Newsroom) -> None:
     """One line per committed change (nothing for tenants another writer had applied); a
-    spec error or a failing tenant when it appears, changes or clears, not every pass."""
-    for change in outcome.applied_changes().changes:
+    spec error or a failing scope when it appears, changes or clears, not every pass."""
+    for change in outcome.applied_changes().all_changes:
+        scope = {"tenant": change.tenant} if change.tenant != PLATFORM else {"scope": PLATFORM}
         fields = {
-            "tenant": change.tenant,
+            **scope,
             "kind": change.kind.value,
             "key": change.key,
             "action": change.action.verb,
@@ -367,18 +396,29 @@ def _log(outcome: PassOutcome, spec_news: Newsroom, failure_news: Newsroom) -> N
         if change.fields:
             fields["changed"] = ",".join(sorted(change.fields))
         event(log, "change applied", logging.INFO, **fields)
-    failing = dict(failure_news.said)  # a tenant leaves this list only by applying
-    for tenant_id in outcome.report.applied:
-        if failing.pop(tenant_id, None) is not None:
-            event(log, "tenant applies again", tenant=tenant_id)
-    failing.update({t: str(f) for t, f in outcome.report.failed.items()})
-    for tenant_id, error in failure_news.update(failing)[0].items():
-        event(log, "tenant apply rolled back", logging.ERROR, tenant=tenant_id, error=error)
+    _log_failures(outcome, failure_news)
     errors = {str(e): str(e) for e in outcome.planned.spec_errors}
     new_errors, fixed = spec_news.update(errors)
     for text in new_errors:
         event(log, "spec error", logging.WARNING, error=text)
     if fixed:
         event(log, "spec errors fixed", count=len(fixed))
-    if outcome.admins_changed:
-        event(log, "platform admins synced", count=len(outcome.planned.admins or {}))
+
+
+def _log_failures(outcome: PassOutcome, failure_news: Newsroom) -> None:
+    """A failing scope (a tenant, the platform) when it fails, changes error or applies
+    again; the newsroom is keyed by scope id (``PLATFORM`` for the platform)."""
+    failing = dict(failure_news.said)  # a tenant leaves this list only by applying
+    for tenant_id in outcome.report.applied:
+        if failing.pop(tenant_id, None) is not None:
+            event(log, "tenant applies again", tenant=tenant_id)
+    failing.update({t: str(f) for t, f in outcome.report.failed.items()})
+    if outcome.platform.error is not None:
+        failing[PLATFORM] = str(outcome.platform.error)
+    elif outcome.platform.result != "none" and failing.pop(PLATFORM, None) is not None:
+        event(log, "platform applies again")
+    for scope, error in failure_news.update(failing)[0].items():
+        if scope == PLATFORM:
+            event(log, "platform apply rolled back", logging.ERROR, error=error)
+        else:
+            event(log, "tenant apply rolled back", logging.ERROR, tenant=scope, error=error)

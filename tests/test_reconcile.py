@@ -45,13 +45,60 @@ def test_pbx_apply_and_the_daemon_sync_platform_admins_through_the_same_pass(
     tenants: Path, store: MemoryStore
 ) -> None:
     outcome = Reconciler(tenants, store).run_pass(full=True)
-    assert outcome.admins_changed
+    assert outcome.platform.result == "applied"
     assert "ops@pbx.example.net" in store.admins
+    assert [c.key for c in outcome.applied_changes().platform] == sorted(store.admins)
     (tenants / "_platform.yaml").write_text(
         "super_admins:\n  - {email: new@pbx.example.net, name: New}\n"
     )
     Reconciler(tenants, store).run_pass(full=True)
     assert store.admins == {"new@pbx.example.net": "New"}
+
+
+def test_the_platform_applies_first_in_its_own_scope_and_is_recorded(
+    tenants: Path, store: MemoryStore
+) -> None:
+    outcome = Reconciler(tenants, store).run_pass(full=True)
+    scopes = [scope for scope, _, _ in store.history]
+    assert scopes[0] == "_platform" and set(scopes[1:]) == {"acme", "globex", "initech"}
+    assert store.calls.index("apply_platform") < store.calls.index("apply")
+    assert {c.scope.value for c in outcome.planned.plan.platform} == {"platform"}
+
+
+def test_a_failing_platform_never_blocks_a_tenant(tenants: Path, store: MemoryStore) -> None:
+    store.fail_platform = True
+    outcome = Reconciler(tenants, store).run_pass(full=True)
+    assert set(outcome.report.applied) == {"acme", "globex", "initech"}
+    assert outcome.platform.result == "failed" and not outcome.ok
+    assert store.admins == {}
+    assert ("_platform", "failed") in [(s, r) for s, r, _ in store.history]
+    assert not outcome.applied_changes().platform
+    store.fail_platform = False
+    again = Reconciler(tenants, store).run_pass(full=True)
+    assert again.ok and again.platform.result == "applied" and store.admins
+
+
+def test_a_failing_tenant_never_blocks_the_platform(tenants: Path, store: MemoryStore) -> None:
+    store.fail = {"acme"}
+    outcome = Reconciler(tenants, store).run_pass(full=True)
+    assert "acme" in outcome.report.failed and outcome.platform.result == "applied"
+    assert "ops@pbx.example.net" in store.admins
+
+
+def test_an_invalid_platform_file_leaves_the_platform_as_it_is(
+    tenants: Path, store: MemoryStore
+) -> None:
+    Reconciler(tenants, store).run_pass(full=True)
+    before = dict(store.admins)
+    (tenants / "_platform.yaml").write_text("super_admins: [{email: 12}]\n")
+    outcome = Reconciler(tenants, store).run_pass(full=True)
+    assert outcome.planned.platform is None and not outcome.planned.plan.platform
+    assert store.admins == before
+
+
+def test_a_one_tenant_pass_plans_no_platform_change(tenants: Path, store: MemoryStore) -> None:
+    planned = Reconciler(tenants, store).plan_pass(full=True, only="acme")
+    assert planned.plan.tenants() == ["acme"] and not planned.plan.platform
 
 
 def test_an_invalid_file_freezes_its_tenant_and_its_errors_are_recorded(

@@ -178,11 +178,16 @@ def apply_command(
         click.echo(f"unchanged {tenant_id}: another writer had already applied it")
     for tenant_id, error in report.failed.items():
         click.echo(f"FAILED {tenant_id}: {error} (rolled back)", err=True)
-    if outcome.admins_changed:
-        click.echo(f"platform admins synced ({len(planned.admins or {})})")
+    platform = outcome.platform
+    if platform.result == "applied":
+        click.echo(f"applied platform: {len(planned.plan.platform)} change(s)")
+    elif platform.result == "unchanged":
+        click.echo("unchanged platform: another writer had already applied it")
+    elif platform.error is not None:
+        click.echo(f"FAILED {platform.error} (rolled back)", err=True)
     if not planned.plan.empty:
         click.echo(
             f"Apply complete: {len(report.applied)} tenant(s) applied, "
             f"{len(report.failed)} failed, {len(planned.invalid)} skipped (invalid spec)."
         )
-    sys.exit(0 if report.ok and not errors and not planned.held else 1)
+    sys.exit(0 if report.ok and platform.ok and not errors and not planned.held else 1)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from reconciler.cli.options import global_options, resolved
+from reconciler.core.gcpause import gc_paused
 from specs_schema.load import SpecError, load_specs
 from specs_schema.schema import render_schema
 
@@ -31,7 +32,8 @@ def validate(ctx: click.Context, /, paths: tuple[Path, ...], fmt: str, **_: Any)
     missing = [p for p in targets if not p.exists() and not p.is_symlink()]
     if missing:
         raise click.UsageError(f"no such file or directory: {', '.join(map(str, missing))}")
-    result = load_specs(targets)
+    with gc_paused():
+        result = load_specs(targets)
     if fmt == "json":
         payload = {
             "valid": result.ok,

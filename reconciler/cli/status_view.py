@@ -39,6 +39,10 @@ def render_status(payload: dict[str, Any]) -> str:
             f"last pass: {last.get('finished_at', '-')} trigger={last.get('trigger', '-')} "
             f"result={last.get('result', '-')} duration={last.get('seconds', '-')}s"
         )
+    platform = payload.get("platform") or {}
+    if platform:
+        error = f" error={platform['error']}" if platform.get("error") else ""
+        lines.append(f"platform: {platform.get('result', '-')} at {platform.get('at', '-')}{error}")
     lines.append("")
     tenants = payload.get("tenants") or {}
     rows = []

@@ -13,6 +13,7 @@ from reconciler.core.model import (
     Agent,
     Extension,
     InboundNumber,
+    PlatformState,
     Queue,
     Tenant,
     TenantState,
@@ -21,7 +22,7 @@ from reconciler.core.model import (
     fs_agent_type,
     user_contact,
 )
-from specs_schema.models import TenantSpec
+from specs_schema.models import PlatformSpec, TenantSpec
 
 
 def tenant_state_from_spec(spec: TenantSpec) -> TenantState:
@@ -37,6 +38,11 @@ def tenant_state_from_spec(spec: TenantSpec) -> TenantState:
         tiers=_keyed(tiers),
         inbound_numbers=_keyed(_inbound_numbers(spec)),
     )
+
+
+def platform_state_from_spec(spec: PlatformSpec) -> PlatformState:
+    """The platform records ``_platform.yaml`` declares (super admins; gateways next)."""
+    return PlatformState.of_admins({a.email: a.name for a in spec.super_admins})
 
 
 def _keyed(records: list[Any]) -> dict[str, Any]:

@@ -110,4 +110,4 @@ def _size(state: TenantState) -> int:
 
 
 def without(changes: Plan, tenants: Mapping[str, str]) -> Plan:
-    return Plan(tuple(c for c in changes.changes if c.tenant not in tenants))
+    return changes.only_tenants(lambda tenant_id: tenant_id not in tenants)

@@ -18,7 +18,8 @@ PUBLIC_CONTEXT = "public"
 
 
 class Kind(StrEnum):
-    """Resource kinds, in parent -> child order (creates run in this order, deletes reversed)."""
+    """Resource kinds: a tenant's in parent -> child order (creates run in this order,
+    deletes reversed), then the platform's (objects of no tenant, ``_platform.yaml``)."""
 
     TENANT = "tenant"
     EXTENSION = "extension"
@@ -27,9 +28,19 @@ class Kind(StrEnum):
     QUEUE = "queue"
     TIER = "tier"
     INBOUND_NUMBER = "inbound_number"
+    PLATFORM_ADMIN = "platform_admin"
 
 
-KIND_ORDER: tuple[Kind, ...] = tuple(Kind)
+PLATFORM_KINDS: tuple[Kind, ...] = (Kind.PLATFORM_ADMIN,)
+"""Kinds of the platform scope, in parent -> child order (carrier gateways go here next)."""
+
+KIND_ORDER: tuple[Kind, ...] = tuple(k for k in Kind if k not in PLATFORM_KINDS)
+"""Kinds of a tenant scope, in parent -> child order."""
+
+PLATFORM = "_platform"
+"""The platform scope's id where a tenant id would stand (a change's scope, a history row):
+tenant ids start with a letter, so it can never name a tenant; it is the stem of the file
+that declares the platform, ``_platform.yaml``."""
 
 
 class TenantLifecycle(StrEnum):
@@ -265,6 +276,41 @@ COLLECTION_OF: Mapping[Kind, str] = {
     Kind.INBOUND_NUMBER: "inbound_numbers",
 }
 
+
+State = Mapping[str, TenantState]
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformAdmin(Record):
+    """A super admin of ``_platform.yaml``; ``email`` is lowercased (the table's key)."""
+
+    kind: ClassVar[Kind] = Kind.PLATFORM_ADMIN
+    email: str
+    name: str
+
+    @property
+    def key(self) -> str:
+        return self.email
+
+
+@dataclass(frozen=True)
+class PlatformState:
+    """Everything the platform scope holds, keyed per kind like ``TenantState``."""
+
+    admins: Mapping[str, PlatformAdmin] = field(default_factory=dict)
+
+    def records(self, kind: Kind) -> Mapping[str, Record]:
+        return getattr(self, PLATFORM_COLLECTION_OF[kind])  # type: ignore[no-any-return]
+
+    @classmethod
+    def of_admins(cls, admins: Mapping[str, str]) -> PlatformState:
+        """From ``{email: name}`` (the file's list, or the table's rows)."""
+        records = (PlatformAdmin(email.lower(), name) for email, name in admins.items())
+        return cls(admins={r.email: r for r in sorted(records, key=lambda r: r.email)})
+
+
+PLATFORM_COLLECTION_OF: Mapping[Kind, str] = {Kind.PLATFORM_ADMIN: "admins"}
+
 RECORD_TYPES: Mapping[Kind, type[Record]] = {
     Kind.TENANT: Tenant,
     Kind.EXTENSION: Extension,
@@ -273,6 +319,5 @@ RECORD_TYPES: Mapping[Kind, type[Record]] = {
     Kind.QUEUE: Queue,
     Kind.TIER: Tier,
     Kind.INBOUND_NUMBER: InboundNumber,
+    Kind.PLATFORM_ADMIN: PlatformAdmin,
 }
-
-State = Mapping[str, TenantState]

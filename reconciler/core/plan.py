@@ -8,19 +8,28 @@ children before parents, so every foreign key holds at every step.
 A tenant present in the database but absent from the specs is not deleted: it becomes
 ``orphaned`` (kept, not served) until ``pbx prune``. Tenants whose spec file is invalid are
 passed in ``frozen`` and never appear in a plan: an invalid file must not touch applied state.
+
+Every change has a scope: a tenant, or the platform (objects of no tenant, declared in
+``_platform.yaml``: super admins now, carrier gateways next). A plan holds the two apart
+(``changes`` and ``platform``) because they apply apart: each tenant in its transaction,
+the platform in its own, first (see ``reconciler.reconcile``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 from reconciler.core.model import (
     COLLECTION_OF,
     KIND_ORDER,
+    PLATFORM,
+    PLATFORM_COLLECTION_OF,
+    PLATFORM_KINDS,
     Kind,
+    PlatformState,
     Record,
     State,
     Tenant,
@@ -41,11 +50,31 @@ class Action(Enum):
         return self.name.lower()
 
 
+SUMMARY_WORDS: Mapping[Action, str] = {
+    Action.CREATE: "add",
+    Action.UPDATE: "change",
+    Action.DELETE: "destroy",
+}
+
+
+def summary_counts(counts: Mapping[Action, int]) -> dict[str, int]:
+    """``{"add": n, "change": n, "destroy": n}``: the one summary every plan shows (the
+    store's plan, a switch's live plan; text and JSON)."""
+    return {word: counts.get(action, 0) for action, word in SUMMARY_WORDS.items()}
+
+
+class Scope(StrEnum):
+    """Where a change applies: in one tenant's transaction, or in the platform's."""
+
+    TENANT = "tenant"
+    PLATFORM = "platform"
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One resource change.
 
-    ``before`` is the record as stored (None for CREATE); ``after`` the record as desired
+    ``tenant``: the scope's id, a tenant id or ``PLATFORM`` (see ``scope``). ``before`` is the record as stored (None for CREATE); ``after`` the record as desired
     (None for DELETE). For UPDATE both are full records; ``fields`` lists what differs.
     ``reason`` is for humans only; nothing branches on it.
     """
@@ -56,6 +85,10 @@ class Change:
     before: Record | None
     after: Record | None
     reason: str = ""
+
+    @property
+    def scope(self) -> Scope:
+        return Scope.PLATFORM if self.tenant == PLATFORM else Scope.TENANT
 
     @property
     def key(self) -> str:
@@ -72,22 +105,36 @@ class Change:
 
 @dataclass(frozen=True)
 class Plan:
+    """``changes``: the tenants'; ``platform``: the platform's. Everything that works per
+    tenant (apply groups, guards, renames) reads ``changes`` only; what shows or counts a
+    plan reads ``all_changes``."""
+
     changes: tuple[Change, ...] = ()
+    platform: tuple[Change, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not self.changes
+        return not self.changes and not self.platform
+
+    @property
+    def all_changes(self) -> tuple[Change, ...]:
+        """Every change in apply order: the platform's first."""
+        return self.platform + self.changes
 
     def tenants(self) -> list[str]:
         """Tenants with changes, in plan order."""
         return list(dict.fromkeys(c.tenant for c in self.changes))
+
+    def only_tenants(self, keep: Callable[[str], bool]) -> Plan:
+        """The platform's changes and those of the tenants ``keep`` accepts."""
+        return replace(self, changes=tuple(c for c in self.changes if keep(c.tenant)))
 
     def for_tenant(self, tenant_id: str) -> Plan:
         return Plan(tuple(c for c in self.changes if c.tenant == tenant_id))
 
     def counts(self) -> dict[Action, int]:
         counts = dict.fromkeys(Action, 0)
-        for change in self.changes:
+        for change in self.all_changes:
             counts[change.action] += 1
         return counts
 
@@ -174,24 +221,62 @@ def _orphan(have: TenantState) -> list[Change]:
 
 
 def _diff_tenant(want: TenantState, have: TenantState | None) -> list[Change]:
-    tenant_id = want.tenant.id
+    return _diff(want.tenant.id, KIND_ORDER, want.records, have.records if have else None)
+
+
+def plan_platform(desired: PlatformState | None, actual: PlatformState) -> tuple[Change, ...]:
+    """Changes that turn the platform's ``actual`` records into ``desired``. None: the
+    platform file is absent or invalid; the platform is then left exactly as it is (like a
+    frozen tenant: an unreadable file must never read as "no super admins")."""
+    if desired is None:
+        return ()
+    return tuple(_diff(PLATFORM, PLATFORM_KINDS, desired.records, actual.records))
+
+
+def _diff(
+    scope: str,
+    kinds: tuple[Kind, ...],
+    wanted_of: Callable[[Kind], Mapping[str, Record]],
+    present_of: Callable[[Kind], Mapping[str, Record]] | None,
+) -> list[Change]:
+    """One scope's changes: creates and updates parents first, then deletes children first,
+    so every foreign key holds at every step."""
     upserts: list[Change] = []
     deletes: list[Change] = []
-    for kind in KIND_ORDER:
-        wanted = want.records(kind)
-        present: Mapping[str, Record] = have.records(kind) if have is not None else {}
+    for kind in kinds:
+        wanted = wanted_of(kind)
+        present: Mapping[str, Record] = present_of(kind) if present_of is not None else {}
         for key in sorted(wanted):
             after = wanted[key]
             before = present.get(key)
             if before is None:
-                upserts.append(Change(kind, tenant_id, Action.CREATE, None, after))
+                upserts.append(Change(kind, scope, Action.CREATE, None, after))
             elif before != after:
-                upserts.append(Change(kind, tenant_id, Action.UPDATE, before, after))
+                upserts.append(Change(kind, scope, Action.UPDATE, before, after))
         for key in sorted(set(present) - set(wanted)):
-            deletes.append(Change(kind, tenant_id, Action.DELETE, present[key], None))
-    order = {kind: i for i, kind in enumerate(KIND_ORDER)}
+            deletes.append(Change(kind, scope, Action.DELETE, present[key], None))
+    order = {kind: i for i, kind in enumerate(kinds)}
     deletes.sort(key=lambda c: -order[c.kind])
     return upserts + deletes
+
+
+def apply_platform_changes(actual: PlatformState, changes: Iterable[Change]) -> PlatformState:
+    """The platform state ``changes`` lead to from ``actual`` (the platform's
+    ``apply_changes``): ``apply_platform_changes(A, plan_platform(D, A)) == D``."""
+    collections: dict[Kind, dict[str, Any]] = {}
+    for change in changes:
+        records = collections.get(change.kind)
+        if records is None:
+            records = collections[change.kind] = dict(actual.records(change.kind))
+        if change.after is None:
+            records.pop(change.key, None)
+        else:
+            records[change.key] = change.after
+    fields = {
+        PLATFORM_COLLECTION_OF[kind]: dict(sorted(records.items()))
+        for kind, records in collections.items()
+    }
+    return replace(actual, **fields)
 
 
 def apply_changes(actual: State, changes: Plan) -> dict[str, TenantState]:

@@ -6,6 +6,10 @@ The sensitivity rule: secrets are not records (see ``reconciler.core.model``), s
 of a change is ever secret; what a change *implies* may be. Creating an extension generates
 its SIP credentials on apply, which every rendering says without showing anything
 (``SENSITIVE_NOTE``).
+
+Platform changes (``_platform.yaml``) render first, under ``platform``, as they apply; in
+JSON every change says its ``scope`` (``tenant`` or ``platform``) and a tenant change also
+its ``tenant``, as before scopes existed.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import fields
 from typing import Any
 
 from reconciler.core.model import Kind, Record, Tenant
-from reconciler.core.plan import Action, Change, Plan
+from reconciler.core.plan import SUMMARY_WORDS, Action, Change, Plan, Scope, summary_counts
 
 SENSITIVE_NOTE = "(sensitive: generated on apply)"
 
@@ -30,11 +34,8 @@ def generates_secret(change: Change) -> bool:
 
 
 def summary_line(p: Plan) -> str:
-    counts = p.counts()
-    return (
-        f"Plan: {counts[Action.CREATE]} to add, {counts[Action.UPDATE]} to change, "
-        f"{counts[Action.DELETE]} to destroy."
-    )
+    counts = summary_counts(p.counts())
+    return "Plan: " + ", ".join(f"{counts[w]} to {w}" for w in SUMMARY_WORDS.values()) + "."
 
 
 def render_text(p: Plan, *, tenants: Mapping[str, Tenant] | None = None) -> str:
@@ -42,6 +43,9 @@ def render_text(p: Plan, *, tenants: Mapping[str, Tenant] | None = None) -> str:
     if p.empty:
         return "No changes. The database matches the specs.\n"
     lines: list[str] = []
+    if p.platform:
+        lines.append("platform (_platform.yaml)")
+        lines.extend("  " + _change_line(change) for change in p.platform)
     by_tenant: dict[str, list[Change]] = {}
     for change in p.changes:
         by_tenant.setdefault(change.tenant, []).append(change)
@@ -79,6 +83,7 @@ _SUMMARY_FIELDS = {
     Kind.QUEUE: ("number", "strategy"),
     Kind.TIER: ("level", "position"),
     Kind.INBOUND_NUMBER: ("destination_kind", "destination"),
+    Kind.PLATFORM_ADMIN: ("name",),
 }
 
 
@@ -105,8 +110,11 @@ def _show(value: Any) -> str:
 def change_dict(change: Change) -> dict[str, Any]:
     """One change as ``pbx plan --output json`` and the history show it. Built without
     ``dataclasses.asdict``'s deep copies: a cold apply records ~270k changes."""
-    out: dict[str, Any] = {
-        "tenant": change.tenant,
+    scope = change.scope
+    out: dict[str, Any] = {"scope": scope.value}
+    if scope is Scope.TENANT:
+        out["tenant"] = change.tenant
+    out |= {
         "kind": change.kind.value,
         "key": change.key,
         "action": change.action.verb,
@@ -129,15 +137,10 @@ def changes_dicts(changes: Iterable[Change]) -> list[dict[str, Any]]:
 
 
 def to_json(p: Plan) -> dict[str, Any]:
-    counts = p.counts()
     return {
         "format_version": 1,
-        "changes": changes_dicts(p.changes),
-        "summary": {
-            "add": counts[Action.CREATE],
-            "change": counts[Action.UPDATE],
-            "destroy": counts[Action.DELETE],
-        },
+        "changes": changes_dicts(p.all_changes),
+        "summary": summary_counts(p.counts()),
     }
 
 

@@ -1,10 +1,15 @@
 """The reconcile loop: wait for triggers; the leader runs a pass, followers refresh; then
 the snapshot is rebuilt and the switches are pushed when the applied state changed.
 
-Failures: a permanent one (a bad spec) is already contained in the pass (its tenant is
-frozen); a transient one (database down, specs unreadable) and a bug are retried after a
-full-jitter backoff, never at once, and an error that repeats is logged when it first
-appears and when it clears, not on every attempt.
+Failures, by branch of the error tree (``reconciler.core.errors``): a bad spec is contained
+in the pass (its tenant is frozen), a failing tenant or platform apply too (recorded, the
+others go on). A ``Permanent`` error that stops the whole pass (a migration error, a bad
+setting, a template override that does not render) *stalls* the loop: status ``stalled``
+with the error, no retry until its input may have changed (a spec file or git commit, SIGHUP,
+another writer's apply, leadership, a database reconnection), never on the interval alone.
+A ``Transient`` one (database down, specs unreadable) and a bug are retried after a
+full-jitter backoff, never at once. An error that repeats is logged when it first appears
+and when it clears, not on every attempt.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from reconciler.core.backoff import Backoff
-from reconciler.core.errors import PbxError
+from reconciler.core.errors import PbxError, Permanent
 from reconciler.core.logs import event
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.snapshots import ServedSnapshot
@@ -29,6 +34,9 @@ log = logging.getLogger(__name__)
 
 _CLOCK_MARGIN = 0.05  # a pass asked for at the end of a window starts after it, never before
 
+SAME_INPUT = frozenset({"interval", "retry", "held", "unstable"})
+"""Trigger reasons that bring no new input: a stalled loop does not pass for them alone."""
+
 
 @dataclass
 class _ErrorLog:
@@ -37,13 +45,17 @@ class _ErrorLog:
     last: str | None = None
     repeats: int = 0
 
-    def failed(self, message: str, *, retry_in: float, bug: BaseException | None) -> None:
+    def failed(self, message: str, *, retry_in: float | None, bug: BaseException | None) -> None:
+        """``retry_in`` None: a permanent error, not retried until its input changes."""
         if message == self.last:
             self.repeats += 1
             return
         self.last, self.repeats = message, 0
         if bug is not None:
             log.error("reconcile pass crashed; retrying", exc_info=bug)
+        if retry_in is None:
+            event(log, "reconcile pass stalled", logging.ERROR, error=message, retry="on new input")
+            return
         event(
             log,
             "reconcile pass failed",
@@ -98,13 +110,17 @@ class PassLoop:
         self.lock = asyncio.Lock()  # one store user at a time (the store's connection)
         self.passes = 0
         self._done = asyncio.Condition()
+        self.stalled: str | None = None
+        """The ``Permanent`` error the loop waits out, None when it is not stalled."""
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             batch = await self.triggers.next()
             if stop.is_set():
                 return
-            if self.reconciler is not None and self._database_up():
+            if self.stalled is not None and batch.reasons <= SAME_INPUT:
+                pass  # the same input fails the same way: wait for a new one
+            elif self.reconciler is not None and self._database_up():
                 await self._attempt(batch)
                 self.hooks.settled()
             async with self._done:
@@ -137,6 +153,7 @@ class PassLoop:
             return
         self._retry.reset()
         self._errors.recovered()
+        self.stalled = None
         if rebuilt:
             await self.live.follow(reconciler.applied)
         if leader and (rebuilt or batch.full):  # a full pass is also every node's drift check
@@ -177,7 +194,7 @@ class PassLoop:
             outcome.seconds
         )
         m.reconcile_total.labels(result).inc()
-        for change in outcome.applied_changes().changes:
+        for change in outcome.applied_changes().all_changes:
             m.changes_applied.labels(change.kind.value, change.action.verb).inc()
         for tenant_id in outcome.report.failed:
             m.tenant_apply_failures.labels(tenant_id).inc()
@@ -189,9 +206,15 @@ class PassLoop:
         assert self.reconciler is not None
         bug = None if isinstance(exc, PbxError) else exc
         message = str(exc) if isinstance(exc, PbxError) else repr(exc)
-        self.reconciler.store.reset()  # a broken connection is reopened by the retry
+        self.reconciler.store.reset()  # a broken connection is reopened by the next attempt
+        self.metrics.reconcile_total.labels("error").inc()
+        if isinstance(exc, Permanent):
+            self.stalled = message
+            self._errors.failed(message, retry_in=None, bug=None)
+            self.status.record_pass(batch.label, "stalled", seconds, error=message)
+            return
+        self.stalled = None
         delay = self._retry.next_delay()
         self._errors.failed(message, retry_in=delay, bug=bug)
         self.status.record_pass(batch.label, "error", seconds, error=message)
-        self.metrics.reconcile_total.labels("error").inc()
         self.triggers.retry_after(delay)

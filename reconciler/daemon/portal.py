@@ -16,7 +16,7 @@ from typing import Any
 
 from reconciler.core.model import State
 from reconciler.core.presence import PresenceView
-from reconciler.daemon.status import StatusBoard, tenant_rows
+from reconciler.daemon.status import StatusBoard, tenant_syncs
 from reconciler.daemon.switches import SwitchLink
 from reconciler.reconcile import AppliedState, Reconciler
 from reconciler.store import HistoryEntry, PostgresStore, SipCredentials
@@ -39,16 +39,15 @@ class DaemonPortalDeps:
         self._admins: Mapping[str, str] = MappingProxyType({})
         self._sync: Mapping[str, TenantSync] = MappingProxyType({})
 
-    def follow(self, applied: AppliedState, rows: Mapping[str, Mapping[str, Any]]) -> None:
-        """Take the state and tenant facts of a pass (``daemon.status.tenant_rows``); a
+    def follow(self, applied: AppliedState, sync: Mapping[str, TenantSync]) -> None:
+        """Take the state and tenant facts of a pass (``daemon.status.tenant_syncs``); a
         mapping is replaced only when its content changed."""
         if applied.state is not self._state:
             self._state = applied.state
         if dict(self._admins) != applied.platform_admins:
             self._admins = MappingProxyType(dict(applied.platform_admins))
-        sync = {tenant_id: _tenant_sync(tenant_id, row) for tenant_id, row in rows.items()}
         if sync != dict(self._sync):
-            self._sync = MappingProxyType(sync)
+            self._sync = MappingProxyType(dict(sync))
 
     # -- PortalDeps ----------------------------------------------------------------------------
 
@@ -82,23 +81,6 @@ class DaemonPortalDeps:
 
     async def close(self) -> None:
         await self._calls.close()
-
-
-def _tenant_sync(tenant_id: str, row: Mapping[str, Any]) -> TenantSync:
-    reconciled = row.get("last_reconcile")
-    return TenantSync(
-        tenant_id=tenant_id,
-        lifecycle=row.get("status") or "",
-        spec_digest=row.get("spec_digest"),
-        applied_digest=row.get("applied_digest"),
-        applied_revision=row.get("last_applied_revision"),
-        attempted_revision=row.get("last_attempted_revision"),
-        last_error=row.get("last_error"),
-        last_reconcile=datetime.fromisoformat(reconciled) if reconciled else None,
-        spec_file=row.get("spec_file"),
-        spec_errors=tuple(row.get("spec_errors") or ()),
-        held=row.get("held"),
-    )
 
 
 def _node_status(entry: Mapping[str, Any]) -> NodeStatus:
@@ -135,10 +117,10 @@ class PortalLink:
     def follow(self, reconciler: Reconciler | None, status: StatusBoard) -> None:
         """After every pass attempt, on the event loop: the portal takes the new state."""
         if reconciler is not None:
-            rows = tenant_rows(
+            sync = tenant_syncs(
                 reconciler.applied, reconciler.last_specs, status.reconciled_at, status.held
             )
-            self.deps.follow(reconciler.applied, rows)
+            self.deps.follow(reconciler.applied, sync)
 
     def revoke(self, store: PostgresStore | None, reconciler: Reconciler) -> None:
         """People git no longer declares lose their sessions, tokens and invitations (the

@@ -40,6 +40,7 @@ from types import MappingProxyType
 from typing import Any
 
 from reconciler.core.errors import Permanent, Transient
+from reconciler.core.gcpause import gc_paused
 from reconciler.core.identity import DatabaseIdentity
 from reconciler.serve.snapshot import (
     DidRoute,
@@ -49,7 +50,6 @@ from reconciler.serve.snapshot import (
     RouteKind,
     ServedTenant,
     Snapshot,
-    gc_paused,
 )
 
 SNAPSHOT_FORMAT = "pbx-reconciler/snapshot"

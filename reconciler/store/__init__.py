@@ -25,7 +25,12 @@ Exceptions (each leaf also a ``Permanent`` or ``Transient``, see ``reconciler.co
     └── TenantNotOrphaned         prune refused for an active or suspended tenant
 """
 
-from reconciler.store.admins import read_platform_admins, sync_platform_admins
+from reconciler.store.admins import (
+    PlatformReport,
+    apply_platform,
+    read_platform_admins,
+    sync_platform_admins,
+)
 from reconciler.store.apply import ApplyReport, apply_plan
 from reconciler.store.credentials import (
     SipCredentials,
@@ -43,6 +48,7 @@ from reconciler.store.database import (
 from reconciler.store.errors import (
     InvalidDsn,
     MigrationError,
+    PlatformApplyError,
     StalePlan,
     StoreError,
     StoreUnavailable,
@@ -74,6 +80,8 @@ __all__ = [
     "HistoryEntry",
     "InvalidDsn",
     "MigrationError",
+    "PlatformApplyError",
+    "PlatformReport",
     "PostgresStore",
     "RegistryEntry",
     "SipCredentials",
@@ -88,6 +96,7 @@ __all__ = [
     "UnknownTenant",
     "a1_hash",
     "apply_plan",
+    "apply_platform",
     "connect",
     "database_url",
     "default_data_dir",

@@ -46,6 +46,15 @@ class TenantApplyError(StoreError, Permanent):
         self.sqlstate = sqlstate
 
 
+class PlatformApplyError(StoreError, Permanent):
+    """Applying the platform's changes failed; they were rolled back, the tenants went on."""
+
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(f"platform: {message}")
+        self.message = message
+        self.sqlstate = sqlstate
+
+
 class StalePlan(TenantApplyError):
     """The tenant changed between planning and applying; plan again."""
 

@@ -1,4 +1,5 @@
-"""The apply history: one row per attempt on a tenant (apply, prune, rotate), never updated.
+"""The apply history: one row per attempt on a scope (a tenant: apply, prune, rotate; the
+platform: apply, ``tenant_id`` = ``PLATFORM``), never updated.
 
 Rows outlive the tenant (prune keeps them) and hold the change list as JSON: records only,
 never credentials (secrets are not records, see ``reconciler.core.model``).
@@ -14,7 +15,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from reconciler.core.plan import Change
+from reconciler.core.model import PLATFORM
+from reconciler.core.plan import Change, Scope
 from reconciler.core.render import changes_dicts
 from reconciler.core.revision import GitRevision
 from reconciler.store.errors import translated
@@ -33,6 +35,11 @@ class HistoryEntry:
     result: str
     changes: Any
     error: str | None
+
+    @property
+    def scope(self) -> Scope:
+        """Platform rows are kept under ``PLATFORM``, an id no tenant can have."""
+        return Scope.PLATFORM if self.tenant_id == PLATFORM else Scope.TENANT
 
 
 def record_history(

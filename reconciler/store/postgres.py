@@ -15,10 +15,10 @@ from datetime import timedelta
 
 import psycopg
 
-from reconciler.core.model import State, TenantState
-from reconciler.core.plan import Plan
+from reconciler.core.model import PlatformState, State, TenantState
+from reconciler.core.plan import Change, Plan
 from reconciler.core.revision import GitRevision
-from reconciler.store.admins import read_platform_admins, sync_platform_admins
+from reconciler.store.admins import PlatformReport, apply_platform, read_platform_admins
 from reconciler.store.apply import ApplyReport, apply_plan, record_attempt
 from reconciler.store.credentials import CREDENTIALS_GRACE
 from reconciler.store.database import connect, open_pool
@@ -118,5 +118,13 @@ class PostgresStore:
     def record_spec_status(self, invalid: Mapping[str, tuple[str | None, Sequence[str]]]) -> None:
         record_spec_status(self.connection, invalid)
 
-    def sync_admins(self, admins: Mapping[str, str]) -> bool:
-        return sync_platform_admins(self.connection, admins)
+    def apply_platform(
+        self,
+        changes: Sequence[Change],
+        *,
+        desired: PlatformState | None,
+        revision: GitRevision | None,
+    ) -> PlatformReport:
+        conn = self.connection
+        self.own_backend_pids = frozenset({conn.info.backend_pid})
+        return apply_platform(conn, changes, desired=desired, revision=revision, host=self.host)

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
-from reconciler.core.model import State, TenantState
-from reconciler.core.plan import Plan
+from reconciler.core.model import PlatformState, State, TenantState
+from reconciler.core.plan import Change, Plan
 from reconciler.core.revision import GitRevision
+from reconciler.store.admins import PlatformReport
 from reconciler.store.apply import ApplyReport
 from reconciler.store.read import RegistryEntry
 from reconciler.store.spec_status import SpecStatus
@@ -67,6 +68,13 @@ class Store(Protocol):
         self, invalid: Mapping[str, tuple[str | None, Sequence[str]]]
     ) -> None: ...
 
-    def sync_admins(self, admins: Mapping[str, str]) -> bool:
-        """Make the platform admins equal ``{email: name}``; True when they changed."""
+    def apply_platform(
+        self,
+        changes: Sequence[Change],
+        *,
+        desired: PlatformState | None,
+        revision: GitRevision | None,
+    ) -> PlatformReport:
+        """The platform's changes in one transaction of their own (never a tenant's); a
+        failure is recorded and reported, not raised. See ``reconciler.store.admins``."""
         ...

@@ -8,10 +8,8 @@ Passwords are never read here; only ``credentials.show_credentials`` reads one.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -20,6 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from reconciler.core.gcpause import gc_paused
 from reconciler.core.model import COLLECTION_OF, Kind, Record, Tenant, TenantState, User
 from reconciler.store.errors import require_autocommit, translated
 from reconciler.store.layout import tenant_schema
@@ -88,7 +87,7 @@ def read_state(
     # reader only until the last result is in.
     tables: list[tuple[str, tuple[str, ...]]] = [(USER_EXTENSIONS, ("user_email", "extension"))]
     tables += [(t.name, t.columns) for t in TABLES.values()]
-    with _gc_paused(), ThreadPoolExecutor(1, thread_name_prefix="pbx-read") as reader:
+    with gc_paused(), ThreadPoolExecutor(1, thread_name_prefix="pbx-read") as reader:
         link_rows, *table_rows = [
             reader.submit(_union_rows, conn, ids, name, columns) for name, columns in tables
         ]
@@ -109,19 +108,6 @@ def read_state(
         tenant_id: TenantState(tenant=tenant, **collections[tenant_id])
         for tenant_id, tenant in registry.items()
     }
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Building ~400k acyclic records would trigger dozens of full garbage collections that
-    find nothing (half the client time of a 1000-tenant read)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _read_tenants(conn: psycopg.Connection, tenants: Iterable[str] | None) -> dict[str, Tenant]:

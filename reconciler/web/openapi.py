@@ -157,9 +157,10 @@ SCHEMAS: dict[str, Schema] = {
         ),
     ),
     "History": _obj(
-        ["id", "tenant", "at", "action", "result"],
+        ["id", "scope", "tenant", "at", "action", "result"],
         id=_i(),
-        tenant=_s(),
+        scope=_s(enum=["tenant", "platform"]),
+        tenant=_s(True, description="null for the platform scope (_platform.yaml)"),
         at=_s(),
         action=_s(),
         result=_s(),

@@ -18,42 +18,9 @@ from typing import Protocol
 
 from reconciler.core.model import State
 from reconciler.core.presence import PresenceView
-from reconciler.core.sync import SyncStatus, sync_status
+from reconciler.core.sync import TenantSync as TenantSync  # its home: the portal reads it
 from reconciler.store.credentials import SipCredentials
 from reconciler.store.history import HistoryEntry
-
-
-@dataclass(frozen=True, slots=True)
-class TenantSync:
-    """What the daemon knows about one tenant's reconciliation (its ``TenantStatus``).
-
-    ``lifecycle``: the stored status (active / suspended / orphaned). ``spec_digest``: of the
-    file in git now (None when the file is gone); ``applied_digest``: of what was applied.
-    ``spec_errors``: ``file:line:col: field: message`` strings of the current spec.
-    """
-
-    tenant_id: str
-    lifecycle: str
-    spec_digest: str | None = None
-    applied_digest: str | None = None
-    applied_revision: str | None = None
-    attempted_revision: str | None = None
-    last_error: str | None = None
-    last_reconcile: datetime | None = None
-    spec_file: str | None = None
-    spec_errors: tuple[str, ...] = ()
-    held: str | None = None  # why a guard kept it out of the last pass
-
-    @property
-    def sync(self) -> SyncStatus:
-        return sync_status(
-            lifecycle=self.lifecycle,
-            spec_digest=self.spec_digest,
-            applied_digest=self.applied_digest,
-            last_error=self.last_error,
-            has_spec_errors=bool(self.spec_errors),
-            held=bool(self.held),
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.core.model import Agent, Extension, InboundNumber, Queue, TenantState, fs_name
+from reconciler.core.plan import Scope
 from reconciler.core.presence import AgentPresence, DomainPresence, Registration
 from reconciler.core.sync import SyncStatus
 from reconciler.store.history import HistoryEntry
@@ -225,9 +226,11 @@ def tenant_detail(scope: TenantScope, sync: TenantSync | None, live: DomainPrese
 
 def history_view(entry: HistoryEntry) -> View:
     changes = entry.changes if isinstance(entry.changes, list) else []
+    scope = entry.scope
     return {
         "id": entry.id,
-        "tenant": entry.tenant_id,
+        "scope": scope.value,
+        "tenant": entry.tenant_id if scope is Scope.TENANT else None,
         "at": iso(entry.at),
         "action": entry.action,
         "result": entry.result,

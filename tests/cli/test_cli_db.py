@@ -36,7 +36,7 @@ def test_plan_apply_plan_cycle_with_detailed_exit_codes(pg_dsn: str, tenants: Pa
     code, out, _ = pbx(pg_dsn, tenants, "plan", "--detailed-exitcode", "--no-live")
     assert code == 2
     assert "+ extension 1001" in out
-    assert out.rstrip().endswith("Plan: 49 to add, 0 to change, 0 to destroy.")
+    assert out.rstrip().endswith("Plan: 51 to add, 0 to change, 0 to destroy.")
     code, out, _ = pbx(pg_dsn, tenants, "plan", "--no-live")
     assert code == 0, "without --detailed-exitcode changes exit 0"
 
@@ -63,6 +63,42 @@ def test_plan_shows_field_changes_and_json(pg_dsn: str, tenants: Path) -> None:
     assert payload["summary"] == {"add": 0, "change": 1, "destroy": 0}
     (change,) = payload["changes"]
     assert change["changed"] == {"name": {"old": "Bob desk phone", "new": "Bob's desk"}}
+
+
+def test_plan_shows_and_apply_applies_the_platform_changes(pg_dsn: str, tenants: Path) -> None:
+    code, out, _ = pbx(pg_dsn, tenants, "plan", "--no-live")
+    assert out.startswith("platform (_platform.yaml)\n")
+    assert '  + platform_admin ops@pbx.example.net (name="Platform Operator")' in out
+    payload = json.loads(pbx(pg_dsn, tenants, "plan", "--output", "json", "--no-live")[1])
+    first, *rest = payload["changes"]
+    assert first["scope"] == "platform" and "tenant" not in first
+    assert first["kind"] == "platform_admin" and first["action"] == "create"
+    assert rest[-1]["scope"] == "tenant" and rest[-1]["tenant"] == "initech"
+    assert payload["summary"]["add"] == 51
+
+    code, out, _ = pbx(pg_dsn, tenants, "apply", "--yes")
+    assert code == 0 and "applied platform: 2 change(s)" in out
+    platform = tenants / "_platform.yaml"
+    platform.write_text(platform.read_text().replace("On-call Engineer", "On-call"))
+    code, out, _ = pbx(pg_dsn, tenants, "plan", "--detailed-exitcode", "--no-live")
+    assert code == 2
+    assert out.splitlines()[:2] == [
+        "platform (_platform.yaml)",
+        '  ~ platform_admin oncall@pbx.example.net: name: "On-call Engineer" -> "On-call"',
+    ]
+    assert "Plan: 0 to add, 1 to change, 0 to destroy." in out
+    assert pbx(pg_dsn, tenants, "apply", "--yes")[0] == 0
+    with psycopg.connect(pg_dsn) as conn:
+        rows = conn.execute(
+            "SELECT result, changes->0->>'scope', changes->0->>'key' FROM pbx.apply_history"
+            " WHERE tenant_id = '_platform' ORDER BY id"
+        ).fetchall()
+        names = dict(conn.execute("SELECT email, name FROM pbx.platform_admins").fetchall())
+    assert rows == [
+        ("applied", "platform", "oncall@pbx.example.net"),
+        ("applied", "platform", "oncall@pbx.example.net"),
+    ]
+    assert names["oncall@pbx.example.net"] == "On-call"
 
 
 def test_apply_refuses_without_yes_when_not_a_terminal(pg_dsn: str, tenants: Path) -> None:

@@ -9,18 +9,31 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.core.desired import tenant_state_from_spec
+from reconciler.core.guards import without
 from reconciler.core.model import (
+    KIND_ORDER,
+    PLATFORM,
     Agent,
     Extension,
     InboundNumber,
     Kind,
+    PlatformAdmin,
+    PlatformState,
     Queue,
     Tenant,
     TenantLifecycle,
     TenantState,
     Tier,
 )
-from reconciler.core.plan import Action, Plan, apply_changes, plan
+from reconciler.core.plan import (
+    Action,
+    Plan,
+    Scope,
+    apply_changes,
+    apply_platform_changes,
+    plan,
+    plan_platform,
+)
 from reconciler.core.render import change_dict, render_text, to_json
 from tests.strategies import tenant_sets
 
@@ -48,7 +61,7 @@ FULL = state(
 
 
 def lines(p: Plan) -> list[str]:
-    return [f"{c.action.value} {c.kind.value} {c.key}" for c in p.changes]
+    return [f"{c.action.value} {c.kind.value} {c.key}" for c in p.all_changes]
 
 
 CASES = [
@@ -135,6 +148,63 @@ def test_renderings_say_credentials_are_generated_and_never_show_them() -> None:
     assert change_dict(p.changes[1]) == to_json(p)["changes"][1]
 
 
+OPS = PlatformAdmin("ops@pbx.example.net", "Ops")
+ONCALL = PlatformAdmin("oncall@pbx.example.net", "On-call")
+
+PLATFORM_CASES = [
+    pytest.param(None, {"ops@pbx.example.net": OPS}, [], id="absent-or-invalid-file-keeps-all"),
+    pytest.param({}, {}, [], id="nothing-to-do"),
+    pytest.param(
+        {"ops@pbx.example.net": OPS, "oncall@pbx.example.net": ONCALL},
+        {},
+        ["+ platform_admin oncall@pbx.example.net", "+ platform_admin ops@pbx.example.net"],
+        id="creates-in-key-order",
+    ),
+    pytest.param(
+        {"ops@pbx.example.net": replace(OPS, name="Operator")},
+        {"ops@pbx.example.net": OPS, "oncall@pbx.example.net": ONCALL},
+        ["~ platform_admin ops@pbx.example.net", "- platform_admin oncall@pbx.example.net"],
+        id="update-then-delete",
+    ),
+]
+
+
+@pytest.mark.parametrize(("desired", "actual", "expected"), PLATFORM_CASES)
+def test_platform_plan_cases(desired: dict | None, actual: dict, expected: list[str]) -> None:
+    want = None if desired is None else PlatformState(admins=desired)
+    changes = plan_platform(want, PlatformState(admins=actual))
+    assert lines(Plan(platform=changes)) == expected
+    assert all(c.scope is Scope.PLATFORM and c.tenant == PLATFORM for c in changes)
+
+
+def test_platform_changes_render_first_with_their_scope_and_count_in_the_summary() -> None:
+    tenants = plan({"acme": state()}, {})
+    p = replace(
+        tenants, platform=plan_platform(PlatformState(admins={OPS.key: OPS}), PlatformState())
+    )
+    assert p.tenants() == ["acme"] and not p.empty
+    text = render_text(p, tenants={"acme": ACME})
+    assert text.splitlines()[:3] == [
+        "platform (_platform.yaml)",
+        '  + platform_admin ops@pbx.example.net (name="Ops")',
+        "tenant acme (acme.example.com)",
+    ]
+    assert "Plan: 2 to add, 0 to change, 0 to destroy." in text
+    payload = to_json(p)
+    assert [c.get("tenant") for c in payload["changes"]] == [None, "acme"]
+    assert [c["scope"] for c in payload["changes"]] == ["platform", "tenant"]
+    assert payload["summary"] == {"add": 2, "change": 0, "destroy": 0}
+
+
+def test_guards_keep_the_platform_when_they_hold_a_tenant_back() -> None:
+    p = replace(
+        plan({"acme": state()}, {}),
+        platform=plan_platform(PlatformState(), PlatformState(admins={OPS.key: OPS})),
+    )
+    held = without(p, {"acme": "held"})
+    assert held.changes == () and held.platform == p.platform
+
+
 # --- properties ---------------------------------------------------------------------------
 
 specs_pairs = st.tuples(tenant_sets(max_size=3), tenant_sets(max_size=3))
@@ -171,7 +241,7 @@ def test_the_result_does_not_depend_on_the_path_taken(pair: tuple, detour: list)
 @given(specs_pairs)
 def test_every_change_is_ordered_parents_before_children_then_deletes_reversed(pair: tuple) -> None:
     p = plan(desired_of(pair[1]), desired_of(pair[0]))
-    order = {kind: i for i, kind in enumerate(Kind)}
+    order = {kind: i for i, kind in enumerate(KIND_ORDER)}
     for tenant_id in p.tenants():
         changes = p.for_tenant(tenant_id).changes
         upserts = [order[c.kind] for c in changes if c.action is not Action.DELETE]
@@ -179,6 +249,40 @@ def test_every_change_is_ordered_parents_before_children_then_deletes_reversed(p
         assert upserts == sorted(upserts)
         assert deletes == sorted(deletes, reverse=True)
         assert all(c.action is not Action.DELETE for c in changes[: len(upserts)])
+
+
+emails = st.sampled_from([f"{n}@pbx.example.net" for n in ("ops", "oncall", "noc", "cto")])
+platform_states = st.dictionaries(emails, st.sampled_from(["Ops", "On-call", "NOC"])).map(
+    PlatformState.of_admins
+)
+
+
+@settings_
+@given(platform_states, platform_states, platform_states)
+def test_platform_changes_converge_whatever_the_path(
+    start: PlatformState, detour: PlatformState, goal: PlatformState
+) -> None:
+    direct = apply_platform_changes(start, plan_platform(goal, start))
+    assert direct == goal
+    assert plan_platform(goal, direct) == ()
+    via = apply_platform_changes(start, plan_platform(detour, start))
+    assert apply_platform_changes(via, plan_platform(goal, via)) == goal
+    assert plan_platform(None, start) == (), "no platform file: nothing changes"
+
+
+@settings_
+@given(specs_pairs, platform_states, platform_states)
+def test_a_plan_with_both_scopes_converges_each_scope_alone(
+    pair: tuple, have: PlatformState, want: PlatformState
+) -> None:
+    before, after = desired_of(pair[0]), desired_of(pair[1])
+    p = replace(plan(after, before), platform=plan_platform(want, have))
+    assert {c.scope for c in p.changes} <= {Scope.TENANT}
+    assert p.all_changes == p.platform + p.changes
+    assert sum(p.counts().values()) == len(p.changes) + len(p.platform)
+    assert apply_platform_changes(have, p.platform) == want
+    result = apply_changes(before, p)
+    assert all(result[t] == after[t] for t in after)
 
 
 def test_a_tenant_id_renamed_in_git_is_a_rename_not_an_orphan_and_a_new_tenant() -> None:

@@ -17,6 +17,7 @@ from reconciler.daemon.status import StatusBoard
 from reconciler.daemon.switches import SwitchLink
 from reconciler.daemon.triggers import Triggers
 from reconciler.reconcile import PassGuards, Reconciler
+from reconciler.store import MigrationError
 from tests.conftest import EXAMPLE_TENANTS
 from tests.fakes.memory_store import MemoryStore
 
@@ -113,3 +114,39 @@ async def test_a_held_shrink_is_decided_when_its_window_ends_not_at_the_interval
         stop.set()
         loop.triggers.wake()
         await asyncio.wait_for(task, 5)
+
+
+async def test_a_permanent_error_stalls_until_its_input_changes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A migration error fails the same way on every retry: no backoff loop, a ``stalled``
+    status, and a new attempt only when something that may fix it arrives."""
+    store = MemoryStore()
+
+    def broken() -> None:
+        store.calls.append("migrate")
+        raise MigrationError("migration 7 of pbx failed: column exists")
+
+    monkeypatch.setattr(store, "migrate", broken)
+    loop = make_loop(tmp_path, store, retry=Backoff(base=0.01, cap=0.02, floor=0.01))
+    caplog.set_level(logging.INFO)
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    try:
+        await loop.wait_passes(1, 30)
+        assert store.calls.count("migrate") == 1
+        assert loop.status.last_pass["result"] == "stalled"
+        assert "column exists" in loop.status.last_pass["error"]
+        loop.triggers.request("interval", full=True)  # nothing new: no attempt
+        await loop.wait_passes(2, 30)
+        assert store.calls.count("migrate") == 1, "a permanent error is not retried as is"
+        loop.triggers.request("sighup", full=True)  # a person says something changed
+        await loop.wait_passes(3, 30)
+        assert store.calls.count("migrate") == 2
+    finally:
+        stop.set()
+        loop.triggers.wake()
+        await asyncio.wait_for(task, 5)
+    stalls = [r for r in caplog.records if r.getMessage() == "reconcile pass stalled"]
+    assert len(stalls) == 1, "logged once, when it appears"
+    assert not [r for r in caplog.records if r.getMessage() == "reconcile pass failed"]

@@ -4,7 +4,8 @@ It keeps the rules of the real store that the pipeline relies on: one tenant at 
 re-planned under "its lock" (empty -> ``unchanged``, different -> ``StalePlan``), a domain
 and a DID belong to one tenant (else that tenant rolls back), credentials generated for new
 extensions, re-hashed on a domain change, and spec status kept as given. Failures can be
-injected per tenant (``fail``) or for the whole store (``down``).
+injected per tenant (``fail``), for the platform (``fail_platform``) or for the whole store
+(``down``).
 """
 
 from __future__ import annotations
@@ -15,11 +16,20 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from reconciler.core.model import State, TenantState
-from reconciler.core.plan import Change, Plan, apply_changes, plan
+from reconciler.core.model import PLATFORM, PlatformState, State, TenantState
+from reconciler.core.plan import (
+    Change,
+    Plan,
+    apply_changes,
+    apply_platform_changes,
+    plan,
+    plan_platform,
+)
 from reconciler.core.revision import GitRevision
 from reconciler.store import (
     ApplyReport,
+    PlatformApplyError,
+    PlatformReport,
     RegistryEntry,
     SpecStatus,
     StalePlan,
@@ -42,6 +52,9 @@ class MemoryStore:
     attempts: list[tuple[tuple[str, ...], GitRevision | None]] = field(default_factory=list)
     retired: set[str] = field(default_factory=set)
     fail: set[str] = field(default_factory=set)
+    fail_platform: bool = False
+    history: list[tuple[str, str, tuple[Change, ...]]] = field(default_factory=list)
+    """``(scope id, result, changes)`` per apply attempt, like ``pbx.apply_history``."""
     down: bool = False
     calls: list[str] = field(default_factory=list)
 
@@ -104,12 +117,34 @@ class MemoryStore:
             for t, (f, errors) in invalid.items()
         }
 
-    def sync_admins(self, admins: Mapping[str, str]) -> bool:
-        self._check("sync_admins")
-        wanted = {email.lower(): name for email, name in admins.items()}
-        changed = wanted != self.admins
-        self.admins = wanted
-        return changed
+    def apply_platform(
+        self,
+        changes: Sequence[Change],
+        *,
+        desired: PlatformState | None,
+        revision: GitRevision | None,
+    ) -> PlatformReport:
+        """The platform in a "transaction" of its own: re-planned, written, or rolled back
+        alone (``fail_platform``), a history row either way."""
+        self._check("apply_platform")
+        if not changes:
+            return PlatformReport()
+        actual = PlatformState.of_admins(self.admins)
+        expected = plan_platform(desired, actual)
+        if not expected:
+            return PlatformReport("unchanged")
+        error = None
+        if expected != tuple(changes):
+            error = PlatformApplyError("the database changed since this plan was made")
+        elif self.fail_platform:
+            error = PlatformApplyError("injected failure")
+        if error is not None:
+            self.history.append((PLATFORM, "failed", tuple(changes)))
+            return PlatformReport("failed", error)
+        after = apply_platform_changes(actual, changes)
+        self.admins = {email: admin.name for email, admin in after.admins.items()}
+        self.history.append((PLATFORM, "applied", tuple(changes)))
+        return PlatformReport("applied")
 
     def apply(
         self,
@@ -135,7 +170,9 @@ class MemoryStore:
             except TenantApplyError as exc:  # the whole group rolls back
                 self.state, self.passwords = saved
                 failed.update({t: exc for t in group})
+                self.history += [(t, "failed", by_tenant[t]) for t in group]
                 continue
+            self.history += [(t, "applied", by_tenant[t]) for t in done]
             applied += done
             unchanged += [t for t in group if t not in done]
             for tenant_id in done:

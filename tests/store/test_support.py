@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from psycopg import sql
 
 from reconciler.core.desired import tenant_state_from_spec
-from reconciler.core.model import Kind, TenantState
+from reconciler.core.model import KIND_ORDER, Kind, TenantState
 from reconciler.core.plan import plan
 from reconciler.store import ApplyReport, apply_plan, read_state
 from specs_schema.models import TenantSpec
@@ -75,7 +75,7 @@ def assert_same_state(
     for tenant_id, want in expected.items():
         have = actual[tenant_id]
         assert have.tenant.as_dict() == want.tenant.as_dict(), tenant_id
-        for kind in Kind:
+        for kind in KIND_ORDER:
             if kind is Kind.TENANT:
                 continue
             got = {k: r.as_dict() for k, r in have.records(kind).items()}

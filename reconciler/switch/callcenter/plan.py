@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 from reconciler.core.model import Kind
-from reconciler.core.plan import Action
+from reconciler.core.plan import Action, summary_counts
 from reconciler.switch.callcenter import commands as cmd
 from reconciler.switch.callcenter.desired import DesiredAgent, DesiredLive, DesiredQueue, is_managed
 from reconciler.switch.callcenter.listings import (
@@ -137,11 +137,7 @@ class LivePlan:
                 "queues": list(self.unmanaged_queues),
                 "tiers": [f"{q} {a}" for q, a in self.unmanaged_tiers],
             },
-            "summary": {
-                "add": counts[Action.CREATE],
-                "change": counts[Action.UPDATE],
-                "destroy": counts[Action.DELETE],
-            },
+            "summary": summary_counts(counts),
         }
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from reconciler.core.plan import Action
+from reconciler.core.plan import summary_counts
 from reconciler.switch.callcenter.apply import LiveApplyReport
 from reconciler.switch.callcenter.plan import LivePlan
 
@@ -73,12 +73,7 @@ class NodeReport:
 
 
 def planned_counts(plan: LivePlan) -> dict[str, int]:
-    counts = plan.counts()
-    return {
-        "add": counts[Action.CREATE],
-        "change": counts[Action.UPDATE],
-        "destroy": counts[Action.DELETE],
-    }
+    return summary_counts(plan.counts())
 
 
 def plan_warnings(plan: LivePlan) -> tuple[str, ...]:
