@@ -29,10 +29,10 @@ from reconciler.store.portal import (
 )
 from reconciler.web import totp
 from reconciler.web.access import Principal, TenantScope, may_invite, tenants_of
+from reconciler.web.context import Portal
 from reconciler.web.errors import BadRequest, Forbidden, NotFound, printable
 from reconciler.web.invitations import InviteLink, NotEntitled, invite, issue_reset
 from reconciler.web.passwords import check_new_password
-from reconciler.web.portal import Portal
 from reconciler.web.tokens import new_api_token, token_digest
 
 

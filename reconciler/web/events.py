@@ -16,8 +16,8 @@ import json
 from aiohttp import web
 
 from reconciler.web import views
+from reconciler.web.context import IDENTITY, portal_of, render_html, scope
 from reconciler.web.errors import PortalError
-from reconciler.web.portal import IDENTITY, portal_of, render_html, scope
 
 routes = web.RouteTableDef()
 
