@@ -1,10 +1,11 @@
 """What the portal needs from the rest of the daemon, and nothing more.
 
 Narrow ports, one per kind of fact, so a feature names what it reads (``Feature.ports``).
-The daemon implements ``PortalDeps`` (today's ports together) over what it already holds (the applied state of the
-last pass, per-tenant status, node reports, the store, the live presence cache); tests use
-``tests/fakes/portal.py``. The portal never reads the YAML specs and never talks to a switch
-except through ``PresenceView``: git stays the only place where configuration changes.
+The daemon implements ``PortalDeps`` (today's ports together) over what it already holds
+(the applied state of the last pass, per-tenant status, node reports, the store, the live
+presence cache); tests use ``tests/fakes/portal.py``. The portal never reads the YAML specs
+and never talks to a switch except through ``PresenceView``: git stays the only place where
+configuration changes.
 
 Records here are frozen and carry raw facts; what they mean to a person (the sync status
 colour, who may see them) is decided in the portal (``TenantSync.sync``, ``access``).
