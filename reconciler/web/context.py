@@ -29,7 +29,7 @@ from reconciler.web.login import Login
 from reconciler.web.mail import Mailer
 from reconciler.web.overview import Overview
 from reconciler.web.passwords import PasswordChecker
-from reconciler.web.ports import PortalDeps
+from reconciler.web.ports import PortalDeps, PortKey
 from reconciler.web.proxies import client_address
 from reconciler.web.ratelimit import LoginLimiter
 from reconciler.web.search import Searcher
@@ -50,14 +50,14 @@ class Portal:
         deps: PortalDeps,
         config: PortalConfig,
         features: Sequence[Feature] = (),
-        ports: Mapping[type, object] | None = None,
+        ports: Mapping[PortKey[Any], object] | None = None,
     ) -> None:
         self.deps = deps
         self.config = config
         self.features = tuple(features)
         self.ports = dict(ports or {})
         missing = sorted(
-            f"{feature.name}: {port.__name__}"
+            f"{feature.name}: {port.name}"
             for feature in self.features
             for port in feature.ports
             if port not in self.ports
@@ -84,6 +84,9 @@ class Portal:
         )
         filters.install(self.templates)
         self._pre_session_key: bytes | None = None
+
+    def port(self, key: PortKey[T]) -> T:
+        return cast(T, self.ports[key])
 
     async def pre_session_key(self) -> bytes:
         """The key of the pre-session CSRF token: derived from the installation's random
@@ -141,10 +144,10 @@ def features_of(request: web.Request) -> Sequence[Feature]:
     return portal_of(request).features
 
 
-def port_of(request: web.Request, kind: type[T]) -> T:
-    """The implementation of port ``kind`` this app was given (``Feature.ports`` names it,
-    so the app refused to start without it)."""
-    return cast(T, portal_of(request).ports[kind])
+def port_of(request: web.Request, key: PortKey[T]) -> T:
+    """The port ``key`` names, as this app was given it (``Feature.ports`` lists it, so the
+    app refused to start without it)."""
+    return portal_of(request).port(key)
 
 
 def identity_of(request: web.Request) -> Identity | None:

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from reconciler.web.access import Principal
+from reconciler.web.ports import PortKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +45,14 @@ class Feature:
     """``routes``: the feature's route tables (pages, API, streams). ``nav(who)``: the header
     links this person gets (none when the feature is not theirs). ``openapi_paths()``: its
     ``/api/v1`` operations, keyed by the path below ``/api/v1`` (built with ``openapi``'s
-    helpers). ``ports``: the port types its handlers read with ``context.port_of``; the app
-    refuses to start without them."""
+    helpers). ``ports``: the keys of the ports its handlers read with ``context.port_of``;
+    the app refuses to start without them."""
 
     name: str
     routes: tuple[web.RouteTableDef, ...]
     nav: Callable[[Principal], Sequence[NavEntry]] = no_nav
     openapi_paths: Callable[[], Mapping[str, Any]] = no_paths
-    ports: tuple[type, ...] = field(default=())
+    ports: tuple[PortKey[Any], ...] = field(default=())
 
 
 def nav_entries(features: Sequence[Feature], who: Principal) -> list[NavEntry]:

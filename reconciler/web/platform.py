@@ -11,7 +11,7 @@ from aiohttp import web
 
 from reconciler.web import views
 from reconciler.web.access import Principal
-from reconciler.web.context import portal_of, render
+from reconciler.web.context import port_of, portal_of, render
 from reconciler.web.feature import Feature, NavEntry
 from reconciler.web.handling import V1, audit_entries, ok, query_limit, require_super
 from reconciler.web.openapi import (
@@ -22,7 +22,7 @@ from reconciler.web.openapi import (
     operation,
     string,
 )
-from reconciler.web.ports import ApplyHistory, NodesView, TenantSyncView
+from reconciler.web.ports import HISTORY, NODES, TENANT_SYNC
 
 routes = web.RouteTableDef()
 
@@ -41,7 +41,9 @@ async def platform(request: web.Request) -> web.StreamResponse:
     require_super(request)
     portal = portal_of(request)
     deps = portal.deps
-    overview = portal.overview.rows(deps.applied_state(), deps.tenant_sync())
+    overview = portal.overview.rows(
+        deps.applied_state(), port_of(request, TENANT_SYNC).tenant_sync()
+    )
     wanted = request.query.get("sync", "")
     rows = overview.worst_first
     if wanted in overview.counts:
@@ -57,7 +59,7 @@ async def platform(request: web.Request) -> web.StreamResponse:
         page=page,
         pages=pages,
         total=len(overview.by_id),
-        nodes=[views.node_view(n) for n in deps.nodes()],
+        nodes=[views.node_view(n) for n in port_of(request, NODES).nodes()],
     )
 
 
@@ -68,7 +70,7 @@ def _int(text: str) -> int:
 @routes.get("/platform/activity")
 async def platform_activity(request: web.Request) -> web.StreamResponse:
     require_super(request)
-    history = await portal_of(request).deps.history(None, 50)
+    history = await port_of(request, HISTORY).history(None, 50)
     return render(
         request,
         "activity.html",
@@ -93,13 +95,13 @@ async def search(request: web.Request) -> web.StreamResponse:
 @routes.get(V1 + "/nodes")
 async def api_nodes(request: web.Request) -> web.StreamResponse:
     require_super(request)
-    return ok({"nodes": [views.node_view(n) for n in portal_of(request).deps.nodes()]})
+    return ok({"nodes": [views.node_view(n) for n in port_of(request, NODES).nodes()]})
 
 
 @routes.get(V1 + "/history")
 async def api_history(request: web.Request) -> web.StreamResponse:
     require_super(request)
-    entries = await portal_of(request).deps.history(None, query_limit(request))
+    entries = await port_of(request, HISTORY).history(None, query_limit(request))
     return ok({"history": [views.history_view(h) for h in entries]})
 
 
@@ -169,5 +171,5 @@ FEATURE = Feature(
     routes=(routes,),
     nav=nav,
     openapi_paths=_paths,
-    ports=(TenantSyncView, NodesView, ApplyHistory),
+    ports=(TENANT_SYNC, NODES, HISTORY),
 )

@@ -16,13 +16,28 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from reconciler.core.model import State
 from reconciler.core.presence import PresenceView
 from reconciler.core.sync import SyncStatus, sync_status
 from reconciler.store.credentials import SipCredentials
 from reconciler.store.history import HistoryEntry
+
+T = TypeVar("T")
+
+
+class PortKey(Generic[T]):
+    """Names one port, typed: ``port_of(request, KEY)`` is the port's type. A feature lists
+    the keys it reads (``Feature.ports``); the app is given ``{KEY: implementation}``."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"PortKey({self.name!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +135,10 @@ class PortalDeps(AppliedView, TenantSyncView, NodesView, ApplyHistory, Credentia
     are coroutines (the daemon runs the synchronous store functions in a worker thread,
     never on the event loop).
 
-    Do not grow it: a new feature declares its own port type (``Feature.ports``), the
-    daemon hands an implementation to ``make_portal_app(ports={Port: impl})`` and the
-    feature's handlers read it with ``context.port_of(request, Port)``."""
+    Do not grow it: a new feature declares its own port (a ``Protocol`` and its
+    ``PortKey``, listed in ``Feature.ports``), the daemon hands an implementation to
+    ``make_portal_app(ports={KEY: impl})`` and the feature's handlers read it with
+    ``context.port_of(request, KEY)``."""
 
     @property
     def presence(self) -> PresenceView:
@@ -135,13 +151,21 @@ class PortalDeps(AppliedView, TenantSyncView, NodesView, ApplyHistory, Credentia
         ...
 
 
-def core_ports(deps: PortalDeps) -> dict[type, object]:
-    """The ports ``deps`` provides, by type (what ``Feature.ports`` names)."""
+APPLIED = PortKey[AppliedView]("applied state")
+TENANT_SYNC = PortKey[TenantSyncView]("tenant sync")
+NODES = PortKey[NodesView]("switch nodes")
+HISTORY = PortKey[ApplyHistory]("apply history")
+CREDENTIALS = PortKey[CredentialStore]("SIP credentials")
+PRESENCE = PortKey[PresenceView]("presence")
+
+
+def core_ports(deps: PortalDeps) -> dict[PortKey[Any], object]:
+    """The ports ``deps`` provides, by key (what ``Feature.ports`` names)."""
     return {
-        AppliedView: deps,
-        TenantSyncView: deps,
-        NodesView: deps,
-        ApplyHistory: deps,
-        CredentialStore: deps,
-        PresenceView: deps.presence,
+        APPLIED: deps,
+        TENANT_SYNC: deps,
+        NODES: deps,
+        HISTORY: deps,
+        CREDENTIALS: deps,
+        PRESENCE: deps.presence,
     }

@@ -14,6 +14,7 @@ import logging
 import ssl
 from collections.abc import Mapping, Sequence
 from importlib import resources
+from typing import Any
 
 from aiohttp import web
 
@@ -24,7 +25,7 @@ from reconciler.web.context import PORTAL_KEY, Portal
 from reconciler.web.feature import Feature
 from reconciler.web.features import FEATURES
 from reconciler.web.middleware import authenticate, errors, security_headers
-from reconciler.web.ports import PortalDeps, core_ports
+from reconciler.web.ports import PortalDeps, PortKey, core_ports
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,10 @@ def make_portal_app(
     deps: PortalDeps,
     config: PortalConfig,
     features: Sequence[Feature] = FEATURES,
-    ports: Mapping[type, object] | None = None,
+    ports: Mapping[PortKey[Any], object] | None = None,
 ) -> web.Application:
     """The portal of ``features`` (every route of each, in order). ``ports``: what features
-    need beyond ``deps`` (``Feature.ports``), by port type; a missing one raises here."""
+    need beyond ``deps`` (``Feature.ports``), by ``PortKey``; a missing one raises here."""
     portal = Portal(deps, config, features, {**core_ports(deps), **(ports or {})})
     app = web.Application(
         middlewares=[security_headers, errors, unauthenticated_limit, authenticate],

@@ -10,10 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
-from reconciler.core.presence import PresenceView
 from reconciler.web import events, totp, views
 from reconciler.web.access import Principal, visible_tenant_ids
-from reconciler.web.context import portal_of, principal, render, scope
+from reconciler.web.context import port_of, portal_of, principal, render, scope
 from reconciler.web.feature import Feature, NavEntry
 from reconciler.web.handling import (
     V1,
@@ -41,7 +40,7 @@ from reconciler.web.openapi import (
     ref,
     string,
 )
-from reconciler.web.ports import ApplyHistory, CredentialStore, TenantSyncView
+from reconciler.web.ports import CREDENTIALS, HISTORY, PRESENCE, TENANT_SYNC
 
 routes = web.RouteTableDef()
 STATUSES = ("Available", "On Break", "Logged Out")
@@ -71,9 +70,10 @@ async def home(request: web.Request) -> web.StreamResponse:
 async def tenant_page(request: web.Request) -> web.StreamResponse:
     tenant_id = request.match_info["tenant"]
     sc = scope(request, tenant_id)
-    deps = portal_of(request).deps
-    live = deps.presence.domain(sc.state.tenant.domain)
-    detail = views.tenant_detail(sc, deps.tenant_sync().get(tenant_id), live)
+    live = port_of(request, PRESENCE).domain(sc.state.tenant.domain)
+    detail = views.tenant_detail(
+        sc, port_of(request, TENANT_SYNC).tenant_sync().get(tenant_id), live
+    )
     # history and audit live on the Activity page: this one never waits for the database
     return render(request, "tenant.html", t=detail, scope=sc, statuses=STATUSES)
 
@@ -82,7 +82,7 @@ async def tenant_page(request: web.Request) -> web.StreamResponse:
 async def tenant_activity(request: web.Request) -> web.StreamResponse:
     sc = scope(request, request.match_info["tenant"])
     sc.require_all()
-    history = await portal_of(request).deps.history(sc.tenant_id, 50)
+    history = await port_of(request, HISTORY).history(sc.tenant_id, 50)
     return render(
         request,
         "activity.html",
@@ -96,7 +96,7 @@ async def tenant_activity(request: web.Request) -> web.StreamResponse:
 async def extension_page(request: web.Request) -> web.StreamResponse:
     sc = scope(request, request.match_info["tenant"])
     ext = sc.extension(request.match_info["number"])
-    live = portal_of(request).deps.presence.domain(sc.state.tenant.domain)
+    live = port_of(request, PRESENCE).domain(sc.state.tenant.domain)
     regs = views.registrations_by_user(live).get(ext.number, [])
     return render(
         request,
@@ -140,7 +140,7 @@ async def agent_status(request: web.Request) -> web.StreamResponse:
 async def api_tenants(request: web.Request) -> web.StreamResponse:
     limit, offset = query_limit(request, 100), query_offset(request)
     portal = portal_of(request)
-    state, sync = portal.deps.applied_state(), portal.deps.tenant_sync()
+    state, sync = portal.deps.applied_state(), port_of(request, TENANT_SYNC).tenant_sync()
     me_ = principal(request)
     if me_.super_admin:
         rows = portal.overview.rows(state, sync).by_id
@@ -158,15 +158,16 @@ async def api_tenants(request: web.Request) -> web.StreamResponse:
 async def api_tenant(request: web.Request) -> web.StreamResponse:
     tenant_id = request.match_info["tenant"]
     sc = scope(request, tenant_id)
-    deps = portal_of(request).deps
-    live = deps.presence.domain(sc.state.tenant.domain)
-    return ok(views.tenant_detail(sc, deps.tenant_sync().get(tenant_id), live))
+    live = port_of(request, PRESENCE).domain(sc.state.tenant.domain)
+    return ok(
+        views.tenant_detail(sc, port_of(request, TENANT_SYNC).tenant_sync().get(tenant_id), live)
+    )
 
 
 @routes.get(V1 + "/tenants/{tenant}/extensions")
 async def api_extensions(request: web.Request) -> web.StreamResponse:
     sc = scope(request, request.match_info["tenant"])
-    live = portal_of(request).deps.presence.domain(sc.state.tenant.domain)
+    live = port_of(request, PRESENCE).domain(sc.state.tenant.domain)
     return ok({"extensions": views.live_sections(sc, live)["extensions"]})
 
 
@@ -174,7 +175,7 @@ async def api_extensions(request: web.Request) -> web.StreamResponse:
 async def api_extension(request: web.Request) -> web.StreamResponse:
     sc = scope(request, request.match_info["tenant"])
     ext = sc.extension(request.match_info["number"])
-    live = portal_of(request).deps.presence.domain(sc.state.tenant.domain)
+    live = port_of(request, PRESENCE).domain(sc.state.tenant.domain)
     regs = views.registrations_by_user(live).get(ext.number, [])
     return ok(views.extension_view(ext, regs, sc))
 
@@ -196,7 +197,7 @@ async def api_rotate(request: web.Request) -> web.StreamResponse:
 @routes.get(V1 + "/tenants/{tenant}/agents")
 async def api_agents(request: web.Request) -> web.StreamResponse:
     sc = scope(request, request.match_info["tenant"])
-    live = portal_of(request).deps.presence.domain(sc.state.tenant.domain)
+    live = port_of(request, PRESENCE).domain(sc.state.tenant.domain)
     return ok({"agents": views.live_sections(sc, live)["agents"]})
 
 
@@ -220,7 +221,7 @@ async def api_agent_status(request: web.Request) -> web.StreamResponse:
 async def api_queues(request: web.Request) -> web.StreamResponse:
     sc = scope(request, request.match_info["tenant"])
     sc.require_all()
-    live = portal_of(request).deps.presence.domain(sc.state.tenant.domain)
+    live = port_of(request, PRESENCE).domain(sc.state.tenant.domain)
     return ok({"queues": views.live_sections(sc, live)["queues"]})
 
 
@@ -228,7 +229,7 @@ async def api_queues(request: web.Request) -> web.StreamResponse:
 async def api_tenant_history(request: web.Request) -> web.StreamResponse:
     sc = scope(request, request.match_info["tenant"])
     sc.require_all()
-    entries = await portal_of(request).deps.history(sc.tenant_id, query_limit(request))
+    entries = await port_of(request, HISTORY).history(sc.tenant_id, query_limit(request))
     return ok({"history": [views.history_view(h) for h in entries]})
 
 
@@ -340,5 +341,5 @@ FEATURE = Feature(
     routes=(routes, events.routes),
     nav=nav,
     openapi_paths=lambda: {**_read_paths(), **_action_paths()},
-    ports=(TenantSyncView, PresenceView, ApplyHistory, CredentialStore),
+    ports=(TENANT_SYNC, PRESENCE, HISTORY, CREDENTIALS),
 )

@@ -19,6 +19,7 @@ from reconciler.web.context import port_of, principal, scope
 from reconciler.web.feature import Feature, NavEntry, api_paths
 from reconciler.web.features import FEATURES, openapi_document
 from reconciler.web.openapi import TENANT, array, obj, operation, string
+from reconciler.web.ports import PortKey
 from tests.fakes.portal import FakePortalDeps
 from tests.web.support import login, make_account
 
@@ -29,6 +30,9 @@ class Voicemail(Protocol):
     """The toy feature's own port: nothing in PortalDeps, the daemon or the fake knows it."""
 
     def messages(self, tenant_id: str, email: str) -> Sequence[str]: ...
+
+
+VOICEMAIL = PortKey[Voicemail]("voicemail box")
 
 
 class FakeVoicemail:
@@ -48,7 +52,7 @@ async def voicemail_page(request: web.Request) -> web.StreamResponse:
 @toy_routes.get("/api/v1/tenants/{tenant}/voicemail")
 async def voicemail_api(request: web.Request) -> web.StreamResponse:
     sc = scope(request, request.match_info["tenant"])
-    box = port_of(request, Voicemail)
+    box = port_of(request, VOICEMAIL)
     return web.json_response(
         {"messages": list(box.messages(sc.tenant_id, principal(request).email))}
     )
@@ -69,13 +73,13 @@ def toy_paths() -> dict[str, Any]:
 
 
 TOY = Feature(
-    name="voicemail", routes=(toy_routes,), nav=toy_nav, openapi_paths=toy_paths, ports=(Voicemail,)
+    name="voicemail", routes=(toy_routes,), nav=toy_nav, openapi_paths=toy_paths, ports=(VOICEMAIL,)
 )
 
 
 @pytest.fixture
 async def toy_client(deps: FakePortalDeps, config: PortalConfig) -> AsyncIterator[TestClient]:
-    app = make_portal_app(deps, config, (*FEATURES, TOY), ports={Voicemail: FakeVoicemail()})
+    app = make_portal_app(deps, config, (*FEATURES, TOY), ports={VOICEMAIL: FakeVoicemail()})
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
@@ -106,7 +110,7 @@ async def test_a_new_feature_module_brings_its_route_nav_entry_and_openapi_path(
 def test_a_feature_without_its_port_is_refused_at_startup(
     deps: FakePortalDeps, config: PortalConfig
 ) -> None:
-    with pytest.raises(ValueError, match="voicemail: Voicemail"):
+    with pytest.raises(ValueError, match="voicemail: voicemail box"):
         make_portal_app(deps, config, (*FEATURES, TOY))
 
 
