@@ -27,7 +27,7 @@ from reconciler.daemon.config import DaemonConfig
 from reconciler.daemon.database import DatabaseLink
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.passes import PassHooks, PassLoop
-from reconciler.daemon.portal import PortalLink
+from reconciler.daemon.portal_link import PortalLink
 from reconciler.daemon.snapshots import ServedSnapshot
 from reconciler.daemon.startup import announce, poll_git, prepare_state_dir
 from reconciler.daemon.status import StatusBoard, daemon_status

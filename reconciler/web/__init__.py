@@ -4,19 +4,24 @@ Git stays the only place where configuration changes; the portal shows the appli
 (``PortalDeps``, implemented by the daemon) and the switches' live facts (``PresenceView``),
 hands SIP credentials to their owner, and changes only an agent's runtime status.
 
-Layout: ``ports`` (what the daemon provides), ``config``, ``access`` (pure authorization),
-``login``/``sessions``/``invitations``/``entitlement`` (who is calling), ``views`` (what is
-shown), ``actions`` (the few writes, audited), ``pages*``/``api``/``live`` (HTTP),
-``middleware`` (headers, errors, CSRF), ``addresslimit`` (the per-address budget of
-unauthenticated requests), ``app`` (assembly and the bounded listener).
+Layout: ``ports`` (what the daemon provides, one narrow port per kind of fact), ``config``,
+``access`` (pure authorization), ``login``/``sessions``/``invitations``/``entitlement`` (who is
+calling), ``views`` (what is shown), ``actions`` (the few writes, audited). HTTP comes in
+features (``feature.Feature``: routes, navigation, OpenAPI paths, ports), one module each:
+``login_pages``, ``api``, ``platform``, ``tenants`` (with ``events``, its server-sent
+events), ``invites``, ``account``, ``lockouts``; ``features`` lists them. ``context`` is the
+per-app ``Portal`` and the request helpers, ``handling`` what handlers share, ``openapi``
+the document's shared parts, ``middleware`` headers, errors and CSRF, ``addresslimit`` the
+per-address budget of unauthenticated requests, ``server`` assembly and the bounded
+listener.
 """
 
 from reconciler.core.sync import SyncStatus
-from reconciler.web.app import PortalServer, make_portal_app
 from reconciler.web.config import PortalConfig, RateLimit, config_from_settings
 from reconciler.web.entitlement import revoke_unentitled
 from reconciler.web.invitations import InviteLink, NotEntitled, invite
 from reconciler.web.ports import NodeStatus, PortalDeps, TenantSync
+from reconciler.web.server import PortalServer, make_portal_app
 from reconciler.web.store_calls import StoreCalls
 
 __all__ = [

@@ -29,10 +29,11 @@ from reconciler.store.portal import (
 )
 from reconciler.web import totp
 from reconciler.web.access import Principal, TenantScope, may_invite, tenants_of
+from reconciler.web.context import Portal
 from reconciler.web.errors import BadRequest, Forbidden, NotFound, printable
 from reconciler.web.invitations import InviteLink, NotEntitled, invite, issue_reset
 from reconciler.web.passwords import check_new_password
-from reconciler.web.portal import Portal
+from reconciler.web.ports import CREDENTIALS, PRESENCE
 from reconciler.web.tokens import new_api_token, token_digest
 
 
@@ -81,7 +82,7 @@ class Actor:
     async def reveal(self, scope: TenantScope, number: str) -> SipCredentials:
         await self._guard(scope, "reveal", number, lambda: scope.require_credentials(number))
         try:
-            creds = await self.portal.deps.show_credentials(scope.tenant_id, number)
+            creds = await self.portal.port(CREDENTIALS).show_credentials(scope.tenant_id, number)
         except (UnknownExtension, UnknownTenant) as exc:
             raise NotFound(f"no extension {number}") from exc
         await self.audit("reveal", "ok", tenant_id=scope.tenant_id, target=number)
@@ -90,7 +91,7 @@ class Actor:
     async def rotate(self, scope: TenantScope, number: str) -> None:
         await self._guard(scope, "rotate", number, lambda: scope.require_credentials(number))
         try:
-            await self.portal.deps.rotate_credentials(scope.tenant_id, number)
+            await self.portal.port(CREDENTIALS).rotate_credentials(scope.tenant_id, number)
         except (UnknownExtension, UnknownTenant) as exc:
             raise NotFound(f"no extension {number}") from exc
         await self.audit("rotate", "ok", tenant_id=scope.tenant_id, target=number)
@@ -102,7 +103,7 @@ class Actor:
             scope, "set_status", agent_name, lambda: scope.require_set_status(agent_name, status)
         )
         name = fs_name(agent_name, scope.state.tenant.domain)
-        results = await self.portal.deps.presence.set_agent_status(name, status)
+        results = await self.portal.port(PRESENCE).set_agent_status(name, status)
         failed = [r for r in results if not r.ok]
         await self.audit(
             "set_status",

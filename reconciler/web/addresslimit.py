@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from reconciler.web.config import RateLimit
+from reconciler.web.context import client_addr, identity_of, portal_of
 from reconciler.web.errors import RateLimited
-from reconciler.web.portal import client_addr, identity_of, portal_of
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import psycopg
-
 from reconciler.core.model import State
 from reconciler.store.portal import Revoked, record_audit, revoke_all_except
+from reconciler.store.runner import Connection
 from reconciler.web.access import entitled_emails
 
 
 def revoke_unentitled(
-    conn: psycopg.Connection, state: State, platform_admins: Mapping[str, str]
+    conn: Connection, state: State, platform_admins: Mapping[str, str]
 ) -> Revoked:
     """Synchronous (call it from the pass's worker thread with the store connection).
 

@@ -23,8 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import psycopg
-
 from reconciler.core.model import State
 from reconciler.store import read_platform_admins, read_state
 from reconciler.store.portal import (
@@ -40,6 +38,7 @@ from reconciler.store.portal import (
     reset_account,
     use_totp_step,
 )
+from reconciler.store.runner import Connection
 from reconciler.web import totp
 from reconciler.web.access import entitled_emails, tenants_of
 from reconciler.web.errors import BadRequest, NotFound
@@ -97,7 +96,7 @@ def check_ttl(ttl: timedelta) -> timedelta:
 
 
 def _applied(
-    conn: psycopg.Connection, state: State | None, admins: Mapping[str, str] | None
+    conn: Connection, state: State | None, admins: Mapping[str, str] | None
 ) -> tuple[State, Mapping[str, str]]:
     return (
         state if state is not None else read_state(conn),
@@ -106,7 +105,7 @@ def _applied(
 
 
 def invite(
-    conn: psycopg.Connection,
+    conn: Connection,
     email: str,
     *,
     base_url: str,
@@ -159,7 +158,7 @@ def invite(
 
 
 def issue_reset(
-    conn: psycopg.Connection,
+    conn: Connection,
     email: str,
     *,
     base_url: str,
@@ -208,7 +207,7 @@ def issue_reset(
     return InviteLink(email, url, expires_at, totp_required=enrol, purpose=RESET)
 
 
-def pending_invitation(conn: psycopg.Connection, token: str) -> Invitation:
+def pending_invitation(conn: Connection, token: str) -> Invitation:
     """The invitation behind an activation link, or ``NotFound`` (unknown, used, expired)."""
     found = read_invitation(conn, token_digest(token))
     if found is None:
@@ -216,7 +215,7 @@ def pending_invitation(conn: psycopg.Connection, token: str) -> Invitation:
     return found
 
 
-def current_factor_needed(conn: psycopg.Connection, found: Invitation) -> bool:
+def current_factor_needed(conn: Connection, found: Invitation) -> bool:
     """A reset that keeps the account's authenticator asks for its current code."""
     if found.purpose != RESET or found.totp_secret is not None:
         return False
@@ -225,7 +224,7 @@ def current_factor_needed(conn: psycopg.Connection, found: Invitation) -> bool:
 
 
 def activate(
-    conn: psycopg.Connection,
+    conn: Connection,
     token: str,
     *,
     password: str,
@@ -281,7 +280,7 @@ def _code_step(secret: str, code: str) -> int:
 
 
 def _reset(
-    conn: psycopg.Connection,
+    conn: Connection,
     token: str,
     found: Invitation,
     password: str,

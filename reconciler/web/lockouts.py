@@ -7,12 +7,16 @@ Counters live in each daemon's memory: lifting one clears it on the daemon that 
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from reconciler.web.context import client_addr, portal_of, principal, render
 from reconciler.web.errors import BadRequest, NotFound, printable
-from reconciler.web.pages_auth import _field
+from reconciler.web.feature import Feature
+from reconciler.web.handling import form_field
+from reconciler.web.openapi import integer, list_of, obj, operation, string
 from reconciler.web.passwords import MAX_LENGTH
-from reconciler.web.portal import client_addr, portal_of, principal, render
 from reconciler.web.ratelimit import Lock
 
 routes = web.RouteTableDef()
@@ -59,7 +63,7 @@ async def locks_page(request: web.Request) -> web.StreamResponse:
 @routes.post("/platform/locks/clear")
 async def locks_clear(request: web.Request) -> web.StreamResponse:
     _super_admin(request)
-    email = _field(await request.post(), "email")
+    email = form_field(await request.post(), "email")
     await clear_lock(request, email)
     return web.Response(status=303, headers={"Location": "/platform/locks?cleared=1"})
 
@@ -82,3 +86,24 @@ async def locks_clear_api(request: web.Request) -> web.StreamResponse:
         raise BadRequest('the body must be a JSON object with a string "email"')
     forgotten = await clear_lock(request, body["email"])
     return web.json_response({"email": body["email"].strip().lower(), "forgotten": forgotten})
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        "/login-locks": {
+            "get": operation(
+                "accounts this daemon's login throttle holds back (super admins)",
+                list_of("locks", "LoginLock"),
+            )
+        },
+        "/login-locks/clear": {
+            "post": operation(
+                "lift every login throttle of one account on this daemon (super admins; audited)",
+                obj(["email", "forgotten"], email=string(), forgotten=integer()),
+                body=obj(["email"], email=string()),
+            )
+        },
+    }
+
+
+FEATURE = Feature(name="login throttles", routes=(routes,), openapi_paths=_paths)

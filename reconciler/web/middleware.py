@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from reconciler.web.context import IDENTITY, PRE_CSRF, identity_of, portal_of, render
 from reconciler.web.errors import (
     CsrfRejected,
     MethodNotAllowed,
@@ -29,7 +30,6 @@ from reconciler.web.errors import (
     PortalError,
     Unauthenticated,
 )
-from reconciler.web.portal import IDENTITY, PRE_CSRF, identity_of, portal_of, render
 from reconciler.web.tokens import new_token, same_secret
 
 log = logging.getLogger(__name__)

@@ -1,9 +1,11 @@
 """What the portal needs from the rest of the daemon, and nothing more.
 
-The daemon implements ``PortalDeps`` over what it already holds (the applied state of the
-last pass, per-tenant status, node reports, the store, the live presence cache); tests use
-``tests/fakes/portal.py``. The portal never reads the YAML specs and never talks to a switch
-except through ``PresenceView``: git stays the only place where configuration changes.
+Narrow ports, one per kind of fact, so a feature names what it reads (``Feature.ports``).
+The daemon implements ``PortalDeps`` (today's ports together) over what it already holds
+(the applied state of the last pass, per-tenant status, node reports, the store, the live
+presence cache); tests use ``tests/fakes/portal.py``. The portal never reads the YAML specs
+and never talks to a switch except through ``PresenceView``: git stays the only place where
+configuration changes.
 
 Records here are frozen and carry raw facts; what they mean to a person (the sync status
 colour, who may see them) is decided in the portal (``TenantSync.sync``, ``access``).
@@ -14,13 +16,28 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from reconciler.core.model import State
 from reconciler.core.presence import PresenceView
 from reconciler.core.sync import TenantSync as TenantSync  # its home: the portal reads it
 from reconciler.store.credentials import SipCredentials
 from reconciler.store.history import HistoryEntry
+
+T = TypeVar("T")
+
+
+class PortKey(Generic[T]):
+    """Names one port, typed: ``port_of(request, KEY)`` is the port's type. A feature lists
+    the keys it reads (``Feature.ports``); the app is given ``{KEY: implementation}``."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"PortKey({self.name!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +52,8 @@ class NodeStatus:
     errors: tuple[str, ...] = ()
 
 
-class PortalDeps(Protocol):
-    """The daemon as the portal sees it. Reads are cheap and synchronous (in-memory);
-    the three store operations are coroutines (the daemon runs the synchronous store
-    functions in a worker thread, never on the event loop)."""
+class AppliedView(Protocol):
+    """Who exists and what was applied: every feature reads it (access is decided on it)."""
 
     def applied_state(self) -> State:
         """The applied state of the last completed pass. The mapping handed out must never
@@ -50,15 +65,47 @@ class PortalDeps(Protocol):
         """Applied super admins, ``{email (lowercase): name}`` (``pbx.platform_admins``)."""
         ...
 
+
+class TenantSyncView(Protocol):
     def tenant_sync(self) -> Mapping[str, TenantSync]:
         """Per-tenant reconciliation facts, by tenant id (includes invalid and orphaned).
         Return the same mapping until a fact changes, then a new one (never mutate it): the
         overview of 1,000 tenants is cached by its identity and the state's."""
         ...
 
+
+class NodesView(Protocol):
     def nodes(self) -> Sequence[NodeStatus]:
         """Every configured switch node, in configuration order."""
         ...
+
+
+class ApplyHistory(Protocol):
+    async def history(self, tenant_id: str | None, limit: int) -> Sequence[HistoryEntry]:
+        """``store.read_history``: most recent first; every tenant when ``tenant_id`` is None."""
+        ...
+
+
+class CredentialStore(Protocol):
+    async def show_credentials(self, tenant_id: str, extension: str) -> SipCredentials:
+        """``store.show_credentials``; raises ``store.UnknownExtension``/``UnknownTenant``."""
+        ...
+
+    async def rotate_credentials(self, tenant_id: str, extension: str) -> None:
+        """``store.rotate_credentials`` (the daemon follows its NOTIFY and re-serves)."""
+        ...
+
+
+class PortalDeps(AppliedView, TenantSyncView, NodesView, ApplyHistory, CredentialStore, Protocol):
+    """The daemon as today's features see it: the narrow ports above, the presence cache
+    and the database. Reads are cheap and synchronous (in-memory); the store operations
+    are coroutines (the daemon runs the synchronous store functions in a worker thread,
+    never on the event loop).
+
+    Do not grow it: a new feature declares its own port (a ``Protocol`` and its
+    ``PortKey``, listed in ``Feature.ports``), the daemon hands an implementation to
+    ``make_portal_app(ports={KEY: impl})`` and the feature's handlers read it with
+    ``context.port_of(request, KEY)``."""
 
     @property
     def presence(self) -> PresenceView:
@@ -70,14 +117,22 @@ class PortalDeps(Protocol):
         resolved its database (the portal answers 503 meanwhile)."""
         ...
 
-    async def history(self, tenant_id: str | None, limit: int) -> Sequence[HistoryEntry]:
-        """``store.read_history``: most recent first; every tenant when ``tenant_id`` is None."""
-        ...
 
-    async def show_credentials(self, tenant_id: str, extension: str) -> SipCredentials:
-        """``store.show_credentials``; raises ``store.UnknownExtension``/``UnknownTenant``."""
-        ...
+APPLIED = PortKey[AppliedView]("applied state")
+TENANT_SYNC = PortKey[TenantSyncView]("tenant sync")
+NODES = PortKey[NodesView]("switch nodes")
+HISTORY = PortKey[ApplyHistory]("apply history")
+CREDENTIALS = PortKey[CredentialStore]("SIP credentials")
+PRESENCE = PortKey[PresenceView]("presence")
 
-    async def rotate_credentials(self, tenant_id: str, extension: str) -> None:
-        """``store.rotate_credentials`` (the daemon follows its NOTIFY and re-serves)."""
-        ...
+
+def core_ports(deps: PortalDeps) -> dict[PortKey[Any], object]:
+    """The ports ``deps`` provides, by key (what ``Feature.ports`` names)."""
+    return {
+        APPLIED: deps,
+        TENANT_SYNC: deps,
+        NODES: deps,
+        HISTORY: deps,
+        CREDENTIALS: deps,
+        PRESENCE: deps.presence,
+    }

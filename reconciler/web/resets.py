@@ -10,11 +10,11 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from reconciler.store.portal import RESET, pending_link_since, record_audit
+from reconciler.web.context import Portal
 from reconciler.web.errors import BadRequest, PortalError
 from reconciler.web.invitations import issue_reset
 from reconciler.web.mail import masked
 from reconciler.web.passwords import MAX_LENGTH
-from reconciler.web.portal import Portal
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from reconciler.web.addresslimit import (
     AddressBudget,
     address_key,
 )
-from reconciler.web.app import portal_of_app
+from reconciler.web.server import portal_of_app
 from tests.fakes.portal import FakePortalDeps
 from tests.web.support import make_account
 

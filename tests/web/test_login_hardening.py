@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from reconciler.store import connect
 from reconciler.store.portal import create_api_token, read_audit
 from reconciler.web import PortalConfig, RateLimit, make_portal_app, passwords
-from reconciler.web.app import portal_of_app
+from reconciler.web.server import portal_of_app
 from reconciler.web.tokens import new_api_token, token_digest
 from tests.fakes.portal import PASSWORD, SUPER, FakePortalDeps
 from tests.web.support import allow_code_reuse, csrf_of, login, make_account

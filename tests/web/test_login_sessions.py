@@ -120,7 +120,7 @@ async def test_failed_logins_are_rate_limited_per_account_and_address(
     )
     make_account(portal_dsn, deps, BOB)
     app = make_portal_app(deps, config)
-    from reconciler.web.app import portal_of_app
+    from reconciler.web.server import portal_of_app
 
     frozen = time.monotonic()
     portal_of_app(app).limiter.pairs.clock = lambda: frozen  # the waits never run out
@@ -164,7 +164,7 @@ async def test_idle_and_absolute_timeouts(deps: FakePortalDeps, portal_dsn: str)
     app = make_portal_app(deps, config)
     make_account(portal_dsn, deps, BOB)
     async with TestClient(TestServer(app)) as client:
-        from reconciler.web.app import portal_of_app
+        from reconciler.web.server import portal_of_app
 
         sessions = portal_of_app(app).sessions
         await login(client, BOB)

@@ -17,7 +17,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from reconciler.web.openapi import openapi_document
+from reconciler.web.features import openapi_document
 from tests.fakes.portal import SUPER
 from tests.web.live_server import LivePortal, live_portal, scratch_database
 

@@ -24,7 +24,7 @@ from reconciler.serve.listener import GuardedSite, ListenerUnavailable, connecti
 from reconciler.serve.snapshot import Snapshot, build_snapshot
 from reconciler.serve.templating import load_templates
 from reconciler.web import PortalConfig, PortalServer
-from reconciler.web.app import PORTAL_LIMITS
+from reconciler.web.server import PORTAL_LIMITS
 from tests.fakes.portal import FakePortalDeps
 from tests.serve.test_listener import (
     SILENT_ATTACKER,

@@ -16,8 +16,9 @@ import json
 from aiohttp import web
 
 from reconciler.web import views
+from reconciler.web.context import IDENTITY, port_of, portal_of, render_html, scope
 from reconciler.web.errors import PortalError
-from reconciler.web.portal import IDENTITY, portal_of, render_html, scope
+from reconciler.web.ports import PRESENCE
 
 routes = web.RouteTableDef()
 
@@ -33,7 +34,7 @@ async def live(request: web.Request) -> web.StreamResponse:
     tenant_id = request.match_info["tenant"]
     scope(request, tenant_id)  # 404/401 before the stream starts
     portal = portal_of(request)
-    presence = portal.deps.presence
+    presence = portal.port(PRESENCE)
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
     )
@@ -60,7 +61,7 @@ async def _next_change(request: web.Request, version: int) -> None:
     """Until the presence cache moves past ``version``, the heartbeat, or shutdown."""
     portal = portal_of(request)
     changed = asyncio.ensure_future(
-        portal.deps.presence.changed(version, portal.config.sse_heartbeat)
+        portal.port(PRESENCE).changed(version, portal.config.sse_heartbeat)
     )
     closing = asyncio.ensure_future(portal.closing.wait())
     try:
@@ -83,7 +84,7 @@ async def _still_allowed(request: web.Request) -> bool:
 
 def _fragments(request: web.Request, tenant_id: str) -> bytes:
     sc = scope(request, tenant_id)
-    live = portal_of(request).deps.presence.domain(sc.state.tenant.domain)
+    live = port_of(request, PRESENCE).domain(sc.state.tenant.domain)
     sections = views.live_sections(sc, live)
     out = []
     for element, template in FRAGMENTS.items():

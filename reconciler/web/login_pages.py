@@ -8,18 +8,15 @@ from aiohttp import web
 
 from reconciler.store.portal import Invitation
 from reconciler.web import totp
+from reconciler.web.context import client_addr, identity_of, portal_of, render
 from reconciler.web.errors import BadRequest, NotFound, PortalError
+from reconciler.web.feature import Feature
+from reconciler.web.handling import form_field
 from reconciler.web.invitations import activate, current_factor_needed, pending_invitation
 from reconciler.web.login import Attempt
-from reconciler.web.portal import client_addr, identity_of, portal_of, render
 from reconciler.web.resets import request_own_reset
 
 routes = web.RouteTableDef()
-
-
-def _field(form: object, name: str) -> str:
-    value = form.get(name) if hasattr(form, "get") else None
-    return value if isinstance(value, str) else ""
 
 
 @routes.get("/login")
@@ -34,9 +31,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     portal = portal_of(request)
     form = await request.post()
     attempt = Attempt(
-        email=_field(form, "email"),
-        password=_field(form, "password"),
-        code=_field(form, "code"),
+        email=form_field(form, "email"),
+        password=form_field(form, "password"),
+        code=form_field(form, "code"),
         client_addr=client_addr(request),
         user_agent=request.headers.get("User-Agent"),
     )
@@ -70,7 +67,7 @@ async def reset_submit(request: web.Request) -> web.StreamResponse:
     portal = portal_of(request)
     form = await request.post()
     try:
-        notice = await request_own_reset(portal, _field(form, "email"), client_addr(request))
+        notice = await request_own_reset(portal, form_field(form, "email"), client_addr(request))
     except PortalError as exc:
         if exc.status >= 500:
             raise
@@ -129,9 +126,9 @@ async def activate_submit(request: web.Request) -> web.StreamResponse:
         email = await portal.db.run(
             activate,
             token,
-            password=_field(form, "password"),
-            confirmation=_field(form, "confirmation"),
-            code=_field(form, "code"),
+            password=form_field(form, "password"),
+            confirmation=form_field(form, "confirmation"),
+            code=form_field(form, "code"),
             client_addr=client_addr(request),
             state=portal.deps.applied_state(),
         )
@@ -148,3 +145,6 @@ async def activate_submit(request: web.Request) -> web.StreamResponse:
         raise
     portal.sessions.forget(email=email)
     return render(request, "activated.html", email=email)
+
+
+FEATURE = Feature(name="login", routes=(routes,))

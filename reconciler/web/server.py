@@ -1,4 +1,5 @@
-"""``make_portal_app``: the portal as an aiohttp application, and ``PortalServer`` to run it
+"""``make_portal_app``: the portal as an aiohttp application built from its features
+(``features.FEATURES``), and ``PortalServer`` to run it
 on its own listener (never the xml_curl one: FreeSWITCH's hot path keeps its own socket,
 credentials and benchmark).
 
@@ -11,17 +12,20 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Mapping, Sequence
 from importlib import resources
+from typing import Any
 
 from aiohttp import web
 
 from reconciler.serve import ListenerLimits, bound_port, start_server
-from reconciler.web import api, live, lockouts, pages, pages_account, pages_auth
 from reconciler.web.addresslimit import ADDRESS_BUDGET, AddressBudget, unauthenticated_limit
 from reconciler.web.config import PortalConfig
+from reconciler.web.context import PORTAL_KEY, Portal
+from reconciler.web.feature import Feature
+from reconciler.web.features import FEATURES
 from reconciler.web.middleware import authenticate, errors, security_headers
-from reconciler.web.portal import PORTAL_KEY, Portal
-from reconciler.web.ports import PortalDeps
+from reconciler.web.ports import PortalDeps, PortKey, core_ports
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +41,24 @@ PORTAL_LIMITS = ListenerLimits(
 )
 
 
-def make_portal_app(deps: PortalDeps, config: PortalConfig) -> web.Application:
-    portal = Portal(deps, config)
+def make_portal_app(
+    deps: PortalDeps,
+    config: PortalConfig,
+    features: Sequence[Feature] = FEATURES,
+    ports: Mapping[PortKey[Any], object] | None = None,
+) -> web.Application:
+    """The portal of ``features`` (every route of each, in order). ``ports``: what features
+    need beyond ``deps`` (``Feature.ports``), by ``PortKey``; a missing one raises here."""
+    portal = Portal(deps, config, features, {**core_ports(deps), **(ports or {})})
     app = web.Application(
         middlewares=[security_headers, errors, unauthenticated_limit, authenticate],
         client_max_size=PORTAL_LIMITS.max_body_bytes,
     )
     app[PORTAL_KEY] = portal
     app[ADDRESS_BUDGET] = AddressBudget(config.unauthenticated_per_address)
-    for module in (pages_auth, pages, pages_account, live, api, lockouts):
-        app.router.add_routes(module.routes)
+    for feature in portal.features:
+        for table in feature.routes:
+            app.router.add_routes(table)
     static = resources.files("reconciler.web") / "static"
     app.router.add_static("/static/", str(static), append_version=False)
     app.on_shutdown.append(portal.shutdown)

@@ -1,5 +1,7 @@
-"""The portal's composition root (one per aiohttp app) and the request helpers every
-handler uses: who is calling, what they may see in a tenant, and page rendering.
+"""The portal's per-application context (``Portal``: its features, ports, database, sessions,
+limiter, templates) and the request helpers every handler uses: who is calling, what they
+may see in a tenant, the ports a feature reads, and page rendering (with the header the
+features' navigation gives this person).
 
 Every helper reads the daemon's CURRENT applied state: a person removed from git or demoted
 loses that access on their next request, whatever their session says.
@@ -10,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 import jinja2
 from aiohttp import web
@@ -22,11 +24,12 @@ from reconciler.web.access import Principal, TenantScope, principal_for, tenant_
 from reconciler.web.config import PortalConfig
 from reconciler.web.db import PortalDb
 from reconciler.web.errors import Unauthenticated
+from reconciler.web.feature import Feature, nav_entries
 from reconciler.web.login import Login
 from reconciler.web.mail import Mailer
 from reconciler.web.overview import Overview
 from reconciler.web.passwords import PasswordChecker
-from reconciler.web.ports import PortalDeps
+from reconciler.web.ports import PortalDeps, PortKey
 from reconciler.web.proxies import client_address
 from reconciler.web.ratelimit import LoginLimiter
 from reconciler.web.search import Searcher
@@ -38,10 +41,29 @@ PRE_CSRF: web.RequestKey[str] = web.RequestKey(
 )  # the pre-session CSRF token (login, activation)
 
 
+T = TypeVar("T")
+
+
 class Portal:
-    def __init__(self, deps: PortalDeps, config: PortalConfig) -> None:
+    def __init__(
+        self,
+        deps: PortalDeps,
+        config: PortalConfig,
+        features: Sequence[Feature] = (),
+        ports: Mapping[PortKey[Any], object] | None = None,
+    ) -> None:
         self.deps = deps
         self.config = config
+        self.features = tuple(features)
+        self.ports = dict(ports or {})
+        missing = sorted(
+            f"{feature.name}: {port.name}"
+            for feature in self.features
+            for port in feature.ports
+            if port not in self.ports
+        )
+        if missing:
+            raise ValueError("portal features without their ports: " + ", ".join(missing))
         self.db = PortalDb(deps.database_dsn, size=config.db_pool_size)
         self.sessions = Sessions(self.db, config)
         self.limiter = LoginLimiter(
@@ -62,6 +84,9 @@ class Portal:
         )
         filters.install(self.templates)
         self._pre_session_key: bytes | None = None
+
+    def port(self, key: PortKey[T]) -> T:
+        return cast(T, self.ports[key])
 
     async def pre_session_key(self) -> bytes:
         """The key of the pre-session CSRF token: derived from the installation's random
@@ -115,6 +140,16 @@ def portal_of(request: web.Request) -> Portal:
     return request.app[PORTAL_KEY]
 
 
+def features_of(request: web.Request) -> Sequence[Feature]:
+    return portal_of(request).features
+
+
+def port_of(request: web.Request, key: PortKey[T]) -> T:
+    """The port ``key`` names, as this app was given it (``Feature.ports`` lists it, so the
+    app refused to start without it)."""
+    return portal_of(request).port(key)
+
+
 def identity_of(request: web.Request) -> Identity | None:
     return request.get(IDENTITY)
 
@@ -159,6 +194,7 @@ def render_html(request: web.Request, template: str, **context: Any) -> str:
         who = principal_for(ident.email, deps.applied_state(), deps.platform_admins())
     return portal.templates.get_template(template).render(
         me=who,
+        nav=[(e, e.on(request.path)) for e in nav_entries(portal.features, who)] if who else [],
         csrf=(ident.csrf_token if ident else None) or request.get(PRE_CSRF, ""),
         path=request.path,
         **context,

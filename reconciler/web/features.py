@@ -1,0 +1,25 @@
+"""The portal's features, in the order of the page header: the one list a new feature
+module is added to (``feature.Feature``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.web import account, api, invites, lockouts, login_pages, platform, tenants
+from reconciler.web.feature import Feature, api_paths
+from reconciler.web.openapi import document
+
+FEATURES: tuple[Feature, ...] = (
+    login_pages.FEATURE,
+    api.FEATURE,
+    platform.FEATURE,
+    tenants.FEATURE,
+    invites.FEATURE,
+    account.FEATURE,
+    lockouts.FEATURE,
+)
+
+
+def openapi_document(base_url: str, features: tuple[Feature, ...] = FEATURES) -> dict[str, Any]:
+    """The ``/api/v1`` document of ``features`` (what ``/api/v1/openapi.json`` serves)."""
+    return document(base_url, api_paths(features))

@@ -1,0 +1,175 @@
+"""The platform, for super admins: every tenant's sync state and the switch nodes (the
+overview), the apply history and audit trail of every tenant (**Activity**), and search
+across tenants, extensions and people; as pages and as the API. Unknown (404) to others."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from reconciler.web import views
+from reconciler.web.access import Principal
+from reconciler.web.context import port_of, portal_of, render
+from reconciler.web.feature import Feature, NavEntry
+from reconciler.web.handling import V1, audit_entries, ok, query_limit, require_super
+from reconciler.web.openapi import (
+    LIMIT,
+    array,
+    list_of,
+    obj,
+    operation,
+    string,
+)
+from reconciler.web.ports import HISTORY, NODES, TENANT_SYNC
+
+routes = web.RouteTableDef()
+
+PAGE_SIZE = 50
+
+
+def nav(who: Principal) -> Sequence[NavEntry]:
+    return [NavEntry("Platform", "/platform", prefix=True)] if who.super_admin else []
+
+
+# -- pages ---------------------------------------------------------------------------------
+
+
+@routes.get("/platform")
+async def platform(request: web.Request) -> web.StreamResponse:
+    require_super(request)
+    portal = portal_of(request)
+    deps = portal.deps
+    overview = portal.overview.rows(
+        deps.applied_state(), port_of(request, TENANT_SYNC).tenant_sync()
+    )
+    wanted = request.query.get("sync", "")
+    rows = overview.worst_first
+    if wanted in overview.counts:
+        rows = [r for r in rows if r["sync"] == wanted]
+    page = max(1, _int(request.query.get("page", "1")))
+    pages = max(1, -(-len(rows) // PAGE_SIZE))
+    return render(
+        request,
+        "platform.html",
+        rows=rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
+        counts=overview.counts,
+        sync_filter=wanted,
+        page=page,
+        pages=pages,
+        total=len(overview.by_id),
+        nodes=[views.node_view(n) for n in port_of(request, NODES).nodes()],
+    )
+
+
+def _int(text: str) -> int:
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 7 else 1
+
+
+@routes.get("/platform/activity")
+async def platform_activity(request: web.Request) -> web.StreamResponse:
+    require_super(request)
+    history = await port_of(request, HISTORY).history(None, 50)
+    return render(
+        request,
+        "activity.html",
+        tenant=None,
+        history=[views.history_view(h) for h in history],
+        audit=await audit_entries(request, None, 100),
+    )
+
+
+@routes.get("/platform/search")
+async def search(request: web.Request) -> web.StreamResponse:
+    require_super(request)
+    query = request.query.get("q", "")[:100]
+    state = portal_of(request).deps.applied_state()
+    hits = portal_of(request).searcher.index(state).search(query) if query.strip() else []
+    return render(request, "search.html", query=query, hits=hits)
+
+
+# -- API -----------------------------------------------------------------------------------
+
+
+@routes.get(V1 + "/nodes")
+async def api_nodes(request: web.Request) -> web.StreamResponse:
+    require_super(request)
+    return ok({"nodes": [views.node_view(n) for n in port_of(request, NODES).nodes()]})
+
+
+@routes.get(V1 + "/history")
+async def api_history(request: web.Request) -> web.StreamResponse:
+    require_super(request)
+    entries = await port_of(request, HISTORY).history(None, query_limit(request))
+    return ok({"history": [views.history_view(h) for h in entries]})
+
+
+@routes.get(V1 + "/audit")
+async def api_audit(request: web.Request) -> web.StreamResponse:
+    require_super(request)
+    return ok({"audit": await audit_entries(request, None, query_limit(request))})
+
+
+@routes.get(V1 + "/search")
+async def api_search(request: web.Request) -> web.StreamResponse:
+    require_super(request)
+    query = request.query.get("q", "")[:100]
+    portal = portal_of(request)
+    hits = portal.searcher.index(portal.deps.applied_state()).search(query)
+    return ok(
+        {
+            "hits": [
+                {"kind": h.kind, "tenant": h.tenant_id, "key": h.key, "label": h.label}
+                for h in hits
+            ]
+        }
+    )
+
+
+# -- OpenAPI -------------------------------------------------------------------------------
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        "/nodes": {"get": operation("switch nodes (super admins)", list_of("nodes", "Node"))},
+        "/history": {
+            "get": operation(
+                "apply history of every tenant (super admins)",
+                list_of("history", "History"),
+                params=[LIMIT],
+            )
+        },
+        "/audit": {
+            "get": operation(
+                "audit trail (super admins)", list_of("audit", "Audit"), params=[LIMIT]
+            )
+        },
+        "/search": {
+            "get": operation(
+                "search tenants, extensions, users (super admins)",
+                obj(
+                    ["hits"],
+                    hits=array(
+                        obj(
+                            ["kind", "tenant", "key", "label"],
+                            kind=string(),
+                            tenant=string(),
+                            key=string(),
+                            label=string(),
+                        )
+                    ),
+                ),
+                params=[{"name": "q", "in": "query", "required": False, "schema": string()}],
+            )
+        },
+    }
+
+
+FEATURE = Feature(
+    name="platform",
+    routes=(routes,),
+    nav=nav,
+    openapi_paths=_paths,
+    ports=(TENANT_SYNC, NODES, HISTORY),
+)
