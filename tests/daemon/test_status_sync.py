@@ -10,7 +10,7 @@ from pathlib import Path
 from reconciler.cli.status_view import render_status
 from reconciler.core.sync import SyncStatus, TenantSync
 from reconciler.daemon.metrics import Metrics
-from reconciler.daemon.portal import DaemonPortalDeps
+from reconciler.daemon.portal_link import DaemonPortalDeps
 from reconciler.daemon.status import StatusBoard, tenant_rows, tenant_syncs
 from reconciler.daemon.switches import SwitchLink
 from reconciler.reconcile import AppliedState, Reconciler
