@@ -98,6 +98,8 @@ def test_portal_trusted_proxies_from_the_flag_or_the_environment() -> None:
         portal_config(resolve({"portal_trusted_proxies": "proxy.example.net"}, environ={}))
     result = CliRunner().invoke(main, ["run", "--help"])
     assert "--portal-trusted-proxies" in result.output
+
+
 def _daemon_config(monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str]) -> Any:
     """What `pbx run` would start the daemon with (the daemon itself is not started)."""
     from reconciler.cli import daemon as daemon_cli
