@@ -99,6 +99,14 @@ class MemoryStore:
     def record_attempt(self, tenant_ids: Collection[str], revision: GitRevision | None) -> None:
         self._check("record_attempt")
         self.attempts.append((tuple(sorted(tenant_ids)), revision))
+        now = datetime.now(UTC)
+        for tenant_id in set(tenant_ids) & set(self.registry):
+            self.registry[tenant_id] = replace(
+                self.registry[tenant_id],
+                attempted_revision=revision.commit if revision else None,
+                attempted_dirty=revision.dirty if revision else None,
+                attempted_at=now,
+            )
 
     def record_spec_status(self, invalid: Mapping[str, tuple[str | None, Sequence[str]]]) -> None:
         self._check("record_spec_status")
