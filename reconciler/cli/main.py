@@ -14,6 +14,7 @@ import click
 
 from reconciler.cli.credentials import credentials, prune
 from reconciler.cli.daemon import run, status
+from reconciler.cli.node_config import node_config
 from reconciler.cli.options import global_options
 from reconciler.cli.passes import apply_command, plan_command
 from reconciler.cli.portal import users
@@ -36,6 +37,7 @@ for command in (
     credentials,
     prune,
     render,
+    node_config,
     run,
     status,
     users,

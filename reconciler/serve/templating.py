@@ -1,7 +1,7 @@
 """The Jinja2 templates of the XML FreeSWITCH is served: loaded once, checked at start.
 
-Templates ship as package data of ``reconciler.templates`` (the repository's ``templates/``
-folder, read through importlib.resources) and may be overridden file by file from a
+Templates ship beside this module, in ``reconciler/serve/templates/`` (read through
+importlib.resources, so from a checkout, a wheel or a zip alike) and may be overridden file by file from a
 directory (``--templates DIR``). Autoescape is on
 (display names may hold ``&<>"``), undefined names are errors (a typo must not silently
 serve an empty ``a1-hash``), and every template is compiled and rendered once against a
@@ -37,7 +37,8 @@ DIALPLAN = "dialplan.xml.j2"
 CALLCENTER = "callcenter.conf.xml.j2"
 NOT_FOUND = "not_found.xml.j2"
 TEMPLATE_NAMES = (DIRECTORY, DIALPLAN, CALLCENTER, NOT_FOUND)
-SHIPPED_PACKAGE = "reconciler.templates"
+SHIPPED_PACKAGE = "reconciler.serve"
+SHIPPED_DIR = "templates"
 
 
 class TemplateLoadError(Permanent):
@@ -58,7 +59,10 @@ class Templates:
 def load_templates(override_dir: str | os.PathLike[str] | None = None) -> Templates:
     """Shipped templates, each replaced by a file of the same name in ``override_dir``."""
     shipped = {
-        name: resources.files(SHIPPED_PACKAGE).joinpath(name).read_text(encoding="utf-8")
+        name: resources.files(SHIPPED_PACKAGE)
+        .joinpath(SHIPPED_DIR)
+        .joinpath(name)
+        .read_text(encoding="utf-8")
         for name in TEMPLATE_NAMES
     }
     loaders: list[jinja2.BaseLoader] = [jinja2.DictLoader(shipped)]

@@ -1,5 +1,5 @@
 """One real node for the whole tier: ``pbx run`` (a process, a fresh database, tenant files
-written here) and FreeSWITCH booted on the configuration ``reconciler.freeswitch_conf.render``
+written here) and FreeSWITCH booted on the configuration ``pbx node-config``
 renders, every listener on a free port.
 
 Order matters: the daemon starts first, so FreeSWITCH's module loads (callcenter.conf over
@@ -164,7 +164,8 @@ def _render(ports: Ports, out: Path) -> None:
         [
             sys.executable,
             "-m",
-            "reconciler.freeswitch_conf.render",
+            "reconciler",
+            "node-config",
             "--reconciler-url",
             f"http://127.0.0.1:{ports.xml_curl}/freeswitch/xml",
             "--sip-ip",

@@ -1,11 +1,13 @@
 """Packaging: templates and the node configuration install under reconciler.*, never as
-generic top-level packages; every package directory is shipped."""
+generic top-level packages; every package directory is shipped, and the checkout imports
+as it is (no editable install, no mapped folders)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import sysconfig
 import tomllib
 import zipfile
 from importlib import resources
@@ -31,34 +33,48 @@ def package_directories() -> set[str]:
 
 def test_every_package_directory_is_listed_for_the_wheel() -> None:
     listed = set(SETUPTOOLS["packages"])
-    assert package_directories() <= listed, "add the new package to pyproject.toml"
-    mapped = set(SETUPTOOLS["package-dir"])
-    assert (
-        listed - package_directories()
-        == mapped
-        == {
-            "reconciler.templates",
-            "reconciler.freeswitch_conf",
-        }
-    )
+    assert package_directories() == listed, "list every package in pyproject.toml, no other"
+    assert "package-dir" not in SETUPTOOLS, "a mapped folder does not import from a checkout"
 
 
 def test_shipped_templates_load_through_the_project_path() -> None:
-    assert SHIPPED_PACKAGE == "reconciler.templates"
+    assert SHIPPED_PACKAGE == "reconciler.serve"
     for name in TEMPLATE_NAMES:
-        assert resources.files(SHIPPED_PACKAGE).joinpath(name).is_file()
+        assert resources.files(SHIPPED_PACKAGE).joinpath("templates", name).is_file()
     assert load_templates().source == "shipped templates"
 
 
 def test_node_configuration_ships_under_the_project_path() -> None:
-    package = resources.files("reconciler.freeswitch_conf")
-    for name in ("freeswitch.xml", "systemd/pbx-reconciler.service", "README.md"):
-        assert package.joinpath(name).is_file(), name
+    package = resources.files("reconciler.nodeconfig")
+    for name in ("freeswitch.xml", "autoload_configs/xml_curl.conf.xml.j2"):
+        assert package.joinpath("conf", name).is_file(), name
+
+
+def test_the_checkout_imports_without_an_editable_install(tmp_path: Path) -> None:
+    """Only the dependencies' site-packages and the checkout on the path, no site hooks (so
+    no editable-install finder): the templates and the node tree are found all the same."""
+    probe = (
+        "import reconciler, reconciler.cli.main, reconciler.serve as s;"
+        "from reconciler.nodeconfig.files import iter_sources;"
+        "print(reconciler.__file__, s.load_templates().source, len(list(iter_sources())))"
+    )
+    paths = dict.fromkeys((str(REPO), sysconfig.get_path("purelib"), sysconfig.get_path("platlib")))
+    run = subprocess.run(
+        [sys.executable, "-S", "-c", probe],
+        cwd=tmp_path,
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(paths)},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    module, _, count = run.stdout.split()[0], None, run.stdout.split()[-1]
+    assert module.startswith(str(REPO / "reconciler")), run.stdout
+    assert "shipped templates" in run.stdout and int(count) > 10
 
 
 def test_no_generic_top_level_package_outside_the_repository(tmp_path: Path) -> None:
     probe = (
-        "import importlib.util as u, reconciler.templates, reconciler.freeswitch_conf.render;"
+        "import importlib.util as u, reconciler.serve.templating, reconciler.nodeconfig.files;"
         "print(u.find_spec('templates'), u.find_spec('freeswitch_conf'))"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -82,10 +98,11 @@ def test_the_wheel_holds_only_project_named_packages(tmp_path: Path) -> None:
     top = {name.split("/")[0] for name in names}
     assert top == {"reconciler", "specs_schema", next(t for t in top if t.endswith(".dist-info"))}
     for shipped in (
-        "reconciler/templates/directory.xml.j2",
-        "reconciler/freeswitch_conf/render.py",
-        "reconciler/freeswitch_conf/autoload_configs/xml_curl.conf.xml.j2",
-        "reconciler/freeswitch_conf/systemd/pbx-reconciler.service",
+        "reconciler/serve/templates/directory.xml.j2",
+        "reconciler/nodeconfig/files.py",
+        "reconciler/nodeconfig/conf/freeswitch.xml",
+        "reconciler/nodeconfig/conf/autoload_configs/xml_curl.conf.xml.j2",
+        "reconciler/nodeconfig/conf/sip_profiles/carriers/00-no-gateways.xml",
         "reconciler/serve/listener.py",
         "specs_schema/tenant.schema.json",
     ):
