@@ -18,8 +18,8 @@ from reconciler.cli.node_config import node_config
 from reconciler.cli.options import global_options
 from reconciler.cli.passes import apply_command, plan_command
 from reconciler.cli.portal import users
-from reconciler.cli.render import render
 from reconciler.cli.specs import schema, validate
+from reconciler.cli.xml_answer import xml_answer
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -36,7 +36,7 @@ for command in (
     apply_command,
     credentials,
     prune,
-    render,
+    xml_answer,
     node_config,
     run,
     status,

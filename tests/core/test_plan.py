@@ -21,7 +21,7 @@ from reconciler.core.model import (
     Tier,
 )
 from reconciler.core.plan import Action, Plan, apply_changes, plan
-from reconciler.core.render import change_dict, render_text, to_json
+from reconciler.core.plan_text import change_dict, render_text, to_json
 from tests.strategies import tenant_sets
 
 ACME = Tenant(id="acme", domain="acme.example.com", name="Acme", status="active")

@@ -1,4 +1,4 @@
-"""``pbx render``: the XML the endpoint would answer, from the applied state."""
+"""``pbx xml-answer``: the XML the xml_curl endpoint would answer, from the applied state."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from reconciler.serve import answer, build_snapshot, load_templates
 from reconciler.serve.forms import configuration_form, dialplan_form, directory_form
 
 
-@click.command()
+@click.command("xml-answer")
 @click.option(
     "--section", type=click.Choice(["directory", "dialplan", "configuration"]), required=True
 )
@@ -34,7 +34,7 @@ from reconciler.serve.forms import configuration_form, dialplan_form, directory_
 )
 @global_options
 @click.pass_context
-def render(
+def xml_answer(
     ctx: click.Context,
     /,
     section: str,
