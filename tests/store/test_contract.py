@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from reconciler.core.desired import tenant_state_from_spec
-from reconciler.core.model import State
+from reconciler.core.model import Extension, State
 from reconciler.core.plan import plan
 from reconciler.core.revision import GitRevision
 from reconciler.store import (
@@ -111,6 +111,22 @@ def test_every_extension_gets_credentials_rehashed_when_its_domain_changes(
     assert old_domain in store.read_retired_domains()
 
 
+def test_an_extension_deleted_and_added_back_keeps_its_password(
+    store: Store, desired: State
+) -> None:
+    """Within the grace (the PostgreSQL store's default; the memory store has no expiry) a
+    phone that still holds the old password registers again."""
+    acme = desired["acme"]
+    spare = Extension("1099", "Spare desk")
+    with_spare = {"acme": replace(acme, extensions={**acme.extensions, "1099": spare})}
+    converge(store, with_spare)
+    before = store.read_a1_hashes(["acme"])[("acme", "1099")]
+    converge(store, {"acme": acme})
+    assert ("acme", "1099") not in store.read_a1_hashes()
+    converge(store, with_spare)
+    assert store.read_a1_hashes(["acme"])[("acme", "1099")] == before
+
+
 def test_the_registry_records_the_applied_and_the_attempted_revision(
     store: Store, desired: State
 ) -> None:
@@ -125,6 +141,20 @@ def test_the_registry_records_the_applied_and_the_attempted_revision(
     assert (entry.attempted_revision, entry.attempted_dirty) == (R2.commit, True)
     assert entry.applied_revision == R1.commit
     assert store.read_registry()["globex"].attempted_revision == R1.commit
+
+
+def test_a_frozen_tenant_keeps_its_state_and_its_applied_revision(
+    store: Store, desired: State
+) -> None:
+    converge(store, desired, R1)
+    renamed = replace(desired["acme"].tenant, name="Acme Renamed")
+    edited = {**desired, "acme": replace(desired["acme"], tenant=renamed)}
+    report = converge(store, edited, R2, frozen=["acme"])
+    assert report.ok and "acme" not in report.applied
+    assert store.read_state()["acme"] == desired["acme"]
+    registry = store.read_registry()
+    assert registry["acme"].applied_revision == R1.commit
+    assert registry["globex"].applied_revision == R2.commit
 
 
 def test_spec_status_holds_exactly_the_invalid_tenants_and_keeps_since(store: Store) -> None:
