@@ -91,7 +91,8 @@ def test_the_serving_path_may_not_reach_the_store_even_through_another_module(
 @pytest.mark.parametrize(
     ("module", "planted", "contract"),
     [
-        ("reconciler/web/api.py", "import psycopg", PSYCOPG_CONTRACT),
+        ("reconciler/sources/specdir.py", "import psycopg", PSYCOPG_CONTRACT),
+        ("reconciler/switch/session.py", "import psycopg_pool", PSYCOPG_CONTRACT),
         ("reconciler/reconcile.py", "import jinja2", JINJA_CONTRACT),
     ],
 )
