@@ -1,13 +1,13 @@
 """The node's configuration files: the shipped tree, rendered with validated settings.
 
-Placeholder mechanism: files named ``*.j2`` under ``conf/`` are Jinja2 templates
-(``{{ name }}``), rendered with :class:`NodeSettings` and written without the suffix; every
-other file is copied verbatim. FreeSWITCH's own ``$${var}`` preprocessor variables remain
+Placeholder mechanism: files named ``*.j2`` in the shipped tree (``freeswitch_conf/``) are
+Jinja2 templates (``{{ name }}``), rendered with :class:`NodeSettings` and written without
+the suffix; every other file is copied verbatim. FreeSWITCH's own ``$${var}`` preprocessor variables remain
 only for fixed globals in ``vars.xml`` and for FreeSWITCH's built-in directories, so no
 secret ever becomes a FreeSWITCH global variable.
 
-Neighbours: reads ``conf/`` through importlib.resources (works from a checkout, a wheel or
-a zip); writes a plain directory tree. Imports nothing from the rest of ``reconciler``.
+Neighbours: reads the tree through ``reconciler.shipped_data`` (works from a checkout, a
+wheel or a zip); writes a plain directory tree. Imports nothing else of ``reconciler``.
 """
 
 from __future__ import annotations
@@ -16,18 +16,16 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
 
 import jinja2
 
 from reconciler.nodeconfig.settings import NodeConfigError, NodeSettings, template_context, validate
+from reconciler.shipped_data import NODE_TREE, shipped_folder
 
-PACKAGE = "reconciler.nodeconfig"
-TREE = "conf"
 TEMPLATE_SUFFIX = ".j2"
-# What belongs to the FreeSWITCH tree (anything else that lands in conf/ is not loaded).
+# What belongs to the FreeSWITCH tree (the folder's README.md and systemd/ are not).
 TREE_ROOTS: tuple[str, ...] = (
     "freeswitch.xml",
     "vars.xml",
@@ -52,8 +50,8 @@ def _walk(node: Traversable, rel: PurePosixPath) -> Iterator[tuple[PurePosixPath
 
 
 def iter_sources() -> Iterator[tuple[PurePosixPath, Traversable]]:
-    """The node tree shipped in ``conf/``: (relative path, resource), in a stable order."""
-    package = resources.files(PACKAGE).joinpath(TREE)
+    """The shipped node tree: (relative path, resource), in a stable order."""
+    package = shipped_folder(NODE_TREE)
     for root in TREE_ROOTS:
         candidates = [package / root, package / (root + TEMPLATE_SUFFIX)]
         found = [c for c in candidates if c.is_file() or c.is_dir()]

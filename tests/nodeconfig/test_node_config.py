@@ -17,7 +17,6 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -425,12 +424,11 @@ def test_settings_repr_hides_secrets() -> None:
     assert CURL_PASSWORD not in shown and ESL_PASSWORD not in shown
 
 
-def test_package_data_is_read_through_importlib_resources() -> None:
+def test_the_shipped_tree_is_the_node_configuration_alone() -> None:
     shipped = {rel.as_posix() for rel, _ in iter_sources()}
     assert "autoload_configs/xml_curl.conf.xml.j2" in shipped
-    assert "freeswitch.xml" in shipped
-    assert not any(name.endswith(".py") or name.startswith("systemd/") for name in shipped)
-    assert resources.files("reconciler.nodeconfig").joinpath("conf/vars.xml").is_file()
+    assert "freeswitch.xml" in shipped and "vars.xml" in shipped
+    assert not any(name.endswith((".py", ".md")) or name.startswith("systemd/") for name in shipped)
 
 
 # --- the command line --------------------------------------------------------------------
@@ -531,7 +529,7 @@ def read_unit(path: Path) -> configparser.ConfigParser:
     return unit
 
 
-SYSTEMD = REPO / "deploy" / "systemd"
+SYSTEMD = REPO / "freeswitch_conf" / "systemd"
 
 
 def test_systemd_unit_runs_and_reloads_the_daemon() -> None:
@@ -569,7 +567,7 @@ def test_systemd_unit_leaves_room_for_the_listeners_connection_caps(
     assert connection_caps(ListenerLimits()) == unlimited  # not lowered under the unit
     monkeypatch.setattr(resource, "getrlimit", lambda _kind: (1024, 1024))
     assert connection_caps(ListenerLimits()).cap < unlimited.cap  # systemd's default
-    readme = (REPO / "deploy" / "README.md").read_text(encoding="utf-8")
+    readme = (REPO / "freeswitch_conf" / "README.md").read_text(encoding="utf-8")
     assert f"LimitNOFILE={limit}" in readme
 
 

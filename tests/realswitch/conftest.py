@@ -1,6 +1,6 @@
 """One real node for the whole tier: ``pbx run`` (a process, a fresh database, tenant files
-written here) and FreeSWITCH booted on the configuration ``pbx node-config``
-renders, every listener on a free port.
+written here) and FreeSWITCH booted on ``freeswitch_conf/`` as ``pbx node-config`` renders
+it, every listener on a free port.
 
 Order matters: the daemon starts first, so FreeSWITCH's module loads (callcenter.conf over
 xml_curl) find it up, as the systemd unit orders them in production.

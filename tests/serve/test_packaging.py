@@ -1,6 +1,6 @@
-"""Packaging: templates and the node configuration install under reconciler.*, never as
-generic top-level packages; every package directory is shipped, and the checkout imports
-as it is (no editable install, no mapped folders)."""
+"""Packaging: templates and the node configuration live in the top-level folders templates/
+and freeswitch_conf/ and install under reconciler/, never as generic top-level packages;
+every package directory is shipped, and the checkout imports as it is (no editable install)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,18 @@ import sys
 import sysconfig
 import tomllib
 import zipfile
-from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from reconciler.serve.templating import SHIPPED_PACKAGE, TEMPLATE_NAMES, load_templates
+from reconciler.serve.templating import TEMPLATE_NAMES, load_templates
+from reconciler.shipped_data import NODE_TREE, TEMPLATES, shipped_folder
 
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
+# the shipped data folders: where they are in the repository, where they install
+MAPPED = {"reconciler.templates": "templates", "reconciler.freeswitch_conf": "freeswitch_conf"}
 
 
 def package_directories() -> set[str]:
@@ -33,21 +35,20 @@ def package_directories() -> set[str]:
 
 def test_every_package_directory_is_listed_for_the_wheel() -> None:
     listed = set(SETUPTOOLS["packages"])
-    assert package_directories() == listed, "list every package in pyproject.toml, no other"
-    assert "package-dir" not in SETUPTOOLS, "a mapped folder does not import from a checkout"
+    expected = package_directories() | set(MAPPED)
+    assert expected == listed, "list every package in pyproject.toml, no other"
+    assert SETUPTOOLS["package-dir"] == MAPPED, "the data folders install under reconciler/"
 
 
-def test_shipped_templates_load_through_the_project_path() -> None:
-    assert SHIPPED_PACKAGE == "reconciler.serve"
+def test_the_checkout_reads_the_top_level_data_folders() -> None:
+    """An editable install (or a checkout on the path) reads the repository's own folders."""
+    assert Path(str(shipped_folder(TEMPLATES))) == REPO / "templates"
+    assert Path(str(shipped_folder(NODE_TREE))) == REPO / "freeswitch_conf"
     for name in TEMPLATE_NAMES:
-        assert resources.files(SHIPPED_PACKAGE).joinpath("templates", name).is_file()
+        assert (REPO / "templates" / name).is_file(), name
     assert load_templates().source == "shipped templates"
-
-
-def test_node_configuration_ships_under_the_project_path() -> None:
-    package = resources.files("reconciler.nodeconfig")
     for name in ("freeswitch.xml", "autoload_configs/xml_curl.conf.xml.j2"):
-        assert package.joinpath("conf", name).is_file(), name
+        assert (REPO / "freeswitch_conf" / name).is_file(), name
 
 
 def test_the_checkout_imports_without_an_editable_install(tmp_path: Path) -> None:
@@ -97,22 +98,34 @@ def test_the_wheel_holds_only_project_named_packages(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names}
     assert top == {"reconciler", "specs_schema", next(t for t in top if t.endswith(".dist-info"))}
+    # every template and every file of the node tree, under reconciler/
+    for package, folder in MAPPED.items():
+        for path in (REPO / folder).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts:
+                rel = path.relative_to(REPO / folder).as_posix()
+                assert f"{package.replace('.', '/')}/{rel}" in names, rel
     for shipped in (
-        "reconciler/serve/templates/directory.xml.j2",
+        "reconciler/templates/directory.xml.j2",
+        "reconciler/freeswitch_conf/autoload_configs/xml_curl.conf.xml.j2",
+        "reconciler/freeswitch_conf/sip_profiles/carriers/00-no-gateways.xml",
+        "reconciler/freeswitch_conf/systemd/pbx-reconciler.service",
         "reconciler/nodeconfig/files.py",
-        "reconciler/nodeconfig/conf/freeswitch.xml",
-        "reconciler/nodeconfig/conf/autoload_configs/xml_curl.conf.xml.j2",
-        "reconciler/nodeconfig/conf/sip_profiles/carriers/00-no-gateways.xml",
         "reconciler/serve/listener.py",
         "specs_schema/tenant.schema.json",
     ):
         assert shipped in names, shipped
 
+    # the unpacked wheel reads its own copies, not the checkout's
     unpacked = tmp_path / "unpacked"
     zipfile.ZipFile(wheel).extractall(unpacked)
     probe = (
         "import reconciler, reconciler.serve as s;"
-        f"print(reconciler.__file__.startswith({str(unpacked)!r}), s.load_templates().source)"
+        "from reconciler.shipped_data import NODE_TREE, TEMPLATES, shipped_folder;"
+        "from reconciler.nodeconfig.files import iter_sources;"
+        f"inside = [str(shipped_folder(n)).startswith({str(unpacked)!r})"
+        " for n in (TEMPLATES, NODE_TREE)];"
+        f"print(reconciler.__file__.startswith({str(unpacked)!r}), all(inside),"
+        " len(list(iter_sources())) > 10, s.load_templates().source)"
     )
     run = subprocess.run(
         [sys.executable, "-c", probe],
@@ -122,4 +135,4 @@ def test_the_wheel_holds_only_project_named_packages(tmp_path: Path) -> None:
         text=True,
     )
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "True shipped templates"
+    assert run.stdout.strip() == "True True True shipped templates"
