@@ -1,4 +1,4 @@
-"""The forms mod_xml_curl posts, built for ``pbx xml-answer`` (which answers them without a
+"""The forms mod_xml_curl posts, built for ``pbx render`` (which answers them without a
 switch). Field names are the ones the captured FreeSWITCH 1.10 requests carry."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The database commands of the CLI against a real PostgreSQL: plan, apply, credentials,
-prune, xml-answer and status, with the exit codes INTERFACE.md fixes."""
+prune, render and status, with the exit codes INTERFACE.md fixes."""
 
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def test_removed_tenant_is_orphaned_then_pruned(pg_dsn: str, tenants: Path) -> N
     code, out, _ = pbx(
         pg_dsn,
         tenants,
-        "xml-answer",
+        "render",
         "--section",
         "directory",
         "--domain",
@@ -150,12 +150,12 @@ def test_removed_tenant_is_orphaned_then_pruned(pg_dsn: str, tenants: Path) -> N
     assert count == (4,)
 
 
-def test_xml_answer_for_each_section(pg_dsn: str, tenants: Path) -> None:
+def test_render_each_section(pg_dsn: str, tenants: Path) -> None:
     assert pbx(pg_dsn, tenants, "apply", "--yes")[0] == 0
     code, out, _ = pbx(
         pg_dsn,
         tenants,
-        "xml-answer",
+        "render",
         "--section",
         "directory",
         "--domain",
@@ -172,7 +172,7 @@ def test_xml_answer_for_each_section(pg_dsn: str, tenants: Path) -> None:
     code, out, _ = pbx(
         pg_dsn,
         tenants,
-        "xml-answer",
+        "render",
         "--section",
         "dialplan",
         "--context",
@@ -185,20 +185,14 @@ def test_xml_answer_for_each_section(pg_dsn: str, tenants: Path) -> None:
     assert ("callcenter", "support@acme.example.com") in actions
 
     code, out, _ = pbx(
-        pg_dsn,
-        tenants,
-        "xml-answer",
-        "--section",
-        "configuration",
-        "--queue",
-        "sales@acme.example.com",
+        pg_dsn, tenants, "render", "--section", "configuration", "--queue", "sales@acme.example.com"
     )
     assert code == 0
     queues = [q.get("name") for q in ET.fromstring(out).iter("queue")]
     assert queues == ["sales@acme.example.com"]
     assert ET.fromstring(out).find(".//agents") is None
 
-    assert pbx(pg_dsn, tenants, "xml-answer", "--section", "directory")[0] == 2, "usage error"
+    assert pbx(pg_dsn, tenants, "render", "--section", "directory")[0] == 2, "usage error"
 
 
 def test_status_unreachable_exits_1() -> None:

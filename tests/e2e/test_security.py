@@ -2,7 +2,7 @@
 `pbx credentials show`, and the xml_curl endpoint gives nothing to the wrong caller.
 
 One recorded run (module scope) plays the scenario of test_scenario.py plus the CLI around it
-(plan, apply as a subprocess, rotate, xml-answer, an error) and keeps everything an attacker or a
+(plan, apply as a subprocess, rotate, render, an error) and keeps everything an attacker or a
 log collector could read: every log record at DEBUG, every xml_curl answer (ours and the
 switch's own callcenter.conf fetches), every CLI output, /status and /metrics, the persisted
 snapshot. The tests below then search all of it for every password the database ever held.
@@ -167,12 +167,10 @@ async def _record(dsn: str, tmp: Path) -> Recording:
         rec.outputs["credentials show, unknown extension"] = _output(
             pbx("credentials", "show", "acme", "9999", *db)
         )
-        rec.outputs["xml-answer directory"] = _output(
-            pbx("xml-answer", "--section", "directory", "--domain", ACME, "--user", "1001", *db)
+        rec.outputs["render directory"] = _output(
+            pbx("render", "--section", "directory", "--domain", ACME, "--user", "1001", *db)
         )
-        rec.outputs["xml-answer callcenter"] = _output(
-            pbx("xml-answer", "--section", "configuration", *db)
-        )
+        rec.outputs["render callcenter"] = _output(pbx("render", "--section", "configuration", *db))
         # a pending change, planned with the live preview of the switch (not applied)
         path = cli_tenants / "acme.yaml"
         write_atomic(
@@ -252,10 +250,10 @@ def test_no_transport_secret_in_any_log_record(recording: Recording) -> None:
 
 def test_no_password_in_cli_output_or_errors(recording: Recording) -> None:
     """Plans that create every extension, the apply that generates the passwords (a real
-    process, stderr included), a rotation, xml answers and an error: none prints a password."""
+    process, stderr included), a rotation, renders and an error: none prints a password."""
     outputs = recording.outputs
     assert "1001" in outputs["plan, everything new"] and "1001" in outputs["plan json"]
-    assert "a1-hash" in outputs["xml-answer directory"]
+    assert "a1-hash" in outputs["render directory"]
     assert outputs["credentials show, unknown extension"].startswith("exit=1")
     assert "call_timeout" in outputs["plan live"], "the pending change was planned"
     assert _leaks(recording.outputs, recording.passwords | {ESL_PASSWORD}) == []
