@@ -13,6 +13,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 ESL_CONTRACT = "The ESL client is a library: stdlib only"
+PSYCOPG_CONTRACT = "psycopg only in the store"
+JINJA_CONTRACT = "jinja2 only where XML and pages are rendered"
+SERVING_CONTRACT = "Nothing of the store in the serving path"
 
 
 def lint_copy(tmp_path: Path, plant: tuple[str, str] | None) -> subprocess.CompletedProcess[str]:
@@ -55,6 +58,50 @@ def test_an_esl_module_that_imports_beyond_the_stdlib_breaks_the_contract(
     broken = result.stdout.partition("Broken contracts")[2]
     assert ESL_CONTRACT in broken
     assert "reconciler.esl.frames ->" in broken
+
+
+def broken_contracts(result: subprocess.CompletedProcess[str]) -> str:
+    """The report's part after "Broken contracts" (empty when every contract was kept)."""
+    assert result.returncode != 0, result.stdout
+    return result.stdout.partition("Broken contracts")[2]
+
+
+@pytest.mark.usefixtures("lint_imports_available")
+def test_a_serve_module_that_imports_psycopg_breaks_two_fences(tmp_path: Path) -> None:
+    broken = broken_contracts(
+        lint_copy(tmp_path, ("reconciler/serve/xmlcurl.py", "import psycopg"))
+    )
+    assert PSYCOPG_CONTRACT in broken
+    assert SERVING_CONTRACT in broken
+    assert "reconciler.serve.xmlcurl -> psycopg" in broken
+
+
+@pytest.mark.usefixtures("lint_imports_available")
+def test_the_serving_path_may_not_reach_the_store_even_through_another_module(
+    tmp_path: Path,
+) -> None:
+    """The snapshot module imports core; core importing the store would pull it into serve."""
+    planted = ("reconciler/core/served.py", "import reconciler.store.errors")
+    broken = broken_contracts(lint_copy(tmp_path, planted))
+    assert SERVING_CONTRACT in broken
+    assert "reconciler.store.errors" in broken
+
+
+@pytest.mark.usefixtures("lint_imports_available")
+@pytest.mark.parametrize(
+    ("module", "planted", "contract"),
+    [
+        ("reconciler/sources/specdir.py", "import psycopg", PSYCOPG_CONTRACT),
+        ("reconciler/switch/session.py", "import psycopg_pool", PSYCOPG_CONTRACT),
+        ("reconciler/reconcile.py", "import jinja2", JINJA_CONTRACT),
+    ],
+)
+def test_a_third_party_outside_its_room_breaks_its_fence(
+    tmp_path: Path, module: str, planted: str, contract: str
+) -> None:
+    broken = broken_contracts(lint_copy(tmp_path, (module, planted)))
+    assert contract in broken
+    assert module.removesuffix(".py").replace("/", ".") + " ->" in broken
 
 
 @pytest.mark.usefixtures("lint_imports_available")

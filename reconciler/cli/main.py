@@ -14,11 +14,12 @@ import click
 
 from reconciler.cli.credentials import credentials, prune
 from reconciler.cli.daemon import run, status
+from reconciler.cli.node_config import node_config
 from reconciler.cli.options import global_options
 from reconciler.cli.passes import apply_command, plan_command
 from reconciler.cli.portal import users
-from reconciler.cli.render import render
 from reconciler.cli.specs import schema, validate
+from reconciler.cli.xml_answer import xml_answer
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -35,7 +36,8 @@ for command in (
     apply_command,
     credentials,
     prune,
-    render,
+    xml_answer,
+    node_config,
     run,
     status,
     users,

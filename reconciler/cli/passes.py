@@ -14,7 +14,7 @@ import click
 from reconciler.cli.options import confirm_or_exit, global_options, opened_store, resolved
 from reconciler.cli.settings import ResolvedSettings
 from reconciler.core.errors import PbxError
-from reconciler.core.render import render_text, to_json
+from reconciler.core.plan_text import render_text, to_json
 from reconciler.reconcile import PassGuards, PlannedPass, Reconciler
 from reconciler.switch import NodeSpecError, parse_node_specs
 from reconciler.switch.callcenter.preview import has_changes, preview_nodes, render_preview

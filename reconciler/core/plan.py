@@ -1,7 +1,7 @@
 """The planner: ``plan(desired, actual) -> Plan``, a value of typed changes.
 
 Pure: no I/O, deterministic order. Rendering (text, JSON, history rows) is
-``reconciler.core.render``. Within a tenant, creates and updates run parents before
+``reconciler.core.plan_text``. Within a tenant, creates and updates run parents before
 children (tenant, extension, user, agent, queue, tier, inbound number), then deletes run
 children before parents, so every foreign key holds at every step.
 

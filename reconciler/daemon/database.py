@@ -13,14 +13,13 @@ import socket
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-import psycopg
-
 from reconciler.core.backoff import Backoff
 from reconciler.core.identity import DatabaseIdentity
 from reconciler.core.logs import event, register_secret
 from reconciler.daemon.config import DaemonConfig
 from reconciler.daemon.leader import LeaderElection, OnLeadership, OnNotify
 from reconciler.store import PostgresStore, StoreError, StoreUnavailable, database_url
+from reconciler.store.database import dsn_password
 from reconciler.store.identity import configured_fingerprint, probe_identity
 
 log = logging.getLogger(__name__)
@@ -119,10 +118,3 @@ class DatabaseLink:
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
         await asyncio.to_thread(self._exit.close)
-
-
-def dsn_password(dsn: str) -> str | None:
-    try:
-        return psycopg.conninfo.conninfo_to_dict(dsn).get("password")  # type: ignore[return-value]
-    except psycopg.ProgrammingError:
-        return None

@@ -6,7 +6,7 @@ exported here; one concept per module:
     snapshot     records + the pure build (what may be served)
     inert        the second wall: tenant strings FreeSWITCH would interpret
     persist      the file: identity-bound load/save, PersistStatus
-    templating   the Jinja2 templates (shipped in reconciler.templates, overridable)
+    templating   the Jinja2 templates (shipped in the top-level templates/, overridable)
     xmlcurl      pure: form parsing, answer(snapshot, form, templates), label sets
     app          the aiohttp application: auth, bounded bodies, cache, /readyz
     listener     ListenerLimits and start_server: timeouts, a connection cap, an fd share

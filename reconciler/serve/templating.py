@@ -1,8 +1,8 @@
 """The Jinja2 templates of the XML FreeSWITCH is served: loaded once, checked at start.
 
-Templates ship as package data of ``reconciler.templates`` (the repository's ``templates/``
-folder, read through importlib.resources) and may be overridden file by file from a
-directory (``--templates DIR``). Autoescape is on
+Templates ship in the top-level ``templates/`` folder (found through
+``reconciler.shipped_data``: from a checkout, a wheel or a zip alike) and may be overridden
+file by file from a directory (``--templates DIR``). Autoescape is on
 (display names may hold ``&<>"``), undefined names are errors (a typo must not silently
 serve an empty ``a1-hash``), and every template is compiled and rendered once against a
 sample at load time, so a broken override fails the start, not every SIP registration.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -31,13 +30,13 @@ from reconciler.serve.snapshot import (
     RouteKind,
     ServedTenant,
 )
+from reconciler.shipped_data import TEMPLATES, shipped_folder
 
 DIRECTORY = "directory.xml.j2"
 DIALPLAN = "dialplan.xml.j2"
 CALLCENTER = "callcenter.conf.xml.j2"
 NOT_FOUND = "not_found.xml.j2"
 TEMPLATE_NAMES = (DIRECTORY, DIALPLAN, CALLCENTER, NOT_FOUND)
-SHIPPED_PACKAGE = "reconciler.templates"
 
 
 class TemplateLoadError(Permanent):
@@ -57,10 +56,8 @@ class Templates:
 
 def load_templates(override_dir: str | os.PathLike[str] | None = None) -> Templates:
     """Shipped templates, each replaced by a file of the same name in ``override_dir``."""
-    shipped = {
-        name: resources.files(SHIPPED_PACKAGE).joinpath(name).read_text(encoding="utf-8")
-        for name in TEMPLATE_NAMES
-    }
+    folder = shipped_folder(TEMPLATES)
+    shipped = {name: folder.joinpath(name).read_text(encoding="utf-8") for name in TEMPLATE_NAMES}
     loaders: list[jinja2.BaseLoader] = [jinja2.DictLoader(shipped)]
     source = "shipped templates"
     if override_dir is not None:

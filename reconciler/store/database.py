@@ -32,6 +32,14 @@ EMBEDDED_DATABASE = "pbx"
 APPLICATION_NAME = "pbx-reconciler"
 
 
+def dsn_password(dsn: str) -> str | None:
+    """The password a DSN carries (for the log masker), None when it has none or is invalid."""
+    try:
+        return psycopg.conninfo.conninfo_to_dict(dsn).get("password")  # type: ignore[return-value]
+    except psycopg.ProgrammingError:
+        return None
+
+
 def default_data_dir() -> Path:
     """Where the embedded server keeps its cluster."""
     return Path(platformdirs.user_data_dir("pbx-reconciler")) / "postgres"

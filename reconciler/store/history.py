@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 
 from reconciler.core.model import PLATFORM
 from reconciler.core.plan import Change, Scope
-from reconciler.core.render import changes_dicts
+from reconciler.core.plan_text import changes_dicts
 from reconciler.core.revision import GitRevision
 from reconciler.store.errors import translated
 from reconciler.store.read import control_schema_exists

@@ -1,5 +1,6 @@
 """The store as the reconcile pass sees it: one small interface, two implementations
-(``PostgresStore`` here, an in-memory one in ``tests/fakes`` for the pure pipeline tests).
+(``PostgresStore``, and ``MemoryStore`` in ``memory`` for running the pipeline without a
+database; ``tests/store/test_contract.py`` holds both to the same behaviour).
 
 Every method is synchronous: the daemon calls them from a worker thread, the CLI directly.
 Failures are ``StoreError``s (``StoreUnavailable`` when the database is gone).

@@ -34,7 +34,7 @@ from reconciler.core.plan import (
     plan,
     plan_platform,
 )
-from reconciler.core.render import change_dict, render_text, to_json
+from reconciler.core.plan_text import change_dict, render_text, to_json
 from tests.strategies import tenant_sets
 
 ACME = Tenant(id="acme", domain="acme.example.com", name="Acme", status="active")

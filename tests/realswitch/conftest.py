@@ -1,6 +1,6 @@
 """One real node for the whole tier: ``pbx run`` (a process, a fresh database, tenant files
-written here) and FreeSWITCH booted on the configuration ``reconciler.freeswitch_conf.render``
-renders, every listener on a free port.
+written here) and FreeSWITCH booted on ``freeswitch_conf/`` as ``pbx node-config`` renders
+it, every listener on a free port.
 
 Order matters: the daemon starts first, so FreeSWITCH's module loads (callcenter.conf over
 xml_curl) find it up, as the systemd unit orders them in production.
@@ -164,7 +164,8 @@ def _render(ports: Ports, out: Path) -> None:
         [
             sys.executable,
             "-m",
-            "reconciler.freeswitch_conf.render",
+            "reconciler",
+            "node-config",
             "--reconciler-url",
             f"http://127.0.0.1:{ports.xml_curl}/freeswitch/xml",
             "--sip-ip",

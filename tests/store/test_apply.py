@@ -13,7 +13,7 @@ import pytest
 
 from reconciler.core.model import Kind
 from reconciler.core.plan import Action, plan
-from reconciler.core.render import change_dict
+from reconciler.core.plan_text import change_dict
 from reconciler.core.revision import GitRevision
 from reconciler.store import (
     APPLIED_CHANNEL,

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from reconciler.core.plan import plan
-from reconciler.core.render import render_text, to_json
+from reconciler.core.plan_text import render_text, to_json
 from reconciler.store import (
     StoreError,
     UnknownExtension,

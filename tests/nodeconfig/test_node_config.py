@@ -17,12 +17,17 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from reconciler.freeswitch_conf import render as fsr
+from reconciler.nodeconfig.files import (
+    OutputNotEmptyError,
+    iter_sources,
+    node_config_files,
+    write_node_config,
+)
+from reconciler.nodeconfig.settings import NodeConfigError, NodeSettings
 
 REPO = Path(__file__).resolve().parents[2]
 URL = "http://127.0.0.1:8080/freeswitch/xml"
@@ -46,7 +51,7 @@ DIRECTIVE = re.compile(r'<X-PRE-PROCESS cmd="(set|include)" data="([^"]*)"/>')
 PREPROC_VAR = re.compile(r"\$\$\{([^}]*)\}")
 
 
-def settings(**overrides: object) -> fsr.NodeSettings:
+def settings(**overrides: object) -> NodeSettings:
     values: dict[str, object] = {
         "reconciler_url": URL,
         "xml_curl_user": CURL_USER,
@@ -56,13 +61,13 @@ def settings(**overrides: object) -> fsr.NodeSettings:
         "carrier_cidrs": (CARRIER_CIDR,),
     }
     values.update(overrides)
-    return fsr.NodeSettings(**values)  # type: ignore[arg-type]
+    return NodeSettings(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture
 def node(tmp_path: Path) -> Path:
     out = tmp_path / "fs"
-    fsr.render(settings(), out)
+    write_node_config(settings(), out)
     return out
 
 
@@ -70,7 +75,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_")}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "reconciler.freeswitch_conf.render", *args],
+        [sys.executable, "-m", "reconciler", "node-config", *args],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -248,13 +253,13 @@ def test_xml_curl_points_at_the_reconciler_for_all_three_sections(node: Path) ->
 
 
 def test_xml_curl_has_a_bounded_timeout(tmp_path: Path) -> None:
-    fsr.render(settings(xml_curl_timeout=5), tmp_path / "fs")
+    write_node_config(settings(xml_curl_timeout=5), tmp_path / "fs")
     values = params(parse(tmp_path / "fs/autoload_configs/xml_curl.conf.xml"))
     assert values["timeout"] == "5"
 
 
 def test_https_reconciler_url_turns_peer_verification_on(tmp_path: Path) -> None:
-    fsr.render(
+    write_node_config(
         settings(
             reconciler_url="https://pbx.example.net/freeswitch/xml",
             xml_curl_cacert="/etc/freeswitch/tls/ca.pem",
@@ -316,7 +321,7 @@ def test_carrier_profile_lands_in_public_only_from_listed_networks(node: Path) -
 
 def test_ext_ip_is_only_set_when_given(tmp_path: Path, node: Path) -> None:
     assert "ext-rtp-ip" not in params(profile(assemble(node), "tenants"))
-    fsr.render(settings(ext_ip="203.0.113.7"), tmp_path / "nat")
+    write_node_config(settings(ext_ip="203.0.113.7"), tmp_path / "nat")
     values = params(profile(assemble(tmp_path / "nat"), "tenants"))
     assert values["ext-rtp-ip"] == values["ext-sip-ip"] == "203.0.113.7"
 
@@ -363,9 +368,9 @@ def test_event_socket_listens_on_loopback_with_the_password(node: Path) -> None:
 
 
 def test_remote_event_socket_needs_an_allow_list(tmp_path: Path) -> None:
-    with pytest.raises(fsr.RenderError, match="esl-allow"):
-        fsr.render(settings(esl_listen_ip="10.0.0.5"), tmp_path / "a")
-    fsr.render(settings(esl_listen_ip="10.0.0.5", esl_allow=("10.0.0.9",)), tmp_path / "b")
+    with pytest.raises(NodeConfigError, match="esl-allow"):
+        write_node_config(settings(esl_listen_ip="10.0.0.5"), tmp_path / "a")
+    write_node_config(settings(esl_listen_ip="10.0.0.5", esl_allow=("10.0.0.9",)), tmp_path / "b")
     document = assemble(tmp_path / "b")
     assert params(configuration(document, "event_socket.conf"))["apply-inbound-acl"] == (
         "esl_clients"
@@ -410,8 +415,8 @@ def test_remote_event_socket_needs_an_allow_list(tmp_path: Path) -> None:
     ],
 )
 def test_invalid_values_are_refused(overrides: dict[str, object], message: str) -> None:
-    with pytest.raises(fsr.RenderError, match=message):
-        fsr.render_tree(settings(**overrides))
+    with pytest.raises(NodeConfigError, match=message):
+        node_config_files(settings(**overrides))
 
 
 def test_settings_repr_hides_secrets() -> None:
@@ -419,16 +424,11 @@ def test_settings_repr_hides_secrets() -> None:
     assert CURL_PASSWORD not in shown and ESL_PASSWORD not in shown
 
 
-def test_package_data_is_read_through_importlib_resources() -> None:
-    shipped = {rel.as_posix() for rel, _ in fsr.iter_sources()}
+def test_the_shipped_tree_is_the_node_configuration_alone() -> None:
+    shipped = {rel.as_posix() for rel, _ in iter_sources()}
     assert "autoload_configs/xml_curl.conf.xml.j2" in shipped
-    assert "freeswitch.xml" in shipped
-    assert not any(name.endswith(".py") or name.startswith("systemd/") for name in shipped)
-    assert (
-        resources.files("reconciler.freeswitch_conf")
-        .joinpath("systemd/pbx-reconciler.service")
-        .is_file()
-    )
+    assert "freeswitch.xml" in shipped and "vars.xml" in shipped
+    assert not any(name.endswith((".py", ".md")) or name.startswith("systemd/") for name in shipped)
 
 
 # --- the command line --------------------------------------------------------------------
@@ -514,8 +514,8 @@ def test_force_warns_about_files_the_tree_does_not_own(tmp_path: Path) -> None:
 
 def test_render_function_refuses_a_non_empty_directory(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("operator's file\n", encoding="utf-8")
-    with pytest.raises(fsr.OutputNotEmptyError):
-        fsr.render(settings(), tmp_path)
+    with pytest.raises(OutputNotEmptyError):
+        write_node_config(settings(), tmp_path)
     assert (tmp_path / "keep.txt").read_text(encoding="utf-8") == "operator's file\n"
 
 

@@ -1,4 +1,7 @@
-"""``pbx render``: the XML the endpoint would answer, from the applied state."""
+"""``pbx render``: the XML the xml_curl endpoint would answer, from the applied state.
+
+The command keeps the name INTERFACE.md fixes; the module is named for what it prints.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from reconciler.serve import answer, build_snapshot, load_templates
 from reconciler.serve.forms import configuration_form, dialplan_form, directory_form
 
 
-@click.command()
+@click.command("render")
 @click.option(
     "--section", type=click.Choice(["directory", "dialplan", "configuration"]), required=True
 )
@@ -34,7 +37,7 @@ from reconciler.serve.forms import configuration_form, dialplan_form, directory_
 )
 @global_options
 @click.pass_context
-def render(
+def xml_answer(
     ctx: click.Context,
     /,
     section: str,
