@@ -28,7 +28,7 @@ import asyncio, sys
 import uvloop
 sys.path.insert(0, sys.argv[1])
 from reconciler.serve import ListenerLimits, start_server
-from reconciler.serve.app import make_app
+from reconciler.serve.xmlcurl_app import make_app
 from reconciler.serve.snapshot import build_snapshot
 from reconciler.serve.templating import load_templates
 from reconciler.web import PortalConfig, PortalServer

@@ -27,7 +27,7 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_validate import tenant_yaml
 
-from reconciler.daemon.app import Daemon, DaemonConfig
+from reconciler.daemon.root import Daemon, DaemonConfig
 
 SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -47,11 +47,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from reconciler.core.model import Extension, Tenant, TenantState
-from reconciler.serve.app import make_app
 from reconciler.serve.listener import ListenerLimits, start_server
 from reconciler.serve.snapshot import Snapshot, build_snapshot
 from reconciler.serve.templating import load_templates
 from reconciler.serve.xmlcurl import XML_PATH, answer, parse_form
+from reconciler.serve.xmlcurl_app import make_app
 
 SHARED = Path(os.environ.get("PBX_SHARED_DIR", REPO.parent / "shared"))
 CAPTURE = SHARED / "freeswitch" / "transcripts" / "xml_curl" / "11-directory-register-a1hash.json"

@@ -13,9 +13,9 @@ from typing import Any
 import click
 
 from reconciler.cli.options import global_options, resolved
-from reconciler.cli.portal import portal_config, portal_options
 from reconciler.cli.settings import parse_credentials, parse_host_port, parse_seconds
 from reconciler.cli.status_view import render_status
+from reconciler.cli.users import portal_config, portal_options
 from reconciler.core import logs
 from reconciler.core.errors import PbxError
 from reconciler.daemon import DaemonConfig, default_state_dir, run_daemon

@@ -17,8 +17,8 @@ from reconciler.cli.daemon import run, status
 from reconciler.cli.node_config import node_config
 from reconciler.cli.options import global_options
 from reconciler.cli.passes import apply_command, plan_command
-from reconciler.cli.portal import users
 from reconciler.cli.specs import schema, validate
+from reconciler.cli.users import users
 from reconciler.cli.xml_answer import xml_answer
 
 

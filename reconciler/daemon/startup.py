@@ -16,7 +16,7 @@ from reconciler.daemon.config import DaemonConfig
 from reconciler.sources import GitSource, GitSourceError, GitSourceStopped
 
 if TYPE_CHECKING:
-    from reconciler.daemon.app import Daemon
+    from reconciler.daemon.root import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def run_daemon(
     config: DaemonConfig, *, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
 ) -> int:
     """Entry point of ``pbx run``."""
-    from reconciler.daemon.app import Daemon
+    from reconciler.daemon.root import Daemon
 
     os.umask(0o077)  # the snapshot and the embedded database hold a1 hashes and passwords
     loop_factory = loop_factory or _fast_loop_factory()

@@ -13,7 +13,6 @@ exported here; one concept per module:
     logthrottle  log lines caused by peers, bounded
 """
 
-from reconciler.serve.app import basic_auth_matches, make_app, readiness
 from reconciler.serve.listener import (
     ListenerLimits,
     ListenerUnavailable,
@@ -33,6 +32,7 @@ from reconciler.serve.persist import (
 from reconciler.serve.snapshot import Snapshot, build_snapshot
 from reconciler.serve.templating import TemplateLoadError, Templates, load_templates
 from reconciler.serve.xmlcurl import XML_PATH, Result, Section, answer
+from reconciler.serve.xmlcurl_app import basic_auth_matches, make_app, readiness
 
 __all__ = [
     "XML_PATH",

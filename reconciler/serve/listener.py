@@ -24,7 +24,7 @@ process runs out of file descriptors (systemd's default is 1,024) and accepting 
   most half, the portal a quarter, and the last quarter stays for PostgreSQL, the event
   sockets and files, so no flood of one listener can take what the other or a pass needs;
 * aiohttp's own keep-alive timeout, lingering time and header limits come from the same
-  value; ``reconciler.serve.app`` applies ``max_body_bytes`` and ``body_timeout`` to
+  value; ``reconciler.serve.xmlcurl_app`` applies ``max_body_bytes`` and ``body_timeout`` to
   xml_curl. A listener with ``long_requests`` (the portal: server-sent event streams)
   reads every body within ``body_timeout`` before its handler runs, and a connection
   whose request is still being answered is neither idle-closed nor evicted;
@@ -40,7 +40,7 @@ A port that cannot be bound raises ``ListenerUnavailable``: one line naming the 
 the address and the setting that changes it. The guard wraps aiohttp's protocol
 (forwarding the ``asyncio.Protocol`` calls), so it needs nothing private from aiohttp.
 
-Neighbours: ``reconciler.serve.app`` (the application served), ``reconciler.daemon`` (calls
+Neighbours: ``reconciler.serve.xmlcurl_app`` (the application served), ``reconciler.daemon`` (calls
 ``start_server`` for each listener and ``runner.cleanup()`` at shutdown).
 """
 

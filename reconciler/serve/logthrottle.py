@@ -5,7 +5,7 @@ line each lets a flood fill the disk and bury the lines that matter; none at all
 attack. So each kind of event logs its first ``burst`` occurrences per ``interval`` and then
 one line saying how many more there were.
 
-Neighbours: ``reconciler.serve.app`` (malformed requests, internal errors),
+Neighbours: ``reconciler.serve.xmlcurl_app`` (malformed requests, internal errors),
 ``reconciler.serve.listener`` (refused and evicted connections).
 """
 

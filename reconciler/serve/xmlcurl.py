@@ -14,7 +14,7 @@ answer reports for metrics comes from the fixed sets ``Section`` and ``Result``,
 the request.
 
 Neighbours: ``reconciler.serve.snapshot`` (lookups), ``reconciler.serve.templating`` (XML),
-``reconciler.serve.app`` (the HTTP side).
+``reconciler.serve.xmlcurl_app`` (the HTTP side).
 """
 
 from __future__ import annotations

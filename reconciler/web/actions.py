@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from reconciler.core.model import fs_name
 from reconciler.core.presence import StatusResult
 from reconciler.store import SipCredentials, UnknownExtension, UnknownTenant
-from reconciler.store.portal import (
+from reconciler.store.accounts import (
     ApiToken,
     Revoked,
     SessionRow,

@@ -18,7 +18,7 @@ from typing import Any, TypeVar, cast
 import jinja2
 from aiohttp import web
 
-from reconciler.store.portal import read_installation_id
+from reconciler.store.accounts import read_installation_id
 from reconciler.web import filters
 from reconciler.web.access import Principal, TenantScope, principal_for, tenant_scope
 from reconciler.web.config import PortalConfig

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Concatenate, ParamSpec, TypeVar
 
 from reconciler.store import StoreUnavailable
-from reconciler.store.portal import record_audit
+from reconciler.store.accounts import record_audit
 from reconciler.store.runner import Connection, ConnectionRunner
 from reconciler.web.errors import Unavailable
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from reconciler.core.model import State
-from reconciler.store.portal import Revoked, record_audit, revoke_all_except
+from reconciler.store.accounts import Revoked, record_audit, revoke_all_except
 from reconciler.store.runner import Connection
 from reconciler.web.access import entitled_emails
 

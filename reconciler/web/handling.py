@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from reconciler.store.portal import read_audit
+from reconciler.store.accounts import read_audit
 from reconciler.web.actions import Actor
 from reconciler.web.context import client_addr, identity_of, portal_of, principal
 from reconciler.web.errors import BadRequest, Forbidden, NotFound, printable

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from reconciler.core.model import State
 from reconciler.store import read_platform_admins, read_state
-from reconciler.store.portal import (
+from reconciler.store.accounts import (
     INVITE,
     RESET,
     AccountExists,

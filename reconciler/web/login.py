@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from reconciler.core.model import State
-from reconciler.store.portal import Account, read_account, update_password_hash, use_totp_step
+from reconciler.store.accounts import Account, read_account, update_password_hash, use_totp_step
 from reconciler.web import totp
 from reconciler.web.access import principal_for
 from reconciler.web.db import PortalDb

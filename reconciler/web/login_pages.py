@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from reconciler.store.portal import Invitation
+from reconciler.store.accounts import Invitation
 from reconciler.web import totp
 from reconciler.web.context import client_addr, identity_of, portal_of, render
 from reconciler.web.errors import BadRequest, NotFound, PortalError

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
-from reconciler.store.portal import RESET
+from reconciler.store.accounts import RESET
 from reconciler.web.errors import Unavailable
 from reconciler.web.invitations import InviteLink
 

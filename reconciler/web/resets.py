@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from reconciler.store.portal import RESET, pending_link_since, record_audit
+from reconciler.store.accounts import RESET, pending_link_since, record_audit
 from reconciler.web.context import Portal
 from reconciler.web.errors import BadRequest, PortalError
 from reconciler.web.invitations import issue_reset

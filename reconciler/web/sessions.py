@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from reconciler.store.portal import (
+from reconciler.store.accounts import (
     SessionRow,
     create_session,
     delete_session,

@@ -15,8 +15,8 @@ from reconciler.core.model import Agent, Extension, InboundNumber, Queue, Tenant
 from reconciler.core.plan import Scope
 from reconciler.core.presence import AgentPresence, DomainPresence, Registration
 from reconciler.core.sync import SyncStatus
+from reconciler.store.accounts import ApiToken, AuditEntry, SessionRow
 from reconciler.store.history import HistoryEntry
-from reconciler.store.portal import ApiToken, AuditEntry, SessionRow
 from reconciler.web.access import Principal, TenantScope
 from reconciler.web.ports import NodeStatus, TenantSync
 

@@ -84,7 +84,7 @@ def test_cli_reads_the_config_file(tmp_path: Path) -> None:
 def test_portal_trusted_proxies_from_the_flag_or_the_environment() -> None:
     from ipaddress import ip_network
 
-    from reconciler.cli.portal import portal_config
+    from reconciler.cli.users import portal_config
 
     env = {"PBX_PORTAL_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1"}
     config = portal_config(resolve({}, environ=env))

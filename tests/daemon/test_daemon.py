@@ -22,7 +22,7 @@ import aiohttp
 import psycopg
 import pytest
 
-from reconciler.daemon.app import Daemon, DaemonConfig
+from reconciler.daemon.root import Daemon, DaemonConfig
 from reconciler.switch import parse_node_spec
 from tests.fakes.freeswitch import FakeFreeSwitch
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from reconciler.cli.main import main
 from reconciler.cli.status_view import render_status
-from reconciler.daemon.app import DaemonConfig
+from reconciler.daemon.root import DaemonConfig
 from tests.daemon.test_daemon import (
     ACME,
     AUTH,

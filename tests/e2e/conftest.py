@@ -46,7 +46,7 @@ from psycopg import sql
 
 from reconciler.cli.main import main as pbx_main
 from reconciler.core.desired import tenant_state_from_spec
-from reconciler.daemon.app import Daemon, DaemonConfig
+from reconciler.daemon.root import Daemon, DaemonConfig
 from reconciler.switch import (
     AGENT_NUMBER_FIELDS,
     DesiredLive,

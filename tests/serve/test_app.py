@@ -16,12 +16,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from reconciler.daemon.metrics import Metrics
-from reconciler.serve.app import DIRECTORY_ANSWERS, make_app
 from reconciler.serve.listener import ListenerLimits
 from reconciler.serve.persist import PersistStatus
 from reconciler.serve.snapshot import Snapshot, build_snapshot
 from reconciler.serve.templating import Templates, load_templates
 from reconciler.serve.xmlcurl import XML_PATH, Result, Section
+from reconciler.serve.xmlcurl_app import DIRECTORY_ANSWERS, make_app
 from tests.serve.test_xmlcurl_fixtures import (
     CAPTURED_1001_A1,
     a1_hashes_for,
@@ -425,13 +425,13 @@ async def test_metrics_stay_small_whatever_the_sections(
 async def test_malformed_requests_are_logged_a_few_times_then_summarized(
     holder: Holder, templates: Templates, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="reconciler.serve.app")
+    caplog.set_level(logging.WARNING, logger="reconciler.serve.xmlcurl_app")
     app = make_app(holder, templates, auth=None)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         for _ in range(60):
             response, _ = await post(client, b"\x00 not a form", {})
             assert response.status == 400
-        logged = [r for r in caplog.records if r.name == "reconciler.serve.app"]
+        logged = [r for r in caplog.records if r.name == "reconciler.serve.xmlcurl_app"]
         assert len(logged) == 10
     summary = [r.getMessage() for r in caplog.records if "were not logged" in r.getMessage()]
     assert summary == ["50 more malformed xml_curl requests in the last 60 s were not logged"]

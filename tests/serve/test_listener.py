@@ -12,7 +12,6 @@ import pytest
 from aiohttp import web
 
 from reconciler.serve import listener
-from reconciler.serve.app import make_app
 from reconciler.serve.listener import (
     GuardedSite,
     ListenerLimits,
@@ -23,6 +22,7 @@ from reconciler.serve.listener import (
 from reconciler.serve.snapshot import Snapshot, build_snapshot
 from reconciler.serve.templating import load_templates
 from reconciler.serve.xmlcurl import XML_PATH
+from reconciler.serve.xmlcurl_app import make_app
 from tests.serve.test_xmlcurl_fixtures import (
     CAPTURED_1001_A1,
     a1_hashes_for,

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from reconciler.store import connect, migrate
-from reconciler.store.portal import create_api_token
+from reconciler.store.accounts import create_api_token
 from reconciler.web import PortalConfig, PortalServer
 from reconciler.web.tokens import new_api_token, token_digest
 from tests.conftest import fresh_database

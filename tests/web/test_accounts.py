@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from reconciler.core.desired import tenant_state_from_spec
 from reconciler.store import connect
-from reconciler.store.portal import read_account, read_audit
+from reconciler.store.accounts import read_account, read_audit
 from reconciler.web.invitations import issue_reset
 from reconciler.web.passwords import verify
 from tests.fakes.portal import PASSWORD, SUPER, FakePortalDeps, _spec

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import reconciler.web
-from reconciler.store.portal import read_installation_id
+from reconciler.store.accounts import read_installation_id
 from reconciler.web.db import PortalDb
 from reconciler.web.errors import Unavailable
 

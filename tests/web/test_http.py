@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from reconciler.store import connect
-from reconciler.store.portal import read_audit
+from reconciler.store.accounts import read_audit
 from reconciler.web.middleware import CSP
 from tests.fakes.portal import SUPER, FakePortalDeps
 from tests.web.support import login, make_account

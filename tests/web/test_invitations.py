@@ -10,7 +10,7 @@ import pyotp
 import pytest
 
 from reconciler.store import connect, read_platform_admins, sync_platform_admins
-from reconciler.store.portal import read_account, read_audit
+from reconciler.store.accounts import read_account, read_audit
 from reconciler.web import NotEntitled, invite
 from reconciler.web.errors import BadRequest, NotFound
 from reconciler.web.invitations import (

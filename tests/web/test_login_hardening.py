@@ -18,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from reconciler.store import connect
-from reconciler.store.portal import create_api_token, read_audit
+from reconciler.store.accounts import create_api_token, read_audit
 from reconciler.web import PortalConfig, RateLimit, make_portal_app, passwords
 from reconciler.web.server import portal_of_app
 from reconciler.web.tokens import new_api_token, token_digest

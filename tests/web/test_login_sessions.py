@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from reconciler.store import connect
-from reconciler.store.portal import read_audit
+from reconciler.store.accounts import read_audit
 from reconciler.web import PortalConfig, RateLimit, make_portal_app, revoke_unentitled
 from reconciler.web.login import GENERIC_FAILURE
 from tests.fakes.portal import PASSWORD, SUPER, FakePortalDeps

@@ -19,10 +19,10 @@ import pytest
 from aiohttp import web
 
 from reconciler.serve import ListenerLimits, bound_port, start_server
-from reconciler.serve.app import make_app
 from reconciler.serve.listener import GuardedSite, ListenerUnavailable, connection_caps
 from reconciler.serve.snapshot import Snapshot, build_snapshot
 from reconciler.serve.templating import load_templates
+from reconciler.serve.xmlcurl_app import make_app
 from reconciler.web import PortalConfig, PortalServer
 from reconciler.web.server import PORTAL_LIMITS
 from tests.fakes.portal import FakePortalDeps

@@ -7,7 +7,7 @@ from ipaddress import ip_network
 import pyotp
 import pytest
 
-from reconciler.store.portal import next_used_steps
+from reconciler.store.accounts import next_used_steps
 from reconciler.web import totp
 from reconciler.web.config import PortalConfig, RateLimit, parse_networks
 from reconciler.web.errors import BadRequest, RateLimited

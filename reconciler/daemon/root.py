@@ -4,7 +4,7 @@ One asyncio loop runs the listeners and every background task; database work run
 threads, ESL is asyncio, so nothing on a request path waits for PostgreSQL or a switch.
 Named, guarded tasks: ``database`` (DSN, store, leader election: ``database.py``),
 ``reconcile`` (``passes.py``), ``watch`` and ``git`` (``reconciler.sources``); the ESL
-sessions of every node run inside ``switches.py``, the portal inside ``portal.py``. Faults:
+sessions of every node run inside ``switches.py``, the portal inside ``portal_link.py``. Faults:
 PostgreSQL down -> the last snapshot keeps serving and passes retry with backoff; a switch
 down -> that node keeps probing on its own; SIGTERM -> the running pass finishes,
 connections close, exit 0.
