@@ -7,7 +7,6 @@ import asyncio
 import base64
 import gc
 import logging
-import time
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -349,20 +348,17 @@ async def test_a_declared_huge_body_is_refused_before_it_arrives(
 ) -> None:
     app = make_app(holder, templates, auth=None)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        started = time.monotonic()
+        # only 12 of the 10,000,000 declared bytes are ever sent: the answer cannot wait for them
         reply = await raw_exchange(client.port, request_head(10_000_000), b"hostname=fs1", wait=3)
     assert reply.startswith(b"HTTP/1.1 413")
-    assert time.monotonic() - started < 2
 
 
 async def test_a_body_that_trickles_in_gets_408(holder: Holder, templates: Templates) -> None:
     recorder = Recorder()
     app = make_app(holder, templates, auth=None, observer=recorder, limits=SLOW)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        started = time.monotonic()
         reply = await raw_exchange(client.port, request_head(100), b"hostname=fs1", wait=3)
     assert reply.startswith(b"HTTP/1.1 408")
-    assert time.monotonic() - started < 2
     assert recorder.calls[-1][:2] == ("other", "timeout")
 
 

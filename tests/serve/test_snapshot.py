@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import pytest
@@ -363,14 +362,11 @@ def big_state(tenants: int, extensions: int):
     return state, hashes
 
 
-def test_build_of_100k_extensions_is_fast(tmp_path: Path) -> None:
+def test_a_snapshot_of_100k_extensions_builds_and_round_trips(tmp_path: Path) -> None:
+    """Its speed is measured in bench/ (save-to-served), never asserted here."""
     state, hashes = big_state(1000, 100)
-    started = time.perf_counter()
     snapshot = build_snapshot(state, hashes)
-    elapsed = time.perf_counter() - started
     assert snapshot.counts()["users"] == 100_000
-    # ~0.2 s measured on the 2-core CI machine; the bound only catches a quadratic slip
-    assert elapsed < 3.0
     path = tmp_path / "big.snapshot.json"
     save_snapshot(snapshot, path, identity=IDENTITY, dsn_fingerprint="f")
     assert load_snapshot(path, dsn_fingerprint="f").counts() == snapshot.counts()
