@@ -17,7 +17,7 @@ from reconciler.cli.settings import parse_credentials, parse_host_port, parse_se
 from reconciler.cli.status_view import render_status
 from reconciler.cli.users import portal_config, portal_options
 from reconciler.core import logs
-from reconciler.core.errors import PbxError
+from reconciler.core.errors import PbxError, SettingsError
 from reconciler.daemon import DaemonConfig, default_state_dir, run_daemon
 from reconciler.serve import ListenerUnavailable
 from reconciler.switch import parse_node_specs
@@ -28,6 +28,19 @@ from reconciler.switch import parse_node_specs
     "--listen",
     metavar="HOST:PORT",
     help="xml_curl/health/metrics address [PBX_LISTEN, 127.0.0.1:8080].",
+)
+@click.option(
+    "--xml-curl-workers",
+    type=int,
+    metavar="N",
+    help="Answer xml_curl from N worker processes sharing --listen; 0 answers it in the "
+    "daemon itself [PBX_XML_CURL_WORKERS, 0].",
+)
+@click.option(
+    "--status-listen",
+    metavar="HOST:PORT",
+    help="With workers: where /status and /metrics are served [PBX_STATUS_LISTEN; "
+    "default 127.0.0.1 on the --listen port + 1].",
 )
 @click.option(
     "--xml-curl-auth",
@@ -96,6 +109,8 @@ def run(ctx: click.Context, /, **_: Any) -> None:
             stable_window=parse_seconds(cfg["stable_window"], "stable_window"),
             credentials_grace=parse_seconds(cfg["credentials_grace"], "credentials_grace"),
             portal=portal_config(cfg),
+            xml_curl_workers=_workers(cfg["xml_curl_workers"]),
+            status_listen=parse_host_port(cfg["status_listen"]) if cfg["status_listen"] else None,
         )
     except PbxError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -108,6 +123,13 @@ def run(ctx: click.Context, /, **_: Any) -> None:
         click.echo(f"pbx run: {exc}", err=True)
         sys.exit(1)
     sys.exit(code)
+
+
+def _workers(value: object) -> int:
+    count = int(str(value))
+    if not 0 <= count <= 256:
+        raise SettingsError(f"--xml-curl-workers must be 0..256, not {count}")
+    return count
 
 
 @click.command()
