@@ -1,8 +1,18 @@
-"""Lookup cost: the in-memory snapshot vs the mapped generation (what a worker reads).
+"""The data plane: the in-memory snapshot vs the mapped generation, and xml_curl over HTTP
+answered in process vs by worker processes.
 
-Synthetic served view (tenants x users built directly as served records), directory
-lookups through ``xmlcurl.answer`` (the template render included; no cache), interleaved
-rounds. Usage: python bench/bench_dataplane.py [tenants] [users] [lookups]"""
+    python bench/bench_dataplane.py [tenants] [users] [lookups]      # answer() cost
+    python bench/bench_dataplane.py http [workers] [seconds]         # over HTTP
+
+The first: a synthetic served view (tenants x users built directly as served records),
+directory lookups through ``xmlcurl.answer`` (the template render included; no cache),
+interleaved rounds. ``http``: 1,000 x 100 (``bench_xmlcurl.build_bench_snapshot``), the
+captured sip_auth body over 1,000 x 100 users, ``Connection: close`` (FreeSWITCH's mode),
+one connection (p50/p99/max) and 16 (lookups/s); the in-process server
+(``bench_xmlcurl.py serve``) and N workers on one socket over the same data as a
+generation file, interleaved, two rounds each. The client is Python on the same 2 cores:
+figures compare the two, they are not the server's ceiling.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from reconciler.core.identity import DatabaseIdentity
 from reconciler.serve.generation import open_generation, write_generation
@@ -77,5 +88,162 @@ def main() -> None:
     print(f"max RSS of this process (snapshot in heap + mapping): {rss / 1024:.0f} MB")
 
 
+# --- over HTTP ----------------------------------------------------------------------------
+
+
+async def _one(port: int, request: bytes) -> float:
+    import asyncio
+
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    data = await reader.read()
+    writer.close()
+    if b"200 OK" not in data[:20] or b"a1-hash" not in data:
+        raise RuntimeError(f"unexpected answer: {data[:200]!r}")
+    return time.perf_counter() - started
+
+
+async def _drive(port: int, requests: list[bytes], connections: int, seconds: float) -> list[float]:
+    import asyncio
+
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def client(offset: int) -> None:
+        index = offset
+        while time.perf_counter() < deadline:
+            times.append(await _one(port, requests[index % len(requests)]))
+            index += connections
+
+    await asyncio.gather(*(client(i) for i in range(connections)))
+    return times
+
+
+def _requests(count: int) -> list[bytes]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import base64
+    import json
+
+    from bench_xmlcurl import CAPTURE, CREDENTIALS, domain_of, sip_auth_body
+
+    template = json.loads(CAPTURE.read_text())["body"]
+    auth = base64.b64encode(":".join(CREDENTIALS).encode()).decode()
+    rng = random.Random(2)
+    out = []
+    for _ in range(count):
+        body = sip_auth_body(
+            template, domain_of(rng.randrange(1000)), str(1000 + rng.randrange(100))
+        )
+        out.append(
+            (f"POST /freeswitch/xml HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
+             "Content-Type: application/x-www-form-urlencoded\r\nConnection: close\r\n"
+             f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
+        )  # fmt: skip
+    return out
+
+
+def _wait(port: int, path: str = "/readyz", timeout: float = 120.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("server never ready")
+
+
+def _start_inprocess(port: int) -> Any:
+    import subprocess
+
+    here = Path(__file__).parent
+    return subprocess.Popen([sys.executable, str(here / "bench_xmlcurl.py"), "serve", "--port",
+                             str(port), "--uvloop"], stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+def _start_workers(count: int, generation: Path) -> tuple[int, list[Any]]:
+    import json
+    import socket
+    import subprocess
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_xmlcurl import CREDENTIALS
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    settings = {"fd": sock.fileno(), "generation_path": str(generation), "dsn_fingerprint": "fp",
+                "auth": list(CREDENTIALS), "templates_dir": None}  # fmt: skip
+    procs = []
+    for _ in range(count):
+        proc = subprocess.Popen([sys.executable, "-m", "reconciler.dataplane.worker"],
+                                stdin=subprocess.PIPE, pass_fds=(sock.fileno(),),
+                                stderr=subprocess.DEVNULL)  # fmt: skip
+        proc.stdin.write(json.dumps(settings).encode() + b"\n")
+        proc.stdin.close()
+        procs.append(proc)
+    port = sock.getsockname()[1]
+    sock.close()
+    return port, procs
+
+
+def _private_kb(pid: int) -> dict[str, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, value = line.split(":", 1)
+        fields[name] = int(value.split()[0])
+    return {"rss": fields["Rss"], "pss": fields["Pss"],
+            "private": fields["Private_Clean"] + fields["Private_Dirty"]}  # fmt: skip
+
+
+def http_main(workers: int, seconds: float) -> None:
+    import asyncio
+    import socket
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_xmlcurl import build_bench_snapshot
+
+    generation = Path(tempfile.mkdtemp()) / "g"
+    write_generation(build_bench_snapshot(1000, 100), generation, identity=ID, dsn_fingerprint="fp")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        inproc_port = s.getsockname()[1]
+    inproc = _start_inprocess(inproc_port)
+    worker_port, procs = _start_workers(workers, generation)
+    requests = _requests(5000)
+    try:
+        _wait(inproc_port)
+        _wait(worker_port)
+        results: dict[str, dict[str, list[float]]] = {}
+        for _round in range(2):
+            for name, port in (("in-process", inproc_port), (f"{workers} workers", worker_port)):
+                for conns in (1, 16):
+                    got = asyncio.run(_drive(port, requests, conns, seconds))
+                    results.setdefault(name, {}).setdefault(str(conns), []).extend(got)
+        for name, by_conns in results.items():
+            for conns, times in by_conns.items():
+                times.sort()
+                rate = len(times) / (2 * seconds)
+                print(f"{name}, {conns} conn, close: {rate:,.0f} lookups/s, "
+                      f"p50 {times[len(times) // 2] * 1e3:.2f} ms, "
+                      f"p99 {times[int(len(times) * 0.99)] * 1e3:.2f} ms, "
+                      f"max {times[-1] * 1e3:.1f} ms")  # fmt: skip
+        print(f"in-process server memory (kB): {_private_kb(inproc.pid)}")
+        for proc in procs:
+            print(f"worker {proc.pid} memory (kB): {_private_kb(proc.pid)}")
+    finally:
+        for proc in [inproc, *procs]:
+            proc.terminate()
+            proc.wait()
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["http"]:
+        http_main(int((sys.argv[2:3] or ["2"])[0]), float((sys.argv[3:4] or ["5"])[0]))
+    else:
+        main()
