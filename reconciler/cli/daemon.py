@@ -132,15 +132,31 @@ def _workers(value: object) -> int:
     return count
 
 
+def _status_base(cfg: Any) -> str:
+    """Where /status is: with xml_curl workers, the control plane's status listener."""
+    if cfg["status_url"]:
+        return str(cfg["status_url"])
+    if int(cfg["xml_curl_workers"] or 0) > 0:
+        if cfg["status_listen"]:
+            return f"http://{cfg['status_listen']}"
+        _host, port = parse_host_port(cfg["listen"])
+        return f"http://127.0.0.1:{port + 1}"
+    return f"http://{cfg['listen']}"
+
+
 @click.command()
-@click.option("--url", help="Daemon base URL [PBX_STATUS_URL; default http://<listen>].")
+@click.option(
+    "--url",
+    help="Daemon base URL [PBX_STATUS_URL; default http://<listen>, or the status listener "
+    "with --xml-curl-workers].",
+)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @global_options
 @click.pass_context
 def status(ctx: click.Context, /, url: str | None, output: str, **_: Any) -> None:
     """Readable view of a running daemon's /status."""
     cfg = resolved(ctx, status_url=url)
-    target = (cfg["status_url"] or f"http://{cfg['listen']}").rstrip("/") + "/status"
+    target = _status_base(cfg).rstrip("/") + "/status"
     request = urllib.request.Request(target)  # noqa: S310 - operator-given URL
     credentials = parse_credentials(cfg["status_auth"], "status_auth")
     if credentials:

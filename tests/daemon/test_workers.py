@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
@@ -123,6 +124,16 @@ def test_sigterm_drains_every_worker(tmp_path: Path, tenants: Path, pg_dsn: str)
         eventually(lambda: lookup(port, "1001"), "the workers serve")
         pids = worker_pids(tmp_path)
         assert len(pids) == 2
+        # /status stays with the control plane, and `pbx status` finds it there
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2)
+        assert refused.value.code == 404
+        env = {**os.environ, "PBX_LISTEN": f"127.0.0.1:{port}", "PBX_XML_CURL_WORKERS": "2",
+               "PBX_STATUS_LISTEN": f"127.0.0.1:{status}"}  # fmt: skip
+        env.pop("PBX_STATUS_URL", None)
+        shown = subprocess.run([sys.executable, "-m", "reconciler", "status", "--output", "json"],
+                               env=env, capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         assert not any(alive(pid) for pid in pids), "no worker outlives a stopped daemon"
