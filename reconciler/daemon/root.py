@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from reconciler.core.backoff import Backoff
-from reconciler.core.logs import event, register_secret
+from reconciler.core.logs import current_format, event, register_secret
 from reconciler.daemon import http
 from reconciler.daemon.config import DaemonConfig
 from reconciler.daemon.database import DatabaseLink
@@ -212,6 +212,7 @@ class Daemon:
             "dsn_fingerprint": self.database.fingerprint,
             "auth": list(auth) if auth else None,
             "templates_dir": str(templates) if templates else None,
+            "log_format": current_format(),
         }
         pid_file = self.config.state_dir / "xmlcurl-workers.pid"
         self.workers = XmlCurlWorkers(

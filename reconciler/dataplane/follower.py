@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from reconciler.core.identity import DatabaseIdentity
+from reconciler.core.logs import event
 from reconciler.serve.generation import MappedGeneration, open_generation
 from reconciler.serve.persist import SnapshotError
 
@@ -48,7 +49,8 @@ class GenerationFollower:
             st = os.stat(self.path)
         except FileNotFoundError:
             if self.current is not None:
-                log.warning("generation %s withdrawn: answering not found", self.path)
+                event(log, "generation withdrawn: answering not found", logging.WARNING,
+                      worker=os.getpid())  # fmt: skip
                 self._swap(None)
             self._stamp = None
             return
@@ -64,7 +66,8 @@ class GenerationFollower:
             )
         except SnapshotError as exc:
             self.refused += 1
-            log.warning("generation not served (keeping the last good one): %s", exc)
+            event(log, "generation not served: keeping the last good one", logging.WARNING,
+                  error=str(exc), worker=os.getpid())  # fmt: skip
             return
         self._swap(generation)
 
@@ -74,7 +77,7 @@ class GenerationFollower:
         if old is not None:
             old.close()
         if generation is not None:
-            log.info("serving generation %s", generation.generation)
+            event(log, "serving generation", generation=generation.generation, worker=os.getpid())
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reconciler.core import logs
 from reconciler.core.identity import DatabaseIdentity
 from reconciler.dataplane.follower import GenerationFollower
 from reconciler.serve.listener import ListenerLimits, start_server
@@ -71,16 +72,15 @@ async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
     """Say once that the control plane is gone; keep serving (the last good generation)."""
     while not stop.is_set():
         if os.getppid() != parent:
-            log.warning("control plane %d gone: serving the last generation", parent)
+            logs.event(log, "control plane gone: serving the last generation", logging.WARNING,
+                       parent=parent, worker=os.getpid())  # fmt: skip
             return
         await asyncio.sleep(0.5)
 
 
 def main() -> int:
-    logging.basicConfig(
-        level=logging.INFO, format=f"xml_curl worker {os.getpid()}: %(levelname)s %(message)s"
-    )
     settings = json.loads(sys.stdin.readline())
+    logs.configure(settings.get("log_format") or "text")
     sock = socket.socket(fileno=int(settings["fd"]))
     sock.setblocking(False)
     try:

@@ -145,3 +145,16 @@ def test_readyz_names_the_generation_and_a_new_one_is_served(
 def test_sigterm_exits_zero(worker: Worker) -> None:
     worker.proc.terminate()
     assert worker.proc.wait(timeout=20) == 0
+
+
+def test_workers_log_in_the_daemons_format() -> None:
+    """The daemon hands its log format to its workers (one format in the journal)."""
+    from reconciler.core import logs
+
+    try:
+        logs.configure("json")
+        assert logs.current_format() == "json"
+        logs.configure("text")
+        assert logs.current_format() == "text"
+    finally:
+        logs.configure("text")
