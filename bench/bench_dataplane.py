@@ -3,6 +3,7 @@ answered in process vs by worker processes.
 
     python bench/bench_dataplane.py [tenants] [users] [lookups]      # answer() cost
     python bench/bench_dataplane.py http [workers] [seconds]         # over HTTP
+    python bench/bench_dataplane.py passes [tenants] [seconds]       # during full passes
 
 The first: a synthetic served view (tenants x users built directly as served records),
 directory lookups through ``xmlcurl.answer`` (the template render included; no cache),
@@ -11,7 +12,10 @@ captured sip_auth body over 1,000 x 100 users, ``Connection: close`` (FreeSWITCH
 one connection (p50/p99/max) and 16 (lookups/s); the in-process server
 (``bench_xmlcurl.py serve``) and N workers on one socket over the same data as a
 generation file, interleaved, two rounds each. The client is Python on the same 2 cores:
-figures compare the two, they are not the server's ceiling.
+figures compare the two, they are not the server's ceiling. ``passes``: a real ``pbx run``
+on a scratch database (127.0.0.1:5432) with ``tenants`` x 100 extensions
+(``bench_validate.tenant_yaml``), one lookup at a time with close while the daemon gets
+SIGHUP (a full pass) every 5 s; ``--xml-curl-workers 0`` and ``2`` interleaved, two rounds.
 """
 
 from __future__ import annotations
@@ -242,8 +246,117 @@ def http_main(workers: int, seconds: float) -> None:
             proc.wait()
 
 
+# --- during full passes ------------------------------------------------------------------
+
+
+def _spawn_daemon(dsn: str, tenants: Path, state: Path, workers: int) -> tuple[Any, int, int]:
+    import os
+    import socket
+    import subprocess
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    env = {**os.environ, "PBX_DATABASE_URL": dsn, "PBX_FREESWITCH": "127.0.0.1:1:ClueCon",
+           "PBX_INTERVAL": "3600", "PBX_XML_CURL_AUTH": "freeswitch:bench-secret"}  # fmt: skip
+    command = [sys.executable, "-m", "reconciler", "run", "--listen", f"127.0.0.1:{ports[0]}",
+               "--status-listen", f"127.0.0.1:{ports[1]}", "--no-portal",
+               "--xml-curl-workers", str(workers), "--tenants", str(tenants),
+               "--state-dir", str(state)]  # fmt: skip
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, ports[0], ports[1] if workers else ports[0]
+
+
+def _sip_auth(domain: str, user: str) -> bytes:
+    import base64
+
+    auth = base64.b64encode(b"freeswitch:bench-secret").decode()
+    body = (f"hostname=b&section=directory&tag_name=domain&key_name=name&key_value={domain}"
+            f"&action=sip_auth&user={user}&domain={domain}")  # fmt: skip
+    return (f"POST /freeswitch/xml HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\nConnection: close\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n{body}").encode()  # fmt: skip
+
+
+def _during_passes(proc: Any, port: int, tenants: int, seconds: float) -> list[float]:
+    import asyncio
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def hup() -> None:
+        while not stop.wait(5.0):
+            proc.send_signal(signal.SIGHUP)
+
+    thread = threading.Thread(target=hup)
+    rng = random.Random(3)
+    requests = [_sip_auth(f"t{rng.randrange(tenants):05d}.example.net",
+                          str(1000 + rng.randrange(100))) for _ in range(2000)]  # fmt: skip
+    thread.start()
+    try:
+        return asyncio.run(_drive(port, requests, 1, seconds))
+    finally:
+        stop.set()
+        thread.join()
+
+
+def passes_main(tenants: int, seconds: float) -> None:
+    import asyncio
+    import shutil
+    import signal
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_validate import tenant_yaml
+
+    server = "postgresql://postgres@127.0.0.1:5432/postgres"
+    name = f"pbx_bench_dp_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    root = Path(tempfile.mkdtemp(prefix="pbx-bench-dp-"))
+    (root / "tenants.d").mkdir()
+    for i in range(tenants):
+        (root / "tenants.d" / f"t{i:05d}.yaml").write_text(tenant_yaml(i, 100))
+    last = _sip_auth(f"t{tenants - 1:05d}.example.net", "1099")
+    try:
+        for round_ in range(2):
+            for workers in (0, 2):
+                proc, port, _status = _spawn_daemon(dsn, root / "tenants.d",
+                                                    root / f"state-{workers}-{round_}", workers)  # fmt: skip
+                try:
+                    deadline = time.monotonic() + 600
+                    while time.monotonic() < deadline:
+                        try:
+                            asyncio.run(_one(port, last))
+                            break
+                        except (OSError, RuntimeError):
+                            time.sleep(0.5)
+                    times = sorted(_during_passes(proc, port, tenants, seconds))
+                    print(f"workers={workers} round {round_}: {len(times)} lookups during "
+                          f"SIGHUP every 5 s: p50 {times[len(times) // 2] * 1e3:.2f} ms, "
+                          f"p99 {times[int(len(times) * 0.99)] * 1e3:.2f} ms, "
+                          f"max {times[-1] * 1e3:.1f} ms", flush=True)  # fmt: skip
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(timeout=60)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))  # fmt: skip
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["http"]:
+    if sys.argv[1:2] == ["passes"]:
+        passes_main(int((sys.argv[2:3] or ["300"])[0]), float((sys.argv[3:4] or ["30"])[0]))
+    elif sys.argv[1:2] == ["http"]:
         http_main(int((sys.argv[2:3] or ["2"])[0]), float((sys.argv[3:4] or ["5"])[0]))
     else:
         main()
