@@ -139,7 +139,7 @@ class Daemon:
         await self.loop.wait_passes(count, timeout)
 
     def status_payload(self) -> dict[str, Any]:
-        return daemon_status(
+        payload = daemon_status(
             leader=self.is_leader,
             database_up=self.database.up,
             served=self.served,
@@ -147,6 +147,13 @@ class Daemon:
             reconciler=self.loop.reconciler,
             nodes=self.live.status(),
         )
+        if self.workers is not None:
+            payload["xml_curl_workers"] = {
+                "configured": self.workers.count,
+                "running": len(self.workers.pids),
+                "restarts": self.workers.restarts,
+            }
+        return payload
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -230,6 +237,8 @@ class Daemon:
 
     def _refresh_gauges(self) -> None:
         self.live.refresh_gauges()
+        if self.workers is not None:
+            self.metrics.xmlcurl_workers.set(len(self.workers.pids))
         self.metrics.leader.set(1 if self.is_leader else 0)
 
     def _install_signals(self) -> None:

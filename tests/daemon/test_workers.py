@@ -5,6 +5,7 @@ control plane is SIGKILLed, SIGTERM drains them all. Nothing here asserts a dura
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -106,6 +107,16 @@ def test_workers_serve_edits_survive_crashes_and_the_control_plane(
         proc.kill()  # the control plane dies without a word
         proc.wait(timeout=10)
         assert all(lookup(port, "1005") for _ in range(16)), "the data plane keeps answering"
+
+        # the next daemon binds beside them and retires them once its own workers serve
+        proc = spawn(tmp_path, tenants, pg_dsn, port, free_port())
+        eventually(lambda: not any(alive(pid) for pid in pids), "the old workers retired")
+        eventually(lambda: len(worker_pids(tmp_path)) == 2, "the new workers")
+        assert not set(worker_pids(tmp_path)) & set(pids)
+        eventually(lambda: lookup(port, "1005"), "the new workers serve")
+        pids = worker_pids(tmp_path)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -134,6 +145,9 @@ def test_sigterm_drains_every_worker(tmp_path: Path, tenants: Path, pg_dsn: str)
         shown = subprocess.run([sys.executable, "-m", "reconciler", "status", "--output", "json"],
                                env=env, capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
         assert shown.returncode == 0, shown.stderr
+        described = json.loads(shown.stdout)["xml_curl_workers"]
+        assert described == {"configured": 2, "running": 2, "restarts": 0}
+        assert metric(status, "pbx_xmlcurl_workers") == 2.0
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         assert not any(alive(pid) for pid in pids), "no worker outlives a stopped daemon"
