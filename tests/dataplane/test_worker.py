@@ -149,12 +149,17 @@ def test_sigterm_exits_zero(worker: Worker) -> None:
 
 def test_workers_log_in_the_daemons_format() -> None:
     """The daemon hands its log format to its workers (one format in the journal)."""
+    import logging
+
     from reconciler.core import logs
 
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     try:
         logs.configure("json")
         assert logs.current_format() == "json"
         logs.configure("text")
         assert logs.current_format() == "text"
-    finally:
-        logs.configure("text")
+    finally:  # leave the process's logging as it was (other tests read caplog)
+        root.handlers[:] = handlers
+        root.setLevel(level)
