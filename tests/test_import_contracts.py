@@ -16,6 +16,7 @@ ESL_CONTRACT = "The ESL client is a library: stdlib only"
 PSYCOPG_CONTRACT = "psycopg only in the store"
 JINJA_CONTRACT = "jinja2 only where XML and pages are rendered"
 SERVING_CONTRACT = "Nothing of the store in the serving path"
+DATAPLANE_CONTRACT = "The data plane imports nothing of the control plane"
 
 
 def lint_copy(tmp_path: Path, plant: tuple[str, str] | None) -> subprocess.CompletedProcess[str]:
@@ -102,6 +103,25 @@ def test_a_third_party_outside_its_room_breaks_its_fence(
     broken = broken_contracts(lint_copy(tmp_path, (module, planted)))
     assert contract in broken
     assert module.removesuffix(".py").replace("/", ".") + " ->" in broken
+
+
+@pytest.mark.usefixtures("lint_imports_available")
+@pytest.mark.parametrize(
+    "planted",
+    [
+        "import reconciler.store.errors",
+        "import reconciler.web",
+        "import reconciler.reconcile",
+        "from reconciler.switch import session",
+        "import psycopg",
+    ],
+)
+def test_a_dataplane_module_that_reaches_the_control_plane_breaks_its_fence(
+    tmp_path: Path, planted: str
+) -> None:
+    broken = broken_contracts(lint_copy(tmp_path, ("reconciler/dataplane/follower.py", planted)))
+    assert DATAPLANE_CONTRACT in broken
+    assert "reconciler.dataplane.follower ->" in broken
 
 
 @pytest.mark.usefixtures("lint_imports_available")

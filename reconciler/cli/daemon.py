@@ -17,7 +17,7 @@ from reconciler.cli.settings import parse_credentials, parse_host_port, parse_se
 from reconciler.cli.status_view import render_status
 from reconciler.cli.users import portal_config, portal_options
 from reconciler.core import logs
-from reconciler.core.errors import PbxError
+from reconciler.core.errors import PbxError, SettingsError
 from reconciler.daemon import DaemonConfig, default_state_dir, run_daemon
 from reconciler.serve import ListenerUnavailable
 from reconciler.switch import parse_node_specs
@@ -28,6 +28,19 @@ from reconciler.switch import parse_node_specs
     "--listen",
     metavar="HOST:PORT",
     help="xml_curl/health/metrics address [PBX_LISTEN, 127.0.0.1:8080].",
+)
+@click.option(
+    "--xml-curl-workers",
+    type=int,
+    metavar="N",
+    help="Answer xml_curl from N worker processes sharing --listen; 0 answers it in the "
+    "daemon itself [PBX_XML_CURL_WORKERS, 0].",
+)
+@click.option(
+    "--status-listen",
+    metavar="HOST:PORT",
+    help="With workers: where /status and /metrics are served [PBX_STATUS_LISTEN; "
+    "default 127.0.0.1 on the --listen port + 1].",
 )
 @click.option(
     "--xml-curl-auth",
@@ -96,6 +109,8 @@ def run(ctx: click.Context, /, **_: Any) -> None:
             stable_window=parse_seconds(cfg["stable_window"], "stable_window"),
             credentials_grace=parse_seconds(cfg["credentials_grace"], "credentials_grace"),
             portal=portal_config(cfg),
+            xml_curl_workers=_workers(cfg["xml_curl_workers"]),
+            status_listen=parse_host_port(cfg["status_listen"]) if cfg["status_listen"] else None,
         )
     except PbxError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -110,15 +125,38 @@ def run(ctx: click.Context, /, **_: Any) -> None:
     sys.exit(code)
 
 
+def _workers(value: object) -> int:
+    count = int(str(value))
+    if not 0 <= count <= 256:
+        raise SettingsError(f"--xml-curl-workers must be 0..256, not {count}")
+    return count
+
+
+def _status_base(cfg: Any) -> str:
+    """Where /status is: with xml_curl workers, the control plane's status listener."""
+    if cfg["status_url"]:
+        return str(cfg["status_url"])
+    if int(cfg["xml_curl_workers"] or 0) > 0:
+        if cfg["status_listen"]:
+            return f"http://{cfg['status_listen']}"
+        _host, port = parse_host_port(cfg["listen"])
+        return f"http://127.0.0.1:{port + 1}"
+    return f"http://{cfg['listen']}"
+
+
 @click.command()
-@click.option("--url", help="Daemon base URL [PBX_STATUS_URL; default http://<listen>].")
+@click.option(
+    "--url",
+    help="Daemon base URL [PBX_STATUS_URL; default http://<listen>, or the status listener "
+    "with --xml-curl-workers].",
+)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @global_options
 @click.pass_context
 def status(ctx: click.Context, /, url: str | None, output: str, **_: Any) -> None:
     """Readable view of a running daemon's /status."""
     cfg = resolved(ctx, status_url=url)
-    target = (cfg["status_url"] or f"http://{cfg['listen']}").rstrip("/") + "/status"
+    target = _status_base(cfg).rstrip("/") + "/status"
     request = urllib.request.Request(target)  # noqa: S310 - operator-given URL
     credentials = parse_credentials(cfg["status_auth"], "status_auth")
     if credentials:

@@ -43,6 +43,8 @@ SETTINGS: Mapping[str, Setting] = {
         Setting("log_format", "PBX_LOG_FORMAT", "text"),
         Setting("listen", "PBX_LISTEN", DEFAULT_LISTEN),
         Setting("xml_curl_auth", "PBX_XML_CURL_AUTH", None, secret=True),
+        Setting("xml_curl_workers", "PBX_XML_CURL_WORKERS", 0, parse=int),
+        Setting("status_listen", "PBX_STATUS_LISTEN", None),
         Setting("status_auth", "PBX_STATUS_AUTH", None, secret=True),
         Setting("interval", "PBX_INTERVAL", DEFAULT_INTERVAL, parse=float),
         Setting("max_orphan_share", "PBX_MAX_ORPHAN_SHARE", 0.5, parse=float),

@@ -70,6 +70,15 @@ class JsonFormatter(logging.Formatter):
         return redact(json.dumps(payload, ensure_ascii=False, default=str))
 
 
+def current_format() -> str:
+    """The format ``configure`` chose ("text" when it was not called): child processes
+    (the xml_curl workers) log the same way."""
+    for handler in logging.getLogger().handlers:
+        if getattr(handler, "_pbx", False) and isinstance(handler.formatter, JsonFormatter):
+            return "json"
+    return "text"
+
+
 def configure(log_format: str = "text", level: int = logging.INFO) -> None:
     """Route all ``logging`` output to stderr in the chosen format (idempotent)."""
     handler = logging.StreamHandler(sys.stderr)

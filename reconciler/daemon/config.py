@@ -41,6 +41,21 @@ class DaemonConfig:
     portal: PortalConfig | None = None  # None: no portal listener
     retry_base: float = 0.5
     retry_cap: float = 60.0
+    xml_curl_workers: int = 0  # 0: xml_curl answered in this process (today's serving)
+    status_listen: tuple[str, int] | None = None  # with workers: /status and /metrics here
+
+    @property
+    def generation_path(self) -> Path:
+        """The snapshot generation xml_curl workers map (``serve.generation``)."""
+        return self.state_dir / "xmlcurl.generation"
+
+    @property
+    def status_address(self) -> tuple[str, int]:
+        """Where the control plane serves /status and /metrics when workers own --listen:
+        ``--status-listen``, else the loopback address on the next port."""
+        if self.status_listen is not None:
+            return self.status_listen
+        return "127.0.0.1", self.listen_port + 1 if self.listen_port else 0
 
     @property
     def specs_dir(self) -> Path:

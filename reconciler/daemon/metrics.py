@@ -102,6 +102,14 @@ class Metrics:
         """Whether this daemon may apply, and whether it reaches its database."""
         self.leader = Gauge("pbx_leader", "1 when this daemon holds the apply lock.", registry=r)
         self.database_up = Gauge("pbx_database_up", "1 when PostgreSQL is reachable.", registry=r)
+        self.xmlcurl_workers = Gauge(
+            "pbx_xmlcurl_workers", "xml_curl worker processes running.", registry=r
+        )
+        self.xmlcurl_worker_restarts = Counter(
+            "pbx_xmlcurl_worker_restarts_total",
+            "xml_curl worker processes that exited while the daemon ran, and were replaced.",
+            registry=r,
+        )
 
     def _declare_snapshot_metrics(self, r: CollectorRegistry) -> None:
         """The served snapshot: its age, size and whether it survives a restart."""

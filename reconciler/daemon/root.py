@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from reconciler.core.backoff import Backoff
-from reconciler.core.logs import event, register_secret
+from reconciler.core.logs import current_format, event, register_secret
 from reconciler.daemon import http
 from reconciler.daemon.config import DaemonConfig
 from reconciler.daemon.database import DatabaseLink
@@ -34,6 +34,7 @@ from reconciler.daemon.status import StatusBoard, daemon_status
 from reconciler.daemon.switches import SwitchLink
 from reconciler.daemon.tasks import TaskSupervisor
 from reconciler.daemon.triggers import Triggers
+from reconciler.daemon.workers import XmlCurlWorkers, listen_socket
 from reconciler.reconcile import PassGuards, Reconciler
 from reconciler.serve import (
     ListenerLimits,
@@ -68,6 +69,7 @@ class Daemon:
             self.metrics,
             fingerprint=self.database.fingerprint,
             probe=self.database.probe_identity,
+            generation_path=config.generation_path if config.xml_curl_workers > 0 else None,
         )
         self.portal = PortalLink(config.portal, self.live, lambda: self.database.dsn)
         self.loop = PassLoop(
@@ -90,6 +92,8 @@ class Daemon:
         self.serving = asyncio.Event()  # set once the xml_curl listener is bound
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self.workers: XmlCurlWorkers | None = None
+        self._worker_socket_port = 0
         for credentials in (config.xml_curl_auth, config.status_auth):
             register_secret(credentials[1] if credentials else None)
 
@@ -113,6 +117,14 @@ class Daemon:
 
     @property
     def listen_port(self) -> int:
+        """The xml_curl port (the workers' when they own it)."""
+        if self.workers is not None:
+            return int(self._worker_socket_port)
+        return self.status_port
+
+    @property
+    def status_port(self) -> int:
+        """Where this process answers /status and /metrics (and, without workers, xml_curl)."""
         bound = bound_port(self._runner) if self._runner is not None else None
         return bound if bound is not None else self.config.listen_port
 
@@ -127,7 +139,7 @@ class Daemon:
         await self.loop.wait_passes(count, timeout)
 
     def status_payload(self) -> dict[str, Any]:
-        return daemon_status(
+        payload = daemon_status(
             leader=self.is_leader,
             database_up=self.database.up,
             served=self.served,
@@ -135,6 +147,13 @@ class Daemon:
             reconciler=self.loop.reconciler,
             nodes=self.live.status(),
         )
+        if self.workers is not None:
+            payload["xml_curl_workers"] = {
+                "configured": self.workers.count,
+                "running": len(self.workers.pids),
+                "restarts": self.workers.restarts,
+            }
+        return payload
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -180,20 +199,46 @@ class Daemon:
             persist_status=lambda: self.served.persist_status,
         )
         host, port = self.config.listen_host, self.config.listen_port
-        self._runner = await start_server(
-            app, host, port, self.limits, what="xml_curl listener (--listen / PBX_LISTEN)"
-        )
+        what = "xml_curl listener (--listen / PBX_LISTEN)"
+        if self.config.xml_curl_workers > 0:
+            await self._start_workers(host, port, what)
+            host, port = self.config.status_address
+            what = "status listener (--status-listen / PBX_STATUS_LISTEN)"
+        self._runner = await start_server(app, host, port, self.limits, what=what)
         self.serving.set()
-        http.announce(f"http://{host}:{self.listen_port}/freeswitch/xml")
+        http.announce(f"http://{self.config.listen_host}:{self.listen_port}/freeswitch/xml")
+
+    async def _start_workers(self, host: str, port: int, what: str) -> None:
+        """The data plane in processes of its own, on the --listen socket."""
+        sock = listen_socket(host, port, what)
+        self._worker_socket_port = sock.getsockname()[1]
+        auth = self.config.xml_curl_auth
+        templates = self.config.templates_dir
+        settings = {
+            "generation_path": str(self.config.generation_path),
+            "dsn_fingerprint": self.database.fingerprint,
+            "auth": list(auth) if auth else None,
+            "templates_dir": str(templates) if templates else None,
+            "log_format": current_format(),
+        }
+        pid_file = self.config.state_dir / "xmlcurl-workers.pid"
+        self.workers = XmlCurlWorkers(
+            self.config.xml_curl_workers, sock, settings, self.metrics, pid_file
+        )
+        await self.workers.start()
 
     async def _close_listeners(self) -> None:
         await self.portal.stop()
+        if self.workers is not None:
+            await self.workers.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
     def _refresh_gauges(self) -> None:
         self.live.refresh_gauges()
+        if self.workers is not None:
+            self.metrics.xmlcurl_workers.set(len(self.workers.pids))
         self.metrics.leader.set(1 if self.is_leader else 0)
 
     def _install_signals(self) -> None:
@@ -209,6 +254,8 @@ class Daemon:
             stack.push_async_callback(self.portal.stop)
             if self._runner is not None:
                 stack.push_async_callback(self._runner.cleanup)
+            if self.workers is not None:
+                stack.push_async_callback(self.workers.stop)
             stack.push_async_callback(self.live.stop)
             async with self.loop.lock:  # let a running pass finish (tenants are atomic anyway)
                 pass

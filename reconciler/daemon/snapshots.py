@@ -7,6 +7,11 @@ file's DSN fingerprint (never the password) names the same one. On every (re)con
 snapshot still served from the file is checked again, and dropped when it is another
 database's. An empty snapshot never replaces a file holding users (``serve.persist``), and a
 file that cannot be written is visible in ``/readyz`` and the metrics, never just a warning.
+
+With xml_curl workers (``generation_path``), every snapshot served is also written as a
+generation file for them (``serve.generation``), under the same identity and the same
+never-empty rule; a snapshot that may not be served (none, or another database's) removes
+the file, and the workers then fail closed.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from reconciler.serve import (
     read_snapshot_header,
     save_snapshot,
 )
+from reconciler.serve.generation import write_generation
 from reconciler.serve.snapshot import declares_users
 from reconciler.store import StoreUnavailable
 
@@ -44,9 +50,16 @@ migrated); ``StoreUnavailable`` when it cannot be asked."""
 
 class ServedSnapshot:
     def __init__(
-        self, path: Path, metrics: Metrics, *, fingerprint: str, probe: IdentityProbe
+        self,
+        path: Path,
+        metrics: Metrics,
+        *,
+        fingerprint: str,
+        probe: IdentityProbe,
+        generation_path: Path | None = None,
     ) -> None:
         self.path = path
+        self.generation_path = generation_path
         self._metrics = metrics
         self._fingerprint = fingerprint
         self._probe = probe
@@ -67,6 +80,13 @@ class ServedSnapshot:
         return self.current is None or self.from_disk
 
     async def load_persisted(self) -> None:
+        await self._load_persisted()
+        if self.current is None:
+            self._withdraw_generation()
+        elif self._disk_identity is not None:
+            await self._write_generation(self.current, self._disk_identity, allow_empty=True)
+
+    async def _load_persisted(self) -> None:
         if not self.path.exists():
             return
         try:  # a database that answers says which it is; else the DSN must name the same one
@@ -105,6 +125,7 @@ class ServedSnapshot:
             return  # cannot tell yet: keep serving
         if identity is None or identity != self._disk_identity:
             self.current, self.from_disk = None, False
+            self._withdraw_generation()
             event(log, "persisted snapshot dropped: written for another database", logging.WARNING)
 
     async def rebuild(self, applied: AppliedState) -> None:
@@ -128,6 +149,7 @@ class ServedSnapshot:
         try:
             if identity is None:
                 raise SnapshotNotPersisted("snapshot not written: database identity unknown")
+            await self._write_generation(snapshot, identity, allow_empty=allow_empty)
             self.persist_status = await asyncio.to_thread(
                 lambda: save_snapshot(
                     snapshot,
@@ -142,6 +164,32 @@ class ServedSnapshot:
             self.persist_status = self.persist_status.failed(str(exc))
             self._metrics.snapshot_persist_failures.inc()
             event(log, "snapshot not persisted", logging.WARNING, error=str(exc))
+
+    async def _write_generation(
+        self, snapshot: Snapshot, identity: DatabaseIdentity, *, allow_empty: bool
+    ) -> None:
+        """The workers' copy. Refused or failed: they keep the last good generation."""
+        path = self.generation_path
+        if path is None:
+            return
+        try:
+            await asyncio.to_thread(
+                lambda: write_generation(
+                    snapshot,
+                    path,
+                    identity=identity,
+                    dsn_fingerprint=self._fingerprint,
+                    allow_empty=allow_empty,
+                )
+            )
+        except SnapshotNotPersisted as exc:
+            self._metrics.snapshot_persist_failures.inc()
+            event(log, "generation not written", logging.WARNING, error=str(exc))
+
+    def _withdraw_generation(self) -> None:
+        if self.generation_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.generation_path.unlink()
 
     def _swap(self, snapshot: Snapshot, *, source: str) -> None:
         self.current = snapshot

@@ -51,6 +51,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import socket
 import ssl
 import termios
 from collections.abc import Awaitable, Callable
@@ -144,10 +145,12 @@ async def start_server(
     ssl_context: ssl.SSLContext | None = None,
     what: str = "listener",
     shutdown_timeout: float = 60.0,
+    sock: socket.socket | None = None,
 ) -> web.AppRunner:
     """Serve ``app`` on ``host:port`` within ``limits``; stop it with ``runner.cleanup()``.
     The bound port (for ``port=0``) is ``bound_port(runner)``. ``what`` names the listener
-    and the setting that moves it in a ``ListenerUnavailable``."""
+    and the setting that moves it in a ``ListenerUnavailable``. ``sock``: an already bound
+    and listening socket to serve instead (an xml_curl worker's, inherited from ``pbx run``)."""
     limits = limits or ListenerLimits()
     in_flight: set[asyncio.BaseTransport] = set()
     if limits.long_requests:
@@ -168,6 +171,7 @@ async def start_server(
     site = GuardedSite(
         runner, host, port, limits, reuse_address=reuse_address, ssl_context=ssl_context
     )
+    site.sock = sock
     site.in_flight = in_flight
     site.server_log = server_log
     try:
@@ -272,6 +276,7 @@ class GuardedSite(web.BaseSite):
         "_reuse_address",
         "in_flight",
         "server_log",
+        "sock",
     )
 
     def __init__(
@@ -292,6 +297,7 @@ class GuardedSite(web.BaseSite):
         self._guard: ConnectionGuard | None = None
         self.in_flight: set[asyncio.BaseTransport] = set()
         self.server_log: ThrottledLogger | None = None
+        self.sock: socket.socket | None = None
 
     @property
     def name(self) -> str:
@@ -315,13 +321,18 @@ class GuardedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None  # set by runner.setup()
         guard = ConnectionGuard(server, self._limits, loop, self.in_flight, self._ssl_context)
-        self._server = await loop.create_server(
-            guard.protocol,
-            self._host,
-            self._port,
-            backlog=self._backlog,
-            reuse_address=self._reuse_address,
-        )
+        if self.sock is not None:
+            self._server = await loop.create_server(
+                guard.protocol, sock=self.sock, backlog=self._backlog
+            )
+        else:
+            self._server = await loop.create_server(
+                guard.protocol,
+                self._host,
+                self._port,
+                backlog=self._backlog,
+                reuse_address=self._reuse_address,
+            )
         guard.start()
         self._guard = guard
 

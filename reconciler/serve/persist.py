@@ -132,7 +132,7 @@ def save_snapshot(
         body = json.dumps(snapshot_to_json(snapshot), separators=(",", ":"), ensure_ascii=False)
     payload = json.dumps(header, separators=(",", ":")) + "\n" + body + "\n"
     try:
-        _write_atomically(target, payload.encode("utf-8"))
+        write_atomically(target, payload.encode("utf-8"))
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise SnapshotNotPersisted(f"snapshot not written to {target}: {reason}") from exc
@@ -151,7 +151,7 @@ def _refuse_to_empty(target: Path, identity: DatabaseIdentity) -> None:
         )
 
 
-def _write_atomically(target: Path, payload: bytes) -> None:
+def write_atomically(target: Path, payload: bytes) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, 0o600)
@@ -190,7 +190,7 @@ def load_snapshot(
         raise SnapshotError(f"cannot read snapshot {path}: {exc.strerror}") from exc
     head, _, body = raw.partition(b"\n")
     header = _parse_header(head, path)
-    _check_belongs(header, path, expected_identity, dsn_fingerprint)
+    check_belongs(header.identity, header.dsn_fingerprint, path, expected_identity, dsn_fingerprint)
     with gc_paused(freeze):
         try:
             data = json.loads(body)
@@ -239,23 +239,26 @@ def _parse_header(head: bytes, path: object) -> SnapshotHeader:
         raise SnapshotError(f"{path}: corrupt snapshot header: {exc!r}") from exc
 
 
-def _check_belongs(
-    header: SnapshotHeader,
+def check_belongs(
+    identity: DatabaseIdentity | None,
+    fingerprint: str | None,
     path: object,
     expected_identity: DatabaseIdentity | None,
     dsn_fingerprint: str,
 ) -> None:
-    if header.identity is None:
+    """The identity binding (module docstring), shared with ``serve.generation``: raises
+    ``SnapshotMismatch`` unless a file recording ``identity``/``fingerprint`` may be served."""
+    if identity is None:
         raise SnapshotMismatch(
             f"{path} was written by a version that did not record its database: ignored"
         )
     if expected_identity is not None:
-        difference = header.identity.difference(expected_identity)
+        difference = identity.difference(expected_identity)
         if difference is not None:
             raise SnapshotMismatch(f"{path} was written for another database: now {difference}")
-    elif header.dsn_fingerprint != dsn_fingerprint:
+    elif fingerprint != dsn_fingerprint:
         raise SnapshotMismatch(
-            f"{path} was written for {header.dsn_fingerprint}, not {dsn_fingerprint}, and the "
+            f"{path} was written for {fingerprint}, not {dsn_fingerprint}, and the "
             "database cannot be asked which it is"
         )
 

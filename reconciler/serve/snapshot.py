@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from reconciler.core.gcpause import gc_paused
 from reconciler.core.model import (
@@ -112,6 +112,25 @@ class ServedTenant:
     @property
     def context(self) -> str:
         return self.domain
+
+
+class Lookups(Protocol):
+    """What answering a lookup reads: a ``Snapshot`` in memory, or a generation mapped by
+    an xml_curl worker (``reconciler.serve.generation.MappedGeneration``)."""
+
+    @property
+    def generation(self) -> str: ...
+
+    @property
+    def queues(self) -> Mapping[str, QueueConfig]: ...
+
+    def user(self, domain: str, number: str) -> tuple[ServedTenant, DirectoryUser] | None: ...
+
+    def route(self, context: str, number: str) -> tuple[ServedTenant, Route] | None: ...
+
+    def did(self, number: str) -> DidRoute | None: ...
+
+    def queue(self, name: str) -> QueueConfig | None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from typing import NamedTuple
 from reconciler.core.errors import Permanent
 from reconciler.core.model import PUBLIC_CONTEXT
 from reconciler.core.switch_args import quote_arg
-from reconciler.serve.snapshot import DirectoryUser, RouteKind, ServedTenant, Snapshot
+from reconciler.serve.snapshot import DirectoryUser, Lookups, RouteKind, ServedTenant
 from reconciler.serve.templating import Templates, dialplan_context
 
 XML_PATH = "/freeswitch/xml"
@@ -175,7 +175,7 @@ def oversized(form: Mapping[str, str]) -> bool:
 # --- answering ---------------------------------------------------------------------------
 
 
-def answer(snapshot: Snapshot | None, form: Mapping[str, str], templates: Templates) -> XmlAnswer:
+def answer(snapshot: Lookups | None, form: Mapping[str, str], templates: Templates) -> XmlAnswer:
     """The XML for one request; pure. Without a snapshot everything is "not found"."""
     section = section_of(form)
     if snapshot is None or section is Section.OTHER:
@@ -197,7 +197,7 @@ def not_found(templates: Templates, section: Section) -> XmlAnswer:
 
 
 def directory_user(
-    snapshot: Snapshot, form: Mapping[str, str]
+    snapshot: Lookups, form: Mapping[str, str]
 ) -> tuple[ServedTenant, DirectoryUser] | None:
     """The served user a directory request asks for, or None. The returned objects belong
     to the snapshot, whatever the spelling of the request (a cache key that cannot grow).
@@ -219,7 +219,7 @@ def render_directory(templates: Templates, tenant: ServedTenant, user: Directory
     return templates.directory.render(tenant=tenant, user=user)
 
 
-def _dialplan(snapshot: Snapshot, form: Mapping[str, str], templates: Templates) -> XmlAnswer:
+def _dialplan(snapshot: Lookups, form: Mapping[str, str], templates: Templates) -> XmlAnswer:
     context = form.get("Hunt-Context") or form.get("Caller-Context") or ""
     number = form.get("Hunt-Destination-Number") or form.get("Caller-Destination-Number") or ""
     if not context or _UNSAFE_CONTEXT.search(context):
@@ -270,7 +270,7 @@ def _reject(templates: Templates, context: str) -> XmlAnswer:
     return _dialplan_answer(templates, dialplan_context(context, "reject"), Result.REJECTED)
 
 
-def _calling_agents(snapshot: Snapshot, form: Mapping[str, str], domain: str) -> tuple[str, ...]:
+def _calling_agents(snapshot: Lookups, form: Mapping[str, str], domain: str) -> tuple[str, ...]:
     """Agents on the caller's extension. The caller is the user sofia authenticated
     (``variable_user_name``/``variable_domain_name``, set from the directory after digest
     auth), never the From user (``Caller-Username``), which anyone can write."""
@@ -287,7 +287,7 @@ def _exact(number: str) -> str:
     return "^" + re.escape(number) + "$"
 
 
-def _configuration(snapshot: Snapshot, form: Mapping[str, str], templates: Templates) -> XmlAnswer:
+def _configuration(snapshot: Lookups, form: Mapping[str, str], templates: Templates) -> XmlAnswer:
     if form.get("key_value") != "callcenter.conf":
         return not_found(templates, Section.CONFIGURATION)
     if "CC-Queue" in form:

@@ -38,7 +38,7 @@ from aiohttp import web
 from reconciler.serve.listener import ListenerLimits
 from reconciler.serve.logthrottle import LogThrottle
 from reconciler.serve.persist import PersistStatus
-from reconciler.serve.snapshot import DirectoryUser, ServedTenant, Snapshot
+from reconciler.serve.snapshot import DirectoryUser, Lookups, ServedTenant
 from reconciler.serve.templating import Templates
 from reconciler.serve.xmlcurl import (
     CONTENT_TYPE,
@@ -91,12 +91,12 @@ class DirectoryAnswers:
         self._templates = templates
         self._max_entries = max_entries
         self._cache: dict[tuple[str, str], Encoded] = {}
-        self._snapshot: Snapshot | None = None
+        self._snapshot: Lookups | None = None
 
     def __len__(self) -> int:
         return len(self._cache)
 
-    def answer(self, snapshot: Snapshot | None, form: Mapping[str, str]) -> Encoded:
+    def answer(self, snapshot: Lookups | None, form: Mapping[str, str]) -> Encoded:
         if snapshot is None or form.get("section") != "directory":
             return Encoded.of(answer(snapshot, form, self._templates))
         if self._snapshot is not snapshot:
@@ -124,7 +124,7 @@ DIRECTORY_ANSWERS = web.AppKey("directory_answers", DirectoryAnswers)
 
 
 def make_app(
-    get_snapshot: Callable[[], Snapshot | None],
+    get_snapshot: Callable[[], Lookups | None],
     templates: Templates,
     *,
     auth: tuple[str, str] | None,
@@ -160,7 +160,7 @@ def make_app(
     return app
 
 
-def readiness(snapshot: Snapshot | None, persist: PersistStatus | None) -> dict[str, Any]:
+def readiness(snapshot: Lookups | None, persist: PersistStatus | None) -> dict[str, Any]:
     """/readyz's body. Not persisted is reported, never a reason to stop serving."""
     payload: dict[str, Any] = {
         "ready": snapshot is not None,
@@ -181,7 +181,7 @@ class _XmlCurlHandler:
 
     def __init__(
         self,
-        get_snapshot: Callable[[], Snapshot | None],
+        get_snapshot: Callable[[], Lookups | None],
         templates: Templates,
         auth: tuple[str, str] | None,
         observer: Observer | None,

@@ -119,9 +119,13 @@ async def running(config: DaemonConfig) -> AsyncIterator[Daemon]:
 
 
 def config_for(
-    tmp_path: Path, dsn: str, *, port: int, nodes: tuple = (), name: str = "d1"
+    tmp_path: Path, dsn: str, *, port: int, nodes: tuple = (), name: str = "d1", workers: int = 0
 ) -> DaemonConfig:
+    """``workers``: xml_curl answered by that many worker processes on ``port`` (the
+    control plane's /status then on a free port of its own)."""
     return DaemonConfig(
+        xml_curl_workers=workers,
+        status_listen=("127.0.0.1", free_port()) if workers else None,
         tenants_dir=tmp_path / "tenants.d",
         database_url=dsn,
         listen_port=port,
@@ -279,26 +283,28 @@ def own_postgres(tmp_path: Path) -> object:
         server.cleanup()
 
 
+@pytest.mark.parametrize("workers", [0, 2])
 async def test_restart_during_database_outage_serves_persisted_snapshot(
-    tmp_path: Path, tenants_dir: Path, own_postgres: object
+    tmp_path: Path, tenants_dir: Path, own_postgres: object, workers: int
 ) -> None:
     datadir, server = own_postgres  # type: ignore[misc]
     dsn = server.get_uri()
     port = free_port()
-    async with running(config_for(tmp_path, dsn, port=port)):
+    async with running(config_for(tmp_path, dsn, port=port, workers=workers)):
         await eventually(lambda: _found_async(port, "acme.example.com", "1001"), "served")
     assert (tmp_path / "d1" / "snapshot.json").stat().st_mode & 0o077 == 0
     await asyncio.to_thread(_pg_ctl, datadir, "stop", "-m", "fast")
-    async with running(config_for(tmp_path, dsn, port=port)) as daemon:
+    async with running(config_for(tmp_path, dsn, port=port, workers=workers)) as daemon:
         await eventually(lambda: _found_async(port, "acme.example.com", "1001"), "served from disk")
         assert not daemon.database_up
 
 
+@pytest.mark.parametrize("workers", [0, 2])
 async def test_a_fresh_database_is_never_served_the_previous_snapshot(
-    tmp_path: Path, tenants_dir: Path, pg_dsn: str, pg_server_dsn: str
+    tmp_path: Path, tenants_dir: Path, pg_dsn: str, pg_server_dsn: str, workers: int
 ) -> None:
     port = free_port()
-    async with running(config_for(tmp_path, pg_dsn, port=port)):
+    async with running(config_for(tmp_path, pg_dsn, port=port, workers=workers)):
         await eventually(lambda: _found_async(port, "acme.example.com", "1001"), "served")
     # the same DSN now names a new, empty database; the specs no longer hold acme
     name = psycopg.conninfo.conninfo_to_dict(pg_dsn)["dbname"]
@@ -306,7 +312,7 @@ async def test_a_fresh_database_is_never_served_the_previous_snapshot(
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     (tenants_dir / "acme.yaml").unlink()
-    async with running(config_for(tmp_path, pg_dsn, port=port)) as daemon:
+    async with running(config_for(tmp_path, pg_dsn, port=port, workers=workers)) as daemon:
         assert not await _found_async(port, "acme.example.com", "1001"), "served at start"
         await daemon.wait_passes(1)
         assert not await _found_async(port, "acme.example.com", "1001"), "served after a pass"

@@ -2,6 +2,10 @@
 written here) and FreeSWITCH booted on ``freeswitch_conf/`` as ``pbx node-config`` renders
 it, every listener on a free port.
 
+``PBX_REALSWITCH_XML_CURL_WORKERS=2`` runs the same tier with xml_curl answered by two
+worker processes (``pbx run --xml-curl-workers 2``; /status then on a port of its own);
+unset, the daemon answers in process as by default.
+
 Order matters: the daemon starts first, so FreeSWITCH's module loads (callcenter.conf over
 xml_curl) find it up, as the systemd unit orders them in production.
 """
@@ -194,9 +198,15 @@ def _render(ports: Ports, out: Path) -> None:
     assert done.returncode == 0, f"render failed: {done.stderr}"
 
 
-def _daemon_command(ports: Ports, tenants_dir: Path, state_dir: Path) -> list[str]:
-    return [
-        sys.executable, "-m", "reconciler", "run",
+XML_CURL_WORKERS = int(os.environ.get("PBX_REALSWITCH_XML_CURL_WORKERS", "0"))
+
+
+def _daemon_command(
+    ports: Ports, tenants_dir: Path, state_dir: Path, status_port: int
+) -> list[str]:
+    workers = ["--xml-curl-workers", str(XML_CURL_WORKERS)]
+    workers += ["--status-listen", f"127.0.0.1:{status_port}"] if XML_CURL_WORKERS else []
+    return [sys.executable, "-m", "reconciler", "run", *workers,
         "--listen", f"127.0.0.1:{ports.xml_curl}",
         "--portal-listen", f"127.0.0.1:{ports.portal}",
         "--tenants", str(tenants_dir),
@@ -237,9 +247,10 @@ def node(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             fs_log=workdir / "fs" / "log" / "freeswitch.log",
             daemon_log=workdir / "daemon.log",
         )  # fmt: skip
-        daemon = _daemon_command(ports, tenants_dir, workdir / "state")
+        status_port = free_port() if XML_CURL_WORKERS else ports.xml_curl
+        daemon = _daemon_command(ports, tenants_dir, workdir / "state", status_port)
         with running(daemon, log=node.daemon_log, env=env, cwd=workdir):
-            wait_for(lambda: _first_pass_done(ports.xml_curl), "the daemon's first pass",
+            wait_for(lambda: _first_pass_done(status_port), "the daemon's first pass",
                      timeout=60, detail=lambda: tail(node.daemon_log))  # fmt: skip
             fs = freeswitch_command(workdir / "fs")
             with running(fs, log=workdir / "freeswitch.out", cwd=workdir / "fs"):

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.core.identity import DatabaseIdentity
 from reconciler.core.switch_args import quote_arg
+from reconciler.serve.generation import open_generation, write_generation
 from reconciler.serve.snapshot import Snapshot, build_snapshot
 from reconciler.serve.templating import TemplateLoadError, Templates, load_templates
 from reconciler.serve.xmlcurl import (
@@ -32,6 +34,8 @@ from tests.serve.test_xmlcurl_fixtures import (
     replace_field,
 )
 
+IDENTITY = DatabaseIdentity("7000000000000000001", "pbx", "0b6f3f9e-5d1c-4f7a-9a55-2f1e0c3d4b5a")
+
 NOT_FOUND = (
     '<document type="freeswitch/xml"><section name="result">'
     '<result status="not found"/></section></document>'
@@ -48,16 +52,31 @@ def state(tmp_path_factory: pytest.TempPathFactory):
     return load_state(tmp_path_factory.mktemp("tenants"))
 
 
-@pytest.fixture(scope="module")
-def snapshot(state) -> Snapshot:
-    return build_snapshot(state, a1_hashes_for(state), generation="test")
+# Every answer test runs twice: on the snapshot in memory (in-process serving) and on the
+# same snapshot written as a generation file and mapped (what an xml_curl worker reads).
+SERVED_FROM = ["memory", "generation"]
 
 
-@pytest.fixture(scope="module")
-def capture_snapshot(state) -> Snapshot:
+def served_from(kind: str, built: Snapshot, tmp: Path):
+    if kind == "memory":
+        return built
+    path = tmp / "xmlcurl.generation"
+    write_generation(built, path, identity=IDENTITY, dsn_fingerprint="fp", allow_empty=True)
+    return open_generation(path, expected_identity=IDENTITY, dsn_fingerprint="fp")
+
+
+@pytest.fixture(scope="module", params=SERVED_FROM)
+def snapshot(request, state, tmp_path_factory):
+    built = build_snapshot(state, a1_hashes_for(state), generation="test")
+    return served_from(request.param, built, tmp_path_factory.mktemp("gen"))
+
+
+@pytest.fixture(scope="module", params=SERVED_FROM)
+def capture_snapshot(request, state, tmp_path_factory):
     """What the capture server knew: acme only (globex.example.com was "not found")."""
     acme_only = {tid: ts for tid, ts in state.items() if tid != "globex"}
-    return build_snapshot(acme_only, a1_hashes_for(state), generation="capture")
+    built = build_snapshot(acme_only, a1_hashes_for(state), generation="capture")
+    return served_from(request.param, built, tmp_path_factory.mktemp("gen"))
 
 
 def ask(snapshot: Snapshot | None, templates: Templates, body: str):
