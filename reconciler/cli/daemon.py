@@ -19,6 +19,7 @@ from reconciler.cli.users import portal_config, portal_options
 from reconciler.core import logs
 from reconciler.core.errors import PbxError, SettingsError
 from reconciler.daemon import DaemonConfig, default_state_dir, run_daemon
+from reconciler.daemon.config import DEFAULT_STATUS_LISTEN
 from reconciler.serve import ListenerUnavailable
 from reconciler.switch import parse_node_specs
 
@@ -40,7 +41,7 @@ from reconciler.switch import parse_node_specs
     "--status-listen",
     metavar="HOST:PORT",
     help="With workers: where /status and /metrics are served [PBX_STATUS_LISTEN; "
-    "default 127.0.0.1 on the --listen port + 1].",
+    "default 127.0.0.1:8181].",
 )
 @click.option(
     "--xml-curl-auth",
@@ -139,8 +140,7 @@ def _status_base(cfg: Any) -> str:
     if int(cfg["xml_curl_workers"] or 0) > 0:
         if cfg["status_listen"]:
             return f"http://{cfg['status_listen']}"
-        _host, port = parse_host_port(cfg["listen"])
-        return f"http://127.0.0.1:{port + 1}"
+        return "http://{}:{}".format(*DEFAULT_STATUS_LISTEN)
     return f"http://{cfg['listen']}"
 
 

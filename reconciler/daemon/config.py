@@ -16,6 +16,12 @@ def default_state_dir() -> Path:
     return Path(platformdirs.user_data_dir("pbx-reconciler"))
 
 
+# /status and /metrics of the control plane when xml_curl workers own --listen. Not the
+# "next port" of --listen: 8081 (next to the default 8080) is FreeSWITCH's mod_verto; no
+# FreeSWITCH default binds 8181.
+DEFAULT_STATUS_LISTEN = ("127.0.0.1", 8181)
+
+
 @dataclass(frozen=True)
 class DaemonConfig:
     tenants_dir: Path
@@ -52,10 +58,8 @@ class DaemonConfig:
     @property
     def status_address(self) -> tuple[str, int]:
         """Where the control plane serves /status and /metrics when workers own --listen:
-        ``--status-listen``, else the loopback address on the next port."""
-        if self.status_listen is not None:
-            return self.status_listen
-        return "127.0.0.1", self.listen_port + 1 if self.listen_port else 0
+        ``--status-listen``, else ``DEFAULT_STATUS_LISTEN``."""
+        return self.status_listen or DEFAULT_STATUS_LISTEN
 
     @property
     def specs_dir(self) -> Path:
