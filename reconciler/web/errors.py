@@ -11,6 +11,7 @@ Exceptions::
     ├── NotFound                      404 not_found       (unknown, or another tenant's)
     ├── MethodNotAllowed              405 method_not_allowed
     ├── RateLimited                   429 rate_limited
+    ├── SwitchUnavailable             502 switch_unavailable (no switch took a change)
     └── Unavailable                   503 unavailable     (database not reachable yet)
         └── Busy                      503 unavailable     (too many password checks queued)
 
@@ -77,6 +78,15 @@ class RateLimited(PortalError):
         minutes = max(1, round(retry_after / 60))
         super().__init__(f"too many attempts: try again in {minutes} minute(s)")
         self.retry_after = retry_after
+
+
+class SwitchUnavailable(PortalError):
+    """A runtime change (an agent's status) that no switch, or not every switch, took: the
+    page says so and a script sees a status it cannot mistake for success."""
+
+    status = 502
+    code = "switch_unavailable"
+    default_message = "no switch is connected: the status is unchanged, try again shortly"
 
 
 class Unavailable(PortalError):
