@@ -12,8 +12,8 @@ from aiohttp import web
 
 from reconciler.web import events, totp, views
 from reconciler.web.access import Principal, visible_tenant_ids
-from reconciler.web.errors import SwitchUnavailable
 from reconciler.web.context import port_of, portal_of, principal, render, scope
+from reconciler.web.errors import SwitchUnavailable
 from reconciler.web.feature import Feature, NavEntry
 from reconciler.web.handling import (
     V1,
@@ -33,8 +33,8 @@ from reconciler.web.openapi import (
     OFFSET,
     TENANT,
     array,
-    error_answer,
     boolean,
+    error_answer,
     integer,
     list_of,
     obj,
