@@ -181,6 +181,16 @@ def read_invitation(conn: psycopg.Connection, token_hash: bytes) -> Invitation |
 
 
 @translated
+def invitation_was_used(conn: psycopg.Connection, token_hash: bytes) -> bool:
+    """Whether the link behind ``token_hash`` was used (a reload of the activation page)."""
+    row = conn.execute(
+        "SELECT 1 FROM pbx.portal_invitations WHERE token_hash = %s AND used_at IS NOT NULL",
+        (token_hash,),
+    ).fetchone()
+    return row is not None
+
+
+@translated
 def activate_account(
     conn: psycopg.Connection, *, token_hash: bytes, password_hash: str, totp_step: int | None
 ) -> str | None:

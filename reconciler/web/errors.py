@@ -6,6 +6,7 @@ Exceptions::
     PortalError                       500 internal
     ├── BadRequest                    400 bad_request
     ├── Unauthenticated               401 unauthenticated
+    │   └── AccessRemoved             401 access_removed  (a session of someone git dropped)
     ├── CsrfRejected                  403 csrf
     ├── Forbidden                     403 forbidden       (visible, but not yours to change)
     ├── NotFound                      404 not_found       (unknown, or another tenant's)
@@ -44,6 +45,14 @@ class Unauthenticated(PortalError):
     status = 401
     code = "unauthenticated"
     default_message = "log in first"
+
+
+class AccessRemoved(Unauthenticated):
+    """A valid session or token of a person the applied state no longer declares: said to
+    them (a page ends the session and the login page says why), never to anyone else."""
+
+    code = "access_removed"
+    default_message = "your access was removed in git: ask an administrator"
 
 
 class CsrfRejected(PortalError):

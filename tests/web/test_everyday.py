@@ -1,13 +1,21 @@
 """What a day of using the portal found, over HTTP: a status the switch did not take is an
 error a page and a script notice, a tenant admin sets any agent's status (audited with who),
-rotating asks first, times say they are UTC, the live dot says what it means."""
+rotating asks first, times say they are UTC, the live dot says what it means, a person
+removed from git is told why, a reloaded activation link says the account is active, and
+the login returns to the page asked for (only ours)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
 from aiohttp.test_utils import TestClient
 
+from reconciler.store import connect
 from reconciler.web.filters import when
-from tests.fakes.portal import FakePortalDeps
+from reconciler.web.invitations import activate, invite
+from tests.fakes.portal import PASSWORD, FakePortalDeps
+from tests.web.support import csrf_of, make_account
 from tests.web.test_http import ALICE, BOB, CAROL, as_user, audit_rows
 
 
@@ -81,3 +89,64 @@ def test_times_are_utc_and_say_so() -> None:
     assert 'datetime="2026-03-01T09:05:09+00:00"' in rendered
     assert ">2026-03-01 09:05 UTC</time>" in rendered
     assert "never" in str(when(None))
+
+
+async def test_someone_removed_from_git_is_told_why_on_the_login_page(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str
+) -> None:
+    await as_user(client, deps, portal_dsn, BOB)
+    acme = deps.state["acme"]
+    users = {k: v for k, v in acme.users.items() if k != BOB}
+    deps.replace_state({**deps.state, "acme": replace(acme, users=users)})
+    response = await client.get("/t/acme", allow_redirects=False)
+    assert response.status == 303 and response.headers["Location"] == "/login?removed=1"
+    page = await client.get("/login?removed=1")
+    assert page.status == 200 and "your access to this portal was removed" in await page.text()
+    with connect(portal_dsn) as conn:  # the useless session ended; no loop back to a page
+        assert conn.execute("SELECT count(*) FROM pbx.portal_sessions").fetchone() == (0,)
+    plain = await (await client.get("/login")).text()
+    assert "was removed" not in plain
+
+
+async def test_a_reloaded_activation_page_says_the_account_is_active(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str
+) -> None:
+    with connect(portal_dsn) as conn:
+        link = invite(conn, CAROL, base_url="http://portal.test", state=deps.state, admins={})
+        token = link.url.rsplit("/", 1)[1]
+        activate(conn, token, password=PASSWORD, confirmation=PASSWORD)
+    page = await client.get(f"/activate/{token}")
+    html = await page.text()
+    assert page.status == 200 and "already been used: its account is active" in html
+    assert 'href="/login"' in html and CAROL not in html
+    unknown = await client.get("/activate/" + "x" * 43)
+    assert unknown.status == 404
+
+
+@pytest.mark.parametrize(
+    ("asked", "lands"),
+    [
+        ("/t/acme/extensions/1010?x=1", "/t/acme/extensions/1010?x=1"),
+        ("//evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("/\\\\evil.example", "/"),
+        ("/t/acme\\\\..", "/"),
+        ("javascript:alert(1)", "/"),
+        ("/t/acme\\r\\nSet-Cookie: x", "/"),
+    ],
+)
+async def test_after_logging_in_you_land_on_the_page_you_asked_for_if_it_is_ours(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str, asked: str, lands: str
+) -> None:
+    make_account(portal_dsn, deps, CAROL)
+    first = await client.get("/t/acme/extensions/1010?x=1", allow_redirects=False)
+    assert first.headers["Location"] == "/login?next=%2Ft%2Facme%2Fextensions%2F1010%3Fx%3D1"
+    page = await client.get("/login", params={"next": asked})
+    form = {
+        "csrf": csrf_of(await page.text()),
+        "email": CAROL,
+        "password": PASSWORD,
+        "next": asked,
+    }
+    response = await client.post("/login", data=form, allow_redirects=False)
+    assert response.status == 303 and response.headers["Location"] == lands
