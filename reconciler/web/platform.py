@@ -147,7 +147,7 @@ def _paths() -> dict[str, Any]:
         },
         "/search": {
             "get": operation(
-                "search tenants, extensions, users (super admins)",
+                "search tenants, extensions, users, agents, queues, DIDs (super admins)",
                 obj(
                     ["hits"],
                     hits=array(

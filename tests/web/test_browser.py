@@ -54,7 +54,8 @@ def test_super_admin_sees_every_tenant_nodes_and_can_search(page: Page, portal: 
     expect(page.locator("body")).to_contain_text("fs1:8021")
     page.get_by_role("searchbox").first.fill("dave")
     page.get_by_role("button", name="Search").first.click()
-    expect(page.locator(".hits li")).to_have_count(2)
+    expect(page.locator(".hits li")).to_have_count(3)  # dave in two tenants, and agent dave
+    expect(page.locator(".hits")).to_contain_text("agent")
 
 
 def test_tenant_admin_sees_the_whole_tenant_and_nothing_else(
