@@ -93,8 +93,8 @@ def _entries(ts: TenantState) -> Iterator[tuple[str, str, str, str, str]]:
     for email, user in ts.users.items():
         yield "user", tid, email, f"{user.name} <{email}> ({user.role})", f"{email} {user.name}"
     for name, agent in ts.agents.items():
-        ext = f" (ext. {agent.extension})" if agent.extension else ""
-        yield "agent", tid, name, f"{name}{ext}", f"{name} {agent.extension or ''}"
+        on = f" (ext. {agent.extension})" if agent.extension else ""
+        yield "agent", tid, name, f"{name}{on}", f"{name} {agent.extension or ''}"
     for name, queue in ts.queues.items():
         yield "queue", tid, name, f"{name} ({queue.number})", f"{name} {queue.number}"
     for number, did in ts.inbound_numbers.items():

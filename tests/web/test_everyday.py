@@ -150,3 +150,35 @@ async def test_after_logging_in_you_land_on_the_page_you_asked_for_if_it_is_ours
     }
     response = await client.post("/login", data=form, allow_redirects=False)
     assert response.status == 303 and response.headers["Location"] == lands
+
+
+async def test_people_shows_who_is_active_invited_until_when_and_last_login(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str
+) -> None:
+    make_account(portal_dsn, deps, BOB)
+    await as_user(client, deps, portal_dsn, ALICE)  # alice logs in: active, with a login
+    with connect(portal_dsn) as conn:
+        invite(conn, CAROL, base_url="http://portal.test", state=deps.state, admins={})
+        invite(conn, "dave@example.org", base_url="http://portal.test", state=deps.state, admins={})
+        conn.execute(
+            "UPDATE pbx.portal_invitations SET expires_at = now() - interval '1 hour'"
+            " WHERE email = 'dave@example.org'"
+        )
+    response = await client.get("/api/v1/tenants/acme/people")
+    assert response.status == 200
+    people = {p["email"]: p for p in (await response.json())["people"]}
+    assert people[ALICE]["standing"] == "active" and people[ALICE]["last_login_at"]
+    assert people[BOB]["standing"] == "active" and people[BOB]["last_login_at"] is None
+    assert people[CAROL]["standing"] == "invited" and people[CAROL]["invitation_expires_at"]
+    assert people["dave@example.org"]["standing"] == "invitation expired"
+    page = await client.get("/t/acme/people")
+    html = await page.text()
+    assert page.status == 200 and "invitation expired" in html and "expires <time" in html
+
+
+async def test_people_is_for_admins_only(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str
+) -> None:
+    await as_user(client, deps, portal_dsn, BOB)
+    assert (await client.get("/t/acme/people")).status == 404
+    assert (await client.get("/api/v1/tenants/acme/people")).status == 404
