@@ -19,7 +19,7 @@ from reconciler.web.invitations import (
     link_was_used,
     pending_invitation,
 )
-from reconciler.web.login import Attempt
+from reconciler.web.login import Attempt, CodeNeeded
 from reconciler.web.resets import request_own_reset
 
 routes = web.RouteTableDef()
@@ -47,7 +47,9 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     if identity_of(request) is not None:
         return web.Response(status=303, headers={"Location": next_})
     removed = request.query.get("removed") == "1"
-    return render(request, "login.html", error=None, email="", next=next_, removed=removed)
+    return render(
+        request, "login.html", error=None, email="", next=next_, removed=removed, proof=None
+    )
 
 
 @routes.post("/login")
@@ -60,10 +62,24 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         code=form_field(form, "code"),
         client_addr=client_addr(request),
         user_agent=request.headers.get("User-Agent"),
+        proof=form_field(form, "proof"),
     )
     deps = portal.deps
+    key = await portal.pre_session_key()
     try:
-        token = await portal.login.attempt(attempt, deps.applied_state(), deps.platform_admins())
+        token = await portal.login.attempt(
+            attempt, deps.applied_state(), deps.platform_admins(), proof_key=key
+        )
+    except CodeNeeded as asked:  # the password was right: now the authenticator's code
+        return render(
+            request,
+            "login.html",
+            error=None,
+            email=asked.email,
+            next=safe_next(form.get("next")),
+            removed=False,
+            proof=asked.proof,
+        )
     except PortalError as exc:
         if exc.status >= 500:
             raise
@@ -75,6 +91,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             email=attempt.email,
             next=safe_next(form.get("next")),
             removed=False,
+            proof=None,
         )
         if (retry := getattr(exc, "retry_after", None)) is not None:
             response.headers["Retry-After"] = str(max(1, int(retry)))
@@ -133,8 +150,8 @@ async def activate_page(request: web.Request) -> web.StreamResponse:
     try:
         found = await portal.db.run(pending_invitation, token)
     except NotFound:
-        if await portal.db.run(link_was_used, token):  # a reload after activating
-            return render(request, "activated.html", email=None)
+        if await portal.db.run(link_was_used, token):  # a reload after activating: 410 Gone
+            return render(request, "activated.html", status=410, email=None)
         raise
     return render(request, "activate.html", **await _enrolment(request, found), error=None)
 

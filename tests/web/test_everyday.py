@@ -6,15 +6,17 @@ the login returns to the page asked for (only ours)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
+import pyotp
 import pytest
 from aiohttp.test_utils import TestClient
 
 from reconciler.store import connect
 from reconciler.web.filters import when
 from reconciler.web.invitations import activate, invite
-from tests.fakes.portal import PASSWORD, FakePortalDeps
+from tests.fakes.portal import PASSWORD, SUPER, FakePortalDeps
 from tests.web.support import csrf_of, make_account
 from tests.web.test_http import ALICE, BOB, CAROL, as_user, audit_rows
 
@@ -117,7 +119,7 @@ async def test_a_reloaded_activation_page_says_the_account_is_active(
         activate(conn, token, password=PASSWORD, confirmation=PASSWORD)
     page = await client.get(f"/activate/{token}")
     html = await page.text()
-    assert page.status == 200 and "already been used: its account is active" in html
+    assert page.status == 410 and "already been used: its account is active" in html
     assert 'href="/login"' in html and CAROL not in html
     unknown = await client.get("/activate/" + "x" * 43)
     assert unknown.status == 404
@@ -182,3 +184,42 @@ async def test_people_is_for_admins_only(
     await as_user(client, deps, portal_dsn, BOB)
     assert (await client.get("/t/acme/people")).status == 404
     assert (await client.get("/api/v1/tenants/acme/people")).status == 404
+
+
+async def _login_form(client: TestClient, **fields: str) -> tuple[int, str]:
+    page = await client.get("/login")
+    form = {"csrf": csrf_of(await page.text()), **fields}
+    response = await client.post("/login", data=form, allow_redirects=False)
+    return response.status, await response.text()
+
+
+async def test_the_code_is_asked_only_after_the_right_password_of_an_account_with_one(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str
+) -> None:
+    secret = make_account(portal_dsn, deps, SUPER)
+    assert secret is not None
+    make_account(portal_dsn, deps, CAROL)
+    first = await _login_form(client)
+    assert 'name="code"' not in first[1]  # the first step has no code field for anyone
+    for email, password in ((SUPER, "wrong password!"), ("nobody@x.org", PASSWORD)):
+        status, html = await _login_form(
+            client, email=email, password=PASSWORD if email == "nobody@x.org" else password
+        )
+        assert status == 401 and 'name="code"' not in html
+    status, html = await _login_form(client, email=SUPER, password=PASSWORD)
+    assert status == 200 and 'name="code"' in html and PASSWORD not in html
+    proof = re.search(r'name="proof" value="([^"]+)"', html)
+    assert proof is not None
+    forged = proof.group(1)[:-1] + ("0" if proof.group(1)[-1] != "0" else "1")
+    code = pyotp.TOTP(secret).now()
+    status, _ = await _login_form(client, email=SUPER, proof=forged, code=code)
+    assert status == 401
+    status, _ = await _login_form(client, email=CAROL, proof=proof.group(1), code=code)
+    assert status == 401  # bound to its email
+    status, _ = await _login_form(client, email=SUPER, proof=proof.group(1), code=code)
+    assert status == 303
+    await client.post(
+        "/logout", data={"csrf": csrf_of(await (await client.get("/account")).text())}
+    )
+    status, html = await _login_form(client, email=CAROL, password=PASSWORD)
+    assert status == 303  # no authenticator: one step

@@ -91,7 +91,7 @@ async def test_super_admin_needs_the_totp_code_and_a_code_cannot_be_replayed(
     secret = make_account(portal_dsn, deps, SUPER)
     assert secret is not None
     status, body = await _post_login(client, SUPER, PASSWORD)
-    assert status == 401 and GENERIC_FAILURE in body
+    assert status == 200 and 'name="code"' in body  # the second step asks for it
     code = pyotp.TOTP(secret).now()
     status, _ = await _post_login(client, SUPER, PASSWORD, code)
     assert status == 303
