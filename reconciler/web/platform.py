@@ -75,7 +75,7 @@ async def platform_activity(request: web.Request) -> web.StreamResponse:
         request,
         "activity.html",
         tenant=None,
-        history=[views.history_view(h) for h in history],
+        history=[views.history_with_changes(h) for h in history],
         audit=await audit_entries(request, None, 100),
     )
 

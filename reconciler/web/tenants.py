@@ -102,7 +102,7 @@ async def tenant_activity(request: web.Request) -> web.StreamResponse:
         request,
         "activity.html",
         tenant=sc.state.tenant,
-        history=[views.history_view(h) for h in history],
+        history=[views.history_with_changes(h) for h in history],
         audit=await audit_entries(request, sc.tenant_id, 100),
     )
 

@@ -13,10 +13,11 @@ import pyotp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from reconciler.core.plan_text import stored_change_line
 from reconciler.store import connect
 from reconciler.web.filters import when
 from reconciler.web.invitations import activate, invite
-from tests.fakes.portal import PASSWORD, SUPER, FakePortalDeps
+from tests.fakes.portal import PASSWORD, SUPER, FakePortalDeps, history_entry
 from tests.web.support import csrf_of, make_account
 from tests.web.test_http import ALICE, BOB, CAROL, as_user, audit_rows
 
@@ -223,3 +224,47 @@ async def test_the_code_is_asked_only_after_the_right_password_of_an_account_wit
     )
     status, html = await _login_form(client, email=CAROL, password=PASSWORD)
     assert status == 303  # no authenticator: one step
+
+
+def test_a_stored_change_reads_like_the_plan_with_secrets_masked() -> None:
+    update = {
+        "kind": "queue",
+        "key": "support",
+        "action": "update",
+        "changed": {"strategy": {"old": "ring-all", "new": "longest-idle-agent"}},
+    }
+    assert stored_change_line(update) == (
+        'update queue support: strategy: "ring-all" -> "longest-idle-agent"'
+    )
+    create = {"kind": "extension", "key": "1001", "action": "create", "credentials": "(s)"}
+    assert stored_change_line(create) == "create extension 1001 credentials=(sensitive, generated)"
+    leaky = {
+        "kind": "x",
+        "key": "k",
+        "action": "update",
+        "changed": {"sip_password": {"old": "a", "new": "hunter2"}},
+    }
+    assert "hunter2" not in stored_change_line(leaky)
+    assert stored_change_line({"kind": "agent", "key": "bob", "action": "delete"}) == (
+        "delete agent bob"
+    )
+
+
+async def test_activity_lists_what_each_apply_changed(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str
+) -> None:
+    entry = history_entry("acme", 1)
+    changes = [
+        {
+            "kind": "queue",
+            "key": "support",
+            "action": "update",
+            "changed": {"strategy": {"old": "ring-all", "new": "top-down"}},
+        },
+        {"kind": "extension", "key": "1011", "action": "create", "credentials": "x"},
+    ]
+    deps.history_rows = [replace(entry, changes=changes)]
+    await as_user(client, deps, portal_dsn, ALICE)
+    html = await (await client.get("/t/acme/activity")).text()
+    assert "update queue support: strategy: &#34;ring-all&#34; -&gt; &#34;top-down&#34;" in html
+    assert "create extension 1011 credentials=(sensitive, generated)" in html
