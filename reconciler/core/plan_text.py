@@ -159,3 +159,35 @@ def record_dict(record: Record | None) -> dict[str, Any] | None:
 
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
+
+
+# --- the history's stored changes, as people read them (the portal's Activity) -------------
+
+_SENSITIVE_NAMES = ("password", "secret", "pin", "token", "a1_hash", "credential")
+
+
+def stored_change_line(change: Mapping[str, Any]) -> str:
+    """One stored change (``change_dict``'s shape, read back from the history) as a line:
+    ``update queue support: strategy: "a" -> "b"``. Fields are never secrets (see the
+    sensitivity rule above); a field whose name looks like one is masked all the same, in
+    case an older row or a future kind holds one."""
+    label = f"{change.get('action', '?')} {change.get('kind', '?')} {change.get('key', '?')}"
+    changed = change.get("changed")
+    if isinstance(changed, Mapping) and changed:
+        diffs = ", ".join(
+            f"{name}: {_masked(name, d.get('old'))} -> {_masked(name, d.get('new'))}"
+            for name, d in changed.items()
+            if isinstance(d, Mapping)
+        )
+        label = f"{label}: {diffs}"
+    if change.get("credentials"):
+        label += " credentials=(sensitive, generated)"
+    if change.get("reason"):
+        label += f"  # {change['reason']}"
+    return label
+
+
+def _masked(name: str, value: Any) -> str:
+    if any(word in name.lower() for word in _SENSITIVE_NAMES):
+        return "(sensitive)"
+    return _show(value)

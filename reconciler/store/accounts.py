@@ -181,6 +181,16 @@ def read_invitation(conn: psycopg.Connection, token_hash: bytes) -> Invitation |
 
 
 @translated
+def invitation_was_used(conn: psycopg.Connection, token_hash: bytes) -> bool:
+    """Whether the link behind ``token_hash`` was used (a reload of the activation page)."""
+    row = conn.execute(
+        "SELECT 1 FROM pbx.portal_invitations WHERE token_hash = %s AND used_at IS NOT NULL",
+        (token_hash,),
+    ).fetchone()
+    return row is not None
+
+
+@translated
 def activate_account(
     conn: psycopg.Connection, *, token_hash: bytes, password_hash: str, totp_step: int | None
 ) -> str | None:
@@ -586,3 +596,51 @@ def _audit_entry(row: tuple[Any, ...]) -> AuditEntry:
     return AuditEntry(
         id_, at, actor, tenant_id, action, target, result, client_addr, detail, tuple(tenant_ids)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PersonAccess:
+    """Where one person stands with the portal: an account or not, their latest unused
+    invitation (pending or expired), their last successful login (from the audit trail)."""
+
+    email: str
+    active: bool
+    invited_at: datetime | None
+    invitation_expires_at: datetime | None
+    last_login_at: datetime | None
+
+
+@translated
+def people_access(conn: psycopg.Connection, emails: Sequence[str]) -> dict[str, PersonAccess]:
+    """``PersonAccess`` of each of ``emails`` (lowercase), in three indexed-or-small reads."""
+    wanted = sorted({e.lower() for e in emails})
+    active = {
+        r[0]
+        for r in conn.execute(
+            "SELECT email FROM pbx.portal_accounts WHERE email = ANY(%s)", (wanted,)
+        )
+    }
+    invited = {
+        r[0]: (r[1], r[2])
+        for r in conn.execute(
+            """
+            SELECT DISTINCT ON (email) email, created_at, expires_at FROM pbx.portal_invitations
+            WHERE email = ANY(%s) AND used_at IS NULL AND purpose = 'invite'
+            ORDER BY email, created_at DESC
+            """,
+            (wanted,),
+        )
+    }
+    logins: dict[str, datetime] = dict(
+        conn.execute(
+            """
+            SELECT target, max(at) FROM pbx.portal_audit
+            WHERE action = 'login' AND result = 'ok' AND target = ANY(%s) GROUP BY target
+            """,
+            (wanted,),
+        ).fetchall()
+    )
+    return {
+        e: PersonAccess(e, e in active, *invited.get(e, (None, None)), logins.get(e))
+        for e in wanted
+    }

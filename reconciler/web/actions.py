@@ -30,7 +30,13 @@ from reconciler.store.accounts import (
 from reconciler.web import totp
 from reconciler.web.access import Principal, TenantScope, may_invite, tenants_of
 from reconciler.web.context import Portal
-from reconciler.web.errors import BadRequest, Forbidden, NotFound, printable
+from reconciler.web.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    SwitchUnavailable,
+    printable,
+)
 from reconciler.web.invitations import InviteLink, NotEntitled, invite, issue_reset
 from reconciler.web.passwords import check_new_password
 from reconciler.web.ports import CREDENTIALS, PRESENCE
@@ -99,6 +105,8 @@ class Actor:
     async def set_status(
         self, scope: TenantScope, agent_name: str, status: str
     ) -> Sequence[StatusResult]:
+        """Audited with who did it (the actor) and the agent; ``SwitchUnavailable`` when no
+        switch is connected or one refused, so neither a page nor a script takes it for done."""
         await self._guard(
             scope, "set_status", agent_name, lambda: scope.require_set_status(agent_name, status)
         )
@@ -114,6 +122,14 @@ class Actor:
             + ("" if results else " (no switch connected)")
             + "".join(f"; {r.node}: {r.error}" for r in failed),
         )
+        if not results:
+            raise SwitchUnavailable(f"{agent_name}'s status is unchanged: no switch is connected")
+        if failed:
+            took = len(results) - len(failed)
+            raise SwitchUnavailable(
+                f"{agent_name}'s status was not set: {took} of {len(results)} switches took it"
+                " (the others did not answer or refused); try again shortly"
+            )
         return results
 
     async def invite(self, email: str) -> Delivered:

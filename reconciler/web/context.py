@@ -23,7 +23,7 @@ from reconciler.web import filters
 from reconciler.web.access import Principal, TenantScope, principal_for, tenant_scope
 from reconciler.web.config import PortalConfig
 from reconciler.web.db import PortalDb
-from reconciler.web.errors import Unauthenticated
+from reconciler.web.errors import AccessRemoved, Unauthenticated
 from reconciler.web.feature import Feature, nav_entries
 from reconciler.web.login import Login
 from reconciler.web.mail import Mailer
@@ -162,7 +162,7 @@ def principal(request: web.Request) -> Principal:
     deps = portal_of(request).deps
     found = principal_for(ident.email, deps.applied_state(), deps.platform_admins())
     if found is None:
-        raise Unauthenticated("your access was removed in git: ask an administrator")
+        raise AccessRemoved()
     return found
 
 

@@ -6,11 +6,13 @@ Exceptions::
     PortalError                       500 internal
     ├── BadRequest                    400 bad_request
     ├── Unauthenticated               401 unauthenticated
+    │   └── AccessRemoved             401 access_removed  (a session of someone git dropped)
     ├── CsrfRejected                  403 csrf
     ├── Forbidden                     403 forbidden       (visible, but not yours to change)
     ├── NotFound                      404 not_found       (unknown, or another tenant's)
     ├── MethodNotAllowed              405 method_not_allowed
     ├── RateLimited                   429 rate_limited
+    ├── SwitchUnavailable             502 switch_unavailable (no switch took a change)
     └── Unavailable                   503 unavailable     (database not reachable yet)
         └── Busy                      503 unavailable     (too many password checks queued)
 
@@ -45,6 +47,14 @@ class Unauthenticated(PortalError):
     default_message = "log in first"
 
 
+class AccessRemoved(Unauthenticated):
+    """A valid session or token of a person the applied state no longer declares: said to
+    them (a page ends the session and the login page says why), never to anyone else."""
+
+    code = "access_removed"
+    default_message = "your access was removed in git: ask an administrator"
+
+
 class CsrfRejected(PortalError):
     status = 403
     code = "csrf"
@@ -77,6 +87,15 @@ class RateLimited(PortalError):
         minutes = max(1, round(retry_after / 60))
         super().__init__(f"too many attempts: try again in {minutes} minute(s)")
         self.retry_after = retry_after
+
+
+class SwitchUnavailable(PortalError):
+    """A runtime change (an agent's status) that no switch, or not every switch, took: the
+    page says so and a script sees a status it cannot mistake for success."""
+
+    status = 502
+    code = "switch_unavailable"
+    default_message = "no switch is connected: the status is unchanged, try again shortly"
 
 
 class Unavailable(PortalError):

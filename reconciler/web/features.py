@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.web import account, api, invites, lockouts, login_pages, platform, tenants
+from reconciler.web import (
+    account,
+    api,
+    invites,
+    lockouts,
+    login_pages,
+    people,
+    platform,
+    tenants,
+)
 from reconciler.web.feature import Feature, api_paths
 from reconciler.web.openapi import document
 
@@ -14,6 +23,7 @@ FEATURES: tuple[Feature, ...] = (
     api.FEATURE,
     platform.FEATURE,
     tenants.FEATURE,
+    people.FEATURE,
     invites.FEATURE,
     account.FEATURE,
     lockouts.FEATURE,

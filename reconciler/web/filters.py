@@ -5,6 +5,7 @@ pages with hundreds of rows (bench/bench_portal.py)."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import jinja2
 from markupsafe import Markup
@@ -19,10 +20,18 @@ def pill(text: object, kind: object = None) -> Markup:
     return Markup('<span class="pill pill-{}">{}</span>').format(css, label)
 
 
-def when(iso: str | None) -> Markup:
+def when(iso: str | datetime | None) -> Markup:
+    """A moment as ``<time>``: the server's text is UTC and says so; the page's script
+    (static/portal.js) turns it into the reader's "5 min ago", the local time on hover."""
     if not iso:
         return Markup('<span class="muted">never</span>')
-    return Markup('<time datetime="{}">{}</time>').format(iso, iso[:19].replace("T", " "))
+    try:
+        at = iso if isinstance(iso, datetime) else datetime.fromisoformat(iso)
+    except ValueError:
+        return Markup("<span>{}</span>").format(iso)
+    utc = (at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)).isoformat()
+    text = utc[:16].replace("T", " ") + " UTC"
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(utc, text, text)
 
 
 def rev(value: str | None) -> Markup:

@@ -32,6 +32,7 @@ from reconciler.store.accounts import (
     Invitation,
     activate_account,
     create_invitation,
+    invitation_was_used,
     read_account,
     read_invitation,
     record_audit,
@@ -213,6 +214,11 @@ def pending_invitation(conn: Connection, token: str) -> Invitation:
     if found is None:
         raise NotFound("this activation link is not valid: it expired, was used, or was replaced")
     return found
+
+
+def link_was_used(conn: Connection, token: str) -> bool:
+    """An activation or reset link already used: its account is active (a reloaded page)."""
+    return invitation_was_used(conn, token_digest(token))
 
 
 def current_factor_needed(conn: Connection, found: Invitation) -> bool:

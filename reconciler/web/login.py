@@ -1,5 +1,9 @@
 """Logging in: password (argon2id), then TOTP for super admins (and anyone enrolled), then a
-server-side session. Every outcome is audited; every failure reads the same and costs about
+server-side session. The code is asked for in a second step, only once the password proved
+right for an account that has an authenticator: that step is shown to nobody who does not
+know the password, so it tells nothing about which accounts exist. The step carries a
+*proof* (an HMAC over the email, an expiry and the current password hash, 5 minutes), never
+the password. Every outcome is audited; every failure reads the same and costs about
 the same time, whether the email is unknown, the password wrong, the code wrong or the
 person no longer in git. Throttled attempts (``ratelimit``) are audited once per counter
 and window; the rest are counted into the next such row.
@@ -7,6 +11,9 @@ and window; the rest are counted into the next such row.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,8 +26,36 @@ from reconciler.web.errors import Unauthenticated
 from reconciler.web.passwords import MAX_LENGTH, PasswordChecker, Verified
 from reconciler.web.ratelimit import LoginLimiter, RefusalAudit, Throttled
 from reconciler.web.sessions import Sessions
+from reconciler.web.tokens import same_secret
 
 GENERIC_FAILURE = "email, password or authenticator code not valid"
+PROOF_TTL = 300  # seconds to type the authenticator code after the password
+
+
+def password_proof(key: bytes, email: str, password_hash: str, expires: int) -> str:
+    """What the second step carries instead of the password: bound to this password hash
+    (a changed password voids it) and to an expiry."""
+    message = f"pbx-portal login step\n{email}\n{expires}\n{password_hash}".encode()
+    return f"{expires}.{hmac.new(key, message, hashlib.sha256).hexdigest()}"
+
+
+def proof_holds(key: bytes, email: str, password_hash: str, proof: str, now: float) -> bool:
+    expires, _, _mac = proof.partition(".")
+    if not expires.isdigit() or int(expires) < now:
+        return False
+    return same_secret(proof, password_proof(key, email, password_hash, int(expires)))
+
+
+class CodeNeeded(Unauthenticated):
+    """The password was right and the account has an authenticator: ask for its code."""
+
+    code = "totp_needed"
+    default_message = "enter the code your authenticator app shows"
+
+    def __init__(self, email: str, proof: str) -> None:
+        super().__init__()
+        self.email = email
+        self.proof = proof
 
 
 class LoginFailed(Unauthenticated):
@@ -45,6 +80,7 @@ class Attempt:
     code: str
     client_addr: str
     user_agent: str | None
+    proof: str = ""  # the second step's, instead of the password
 
 
 class Login:
@@ -61,8 +97,12 @@ class Login:
         self.passwords = passwords
         self.refusals = RefusalAudit()
 
-    async def attempt(self, attempt: Attempt, state: State, admins: Mapping[str, str]) -> str:
-        """The new session's cookie value; raises ``LoginFailed``/``RateLimited``/..."""
+    async def attempt(
+        self, attempt: Attempt, state: State, admins: Mapping[str, str], proof_key: bytes = b""
+    ) -> str:
+        """The new session's cookie value; raises ``LoginFailed``/``RateLimited``/..., and
+        ``CodeNeeded`` (costing no failure) when a right password lacks its code and
+        ``proof_key`` allows a second step."""
         email = attempt.email.strip().lower()[:MAX_LENGTH]
         try:
             self.limiter.reserve(email, attempt.client_addr)
@@ -75,7 +115,10 @@ class Login:
                 await self._audit(email, attempt, "failed", why)
             raise
         try:
-            account, verified = await self._check_password(email, attempt.password)
+            if attempt.proof and proof_key:
+                account, verified = await self._check_proof(email, attempt.proof, proof_key)
+            else:
+                account, verified = await self._check_password(email, attempt.password)
         except Exception:
             self.limiter.release(email, attempt.client_addr)  # never judged: costs nothing
             raise
@@ -84,6 +127,12 @@ class Login:
             failure = "wrong email or password"
         elif principal_for(email, state, admins) is None:
             failure = "not in the applied state"
+        elif account.totp_secret and not attempt.code.strip() and proof_key:
+            self.limiter.release(email, attempt.client_addr)  # not judged yet
+            proof = password_proof(
+                proof_key, email, account.password_hash, int(time.time()) + PROOF_TTL
+            )
+            raise CodeNeeded(email, proof)
         else:
             failure = await self._second_factor(account, email in admins, attempt.code)
         if failure is not None:
@@ -103,6 +152,15 @@ class Login:
         account = await self.db.run(read_account, email) if usable else None
         verified = await self.passwords.verify(account.password_hash if account else None, password)
         return account, verified
+
+    async def _check_proof(
+        self, email: str, proof: str, key: bytes
+    ) -> tuple[Account | None, Verified]:
+        account = await self.db.run(read_account, email) if email.isprintable() else None
+        holds = account is not None and proof_holds(
+            key, email, account.password_hash, proof, time.time()
+        )
+        return account, Verified(holds)
 
     async def _second_factor(self, account: Account, super_admin: bool, code: str) -> str | None:
         if account.totp_secret is None:

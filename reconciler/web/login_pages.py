@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -12,18 +13,43 @@ from reconciler.web.context import client_addr, identity_of, portal_of, render
 from reconciler.web.errors import BadRequest, NotFound, PortalError
 from reconciler.web.feature import Feature
 from reconciler.web.handling import form_field
-from reconciler.web.invitations import activate, current_factor_needed, pending_invitation
-from reconciler.web.login import Attempt
+from reconciler.web.invitations import (
+    activate,
+    current_factor_needed,
+    link_was_used,
+    pending_invitation,
+)
+from reconciler.web.login import Attempt, CodeNeeded
 from reconciler.web.resets import request_own_reset
 
 routes = web.RouteTableDef()
 
 
+def safe_next(value: object) -> str:
+    """Where to land after logging in: a path of this portal, else ``/``. Refused: other
+    origins (``https://...``, ``//host``, ``/\\host``, which browsers read as ``//host``),
+    backslashes and control characters anywhere, and anything that is not a path."""
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > 1000:
+        return "/"
+    if not value.isascii():
+        return "/"
+    if value.startswith("//") or "\\" in value or not value.isprintable() or " " in value:
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return value
+
+
 @routes.get("/login")
 async def login_page(request: web.Request) -> web.StreamResponse:
+    next_ = safe_next(request.query.get("next"))
     if identity_of(request) is not None:
-        return web.Response(status=303, headers={"Location": "/"})
-    return render(request, "login.html", error=None, email="")
+        return web.Response(status=303, headers={"Location": next_})
+    removed = request.query.get("removed") == "1"
+    return render(
+        request, "login.html", error=None, email="", next=next_, removed=removed, proof=None
+    )
 
 
 @routes.post("/login")
@@ -36,20 +62,41 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         code=form_field(form, "code"),
         client_addr=client_addr(request),
         user_agent=request.headers.get("User-Agent"),
+        proof=form_field(form, "proof"),
     )
     deps = portal.deps
+    key = await portal.pre_session_key()
     try:
-        token = await portal.login.attempt(attempt, deps.applied_state(), deps.platform_admins())
+        token = await portal.login.attempt(
+            attempt, deps.applied_state(), deps.platform_admins(), proof_key=key
+        )
+    except CodeNeeded as asked:  # the password was right: now the authenticator's code
+        return render(
+            request,
+            "login.html",
+            error=None,
+            email=asked.email,
+            next=safe_next(form.get("next")),
+            removed=False,
+            proof=asked.proof,
+        )
     except PortalError as exc:
         if exc.status >= 500:
             raise
         response = render(
-            request, "login.html", status=exc.status, error=exc.message, email=attempt.email
+            request,
+            "login.html",
+            status=exc.status,
+            error=exc.message,
+            email=attempt.email,
+            next=safe_next(form.get("next")),
+            removed=False,
+            proof=None,
         )
         if (retry := getattr(exc, "retry_after", None)) is not None:
             response.headers["Retry-After"] = str(max(1, int(retry)))
         return response
-    response = web.Response(status=303, headers={"Location": "/"})
+    response = web.Response(status=303, headers={"Location": safe_next(form.get("next"))})
     portal.set_cookie(response, portal.cookie_name, token)
     portal.clear_cookie(response, portal.pre_cookie_name)
     return response
@@ -99,7 +146,13 @@ async def logout(request: web.Request) -> web.StreamResponse:
 @routes.get("/activate/{token}")
 async def activate_page(request: web.Request) -> web.StreamResponse:
     portal = portal_of(request)
-    found = await portal.db.run(pending_invitation, request.match_info["token"])
+    token = request.match_info["token"]
+    try:
+        found = await portal.db.run(pending_invitation, token)
+    except NotFound:
+        if await portal.db.run(link_was_used, token):  # a reload after activating: 410 Gone
+            return render(request, "activated.html", status=410, email=None)
+        raise
     return render(request, "activate.html", **await _enrolment(request, found), error=None)
 
 

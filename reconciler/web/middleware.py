@@ -19,11 +19,13 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlencode
 
 from aiohttp import web
 
 from reconciler.web.context import IDENTITY, PRE_CSRF, identity_of, portal_of, render
 from reconciler.web.errors import (
+    AccessRemoved,
     CsrfRejected,
     MethodNotAllowed,
     NotFound,
@@ -73,6 +75,10 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except AccessRemoved as exc:
+        if request.path.startswith(API_PREFIX):
+            return error_response(request, exc)
+        return await _removed(request)
     except PortalError as exc:
         return error_response(request, exc)
     except web.HTTPNotFound:
@@ -81,6 +87,24 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = error_response(request, MethodNotAllowed())
         response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
         return response
+
+
+async def _removed(request: web.Request) -> web.StreamResponse:
+    """A page of someone git no longer declares: their session is useless, so it ends, and
+    the login page says why (its notice is the same for whoever opens that address)."""
+    portal, ident = portal_of(request), identity_of(request)
+    if ident is not None and ident.session is not None:
+        await portal.sessions.end(ident.session.id)
+    response = web.Response(status=303, headers={"Location": "/login?removed=1"})
+    portal.clear_cookie(response, portal.cookie_name)
+    return response
+
+
+def login_location(request: web.Request) -> str:
+    """The login page, with the page asked for to return to (``next``, a local path)."""
+    if request.path in ("/", "/login") or request.path.startswith(API_PREFIX):
+        return "/login"
+    return "/login?" + urlencode({"next": request.raw_path})
 
 
 def error_response(request: web.Request, exc: PortalError) -> web.StreamResponse:
@@ -93,7 +117,7 @@ def error_response(request: web.Request, exc: PortalError) -> web.StreamResponse
         return web.json_response(body, status=exc.status, headers=headers)
     unauthenticated = isinstance(exc, Unauthenticated) and exc.code == "unauthenticated"
     if unauthenticated and request.method in SAFE_METHODS:
-        return web.Response(status=303, headers={"Location": "/login"})
+        return web.Response(status=303, headers={"Location": login_location(request)})
     response = render(request, "error.html", status=exc.status, error=exc)
     response.headers.update(headers)
     return response

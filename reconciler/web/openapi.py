@@ -262,6 +262,11 @@ OFFSET = {
 }
 
 
+def error_answer(description: str) -> Schema:
+    """An error answer of one operation beyond ``ERRORS`` (``operation(errors=...)``)."""
+    return _error(description)
+
+
 def _error(description: str) -> Schema:
     return {"description": description, "content": {"application/json": {"schema": ref("Error")}}}
 
@@ -283,6 +288,7 @@ def operation(
     body: Schema | None = None,
     status: str = "200",
     public: bool = False,
+    errors: dict[str, Schema] | None = None,
 ) -> Schema:
     responses: dict[str, Any] = {
         status: {"description": "ok"}
@@ -290,6 +296,7 @@ def operation(
         else {"description": "ok", "content": {"application/json": {"schema": ok}}},
     }
     responses.update(ERRORS)
+    responses.update(errors or {})
     op: Schema = {"summary": summary, "parameters": params or [], "responses": responses}
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}

@@ -75,7 +75,7 @@ async def platform_activity(request: web.Request) -> web.StreamResponse:
         request,
         "activity.html",
         tenant=None,
-        history=[views.history_view(h) for h in history],
+        history=[views.history_with_changes(h) for h in history],
         audit=await audit_entries(request, None, 100),
     )
 
@@ -147,7 +147,7 @@ def _paths() -> dict[str, Any]:
         },
         "/search": {
             "get": operation(
-                "search tenants, extensions, users (super admins)",
+                "search tenants, extensions, users, agents, queues, DIDs (super admins)",
                 obj(
                     ["hits"],
                     hits=array(

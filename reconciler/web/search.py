@@ -1,4 +1,5 @@
-"""Search across tenants, extensions and users for super admins, without scanning 100,000
+"""Search across tenants, extensions, people, agents, queues and inbound numbers (DIDs) for
+super admins, without scanning 100,000
 records per keystroke: one lowercase text per applied state, searched with ``str.find``.
 
 The index is rebuilt when the daemon hands over a new applied state (compared by identity;
@@ -8,18 +9,19 @@ see ``PortalDeps.applied_state``).
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from reconciler.core.model import State
+from reconciler.core.model import State, TenantState
 
 MAX_RESULTS = 50
 
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    kind: str  # tenant | extension | user
+    kind: str  # tenant | extension | user | agent | queue | did
     tenant_id: str
-    key: str  # tenant id, extension number or email
+    key: str  # tenant id, extension number, email, agent or queue name, DID number
     label: str
 
 
@@ -44,31 +46,8 @@ class SearchIndex:
             texts.append(text)
 
         for tenant_id in sorted(state):
-            ts = state[tenant_id]
-            t = ts.tenant
-            add(
-                "tenant",
-                tenant_id,
-                tenant_id,
-                f"{t.name} ({t.domain})",
-                f"{tenant_id} {t.name} {t.domain}",
-            )
-            for number, ext in ts.extensions.items():
-                add(
-                    "extension",
-                    tenant_id,
-                    number,
-                    f"{number} {ext.name}",
-                    f"{number} {ext.name} {number}@{t.domain}",
-                )
-            for email, user in ts.users.items():
-                add(
-                    "user",
-                    tenant_id,
-                    email,
-                    f"{user.name} <{email}> ({user.role})",
-                    f"{email} {user.name}",
-                )
+            for entry in _entries(state[tenant_id]):
+                add(*entry)
         self._kinds, self._tenants, self._keys, self._labels = kinds, tenants, keys, labels
         self._starts: list[int] = []
         position = 0
@@ -97,6 +76,30 @@ class SearchIndex:
 
     def _hit(self, index: int) -> Hit:
         return Hit(self._kinds[index], self._tenants[index], self._keys[index], self._labels[index])
+
+
+def _entries(ts: TenantState) -> Iterator[tuple[str, str, str, str, str]]:
+    """(kind, tenant, key, label, searched text) of everything of one tenant."""
+    t, tid = ts.tenant, ts.tenant.id
+    yield "tenant", tid, tid, f"{t.name} ({t.domain})", f"{tid} {t.name} {t.domain}"
+    for number, ext in ts.extensions.items():
+        yield (
+            "extension",
+            tid,
+            number,
+            f"{number} {ext.name}",
+            f"{number} {ext.name} {number}@{t.domain}",
+        )
+    for email, user in ts.users.items():
+        yield "user", tid, email, f"{user.name} <{email}> ({user.role})", f"{email} {user.name}"
+    for name, agent in ts.agents.items():
+        on = f" (ext. {agent.extension})" if agent.extension else ""
+        yield "agent", tid, name, f"{name}{on}", f"{name} {agent.extension or ''}"
+    for name, queue in ts.queues.items():
+        yield "queue", tid, name, f"{name} ({queue.number})", f"{name} {queue.number}"
+    for number, did in ts.inbound_numbers.items():
+        label = f"{number} -> {did.destination_kind} {did.destination}"
+        yield "did", tid, number, label, f"{number} {number.lstrip('+')}"
 
 
 class Searcher:

@@ -13,6 +13,7 @@ from aiohttp import web
 from reconciler.web import events, totp, views
 from reconciler.web.access import Principal, visible_tenant_ids
 from reconciler.web.context import port_of, portal_of, principal, render, scope
+from reconciler.web.errors import SwitchUnavailable
 from reconciler.web.feature import Feature, NavEntry
 from reconciler.web.handling import (
     V1,
@@ -33,6 +34,7 @@ from reconciler.web.openapi import (
     TENANT,
     array,
     boolean,
+    error_answer,
     integer,
     list_of,
     obj,
@@ -68,14 +70,27 @@ async def home(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/t/{tenant}")
 async def tenant_page(request: web.Request) -> web.StreamResponse:
-    tenant_id = request.match_info["tenant"]
+    return _tenant_page(request, request.match_info["tenant"])
+
+
+def _tenant_page(
+    request: web.Request, tenant_id: str, *, status_error: str | None = None, status: int = 200
+) -> web.Response:
     sc = scope(request, tenant_id)
     live = port_of(request, PRESENCE).domain(sc.state.tenant.domain)
     detail = views.tenant_detail(
         sc, port_of(request, TENANT_SYNC).tenant_sync().get(tenant_id), live
     )
     # history and audit live on the Activity page: this one never waits for the database
-    return render(request, "tenant.html", t=detail, scope=sc, statuses=STATUSES)
+    return render(
+        request,
+        "tenant.html",
+        status=status,
+        t=detail,
+        scope=sc,
+        statuses=STATUSES,
+        status_error=status_error,
+    )
 
 
 @routes.get("/t/{tenant}/activity")
@@ -87,13 +102,19 @@ async def tenant_activity(request: web.Request) -> web.StreamResponse:
         request,
         "activity.html",
         tenant=sc.state.tenant,
-        history=[views.history_view(h) for h in history],
+        history=[views.history_with_changes(h) for h in history],
         audit=await audit_entries(request, sc.tenant_id, 100),
     )
 
 
 @routes.get("/t/{tenant}/extensions/{number}")
 async def extension_page(request: web.Request) -> web.StreamResponse:
+    return _extension_page(request, rotated=request.query.get("rotated") == "1")
+
+
+def _extension_page(
+    request: web.Request, *, rotated: bool = False, confirm_rotate: bool = False
+) -> web.Response:
     sc = scope(request, request.match_info["tenant"])
     ext = sc.extension(request.match_info["number"])
     live = port_of(request, PRESENCE).domain(sc.state.tenant.domain)
@@ -103,7 +124,8 @@ async def extension_page(request: web.Request) -> web.StreamResponse:
         "extension.html",
         scope=sc,
         ext=views.extension_view(ext, regs, sc),
-        rotated=request.query.get("rotated") == "1",
+        rotated=rotated,
+        confirm_rotate=confirm_rotate,
     )
 
 
@@ -118,8 +140,15 @@ async def reveal(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/t/{tenant}/extensions/{number}/rotate")
 async def rotate(request: web.Request) -> web.StreamResponse:
+    """Only once confirmed (it logs out every phone of the extension): the page's script asks
+    in a dialog; without script, this answers with the question before doing anything."""
     tenant_id, number = request.match_info["tenant"], request.match_info["number"]
-    await actor(request).rotate(scope(request, tenant_id), number)
+    form = await request.post()
+    sc = scope(request, tenant_id)
+    if form.get("confirmed") != "1":
+        sc.require_credentials(number)
+        return _extension_page(request, confirm_rotate=True)
+    await actor(request).rotate(sc, number)
     return see_other(f"/t/{tenant_id}/extensions/{number}?rotated=1")
 
 
@@ -127,9 +156,12 @@ async def rotate(request: web.Request) -> web.StreamResponse:
 async def agent_status(request: web.Request) -> web.StreamResponse:
     tenant_id = request.match_info["tenant"]
     form = await request.post()
-    await actor(request).set_status(
-        scope(request, tenant_id), request.match_info["agent"], form_field(form, "status")
-    )
+    try:
+        await actor(request).set_status(
+            scope(request, tenant_id), request.match_info["agent"], form_field(form, "status")
+        )
+    except SwitchUnavailable as exc:  # said in the page, where the person clicked
+        return _tenant_page(request, tenant_id, status_error=exc.message, status=exc.status)
     return see_other(f"/t/{tenant_id}#agents")
 
 
@@ -305,7 +337,7 @@ def _action_paths() -> dict[str, Any]:
         },
         t + "/agents/{agent}/status": {
             "put": operation(
-                "set one of your agents' status",
+                "set an agent's status (its own person, or a tenant admin for any agent of the tenant)",
                 obj(
                     ["agent", "status", "results"],
                     agent=string(),
@@ -316,6 +348,12 @@ def _action_paths() -> dict[str, Any]:
                 ),
                 params=[TENANT, AGENT],
                 body=obj(["status"], status=string(enum=["Available", "On Break", "Logged Out"])),
+                errors={
+                    "502": error_answer(
+                        "switch_unavailable: no switch is connected, or one did not take the"
+                        " status (it is unchanged there); try again"
+                    )
+                },
             )
         },
         t + "/queues": {

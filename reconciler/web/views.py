@@ -13,6 +13,7 @@ from typing import Any
 
 from reconciler.core.model import Agent, Extension, InboundNumber, Queue, TenantState, fs_name
 from reconciler.core.plan import Scope
+from reconciler.core.plan_text import stored_change_line
 from reconciler.core.presence import AgentPresence, DomainPresence, Registration
 from reconciler.core.sync import SyncStatus
 from reconciler.store.accounts import ApiToken, AuditEntry, SessionRow
@@ -242,6 +243,16 @@ def history_view(entry: HistoryEntry) -> View:
     }
 
 
+SHOWN_CHANGES = 100  # per apply on the Activity page; a cold apply records hundreds of thousands
+
+
+def history_changes(entry: HistoryEntry) -> list[str]:
+    """What one apply changed, one line per change (``plan_text``'s rendering and its one
+    sensitivity rule), the first ``SHOWN_CHANGES`` of them."""
+    changes = entry.changes if isinstance(entry.changes, list) else []
+    return [stored_change_line(c) for c in changes[:SHOWN_CHANGES] if isinstance(c, Mapping)]
+
+
 def audit_view(entry: AuditEntry) -> View:
     return {
         "id": entry.id,
@@ -320,3 +331,8 @@ def tenant_rows(
         elif tenant_id in sync:
             rows.append(invalid_only_summary(sync[tenant_id], shows_errors=errors))
     return rows
+
+
+def history_with_changes(entry: HistoryEntry) -> View:
+    """A history row for the Activity page: with what it changed."""
+    return {**history_view(entry), "lines": history_changes(entry)}

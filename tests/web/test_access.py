@@ -120,10 +120,10 @@ TABLE: dict[str, dict[str, str]] = {
         "reveal 1001": ALLOWED,
         "view agent bob": ALLOWED,
         "view agent alice": ALLOWED,
-        "set bob On Break": FORBIDDEN,
-        "set bob2 Available": FORBIDDEN,
+        "set bob On Break": ALLOWED,
+        "set bob2 Available": ALLOWED,
         "set alice Available": ALLOWED,
-        "set bob to On Demand": FORBIDDEN,
+        "set bob to On Demand": INVALID,
         "queues, DIDs, history": ALLOWED,
     },
     "agent": {

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.fakes.portal import SUPER
+from tests.fakes.portal import PASSWORD, SUPER
 from tests.web.browser import launch, log_in
 from tests.web.live_server import LivePortal, live_portal, scratch_database
 
@@ -54,7 +55,8 @@ def test_super_admin_sees_every_tenant_nodes_and_can_search(page: Page, portal: 
     expect(page.locator("body")).to_contain_text("fs1:8021")
     page.get_by_role("searchbox").first.fill("dave")
     page.get_by_role("button", name="Search").first.click()
-    expect(page.locator(".hits li")).to_have_count(2)
+    expect(page.locator(".hits li")).to_have_count(3)  # dave in two tenants, and agent dave
+    expect(page.locator(".hits")).to_contain_text("agent")
 
 
 def test_tenant_admin_sees_the_whole_tenant_and_nothing_else(
@@ -124,7 +126,7 @@ def test_logout_ends_the_session(page: Page, portal: LivePortal) -> None:
     page.get_by_role("button", name="Log out").click()
     expect(page).to_have_url(re.compile(r"/login$"))
     page.goto(portal.url + "/t/acme")
-    expect(page).to_have_url(re.compile(r"/login$"))
+    expect(page).to_have_url(re.compile(r"/login\?next=%2Ft%2Facme$"))
 
 
 def test_pages_fit_a_phone(browser: Browser, portal: LivePortal) -> None:
@@ -134,3 +136,84 @@ def test_pages_fit_a_phone(browser: Browser, portal: LivePortal) -> None:
     width = page.evaluate("document.documentElement.scrollWidth")
     context.close()
     assert width <= 390 + 1
+
+
+def test_a_status_the_switch_did_not_take_is_said_in_the_page(
+    page: Page, portal: LivePortal
+) -> None:
+    as_(page, portal, BOB)
+    portal.deps.presence.fail_nodes = {"fs1"}
+    try:
+        page.locator("#agent-bob2").get_by_role("button", name="Logged Out").click()
+        alert = page.locator("#agents [role=alert]")
+        expect(alert).to_be_visible()
+        expect(alert).to_contain_text("bob2's status was not set")
+    finally:
+        portal.deps.presence.fail_nodes = set()
+
+
+def test_a_tenant_admin_sets_an_agents_status(page: Page, portal: LivePortal) -> None:
+    as_(page, portal, ALICE)
+    page.locator("#agent-dave").get_by_role("button", name="On Break").click()
+    expect(page.locator("#agent-dave")).to_contain_text("On Break")
+    assert ("dave@acme.example.com", "On Break") in portal.deps.presence.status_calls
+
+
+def test_rotate_asks_for_confirmation_first(page: Page, portal: LivePortal) -> None:
+    as_(page, portal, CAROL)
+    page.goto(portal.url + "/t/acme/extensions/1010")
+    questions: list[str] = []
+
+    def answer(dialog, accept: bool) -> None:  # type: ignore[no-untyped-def]
+        questions.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda d: answer(d, False))
+    page.get_by_role("button", name="Rotate password").click()
+    assert questions and "logged out" in questions[0]
+    expect(page).to_have_url(portal.url + "/t/acme/extensions/1010")
+    assert ("acme", "1010") not in portal.deps.rotations
+    page.once("dialog", lambda d: answer(d, True))
+    page.get_by_role("button", name="Rotate password").click()
+    expect(page.locator("p.notice")).to_contain_text("New credentials generated")
+    assert ("acme", "1010") in portal.deps.rotations
+
+
+def test_times_read_relative_and_local_and_the_live_dot_says_what_it_means(
+    page: Page, portal: LivePortal
+) -> None:
+    portal.run_in_loop(lambda: portal.deps.presence.register("acme.example.com", "1002"))
+    as_(page, portal, BOB)
+    stamp = page.locator("#live-extensions time").first
+    expect(stamp).to_have_text(re.compile(r"^in (59|60) min$|^in 1 hour$"))
+    title = stamp.get_attribute("title") or ""
+    assert title and "UTC" not in title  # the reader's local time on hover
+    dot = page.locator(".live-dot")
+    expect(dot).to_have_attribute("title", "live updates: connected")
+    expect(page.locator(".switches")).to_have_text("1/1 switches connected")
+
+
+def test_someone_removed_from_git_is_told_why(page: Page, portal: LivePortal) -> None:
+    as_(page, portal, CAROL)
+    state = portal.deps.state
+    acme = state["acme"]
+    users = {k: v for k, v in acme.users.items() if k != CAROL}
+    portal.run_in_loop(
+        lambda: portal.deps.replace_state({**state, "acme": replace(acme, users=users)})
+    )
+    try:
+        page.goto(portal.url + "/t/acme")
+        expect(page).to_have_url(re.compile(r"/login\?removed=1$"))
+        expect(page.locator("#removed")).to_contain_text("access to this portal was removed")
+    finally:
+        portal.run_in_loop(lambda: portal.deps.replace_state(state))
+
+
+def test_after_logging_in_you_land_where_you_asked(page: Page, portal: LivePortal) -> None:
+    page.goto(portal.url + "/t/acme/extensions/1010")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.get_by_label("Email").fill(CAROL)
+    page.get_by_label("Password").fill(PASSWORD)
+    expect(page.get_by_label(re.compile("Authenticator code"))).to_have_count(0)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(portal.url + "/t/acme/extensions/1010")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import ip_network
 
 import pyotp
 import pytest
 
+from reconciler.core.model import InboundNumber
 from reconciler.store.accounts import next_used_steps
 from reconciler.web import totp
 from reconciler.web.config import PortalConfig, RateLimit, parse_networks
@@ -223,6 +225,18 @@ def test_search_finds_tenants_extensions_and_people() -> None:
     assert index.search("globex.example")[0].kind == "tenant"
     assert index.search("   ") == []
     assert index.search("no such thing") == []
+
+
+def test_search_also_finds_agents_queues_and_inbound_numbers() -> None:
+    state = demo_state()
+    acme = state["acme"]
+    did = InboundNumber(number="+14155550100", destination_kind="queue", destination="support")
+    state["acme"] = replace(acme, inbound_numbers={did.number: did})
+    index = SearchIndex(state)
+    assert ("agent", "acme", "bob2") in {(h.kind, h.tenant_id, h.key) for h in index.search("bob2")}
+    assert [(h.kind, h.key) for h in index.search("7001")] == [("queue", "sales")]
+    assert [(h.kind, h.key) for h in index.search("4155550100")] == [("did", "+14155550100")]
+    assert index.search("+1415555")[0].label == "+14155550100 -> queue support"
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,17 @@
   "use strict";
   var url = document.body.getAttribute("data-live");
   if (!url || !window.EventSource) { return; }
+  var dot = document.querySelector(".live-dot");
+  function connected(on) {
+    // the dot says whether this page's live stream is open, nothing about the switches
+    document.body.classList.toggle("live-on", on);
+    if (dot) {
+      var text = on ? "live updates: connected" : "live updates: not connected (reload to retry)";
+      dot.setAttribute("title", text);
+      dot.setAttribute("aria-label", text);
+    }
+  }
   var source = new EventSource(url);
-  document.body.classList.add("live-on");
   source.addEventListener("fragment", function (event) {
     var message = JSON.parse(event.data);
     var target = document.getElementById(message.id);
@@ -13,8 +22,8 @@
   });
   source.addEventListener("end", function () {
     source.close();
-    document.body.classList.remove("live-on");
+    connected(false);
   });
-  source.onerror = function () { document.body.classList.remove("live-on"); };
-  source.onopen = function () { document.body.classList.add("live-on"); };
+  source.onerror = function () { connected(false); };
+  source.onopen = function () { connected(true); };
 })();
