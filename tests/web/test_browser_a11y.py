@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.fakes.portal import SUPER
+from tests.web import axe_check
 from tests.web.axe_check import blocking_violations
 from tests.web.browser import launch, log_in
 from tests.web.live_server import LivePortal, live_portal, scratch_database
@@ -295,3 +297,15 @@ def test_an_agent_with_two_agents_tells_their_buttons_apart(
             button = page.get_by_role("button", name=f"Set {agent} {status}", exact=True)
             expect(button).to_have_count(1)
     context.close()
+
+
+def test_a_missing_axe_core_fails_and_names_the_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(axe_check, "AXE_JS", tmp_path / "axe.min.js")
+    axe_check.axe_source.cache_clear()
+    try:
+        with pytest.raises(pytest.fail.Exception, match="npm ci"):
+            axe_check.axe_source()
+    finally:
+        axe_check.axe_source.cache_clear()
