@@ -1,5 +1,6 @@
 """Screenshots of the main pages for docs/portal.md, from a demo platform (fake tenants,
-fake secrets, blurred anyway). Rerun after a UI change:
+fake secrets, blurred anyway), on a desktop and a 390 px phone, light and dark (the
+system's prefers-color-scheme). Rerun after a UI change:
 
     .venv/bin/python -m tests.web.screenshots [--out docs/screenshots]
 
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Page, sync_playwright
 
@@ -20,7 +23,7 @@ from reconciler.core.desired import tenant_state_from_spec
 from specs_schema.models import TenantSpec
 from tests.fakes.portal import SUPER, FakePortalDeps, history_entry
 from tests.web.browser import launch, log_in
-from tests.web.live_server import LivePortal, live_portal, scratch_database
+from tests.web.live_server import live_portal, scratch_database
 
 SERVER = os.environ.get("PBX_TEST_SERVER_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -93,6 +96,29 @@ def shoot(page: Page, path: Path, full: bool = True) -> None:
     print(f"wrote {path}")
 
 
+SHOTS = (
+    (SUPER, "super-admin-overview", "/platform"),
+    ("alice@acme.example.com", "tenant-admin", "/t/acme"),
+    ("bob@acme.example.com", "agent", "/t/acme"),
+    ("carol@acme.example.com", "member-credentials", "/t/acme/extensions/1010"),
+)
+# name suffix -> browser context options: desktop and a 390 px phone, light and dark.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "": {"viewport": {"width": 1280, "height": 900}, "color_scheme": "light"},
+    "-dark": {"viewport": {"width": 1280, "height": 900}, "color_scheme": "dark"},
+    "-phone": {
+        "viewport": {"width": 390, "height": 844},
+        "is_mobile": True,
+        "color_scheme": "light",
+    },
+    "-phone-dark": {
+        "viewport": {"width": 390, "height": 844},
+        "is_mobile": True,
+        "color_scheme": "dark",
+    },
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
@@ -100,42 +126,21 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     with scratch_database(SERVER) as dsn, live_portal(dsn) as portal, sync_playwright() as pw:
         populate(portal.deps)
-        secrets = {
-            e: portal.account(e)
-            for e in (
-                SUPER,
-                "alice@acme.example.com",
-                "bob@acme.example.com",
-                "carol@acme.example.com",
-            )
-        }
+        secrets = {email: portal.account(email) for email, _, _ in SHOTS}
         browser = launch(pw)
-        for email, name, path in (
-            (SUPER, "super-admin-overview", "/platform"),
-            ("alice@acme.example.com", "tenant-admin", "/t/acme"),
-            ("bob@acme.example.com", "agent", "/t/acme"),
-        ):
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            page = context.new_page()
-            log_in(page, portal, email, secrets[email])
-            page.goto(portal.url + path)
-            shoot(page, out / f"{name}.png")
-            context.close()
-        member_credentials(browser, portal, secrets["carol@acme.example.com"], out)
+        for suffix, options in VARIANTS.items():
+            for email, name, path in SHOTS:
+                context = browser.new_context(bypass_csp=True, **options)
+                page = context.new_page()
+                log_in(page, portal, email, secrets[email])
+                page.goto(portal.url + path)
+                if name == "member-credentials":
+                    page.get_by_role("button", name=re.compile("Reveal credentials")).click()
+                    # fake tenant, blurred all the same
+                    page.evaluate("document.body.classList.add('blurred')")
+                shoot(page, out / f"{name}{suffix}.png")
+                context.close()
         browser.close()
-
-
-def member_credentials(browser, portal: LivePortal, secret: str | None, out: Path) -> None:  # type: ignore[no-untyped-def]
-    context = browser.new_context(
-        viewport={"width": 420, "height": 900}, is_mobile=True, bypass_csp=True
-    )
-    page = context.new_page()
-    log_in(page, portal, "carol@acme.example.com", secret)
-    page.goto(portal.url + "/t/acme/extensions/1010")
-    page.get_by_role("button", name="Reveal credentials").click()
-    page.evaluate("document.body.classList.add('blurred')")  # fake tenant, blurred all the same
-    shoot(page, out / "member-credentials.png")
-    context.close()
 
 
 if __name__ == "__main__":
