@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -29,6 +29,7 @@ from reconciler.store.errors import StoreError, translated
 
 INVITE = "invite"
 RESET = "reset"
+REMOVED_SESSIONS_KEPT = timedelta(days=7)  # longer than any session lives
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,6 +403,21 @@ def read_session(conn: psycopg.Connection, token_hash: bytes) -> SessionRow | No
 
 
 @translated
+def read_session_or_removal(
+    conn: psycopg.Connection, token_hash: bytes
+) -> tuple[SessionRow | None, bool]:
+    """The session, or (None, True) when it ended because git no longer declares its person
+    (``revoke_all_except``): one round trip either way."""
+    row = read_session(conn, token_hash)
+    if row is not None:
+        return row, False
+    removed = conn.execute(
+        "SELECT 1 FROM pbx.portal_removed_sessions WHERE token_hash = %s", (token_hash,)
+    ).fetchone()
+    return None, removed is not None
+
+
+@translated
 def touch_session(conn: psycopg.Connection, session_id: int, seen_at: datetime) -> None:
     conn.execute(
         "UPDATE pbx.portal_sessions SET last_seen_at = greatest(last_seen_at, %s) WHERE id = %s",
@@ -523,8 +539,21 @@ def revoke_all_except(conn: psycopg.Connection, entitled: Collection[str]) -> Re
         gone = sorted({email for (email,) in holders} - keep)
         if not gone:
             return Revoked(0, 0, 0)
+        # a digest of each ended session is kept for a while, so its next request is told
+        # why it ended instead of being sent to the login page in silence
+        conn.execute(
+            "DELETE FROM pbx.portal_removed_sessions WHERE removed_at < now() - %s",
+            (REMOVED_SESSIONS_KEPT,),
+        )
         sessions = conn.execute(
-            "DELETE FROM pbx.portal_sessions WHERE email = ANY(%s)", (gone,)
+            """
+            WITH ended AS (
+                DELETE FROM pbx.portal_sessions WHERE email = ANY(%s) RETURNING token_hash
+            )
+            INSERT INTO pbx.portal_removed_sessions (token_hash)
+            SELECT token_hash FROM ended ON CONFLICT DO NOTHING
+            """,
+            (gone,),
         ).rowcount
         tokens = conn.execute(
             "DELETE FROM pbx.portal_api_tokens WHERE email = ANY(%s)", (gone,)

@@ -238,6 +238,16 @@ ALTER TABLE pbx.portal_audit ADD COLUMN tenant_ids text[] NOT NULL DEFAULT '{{}}
 CREATE INDEX portal_audit_tenant_ids ON pbx.portal_audit USING gin (tenant_ids);
 """),
     ),
+    Migration(
+        8,
+        "portal: sessions ended because git no longer declares their person",
+        sql.SQL("""
+CREATE TABLE pbx.portal_removed_sessions (
+    token_hash bytea PRIMARY KEY,
+    removed_at timestamptz NOT NULL DEFAULT now()
+);
+"""),
+    ),
 )
 
 TENANT_MIGRATIONS: tuple[Migration, ...] = (

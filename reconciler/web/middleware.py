@@ -134,6 +134,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             raise Unauthenticated("unknown or revoked API token")
     elif cookie := request.cookies.get(portal.cookie_name):
         ident = await portal.sessions.resolve_cookie(cookie)
+        if ident is None and portal.sessions.was_removed(cookie):
+            raise AccessRemoved()  # the login page says why, not a silent redirect
     request[IDENTITY] = ident
     fresh_pre = None
     if ident is None and request.path.startswith(PRE_SESSION_FORMS):

@@ -25,7 +25,7 @@ from reconciler.store.accounts import (
     create_session,
     delete_session,
     read_api_token,
-    read_session,
+    read_session_or_removal,
     touch_session,
 )
 from reconciler.web.config import PortalConfig
@@ -33,6 +33,7 @@ from reconciler.web.db import PortalDb
 from reconciler.web.tokens import API_TOKEN_PREFIX, new_token, token_digest
 
 MAX_TOUCH_INTERVAL = 60.0
+MAX_REMOVED_NOTICES = 1024  # bounded: a flood of removed cookies must not grow memory
 CACHE_LIMIT = 50_000
 
 
@@ -69,6 +70,7 @@ class Sessions:
         self.config = config
         self.clock = clock
         self._cache: dict[bytes, _Cached] = {}
+        self._removed: dict[bytes, bool] = {}  # looked up just now: ended by a removal
         self.touch_interval = timedelta(seconds=min(MAX_TOUCH_INTERVAL, config.idle_timeout / 4))
 
     async def create(self, email: str, client_addr: str | None, user_agent: str | None) -> str:
@@ -101,15 +103,24 @@ class Sessions:
             entry.touched = now
         return entry.identity
 
+    def was_removed(self, token: str) -> bool:
+        """An unknown cookie whose session ended because git no longer declares its person
+        (learnt by the lookup ``resolve_cookie`` just made; costs nothing more)."""
+        return self._removed.pop(token_digest(token), False)
+
     async def _session_entry(self, digest: bytes) -> _Cached | None:
         """The cached entry, its row re-read from the database once the cache is stale
         (keeping what this process knows: its last request and write-back)."""
         entry = self._cache.get(digest)
         if entry is not None and self._is_fresh(entry):
             return entry
-        row = await self.db.run(read_session, digest)
+        row, removed = await self.db.run(read_session_or_removal, digest)
         if row is None:
             self._cache.pop(digest, None)
+            if removed:
+                self._removed[digest] = True
+                while len(self._removed) > MAX_REMOVED_NOTICES:
+                    self._removed.pop(next(iter(self._removed)))
             return None
         if entry is None:
             entry = _Cached(Identity(row.email, session=row), time.monotonic(), row.last_seen_at)

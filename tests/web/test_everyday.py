@@ -15,6 +15,8 @@ from aiohttp.test_utils import TestClient
 
 from reconciler.core.plan_text import stored_change_line
 from reconciler.store import connect
+from reconciler.web.context import PORTAL_KEY
+from reconciler.web.entitlement import revoke_unentitled
 from reconciler.web.filters import when
 from reconciler.web.invitations import activate, invite
 from tests.fakes.portal import PASSWORD, SUPER, FakePortalDeps, history_entry
@@ -109,6 +111,28 @@ async def test_someone_removed_from_git_is_told_why_on_the_login_page(
         assert conn.execute("SELECT count(*) FROM pbx.portal_sessions").fetchone() == (0,)
     plain = await (await client.get("/login")).text()
     assert "was removed" not in plain
+
+
+async def test_told_why_even_after_the_daemon_revoked_the_session(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str
+) -> None:
+    """The usual order: a pass ends the sessions of people git dropped before they come back;
+    their next page still says why (a digest of the ended session is kept), and the API says
+    ``access_removed``. A session that merely expired or logged out gets no such notice."""
+    await as_user(client, deps, portal_dsn, BOB)
+    acme = deps.state["acme"]
+    users = {k: v for k, v in acme.users.items() if k != BOB}
+    deps.replace_state({**deps.state, "acme": replace(acme, users=users)})
+    with connect(portal_dsn) as conn:
+        assert revoke_unentitled(conn, deps.state, deps.admins).sessions == 1
+    client.app[PORTAL_KEY].sessions.forget(email=BOB)  # what the daemon's revocation does
+    api = await client.get("/api/v1/me")
+    assert api.status == 401 and (await api.json())["error"]["code"] == "access_removed"
+    response = await client.get("/t/acme", allow_redirects=False)
+    assert response.status == 303 and response.headers["Location"] == "/login?removed=1"
+    client.session.cookie_jar.update_cookies({"pbx_session": "never-a-session"})
+    unknown = await client.get("/t/acme", allow_redirects=False)
+    assert unknown.status == 303 and "removed" not in unknown.headers["Location"]
 
 
 async def test_a_reloaded_activation_page_says_the_account_is_active(
