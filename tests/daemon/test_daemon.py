@@ -281,6 +281,10 @@ def own_postgres(tmp_path: Path) -> object:
     yield datadir, server
     with contextlib.suppress(Exception):
         server.cleanup()
+    # a cluster the test restarted with pg_ctl is no longer pgserver's to stop: stop it here,
+    # or it outlives the test run
+    with contextlib.suppress(Exception):
+        _pg_ctl(datadir, "stop", "-m", "immediate")
 
 
 @pytest.mark.parametrize("workers", [0, 2])
