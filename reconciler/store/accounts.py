@@ -403,6 +403,20 @@ def read_session(conn: psycopg.Connection, token_hash: bytes) -> SessionRow | No
 
 
 @translated
+def end_removed_session(conn: psycopg.Connection, session_id: int) -> None:
+    """A session whose person git no longer declares: ended, and its digest kept like
+    ``revoke_all_except`` keeps it, so a request already on its way is told why too."""
+    conn.execute(
+        """
+        WITH ended AS (DELETE FROM pbx.portal_sessions WHERE id = %s RETURNING token_hash)
+        INSERT INTO pbx.portal_removed_sessions (token_hash)
+        SELECT token_hash FROM ended ON CONFLICT DO NOTHING
+        """,
+        (session_id,),
+    )
+
+
+@translated
 def read_session_or_removal(
     conn: psycopg.Connection, token_hash: bytes
 ) -> tuple[SessionRow | None, bool]:

@@ -94,7 +94,7 @@ async def _removed(request: web.Request) -> web.StreamResponse:
     the login page says why (its notice is the same for whoever opens that address)."""
     portal, ident = portal_of(request), identity_of(request)
     if ident is not None and ident.session is not None:
-        await portal.sessions.end(ident.session.id)
+        await portal.sessions.end_removed(ident.session.id)
     response = web.Response(status=303, headers={"Location": "/login?removed=1"})
     portal.clear_cookie(response, portal.cookie_name)
     return response

@@ -24,6 +24,7 @@ from reconciler.store.accounts import (
     SessionRow,
     create_session,
     delete_session,
+    end_removed_session,
     read_api_token,
     read_session_or_removal,
     touch_session,
@@ -159,6 +160,12 @@ class Sessions:
         row = await self.db.run(delete_session, session_id)
         self.forget(digest=digest, session_id=session_id)
         return row
+
+    async def end_removed(self, session_id: int) -> None:
+        """A session of someone git no longer declares: ended, and remembered as removed (a
+        page's live stream may reach the server first; the page itself must still say why)."""
+        await self.db.run(end_removed_session, session_id)
+        self.forget(session_id=session_id)
 
     def forget(
         self,

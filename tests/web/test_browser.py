@@ -195,6 +195,9 @@ def test_times_read_relative_and_local_and_the_live_dot_says_what_it_means(
 
 def test_someone_removed_from_git_is_told_why(page: Page, portal: LivePortal) -> None:
     as_(page, portal, CAROL)
+    expect(page).to_have_url(re.compile(r"/t/acme$"))  # landed, not still on the way
+    page.wait_for_load_state("networkidle")
+    page.goto("about:blank")  # no page of hers is left open to race the next one
     state = portal.deps.state
     acme = state["acme"]
     users = {k: v for k, v in acme.users.items() if k != CAROL}

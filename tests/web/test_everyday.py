@@ -135,6 +135,26 @@ async def test_told_why_even_after_the_daemon_revoked_the_session(
     assert unknown.status == 303 and "removed" not in unknown.headers["Location"]
 
 
+async def test_every_request_in_flight_of_a_removed_person_is_told_why(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str
+) -> None:
+    """A page's live stream may reach the server before the page itself: the first request
+    ends the session, and the page that follows with the same cookie must still say why."""
+    await as_user(client, deps, portal_dsn, BOB)
+    cookie = {
+        k: m.value
+        for k, m in client.session.cookie_jar.filter_cookies(client.make_url("/")).items()
+    }
+    acme = deps.state["acme"]
+    users = {k: v for k, v in acme.users.items() if k != BOB}
+    deps.replace_state({**deps.state, "acme": replace(acme, users=users)})
+    first = await client.get("/t/acme", allow_redirects=False)
+    assert first.headers["Location"] == "/login?removed=1"
+    client.session.cookie_jar.update_cookies(cookie)  # the same cookie, from another request
+    second = await client.get("/t/acme", allow_redirects=False)
+    assert second.status == 303 and second.headers["Location"] == "/login?removed=1"
+
+
 async def test_a_reloaded_activation_page_says_the_account_is_active(
     client: TestClient, deps: FakePortalDeps, portal_dsn: str
 ) -> None:
