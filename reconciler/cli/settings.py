@@ -70,6 +70,7 @@ SETTINGS: Mapping[str, Setting] = {
         Setting("portal_trusted_proxies", "PBX_PORTAL_TRUSTED_PROXIES", ""),
         Setting("portal_unauthenticated_limit", "PBX_PORTAL_UNAUTHENTICATED_LIMIT", "120/60"),
         Setting("portal_token_max_days", "PBX_PORTAL_TOKEN_MAX_DAYS", 90, parse=int),
+        Setting("phone_wss", "PBX_PHONE_WSS", (), is_list=True),
         Setting("smtp_url", "PBX_SMTP_URL", None, secret=True),
         Setting("smtp_from", "PBX_SMTP_FROM", None),
     )

@@ -97,6 +97,13 @@ _PORTAL_OPTIONS: list[Callable[[F], F]] = [
         metavar="DAYS",
         help="Longest API token lifetime [PBX_PORTAL_TOKEN_MAX_DAYS, 90].",
     ),
+    click.option(
+        "--phone-wss",
+        multiple=True,
+        metavar="wss://HOST:PORT",
+        help="A switch node's public WSS URL for the portal's browser phone; repeat per node "
+        "[PBX_PHONE_WSS, comma-separated; none: no browser phone].",
+    ),
 ]
 
 
@@ -127,6 +134,7 @@ def portal_config(cfg: ResolvedSettings) -> PortalConfig | None:
             smtp_url=cfg["smtp_url"],
             smtp_from=cfg["smtp_from"],
             token_max_days=int(cfg["portal_token_max_days"]),
+            phone_wss=tuple(cfg["phone_wss"] or ()),
         )
     except ValueError as exc:
         raise SettingsError(f"portal: {exc}") from exc

@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from reconciler.web.mail import MailSettings
+from reconciler.web.wss import parse_wss_urls
 
 # No FreeSWITCH default binds it: 8081/8082 are mod_verto's, 8080 mod_xml_rpc's, 8090
 # mod_sms_flowroute's, 8021 the event socket, 5060/5066/5080/7443 SIP, 16384-32768 RTP.
@@ -59,6 +60,7 @@ class PortalConfig:
     mail: MailSettings | None = None  # invitations and resets go to the person, not the inviter
     token_days: int = 90  # an API token's lifetime unless its creator asks for less
     token_max_days: int = 90  # the longest lifetime anyone may ask for
+    phone_wss: tuple[str, ...] = ()  # each node's public wss:// URL; none: no browser phone
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.public_url)
@@ -70,6 +72,7 @@ class PortalConfig:
             raise ValueError("portal timeouts: 0 < idle <= absolute")
         if not 1 <= self.token_max_days <= 3650:
             raise ValueError("API token lifetime: 1 to 3650 days")
+        object.__setattr__(self, "phone_wss", parse_wss_urls(self.phone_wss))
 
     @property
     def base_url(self) -> str:
@@ -132,6 +135,7 @@ def config_from_settings(
     smtp_url: str | None = None,
     smtp_from: str | None = None,
     token_max_days: int = 90,
+    phone_wss: tuple[str, ...] = (),
 ) -> PortalConfig:
     """The portal's config from the CLI's settings (``PBX_PORTAL_*``), as given."""
     host, port = parse_listen(listen)
@@ -153,6 +157,7 @@ def config_from_settings(
         mail=mail_settings(smtp_url, smtp_from),
         token_days=min(90, token_max_days),
         token_max_days=token_max_days,
+        phone_wss=phone_wss,
     )
 
 

@@ -83,6 +83,7 @@ class Portal:
             lstrip_blocks=True,
         )
         filters.install(self.templates)
+        self.templates.globals["phone_enabled"] = bool(config.phone_wss)  # "Call" links
         self._pre_session_key: bytes | None = None
 
     def port(self, key: PortKey[T]) -> T:

@@ -13,6 +13,7 @@ from reconciler.web import (
     login_pages,
     people,
     platform,
+    softphone,
     tenants,
 )
 from reconciler.web.feature import Feature, api_paths
@@ -23,6 +24,7 @@ FEATURES: tuple[Feature, ...] = (
     api.FEATURE,
     platform.FEATURE,
     tenants.FEATURE,
+    softphone.FEATURE,
     people.FEATURE,
     invites.FEATURE,
     account.FEATURE,
