@@ -206,7 +206,7 @@ async def test_without_a_build_the_page_names_the_command(
     html = await (await client.get("/phone")).text()
     assert 'id="phone-unbuilt"' in html
     assert "cd reconciler/web/phone &amp;&amp; npm ci &amp;&amp; npm run build" in html
-    assert "<script src=\"/phone/assets/" not in html
+    assert '<script src="/phone/assets/' not in html
 
 
 @pytest.fixture
