@@ -129,6 +129,7 @@ def test_the_header_keeps_its_links_in_feature_order(deps: FakePortalDeps) -> No
     assert admin is not None
     assert [(e.label, e.href) for e in nav_entries(FEATURES, admin)] == [
         ("acme", "/t/acme"),
+        ("Phone", "/phone"),
         ("Invite", "/invite"),
         ("Account", "/account"),
     ]
