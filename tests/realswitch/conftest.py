@@ -41,6 +41,7 @@ from tests.realswitch.switch import (
 )
 
 ACME = "acme.example.com"
+PHONE_PERSON = "pat@acme.example.com"  # a person of the portal with the browser phone
 GLOBEX = "globex.example.com"
 XML_CURL_AUTH = "freeswitch:realswitch-xml-curl-Secret"
 ESL_PASSWORD = "realswitch-esl-Secret"
@@ -61,6 +62,10 @@ extensions:
   - {{number: "1004", name: Queue agent phone}}
   - {{number: "1005", name: DID target}}
   - {{number: "1006", name: Drift agent phone}}
+  - {{number: "1021", name: Portal phone}}
+  - {{number: "1022", name: Desk phone for the portal phone}}
+users:
+  - {{email: {PHONE_PERSON}, name: Pat Browser, extensions: ["1021"]}}
 agents:
   - {{name: alice, extension: "1004", initial_status: Available}}
   - {{name: dora, extension: "1006"}}
