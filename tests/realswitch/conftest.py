@@ -64,6 +64,7 @@ extensions:
   - {{number: "1006", name: Drift agent phone}}
   - {{number: "1021", name: Portal phone}}
   - {{number: "1022", name: Desk phone for the portal phone}}
+  - {{number: "1023", name: Transfer target of the portal phone}}
 users:
   - {{email: {PHONE_PERSON}, name: Pat Browser, extensions: ["1021"]}}
 agents:

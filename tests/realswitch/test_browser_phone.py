@@ -29,7 +29,7 @@ from reconciler.web.phone_bundle import BUILD_COMMAND, BundleFinder
 from tests.realswitch.conftest import ACME, PHONE_PERSON, Node
 from tests.realswitch.sipp import Sipp
 from tests.realswitch.switch import Ports, missing_reason
-from tests.realswitch.test_realswitch import register
+from tests.realswitch.test_realswitch import register, registered_phone
 from tests.web.browser import CHROMIUM, CHROMIUM_ARGS
 
 if (_reason := missing_reason()) is not None:
@@ -40,7 +40,7 @@ if "wss" not in {f.name for f in dataclasses.fields(Ports)}:  # until the node c
 pytestmark = [pytest.mark.realswitch, pytest.mark.timeout(240)]
 
 PASSWORD = "Browser-phone-Passw0rd"
-BROWSER_EXT, DESK_EXT = "1021", "1022"
+BROWSER_EXT, DESK_EXT, TRANSFER_EXT = "1021", "1022", "1023"
 MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 # Test-only: keep every peer connection reachable for getStats, and offer 127.0.0.1 as the
 # host candidate (with the preference below Chromium binds its sockets to every interface).
@@ -222,3 +222,29 @@ def test_the_browser_phone_answers_a_call_from_a_desk_phone(phone: Page, node: N
         assert caller.received("BYE"), caller.describe()
     finally:
         caller.close()
+
+
+def test_the_browser_phone_transfers_a_call_blind(phone: Page, node: Node) -> None:
+    """REFER: the desk phone that called the browser ends up talking to the transfer target."""
+    secret = node.credentials("acme", DESK_EXT)["password"]
+    with registered_phone(node, "acme", ACME, TRANSFER_EXT) as target:
+        caller = node.sipp(
+            "desk-calls-browser-to-transfer",
+            "call_auth.xml",
+            target=node.tenant_target,
+            variables={"user": DESK_EXT, "domain": ACME, "to_domain": ACME},
+            extra=["-s", BROWSER_EXT, "-au", DESK_EXT, "-ap", secret],
+        ).start()
+        try:
+            expect(phone.locator("#incoming")).to_be_visible(timeout=20_000)
+            phone.get_by_role("button", name="Answer").click()
+            expect(phone.locator("#call-state")).to_have_text("Connected")
+            phone.get_by_label("Transfer to").fill(TRANSFER_EXT)
+            phone.get_by_role("button", name="Transfer", exact=True).click()
+            assert target.wait() == 0, target.describe() + node.logs()
+            invite = target.received("INVITE")
+            assert invite and DESK_EXT in (invite[0].header("From") or ""), target.describe()
+            assert caller.wait() == 0, caller.describe() + node.logs()
+        finally:
+            caller.close()
+    expect(phone.locator("#call")).to_be_hidden()  # the browser left the call
