@@ -24,6 +24,28 @@ from tests.web.sip_peer import SipPeer, md5
 ALICE, BOB = "alice@acme.example.com", "bob@acme.example.com"
 REALM = "acme.example.com"
 MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+# Test-only: every peer connection of the page kept for getStats (the phone is untouched).
+TRACK_CONNECTIONS = """(() => {
+  const Native = window.RTCPeerConnection;
+  window.phoneConnections = [];
+  function Tracked(...args) {
+    const pc = new Native(...args);
+    window.phoneConnections.push(pc);
+    return pc;
+  }
+  Tracked.prototype = Native.prototype;
+  Object.setPrototypeOf(Tracked, Native);
+  window.RTCPeerConnection = Tracked;
+})();"""
+INBOUND_PACKETS = """async () => {
+  const pc = window.phoneConnections[window.phoneConnections.length - 1];
+  if (!pc) return 0;
+  let packets = 0;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "audio") packets += s.packetsReceived;
+  });
+  return packets;
+}"""
 
 
 def wait_for(condition: Callable[[], object], page: Page, what: str, seconds: float = 10) -> None:
@@ -198,3 +220,64 @@ def test_the_screenshots_of_the_phone_are_current(
     expect(page.locator("#incoming")).to_be_visible()
     page.screenshot(path=str(out / "phone-ringing.png"), full_page=True)
     page.get_by_role("button", name="Decline").click()
+
+
+def test_a_call_carries_audio_both_ways_holds_transfers_and_hangs_up(
+    bob: Page, portal: LivePortal, peer: SipPeer
+) -> None:
+    """The peer answers with a real WebRTC end (aiortc): Opus packets reach the page
+    (getStats) and the page's audio reaches the peer (decoded frames); hold and resume are
+    re-INVITEs the peer sees, a blind transfer is a REFER, the hang-up a BYE."""
+    page = bob
+    page.add_init_script(TRACK_CONNECTIONS)
+    page.goto(portal.url + "/phone")
+    page.get_by_label("Extension").select_option("acme/1002")
+    page.get_by_role("button", name="Connect", exact=True).click()
+    expect(page.locator("#reg-state")).to_have_text(re.compile("Registered as 1002"))
+    peer.answering = True
+    try:
+        page.get_by_label("Number").fill("7000")
+        page.get_by_role("button", name="Call", exact=True).click()
+        expect(page.locator("#call-state")).to_have_text("Connected")
+        call = next(iter(c for c in peer.calls.values() if not c.ended))
+        wait_for(lambda: page.evaluate(INBOUND_PACKETS) > 0, page, "audio reached the page")
+        wait_for(lambda: call.frames > 0, page, "the page's audio reached the peer")
+        expect(page.locator("#timer")).not_to_have_text("0:00")
+        page.get_by_role("button", name="Mute").click()
+        expect(page.get_by_role("button", name="Unmute")).to_have_attribute("aria-pressed", "true")
+        page.get_by_role("button", name="Hold").click()
+        expect(page.locator("#call-state")).to_have_text("On hold")
+        assert call.directions == ["sendonly"]
+        page.get_by_role("button", name="Resume").click()
+        expect(page.locator("#call-state")).to_have_text("Connected")
+        assert call.directions == ["sendonly", "sendrecv"]
+        page.get_by_label("Transfer to").fill("*22")
+        page.get_by_role("button", name="Transfer", exact=True).click()
+        wait_for(lambda: call.refer_to, page, "the REFER")
+        assert call.refer_to.startswith(f"<sip:*22@{REALM}") or "sip:*22@" in call.refer_to
+        page.get_by_role("button", name="Hang up").click()
+        wait_for(lambda: call.ended, page, "the BYE")
+        expect(page.locator("#call")).to_be_hidden()
+    finally:
+        peer.answering = False
+
+
+def test_an_answered_incoming_call_carries_audio_both_ways(
+    bob: Page, portal: LivePortal, peer: SipPeer
+) -> None:
+    page = bob
+    page.add_init_script(TRACK_CONNECTIONS)
+    page.goto(portal.url + "/phone")
+    page.get_by_label("Extension").select_option("acme/1003")
+    page.get_by_role("button", name="Connect", exact=True).click()
+    expect(page.locator("#reg-state")).to_have_text(re.compile("Registered as 1003"))
+    call_id = peer.call("1003", "1010", "Carol Díaz", media=True)
+    expect(page.locator("#incoming-from")).to_have_text("Carol Díaz (1010)")
+    page.get_by_role("button", name="Answer").click()
+    expect(page.locator("#call-state")).to_have_text("Connected")
+    expect(page.locator("#peer-name")).to_have_text("Carol Díaz")
+    call = peer.calls[call_id]
+    wait_for(lambda: page.evaluate(INBOUND_PACKETS) > 0, page, "audio reached the page")
+    wait_for(lambda: call.frames > 0, page, "the page's audio reached the peer")
+    page.get_by_role("button", name="Hang up").click()
+    wait_for(lambda: call.ended, page, "the BYE")
