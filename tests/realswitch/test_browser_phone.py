@@ -15,12 +15,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
@@ -213,9 +211,6 @@ def test_the_browser_phone_answers_a_call_from_a_desk_phone(phone: Page, node: N
         phone.get_by_role("button", name="Resume").click()
         expect(phone.locator("#call-state")).to_have_text("Connected")
         wait_switch(lambda: "HELD" not in callstates(node), phone, "the resume", node)
-        if os.environ.get("PBX_SCREENSHOTS"):  # docs/screenshots/phone-in-call.png
-            docs = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-            phone.screenshot(path=str(docs / "phone-in-call.png"), full_page=True)
         phone.get_by_role("button", name="Hang up").click()
         assert caller.wait() == 0, caller.describe() + node.logs()
         assert caller.final_status("INVITE") == 200

@@ -203,7 +203,7 @@ def test_the_phone_page_passes_axe_and_fits_a_phone(browser: Browser, portal: Li
 def test_the_screenshots_of_the_phone_are_current(
     bob: Page, portal: LivePortal, peer: SipPeer
 ) -> None:
-    """Idle, ringing and calling, for docs/ (written only when PBX_SCREENSHOTS is set)."""
+    """Idle, ringing and in a call, for docs/ (written only when PBX_SCREENSHOTS is set)."""
     import os
 
     if not os.environ.get("PBX_SCREENSHOTS"):
@@ -216,10 +216,13 @@ def test_the_screenshots_of_the_phone_are_current(
     page.get_by_role("button", name="Connect", exact=True).click()
     expect(page.locator("#reg-state")).to_have_text(re.compile("Registered as 1002"))
     page.screenshot(path=str(out / "phone-idle.png"), full_page=True)
-    peer.call("1002", "1001", "Alice Smith")
+    peer.call("1002", "1001", "Alice Smith", media=True)
     expect(page.locator("#incoming")).to_be_visible()
     page.screenshot(path=str(out / "phone-ringing.png"), full_page=True)
-    page.get_by_role("button", name="Decline").click()
+    page.get_by_role("button", name="Answer").click()
+    expect(page.locator("#timer")).to_have_text("0:03", timeout=10_000)
+    page.screenshot(path=str(out / "phone-in-call.png"), full_page=True)
+    page.get_by_role("button", name="Hang up").click()
 
 
 def test_a_call_carries_audio_both_ways_holds_transfers_and_hangs_up(
@@ -243,6 +246,8 @@ def test_a_call_carries_audio_both_ways_holds_transfers_and_hangs_up(
         wait_for(lambda: page.evaluate(INBOUND_PACKETS) > 0, page, "audio reached the page")
         wait_for(lambda: call.frames > 0, page, "the page's audio reached the peer")
         expect(page.locator("#timer")).not_to_have_text("0:00")
+        page.get_by_role("button", name="Key 5").click()  # aiortc has no telephone-event
+        expect(page.get_by_role("alert")).to_contain_text("did not accept keypad tones")
         page.get_by_role("button", name="Mute").click()
         expect(page.get_by_role("button", name="Unmute")).to_have_attribute("aria-pressed", "true")
         page.get_by_role("button", name="Hold").click()

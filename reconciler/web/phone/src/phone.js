@@ -389,7 +389,10 @@ function syncToggles() {
 function key(tone) {
   if (session && session.state === SessionState.Established && session.sessionDescriptionHandler) {
     // RFC 4733 (2833) telephone-events on the media path
-    session.sessionDescriptionHandler.sendDtmf(tone);
+    if (!session.sessionDescriptionHandler.sendDtmf(tone)) {
+      showError("The other side did not accept keypad tones (no telephone-event in the call).");
+      return;
+    }
     const sent = $("dtmf-sent");
     sent.textContent = (sent.textContent + tone).slice(-24);
   } else {
