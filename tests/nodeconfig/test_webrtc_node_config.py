@@ -55,6 +55,8 @@ def test_browser_and_desk_phones_share_opus_and_g711(tmp_path: Path) -> None:
         codecs = values[key].split(",")
         assert codecs[0] == "OPUS", "browsers' first choice"
         assert {"PCMU", "PCMA"} <= set(codecs), "desk phones' codecs"
+    # the callee is offered all of the caller's codecs, not only its first match
+    assert values["inbound-late-negotiation"] == "true"
     modules = configuration(document, "modules.conf")
     assert "mod_opus" in [m.get("module") for m in modules.iter("load")]
 
