@@ -45,6 +45,7 @@ BUILTIN_VARS = {
     "recordings_dir": "/var/lib/freeswitch/recordings",
     "log_dir": "/var/log/freeswitch",
     "conf_dir": "/etc/freeswitch",
+    "certs_dir": "/etc/freeswitch/tls",
     "base_dir": "/usr",
 }
 DIRECTIVE = re.compile(r'<X-PRE-PROCESS cmd="(set|include)" data="([^"]*)"/>')
