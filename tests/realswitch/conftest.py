@@ -41,7 +41,6 @@ from tests.realswitch.switch import (
 )
 
 ACME = "acme.example.com"
-PHONE_PERSON = "pat@acme.example.com"  # a person of the portal with the browser phone
 GLOBEX = "globex.example.com"
 XML_CURL_AUTH = "freeswitch:realswitch-xml-curl-Secret"
 ESL_PASSWORD = "realswitch-esl-Secret"
@@ -62,11 +61,6 @@ extensions:
   - {{number: "1004", name: Queue agent phone}}
   - {{number: "1005", name: DID target}}
   - {{number: "1006", name: Drift agent phone}}
-  - {{number: "1021", name: Portal phone}}
-  - {{number: "1022", name: Desk phone for the portal phone}}
-  - {{number: "1023", name: Transfer target of the portal phone}}
-users:
-  - {{email: {PHONE_PERSON}, name: Pat Browser, extensions: ["1021"]}}
 agents:
   - {{name: alice, extension: "1004", initial_status: Available}}
   - {{name: dora, extension: "1006"}}
@@ -220,7 +214,15 @@ def _daemon_command(
         "--freeswitch", f"127.0.0.1:{ports.esl}:{ESL_PASSWORD}",
         "--xml-curl-auth", XML_CURL_AUTH,
         "--interval", DRIFT_INTERVAL,
+        *_phone_wss(ports),
     ]  # fmt: skip
+
+
+def _phone_wss(ports: Ports) -> list[str]:
+    """The portal's browser phone connects to the node's WSS listener, once the tier
+    renders one (``Ports.wss``)."""
+    wss = getattr(ports, "wss", None)
+    return ["--phone-wss", f"wss://127.0.0.1:{wss}"] if wss else []
 
 
 def _first_pass_done(port: int) -> bool:
