@@ -83,7 +83,8 @@ class Portal:
             lstrip_blocks=True,
         )
         filters.install(self.templates)
-        self.templates.globals["phone_enabled"] = bool(config.phone_wss)  # "Call" links
+        self.templates.globals["phone_wss"] = config.phone_wss  # "Call" links, WSS rows
+        self.templates.globals["phone_enabled"] = bool(config.phone_wss)
         self._pre_session_key: bytes | None = None
 
     def port(self, key: PortKey[T]) -> T:

@@ -224,6 +224,8 @@ async def test_without_a_wss_setting_the_page_says_so_and_no_call_links_show(
     assert 'id="phone-unconfigured"' in await page.text()
     assert "wss:" not in page.headers["Content-Security-Policy"]
     assert "data-dial" not in await (await unconfigured.get("/t/acme")).text()
+    revealed = await unconfigured.post("/t/acme/extensions/1002/reveal", data={"csrf": csrf})
+    assert "Transport WSS" not in await revealed.text()
     response = await unconfigured.post(PHONE.format("acme", "1002"), headers={"X-CSRF-Token": csrf})
     assert response.status == 404
 
@@ -308,3 +310,13 @@ def test_the_wss_urls_come_from_the_flag_the_environment_or_the_config_file() ->
     with pytest.raises(SettingsError, match="phone-wss"):
         portal_config(resolve({"phone_wss": ("wss://u:p@x.example",)}, environ={}))
     assert "--phone-wss" in CliRunner().invoke(main, ["run", "--help"]).output
+
+
+async def test_the_credentials_page_names_each_wss_transport(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str
+) -> None:
+    csrf = await as_user(client, deps, portal_dsn, CAROL)
+    page = await client.post("/t/acme/extensions/1010/reveal", data={"csrf": csrf})
+    html = await page.text()
+    for n, url in enumerate(WSS, 1):
+        assert f"<dt>Transport WSS ({n})</dt><dd><code>{url}</code></dd>" in html
