@@ -179,24 +179,38 @@ def test_a_refused_microphone_is_said_in_words(
     context.close()
 
 
-def test_the_phone_page_passes_axe_and_fits_a_phone(browser: Browser, portal: LivePortal) -> None:
+def test_the_phone_page_passes_axe_and_fits_a_phone(
+    browser: Browser, portal: LivePortal, peer: SipPeer
+) -> None:
+    """Idle and in a call, light and dark, on a 390 px screen."""
     found = []
-    for scheme in ("light", "dark"):
-        context = context_of(
-            browser,
-            portal,
-            BOB,
-            bypass_csp=True,  # only so axe-core can be injected
-            viewport={"width": 390, "height": 844},
-            color_scheme=scheme,
-        )
-        page = context.pages[0]
-        page.goto(portal.url + "/phone")
-        expect(page.locator("#phone")).to_have_attribute("data-ready", "1")
-        found += [f"{scheme}: {line}" for line in blocking_violations(page)]
-        width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= 390, f"{scheme}: the phone page is {width} px wide"
-        context.close()
+    peer.answering = True
+    try:
+        for scheme in ("light", "dark"):
+            context = context_of(
+                browser,
+                portal,
+                BOB,
+                bypass_csp=True,  # only so axe-core can be injected
+                viewport={"width": 390, "height": 844},
+                color_scheme=scheme,
+            )
+            page = context.pages[0]
+            page.goto(portal.url + "/phone")
+            expect(page.locator("#phone")).to_have_attribute("data-ready", "1")
+            found += [f"{scheme}, idle: {line}" for line in blocking_violations(page)]
+            page.get_by_role("button", name="Connect", exact=True).click()
+            expect(page.locator("#reg-state")).to_have_text(re.compile("Registered"))
+            page.get_by_label("Number").fill("1010")
+            page.get_by_role("button", name="Call", exact=True).click()
+            expect(page.locator("#call-state")).to_have_text("Connected")
+            found += [f"{scheme}, in a call: {line}" for line in blocking_violations(page)]
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{scheme}: the phone page is {width} px wide"
+            page.get_by_role("button", name="Hang up").click()
+            context.close()
+    finally:
+        peer.answering = False
     assert not found, "\n".join(found)
 
 

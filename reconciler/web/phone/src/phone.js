@@ -58,7 +58,8 @@ async function fetchLine(tenant, number) {
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     const message = body.error ? body.error.message : `HTTP ${response.status}`;
-    throw new Error(response.status === 401 ? "Your portal session ended: log in again." : message);
+    const ended = response.status === 401 && body.error && body.error.code === "unauthenticated";
+    throw new Error(ended ? "Your portal session ended: log in again." : message);
   }
   return body;
 }
