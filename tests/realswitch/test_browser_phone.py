@@ -30,6 +30,7 @@ from tests.realswitch.sipp import Sipp
 from tests.realswitch.switch import Ports, missing_reason
 from tests.realswitch.test_realswitch import register, registered_phone
 from tests.web.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.web.webrtc_probe import INBOUND_PACKETS, LOOPBACK_CANDIDATES, TRACK_CONNECTIONS
 
 if (_reason := missing_reason()) is not None:
     pytest.skip(_reason, allow_module_level=True)
@@ -55,43 +56,6 @@ extensions:
   - {{number: "{TRANSFER_EXT}", name: Transfer target}}
 """
 MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
-# Test-only: keep every peer connection reachable for getStats, and offer 127.0.0.1 as the
-# host candidate (with the preference below Chromium binds its sockets to every interface).
-LOOPBACK_MEDIA = r"""
-(() => {
-  const Native = window.RTCPeerConnection;
-  const local = Object.getOwnPropertyDescriptor(Native.prototype, "localDescription");
-  Object.defineProperty(Native.prototype, "localDescription", {
-    configurable: true,
-    get() {
-      const d = local.get.call(this);
-      if (!d) return d;
-      const sdp = d.sdp
-        .replace(/^(a=candidate:\S+ \d+ udp \d+ )\S+( \d+ typ host.*)$/gim, "$1127.0.0.1$2")
-        .replace(/^c=IN IP4 .*$/gim, "c=IN IP4 127.0.0.1");
-      return new RTCSessionDescription({ type: d.type, sdp });
-    },
-  });
-  window.phoneConnections = [];
-  function Tracked(...args) {
-    const pc = new Native(...args);
-    window.phoneConnections.push(pc);
-    return pc;
-  }
-  Tracked.prototype = Native.prototype;
-  Object.setPrototypeOf(Tracked, Native);
-  window.RTCPeerConnection = Tracked;
-})();
-"""
-INBOUND_PACKETS = """async () => {
-  const pc = window.phoneConnections[window.phoneConnections.length - 1];
-  if (!pc) return 0;
-  let packets = 0;
-  (await pc.getStats()).forEach((s) => {
-    if (s.type === "inbound-rtp" && s.kind === "audio") packets += s.packetsReceived;
-  });
-  return packets;
-}"""
 
 
 def invite(node: Node, portal: str) -> str:
@@ -142,7 +106,8 @@ def phone_context(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Itera
             viewport={"width": 420, "height": 760},
         )
         context.set_default_timeout(15_000)
-        context.add_init_script(LOOPBACK_MEDIA)
+        context.add_init_script(LOOPBACK_CANDIDATES)
+        context.add_init_script(TRACK_CONNECTIONS)
         portal = f"http://127.0.0.1:{node.ports.portal}"
         activate(node, context.pages[0] if context.pages else context.new_page(), portal)
         yield context

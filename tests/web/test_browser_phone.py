@@ -20,32 +20,11 @@ from tests.web.axe_check import blocking_violations
 from tests.web.browser import CHROMIUM, CHROMIUM_ARGS, log_in
 from tests.web.live_server import LivePortal, live_portal, scratch_database
 from tests.web.sip_peer import SipPeer, md5
+from tests.web.webrtc_probe import INBOUND_PACKETS, TRACK_CONNECTIONS
 
 ALICE, BOB = "alice@acme.example.com", "bob@acme.example.com"
 REALM = "acme.example.com"
 MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
-# Test-only: every peer connection of the page kept for getStats (the phone is untouched).
-TRACK_CONNECTIONS = """(() => {
-  const Native = window.RTCPeerConnection;
-  window.phoneConnections = [];
-  function Tracked(...args) {
-    const pc = new Native(...args);
-    window.phoneConnections.push(pc);
-    return pc;
-  }
-  Tracked.prototype = Native.prototype;
-  Object.setPrototypeOf(Tracked, Native);
-  window.RTCPeerConnection = Tracked;
-})();"""
-INBOUND_PACKETS = """async () => {
-  const pc = window.phoneConnections[window.phoneConnections.length - 1];
-  if (!pc) return 0;
-  let packets = 0;
-  (await pc.getStats()).forEach((s) => {
-    if (s.type === "inbound-rtp" && s.kind === "audio") packets += s.packetsReceived;
-  });
-  return packets;
-}"""
 
 
 def wait_for(condition: Callable[[], object], page: Page, what: str, seconds: float = 10) -> None:
@@ -108,6 +87,14 @@ def bob(browser: Browser, portal: LivePortal) -> Iterator[Page]:
     context = context_of(browser, portal, BOB)
     yield context.pages[0]
     context.close()
+
+
+def connect_line(page: Page, portal: LivePortal, number: str) -> None:
+    """Open the phone, pick ``acme/<number>`` and wait for its registration."""
+    page.goto(portal.url + "/phone")
+    page.get_by_label("Extension").select_option(f"acme/{number}")
+    page.get_by_role("button", name="Connect", exact=True).click()
+    expect(page.locator("#reg-state")).to_have_text(re.compile(f"Registered as {number}"))
 
 
 def test_the_phone_registers_with_the_ha1_dials_and_declines_a_call(
@@ -225,10 +212,7 @@ def test_the_screenshots_of_the_phone_are_current(
     out = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
     page = bob
     page.set_viewport_size({"width": 420, "height": 760})
-    page.goto(portal.url + "/phone")
-    page.get_by_label("Extension").select_option("acme/1002")
-    page.get_by_role("button", name="Connect", exact=True).click()
-    expect(page.locator("#reg-state")).to_have_text(re.compile("Registered as 1002"))
+    connect_line(page, portal, "1002")
     page.screenshot(path=str(out / "phone-idle.png"), full_page=True)
     peer.call("1002", "1001", "Alice Smith", media=True)
     expect(page.locator("#incoming")).to_be_visible()
@@ -247,10 +231,7 @@ def test_a_call_carries_audio_both_ways_holds_transfers_and_hangs_up(
     re-INVITEs the peer sees, a blind transfer is a REFER, the hang-up a BYE."""
     page = bob
     page.add_init_script(TRACK_CONNECTIONS)
-    page.goto(portal.url + "/phone")
-    page.get_by_label("Extension").select_option("acme/1002")
-    page.get_by_role("button", name="Connect", exact=True).click()
-    expect(page.locator("#reg-state")).to_have_text(re.compile("Registered as 1002"))
+    connect_line(page, portal, "1002")
     peer.answering = True
     try:
         page.get_by_label("Number").fill("7000")
@@ -286,10 +267,7 @@ def test_an_answered_incoming_call_carries_audio_both_ways(
 ) -> None:
     page = bob
     page.add_init_script(TRACK_CONNECTIONS)
-    page.goto(portal.url + "/phone")
-    page.get_by_label("Extension").select_option("acme/1003")
-    page.get_by_role("button", name="Connect", exact=True).click()
-    expect(page.locator("#reg-state")).to_have_text(re.compile("Registered as 1003"))
+    connect_line(page, portal, "1003")
     call_id = peer.call("1003", "1010", "Carol Díaz", media=True)
     expect(page.locator("#incoming-from")).to_have_text("Carol Díaz (1010)")
     page.get_by_role("button", name="Answer").click()
