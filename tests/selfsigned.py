@@ -2,7 +2,7 @@
 
 Why here: the node-config tests and the real-switch tier both need one, and a certificate
 committed to git would be a private key in git. Generated with ``cryptography`` (a dev
-dependency, also aiortc's): an EC P-256 key, the host's loopback names as subject
+dependency): an EC P-256 key, the host's loopback names as subject
 alternative names, valid for a day.
 """
 

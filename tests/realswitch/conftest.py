@@ -39,6 +39,7 @@ from tests.realswitch.switch import (
     missing_reason,
     profiles_running,
 )
+from tests.selfsigned import CertFiles, self_signed
 
 ACME = "acme.example.com"
 GLOBEX = "globex.example.com"
@@ -61,9 +62,16 @@ extensions:
   - {{number: "1004", name: Queue agent phone}}
   - {{number: "1005", name: DID target}}
   - {{number: "1006", name: Drift agent phone}}
+  - {{number: "1011", name: Browser registers}}
+  - {{number: "1012", name: Browser caller}}
+  - {{number: "1013", name: Browser callee}}
+  - {{number: "1014", name: Browser agent}}
+  - {{number: "1015", name: Desk phone for browsers}}
+  - {{number: "1016", name: Desk phone calling browsers}}
 agents:
   - {{name: alice, extension: "1004", initial_status: Available}}
   - {{name: dora, extension: "1006"}}
+  - {{name: wendy, extension: "1014", initial_status: Available}}
 queues:
   - name: support
     number: "7000"
@@ -73,6 +81,10 @@ queues:
     number: "7001"
     tiers:
       - {{agent: dora, level: 1, position: 1}}
+  - name: browsers
+    number: "7002"
+    tiers:
+      - {{agent: wendy, level: 1, position: 1}}
 inbound_numbers:
   - number: "+14155550100"
     destination: {{extension: "1005"}}
@@ -83,6 +95,7 @@ domain: {GLOBEX}
 name: Globex
 extensions:
   - {{number: "2001", name: Other tenant}}
+  - {{number: "2011", name: Other tenant's browser}}
 """,
 }
 
@@ -98,6 +111,7 @@ class Node:
     tenants_dir: Path
     fs_log: Path
     daemon_log: Path
+    cert: CertFiles | None = None
     sipps: int = 0
     _credentials: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
@@ -144,6 +158,11 @@ class Node:
         return f"127.0.0.1:{self.ports.tenant_sip}"
 
     @property
+    def wss_url(self) -> str:
+        """Where a browser phone connects: the tenants profile's WSS listener."""
+        return f"wss://127.0.0.1:{self.ports.wss}"
+
+    @property
     def carrier_target(self) -> str:
         return f"127.0.0.1:{self.ports.carrier_sip}"
 
@@ -159,11 +178,13 @@ def _pick_ports() -> Ports:
         rtp=free_udp_range(64),
         xml_curl=free_port(),
         portal=free_port(),
+        wss=free_port(),
     )
 
 
-def _render(ports: Ports, out: Path) -> None:
-    """The shipped renderer, as an operator runs it; the secrets travel in the environment."""
+def _render(ports: Ports, out: Path, cert: CertFiles) -> None:
+    """The shipped renderer, as an operator runs it; the secrets travel in the environment,
+    the WSS certificate (self-signed, made for this session) is installed by the renderer."""
     done = subprocess.run(
         [
             sys.executable,
@@ -186,6 +207,12 @@ def _render(ports: Ports, out: Path) -> None:
             f"{ports.rtp[0]}-{ports.rtp[1]}",
             "--switchname",
             "realswitch",
+            "--wss-port",
+            str(ports.wss),
+            "--wss-cert",
+            str(cert.cert),
+            "--wss-key",
+            str(cert.key),
             "--out",
             str(out),
         ],
@@ -246,14 +273,15 @@ def node(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     for name, text in TENANTS.items():
         (tenants_dir / name).write_text(text)
     ports = _pick_ports()
-    _render(ports, workdir / "fs" / "conf")
+    cert = self_signed(workdir / "pki")
+    _render(ports, workdir / "fs" / "conf", cert)
     with fresh_database(pg_server_dsn, prefix="pbx_realswitch") as dsn:
         env = {**os.environ, "PBX_DATABASE_URL": dsn, "PBX_LOG_FORMAT": "text"}
         env.pop("PBX_FREESWITCH", None)
         node = Node(
             ports, Esl(ports.esl, ESL_PASSWORD), workdir, env, tenants_dir,
             fs_log=workdir / "fs" / "log" / "freeswitch.log",
-            daemon_log=workdir / "daemon.log",
+            daemon_log=workdir / "daemon.log", cert=cert,
         )  # fmt: skip
         status_port = free_port() if XML_CURL_WORKERS else ports.xml_curl
         daemon = _daemon_command(ports, tenants_dir, workdir / "state", status_port)

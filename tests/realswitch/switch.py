@@ -55,6 +55,7 @@ class Ports:
     rtp: tuple[int, int]
     xml_curl: int
     portal: int
+    wss: int
 
 
 class Esl:
@@ -129,7 +130,9 @@ def freeswitch_command(node_dir: Path) -> list[str]:
     """Boot FreeSWITCH on ``node_dir/conf``, every writable directory under ``node_dir``,
     in the foreground (``-nf``) so the test owns the process."""
     command = [str(freeswitch_home() / "bin" / "freeswitch"), "-nf", "-nc", "-nonat"]
-    for flag in ("conf", "log", "db", "run", "storage", "cache", "recordings", "sounds", "temp"):
+    folders = ("conf", "log", "db", "run", "storage", "cache", "recordings", "sounds", "temp")
+    # certs: FreeSWITCH writes its DTLS-SRTP certificate there on first start.
+    for flag in (*folders, "certs"):
         folder = node_dir / flag
         folder.mkdir(parents=True, exist_ok=True)
         command += [f"-{flag}", str(folder)]
