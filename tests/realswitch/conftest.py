@@ -241,15 +241,8 @@ def _daemon_command(
         "--freeswitch", f"127.0.0.1:{ports.esl}:{ESL_PASSWORD}",
         "--xml-curl-auth", XML_CURL_AUTH,
         "--interval", DRIFT_INTERVAL,
-        *_phone_wss(ports),
+        "--phone-wss", f"wss://127.0.0.1:{ports.wss}",  # the portal's browser phone
     ]  # fmt: skip
-
-
-def _phone_wss(ports: Ports) -> list[str]:
-    """The portal's browser phone connects to the node's WSS listener, once the tier
-    renders one (``Ports.wss``)."""
-    wss = getattr(ports, "wss", None)
-    return ["--phone-wss", f"wss://127.0.0.1:{wss}"] if wss else []
 
 
 def _first_pass_done(port: int) -> bool:

@@ -13,7 +13,6 @@ candidates rewritten to 127.0.0.1 (an init script; the phone itself is untouched
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import re
 import subprocess
@@ -27,15 +26,13 @@ from reconciler.web.phone_bundle import BUILD_COMMAND, BundleFinder
 from tests.realswitch.conftest import Node
 from tests.realswitch.processes import wait_for
 from tests.realswitch.sipp import Sipp
-from tests.realswitch.switch import Ports, missing_reason
+from tests.realswitch.switch import missing_reason
 from tests.realswitch.test_realswitch import register, registered_phone
 from tests.web.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.web.webrtc_probe import INBOUND_PACKETS, LOOPBACK_CANDIDATES, TRACK_CONNECTIONS
 
 if (_reason := missing_reason()) is not None:
     pytest.skip(_reason, allow_module_level=True)
-if "wss" not in {f.name for f in dataclasses.fields(Ports)}:  # until the node config has WSS
-    pytest.skip("the real-switch node has no WSS listener yet", allow_module_level=True)
 
 pytestmark = [pytest.mark.realswitch, pytest.mark.timeout(240)]
 
