@@ -25,6 +25,7 @@ from reconciler.nodeconfig.files import (
 )
 from reconciler.nodeconfig.settings import (
     AUTO_IP,
+    DEFAULT_CDR_ERR_DIR,
     DEFAULT_MOH_DIR,
     DEFAULT_URL,
     NodeConfigError,
@@ -95,6 +96,20 @@ def _parse_rtp_ports(value: str) -> tuple[int, int]:
     help="Folder holding the 8000/ 16000/ 32000/ 48000/ music-on-hold folders.",
 )
 @click.option(
+    "--cdr-url",
+    envvar="PBX_CDR_URL",
+    default=None,
+    help="Where mod_xml_cdr posts call records [default: the reconciler URL's host, "
+    "/freeswitch/cdr; with `pbx run --xml-curl-workers` the --status-listen address].",
+)
+@click.option(
+    "--cdr-err-dir",
+    default=DEFAULT_CDR_ERR_DIR,
+    show_default=True,
+    help="Where the node keeps a call record it could not post (relative: under "
+    "FreeSWITCH's log dir); `pbx run --cdr-spool-dir` collects it.",
+)
+@click.option(
     "--out",
     "out",
     required=True,
@@ -119,6 +134,8 @@ def node_config(
     switchname: str | None,
     rtp_ports: str,
     moh_dir: str,
+    cdr_url: str | None,
+    cdr_err_dir: str,
     out: Path,
     force: bool,
 ) -> None:
@@ -146,6 +163,8 @@ def node_config(
                 rtp_start_port=rtp_start,
                 rtp_end_port=rtp_end,
                 moh_dir=moh_dir,
+                cdr_url=cdr_url,
+                cdr_err_dir=cdr_err_dir,
             )
         )
         report = write_node_config(settings, out, force=force)

@@ -76,6 +76,10 @@ queues:
 inbound_numbers:
   - number: "+14155550100"
     destination: {{extension: "1005"}}
+  - number: "+14155550101"
+    destination: {{queue: support}}
+  - number: "+14155550102"
+    destination: {{queue: backoffice}}
 """,
     "globex.yaml": f"""\
 id: globex
@@ -196,6 +200,11 @@ def _render(ports: Ports, out: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, f"render failed: {done.stderr}"
+    capture = os.environ.get("PBX_REALSWITCH_CDR_CAPTURE")
+    if capture:  # also keep every posted record on disk: how tests/fakes/cdr was captured
+        conf = out / "autoload_configs" / "xml_cdr.conf.xml"
+        extra = f'<param name="log-dir" value="{capture}"/>\n    <param name="log-http-and-disk" value="true"/>\n  </settings>'
+        conf.write_text(conf.read_text().replace("</settings>", extra))
 
 
 XML_CURL_WORKERS = int(os.environ.get("PBX_REALSWITCH_XML_CURL_WORKERS", "0"))

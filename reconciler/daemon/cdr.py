@@ -1,0 +1,202 @@
+"""Call records from the switches into each tenant's schema: mod_xml_cdr's posts, and the
+records a node kept on disk while it could not post.
+
+Where: ``POST /freeswitch/cdr`` on the control plane's listener (the xml_curl listener when
+the daemon answers xml_curl in process, the ``--status-listen`` one with workers). Workers
+stay lookup-only (no store, their contract), and a CDR handler is a route of its own that
+parses on the loop (microseconds) and writes in a thread pool of its own (``cdr``
+connections), so a post never waits behind a lookup nor a lookup behind PostgreSQL.
+
+Nothing is lost: a record is acknowledged (2xx) only once it is committed, or quarantined
+on disk when its domain is no applied tenant's (counted, never written to a shared table).
+While PostgreSQL is down, or before the first pass told the daemon which tenants exist, the
+answer is 503: mod_xml_cdr retries, then writes ``[a_]<uuid>.cdr.xml`` into its
+``err-log-dir``; ``--cdr-spool-dir`` names that folder on this host and the collector files
+and deletes those records once the store is back. Filing is idempotent by the leg's uuid,
+so a record that arrives twice (a retry after a lost answer, several daemons) is kept once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from aiohttp import web
+
+from reconciler.core.call_record import CallRecord
+from reconciler.core.cdr import MAX_CDR_BYTES, CdrError, read_cdr
+from reconciler.core.logs import event
+from reconciler.daemon.metrics import Metrics
+from reconciler.serve import basic_auth_matches
+from reconciler.store import StoreUnavailable
+from reconciler.store.calls import insert_calls
+from reconciler.store.runner import ConnectionRunner
+
+log = logging.getLogger(__name__)
+
+CDR_PATH = "/freeswitch/cdr"
+ERROR_FILE_SUFFIX = ".cdr.xml"
+BODY_TIMEOUT = 10.0
+
+
+class Filed(StrEnum):
+    """What became of one record (the ``result`` label of ``pbx_cdr_records_total``)."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    QUARANTINED = "quarantined"
+    REFUSED = "refused"  # not a call record this reader can file
+
+
+@dataclass(frozen=True)
+class NotYet(Exception):
+    """The record cannot be filed now (no database, no applied state): ask for a retry."""
+
+    reason: str
+
+
+class CdrIntake:
+    """Files records: parse, resolve the tenant by domain, insert; or quarantine."""
+
+    def __init__(
+        self,
+        dsn: Callable[[], str | None],
+        domains: Callable[[], Mapping[str, str] | None],
+        quarantine_dir: Path,
+        metrics: Metrics,
+    ) -> None:
+        self._runner = ConnectionRunner(dsn, size=2, name="cdr")
+        self._domains = domains  # {domain: tenant id} of the applied state; None before it
+        self.quarantine_dir = quarantine_dir
+        self._metrics = metrics
+
+    async def file(self, text: str) -> Filed:
+        """File one record; raises ``NotYet`` when it must be offered again later."""
+        try:
+            record = read_cdr(text)
+        except CdrError as exc:
+            event(log, "call record refused", level=logging.WARNING, reason=str(exc))
+            return self._count(Filed.REFUSED)
+        domains = self._domains()
+        if domains is None:
+            raise NotYet("no applied state yet")
+        tenant_id = domains.get(record.domain)
+        if tenant_id is None:
+            await asyncio.to_thread(self._quarantine, record, text)
+            return self._count(Filed.QUARANTINED)
+        try:
+            added = await self._runner.run(insert_calls, tenant_id, (record,))
+        except StoreUnavailable as exc:
+            raise NotYet("database unavailable") from exc
+        return self._count(Filed.STORED if added else Filed.DUPLICATE)
+
+    def _count(self, filed: Filed) -> Filed:
+        self._metrics.cdr_records.labels(filed.value).inc()
+        return filed
+
+    def _quarantine(self, record: CallRecord, text: str) -> None:
+        """Keep a record of no known tenant on disk (an operator looks; never a table)."""
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        target = self.quarantine_dir / f"{record.uuid}{ERROR_FILE_SUFFIX}"
+        fd, tmp = tempfile.mkstemp(dir=self.quarantine_dir, prefix=".cdr.")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+        event(log, "call record quarantined", level=logging.WARNING, domain=record.domain)
+
+    async def close(self) -> None:
+        await self._runner.close()
+
+
+def cdr_handler(
+    intake: CdrIntake, credentials: tuple[str, str] | None
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """``POST /freeswitch/cdr``: mod_xml_cdr's ``cdr=<url-encoded xml>`` (or a raw document),
+    with the xml_curl credentials when the daemon has them."""
+    expected = f"{credentials[0]}:{credentials[1]}".encode() if credentials else None
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if expected is not None and not basic_auth_matches(
+            request.headers.get("Authorization", ""), expected
+        ):
+            return web.Response(
+                status=401, text="unauthorized\n", headers={"WWW-Authenticate": "Basic"}
+            )
+        body = await _read_limited(request)
+        if body is None:
+            return web.Response(status=413, text="record too large\n")
+        try:
+            filed = await intake.file(_document(body, request.content_type))
+        except NotYet as exc:
+            return web.Response(status=503, text=f"not filed now: {exc.reason}\n")
+        return web.Response(text=f"{filed.value}\n")
+
+    return handle
+
+
+async def _read_limited(request: web.Request) -> bytes | None:
+    if request.content_length is not None and request.content_length > 3 * MAX_CDR_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async with asyncio.timeout(BODY_TIMEOUT):
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > 3 * MAX_CDR_BYTES:
+                return None
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _document(body: bytes, content_type: str) -> str:
+    """The XML of a post: form field ``cdr`` (encode=true) or the body itself."""
+    text = body.decode("utf-8", errors="replace")
+    if content_type == "application/x-www-form-urlencoded":
+        return parse_qs(text, max_num_fields=8).get("cdr", [""])[0]
+    return text
+
+
+async def collect_spool(intake: CdrIntake, folder: Path) -> int:
+    """File every record a node kept in ``folder`` (its err-log-dir, any depth) and delete
+    it; stops at the first one that cannot be filed yet. Returns how many were filed."""
+    files = await asyncio.to_thread(lambda: sorted(folder.rglob(f"*{ERROR_FILE_SUFFIX}")))
+    filed = 0
+    for path in files:
+        try:
+            text = await asyncio.to_thread(path.read_text, encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            continue  # another daemon on this host took it
+        await intake.file(text)  # NotYet propagates: the file stays for the next round
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(path.unlink)
+        filed += 1
+    return filed
+
+
+async def run_collector(
+    intake: CdrIntake, folders: tuple[Path, ...], interval: float, stop: asyncio.Event
+) -> None:
+    """Collect every ``interval`` seconds until ``stop``."""
+    while not stop.is_set():
+        for folder in folders:
+            try:
+                filed = await collect_spool(intake, folder)
+            except NotYet as exc:
+                event(log, "call records wait on disk", folder=str(folder), reason=exc.reason)
+                continue
+            except OSError as exc:
+                event(log, "call record folder unreadable", level=logging.WARNING,
+                      folder=str(folder), error=str(exc))  # fmt: skip
+                continue
+            if filed:
+                event(log, "call records collected", folder=str(folder), count=filed)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
