@@ -353,6 +353,7 @@ CREATE TABLE {schema}.calls (
     uuid varchar(64) PRIMARY KEY,
     call_uuid varchar(64) NOT NULL,
     leg char(1) NOT NULL CHECK (leg IN ('a', 'b')),
+    domain varchar(253) NOT NULL,
     direction varchar(10) NOT NULL,
     outcome varchar(10) NOT NULL,
     hangup_cause varchar(120) NOT NULL,

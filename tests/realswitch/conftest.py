@@ -28,6 +28,8 @@ from tests.realswitch.processes import (
     free_port,
     free_udp_range,
     running,
+    spawn,
+    stop,
     tail,
     wait_for,
 )
@@ -61,6 +63,8 @@ extensions:
   - {{number: "1004", name: Queue agent phone}}
   - {{number: "1005", name: DID target}}
   - {{number: "1006", name: Drift agent phone}}
+  - {{number: "1010", name: History caller}}
+  - {{number: "1011", name: History callee}}
 agents:
   - {{name: alice, extension: "1004", initial_status: Available}}
   - {{name: dora, extension: "1006"}}
@@ -103,6 +107,9 @@ class Node:
     fs_log: Path
     daemon_log: Path
     sipps: int = 0
+    daemon_command: list[str] = field(default_factory=list)
+    status_port: int = 0
+    daemon: subprocess.Popen[bytes] | None = None
     _credentials: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
     def credentials(self, tenant: str, extension: str) -> dict[str, str]:
@@ -151,6 +158,25 @@ class Node:
     def carrier_target(self) -> str:
         return f"127.0.0.1:{self.ports.carrier_sip}"
 
+    def start_daemon(self) -> None:
+        """``pbx run`` (again), until its first pass is done."""
+        self.daemon = spawn(
+            self.daemon_command, log=self.daemon_log, env=self.env, cwd=self.workdir
+        )
+        wait_for(lambda: _first_pass_done(self.status_port), "the daemon's first pass",
+                 timeout=60, detail=lambda: tail(self.daemon_log))  # fmt: skip
+
+    def stop_daemon(self) -> None:
+        if self.daemon is not None:
+            stop(self.daemon)
+            self.daemon = None
+
+    @property
+    def cdr_err_dir(self) -> Path:
+        """Where the node keeps the call records it could not post (mod_xml_cdr's
+        err-log-dir, relative to its log directory as `pbx node-config` renders it)."""
+        return self.workdir / "fs" / "log" / "xml_cdr"
+
     def logs(self) -> str:
         return f"--- FreeSWITCH log:\n{tail(self.fs_log)}\n--- daemon log:\n{tail(self.daemon_log)}"
 
@@ -166,7 +192,7 @@ def _pick_ports() -> Ports:
     )
 
 
-def _render(ports: Ports, out: Path) -> None:
+def _render(ports: Ports, out: Path, control_port: int) -> None:
     """The shipped renderer, as an operator runs it; the secrets travel in the environment."""
     done = subprocess.run(
         [
@@ -190,6 +216,9 @@ def _render(ports: Ports, out: Path) -> None:
             f"{ports.rtp[0]}-{ports.rtp[1]}",
             "--switchname",
             "realswitch",
+            # the control plane's listener: the xml_curl one, or /status's with workers
+            "--cdr-url",
+            f"http://127.0.0.1:{control_port}/freeswitch/cdr",
             "--out",
             str(out),
         ],
@@ -211,7 +240,7 @@ XML_CURL_WORKERS = int(os.environ.get("PBX_REALSWITCH_XML_CURL_WORKERS", "0"))
 
 
 def _daemon_command(
-    ports: Ports, tenants_dir: Path, state_dir: Path, status_port: int
+    ports: Ports, tenants_dir: Path, state_dir: Path, status_port: int, cdr_spool: Path
 ) -> list[str]:
     workers = ["--xml-curl-workers", str(XML_CURL_WORKERS)]
     workers += ["--status-listen", f"127.0.0.1:{status_port}"] if XML_CURL_WORKERS else []
@@ -223,6 +252,7 @@ def _daemon_command(
         "--freeswitch", f"127.0.0.1:{ports.esl}:{ESL_PASSWORD}",
         "--xml-curl-auth", XML_CURL_AUTH,
         "--interval", DRIFT_INTERVAL,
+        "--cdr-spool-dir", str(cdr_spool),
     ]  # fmt: skip
 
 
@@ -247,7 +277,8 @@ def node(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     for name, text in TENANTS.items():
         (tenants_dir / name).write_text(text)
     ports = _pick_ports()
-    _render(ports, workdir / "fs" / "conf")
+    status_port = free_port() if XML_CURL_WORKERS else ports.xml_curl
+    _render(ports, workdir / "fs" / "conf", status_port)
     with fresh_database(pg_server_dsn, prefix="pbx_realswitch") as dsn:
         env = {**os.environ, "PBX_DATABASE_URL": dsn, "PBX_LOG_FORMAT": "text"}
         env.pop("PBX_FREESWITCH", None)
@@ -256,11 +287,12 @@ def node(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             fs_log=workdir / "fs" / "log" / "freeswitch.log",
             daemon_log=workdir / "daemon.log",
         )  # fmt: skip
-        status_port = free_port() if XML_CURL_WORKERS else ports.xml_curl
-        daemon = _daemon_command(ports, tenants_dir, workdir / "state", status_port)
-        with running(daemon, log=node.daemon_log, env=env, cwd=workdir):
-            wait_for(lambda: _first_pass_done(status_port), "the daemon's first pass",
-                     timeout=60, detail=lambda: tail(node.daemon_log))  # fmt: skip
+        node.status_port = status_port
+        node.daemon_command = _daemon_command(
+            ports, tenants_dir, workdir / "state", node.status_port, node.cdr_err_dir
+        )
+        try:
+            node.start_daemon()
             fs = freeswitch_command(workdir / "fs")
             with running(fs, log=workdir / "freeswitch.out", cwd=workdir / "fs"):
                 wait_for(
@@ -270,3 +302,5 @@ def node(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                     detail=node.logs,
                 )
                 yield node
+        finally:
+            node.stop_daemon()
