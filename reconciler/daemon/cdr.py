@@ -8,7 +8,8 @@ parses on the loop (microseconds) and writes in a thread pool of its own (``cdr`
 connections), so a post never waits behind a lookup nor a lookup behind PostgreSQL.
 
 Nothing is lost: a record is acknowledged (2xx) only once it is committed, or quarantined
-on disk when its domain is no applied tenant's (counted, never written to a shared table).
+on disk when its domain is no served tenant's or it cannot be read (counted, never written
+to a shared table).
 While PostgreSQL is down, or before the first pass told the daemon which tenants exist, the
 answer is 503: mod_xml_cdr retries, then writes ``[a_]<uuid>.cdr.xml`` into its
 ``err-log-dir``; ``--cdr-spool-dir`` names that folder on this host and the collector files
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import tempfile
@@ -27,11 +29,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from aiohttp import web
 
-from reconciler.core.call_record import CallRecord
 from reconciler.core.cdr import MAX_CDR_BYTES, CdrError, read_cdr
 from reconciler.core.logs import event
 from reconciler.daemon.metrics import Metrics
@@ -53,7 +54,7 @@ class Filed(StrEnum):
     STORED = "stored"
     DUPLICATE = "duplicate"
     QUARANTINED = "quarantined"
-    REFUSED = "refused"  # not a call record this reader can file
+    REFUSED = "refused"  # unreadable: kept in quarantine too
 
 
 @dataclass(frozen=True)
@@ -84,13 +85,16 @@ class CdrIntake:
             record = read_cdr(text)
         except CdrError as exc:
             event(log, "call record refused", level=logging.WARNING, reason=str(exc))
+            name = hashlib.sha256(text.encode()).hexdigest()[:32]
+            await asyncio.to_thread(self._keep, f"unreadable-{name}", text)
             return self._count(Filed.REFUSED)
         domains = self._domains()
         if domains is None:
             raise NotYet("no applied state yet")
         tenant_id = domains.get(record.domain)
         if tenant_id is None:
-            await asyncio.to_thread(self._quarantine, record, text)
+            await asyncio.to_thread(self._keep, record.uuid, text)
+            event(log, "call record quarantined", level=logging.WARNING, domain=record.domain)
             return self._count(Filed.QUARANTINED)
         try:
             added = await self._runner.run(insert_calls, tenant_id, (record,))
@@ -102,15 +106,14 @@ class CdrIntake:
         self._metrics.cdr_records.labels(filed.value).inc()
         return filed
 
-    def _quarantine(self, record: CallRecord, text: str) -> None:
-        """Keep a record of no known tenant on disk (an operator looks; never a table)."""
+    def _keep(self, name: str, text: str) -> None:
+        """Keep a record in quarantine (no tenant's, or unreadable): an operator looks;
+        it never reaches a table."""
         self.quarantine_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        target = self.quarantine_dir / f"{record.uuid}{ERROR_FILE_SUFFIX}"
         fd, tmp = tempfile.mkstemp(dir=self.quarantine_dir, prefix=".cdr.")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-        os.replace(tmp, target)
-        event(log, "call record quarantined", level=logging.WARNING, domain=record.domain)
+        os.replace(tmp, self.quarantine_dir / f"{name}{ERROR_FILE_SUFFIX}")
 
     async def close(self) -> None:
         await self._runner.close()
@@ -164,6 +167,12 @@ def _document(body: bytes, content_type: str) -> str:
     return text
 
 
+def spooled_document(text: str) -> str:
+    """An error-directory file: the url-encoded body the node could not post (encode=true),
+    or a raw document (encode=false, or a file put there by hand)."""
+    return text if text.lstrip().startswith("<") else unquote(text)
+
+
 async def collect_spool(intake: CdrIntake, folder: Path) -> int:
     """File every record a node kept in ``folder`` (its err-log-dir, any depth) and delete
     it; stops at the first one that cannot be filed yet. Returns how many were filed."""
@@ -174,7 +183,7 @@ async def collect_spool(intake: CdrIntake, folder: Path) -> int:
             text = await asyncio.to_thread(path.read_text, encoding="utf-8", errors="replace")
         except FileNotFoundError:
             continue  # another daemon on this host took it
-        await intake.file(text)  # NotYet propagates: the file stays for the next round
+        await intake.file(spooled_document(text))  # NotYet: the file stays for next round
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(path.unlink)
         filed += 1

@@ -8,6 +8,7 @@ from typing import Any
 from reconciler.web import (
     account,
     api,
+    calls,
     invites,
     lockouts,
     login_pages,
@@ -24,6 +25,7 @@ FEATURES: tuple[Feature, ...] = (
     platform.FEATURE,
     tenants.FEATURE,
     people.FEATURE,
+    calls.FEATURE,
     invites.FEATURE,
     account.FEATURE,
     lockouts.FEATURE,
