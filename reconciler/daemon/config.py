@@ -51,6 +51,7 @@ class DaemonConfig:
     status_listen: tuple[str, int] | None = None  # with workers: /status and /metrics here
     cdr_spool_dirs: tuple[Path, ...] = ()  # nodes' mod_xml_cdr err-log-dirs on this host
     cdr_collect_interval: float = 5.0
+    retention_interval: float = 3600.0  # call history retention rounds (leader only)
 
     @property
     def generation_path(self) -> Path:

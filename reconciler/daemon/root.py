@@ -29,6 +29,7 @@ from reconciler.daemon.database import DatabaseLink
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.passes import PassHooks, PassLoop
 from reconciler.daemon.portal_link import PortalLink
+from reconciler.daemon.retention import run_retention
 from reconciler.daemon.snapshots import ServedSnapshot
 from reconciler.daemon.startup import announce, poll_git, prepare_state_dir
 from reconciler.daemon.status import StatusBoard, daemon_status
@@ -205,6 +206,15 @@ class Daemon:
                 self.cdr, self.config.cdr_spool_dirs, self.config.cdr_collect_interval, self._stop
             )
             self.tasks.spawn(collect, "cdr-spool")
+        retention = run_retention(
+            lambda: self.database.dsn,
+            lambda: self.loop.reconciler,
+            lambda: self.database.is_leader,
+            self.metrics,
+            self.config.retention_interval,
+            self._stop,
+        )
+        self.tasks.spawn(retention, "call-retention")
         try:
             await self._stop.wait()
         finally:

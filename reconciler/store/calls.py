@@ -15,7 +15,7 @@ from dataclasses import astuple, fields
 from datetime import datetime
 from typing import Any
 
-from psycopg import sql
+from psycopg import errors, sql
 
 from reconciler.core.call_query import (
     MAX_PAGE_SIZE,
@@ -49,6 +49,15 @@ def _record(row: Sequence[Any]) -> CallRecord:
     values["direction"] = Direction(values["direction"])
     values["outcome"] = Outcome(values["outcome"])
     return CallRecord(**values)
+
+
+def _rows(conn: Connection, statement: sql.Composed, params: Sequence[Any]) -> list[Any]:
+    """A read; a tenant whose schema is not migrated yet (no table) has no calls."""
+    try:
+        rows: list[Any] = conn.execute(statement, params).fetchall()
+        return rows
+    except errors.UndefinedTable:
+        return []
 
 
 def insert_calls(conn: Connection, tenant_id: str, records: Iterable[CallRecord]) -> int:
@@ -111,7 +120,7 @@ def read_calls(conn: Connection, tenant_id: str, query: CallQuery) -> CallPage:
     statement = sql.SQL(
         "SELECT {} FROM {} WHERE {} ORDER BY started_at DESC, uuid DESC LIMIT %s"
     ).format(sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), _table(tenant_id), where)
-    rows = conn.execute(statement, [*params, limit + 1]).fetchall()
+    rows = _rows(conn, statement, [*params, limit + 1])
     calls = tuple(_record(r) for r in rows[:limit])
     more = len(rows) > limit
     return CallPage(calls, (calls[-1].started_at, calls[-1].uuid) if more else None)
@@ -122,7 +131,7 @@ def read_call(conn: Connection, tenant_id: str, call_uuid: str) -> tuple[CallRec
     statement = sql.SQL("SELECT {} FROM {} WHERE call_uuid = %s ORDER BY leg, started_at").format(
         sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), _table(tenant_id)
     )
-    return tuple(_record(r) for r in conn.execute(statement, (call_uuid,)).fetchall())
+    return tuple(_record(r) for r in _rows(conn, statement, (call_uuid,)))
 
 
 def call_totals(
@@ -132,7 +141,8 @@ def call_totals(
     were answered within ``service_seconds`` of joining it."""
     where, params = _where(query)
     table = _table(tenant_id)
-    total = conn.execute(
+    total = _rows(
+        conn,
         sql.SQL(
             "SELECT count(*), count(*) FILTER (WHERE outcome = 'answered'),"
             " count(*) FILTER (WHERE outcome = ANY(%s)),"
@@ -140,16 +150,17 @@ def call_totals(
             " FROM {} WHERE {}"
         ).format(table, where),
         [list(_MISSED), *params],
-    ).fetchone()
-    queues = conn.execute(
+    )
+    queues = _rows(
+        conn,
         sql.SQL(
             "SELECT queue, count(*), count(*) FILTER (WHERE outcome = 'answered'),"
             " count(*) FILTER (WHERE outcome = 'answered' AND ring_seconds <= %s)"
             " FROM {} WHERE {} AND queue IS NOT NULL GROUP BY queue ORDER BY queue"
         ).format(table, where),
         [service_seconds, *params],
-    ).fetchall()
-    calls, answered, missed, talk = total if total else (0, 0, 0, 0)
+    )
+    calls, answered, missed, talk = total[0] if total else (0, 0, 0, 0)
     return CallTotals(
         calls=calls,
         answered=answered,
