@@ -10,7 +10,7 @@ page of a million calls reads a page, not the table.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, fields
 from datetime import datetime
 from typing import Any
@@ -62,17 +62,30 @@ def _rows(conn: Connection, statement: sql.Composed, params: Sequence[Any]) -> l
 
 def insert_calls(conn: Connection, tenant_id: str, records: Iterable[CallRecord]) -> int:
     """File ``records`` in the tenant's schema; returns how many were new."""
-    rows = [_row(r) for r in records]
-    if not rows:
-        return 0
-    statement = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (uuid) DO NOTHING").format(
-        _table(tenant_id),
-        sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
-        sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS)),
-    )
+    return len(file_calls(conn, {tenant_id: list(records)}))
+
+
+def file_calls(conn: Connection, by_tenant: Mapping[str, Sequence[CallRecord]]) -> set[str]:
+    """File the records of several tenants in one transaction (one commit for a batch of
+    posts); returns the uuids that were new (the others were filed before)."""
+    new: set[str] = set()
     with conn.transaction(), conn.cursor() as cur:
-        cur.executemany(statement, rows)  # psycopg sums the rows of every statement
-        return max(cur.rowcount, 0)
+        for tenant_id, records in sorted(by_tenant.items()):
+            if not records:
+                continue
+            statement = sql.SQL(
+                "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (uuid) DO NOTHING RETURNING uuid"
+            ).format(
+                _table(tenant_id),
+                sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
+                sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS)),
+            )
+            cur.executemany(statement, [_row(r) for r in records], returning=True)
+            while True:
+                new.update(uuid for (uuid,) in cur.fetchall())
+                if not cur.nextset():
+                    break
+    return new
 
 
 def _where(query: CallQuery) -> tuple[sql.Composable, list[Any]]:
