@@ -152,8 +152,9 @@ class CdrIntake:
 def cdr_handler(
     intake: CdrIntake, credentials: tuple[str, str] | None
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """``POST /freeswitch/cdr``: mod_xml_cdr's ``cdr=<url-encoded xml>`` (or a raw document),
-    with the xml_curl credentials when the daemon has them."""
+    """``POST /freeswitch/cdr``: mod_xml_cdr's document (``encode=textxml``, what the node
+    config sets) or its form ``cdr=<url-encoded xml>`` (``encode=true``), with the xml_curl
+    credentials when the daemon has them."""
     expected = f"{credentials[0]}:{credentials[1]}".encode() if credentials else None
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -190,7 +191,7 @@ async def _read_limited(request: web.Request) -> bytes | None:
 
 
 def _document(body: bytes, content_type: str) -> str:
-    """The XML of a post: form field ``cdr`` (encode=true) or the body itself."""
+    """The XML of a post: the body itself (encode=textxml) or form field ``cdr`` (encode=true)."""
     text = body.decode("utf-8", errors="replace")
     if content_type == "application/x-www-form-urlencoded":
         return parse_qs(text, max_num_fields=8).get("cdr", [""])[0]

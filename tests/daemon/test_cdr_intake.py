@@ -142,3 +142,11 @@ async def test_the_error_directory_is_collected_and_emptied(setup: Setup, tmp_pa
     assert await collect_spool(setup.intake, spool) == 2
     assert list(spool.iterdir()) == []
     assert len(setup.rows("tenant_acme")) == 2
+
+
+async def test_the_shipped_text_xml_post_is_filed(client: TestClient, setup: Setup) -> None:
+    _, headers = form("")
+    headers["Content-Type"] = "text/xml"  # encode=textxml, what pbx node-config sets
+    response = await client.post(CDR_PATH, data=ACME_A.read_bytes(), headers=headers)
+    assert (response.status, await response.text()) == (200, "stored\n")
+    assert setup.rows("tenant_acme") == [A_UUID]
