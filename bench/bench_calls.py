@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
+from urllib.parse import quote
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
