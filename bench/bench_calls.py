@@ -25,8 +25,8 @@ import sys
 import tempfile
 import time
 import uuid
-from urllib.parse import quote
 from pathlib import Path
+from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
