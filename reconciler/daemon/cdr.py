@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -47,6 +48,7 @@ CDR_PATH = "/freeswitch/cdr"
 ERROR_FILE_SUFFIX = ".cdr.xml"
 BODY_TIMEOUT = 10.0
 BATCH = 500  # records per transaction at most
+SETTLE_SECONDS = 2.0  # an error file younger than this may still be being written
 
 
 class Filed(StrEnum):
@@ -207,7 +209,7 @@ def spooled_document(text: str) -> str:
 async def collect_spool(intake: CdrIntake, folder: Path) -> int:
     """File every record a node kept in ``folder`` (its err-log-dir, any depth) and delete
     it; stops at the first one that cannot be filed yet. Returns how many were filed."""
-    files = await asyncio.to_thread(lambda: sorted(folder.rglob(f"*{ERROR_FILE_SUFFIX}")))
+    files = await asyncio.to_thread(_settled_files, folder, time.time())
     filed = 0
     for path in files:
         try:
@@ -219,6 +221,17 @@ async def collect_spool(intake: CdrIntake, folder: Path) -> int:
             await asyncio.to_thread(path.unlink)
         filed += 1
     return filed
+
+
+def _settled_files(folder: Path, now: float) -> list[Path]:
+    """The error files of ``folder``, leaving those written in the last ``SETTLE_SECONDS``
+    (the switch may still be writing one: half a record would read as unreadable)."""
+    settled = []
+    for path in sorted(folder.rglob(f"*{ERROR_FILE_SUFFIX}")):
+        with contextlib.suppress(FileNotFoundError):
+            if now - path.stat().st_mtime >= SETTLE_SECONDS:
+                settled.append(path)
+    return settled
 
 
 async def run_collector(

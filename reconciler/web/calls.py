@@ -40,6 +40,7 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NUMBER = re.compile(r"^[0-9+*#]{1,32}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _AFTER = re.compile(r"^(\d{1,20})_([0-9a-fA-F-]{8,64})$")
+_CALL_ID = re.compile(r"^[0-9a-fA-F-]{8,64}$")
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -218,7 +219,7 @@ async def call_page(request: web.Request) -> web.StreamResponse:
 
 async def _legs(request: web.Request, sc: TenantScope) -> tuple[CallRecord, ...]:
     call_id = request.match_info["call"]
-    if not _AFTER.match(f"0_{call_id}"):
+    if not _CALL_ID.match(call_id):
         raise NotFound("no such call")
     legs = await portal_of(request).db.run(read_call, sc.tenant_id, call_id)
     if not legs or not _may_see(sc, legs):
@@ -397,7 +398,7 @@ def _paths() -> dict[str, Any]:
     service = {"name": "service_seconds", "in": "query", "required": False,
                "schema": integer(minimum=1, maximum=3600)}  # fmt: skip
     call_param = {"name": "call", "in": "path", "required": True,
-                  "schema": string(pattern=r"^[0-9a-fA-F-]{8,64}$")}  # fmt: skip
+                  "schema": string(pattern=_CALL_ID.pattern)}  # fmt: skip
     return {
         "/tenants/{tenant}/calls": {
             "get": operation(

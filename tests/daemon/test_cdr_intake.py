@@ -7,6 +7,8 @@ files are collected and deleted."""
 from __future__ import annotations
 
 import base64
+import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -134,13 +136,16 @@ async def test_the_error_directory_is_collected_and_emptied(setup: Setup, tmp_pa
     # what the node writes after its retries: the url-encoded body, named [a_]<uuid>.cdr.xml
     (spool / f"a_{A_UUID}.cdr.xml").write_text(quote(ACME_A.read_text(), safe=""))
     (spool / "b.cdr.xml").write_text((CAPTURED / "ext_answered_b.cdr.xml").read_text())
+    for path in spool.iterdir():  # written a while ago: settled
+        os.utime(path, (time.time() - 60, time.time() - 60))
+    (spool / "writing.cdr.xml").write_text("<cdr><variab")  # the switch is still writing
     setup.domains = None
     with pytest.raises(NotYet):
         await collect_spool(setup.intake, spool)
-    assert len(list(spool.iterdir())) == 2  # kept until it can be filed
+    assert len(list(spool.iterdir())) == 3  # kept until it can be filed
     setup.domains = {"acme.example.com": "acme"}
     assert await collect_spool(setup.intake, spool) == 2
-    assert list(spool.iterdir()) == []
+    assert [p.name for p in spool.iterdir()] == ["writing.cdr.xml"]  # left for next round
     assert len(setup.rows("tenant_acme")) == 2
 
 
