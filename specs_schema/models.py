@@ -195,6 +195,21 @@ class Settings(_Spec):
     feature_codes: FeatureCodes = FeatureCodes()
 
 
+class Retention(_Spec):
+    """How long this tenant's history is kept; the daemon (its leader) deletes what is older.
+    Other kinds of history (recordings, voicemail) add their own keys here."""
+
+    calls: str = Field(
+        default="400d",
+        pattern=r"^[1-9][0-9]{0,4}d$",
+        description="Call records, in days: e.g. 400d.",
+    )
+
+    @property
+    def calls_days(self) -> int:
+        return int(self.calls[:-1])
+
+
 # --- resources -----------------------------------------------------------------------
 
 
@@ -322,6 +337,7 @@ class TenantSpec(_Spec):
     name: DisplayName
     status: TenantStatus = TenantStatus.ACTIVE
     settings: Settings = Settings()
+    retention: Retention = Retention()
     users: list[UserSpec] = Field(default_factory=list)
     extensions: list[ExtensionSpec] = Field(default_factory=list)
     agents: list[AgentSpec] = Field(default_factory=list)

@@ -54,6 +54,13 @@ from reconciler.switch import parse_node_specs
     help="Basic auth for /status and /metrics [PBX_STATUS_AUTH; default: loopback clients only].",
 )
 @click.option(
+    "--cdr-spool-dir",
+    multiple=True,
+    metavar="DIR",
+    help="A FreeSWITCH node's mod_xml_cdr err-log-dir on this host: the call records it "
+    "could not post are filed from there and deleted (repeatable) [PBX_CDR_SPOOL_DIR].",
+)
+@click.option(
     "--interval",
     type=float,
     metavar="SECONDS",
@@ -112,6 +119,7 @@ def run(ctx: click.Context, /, **_: Any) -> None:
             portal=portal_config(cfg),
             xml_curl_workers=_workers(cfg["xml_curl_workers"]),
             status_listen=parse_host_port(cfg["status_listen"]) if cfg["status_listen"] else None,
+            cdr_spool_dirs=tuple(Path(d) for d in cfg["cdr_spool_dir"] or ()),
         )
     except PbxError as exc:
         raise click.UsageError(str(exc)) from exc

@@ -26,6 +26,7 @@ from reconciler.nodeconfig.files import (
 )
 from reconciler.nodeconfig.settings import (
     AUTO_IP,
+    DEFAULT_CDR_ERR_DIR,
     DEFAULT_CERTS_DIR,
     DEFAULT_MOH_DIR,
     DEFAULT_URL,
@@ -135,6 +136,20 @@ def _parse_rtp_ports(value: str) -> tuple[int, int]:
     help="Network whose WebRTC ICE candidates are preferred for media (repeatable).",
 )
 @click.option(
+    "--cdr-url",
+    envvar="PBX_CDR_URL",
+    default=None,
+    help="Where mod_xml_cdr posts call records [default: the reconciler URL's host, "
+    "/freeswitch/cdr; with `pbx run --xml-curl-workers` the --status-listen address].",
+)
+@click.option(
+    "--cdr-err-dir",
+    default=DEFAULT_CDR_ERR_DIR,
+    show_default=True,
+    help="Where the node keeps a call record it could not post (relative: under "
+    "FreeSWITCH's log dir); `pbx run --cdr-spool-dir` collects it.",
+)
+@click.option(
     "--out",
     "out",
     required=True,
@@ -165,6 +180,8 @@ def node_config(
     wss_key: Path | None,
     certs_dir: str,
     candidate_cidr: tuple[str, ...],
+    cdr_url: str | None,
+    cdr_err_dir: str,
     out: Path,
     force: bool,
 ) -> None:
@@ -197,6 +214,8 @@ def node_config(
                 certs_dir=certs_dir,
                 wss_pem=read_wss_pem(wss_cert, wss_key),
                 candidate_cidrs=candidate_cidr,
+                cdr_url=cdr_url,
+                cdr_err_dir=cdr_err_dir,
             )
         )
         report = write_node_config(settings, out, force=force)

@@ -46,6 +46,7 @@ SETTINGS: Mapping[str, Setting] = {
         Setting("xml_curl_workers", "PBX_XML_CURL_WORKERS", 0, parse=int),
         Setting("status_listen", "PBX_STATUS_LISTEN", None),
         Setting("status_auth", "PBX_STATUS_AUTH", None, secret=True),
+        Setting("cdr_spool_dir", "PBX_CDR_SPOOL_DIR", (), is_list=True),
         Setting("interval", "PBX_INTERVAL", DEFAULT_INTERVAL, parse=float),
         Setting("max_orphan_share", "PBX_MAX_ORPHAN_SHARE", 0.5, parse=float),
         Setting("stable_window", "PBX_STABLE_WINDOW", DEFAULT_STABLE_WINDOW, parse=float),

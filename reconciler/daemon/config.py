@@ -49,6 +49,9 @@ class DaemonConfig:
     retry_cap: float = 60.0
     xml_curl_workers: int = 0  # 0: xml_curl answered in this process (today's serving)
     status_listen: tuple[str, int] | None = None  # with workers: /status and /metrics here
+    cdr_spool_dirs: tuple[Path, ...] = ()  # nodes' mod_xml_cdr err-log-dirs on this host
+    cdr_collect_interval: float = 5.0
+    retention_interval: float = 3600.0  # call history retention rounds (leader only)
 
     @property
     def generation_path(self) -> Path:
@@ -69,6 +72,11 @@ class DaemonConfig:
             relative = tenants if not tenants.is_absolute() else Path(tenants.name)
             return self.state_dir / "git" / relative
         return self.tenants_dir
+
+    @property
+    def cdr_quarantine_dir(self) -> Path:
+        """Call records whose domain is no applied tenant's (kept, counted, never filed)."""
+        return self.state_dir / "cdr-quarantine"
 
     @property
     def snapshot_path(self) -> Path:

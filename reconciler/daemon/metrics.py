@@ -27,6 +27,7 @@ class Metrics:
         self._declare_switch_metrics(self.registry)
         self._declare_daemon_metrics(self.registry)
         self._declare_snapshot_metrics(self.registry)
+        self._declare_cdr_metrics(self.registry)
 
     def _declare_reconcile_metrics(self, r: CollectorRegistry) -> None:
         """Reconcile passes: how long, how they ended, what they changed or held back."""
@@ -108,6 +109,22 @@ class Metrics:
         self.xmlcurl_worker_restarts = Counter(
             "pbx_xmlcurl_worker_restarts_total",
             "xml_curl worker processes that exited while the daemon ran, and were replaced.",
+            registry=r,
+        )
+
+    def _declare_cdr_metrics(self, r: CollectorRegistry) -> None:
+        """Call records from the switches and the call history's retention."""
+        self.cdr_records = Counter(
+            "pbx_cdr_records_total",
+            "Call records received, by what became of them "
+            "(stored, duplicate, quarantined: no applied tenant's domain, refused: unreadable).",
+            ["result"],
+            registry=r,
+        )
+        self.calls_expired = Counter(
+            "pbx_calls_expired_total",
+            "Call legs deleted by a tenant's retention.",
+            ["tenant"],
             registry=r,
         )
 

@@ -23,11 +23,13 @@ from aiohttp import web
 from reconciler.core.backoff import Backoff
 from reconciler.core.logs import current_format, event, register_secret
 from reconciler.daemon import http
+from reconciler.daemon.cdr import CdrIntake, cdr_handler, run_collector
 from reconciler.daemon.config import DaemonConfig
 from reconciler.daemon.database import DatabaseLink
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.passes import PassHooks, PassLoop
 from reconciler.daemon.portal_link import PortalLink
+from reconciler.daemon.retention import run_retention
 from reconciler.daemon.snapshots import ServedSnapshot
 from reconciler.daemon.startup import announce, poll_git, prepare_state_dir
 from reconciler.daemon.status import StatusBoard, daemon_status
@@ -87,6 +89,13 @@ class Daemon:
             ),
         )
         self.loop.settle_seconds = max(0.2, 2 * config.debounce_ms / 1000)
+        self.cdr = CdrIntake(
+            lambda: self.database.dsn,
+            self._tenant_domains,
+            config.cdr_quarantine_dir,
+            self.metrics,
+        )
+        self._domains: tuple[object, dict[str, str]] | None = None
         self.limits = ListenerLimits()
         self.tasks = TaskSupervisor()
         self.serving = asyncio.Event()  # set once the xml_curl listener is bound
@@ -155,6 +164,18 @@ class Daemon:
             }
         return payload
 
+    def _tenant_domains(self) -> dict[str, str] | None:
+        """``{domain: tenant id}`` of the served snapshot (the applied state's active
+        tenants, kept across restarts), cached per snapshot; None before there is one (a
+        call record then waits: the switch retries, or it stays on disk)."""
+        snapshot = self.served.get()
+        if snapshot is None:
+            return None
+        if self._domains is None or self._domains[0] is not snapshot:
+            domains = {domain: tenant.id for domain, tenant in snapshot.tenants.items()}
+            self._domains = (snapshot, domains)
+        return self._domains[1]
+
     # -- lifecycle --------------------------------------------------------------------------
 
     async def run(self) -> int:
@@ -180,6 +201,20 @@ class Daemon:
         self.tasks.spawn(watch, "watch")
         if self.config.git_url:
             self.tasks.spawn(poll_git(self.config, self.trigger, self._stop), "git")
+        if self.config.cdr_spool_dirs:
+            collect = run_collector(
+                self.cdr, self.config.cdr_spool_dirs, self.config.cdr_collect_interval, self._stop
+            )
+            self.tasks.spawn(collect, "cdr-spool")
+        retention = run_retention(
+            lambda: self.database.dsn,
+            lambda: self.loop.reconciler,
+            lambda: self.database.is_leader,
+            self.metrics,
+            self.config.retention_interval,
+            self._stop,
+        )
+        self.tasks.spawn(retention, "call-retention")
         try:
             await self._stop.wait()
         finally:
@@ -197,6 +232,7 @@ class Daemon:
             before_metrics=self._refresh_gauges,
             limits=self.limits,
             persist_status=lambda: self.served.persist_status,
+            cdr=cdr_handler(self.cdr, self.config.xml_curl_auth),
         )
         host, port = self.config.listen_host, self.config.listen_port
         what = "xml_curl listener (--listen / PBX_LISTEN)"
@@ -251,6 +287,7 @@ class Daemon:
         event(log, "shutting down")
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self.database.stop)
+            stack.push_async_callback(self.cdr.close)
             stack.push_async_callback(self.portal.stop)
             if self._runner is not None:
                 stack.push_async_callback(self._runner.cleanup)

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 SERVED_PATH = "/freeswitch/xml"
+CDR_PATH = "/freeswitch/cdr"
+# Relative to FreeSWITCH's log directory (mod_xml_cdr's own rule for a relative err-log-dir).
+DEFAULT_CDR_ERR_DIR = "xml_cdr"
 DEFAULT_URL = f"http://127.0.0.1:8080{SERVED_PATH}"
 AUTO_IP = "$${local_ip_v4}"
 DEFAULT_MOH_DIR = "$${sounds_dir}/music"
@@ -77,6 +80,10 @@ class NodeSettings:
     certs_dir: str = DEFAULT_CERTS_DIR
     wss_pem: str | None = field(default=None, repr=False)
     candidate_cidrs: tuple[str, ...] = ()
+    # Where mod_xml_cdr posts call records; None: the reconciler URL's host, CDR_PATH.
+    cdr_url: str | None = None
+    # Where mod_xml_cdr writes a record it could not post (collected by `pbx run --cdr-spool-dir`).
+    cdr_err_dir: str = DEFAULT_CDR_ERR_DIR
 
     @property
     def tls(self) -> bool:
@@ -123,19 +130,39 @@ def _check_cidrs(name: str, values: Sequence[str]) -> tuple[str, ...]:
     return tuple(networks)
 
 
-def _check_url(url: str) -> str:
-    _check_plain("--reconciler-url", url)
+def _check_url(url: str, option: str = "--reconciler-url") -> str:
+    _check_plain(option, url)
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise NodeConfigError("--reconciler-url must be an http:// or https:// URL with a host")
+        raise NodeConfigError(f"{option} must be an http:// or https:// URL with a host")
     if parts.username is not None or parts.password is not None:
         raise NodeConfigError(
-            "--reconciler-url must not carry credentials: they go in --xml-curl-auth "
+            f"{option} must not carry credentials: they go in --xml-curl-auth "
             "(gateway-credentials), never in a URL that FreeSWITCH logs"
         )
     if any(ch.isspace() for ch in url):
-        raise NodeConfigError("--reconciler-url must not contain whitespace")
+        raise NodeConfigError(f"{option} must not contain whitespace")
+    if "?" in url or "#" in url:
+        raise NodeConfigError(f"{option} must not carry a query or fragment")
     return url
+
+
+def default_cdr_url(reconciler_url: str) -> str:
+    """The daemon's CDR route on the xml_curl listener's host and port (in-process serving;
+    with xml_curl workers the control plane listens elsewhere: pass --cdr-url)."""
+    parts = urlsplit(reconciler_url)
+    return f"{parts.scheme}://{parts.netloc}{CDR_PATH}"
+
+
+def _check_cdr(settings: NodeSettings) -> NodeSettings:
+    """The CDR URL (same rules as the reconciler's) and the error directory: an absolute
+    path or one relative to FreeSWITCH's log directory, plain characters only."""
+    url = settings.cdr_url or default_cdr_url(settings.reconciler_url)
+    _check_url(url, "--cdr-url")
+    err_dir = settings.cdr_err_dir
+    if not err_dir or not _PATH_TAIL.match(err_dir) or ".." in err_dir.split("/"):
+        raise NodeConfigError("--cdr-err-dir may only contain letters, digits and _ . / -")
+    return replace(settings, cdr_url=url, cdr_err_dir=err_dir.rstrip("/") or "/")
 
 
 def split_auth(auth: str) -> tuple[str, str]:
@@ -185,6 +212,7 @@ def validate(settings: NodeSettings) -> NodeSettings:
     _check_xml_curl(checked)
     if settings.switchname is not None and not _SWITCHNAME.match(settings.switchname):
         raise NodeConfigError("--switchname may only contain letters, digits and . _ -")
+    checked = _check_cdr(checked)
     return replace(
         checked,
         carrier_cidrs=_check_cidrs("--carrier-cidr", settings.carrier_cidrs),
@@ -342,6 +370,8 @@ def template_context(settings: NodeSettings) -> dict[str, object]:
         "ws_port": settings.ws_port,
         "certs_dir": settings.certs_dir,
         "candidate_cidrs": settings.candidate_cidrs,
+        "cdr_url": settings.cdr_url or default_cdr_url(settings.reconciler_url),
+        "cdr_err_dir": settings.cdr_err_dir,
     }
 
 

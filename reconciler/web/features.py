@@ -8,6 +8,7 @@ from typing import Any
 from reconciler.web import (
     account,
     api,
+    calls,
     invites,
     lockouts,
     login_pages,
@@ -26,6 +27,7 @@ FEATURES: tuple[Feature, ...] = (
     tenants.FEATURE,
     softphone.FEATURE,
     people.FEATURE,
+    calls.FEATURE,
     invites.FEATURE,
     account.FEATURE,
     lockouts.FEATURE,

@@ -28,6 +28,8 @@ from tests.realswitch.processes import (
     free_port,
     free_udp_range,
     running,
+    spawn,
+    stop,
     tail,
     wait_for,
 )
@@ -68,6 +70,8 @@ extensions:
   - {{number: "1014", name: Browser agent}}
   - {{number: "1015", name: Desk phone for browsers}}
   - {{number: "1016", name: Desk phone calling browsers}}
+  - {{number: "1020", name: History caller}}
+  - {{number: "1021", name: History callee}}
 agents:
   - {{name: alice, extension: "1004", initial_status: Available}}
   - {{name: dora, extension: "1006"}}
@@ -88,6 +92,10 @@ queues:
 inbound_numbers:
   - number: "+14155550100"
     destination: {{extension: "1005"}}
+  - number: "+14155550101"
+    destination: {{queue: support}}
+  - number: "+14155550102"
+    destination: {{queue: backoffice}}
 """,
     "globex.yaml": f"""\
 id: globex
@@ -113,6 +121,9 @@ class Node:
     daemon_log: Path
     cert: CertFiles | None = None
     sipps: int = 0
+    daemon_command: list[str] = field(default_factory=list)
+    status_port: int = 0
+    daemon: subprocess.Popen[bytes] | None = None
     _credentials: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
     def credentials(self, tenant: str, extension: str) -> dict[str, str]:
@@ -166,6 +177,25 @@ class Node:
     def carrier_target(self) -> str:
         return f"127.0.0.1:{self.ports.carrier_sip}"
 
+    def start_daemon(self) -> None:
+        """``pbx run`` (again), until its first pass is done."""
+        self.daemon = spawn(
+            self.daemon_command, log=self.daemon_log, env=self.env, cwd=self.workdir
+        )
+        wait_for(lambda: _first_pass_done(self.status_port), "the daemon's first pass",
+                 timeout=60, detail=lambda: tail(self.daemon_log))  # fmt: skip
+
+    def stop_daemon(self) -> None:
+        if self.daemon is not None:
+            stop(self.daemon)
+            self.daemon = None
+
+    @property
+    def cdr_err_dir(self) -> Path:
+        """Where the node keeps the call records it could not post (mod_xml_cdr's
+        err-log-dir, relative to its log directory as `pbx node-config` renders it)."""
+        return self.workdir / "fs" / "log" / "xml_cdr"
+
     def logs(self) -> str:
         return f"--- FreeSWITCH log:\n{tail(self.fs_log)}\n--- daemon log:\n{tail(self.daemon_log)}"
 
@@ -182,7 +212,7 @@ def _pick_ports() -> Ports:
     )
 
 
-def _render(ports: Ports, out: Path, cert: CertFiles) -> None:
+def _render(ports: Ports, out: Path, cert: CertFiles, control_port: int) -> None:
     """The shipped renderer, as an operator runs it; the secrets travel in the environment,
     the WSS certificate (self-signed, made for this session) is installed by the renderer."""
     done = subprocess.run(
@@ -213,6 +243,9 @@ def _render(ports: Ports, out: Path, cert: CertFiles) -> None:
             str(cert.cert),
             "--wss-key",
             str(cert.key),
+            # the control plane's listener: the xml_curl one, or /status's with workers
+            "--cdr-url",
+            f"http://127.0.0.1:{control_port}/freeswitch/cdr",
             "--out",
             str(out),
         ],
@@ -223,13 +256,18 @@ def _render(ports: Ports, out: Path, cert: CertFiles) -> None:
         check=False,
     )
     assert done.returncode == 0, f"render failed: {done.stderr}"
+    capture = os.environ.get("PBX_REALSWITCH_CDR_CAPTURE")
+    if capture:  # also keep every posted record on disk: how tests/fakes/cdr was captured
+        conf = out / "autoload_configs" / "xml_cdr.conf.xml"
+        extra = f'<param name="log-dir" value="{capture}"/>\n    <param name="log-http-and-disk" value="true"/>\n  </settings>'
+        conf.write_text(conf.read_text().replace("</settings>", extra))
 
 
 XML_CURL_WORKERS = int(os.environ.get("PBX_REALSWITCH_XML_CURL_WORKERS", "0"))
 
 
 def _daemon_command(
-    ports: Ports, tenants_dir: Path, state_dir: Path, status_port: int
+    ports: Ports, tenants_dir: Path, state_dir: Path, status_port: int, cdr_spool: Path
 ) -> list[str]:
     workers = ["--xml-curl-workers", str(XML_CURL_WORKERS)]
     workers += ["--status-listen", f"127.0.0.1:{status_port}"] if XML_CURL_WORKERS else []
@@ -242,6 +280,7 @@ def _daemon_command(
         "--xml-curl-auth", XML_CURL_AUTH,
         "--interval", DRIFT_INTERVAL,
         "--phone-wss", f"wss://127.0.0.1:{ports.wss}",  # the portal's browser phone
+        "--cdr-spool-dir", str(cdr_spool),
     ]  # fmt: skip
 
 
@@ -267,7 +306,8 @@ def node(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         (tenants_dir / name).write_text(text)
     ports = _pick_ports()
     cert = self_signed(workdir / "pki")
-    _render(ports, workdir / "fs" / "conf", cert)
+    status_port = free_port() if XML_CURL_WORKERS else ports.xml_curl
+    _render(ports, workdir / "fs" / "conf", cert, status_port)
     with fresh_database(pg_server_dsn, prefix="pbx_realswitch") as dsn:
         env = {**os.environ, "PBX_DATABASE_URL": dsn, "PBX_LOG_FORMAT": "text"}
         env.pop("PBX_FREESWITCH", None)
@@ -276,11 +316,12 @@ def node(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             fs_log=workdir / "fs" / "log" / "freeswitch.log",
             daemon_log=workdir / "daemon.log", cert=cert,
         )  # fmt: skip
-        status_port = free_port() if XML_CURL_WORKERS else ports.xml_curl
-        daemon = _daemon_command(ports, tenants_dir, workdir / "state", status_port)
-        with running(daemon, log=node.daemon_log, env=env, cwd=workdir):
-            wait_for(lambda: _first_pass_done(status_port), "the daemon's first pass",
-                     timeout=60, detail=lambda: tail(node.daemon_log))  # fmt: skip
+        node.status_port = status_port
+        node.daemon_command = _daemon_command(
+            ports, tenants_dir, workdir / "state", node.status_port, node.cdr_err_dir
+        )
+        try:
+            node.start_daemon()
             fs = freeswitch_command(workdir / "fs")
             with running(fs, log=workdir / "freeswitch.out", cwd=workdir / "fs"):
                 wait_for(
@@ -290,3 +331,5 @@ def node(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                     detail=node.logs,
                 )
                 yield node
+        finally:
+            node.stop_daemon()
