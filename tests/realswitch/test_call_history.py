@@ -15,12 +15,12 @@ import pytest
 from tests.realswitch.conftest import ACME, Node
 from tests.realswitch.processes import wait_for
 from tests.realswitch.sipp import Sipp
-from tests.realswitch.switch import missing_reason
+from tests.realswitch.switch import missing_module_reason
 from tests.realswitch.test_realswitch import _listed, call, register, registered_phone
 
 CARRIER = "carrier.example.net"
 
-if (_reason := missing_reason()) is not None:
+if (_reason := missing_module_reason("mod_xml_cdr")) is not None:
     pytest.skip(_reason, allow_module_level=True)
 
 pytestmark = [pytest.mark.realswitch, pytest.mark.timeout(240)]
