@@ -97,6 +97,29 @@ _PORTAL_OPTIONS: list[Callable[[F], F]] = [
         metavar="DAYS",
         help="Longest API token lifetime [PBX_PORTAL_TOKEN_MAX_DAYS, 90].",
     ),
+    click.option(
+        "--portal-revision-url",
+        metavar="URL",
+        help="Link revisions to their commit: https://.../commit/{revision} "
+        "[PBX_PORTAL_REVISION_URL, none].",
+    ),
+    click.option(
+        "--portal-sip-host",
+        metavar="HOST",
+        help="Registrar/proxy host phones use [PBX_PORTAL_SIP_HOST, the tenant's domain].",
+    ),
+    click.option(
+        "--portal-sip-port",
+        type=click.IntRange(1, 65535),
+        metavar="PORT",
+        help="SIP port for UDP and TCP [PBX_PORTAL_SIP_PORT, 5060].",
+    ),
+    click.option(
+        "--portal-sip-tls-port",
+        type=click.IntRange(1, 65535),
+        metavar="PORT",
+        help="SIP port for TLS [PBX_PORTAL_SIP_TLS_PORT, 5061].",
+    ),
 ]
 
 
@@ -127,6 +150,10 @@ def portal_config(cfg: ResolvedSettings) -> PortalConfig | None:
             smtp_url=cfg["smtp_url"],
             smtp_from=cfg["smtp_from"],
             token_max_days=int(cfg["portal_token_max_days"]),
+            revision_url=cfg["portal_revision_url"],
+            sip_host=cfg["portal_sip_host"],
+            sip_port=int(cfg["portal_sip_port"]),
+            sip_tls_port=int(cfg["portal_sip_tls_port"]),
         )
     except ValueError as exc:
         raise SettingsError(f"portal: {exc}") from exc

@@ -3,6 +3,7 @@ throttled. Built by the CLI (``PBX_PORTAL_*``); every default is what production
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
@@ -59,6 +60,10 @@ class PortalConfig:
     mail: MailSettings | None = None  # invitations and resets go to the person, not the inviter
     token_days: int = 90  # an API token's lifetime unless its creator asks for less
     token_max_days: int = 90  # the longest lifetime anyone may ask for
+    revision_url: str | None = None  # https://.../commit/{revision}: revisions link there
+    sip_host: str | None = None  # what phones register to; None: each tenant's SIP domain
+    sip_port: int = 5060  # UDP and TCP
+    sip_tls_port: int = 5061
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.public_url)
@@ -70,6 +75,12 @@ class PortalConfig:
             raise ValueError("portal timeouts: 0 < idle <= absolute")
         if not 1 <= self.token_max_days <= 3650:
             raise ValueError("API token lifetime: 1 to 3650 days")
+        if self.revision_url is not None:
+            parse_revision_url(self.revision_url)
+        if self.sip_host is not None:
+            parse_sip_host(self.sip_host)
+        if not (0 < self.sip_port < 65536 and 0 < self.sip_tls_port < 65536):
+            raise ValueError("SIP ports: 1 to 65535")
 
     @property
     def base_url(self) -> str:
@@ -97,6 +108,36 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"--portal-listen must be HOST:PORT, not {text!r}")
     return host, int(port)
+
+
+REVISION = "{revision}"
+_SIP_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+def parse_revision_url(text: str) -> str:
+    """``--portal-revision-url``: an https URL with exactly one ``{revision}`` (the commit
+    id goes there) and no other brace, space or control character."""
+    parts = urlsplit(text)
+    rest = text.replace(REVISION, "", 1)
+    if (
+        parts.scheme != "https"
+        or not parts.netloc
+        or REVISION in parts.netloc
+        or text.count(REVISION) != 1
+        or any(c in "{} " or ord(c) < 32 or ord(c) == 127 for c in rest)
+    ):
+        raise ValueError(
+            "the revision URL must be https://... with exactly one {revision}, e.g. "
+            f"https://git.example.com/pbx/commit/{{revision}}, not {text!r}"
+        )
+    return text
+
+
+def parse_sip_host(text: str) -> str:
+    """``--portal-sip-host``: a DNS name or IPv4 address phones register to."""
+    if not _SIP_HOST.match(text) or ".." in text:
+        raise ValueError(f"the SIP host must be a host name or IPv4 address, not {text!r}")
+    return text
 
 
 def parse_rate(text: str) -> RateLimit:
@@ -132,6 +173,10 @@ def config_from_settings(
     smtp_url: str | None = None,
     smtp_from: str | None = None,
     token_max_days: int = 90,
+    revision_url: str | None = None,
+    sip_host: str | None = None,
+    sip_port: int = 5060,
+    sip_tls_port: int = 5061,
 ) -> PortalConfig:
     """The portal's config from the CLI's settings (``PBX_PORTAL_*``), as given."""
     host, port = parse_listen(listen)
@@ -153,6 +198,10 @@ def config_from_settings(
         mail=mail_settings(smtp_url, smtp_from),
         token_days=min(90, token_max_days),
         token_max_days=token_max_days,
+        revision_url=revision_url or None,
+        sip_host=sip_host or None,
+        sip_port=sip_port,
+        sip_tls_port=sip_tls_port,
     )
 
 

@@ -82,7 +82,7 @@ class Portal:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        filters.install(self.templates)
+        filters.install(self.templates, config.revision_url)
         self._pre_session_key: bytes | None = None
 
     def port(self, key: PortKey[T]) -> T:

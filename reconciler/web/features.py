@@ -7,6 +7,7 @@ from typing import Any
 
 from reconciler.web import (
     account,
+    activity,
     api,
     invites,
     lockouts,
@@ -23,6 +24,7 @@ FEATURES: tuple[Feature, ...] = (
     api.FEATURE,
     platform.FEATURE,
     tenants.FEATURE,
+    activity.FEATURE,
     people.FEATURE,
     invites.FEATURE,
     account.FEATURE,

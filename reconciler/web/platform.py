@@ -13,7 +13,7 @@ from reconciler.web import views
 from reconciler.web.access import Principal
 from reconciler.web.context import port_of, portal_of, render
 from reconciler.web.feature import Feature, NavEntry
-from reconciler.web.handling import V1, audit_entries, ok, query_limit, require_super
+from reconciler.web.handling import V1, ok, query_limit, require_super
 from reconciler.web.openapi import (
     LIMIT,
     array,
@@ -67,19 +67,6 @@ def _int(text: str) -> int:
     return int(text) if text.isascii() and text.isdigit() and len(text) < 7 else 1
 
 
-@routes.get("/platform/activity")
-async def platform_activity(request: web.Request) -> web.StreamResponse:
-    require_super(request)
-    history = await port_of(request, HISTORY).history(None, 50)
-    return render(
-        request,
-        "activity.html",
-        tenant=None,
-        history=[views.history_with_changes(h) for h in history],
-        audit=await audit_entries(request, None, 100),
-    )
-
-
 @routes.get("/platform/search")
 async def search(request: web.Request) -> web.StreamResponse:
     require_super(request)
@@ -103,12 +90,6 @@ async def api_history(request: web.Request) -> web.StreamResponse:
     require_super(request)
     entries = await port_of(request, HISTORY).history(None, query_limit(request))
     return ok({"history": [views.history_view(h) for h in entries]})
-
-
-@routes.get(V1 + "/audit")
-async def api_audit(request: web.Request) -> web.StreamResponse:
-    require_super(request)
-    return ok({"audit": await audit_entries(request, None, query_limit(request))})
 
 
 @routes.get(V1 + "/search")
@@ -138,11 +119,6 @@ def _paths() -> dict[str, Any]:
                 "apply history of every tenant (super admins)",
                 list_of("history", "History"),
                 params=[LIMIT],
-            )
-        },
-        "/audit": {
-            "get": operation(
-                "audit trail (super admins)", list_of("audit", "Audit"), params=[LIMIT]
             )
         },
         "/search": {

@@ -18,7 +18,6 @@ from reconciler.web.feature import Feature, NavEntry
 from reconciler.web.handling import (
     V1,
     actor,
-    audit_entries,
     body_field,
     form_field,
     ok,
@@ -90,20 +89,6 @@ def _tenant_page(
         scope=sc,
         statuses=STATUSES,
         status_error=status_error,
-    )
-
-
-@routes.get("/t/{tenant}/activity")
-async def tenant_activity(request: web.Request) -> web.StreamResponse:
-    sc = scope(request, request.match_info["tenant"])
-    sc.require_all()
-    history = await port_of(request, HISTORY).history(sc.tenant_id, 50)
-    return render(
-        request,
-        "activity.html",
-        tenant=sc.state.tenant,
-        history=[views.history_with_changes(h) for h in history],
-        audit=await audit_entries(request, sc.tenant_id, 100),
     )
 
 
@@ -265,14 +250,6 @@ async def api_tenant_history(request: web.Request) -> web.StreamResponse:
     return ok({"history": [views.history_view(h) for h in entries]})
 
 
-@routes.get(V1 + "/tenants/{tenant}/audit")
-async def api_tenant_audit(request: web.Request) -> web.StreamResponse:
-    sc = scope(request, request.match_info["tenant"])
-    sc.require_all()
-    audit = await audit_entries(request, sc.tenant_id, query_limit(request))
-    return ok({"audit": audit})
-
-
 # -- OpenAPI -------------------------------------------------------------------------------
 
 T, E = "/tenants/{tenant}", "/tenants/{tenant}/extensions/{number}"
@@ -364,11 +341,6 @@ def _action_paths() -> dict[str, Any]:
         t + "/history": {
             "get": operation(
                 "apply history (admins)", list_of("history", "History"), params=[TENANT, LIMIT]
-            )
-        },
-        t + "/audit": {
-            "get": operation(
-                "audit trail (admins)", list_of("audit", "Audit"), params=[TENANT, LIMIT]
             )
         },
     }
