@@ -5,8 +5,8 @@ pages with hundreds of rows (bench/bench_portal.py)."""
 from __future__ import annotations
 
 import re
-from functools import partial
 from datetime import UTC, datetime
+from functools import partial
 
 import jinja2
 from markupsafe import Markup
