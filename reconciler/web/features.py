@@ -15,6 +15,7 @@ from reconciler.web import (
     people,
     platform,
     tenants,
+    wallboard,
 )
 from reconciler.web.feature import Feature, api_paths
 from reconciler.web.openapi import document
@@ -25,6 +26,7 @@ FEATURES: tuple[Feature, ...] = (
     platform.FEATURE,
     tenants.FEATURE,
     activity.FEATURE,
+    wallboard.FEATURE,
     people.FEATURE,
     invites.FEATURE,
     account.FEATURE,

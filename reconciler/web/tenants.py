@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from reconciler.web import events, totp, views
+from reconciler.web import events, totp, views, wallboard
 from reconciler.web.access import Principal, visible_tenant_ids
 from reconciler.web.context import port_of, portal_of, principal, render, scope
 from reconciler.web.errors import SwitchUnavailable
@@ -41,6 +41,7 @@ from reconciler.web.openapi import (
     ref,
     string,
 )
+from reconciler.web.phone_setup import account_uri, transports
 from reconciler.web.ports import CREDENTIALS, HISTORY, PRESENCE, TENANT_SYNC
 
 routes = web.RouteTableDef()
@@ -89,6 +90,7 @@ def _tenant_page(
         scope=sc,
         statuses=STATUSES,
         status_error=status_error,
+        wallboards=[q.name for q in wallboard.visible_queues(sc)],
     )
 
 
@@ -108,6 +110,7 @@ def _extension_page(
         request,
         "extension.html",
         scope=sc,
+        transports=transports(portal_of(request).config, sc.state.tenant.domain),
         ext=views.extension_view(ext, regs, sc),
         rotated=rotated,
         confirm_rotate=confirm_rotate,
@@ -118,9 +121,15 @@ def _extension_page(
 async def reveal(request: web.Request) -> web.StreamResponse:
     sc = scope(request, request.match_info["tenant"])
     creds = await actor(request).reveal(sc, request.match_info["number"])
-    # RFC 3261 userinfo with password: what most softphones' QR import understands
-    uri = f"sip:{creds.username}:{creds.password}@{creds.domain}"
-    return render(request, "credentials.html", scope=sc, creds=creds, qr=totp.qr_data_uri(uri))
+    rows = transports(portal_of(request).config, creds.domain)
+    return render(
+        request,
+        "credentials.html",
+        scope=sc,
+        creds=creds,
+        transports=rows,
+        qr=totp.qr_data_uri(account_uri(creds, rows[0])),
+    )
 
 
 @routes.post("/t/{tenant}/extensions/{number}/rotate")
