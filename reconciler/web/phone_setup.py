@@ -11,6 +11,7 @@ setup: the realm and the registrar are then the same name). Nothing here is a se
 from __future__ import annotations
 
 from dataclasses import dataclass
+from xml.sax.saxutils import escape
 
 from reconciler.store.credentials import SipCredentials
 from reconciler.web.config import PortalConfig
@@ -52,3 +53,25 @@ def account_uri(creds: SipCredentials, via: Transport) -> str:
     where = "" if via.host == creds.domain else f";maddr={via.host}"
     port = "" if via.port == 5060 else f":{via.port}"
     return f"sip:{creds.username}:{creds.password}@{creds.domain}{port}{where};transport={via.transport}"
+
+
+def wave_account_xml(creds: SipCredentials, via: Transport, account_name: str) -> str:
+    """The QR code Grandstream Wave (Android and iOS; "Scan QR code" when adding an account)
+    imports: its ``AccountConfig`` XML, the account with its password. The registrar is
+    the domain (the realm FreeSWITCH challenges with); ``via`` becomes the outbound proxy
+    when it is not simply the domain on 5060. Only ever put on the owner's reveal page."""
+    proxy = "" if (via.host, via.port) == (creds.domain, 5060) else f"{via.host}:{via.port}"
+    fields = {
+        "RegisterServer": creds.domain,
+        "OutboundServer": proxy,
+        "UserID": creds.username,
+        "AuthID": creds.username,
+        "AuthPass": creds.password,
+        "AccountName": account_name,
+        "DisplayName": creds.username,
+    }
+    body = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in fields.items())
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        f'<AccountConfig version="1"><Account>{body}</Account></AccountConfig>'
+    )

@@ -41,7 +41,7 @@ from reconciler.web.openapi import (
     ref,
     string,
 )
-from reconciler.web.phone_setup import account_uri, transports
+from reconciler.web.phone_setup import account_uri, transports, wave_account_xml
 from reconciler.web.ports import CREDENTIALS, HISTORY, PRESENCE, TENANT_SYNC
 
 routes = web.RouteTableDef()
@@ -129,6 +129,9 @@ async def reveal(request: web.Request) -> web.StreamResponse:
         creds=creds,
         transports=rows,
         qr=totp.qr_data_uri(account_uri(creds, rows[0])),
+        wave_qr=totp.qr_data_uri(
+            wave_account_xml(creds, rows[0], f"{creds.username} {sc.state.tenant.name}")
+        ),
     )
 
 

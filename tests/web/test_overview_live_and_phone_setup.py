@@ -85,3 +85,25 @@ async def test_without_a_sip_host_phones_use_the_tenant_domain(
     page = unquote(await (await client.get("/t/acme/extensions/1010")).text())
     assert "acme.example.com:5060;transport=udp" in page
     assert "acme.example.com:5061;transport=tls" in page
+
+
+def test_the_wave_qr_holds_the_account_as_grandstream_wave_reads_it() -> None:
+    import xml.etree.ElementTree as ET
+
+    from reconciler.store import SipCredentials
+    from reconciler.web.phone_setup import transports, wave_account_xml
+
+    creds = SipCredentials("1010", "acme.example.com", "pw<&>x")
+    config = PortalConfig(public_url="http://portal.test", sip_host="sip.example.net")
+    account = ET.fromstring(
+        wave_account_xml(creds, transports(config, creds.domain)[0], "1010 Acme & Co")
+    ).find("Account")
+    assert account is not None
+    fields = {child.tag: child.text or "" for child in account}
+    assert fields["RegisterServer"] == "acme.example.com"
+    assert fields["OutboundServer"] == "sip.example.net:5060"
+    assert (fields["UserID"], fields["AuthID"], fields["AuthPass"]) == ("1010", "1010", "pw<&>x")
+    assert fields["AccountName"] == "1010 Acme & Co"
+    plain = PortalConfig(public_url="http://portal.test")
+    xml = wave_account_xml(creds, transports(plain, creds.domain)[0], "x")
+    assert "<OutboundServer></OutboundServer>" in xml
