@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from reconciler.store.accounts import AuditEntry
+from reconciler.store.accounts import AuditEntry, audit_entry
 from reconciler.store.errors import translated
 
 
@@ -31,17 +31,6 @@ class AuditFilter:
     until: datetime | None = None
 
 
-_WHERE = """
-    (%(scope)s::text IS NULL OR tenant_id = %(scope)s OR tenant_ids @> ARRAY[%(scope)s::text])
-    AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s
-         OR tenant_ids @> ARRAY[%(tenant)s::text])
-    AND (%(actor)s::text IS NULL OR lower(actor) = lower(%(actor)s))
-    AND (%(action)s::text IS NULL OR action = %(action)s)
-    AND (%(since)s::timestamptz IS NULL OR at >= %(since)s)
-    AND (%(until)s::timestamptz IS NULL OR at < %(until)s)
-"""
-
-
 @translated
 def read_audit_page(
     conn: psycopg.Connection,
@@ -54,20 +43,23 @@ def read_audit_page(
     """Most recent first: rows of ``scope`` (a tenant id; None is every row, for super
     admins only) that match ``wanted``, ``limit`` of them after skipping ``offset``."""
     rows = conn.execute(
-        "SELECT id, at, actor, tenant_id, action, target, result, client_addr, detail,"
-        " tenant_ids FROM pbx.portal_audit WHERE"
-        + _WHERE
-        + "ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s",
+        """
+        SELECT id, at, actor, tenant_id, action, target, result, client_addr, detail,
+               tenant_ids
+        FROM pbx.portal_audit
+        WHERE (%(scope)s::text IS NULL OR tenant_id = %(scope)s
+               OR tenant_ids @> ARRAY[%(scope)s::text])
+          AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s
+               OR tenant_ids @> ARRAY[%(tenant)s::text])
+          AND (%(actor)s::text IS NULL OR lower(actor) = lower(%(actor)s))
+          AND (%(action)s::text IS NULL OR action = %(action)s)
+          AND (%(since)s::timestamptz IS NULL OR at >= %(since)s)
+          AND (%(until)s::timestamptz IS NULL OR at < %(until)s)
+        ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s
+        """,
         _params(scope, wanted) | {"limit": limit, "offset": offset},
     ).fetchall()
-    return [_entry(row) for row in rows]
-
-
-def _entry(row: tuple[Any, ...]) -> AuditEntry:
-    id_, at, actor, tenant_id, action, target, result, client_addr, detail, tenant_ids = row
-    return AuditEntry(
-        id_, at, actor, tenant_id, action, target, result, client_addr, detail, tuple(tenant_ids)
-    )
+    return [audit_entry(row) for row in rows]
 
 
 def _params(scope: str | None, wanted: AuditFilter) -> dict[str, Any]:
