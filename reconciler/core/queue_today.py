@@ -68,6 +68,9 @@ class QueueToday:
         self._roll(now)
         before = self._seen.get(queue)
         current = {m.uuid: _Seen(m.state == ANSWERED, m.joined_at) for m in members}
+        if not current and not before:  # most queues, most of the time: nothing to do
+            self._seen[queue] = current
+            return
         figures = self._figures.setdefault(queue, QueueFigures())
         if before is not None:
             for uuid, seen in current.items():

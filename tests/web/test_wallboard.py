@@ -81,3 +81,18 @@ async def test_another_tenants_queue_is_404(
         "/api/v1/tenants/globex/queues/nope/wallboard",
     ):
         assert (await client.get(url)).status == 404, url
+
+
+def test_the_background_tally_counts_without_any_wallboard_open(deps: FakePortalDeps) -> None:
+    from reconciler.core.queue_today import QueueToday
+    from reconciler.web.wallboard import tally
+
+    today = QueueToday()
+    tenants = list(deps.state.values())
+    tally(tenants, deps.presence, today)
+    deps.presence.caller(DOMAIN, "sales", "5553")
+    tally(tenants, deps.presence, today)
+    deps.presence.set_members(DOMAIN, "sales", [])
+    tally(tenants, deps.presence, today)
+    figures = today.figures(f"sales@{DOMAIN}", datetime.now(UTC))
+    assert (figures.answered, figures.abandoned) == (0, 1)
