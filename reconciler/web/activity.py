@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from reconciler.store.audit_query import AuditFilter, read_audit_page
+from reconciler.store.runner import Connection
 from reconciler.web import views
 from reconciler.web.audit_csv import audit_csv
 from reconciler.web.context import port_of, portal_of, render, scope
@@ -143,8 +144,7 @@ def _link(base: str, query: dict[str, str], page: int) -> str:
 @routes.get("/platform/activity/audit.csv")
 async def platform_csv(request: web.Request) -> web.StreamResponse:
     require_super(request)
-    wanted = audit_filter(request, tenant_allowed=True)
-    return _csv(await _audit(request, None, wanted, CSV_ROWS, 0), "audit")
+    return await _csv(request, None, audit_filter(request, tenant_allowed=True), "audit")
 
 
 @routes.get("/t/{tenant}/activity/audit.csv")
@@ -152,12 +152,22 @@ async def tenant_csv(request: web.Request) -> web.StreamResponse:
     sc = scope(request, request.match_info["tenant"])
     sc.require_all()
     wanted = audit_filter(request, tenant_allowed=False)
-    return _csv(await _audit(request, sc.tenant_id, wanted, CSV_ROWS, 0), f"audit-{sc.tenant_id}")
+    return await _csv(request, sc.tenant_id, wanted, f"audit-{sc.tenant_id}")
 
 
-def _csv(rows: list[views.View], name: str) -> web.Response:
+def _export(conn: Connection, *, tenant_scope: str | None, wanted: AuditFilter) -> str:
+    """Read and format in the portal's database threads: 10,000 rows of CSV are tens of
+    milliseconds the event loop (shared with xml_curl) never spends."""
+    entries = read_audit_page(conn, scope=tenant_scope, wanted=wanted, limit=CSV_ROWS)
+    return audit_csv(views.audit_view(e) for e in entries)
+
+
+async def _csv(
+    request: web.Request, tenant_scope: str | None, wanted: AuditFilter, name: str
+) -> web.Response:
+    text = await portal_of(request).db.run(_export, tenant_scope=tenant_scope, wanted=wanted)
     return web.Response(
-        text=audit_csv(rows),
+        text=text,
         content_type="text/csv",
         charset="utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
