@@ -101,6 +101,7 @@ SHOTS = (
     ("alice@acme.example.com", "tenant-admin", "/t/acme"),
     ("bob@acme.example.com", "agent", "/t/acme"),
     ("carol@acme.example.com", "member-credentials", "/t/acme/extensions/1010"),
+    ("alice@acme.example.com", "queue-wallboard", "/t/acme/queues/support/wallboard"),
 )
 # name suffix -> browser context options: desktop and a 390 px phone, light and dark.
 VARIANTS: dict[str, dict[str, Any]] = {
