@@ -127,7 +127,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     with scratch_database(SERVER) as dsn, live_portal(dsn) as portal, sync_playwright() as pw:
         populate(portal.deps)
-        secrets = {email: portal.account(email) for email, _, _ in SHOTS}
+        secrets = {email: portal.account(email) for email in dict.fromkeys(e for e, _, _ in SHOTS)}
         browser = launch(pw)
         for suffix, options in VARIANTS.items():
             for email, name, path in SHOTS:
