@@ -74,6 +74,7 @@ SETTINGS: Mapping[str, Setting] = {
         Setting("portal_sip_host", "PBX_PORTAL_SIP_HOST", None),
         Setting("portal_sip_port", "PBX_PORTAL_SIP_PORT", 5060, parse=int),
         Setting("portal_sip_tls_port", "PBX_PORTAL_SIP_TLS_PORT", 5061, parse=int),
+        Setting("portal_service_level", "PBX_PORTAL_SERVICE_LEVEL", 20.0, parse=float),
         Setting("smtp_url", "PBX_SMTP_URL", None, secret=True),
         Setting("smtp_from", "PBX_SMTP_FROM", None),
     )

@@ -120,6 +120,13 @@ _PORTAL_OPTIONS: list[Callable[[F], F]] = [
         metavar="PORT",
         help="SIP port for TLS [PBX_PORTAL_SIP_TLS_PORT, 5061].",
     ),
+    click.option(
+        "--portal-service-level",
+        type=click.FloatRange(1, 3600),
+        metavar="SECONDS",
+        help="Wallboards: a caller answered within this counts toward the service level "
+        "[PBX_PORTAL_SERVICE_LEVEL, 20].",
+    ),
 ]
 
 
@@ -154,6 +161,7 @@ def portal_config(cfg: ResolvedSettings) -> PortalConfig | None:
             sip_host=cfg["portal_sip_host"],
             sip_port=int(cfg["portal_sip_port"]),
             sip_tls_port=int(cfg["portal_sip_tls_port"]),
+            service_level=float(cfg["portal_service_level"]),
         )
     except ValueError as exc:
         raise SettingsError(f"portal: {exc}") from exc

@@ -64,6 +64,7 @@ class PortalConfig:
     sip_host: str | None = None  # what phones register to; None: each tenant's SIP domain
     sip_port: int = 5060  # UDP and TCP
     sip_tls_port: int = 5061
+    service_level: float = 20.0  # wallboards: answered within this many seconds
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.public_url)
@@ -81,6 +82,8 @@ class PortalConfig:
             parse_sip_host(self.sip_host)
         if not (0 < self.sip_port < 65536 and 0 < self.sip_tls_port < 65536):
             raise ValueError("SIP ports: 1 to 65535")
+        if not 1 <= self.service_level <= 3600:
+            raise ValueError("service level: 1 to 3600 seconds")
 
     @property
     def base_url(self) -> str:
@@ -177,6 +180,7 @@ def config_from_settings(
     sip_host: str | None = None,
     sip_port: int = 5060,
     sip_tls_port: int = 5061,
+    service_level: float = 20.0,
 ) -> PortalConfig:
     """The portal's config from the CLI's settings (``PBX_PORTAL_*``), as given."""
     host, port = parse_listen(listen)
@@ -202,6 +206,7 @@ def config_from_settings(
         sip_host=sip_host or None,
         sip_port=sip_port,
         sip_tls_port=sip_tls_port,
+        service_level=service_level,
     )
 
 

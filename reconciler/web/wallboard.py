@@ -34,7 +34,6 @@ from reconciler.web.ports import PRESENCE
 
 routes = web.RouteTableDef()
 TODAY = web.AppKey("pbx_queue_today", QueueToday)
-SERVICE_LEVEL_SECONDS = 20.0  # answered within this counts toward the service level
 TALLY_EVERY = 1.0  # seconds between two looks of the background tally at most
 STATES = ("available", "in call", "on break", "logged out")
 
@@ -170,7 +169,7 @@ async def _tally(app: web.Application) -> None:
 
 
 async def lifetime(app: web.Application) -> AsyncIterator[None]:
-    app[TODAY] = QueueToday(SERVICE_LEVEL_SECONDS)
+    app[TODAY] = QueueToday(app[PORTAL_KEY].config.service_level)
     task = asyncio.create_task(_tally(app))
     try:
         yield

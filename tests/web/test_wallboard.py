@@ -96,3 +96,17 @@ def test_the_background_tally_counts_without_any_wallboard_open(deps: FakePortal
     tally(tenants, deps.presence, today)
     figures = today.figures(f"sales@{DOMAIN}", datetime.now(UTC))
     assert (figures.answered, figures.abandoned) == (0, 1)
+
+
+async def test_the_service_level_target_is_a_setting(deps: FakePortalDeps, portal_dsn: str) -> None:
+    from aiohttp.test_utils import TestServer
+
+    from reconciler.web import PortalConfig, make_portal_app
+
+    config = PortalConfig(public_url="http://portal.test", service_level=30)
+    async with TestClient(TestServer(make_portal_app(deps, config))) as client:
+        await _as(client, deps, portal_dsn, ALICE)
+        board = await (await client.get(API.format("sales"))).json()
+        assert board["service_level_seconds"] == 30
+        page = await (await client.get("/t/acme/queues/sales/wallboard")).text()
+        assert "Service level (30 s)" in page
