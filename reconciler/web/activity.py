@@ -29,20 +29,23 @@ routes = web.RouteTableDef()
 
 PAGE_SIZE = 50
 CSV_ROWS = 10_000  # an export beyond that is a database dump: narrow the filters
-KNOWN_ACTIONS = (
+KNOWN_ACTIONS = (  # offered in the action filter; any other text filters all the same
     "login",
     "logout",
     "reveal",
     "rotate",
-    "agent_status",
+    "set_status",
     "invite",
     "activate",
+    "reset_issue",
+    "reset_request",
     "reset",
     "password_change",
     "token_create",
     "token_revoke",
     "session_revoke",
     "revoke",
+    "revoke_all",
     "login_unlock",
 )
 
@@ -204,7 +207,7 @@ def _query(name: str, description: str) -> dict[str, Any]:
 
 FILTERS = [
     _query("actor", "only this person's rows (email, any case)"),
-    _query("action", "only this action (login, reveal, agent_status, ...)"),
+    _query("action", "only this action (login, reveal, set_status, ...)"),
     _query("since", "ISO 8601 date or date and time (UTC unless given): rows at or after"),
     _query("until", "ISO 8601 date (that whole day included) or date and time: rows before"),
 ]

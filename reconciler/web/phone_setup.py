@@ -29,12 +29,6 @@ class Transport:
         """The outbound proxy as most phones take it: ``host:port;transport=x``."""
         return f"{self.host}:{self.port};transport={self.transport}"
 
-    @property
-    def uri(self) -> str:
-        """The registrar as a SIP URI (``sips:`` for TLS)."""
-        scheme = "sips" if self.transport == "tls" else "sip"
-        return f"{scheme}:{self.host}:{self.port};transport={self.transport}"
-
 
 def transports(config: PortalConfig, domain: str) -> list[Transport]:
     """The ways a phone of ``domain`` reaches the switches, most common first."""
