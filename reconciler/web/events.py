@@ -1,11 +1,14 @@
-"""Server-sent events: the live parts of a tenant page (registrations, agents' status and
-state, callers waiting in queues) re-rendered whenever the presence cache changes.
+"""Server-sent events: the live parts of pages re-rendered as things change, the tenant
+pages' here (registrations, agents' status and state, callers waiting in queues) and any
+feature's through ``fragment_stream`` (the overview, the queue wallboard).
 
 Each event is ``fragment`` with ``{"id": element id, "html": rendered partial}``; the page's
 one static script swaps it in. Rendering reuses the page's own partials and the caller's
-scope is re-checked before every update, so a revoked session or a demotion in git stops
-the stream (``end``) instead of leaking one more update. Idle streams get a comment every
-``sse_heartbeat`` seconds (proxies drop silent connections).
+right to see it is re-checked before every update, so a revoked session or a demotion in
+git stops the stream (``end``) instead of leaking one more update. A stream renders on each
+change of the presence cache (and every few seconds for facts the cache does not signal)
+and sends only what changed; an idle one gets a comment every ``sse_heartbeat`` seconds
+(proxies drop silent connections).
 """
 
 from __future__ import annotations
