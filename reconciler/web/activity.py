@@ -107,10 +107,15 @@ async def platform_activity(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/t/{tenant}/activity")
 async def tenant_activity(request: web.Request) -> web.StreamResponse:
+    tenant_id, wanted = _tenant_reader(request)
+    return await _page(request, tenant_id, wanted, f"/t/{tenant_id}/activity")
+
+
+def _tenant_reader(request: web.Request) -> tuple[str, AuditFilter]:
+    """A tenant's Activity: its admins' (and super admins'), with filters but no tenant."""
     sc = scope(request, request.match_info["tenant"])
     sc.require_all()
-    wanted = audit_filter(request, tenant_allowed=False)
-    return await _page(request, sc.tenant_id, wanted, f"/t/{sc.tenant_id}/activity")
+    return sc.tenant_id, audit_filter(request, tenant_allowed=False)
 
 
 async def _page(
@@ -152,10 +157,8 @@ async def platform_csv(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/t/{tenant}/activity/audit.csv")
 async def tenant_csv(request: web.Request) -> web.StreamResponse:
-    sc = scope(request, request.match_info["tenant"])
-    sc.require_all()
-    wanted = audit_filter(request, tenant_allowed=False)
-    return await _csv(request, sc.tenant_id, wanted, f"audit-{sc.tenant_id}")
+    tenant_id, wanted = _tenant_reader(request)
+    return await _csv(request, tenant_id, wanted, f"audit-{tenant_id}")
 
 
 def _export(conn: Connection, *, tenant_scope: str | None, wanted: AuditFilter) -> str:
@@ -190,10 +193,8 @@ async def api_audit(request: web.Request) -> web.StreamResponse:
 
 @routes.get(V1 + "/tenants/{tenant}/audit")
 async def api_tenant_audit(request: web.Request) -> web.StreamResponse:
-    sc = scope(request, request.match_info["tenant"])
-    sc.require_all()
-    wanted = audit_filter(request, tenant_allowed=False)
-    rows = await _audit(request, sc.tenant_id, wanted, query_limit(request), query_offset(request))
+    tenant_id, wanted = _tenant_reader(request)
+    rows = await _audit(request, tenant_id, wanted, query_limit(request), query_offset(request))
     return ok({"audit": rows})
 
 
