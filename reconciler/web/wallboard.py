@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,7 @@ from reconciler.web.handling import V1, ok
 from reconciler.web.openapi import TENANT, integer, obj, operation, string
 from reconciler.web.ports import PRESENCE
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 TODAY = web.AppKey("pbx_queue_today", QueueToday)
 TALLY_EVERY = 1.0  # seconds between two looks of the background tally at most
@@ -162,9 +164,12 @@ async def _tally(app: web.Application) -> None:
     while not portal.closing.is_set():
         version = await presence.changed(version, 60.0)
         tenants = list(portal.deps.applied_state().values())
-        for start in range(0, len(tenants), TALLY_SLICE):
-            tally(tenants[start : start + TALLY_SLICE], presence, app[TODAY])
-            await asyncio.sleep(0)
+        try:
+            for start in range(0, len(tenants), TALLY_SLICE):
+                tally(tenants[start : start + TALLY_SLICE], presence, app[TODAY])
+                await asyncio.sleep(0)
+        except Exception:  # a bad look must not end the day's counting
+            log.exception("wallboard tally failed; next look at the next change")
         await asyncio.sleep(TALLY_EVERY)
 
 
