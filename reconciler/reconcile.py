@@ -320,7 +320,7 @@ class Reconciler:
             raise
         finally:
             try:
-                self.store.record_spec_status(planned.spec_status())
+                self.store.record_spec_status(planned.spec_status(), planned.revision)
             except StoreError:
                 if failure is None:
                     raise

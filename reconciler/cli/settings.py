@@ -72,6 +72,11 @@ SETTINGS: Mapping[str, Setting] = {
         Setting("portal_unauthenticated_limit", "PBX_PORTAL_UNAUTHENTICATED_LIMIT", "120/60"),
         Setting("portal_token_max_days", "PBX_PORTAL_TOKEN_MAX_DAYS", 90, parse=int),
         Setting("phone_wss", "PBX_PHONE_WSS", (), is_list=True),
+        Setting("portal_revision_url", "PBX_PORTAL_REVISION_URL", None),
+        Setting("portal_sip_host", "PBX_PORTAL_SIP_HOST", None),
+        Setting("portal_sip_port", "PBX_PORTAL_SIP_PORT", 5060, parse=int),
+        Setting("portal_sip_tls_port", "PBX_PORTAL_SIP_TLS_PORT", 5061, parse=int),
+        Setting("portal_service_level", "PBX_PORTAL_SERVICE_LEVEL", 20.0, parse=float),
         Setting("smtp_url", "PBX_SMTP_URL", None, secret=True),
         Setting("smtp_from", "PBX_SMTP_FROM", None),
     )

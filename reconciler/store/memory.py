@@ -121,7 +121,11 @@ class MemoryStore:
                 attempted_at=now,
             )
 
-    def record_spec_status(self, invalid: Mapping[str, tuple[str | None, Sequence[str]]]) -> None:
+    def record_spec_status(
+        self,
+        invalid: Mapping[str, tuple[str | None, Sequence[str]]],
+        revision: GitRevision | None = None,
+    ) -> None:
         self._check("record_spec_status")
         now = datetime.now(UTC)
         self.spec_status = {

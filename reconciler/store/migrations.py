@@ -248,6 +248,19 @@ CREATE TABLE pbx.portal_removed_sessions (
 );
 """),
     ),
+    Migration(
+        9,
+        "apply history: a tenant turning invalid and valid again (action 'validate')",
+        sql.SQL("""
+ALTER TABLE pbx.apply_history
+    DROP CONSTRAINT apply_history_action_check,
+    DROP CONSTRAINT apply_history_result_check,
+    ADD CONSTRAINT apply_history_action_check
+        CHECK (action IN ('apply', 'prune', 'rotate', 'validate')),
+    ADD CONSTRAINT apply_history_result_check
+        CHECK (result IN ('applied', 'failed', 'invalid', 'valid'));
+"""),
+    ),
 )
 
 TENANT_MIGRATIONS: tuple[Migration, ...] = (

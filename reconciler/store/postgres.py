@@ -115,8 +115,12 @@ class PostgresStore:
             self.own_backend_pids = frozenset(pids)
             return apply_plan(pool, plan, workers=2, **arguments)  # type: ignore[arg-type]
 
-    def record_spec_status(self, invalid: Mapping[str, tuple[str | None, Sequence[str]]]) -> None:
-        record_spec_status(self.connection, invalid)
+    def record_spec_status(
+        self,
+        invalid: Mapping[str, tuple[str | None, Sequence[str]]],
+        revision: GitRevision | None = None,
+    ) -> None:
+        record_spec_status(self.connection, invalid, revision=revision, host=self.host)
 
     def apply_platform(
         self,

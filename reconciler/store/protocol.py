@@ -66,8 +66,13 @@ class Store(Protocol):
         ...
 
     def record_spec_status(
-        self, invalid: Mapping[str, tuple[str | None, Sequence[str]]]
-    ) -> None: ...
+        self,
+        invalid: Mapping[str, tuple[str | None, Sequence[str]]],
+        revision: GitRevision | None = None,
+    ) -> None:
+        """The durable invalid-spec status; a tenant turning invalid or valid again is
+        recorded in the apply history with ``revision``."""
+        ...
 
     def apply_platform(
         self,

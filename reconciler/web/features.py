@@ -7,6 +7,7 @@ from typing import Any
 
 from reconciler.web import (
     account,
+    activity,
     api,
     calls,
     invites,
@@ -16,6 +17,7 @@ from reconciler.web import (
     platform,
     softphone,
     tenants,
+    wallboard,
 )
 from reconciler.web.feature import Feature, api_paths
 from reconciler.web.openapi import document
@@ -26,6 +28,8 @@ FEATURES: tuple[Feature, ...] = (
     platform.FEATURE,
     tenants.FEATURE,
     softphone.FEATURE,
+    activity.FEATURE,
+    wallboard.FEATURE,
     people.FEATURE,
     calls.FEATURE,
     invites.FEATURE,

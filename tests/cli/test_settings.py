@@ -100,6 +100,33 @@ def test_portal_trusted_proxies_from_the_flag_or_the_environment() -> None:
     assert "--portal-trusted-proxies" in result.output
 
 
+def test_portal_revision_url_sip_host_and_service_level() -> None:
+    from reconciler.cli.users import portal_config
+
+    env = {
+        "PBX_PORTAL_REVISION_URL": "https://git.example.com/pbx/commit/{revision}",
+        "PBX_PORTAL_SIP_HOST": "sip.example.net",
+        "PBX_PORTAL_SIP_TLS_PORT": "5071",
+        "PBX_PORTAL_SERVICE_LEVEL": "30",
+    }
+    config = portal_config(resolve({}, environ=env))
+    assert config is not None
+    assert config.revision_url == env["PBX_PORTAL_REVISION_URL"]
+    assert (config.sip_host, config.sip_port, config.sip_tls_port) == (
+        "sip.example.net",
+        5060,
+        5071,
+    )
+    assert config.service_level == 30
+    with pytest.raises(SettingsError, match="revision URL"):
+        portal_config(resolve({"portal_revision_url": "http://x/{revision}"}, environ={}))
+    with pytest.raises(SettingsError, match="SIP host"):
+        portal_config(resolve({"portal_sip_host": "sip.example.net;x=1"}, environ={}))
+    result = CliRunner().invoke(main, ["run", "--help"])
+    for flag in ("--portal-revision-url", "--portal-sip-host", "--portal-service-level"):
+        assert flag in result.output
+
+
 def _daemon_config(monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str]) -> Any:
     """What `pbx run` would start the daemon with (the daemon itself is not started)."""
     from reconciler.cli import daemon as daemon_cli

@@ -262,6 +262,13 @@ class FakePresence:
         ]
         self._put(domain, replace(current, members=members))
 
+    def set_members(self, domain: str, queue: str, members: Sequence[QueueMember]) -> None:
+        """The queue's callers are now exactly ``members`` (answered, gone, ...)."""
+        current = self.domain(domain)
+        changed = dict(current.members)
+        changed[f"{queue}@{domain}"] = tuple(members)
+        self._put(domain, replace(current, members=changed))
+
 
 @dataclass
 class FakePortalDeps:
