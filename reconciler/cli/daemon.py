@@ -19,7 +19,7 @@ from reconciler.cli.users import portal_config, portal_options
 from reconciler.core import logs
 from reconciler.core.errors import PbxError, SettingsError
 from reconciler.daemon import DaemonConfig, default_state_dir, run_daemon
-from reconciler.daemon.config import DEFAULT_STATUS_LISTEN
+from reconciler.daemon.config import DEFAULT_STATUS_LISTEN, MAX_XML_CURL_WORKERS
 from reconciler.serve import ListenerUnavailable
 from reconciler.switch import parse_node_specs
 
@@ -35,7 +35,14 @@ from reconciler.switch import parse_node_specs
     type=int,
     metavar="N",
     help="Answer xml_curl from N worker processes sharing --listen; 0 answers it in the "
-    "daemon itself [PBX_XML_CURL_WORKERS, 0].",
+    "daemon itself [PBX_XML_CURL_WORKERS; default: one per core].",
+)
+@click.option(
+    "--xml-curl-hang-timeout",
+    type=float,
+    metavar="SECONDS",
+    help="A worker whose event loop has not turned for this long is killed and replaced "
+    "[PBX_XML_CURL_HANG_TIMEOUT, 10].",
 )
 @click.option(
     "--status-listen",
@@ -111,6 +118,9 @@ def run(ctx: click.Context, /, **_: Any) -> None:
             credentials_grace=parse_seconds(cfg["credentials_grace"], "credentials_grace"),
             portal=portal_config(cfg),
             xml_curl_workers=_workers(cfg["xml_curl_workers"]),
+            xml_curl_hang_seconds=parse_seconds(
+                cfg["xml_curl_hang_timeout"], "xml_curl_hang_timeout"
+            ),
             status_listen=parse_host_port(cfg["status_listen"]) if cfg["status_listen"] else None,
         )
     except PbxError as exc:
@@ -128,8 +138,8 @@ def run(ctx: click.Context, /, **_: Any) -> None:
 
 def _workers(value: object) -> int:
     count = int(str(value))
-    if not 0 <= count <= 256:
-        raise SettingsError(f"--xml-curl-workers must be 0..256, not {count}")
+    if not 0 <= count <= MAX_XML_CURL_WORKERS:
+        raise SettingsError(f"--xml-curl-workers must be 0..{MAX_XML_CURL_WORKERS}, not {count}")
     return count
 
 
@@ -147,8 +157,8 @@ def _status_base(cfg: Any) -> str:
 @click.command()
 @click.option(
     "--url",
-    help="Daemon base URL [PBX_STATUS_URL; default http://<listen>, or the status listener "
-    "with --xml-curl-workers].",
+    help="Daemon base URL [PBX_STATUS_URL; default: the status listener "
+    "(--status-listen, 127.0.0.1:8181), or http://<listen> with --xml-curl-workers 0].",
 )
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @global_options

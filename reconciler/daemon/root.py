@@ -148,11 +148,7 @@ class Daemon:
             nodes=self.live.status(),
         )
         if self.workers is not None:
-            payload["xml_curl_workers"] = {
-                "configured": self.workers.count,
-                "running": len(self.workers.pids),
-                "restarts": self.workers.restarts,
-            }
+            payload["xml_curl_workers"] = self.workers.describe()
         return payload
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -223,8 +219,10 @@ class Daemon:
         }
         pid_file = self.config.state_dir / "xmlcurl-workers.pid"
         self.workers = XmlCurlWorkers(
-            self.config.xml_curl_workers, sock, settings, self.metrics, pid_file
-        )
+            self.config.xml_curl_workers, sock, settings, self.metrics, pid_file,
+            hang_seconds=self.config.xml_curl_hang_seconds,
+        )  # fmt: skip
+        self.metrics.worker_counts = self.workers.counts
         await self.workers.start()
 
     async def _close_listeners(self) -> None:

@@ -369,14 +369,16 @@ async def test_postgres_outage_keeps_serving_and_resumes(
 
 
 def spawn_daemon(tmp_path: Path, tenants_dir: Path, dsn: str, port: int) -> subprocess.Popen[bytes]:
-    """`pbx run` as a real process (its own signal handlers), on the given database."""
+    """`pbx run` as a real process (its own signal handlers), on the given database, with
+    its default xml_curl workers (one per core): ``port`` is where /status answers."""
     env = {
         **os.environ,
         "PBX_DATABASE_URL": dsn,
         "PBX_FREESWITCH": "127.0.0.1:1:ClueCon",
         "PBX_INTERVAL": "3600",
     }
-    command = [sys.executable, "-m", "reconciler", "run", "--listen", f"127.0.0.1:{port}"]
+    command = [sys.executable, "-m", "reconciler", "run", "--listen", f"127.0.0.1:{free_port()}"]
+    command += ["--status-listen", f"127.0.0.1:{port}"]
     command += ["--portal-listen", f"127.0.0.1:{free_port()}"]  # never a fixed port
     command += ["--tenants", str(tenants_dir), "--state-dir", str(tmp_path / "state")]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

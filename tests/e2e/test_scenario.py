@@ -338,6 +338,8 @@ async def test_pbx_run_defaults_to_the_embedded_database(tmp_path: Path) -> None
             f"127.0.0.1:{port}",
             "--portal-listen",
             f"127.0.0.1:{_free_port()}",
+            "--status-listen",  # the default xml_curl workers own --listen
+            f"127.0.0.1:{_free_port()}",
             "--tenants",
             str(tenants),
             "--state-dir",
