@@ -20,6 +20,7 @@ SIGHUP (a full pass) every 5 s; ``--xml-curl-workers 0`` and ``2`` interleaved, 
 
 from __future__ import annotations
 
+import os
 import random
 import resource
 import sys
@@ -30,11 +31,13 @@ from types import MappingProxyType
 from typing import Any
 
 from reconciler.core.identity import DatabaseIdentity
+from reconciler.dataplane.board import Board
 from reconciler.serve.generation import open_generation, write_generation
 from reconciler.serve.snapshot import DirectoryUser, ServedTenant, Snapshot
 from reconciler.serve.templating import load_templates
 from reconciler.serve.xmlcurl import answer
 
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))  # interleaved rounds of http and passes
 ID = DatabaseIdentity("1", "pbx", "0b6f3f9e-5d1c-4f7a-9a55-2f1e0c3d4b5a")
 
 
@@ -181,14 +184,15 @@ def _start_workers(count: int, generation: Path) -> tuple[int, list[Any]]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
+    board = Board.create(count)
     settings = {"fd": sock.fileno(), "generation_path": str(generation), "dsn_fingerprint": "fp",
-                "auth": list(CREDENTIALS), "templates_dir": None}  # fmt: skip
+                "auth": list(CREDENTIALS), "templates_dir": None, "board_fd": board.fd}  # fmt: skip
     procs = []
-    for _ in range(count):
+    for slot in range(count):
         proc = subprocess.Popen([sys.executable, "-m", "reconciler.dataplane.worker"],
-                                stdin=subprocess.PIPE, pass_fds=(sock.fileno(),),
+                                stdin=subprocess.PIPE, pass_fds=(sock.fileno(), board.fd),
                                 stderr=subprocess.DEVNULL)  # fmt: skip
-        proc.stdin.write(json.dumps(settings).encode() + b"\n")
+        proc.stdin.write(json.dumps({**settings, "slot": slot}).encode() + b"\n")
         proc.stdin.close()
         procs.append(proc)
     port = sock.getsockname()[1]
@@ -224,7 +228,7 @@ def http_main(workers: int, seconds: float) -> None:
         _wait(inproc_port)
         _wait(worker_port)
         results: dict[str, dict[str, list[float]]] = {}
-        for _round in range(2):
+        for _round in range(ROUNDS):
             for name, port in (("in-process", inproc_port), (f"{workers} workers", worker_port)):
                 for conns in (1, 16):
                     got = asyncio.run(_drive(port, requests, conns, seconds))
@@ -232,7 +236,7 @@ def http_main(workers: int, seconds: float) -> None:
         for name, by_conns in results.items():
             for conns, times in by_conns.items():
                 times.sort()
-                rate = len(times) / (2 * seconds)
+                rate = len(times) / (ROUNDS * seconds)
                 print(f"{name}, {conns} conn, close: {rate:,.0f} lookups/s, "
                       f"p50 {times[len(times) // 2] * 1e3:.2f} ms, "
                       f"p99 {times[int(len(times) * 0.99)] * 1e3:.2f} ms, "
@@ -326,7 +330,7 @@ def passes_main(tenants: int, seconds: float) -> None:
         (root / "tenants.d" / f"t{i:05d}.yaml").write_text(tenant_yaml(i, 100))
     last = _sip_auth(f"t{tenants - 1:05d}.example.net", "1099")
     try:
-        for round_ in range(2):
+        for round_ in range(ROUNDS):
             for workers in (0, 2):
                 proc, port, _status = _spawn_daemon(dsn, root / "tenants.d",
                                                     root / f"state-{workers}-{round_}", workers)  # fmt: skip

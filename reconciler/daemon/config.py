@@ -69,7 +69,8 @@ class DaemonConfig:
 
     @property
     def generation_path(self) -> Path:
-        """The snapshot generation xml_curl workers map (``serve.generation``)."""
+        """The persisted snapshot generation (``serve.generation``): what a restart serves
+        at once and the xml_curl workers map."""
         return self.state_dir / "xmlcurl.generation"
 
     @property
@@ -86,7 +87,3 @@ class DaemonConfig:
             relative = tenants if not tenants.is_absolute() else Path(tenants.name)
             return self.state_dir / "git" / relative
         return self.tenants_dir
-
-    @property
-    def snapshot_path(self) -> Path:
-        return self.state_dir / "snapshot.json"

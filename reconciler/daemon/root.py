@@ -65,11 +65,10 @@ class Daemon:
             on_connection=self._connection,
         )
         self.served = ServedSnapshot(
-            config.snapshot_path,
+            config.generation_path,
             self.metrics,
             fingerprint=self.database.fingerprint,
             probe=self.database.probe_identity,
-            generation_path=config.generation_path if config.xml_curl_workers > 0 else None,
         )
         self.portal = PortalLink(config.portal, self.live, lambda: self.database.dsn)
         self.loop = PassLoop(
@@ -248,6 +247,7 @@ class Daemon:
     async def _shutdown(self) -> None:
         event(log, "shutting down")
         async with contextlib.AsyncExitStack() as stack:
+            stack.callback(self.served.close)  # last: after every listener is closed
             stack.push_async_callback(self.database.stop)
             stack.push_async_callback(self.portal.stop)
             if self._runner is not None:

@@ -1,9 +1,11 @@
-"""A snapshot generation: the served view as one immutable file worker processes map.
+"""A snapshot generation: the served view as one immutable file, the only one persisted.
 
-The control plane writes a generation whenever it swaps its snapshot (``write_generation``);
-xml_curl workers (``reconciler.dataplane``) map it read-only (``open_generation``) and look
-records up in place, so a worker's heap holds only what it is answering and every worker
-shares the file's pages through the page cache.
+The control plane writes a generation whenever the applied state changes
+(``write_generation``); it maps the file back to serve from it (``open_generation``), at
+start-up too (a restart serves the persisted generation in milliseconds, whatever its
+size), and so do xml_curl workers (``reconciler.dataplane``) and ``pbx serve``: lookups
+read records in place, a process's heap holds only what it is answering, and every
+process shares the file's pages through the page cache.
 
 Why a purpose-built index rather than LMDB: a generation is written once and never
 modified, so LMDB's transactions, free lists and writer lock buy nothing; a plain file
@@ -29,7 +31,7 @@ is verified once when a generation is opened, before anything in it is served. T
 holds A1 hashes only (never a password) and is mode 0600. An empty generation never
 replaces one holding users of the same database (``persist``'s rule).
 
-Neighbours: ``reconciler.serve.persist`` (identity binding, atomic writes),
+Neighbours: ``reconciler.serve.persist`` (identity binding, atomic writes, errors),
 ``reconciler.serve.snapshot`` (the records), ``reconciler.dataplane`` (the readers).
 """
 
@@ -79,6 +81,7 @@ class GenerationHeader:
     identity: DatabaseIdentity
     dsn_fingerprint: str
     users: int
+    counts: Mapping[str, int]
     slots: int
     body_bytes: int
     sha256: str
@@ -225,6 +228,7 @@ def _header_from(data: dict[str, Any], path: object) -> GenerationHeader:
             identity=DatabaseIdentity.from_dict(data["identity"]),
             dsn_fingerprint=str(data["dsn_fingerprint"]),
             users=int(data["counts"]["users"]),
+            counts=MappingProxyType({str(k): int(v) for k, v in data["counts"].items()}),
             slots=int(data["slots"]),
             body_bytes=int(data["body_bytes"]),
             sha256=str(data["sha256"]),
@@ -244,7 +248,7 @@ def open_generation(
     dsn_fingerprint: str,
 ) -> MappedGeneration:
     """Map a generation read-only, if it is whole and belongs to this database (the rule
-    of ``persist.load_snapshot``). Raises ``SnapshotMismatch`` or ``SnapshotError``; then
+    of ``persist.check_belongs``). Raises ``SnapshotMismatch`` or ``SnapshotError``; then
     nothing of it is served."""
     try:
         with open(path, "rb") as file:
@@ -277,6 +281,14 @@ class MappedGeneration:
         self._body = body
         self._mask = header.slots - 1
         self._queues: Mapping[str, QueueConfig] | None = None
+
+    @property
+    def user_count(self) -> int:
+        return self.header.users
+
+    def counts(self) -> dict[str, int]:
+        """Sizes for /status and logs (recorded in the header when written)."""
+        return dict(self.header.counts)
 
     def close(self) -> None:
         """Unmap; the generation must no longer be served."""
