@@ -4,6 +4,7 @@ answered in process vs by worker processes.
     python bench/bench_dataplane.py [tenants] [users] [lookups]      # answer() cost
     python bench/bench_dataplane.py http [workers] [seconds]         # over HTTP
     python bench/bench_dataplane.py passes [tenants] [seconds]       # during full passes
+    BENCH_BASE=DIR python bench/bench_dataplane.py rss [tenants]     # control plane RSS
 
 The first: a synthetic served view (tenants x users built directly as served records),
 directory lookups through ``xmlcurl.answer`` (the template render included; no cache),
@@ -357,8 +358,96 @@ def passes_main(tenants: int, seconds: float) -> None:
                 sql.Identifier(name)))  # fmt: skip
 
 
+# --- control plane memory ---------------------------------------------------------------
+
+
+def _rss_kb(pid: int) -> dict[str, int]:
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return {name: int(fields[name].split()[0]) for name in ("VmRSS", "VmHWM")}
+
+
+def _last_pass(status_port: int) -> dict[str, Any]:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/status", timeout=5) as r:
+        return dict(json.loads(r.read()).get("last_pass") or {})
+
+
+def _settled(status_port: int, trigger: str, timeout: float = 900.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            last = _last_pass(status_port)
+            if last.get("result") == "ok" and trigger in str(last.get("trigger")):
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"no {trigger} pass")
+
+
+def rss_main(tenants: int) -> None:
+    """The control plane's RSS (current and peak) with 2 workers after its first pass and
+    after a SIGHUP pass: this tree against ``BENCH_BASE`` (a tree of an earlier commit,
+    put first on the daemon's PYTHONPATH), interleaved, ``BENCH_ROUNDS`` rounds."""
+    import shutil
+    import signal
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_validate import tenant_yaml
+
+    server = "postgresql://postgres@127.0.0.1:5432/postgres"
+    name = f"pbx_bench_rss_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    root = Path(tempfile.mkdtemp(prefix="pbx-bench-rss-"))
+    (root / "tenants.d").mkdir()
+    for i in range(tenants):
+        (root / "tenants.d" / f"t{i:05d}.yaml").write_text(tenant_yaml(i, 100))
+    base = os.environ.get("BENCH_BASE", "")
+    try:
+        for round_ in range(ROUNDS):
+            for label, path in (("base", base), ("this", "")):
+                if label == "base" and not base:
+                    continue
+                os.environ["PYTHONPATH"] = path
+                proc, _port, status = _spawn_daemon(dsn, root / "tenants.d",
+                                                    root / f"state-{label}-{round_}", 2)  # fmt: skip
+                try:
+                    _settled(status, "start")
+                    time.sleep(3)
+                    first = _rss_kb(proc.pid)
+                    proc.send_signal(signal.SIGHUP)
+                    _settled(status, "sighup")
+                    time.sleep(3)
+                    after = _rss_kb(proc.pid)
+                    print(f"{label} round {round_}: control plane after the first pass "
+                          f"RSS {first['VmRSS'] / 1024:.0f} MB; after a SIGHUP pass RSS "
+                          f"{after['VmRSS'] / 1024:.0f} MB, peak {after['VmHWM'] / 1024:.0f} MB",
+                          flush=True)  # fmt: skip
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(timeout=60)
+    finally:
+        os.environ.pop("PYTHONPATH", None)
+        shutil.rmtree(root, ignore_errors=True)
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))  # fmt: skip
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["passes"]:
+    if sys.argv[1:2] == ["rss"]:
+        rss_main(int((sys.argv[2:3] or ["1000"])[0]))
+    elif sys.argv[1:2] == ["passes"]:
         passes_main(int((sys.argv[2:3] or ["300"])[0]), float((sys.argv[3:4] or ["30"])[0]))
     elif sys.argv[1:2] == ["http"]:
         http_main(int((sys.argv[2:3] or ["2"])[0]), float((sys.argv[3:4] or ["5"])[0]))
