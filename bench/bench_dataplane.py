@@ -254,7 +254,9 @@ def http_main(workers: int, seconds: float) -> None:
 # --- during full passes ------------------------------------------------------------------
 
 
-def _spawn_daemon(dsn: str, tenants: Path, state: Path, workers: int) -> tuple[Any, int, int]:
+def _spawn_daemon(
+    dsn: str, tenants: Path, state: Path, workers: int, cwd: str | None = None
+) -> tuple[Any, int, int]:
     import os
     import socket
     import subprocess
@@ -270,7 +272,8 @@ def _spawn_daemon(dsn: str, tenants: Path, state: Path, workers: int) -> tuple[A
                "--status-listen", f"127.0.0.1:{ports[1]}", "--no-portal",
                "--xml-curl-workers", str(workers), "--tenants", str(tenants),
                "--state-dir", str(state)]  # fmt: skip
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=cwd)  # fmt: skip
     return proc, ports[0], ports[1] if workers else ports[0]
 
 
@@ -368,25 +371,32 @@ def _rss_kb(pid: int) -> dict[str, int]:
     return {name: int(fields[name].split()[0]) for name in ("VmRSS", "VmHWM")}
 
 
-def _last_pass(status_port: int) -> dict[str, Any]:
+def _status(status_port: int) -> dict[str, Any]:
     import json
     import urllib.request
 
     with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/status", timeout=5) as r:
-        return dict(json.loads(r.read()).get("last_pass") or {})
+        return dict(json.loads(r.read()))
 
 
-def _settled(status_port: int, trigger: str, timeout: float = 900.0) -> None:
+def _settled(status_port: int, users: int, trigger: str = "", timeout: float = 900.0) -> None:
+    """A pass ended ok (its trigger naming ``trigger``) and ``users`` are served."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            last = _last_pass(status_port)
-            if last.get("result") == "ok" and trigger in str(last.get("trigger")):
+            status = _status(status_port)
+            last = status.get("last_pass") or {}
+            served = (status.get("snapshot") or {}).get("users")
+            if (
+                last.get("result") == "ok"
+                and trigger in str(last.get("trigger"))
+                and served == users
+            ):
                 return
         except OSError:
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"no {trigger} pass")
+    raise RuntimeError(f"no {trigger or 'first'} pass")
 
 
 def rss_main(tenants: int) -> None:
@@ -418,15 +428,17 @@ def rss_main(tenants: int) -> None:
             for label, path in (("base", base), ("this", "")):
                 if label == "base" and not base:
                     continue
-                os.environ["PYTHONPATH"] = path
-                proc, _port, status = _spawn_daemon(dsn, root / "tenants.d",
-                                                    root / f"state-{label}-{round_}", 2)  # fmt: skip
+                os.environ["PYTHONPATH"] = path  # python -m puts the cwd first: that tree
+                proc, _port, status = _spawn_daemon(
+                    dsn, root / "tenants.d", root / f"state-{label}-{round_}", 2,
+                    cwd=path or str(Path(__file__).parent.parent),
+                )  # fmt: skip
                 try:
-                    _settled(status, "start")
+                    _settled(status, tenants * 100)
                     time.sleep(3)
                     first = _rss_kb(proc.pid)
                     proc.send_signal(signal.SIGHUP)
-                    _settled(status, "sighup")
+                    _settled(status, tenants * 100, "sighup")
                     time.sleep(3)
                     after = _rss_kb(proc.pid)
                     print(f"{label} round {round_}: control plane after the first pass "

@@ -101,6 +101,7 @@ class XmlCurlServing:
         self.workers = XmlCurlWorkers(
             config.xml_curl_workers, sock, settings, self._metrics,
             config.state_dir / "xmlcurl-workers.pid", hang_seconds=config.xml_curl_hang_seconds,
+            persist_status=lambda: self._served.persist_status,
         )  # fmt: skip
         self._metrics.worker_counts = self.workers.counts
         await self.workers.start()

@@ -30,7 +30,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from reconciler.core.logs import event
 from reconciler.daemon.metrics import Metrics
 from reconciler.dataplane.board import Board, WorkerCounts
 from reconciler.serve.listener import MAX_BACKLOG, ListenerUnavailable
+from reconciler.serve.persist import PersistStatus
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class XmlCurlWorkers:
         pid_file: Path,
         *,
         hang_seconds: float = HANG_SECONDS,
+        persist_status: Callable[[], PersistStatus] | None = None,
     ) -> None:
         self.count = count
         self._sock = sock
@@ -85,6 +87,7 @@ class XmlCurlWorkers:
         self._metrics = metrics
         self._pid_file = pid_file
         self._hang_seconds = hang_seconds
+        self._persist_status = persist_status
         self._procs: dict[int, asyncio.subprocess.Process] = {}
         self._beats: dict[int, tuple[int, float]] = {}  # slot: (heartbeat, when it last moved)
         self._hung: set[int] = set()  # slots killed for a hang, not yet replaced
@@ -118,6 +121,7 @@ class XmlCurlWorkers:
             await self._spawn(slot)
         self._tasks = [asyncio.create_task(self._supervise(s)) for s in range(self.count)]
         self._tasks.append(asyncio.create_task(self._watch_hangs()))
+        self._tasks.append(asyncio.create_task(self._tell_persisted()))
         _retire(leftovers)
 
     def counts(self) -> WorkerCounts:
@@ -159,6 +163,12 @@ class XmlCurlWorkers:
             await asyncio.sleep(RESTART_PAUSE)
             if not self._stopping:
                 await self._spawn(slot)
+
+    async def _tell_persisted(self) -> None:
+        """Keep the board's record of whether the newest generation is on disk current."""
+        while not self._stopping and self._persist_status is not None:
+            self._board.publish_persisted(self._persist_status())
+            await asyncio.sleep(HANG_CHECK_SECONDS)
 
     async def _watch_hangs(self) -> None:
         """Every ``HANG_CHECK_SECONDS``; a ``hang_seconds`` of 0 turns this off."""

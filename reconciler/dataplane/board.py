@@ -12,6 +12,10 @@ The file is an anonymous ``memfd`` the workers inherit (nothing in the state dir
 left behind); one writer per slot, so no lock: the reader may see a publish half done, off
 by one request at worst, never a torn 8-byte value.
 
+The supervisor writes one record of its own ahead of the slots: whether the newest
+generation it built is on disk (``PersistStatus``), so each worker's /readyz says so when the
+state dir is full or read-only and it keeps serving the last good generation.
+
 Slot layout (little-endian, 8-byte fields): pid, heartbeat, then requests by section and
 result (``Section`` x ``Result``), then per section the latency histogram as counts per
 bucket of ``XMLCURL_BUCKETS`` plus +Inf, then per section the sum of seconds (a double).
@@ -29,6 +33,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 
+from reconciler.serve.persist import PersistStatus
 from reconciler.serve.xmlcurl import Result, Section
 
 # xml_curl answers should be sub-millisecond: buckets start well below 1 ms.
@@ -45,6 +50,12 @@ _LAYOUT = struct.Struct(
     f"<QQ{_REQUESTS}Q{len(SECTIONS) * _BUCKETS}Q{len(SECTIONS)}d"
 )  # fmt: skip
 SLOT_BYTES = (_LAYOUT.size + 63) // 64 * 64  # a cache line apart
+_CONTROL = struct.Struct("<Qd")  # persisted (0 unknown, 1 yes, 2 no), persisted_at
+CONTROL_BYTES = 64
+NOT_PERSISTED = (
+    "the control plane could not write its newest generation (state dir full or read-only?): "
+    "serving the last good one"
+)
 
 
 @dataclass
@@ -107,33 +118,49 @@ class Board:
     def __init__(self, fd: int, slots: int) -> None:
         self.fd = fd
         self.slots = slots
-        self._map = mmap.mmap(fd, slots * SLOT_BYTES)
+        self._map = mmap.mmap(fd, CONTROL_BYTES + slots * SLOT_BYTES)
 
     @classmethod
     def create(cls, slots: int) -> Board:
         fd = os.memfd_create("pbx-xmlcurl-board", 0)
-        os.ftruncate(fd, max(1, slots) * SLOT_BYTES)
+        os.ftruncate(fd, CONTROL_BYTES + max(1, slots) * SLOT_BYTES)
         os.set_inheritable(fd, True)
         return cls(fd, max(1, slots))
 
     @classmethod
     def attach(cls, fd: int) -> Board:
         size = os.fstat(fd).st_size
-        return cls(fd, size // SLOT_BYTES)
+        return cls(fd, (size - CONTROL_BYTES) // SLOT_BYTES)
 
     def publish(self, slot: int, pid: int, heartbeat: int, counts: WorkerCounts) -> None:
-        _LAYOUT.pack_into(self._map, slot * SLOT_BYTES, pid, heartbeat, *counts.flat())
+        _LAYOUT.pack_into(self._map, _offset(slot), pid, heartbeat, *counts.flat())
 
     def read(self, slot: int) -> SlotReading:
-        values = _LAYOUT.unpack_from(self._map, slot * SLOT_BYTES)
+        values = _LAYOUT.unpack_from(self._map, _offset(slot))
         return SlotReading(int(values[0]), int(values[1]), WorkerCounts.from_flat(values[2:]))
 
     def clear(self, slot: int) -> None:
-        self._map[slot * SLOT_BYTES : (slot + 1) * SLOT_BYTES] = bytes(SLOT_BYTES)
+        self._map[_offset(slot) : _offset(slot) + SLOT_BYTES] = bytes(SLOT_BYTES)
+
+    def publish_persisted(self, status: PersistStatus) -> None:
+        """The supervisor's record: is its newest generation on disk?"""
+        _CONTROL.pack_into(self._map, 0, 1 if status.persisted else 2, status.persisted_at or 0.0)
+
+    def persist_status(self) -> PersistStatus | None:
+        """For a worker's /readyz: None until the supervisor said anything."""
+        state, persisted_at = _CONTROL.unpack_from(self._map, 0)
+        if state == 0:
+            return None
+        at = persisted_at or None
+        return PersistStatus(True, at) if state == 1 else PersistStatus(False, at, NOT_PERSISTED)
 
     def close(self) -> None:
         self._map.close()
         os.close(self.fd)
+
+
+def _offset(slot: int) -> int:
+    return CONTROL_BYTES + slot * SLOT_BYTES
 
 
 class BoardPublisher:

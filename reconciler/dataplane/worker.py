@@ -59,6 +59,7 @@ async def serve(settings: dict[str, Any], sock: socket.socket) -> int:
         auth=(auth[0], auth[1]) if auth else None,
         limits=limits,
         observer=publisher.counts.observe,
+        persist_status=board.persist_status,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -264,6 +264,19 @@ async def test_two_daemons_one_leader_and_failover(
             await asyncio.wait_for(first_task, 30)
 
 
+async def _worker_says_not_persisted(port: int) -> bool:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/readyz") as response,
+    ):
+        ready = await response.json()
+    return (
+        response.status == 200
+        and ready["snapshot_persisted"] is False
+        and "last good" in ready["detail"]
+    )
+
+
 async def _true(value: bool) -> bool:
     return value
 
@@ -495,8 +508,9 @@ async def test_a_read_only_state_dir_keeps_the_last_generation_and_readyz_says_s
         assert response.status == 200 and ready["snapshot_persisted"] is False
         assert "Read-only file system" in ready["detail"]
         assert config.generation_path.read_bytes() == written, "the last good generation"
-        if workers:  # they keep serving it: 1001, not yet 1005
+        if workers:  # they keep serving it: 1001, not yet 1005; their /readyz says why
             assert await _found_async(port, "acme.example.com", "1001")
             assert not await _found_async(port, "acme.example.com", "1005")
+            await eventually(lambda: _worker_says_not_persisted(port), "the workers' /readyz")
         else:
             assert await _found_async(port, "acme.example.com", "1005")

@@ -6,6 +6,7 @@ Nothing here asserts a duration."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -103,10 +104,18 @@ async def test_serve_follows_applies_and_outlives_the_database(
         assert AUTH[1] not in stderr
     finally:
         if proc.poll() is None:
-            proc.kill()
+            proc.kill()  # its workers outlive a SIGKILL by design: end them too
             proc.wait()
+        for pid in _worker_pids(serve_state):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if proc.stderr:
             proc.stderr.close()
+
+
+def _worker_pids(state_dir: Path) -> list[int]:
+    path = state_dir / "xmlcurl-workers.pid"
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
 async def _true(value: bool) -> bool:
