@@ -5,6 +5,7 @@ answered in process vs by worker processes.
     python bench/bench_dataplane.py http [workers] [seconds]         # over HTTP
     python bench/bench_dataplane.py passes [tenants] [seconds]       # during full passes
     BENCH_BASE=DIR python bench/bench_dataplane.py rss [tenants]     # control plane RSS
+    BENCH_BASE=DIR python bench/bench_dataplane.py startup [tenants] # start to serving
 
 The first: a synthetic served view (tenants x users built directly as served records),
 directory lookups through ``xmlcurl.answer`` (the template render included; no cache),
@@ -228,20 +229,15 @@ def http_main(workers: int, seconds: float) -> None:
     try:
         _wait(inproc_port)
         _wait(worker_port)
-        results: dict[str, dict[str, list[float]]] = {}
-        for _round in range(ROUNDS):
+        for round_ in range(ROUNDS):  # interleaved; one line per run (medians: by hand)
             for name, port in (("in-process", inproc_port), (f"{workers} workers", worker_port)):
                 for conns in (1, 16):
-                    got = asyncio.run(_drive(port, requests, conns, seconds))
-                    results.setdefault(name, {}).setdefault(str(conns), []).extend(got)
-        for name, by_conns in results.items():
-            for conns, times in by_conns.items():
-                times.sort()
-                rate = len(times) / (ROUNDS * seconds)
-                print(f"{name}, {conns} conn, close: {rate:,.0f} lookups/s, "
-                      f"p50 {times[len(times) // 2] * 1e3:.2f} ms, "
-                      f"p99 {times[int(len(times) * 0.99)] * 1e3:.2f} ms, "
-                      f"max {times[-1] * 1e3:.1f} ms")  # fmt: skip
+                    times = sorted(asyncio.run(_drive(port, requests, conns, seconds)))
+                    print(f"round {round_}, {name}, {conns} conn, close: "
+                          f"{len(times) / seconds:,.0f} lookups/s, "
+                          f"p50 {times[len(times) // 2] * 1e3:.2f} ms, "
+                          f"p99 {times[int(len(times) * 0.99)] * 1e3:.2f} ms, "
+                          f"max {times[-1] * 1e3:.1f} ms", flush=True)  # fmt: skip
         print(f"in-process server memory (kB): {_private_kb(inproc.pid)}")
         for proc in procs:
             print(f"worker {proc.pid} memory (kB): {_private_kb(proc.pid)}")
@@ -456,8 +452,76 @@ def rss_main(tenants: int) -> None:
                 sql.Identifier(name)))  # fmt: skip
 
 
+def _first_answer(port: int, request: bytes, timeout: float = 300.0) -> float:
+    """Seconds until ``request`` is answered with a user (polled every 10 ms)."""
+    import asyncio
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            asyncio.run(_one(port, request))
+            return time.monotonic() - started
+        except (OSError, RuntimeError):
+            time.sleep(0.01)
+    raise RuntimeError("never answered")
+
+
+def startup_main(tenants: int) -> None:
+    """Daemon start to serving from its persisted state (2 workers), this tree against
+    ``BENCH_BASE``: each first writes its state dir, then restarts are timed, interleaved."""
+    import shutil
+    import signal
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_validate import tenant_yaml
+
+    server = "postgresql://postgres@127.0.0.1:5432/postgres"
+    name = f"pbx_bench_start_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    root = Path(tempfile.mkdtemp(prefix="pbx-bench-start-"))
+    (root / "tenants.d").mkdir()
+    for i in range(tenants):
+        (root / "tenants.d" / f"t{i:05d}.yaml").write_text(tenant_yaml(i, 100))
+    last = _sip_auth(f"t{tenants - 1:05d}.example.net", "1099")
+    base = os.environ.get("BENCH_BASE", "")
+    variants = [("base", base)] if base else []
+    variants.append(("this", ""))
+    try:
+        for round_ in range(ROUNDS + 1):  # round 0 writes each state dir, untimed
+            for label, path in variants:
+                os.environ["PYTHONPATH"] = path
+                proc, port, status = _spawn_daemon(
+                    dsn, root / "tenants.d", root / f"state-{label}", 2,
+                    cwd=path or str(Path(__file__).parent.parent),
+                )  # fmt: skip
+                try:
+                    seconds = _first_answer(port, last)
+                    if round_:
+                        print(f"{label} round {round_}: start to the first answer "
+                              f"{seconds:.2f} s", flush=True)  # fmt: skip
+                    else:
+                        _settled(status, tenants * 100)
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(timeout=120)
+    finally:
+        os.environ.pop("PYTHONPATH", None)
+        shutil.rmtree(root, ignore_errors=True)
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))  # fmt: skip
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["rss"]:
+    if sys.argv[1:2] == ["startup"]:
+        startup_main(int((sys.argv[2:3] or ["1000"])[0]))
+    elif sys.argv[1:2] == ["rss"]:
         rss_main(int((sys.argv[2:3] or ["1000"])[0]))
     elif sys.argv[1:2] == ["passes"]:
         passes_main(int((sys.argv[2:3] or ["300"])[0]), float((sys.argv[3:4] or ["30"])[0]))
