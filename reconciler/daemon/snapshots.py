@@ -171,10 +171,11 @@ class ServedSnapshot:
         write_generation(snapshot, self.path, identity=identity,
                          dsn_fingerprint=self._fingerprint, allow_empty=allow_empty)  # fmt: skip
         try:
-            return open_generation(
-                self.path, expected_identity=identity, dsn_fingerprint=self._fingerprint
-            )
-        except SnapshotError as exc:  # replaced under us, or the disk lies
+            return open_generation(  # written, checksummed, fsynced and renamed just now
+                self.path, expected_identity=identity, dsn_fingerprint=self._fingerprint,
+                verify=False,
+            )  # fmt: skip
+        except SnapshotError as exc:  # replaced under us
             raise SnapshotNotPersisted(f"generation written but not readable: {exc}") from exc
 
     def _withdraw(self) -> None:

@@ -43,6 +43,7 @@ import mmap
 import os
 import struct
 import time
+from array import array
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +113,9 @@ def write_generation(
     users = snapshot.user_count
     if users == 0 and not allow_empty:
         _refuse_to_empty(target, identity)
-    body, slots = encode_body(snapshot)
+    table, blob, slots = encode_body(snapshot)
+    digest = hashlib.sha256(table)
+    digest.update(blob)
     header = {
         "format": GENERATION_FORMAT,
         "version": GENERATION_VERSION,
@@ -122,12 +125,12 @@ def write_generation(
         "dsn_fingerprint": dsn_fingerprint,
         "counts": snapshot.counts(),
         "slots": slots,
-        "body_bytes": len(body),
-        "sha256": hashlib.sha256(body).hexdigest(),
+        "body_bytes": len(table) + len(blob),
+        "sha256": digest.hexdigest(),
     }
     head = json.dumps(header, separators=(",", ":")).encode() + b"\n"
     try:
-        write_atomically(target, head + body)
+        write_atomically(target, (head, table, blob))
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise SnapshotNotPersisted(f"generation not written to {target}: {reason}") from exc
@@ -162,25 +165,29 @@ def records(snapshot: Snapshot) -> Iterator[tuple[str, Any]]:
     yield "Q", queues
 
 
-def encode_body(snapshot: Snapshot) -> tuple[bytes, int]:
-    """The index and the records; the slot count (a power of two, at least twice the keys)."""
-    items = list(records(snapshot))
+def encode_body(snapshot: Snapshot) -> tuple[bytearray, bytearray, int]:
+    """The index, the records and the slot count (a power of two, at least twice the keys).
+    Built in place, never copied whole: at 1,000 x 100 the body is ~40 MB, and a list of
+    every encoded record plus two concatenations tripled the control plane's peak."""
+    keys = 1 + len(snapshot.dids) + len(snapshot.queues)
+    keys += sum(len(t.users) + len(t.routes) for t in snapshot.tenants.values())
     slots = 8
-    while slots < 2 * len(items):
+    while slots < 2 * keys:
         slots *= 2
-    index = [(0, 0, 0)] * slots
+    table = bytearray(slots * _SLOT.size)
+    taken = array("Q", bytes(8 * slots))  # the hash in each slot, for probing
     blob = bytearray()
-    base = slots * _SLOT.size
-    for key, value in items:
+    base = len(table)
+    for key, value in records(snapshot):
         data = json.dumps([key, value], separators=(",", ":"), ensure_ascii=False).encode()
         hashed = key_hash(key)
         slot = hashed & (slots - 1)
-        while index[slot][0] != 0:
+        while taken[slot] != 0:
             slot = (slot + 1) & (slots - 1)
-        index[slot] = (hashed, base + len(blob), len(data))
+        taken[slot] = hashed
+        _SLOT.pack_into(table, slot * _SLOT.size, hashed, base + len(blob), len(data))
         blob += data
-    table = b"".join(_SLOT.pack(*entry) for entry in index)
-    return table + bytes(blob), slots
+    return table, blob, slots
 
 
 def _tenant_row(tenant: ServedTenant) -> list[Any]:
@@ -246,10 +253,13 @@ def open_generation(
     *,
     expected_identity: DatabaseIdentity | None = None,
     dsn_fingerprint: str,
+    verify: bool = True,
 ) -> MappedGeneration:
     """Map a generation read-only, if it is whole and belongs to this database (the rule
     of ``persist.check_belongs``). Raises ``SnapshotMismatch`` or ``SnapshotError``; then
-    nothing of it is served."""
+    nothing of it is served. ``verify=False`` skips the checksum (reading every page) for
+    the writer mapping the file it has just written, fsynced and renamed; the size is
+    checked all the same."""
     try:
         with open(path, "rb") as file:
             head = file.readline(HEADER_MAX_BYTES)
@@ -263,7 +273,7 @@ def open_generation(
     except OSError as exc:
         raise SnapshotError(f"cannot read generation {path}: {exc.strerror}") from exc
     body = memoryview(mapped)[len(head) :]
-    if hashlib.sha256(body).hexdigest() != header.sha256:
+    if verify and hashlib.sha256(body).hexdigest() != header.sha256:
         body.release()
         mapped.close()
         raise SnapshotError(f"{path}: checksum mismatch: not served")

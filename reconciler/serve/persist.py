@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,15 +70,17 @@ class PersistStatus:
         return PersistStatus(False, self.persisted_at, detail)
 
 
-def write_atomically(target: Path, payload: bytes) -> None:
-    """Mode 0600 (the file holds A1 hashes): a temporary file in the same directory, fsync,
+def write_atomically(target: Path, payload: bytes | Sequence[bytes | bytearray]) -> None:
+    """``payload``: the bytes, or their pieces in order (written one after the other, never
+    joined in memory). Mode 0600 (the file holds A1 hashes): a temporary file in the same directory, fsync,
     rename over ``target``, fsync the directory. A crash leaves the old file or the new
     one, never a torn one."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as tmp:
-            tmp.write(payload)
+            for piece in (payload,) if isinstance(payload, bytes) else payload:
+                tmp.write(piece)
             tmp.flush()
             os.fsync(tmp.fileno())
         os.replace(tmp_name, target)
