@@ -160,7 +160,8 @@ def _run(config: DaemonConfig, name: str, *, data_plane_only: bool = False) -> N
 @click.option(
     "--state-dir",
     type=click.Path(path_type=Path),
-    help="Where the generation it serves is persisted [PBX_STATE_DIR].",
+    help="Where the generation it serves is persisted [PBX_STATE_DIR; default: serve/ in "
+    "pbx run's, so the two never share a generation or a worker pid file].",
 )
 @global_options
 @click.pass_context
@@ -184,7 +185,7 @@ def serve(ctx: click.Context, /, **_: Any) -> None:
             xml_curl_auth=parse_credentials(cfg["xml_curl_auth"]),
             status_auth=parse_credentials(cfg["status_auth"], "status_auth"),
             templates_dir=Path(cfg["templates"]) if cfg["templates"] else None,
-            state_dir=Path(cfg["state_dir"]) if cfg["state_dir"] else default_state_dir(),
+            state_dir=Path(cfg["state_dir"]) if cfg["state_dir"] else default_state_dir() / "serve",
             xml_curl_workers=_workers(cfg["xml_curl_workers"]),
             xml_curl_hang_seconds=parse_seconds(
                 cfg["xml_curl_hang_timeout"], "xml_curl_hang_timeout"

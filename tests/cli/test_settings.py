@@ -146,3 +146,6 @@ def test_serve_reads_the_database_in_read_only_sessions(monkeypatch: pytest.Monk
     config = _daemon_config(monkeypatch, ["--xml-curl-workers", "3"], env, command="serve")
     assert "default_transaction_read_only=on" in config.database_url
     assert config.xml_curl_workers == 3 and config.portal is None and config.nodes == ()
+    from reconciler.daemon import default_state_dir
+
+    assert config.state_dir == default_state_dir() / "serve"  # never pbx run's generation
