@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.core.errors import SettingsError
+from reconciler.daemon.config import default_xml_curl_workers
 from reconciler.sources.git import GitRemote
 from reconciler.web.config import DEFAULT_LISTEN as PORTAL_LISTEN
 
@@ -43,7 +44,8 @@ SETTINGS: Mapping[str, Setting] = {
         Setting("log_format", "PBX_LOG_FORMAT", "text"),
         Setting("listen", "PBX_LISTEN", DEFAULT_LISTEN),
         Setting("xml_curl_auth", "PBX_XML_CURL_AUTH", None, secret=True),
-        Setting("xml_curl_workers", "PBX_XML_CURL_WORKERS", 0, parse=int),
+        Setting("xml_curl_workers", "PBX_XML_CURL_WORKERS", default_xml_curl_workers(), parse=int),
+        Setting("xml_curl_hang_timeout", "PBX_XML_CURL_HANG_TIMEOUT", 10.0, parse=float),
         Setting("status_listen", "PBX_STATUS_LISTEN", None),
         Setting("status_auth", "PBX_STATUS_AUTH", None, secret=True),
         Setting("cdr_spool_dir", "PBX_CDR_SPOOL_DIR", (), is_list=True),

@@ -22,11 +22,11 @@ from reconciler.daemon.metrics import Metrics
 from reconciler.serve import (
     ListenerLimits,
     PersistStatus,
-    Snapshot,
     Templates,
     basic_auth_matches,
     make_app,
 )
+from reconciler.serve.snapshot import Lookups
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def build_app(
-    get_snapshot: Callable[[], Snapshot | None],
+    get_snapshot: Callable[[], Lookups | None],
     templates: Templates,
     metrics: Metrics,
     *,

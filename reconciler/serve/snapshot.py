@@ -132,6 +132,8 @@ class Lookups(Protocol):
 
     def queue(self, name: str) -> QueueConfig | None: ...
 
+    def counts(self) -> dict[str, int]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -213,7 +215,7 @@ def build_snapshot(
 def declares_users(state: State) -> bool:
     """True when an active tenant of ``state`` has an enabled extension. A snapshot of such
     a state that serves no user is suspect (missing hashes, every record refused): the
-    daemon then keeps the last good file (``persist.save_snapshot(allow_empty=False)``)."""
+    daemon then keeps the last good file (``generation.write_generation(allow_empty=False)``)."""
     return any(
         ts.tenant.served and any(ext.enabled for ext in ts.extensions.values())
         for ts in state.values()

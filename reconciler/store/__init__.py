@@ -44,6 +44,7 @@ from reconciler.store.database import (
     database_url,
     default_data_dir,
     open_pool,
+    read_only_dsn,
 )
 from reconciler.store.errors import (
     InvalidDsn,
@@ -105,6 +106,7 @@ __all__ = [
     "prune_tenant",
     "read_a1_hashes",
     "read_history",
+    "read_only_dsn",
     "read_platform_admins",
     "read_registry",
     "read_spec_status",

@@ -127,14 +127,16 @@ def test_portal_revision_url_sip_host_and_service_level() -> None:
         assert flag in result.output
 
 
-def _daemon_config(monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str]) -> Any:
-    """What `pbx run` would start the daemon with (the daemon itself is not started)."""
+def _daemon_config(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str], command: str = "run"
+) -> Any:
+    """What `pbx run` (or `pbx serve`) would start with (nothing is started)."""
     from reconciler.cli import daemon as daemon_cli
 
     seen: list[Any] = []
-    monkeypatch.setattr(daemon_cli, "run_daemon", lambda config: seen.append(config) or 0)
+    monkeypatch.setattr(daemon_cli, "run_daemon", lambda config, **_: seen.append(config) or 0)
     monkeypatch.setattr(daemon_cli.logs, "configure", lambda log_format: None)  # keep pytest's
-    result = CliRunner().invoke(main, ["run", *args], env=env)
+    result = CliRunner().invoke(main, [command, *args], env=env)
     assert result.exit_code == 0 or seen == [], result.output
     return seen[0] if seen else result
 
@@ -154,3 +156,23 @@ def test_the_stable_window_and_credentials_grace_reach_the_daemon(
 def test_a_negative_stable_window_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
     result = _daemon_config(monkeypatch, ["--stable-window", "-1"], {})
     assert result.exit_code == 2 and "stable_window" in result.output
+
+
+def test_xml_curl_workers_default_to_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    assert _daemon_config(monkeypatch, [], {}).xml_curl_workers == cores
+    assert _daemon_config(monkeypatch, ["--xml-curl-workers", "0"], {}).xml_curl_workers == 0
+    hang = _daemon_config(monkeypatch, [], {"PBX_XML_CURL_HANG_TIMEOUT": "3"})
+    assert hang.xml_curl_hang_seconds == 3.0
+
+
+def test_serve_reads_the_database_in_read_only_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"PBX_DATABASE_URL": "postgresql://reader:pw@db1.example.net/pbx"}
+    config = _daemon_config(monkeypatch, ["--xml-curl-workers", "3"], env, command="serve")
+    assert "default_transaction_read_only=on" in config.database_url
+    assert config.xml_curl_workers == 3 and config.portal is None and config.nodes == ()
+    from reconciler.daemon import default_state_dir
+
+    assert config.state_dir == default_state_dir() / "serve"  # never pbx run's generation

@@ -554,6 +554,15 @@ def test_systemd_unit_runs_and_reloads_the_daemon() -> None:
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
 
+def test_the_data_plane_unit_runs_pbx_serve() -> None:
+    unit = read_unit(SYSTEMD / "pbx-serve.service")
+    service = unit["Service"]
+    assert service["ExecStart"].split()[1:] == ["serve"]
+    assert "ExecReload" not in service  # no pass to run
+    assert service["KillSignal"] == "SIGTERM" and service["LimitNOFILE"] == "65536"
+    assert unit["Unit"]["Before"] == "freeswitch.service"
+
+
 def test_systemd_unit_leaves_room_for_the_listeners_connection_caps(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -2,9 +2,9 @@
 written here) and FreeSWITCH booted on ``freeswitch_conf/`` as ``pbx node-config`` renders
 it, every listener on a free port.
 
-``PBX_REALSWITCH_XML_CURL_WORKERS=2`` runs the same tier with xml_curl answered by two
-worker processes (``pbx run --xml-curl-workers 2``; /status then on a port of its own);
-unset, the daemon answers in process as by default.
+xml_curl is answered as ``pbx run`` does by default: one worker process per core (/status
+then on a port of its own); ``PBX_REALSWITCH_XML_CURL_WORKERS=N`` sets the count, and ``0``
+runs the same tier with xml_curl answered in the daemon's own process.
 
 Order matters: the daemon starts first, so FreeSWITCH's module loads (callcenter.conf over
 xml_curl) find it up, as the systemd unit orders them in production.
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.daemon.config import default_xml_curl_workers
 from tests.conftest import fresh_database
 from tests.realswitch.processes import (
     free_port,
@@ -263,7 +264,9 @@ def _render(ports: Ports, out: Path, cert: CertFiles, control_port: int) -> None
         conf.write_text(conf.read_text().replace("</settings>", extra))
 
 
-XML_CURL_WORKERS = int(os.environ.get("PBX_REALSWITCH_XML_CURL_WORKERS", "0"))
+XML_CURL_WORKERS = int(
+    os.environ.get("PBX_REALSWITCH_XML_CURL_WORKERS") or default_xml_curl_workers()
+)
 
 
 def _daemon_command(
