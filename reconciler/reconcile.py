@@ -137,6 +137,9 @@ class AppliedState:
     fingerprints: dict[str, object] = field(default_factory=dict)
     """What the store said of each tenant held (``Store.read_fingerprints``) before it was
     read; a tenant re-read without one has none, and is read again by the next full read."""
+    fingerprinted: bool = True
+    """Keep fingerprints to re-read only what changed (a daemon); a one-shot command reads
+    everything once and asks for none."""
 
     def managed_domains(self) -> frozenset[str]:
         """Domains whose ``name@domain`` objects on a switch are ours: every stored tenant's,
@@ -164,16 +167,25 @@ class AppliedState:
         """Every registered tenant, reading again only those whose fingerprint differs from
         the one read with what is held (a full pass over an unchanged database reads one
         small value per tenant, and keeps every record object: unchanged is ``is``)."""
+        if not self.fingerprinted:
+            return self._reread(store, None)
         prints = store.read_fingerprints()  # before the state: a write in between shows next time
         stale = frozenset(
             t for t, p in prints.items() if t not in self.state or self.fingerprints.get(t) != p
         )
         gone = frozenset(self.state) - frozenset(prints)
-        changed = self._reread(store, stale | gone)
+        everything = not self.state and stale == frozenset(prints)
+        changed = self._reread(store, None if everything else stale | gone)
         self.fingerprints = {t: p for t, p in prints.items() if t in self.state}
         return changed
 
-    def _reread(self, store: Store, tenant_ids: frozenset[str]) -> bool:
+    def _reread(self, store: Store, tenant_ids: frozenset[str] | None) -> bool:
+        """Read ``tenant_ids`` (None: every registered tenant) again; True when different."""
+        if tenant_ids is None:
+            state, hashes = store.read_state(), store.read_a1_hashes()
+            changed = state != self.state or hashes != self.a1_hashes
+            self.state, self.a1_hashes = state, hashes
+            return changed
         if not tenant_ids:
             return False
         fresh, hashes = store.read_state(tenant_ids), store.read_a1_hashes(tenant_ids)
@@ -213,7 +225,10 @@ class Reconciler:
         guards: PassGuards | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        one_shot: bool = False,
     ) -> None:
+        """``one_shot``: one pass and done (``pbx plan``, ``pbx apply``): no read is kept
+        for a next pass, so none is fingerprinted."""
         self.tenants_dir = tenants_dir
         self.store = store
         self.guards = guards or PassGuards()
@@ -225,7 +240,7 @@ class Reconciler:
         self._spec_news = Newsroom()
         self._failure_news = Newsroom()
         self.loader = SpecLoader(relative_to=tenants_dir)
-        self.applied = AppliedState()
+        self.applied = AppliedState(fingerprinted=not one_shot)
         self._desired_cache: dict[str, TenantState] = {}
         self._in_sync: dict[str, tuple[TenantState, TenantState]] = {}
         """Tenants the last full pass found in sync: ``{id: (desired, actual)}`` as held."""
@@ -400,9 +415,10 @@ class Reconciler:
         converts one tenant, not a thousand)."""
         desired: dict[str, TenantState] = {}
         cache: dict[str, TenantState] = {}
-        for tenant_id, loaded in specs.tenants.items():
-            state = self._desired_cache.get(loaded.digest) or desired_records(loaded.spec)
-            cache[loaded.digest] = desired[tenant_id] = state
+        with gc_paused():  # a cold conversion allocates 100k+ records that all stay alive
+            for tenant_id, loaded in specs.tenants.items():
+                state = self._desired_cache.get(loaded.digest) or desired_records(loaded.spec)
+                cache[loaded.digest] = desired[tenant_id] = state
         self._desired_cache = cache
         return desired
 
