@@ -16,8 +16,12 @@ no platform change.
 
 Incremental: a pass triggered by a file change plans only tenants whose spec digest differs
 from what the registry says was applied (plus new and removed ones); a full pass (periodic,
-SIGHUP, start-up, ``pbx apply``) re-reads and re-plans every tenant, which also repairs drift
-in the database.
+SIGHUP, start-up, ``pbx apply``) considers every tenant, which also repairs drift in the
+database. A daemon's full pass is cheap when little changed: every file is read and hashed
+again, but parses and desired states are reused by content; the store is asked one
+fingerprint per tenant (``reconciler.store.fingerprints``) and only tenants whose
+fingerprint moved are read again; a tenant found in sync last time with the very same
+records on both sides is not diffed again.
 """
 
 from __future__ import annotations
