@@ -141,9 +141,10 @@ class AppliedState:
     fingerprints: dict[str, object] = field(default_factory=dict)
     """What the store said of each tenant held (``Store.read_fingerprints``) before it was
     read; a tenant re-read without one has none, and is read again by the next full read."""
-    fingerprinted: bool = True
-    """Keep fingerprints to re-read only what changed (a daemon); a one-shot command reads
-    everything once and asks for none."""
+    serving: bool = True
+    """A daemon's: it feeds the snapshot (a1 hashes) and is read again every full pass
+    (fingerprints: only what changed). A one-shot command (``pbx plan``, ``pbx apply``)
+    reads the records once and needs neither."""
 
     def managed_domains(self) -> frozenset[str]:
         """Domains whose ``name@domain`` objects on a switch are ours: every stored tenant's,
@@ -171,7 +172,7 @@ class AppliedState:
         """Every registered tenant, reading again only those whose fingerprint differs from
         the one read with what is held (a full pass over an unchanged database reads one
         small value per tenant, and keeps every record object: unchanged is ``is``)."""
-        if not self.fingerprinted:
+        if not self.serving:
             return self._reread(store, None)
         prints = store.read_fingerprints()  # before the state: a write in between shows next time
         stale = frozenset(
@@ -186,13 +187,15 @@ class AppliedState:
     def _reread(self, store: Store, tenant_ids: frozenset[str] | None) -> bool:
         """Read ``tenant_ids`` (None: every registered tenant) again; True when different."""
         if tenant_ids is None:
-            state, hashes = store.read_state(), store.read_a1_hashes()
+            state = store.read_state()
+            hashes = store.read_a1_hashes() if self.serving else {}
             changed = state != self.state or hashes != self.a1_hashes
             self.state, self.a1_hashes = state, hashes
             return changed
         if not tenant_ids:
             return False
-        fresh, hashes = store.read_state(tenant_ids), store.read_a1_hashes(tenant_ids)
+        fresh = store.read_state(tenant_ids)
+        hashes = store.read_a1_hashes(tenant_ids) if self.serving else {}
         before = {t: self.state[t] for t in tenant_ids if t in self.state}
         before_hashes = {k: v for k, v in self.a1_hashes.items() if k[0] in tenant_ids}
         if fresh == before and hashes == before_hashes:
@@ -231,8 +234,8 @@ class Reconciler:
         clock: Callable[[], float] = time.monotonic,
         one_shot: bool = False,
     ) -> None:
-        """``one_shot``: one pass and done (``pbx plan``, ``pbx apply``): no read is kept
-        for a next pass, so none is fingerprinted."""
+        """``one_shot``: one pass and done (``pbx plan``, ``pbx apply``): nothing is served
+        from the applied state nor kept for a next pass (``AppliedState.serving``)."""
         self.tenants_dir = tenants_dir
         self.store = store
         self.guards = guards or PassGuards()
@@ -244,7 +247,7 @@ class Reconciler:
         self._spec_news = Newsroom()
         self._failure_news = Newsroom()
         self.loader = SpecLoader(relative_to=tenants_dir)
-        self.applied = AppliedState(fingerprinted=not one_shot)
+        self.applied = AppliedState(serving=not one_shot)
         self._desired_cache: dict[str, TenantState] = {}
         self._in_sync: dict[str, tuple[TenantState, TenantState]] = {}
         """Tenants the last full pass found in sync: ``{id: (desired, actual)}`` as held."""

@@ -177,3 +177,16 @@ def test_a_full_pass_over_unchanged_inputs_reads_and_plans_nothing_again(
     assert again.planned.plan.empty and not again.state_changed
     assert "read_state" not in store.calls and "read_a1_hashes" not in store.calls
     assert all(reconciler.applied.state[t] is s for t, s in held.items())
+
+
+def test_a_one_shot_pass_reads_the_records_once_without_hashes_or_fingerprints(
+    tenants: Path,
+) -> None:
+    store = MemoryStore()
+    assert Reconciler(tenants, store).run_pass(full=True).ok
+    store.calls.clear()
+    one_shot = Reconciler(tenants, store, one_shot=True)
+    planned = one_shot.plan_pass(full=True)
+    assert planned.plan.empty
+    assert store.calls.count("read_state") == 1
+    assert "read_a1_hashes" not in store.calls and "read_fingerprints" not in store.calls
