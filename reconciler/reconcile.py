@@ -172,15 +172,17 @@ class AppliedState:
         """Every registered tenant, reading again only those whose fingerprint differs from
         the one read with what is held (a full pass over an unchanged database reads one
         small value per tenant, and keeps every record object: unchanged is ``is``)."""
-        if not self.serving:
+        if not self.serving or not self.state:
+            # Nothing held (a start): read it all; fingerprints from the next full read on. A
+            # first fingerprint costs the server its query plans: never on the way to serving.
+            self.fingerprints = {}
             return self._reread(store, None)
         prints = store.read_fingerprints()  # before the state: a write in between shows next time
         stale = frozenset(
             t for t, p in prints.items() if t not in self.state or self.fingerprints.get(t) != p
         )
         gone = frozenset(self.state) - frozenset(prints)
-        everything = not self.state and stale == frozenset(prints)
-        changed = self._reread(store, None if everything else stale | gone)
+        changed = self._reread(store, stale | gone)
         self.fingerprints = {t: p for t, p in prints.items() if t in self.state}
         return changed
 
