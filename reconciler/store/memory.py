@@ -84,6 +84,18 @@ class MemoryStore:
         )
         return dict(sorted(wanted.items()))
 
+    def read_fingerprints(self, tenants: Collection[str] | None = None) -> dict[str, object]:
+        """The records and passwords themselves: equal exactly when they are."""
+        self._check("read_fingerprints")
+        return {
+            tenant_id: (
+                state,
+                sorted((k, v) for k, v in self.passwords.items() if k[0] == tenant_id),
+            )
+            for tenant_id, state in self.state.items()
+            if tenants is None or tenant_id in tenants
+        }
+
     def read_registry(self) -> dict[str, RegistryEntry]:
         self._check("read_registry")
         return dict(self.registry)

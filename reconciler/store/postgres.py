@@ -23,6 +23,7 @@ from reconciler.store.apply import ApplyReport, apply_plan, record_attempt
 from reconciler.store.credentials import CREDENTIALS_GRACE
 from reconciler.store.database import connect, open_pool
 from reconciler.store.domains import read_retired_domains
+from reconciler.store.fingerprints import read_fingerprints
 from reconciler.store.migrations import migrate
 from reconciler.store.read import RegistryEntry, read_a1_hashes, read_registry, read_state
 from reconciler.store.spec_status import SpecStatus, read_spec_status, record_spec_status
@@ -68,6 +69,9 @@ class PostgresStore:
 
     def read_state(self, tenants: Collection[str] | None = None) -> dict[str, TenantState]:
         return read_state(self.connection, tenants=tenants)
+
+    def read_fingerprints(self, tenants: Collection[str] | None = None) -> dict[str, object]:
+        return dict(read_fingerprints(self.connection, tenants=tenants))
 
     def read_registry(self) -> dict[str, RegistryEntry]:
         return read_registry(self.connection)

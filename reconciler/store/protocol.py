@@ -33,6 +33,12 @@ class Store(Protocol):
         """Registered tenants (all, or only ``tenants``) as the planner's records."""
         ...
 
+    def read_fingerprints(self, tenants: Collection[str] | None = None) -> dict[str, object]:
+        """``{tenant id: fingerprint}`` of registered tenants: a value equal between two
+        calls only when nothing ``read_state`` or ``read_a1_hashes`` return for that tenant
+        changed meanwhile (see ``reconciler.store.fingerprints``). Read it before the state."""
+        ...
+
     def read_registry(self) -> dict[str, RegistryEntry]: ...
 
     def read_a1_hashes(

@@ -73,7 +73,7 @@ def read_state(
     re-checks each tenant under its lock.
     """
     require_autocommit(conn)
-    registry = _read_tenants(conn, tenants)
+    registry = read_tenant_records(conn, tenants)
     ids = tuple(registry)
     if not ids:
         return {}
@@ -110,7 +110,9 @@ def read_state(
     }
 
 
-def _read_tenants(conn: psycopg.Connection, tenants: Iterable[str] | None) -> dict[str, Tenant]:
+def read_tenant_records(
+    conn: psycopg.Connection, tenants: Iterable[str] | None
+) -> dict[str, Tenant]:
     if not control_schema_exists(conn):
         return {}
     columns = sql.SQL(", ").join(map(sql.Identifier, TENANT_COLUMNS))
