@@ -130,6 +130,7 @@ class AppliedState:
 
     state: dict[str, TenantState] = field(default_factory=dict)
     a1_hashes: dict[tuple[str, str], str] = field(default_factory=dict)
+    voicemail_hashes: dict[tuple[str, str], str] = field(default_factory=dict)
     registry: dict[str, RegistryEntry] = field(default_factory=dict)
     spec_status: dict[str, SpecStatus] = field(default_factory=dict)
     retired_domains: frozenset[str] = frozenset()
@@ -148,24 +149,39 @@ class AppliedState:
         changed = False
         if tenant_ids is None:
             state, hashes = store.read_state(), store.read_a1_hashes()
-            changed = state != self.state or hashes != self.a1_hashes
-            self.state, self.a1_hashes = state, hashes
+            pins = store.read_voicemail_hashes()
+            changed = (state, hashes, pins) != (self.state, self.a1_hashes, self.voicemail_hashes)
+            self.state, self.a1_hashes, self.voicemail_hashes = state, hashes, pins
         elif tenant_ids:
             fresh, hashes = store.read_state(tenant_ids), store.read_a1_hashes(tenant_ids)
+            pins = store.read_voicemail_hashes(tenant_ids)
             before = {t: self.state[t] for t in tenant_ids if t in self.state}
-            before_hashes = {k: v for k, v in self.a1_hashes.items() if k[0] in tenant_ids}
-            changed = fresh != before or hashes != before_hashes
+            changed = (fresh, hashes, pins) != (
+                before,
+                _of(self.a1_hashes, tenant_ids),
+                _of(self.voicemail_hashes, tenant_ids),
+            )
             if changed:
                 state = {t: s for t, s in self.state.items() if t not in tenant_ids}
                 state.update(fresh)
                 self.state = state
-                self.a1_hashes = {k: v for k, v in self.a1_hashes.items() if k[0] not in tenant_ids}
-                self.a1_hashes.update(hashes)
+                self.a1_hashes = _without(self.a1_hashes, tenant_ids) | hashes
+                self.voicemail_hashes = _without(self.voicemail_hashes, tenant_ids) | pins
         self.registry = store.read_registry()
         self.spec_status = store.read_spec_status()
         self.retired_domains = store.read_retired_domains()
         self.platform_admins = store.read_platform_admins()
         return changed
+
+
+def _of(digests: dict[tuple[str, str], str], tenants: frozenset[str]) -> dict[tuple[str, str], str]:
+    return {k: v for k, v in digests.items() if k[0] in tenants}
+
+
+def _without(
+    digests: dict[tuple[str, str], str], tenants: frozenset[str]
+) -> dict[tuple[str, str], str]:
+    return {k: v for k, v in digests.items() if k[0] not in tenants}
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from specs_schema.models import ExtensionLength, FeatureCodes
 from specs_schema.positions import Loc, format_loc, shown
-from specs_schema.shapes import gateway_contact_parts
+from specs_schema.shapes import VOICEMAIL_CODES, gateway_contact_parts
 
 Finding = tuple[Loc, str]
 _Items = list[tuple[int, Mapping[str, Any]]]
@@ -291,6 +291,8 @@ def _number_clashes(
         if isinstance(code, str):
             loc: Loc = ("settings", "feature_codes", field)
             candidates.append((code, _Claim(loc, f"feature code {field}")))
+    for code, what in VOICEMAIL_CODES.items():
+        candidates.append((code, _Claim(("settings", "voicemail"), what)))
     claims: dict[str, _Claim] = {}
     findings: list[Finding] = []
     for number, claim in candidates:
