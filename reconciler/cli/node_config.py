@@ -27,6 +27,7 @@ from reconciler.nodeconfig.settings import (
     AUTO_IP,
     DEFAULT_MOH_DIR,
     DEFAULT_URL,
+    DEFAULT_VOICEMAIL_DIR,
     NodeConfigError,
     NodeSettings,
     risky_choices,
@@ -95,6 +96,12 @@ def _parse_rtp_ports(value: str) -> tuple[int, int]:
     help="Folder holding the 8000/ 16000/ 32000/ 48000/ music-on-hold folders.",
 )
 @click.option(
+    "--voicemail-dir",
+    default=DEFAULT_VOICEMAIL_DIR,
+    show_default=True,
+    help="Root of the voicemail boxes: <dir>/<tenant id>/<extension>/ (writable by FreeSWITCH).",
+)
+@click.option(
     "--out",
     "out",
     required=True,
@@ -119,6 +126,7 @@ def node_config(
     switchname: str | None,
     rtp_ports: str,
     moh_dir: str,
+    voicemail_dir: str,
     out: Path,
     force: bool,
 ) -> None:
@@ -146,6 +154,7 @@ def node_config(
                 rtp_start_port=rtp_start,
                 rtp_end_port=rtp_end,
                 moh_dir=moh_dir,
+                voicemail_dir=voicemail_dir,
             )
         )
         report = write_node_config(settings, out, force=force)

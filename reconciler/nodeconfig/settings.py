@@ -23,6 +23,9 @@ SERVED_PATH = "/freeswitch/xml"
 DEFAULT_URL = f"http://127.0.0.1:8080{SERVED_PATH}"
 AUTO_IP = "$${local_ip_v4}"
 DEFAULT_MOH_DIR = "$${sounds_dir}/music"
+DEFAULT_VOICEMAIL_DIR = "/var/lib/pbx/voicemail"
+"""Where boxes live (``<dir>/<tenant id>/<extension>/``); the daemon's ``--voicemail-dir``
+has the same default (``reconciler.core.voicemail.DEFAULT_ROOT``)."""
 WELL_KNOWN_ESL_PASSWORD = "ClueCon"  # noqa: S105 -- the default we refuse, not a credential
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -57,6 +60,7 @@ class NodeSettings:
     rtp_start_port: int = 16384
     rtp_end_port: int = 32768
     moh_dir: str = DEFAULT_MOH_DIR
+    voicemail_dir: str = DEFAULT_VOICEMAIL_DIR
 
     @property
     def tls(self) -> bool:
@@ -150,6 +154,16 @@ def _check_moh_dir(value: str) -> str:
     return value.rstrip("/")
 
 
+def _check_voicemail_dir(value: str) -> str:
+    """An absolute path of plain characters (it is a FreeSWITCH global and a directory
+    parameter's prefix)."""
+    if not value.startswith("/") or not _PATH_TAIL.match(value):
+        raise NodeConfigError(
+            "--voicemail-dir must be absolute and contain only letters, digits and _ . / -"
+        )
+    return value.rstrip("/") or "/"
+
+
 def validate(settings: NodeSettings) -> NodeSettings:
     """Return ``settings`` with normalised values, or raise :class:`RenderError`.
 
@@ -168,6 +182,7 @@ def validate(settings: NodeSettings) -> NodeSettings:
         checked,
         carrier_cidrs=_check_cidrs("--carrier-cidr", settings.carrier_cidrs),
         moh_dir=_check_moh_dir(settings.moh_dir),
+        voicemail_dir=_check_voicemail_dir(settings.voicemail_dir),
     )
 
 
@@ -263,6 +278,7 @@ def template_context(settings: NodeSettings) -> dict[str, object]:
         "rtp_start_port": settings.rtp_start_port,
         "rtp_end_port": settings.rtp_end_port,
         "moh_dir": settings.moh_dir,
+        "voicemail_dir": settings.voicemail_dir,
     }
 
 

@@ -41,10 +41,11 @@ VOICEMAIL = "voicemail.conf.xml.j2"
 TEMPLATE_NAMES = (DIRECTORY, DIALPLAN, CALLCENTER, NOT_FOUND, VOICEMAIL)
 VOICEMAIL_CAUSES = ",".join(
     ("USER_BUSY", "NO_ANSWER", "NO_USER_RESPONSE", "USER_NOT_REGISTERED", "SUBSCRIBER_ABSENT",
-     "CALL_REJECTED")
+     "CALL_REJECTED", "NORMAL_TEMPORARY_FAILURE", "RECOVERY_ON_TIMER_EXPIRE")
 )  # fmt: skip
 """Why a bridge to an extension may fail over to its voicemail: busy, not answered in its
-timeout, not registered, declined; anything else (the caller hung up) just ends."""
+timeout, not registered, declined, unreachable (its contact does not answer SIP); anything
+else (the caller hung up) just ends."""
 
 
 class TemplateLoadError(Permanent):
