@@ -283,6 +283,8 @@ def _number_clashes(
         if (number := _text(q, "number")) is not None:
             name = _text(q, "name") or f"#{i}"
             candidates.append((number, _Claim(("queues", i, "number"), f"queue '{name}'")))
+    for code, what in VOICEMAIL_CODES.items():  # fixed: a clash names the other claim
+        candidates.append((code, _Claim(("settings", "voicemail"), what)))
     settings = data.get("settings")
     codes = settings.get("feature_codes") if isinstance(settings, Mapping) else None
     codes = codes if isinstance(codes, Mapping) else {}
@@ -291,8 +293,6 @@ def _number_clashes(
         if isinstance(code, str):
             loc: Loc = ("settings", "feature_codes", field)
             candidates.append((code, _Claim(loc, f"feature code {field}")))
-    for code, what in VOICEMAIL_CODES.items():
-        candidates.append((code, _Claim(("settings", "voicemail"), what)))
     claims: dict[str, _Claim] = {}
     findings: list[Finding] = []
     for number, claim in candidates:
