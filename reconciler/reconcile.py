@@ -134,6 +134,7 @@ class AppliedState:
 
     state: dict[str, TenantState] = field(default_factory=dict)
     a1_hashes: dict[tuple[str, str], str] = field(default_factory=dict)
+    voicemail_hashes: dict[tuple[str, str], str] = field(default_factory=dict)
     registry: dict[str, RegistryEntry] = field(default_factory=dict)
     spec_status: dict[str, SpecStatus] = field(default_factory=dict)
     retired_domains: frozenset[str] = frozenset()
@@ -191,24 +192,38 @@ class AppliedState:
         if tenant_ids is None:
             state = store.read_state()
             hashes = store.read_a1_hashes() if self.serving else {}
-            changed = state != self.state or hashes != self.a1_hashes
-            self.state, self.a1_hashes = state, hashes
+            pins = store.read_voicemail_hashes() if self.serving else {}
+            changed = (state, hashes, pins) != (self.state, self.a1_hashes, self.voicemail_hashes)
+            self.state, self.a1_hashes, self.voicemail_hashes = state, hashes, pins
             return changed
         if not tenant_ids:
             return False
         fresh = store.read_state(tenant_ids)
         hashes = store.read_a1_hashes(tenant_ids) if self.serving else {}
+        pins = store.read_voicemail_hashes(tenant_ids) if self.serving else {}
         before = {t: self.state[t] for t in tenant_ids if t in self.state}
-        before_hashes = {k: v for k, v in self.a1_hashes.items() if k[0] in tenant_ids}
-        if fresh == before and hashes == before_hashes:
+        if (fresh, hashes, pins) == (
+            before,
+            _of(self.a1_hashes, tenant_ids),
+            _of(self.voicemail_hashes, tenant_ids),
+        ):
             return False
         state = {t: s for t, s in self.state.items() if t not in tenant_ids}
         state.update(fresh)
         self.state = dict(sorted(state.items()))  # the order a full read gives
-        a1 = {k: v for k, v in self.a1_hashes.items() if k[0] not in tenant_ids}
-        a1.update(hashes)
-        self.a1_hashes = a1
+        self.a1_hashes = _without(self.a1_hashes, tenant_ids) | hashes
+        self.voicemail_hashes = _without(self.voicemail_hashes, tenant_ids) | pins
         return True
+
+
+def _of(digests: dict[tuple[str, str], str], tenants: frozenset[str]) -> dict[tuple[str, str], str]:
+    return {k: v for k, v in digests.items() if k[0] in tenants}
+
+
+def _without(
+    digests: dict[tuple[str, str], str], tenants: frozenset[str]
+) -> dict[tuple[str, str], str]:
+    return {k: v for k, v in digests.items() if k[0] not in tenants}
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from reconciler.nodeconfig.settings import (
     DEFAULT_CERTS_DIR,
     DEFAULT_MOH_DIR,
     DEFAULT_URL,
+    DEFAULT_VOICEMAIL_DIR,
     DEFAULT_WSS_PORT,
     NodeConfigError,
     NodeSettings,
@@ -150,6 +151,12 @@ def _parse_rtp_ports(value: str) -> tuple[int, int]:
     "FreeSWITCH's log dir); `pbx run --cdr-spool-dir` collects it.",
 )
 @click.option(
+    "--voicemail-dir",
+    default=DEFAULT_VOICEMAIL_DIR,
+    show_default=True,
+    help="Root of the voicemail boxes: <dir>/<tenant id>/<extension>/ (writable by FreeSWITCH).",
+)
+@click.option(
     "--out",
     "out",
     required=True,
@@ -182,6 +189,7 @@ def node_config(
     candidate_cidr: tuple[str, ...],
     cdr_url: str | None,
     cdr_err_dir: str,
+    voicemail_dir: str,
     out: Path,
     force: bool,
 ) -> None:
@@ -216,6 +224,7 @@ def node_config(
                 candidate_cidrs=candidate_cidr,
                 cdr_url=cdr_url,
                 cdr_err_dir=cdr_err_dir,
+                voicemail_dir=voicemail_dir,
             )
         )
         report = write_node_config(settings, out, force=force)

@@ -127,10 +127,13 @@ class ServedSnapshot:
     async def rebuild(self, applied: AppliedState) -> None:
         """Build, serve at once from memory, persist, then serve from the file's mapping."""
         state, hashes = dict(applied.state), dict(applied.a1_hashes)
+        pins = dict(applied.voicemail_hashes)
         generation = f"{int(time.time() * 1000):x}"
         snapshot = await asyncio.to_thread(
             # frozen: kept out of the cyclic GC, whose passes over 100k objects stall the loop
-            lambda: build_snapshot(state, hashes, generation=generation, freeze=True)
+            lambda: build_snapshot(
+                state, hashes, voicemail_hashes=pins, generation=generation, freeze=True
+            )
         )
         self._swap(snapshot, source="database")
         self.from_disk = False

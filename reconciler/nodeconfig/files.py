@@ -33,6 +33,7 @@ TREE_ROOTS: tuple[str, ...] = (
     "sip_profiles",
     "directory",
     "dialplan",
+    "lang",
 )
 # The rendered tree holds the xml_curl credentials and the event-socket password.
 FILE_MODE = 0o640

@@ -37,6 +37,9 @@ DEFAULT_WSS_PORT = 7443
 _DIR_VARIABLES = ("$${certs_dir}", "$${conf_dir}", "$${base_dir}")
 _PEM_CERT = "-----BEGIN CERTIFICATE-----"
 _PEM_KEY = re.compile(r"-----BEGIN (RSA |EC )?PRIVATE KEY-----")
+DEFAULT_VOICEMAIL_DIR = "/var/lib/pbx/voicemail"
+"""Where boxes live (``<dir>/<tenant id>/<extension>/``); the daemon's ``--voicemail-dir``
+has the same default (``reconciler.core.voicemail.DEFAULT_ROOT``)."""
 WELL_KNOWN_ESL_PASSWORD = "ClueCon"  # noqa: S105 -- the default we refuse, not a credential
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -84,6 +87,7 @@ class NodeSettings:
     cdr_url: str | None = None
     # Where mod_xml_cdr writes a record it could not post (collected by `pbx run --cdr-spool-dir`).
     cdr_err_dir: str = DEFAULT_CDR_ERR_DIR
+    voicemail_dir: str = DEFAULT_VOICEMAIL_DIR
 
     @property
     def tls(self) -> bool:
@@ -197,6 +201,16 @@ def _check_moh_dir(value: str) -> str:
     return value.rstrip("/")
 
 
+def _check_voicemail_dir(value: str) -> str:
+    """An absolute path of plain characters (it is a FreeSWITCH global and a directory
+    parameter's prefix)."""
+    if not value.startswith("/") or not _PATH_TAIL.match(value):
+        raise NodeConfigError(
+            "--voicemail-dir must be absolute and contain only letters, digits and _ . / -"
+        )
+    return value.rstrip("/") or "/"
+
+
 def validate(settings: NodeSettings) -> NodeSettings:
     """Return ``settings`` with normalised values, or raise :class:`RenderError`.
 
@@ -217,6 +231,7 @@ def validate(settings: NodeSettings) -> NodeSettings:
         checked,
         carrier_cidrs=_check_cidrs("--carrier-cidr", settings.carrier_cidrs),
         moh_dir=_check_moh_dir(settings.moh_dir),
+        voicemail_dir=_check_voicemail_dir(settings.voicemail_dir),
     )
 
 
@@ -372,6 +387,7 @@ def template_context(settings: NodeSettings) -> dict[str, object]:
         "candidate_cidrs": settings.candidate_cidrs,
         "cdr_url": settings.cdr_url or default_cdr_url(settings.reconciler_url),
         "cdr_err_dir": settings.cdr_err_dir,
+        "voicemail_dir": settings.voicemail_dir,
     }
 
 

@@ -324,7 +324,7 @@ class MappedGeneration:
         if row is None:
             return None
         tenant, user = row
-        return _tenant(tenant), DirectoryUser._make([*user[:6], tuple(user[6])])
+        return _tenant(tenant), DirectoryUser._make([*user[:6], tuple(user[6]), *user[7:]])
 
     def route(self, context: str, number: str) -> tuple[ServedTenant, Route] | None:
         row = self._get(f"r{_SEP}{context.lower()}{_SEP}{number}")

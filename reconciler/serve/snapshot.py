@@ -35,6 +35,7 @@ from reconciler.core.model import (
     user_contact_extension,
 )
 from reconciler.core.served import served_queue_params, served_tenants
+from reconciler.core.voicemail import VOICEMAIL_ROUTES, tenant_storage, voicemail_profile
 from reconciler.serve.inert import shown, text_clean, text_problem, token_clean, token_problem
 from specs_schema.models import AgentStatus
 from specs_schema.shapes import RECORD_PLACEHOLDERS
@@ -56,6 +57,7 @@ class RouteKind(StrEnum):
     EXTENSION = "extension"  # ring user/<number>@<domain>
     QUEUE = "queue"  # enter callcenter queue <name>@<domain>
     FEATURE = "feature"  # the calling agent sets its own mod_callcenter status
+    VOICEMAIL = "voicemail"  # check a voicemail box: the caller's own, or any of the tenant
 
 
 class DirectoryUser(NamedTuple):
@@ -69,6 +71,13 @@ class DirectoryUser(NamedTuple):
     max_registrations: int
     call_timeout: int
     agents: tuple[str, ...]  # FreeSWITCH names of the agents answering on this extension
+    voicemail_profile: str = ""  # mod_voicemail profile taking its messages; "": no box
+    vm_a1_hash: str = ""  # md5("<number>:<domain>:<PIN>"): mod_voicemail's PIN check
+    vm_pin_on_own_phone: bool = True  # *97 from this extension asks the PIN
+
+    @property
+    def voicemail(self) -> bool:
+        return bool(self.voicemail_profile)
 
 
 class Route(NamedTuple):
@@ -79,6 +88,7 @@ class Route(NamedTuple):
     number: str
     target: str
     call_timeout: int = 0  # extension routes only
+    voicemail_profile: str = ""  # extension routes: where an unanswered call goes; "": none
 
 
 class DidRoute(NamedTuple):
@@ -112,6 +122,10 @@ class ServedTenant:
     @property
     def context(self) -> str:
         return self.domain
+
+    @property
+    def voicemail_storage(self) -> str:
+        return tenant_storage(self.id)
 
 
 class Lookups(Protocol):
@@ -200,6 +214,7 @@ def build_snapshot(
     state: State,
     a1_hashes: Mapping[tuple[str, str], str],
     *,
+    voicemail_hashes: Mapping[tuple[str, str], str] | None = None,
     generation: str = "",
     freeze: bool = False,
 ) -> Snapshot:
@@ -209,7 +224,7 @@ def build_snapshot(
 
     ``freeze=True`` is for the serving process: see ``reconciler.core.gcpause``."""
     with gc_paused(freeze):
-        return _build(state, a1_hashes, generation)
+        return _build(state, _Digests(a1_hashes, voicemail_hashes or {}), generation)
 
 
 def declares_users(state: State) -> bool:
@@ -222,7 +237,14 @@ def declares_users(state: State) -> bool:
     )
 
 
-def _build(state: State, a1_hashes: Mapping[tuple[str, str], str], generation: str) -> Snapshot:
+class _Digests(NamedTuple):
+    """The secrets' digests the directory serves, keyed ``(tenant id, extension)``."""
+
+    sip: Mapping[tuple[str, str], str]
+    voicemail: Mapping[tuple[str, str], str]
+
+
+def _build(state: State, digests: _Digests, generation: str) -> Snapshot:
     served = served_tenants(state)
     problems: list[str] = list(served.problems)
 
@@ -235,7 +257,7 @@ def _build(state: State, a1_hashes: Mapping[tuple[str, str], str], generation: s
             problems.append(f"tenant {tenant_state.tenant.id}: {problem}: not served")
             continue
         served_tenant, tenant_queues, tenant_dids = _serve_tenant(
-            tenant_state, domain, a1_hashes, problems
+            tenant_state, domain, digests, problems
         )
         tenants[domain] = served_tenant
         queues.update(tenant_queues)
@@ -285,7 +307,7 @@ def _tenant_problem(tenant: Tenant) -> str | None:
 def _serve_tenant(
     ts: TenantState,
     domain: str,
-    a1_hashes: Mapping[tuple[str, str], str],
+    digests: _Digests,
     problems: list[str],
 ) -> tuple[ServedTenant, dict[str, QueueConfig], list[DidRoute]]:
     tenant = ts.tenant
@@ -293,10 +315,12 @@ def _serve_tenant(
     users: dict[str, DirectoryUser] = {}
     routes: dict[str, Route] = {}
     for number in ts.extensions:
-        user = _serve_user(ts, number, a1_hashes, agents_on, problems)
+        user = _serve_user(ts, number, digests, agents_on, problems)
         if user is not None:
             users[number] = user
-            routes[number] = Route(RouteKind.EXTENSION, number, number, user.call_timeout)
+            routes[number] = Route(
+                RouteKind.EXTENSION, number, number, user.call_timeout, user.voicemail_profile
+            )
 
     tenant_queues: dict[str, QueueConfig] = {}
     queue_numbers: dict[str, str] = {}
@@ -310,6 +334,8 @@ def _serve_tenant(
     for attribute, status in FEATURE_STATUS:
         code = getattr(tenant, attribute)
         _add_route(routes, Route(RouteKind.FEATURE, code, status), tenant.id, problems)
+    for code, target in VOICEMAIL_ROUTES:
+        _add_route(routes, Route(RouteKind.VOICEMAIL, code, target), tenant.id, problems)
 
     dids = _serve_dids(ts, domain, users, queue_numbers, problems)
     served = ServedTenant(
@@ -345,7 +371,7 @@ def _agents_by_extension(ts: TenantState, domain: str, problems: list[str]) -> d
 def _serve_user(
     ts: TenantState,
     number: str,
-    a1_hashes: Mapping[tuple[str, str], str],
+    digests: _Digests,
     agents_on: Mapping[str, list[str]],
     problems: list[str],
 ) -> DirectoryUser | None:
@@ -354,7 +380,7 @@ def _serve_user(
     tenant_id = ts.tenant.id
     if not ext.enabled:
         return None
-    a1_hash = (a1_hashes.get((tenant_id, number)) or "").lower()
+    a1_hash = (digests.sip.get((tenant_id, number)) or "").lower()
     if not a1_hash:
         return None
     caller_id_name = ext.caller_id_name or ext.name
@@ -371,6 +397,13 @@ def _serve_user(
     if _A1_HASH.match(a1_hash) is None:
         problems.append(f"tenant {tenant_id}: extension {number} has a malformed A1 hash")
         return None
+    vm_a1_hash = (digests.voicemail.get((tenant_id, number)) or "").lower()
+    if _A1_HASH.match(vm_a1_hash) is None:
+        vm_a1_hash = ""
+    profile = voicemail_profile(ext.voicemail_max_message_seconds) if ext.voicemail_enabled else ""
+    if profile and not vm_a1_hash:
+        problems.append(f"tenant {tenant_id}: extension {number} has no voicemail PIN: no box")
+        profile = ""
     return DirectoryUser(
         number,
         a1_hash,
@@ -379,6 +412,9 @@ def _serve_user(
         ext.max_registrations,
         ext.call_timeout or ts.tenant.call_timeout,
         tuple(sorted(agents_on.get(number, ()))),
+        profile,
+        vm_a1_hash,
+        ext.voicemail_pin_on_own_phone,
     )
 
 

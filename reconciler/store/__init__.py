@@ -70,8 +70,10 @@ from reconciler.store.read import (
     read_registry,
     read_state,
     read_tenant_state,
+    read_voicemail_hashes,
 )
 from reconciler.store.spec_status import SpecStatus, read_spec_status, record_spec_status
+from reconciler.store.voicemail_pins import rotate_pin, show_pin
 
 __all__ = [
     "APPLIED_CHANNEL",
@@ -112,9 +114,12 @@ __all__ = [
     "read_spec_status",
     "read_state",
     "read_tenant_state",
+    "read_voicemail_hashes",
     "record_spec_status",
     "rotate_credentials",
+    "rotate_pin",
     "show_credentials",
+    "show_pin",
     "sync_platform_admins",
     "tenant_schema",
 ]

@@ -26,7 +26,7 @@ from reconciler.core.model import Tenant
 from reconciler.store.errors import require_autocommit, translated
 from reconciler.store.layout import tenant_schema
 from reconciler.store.read import read_tenant_records
-from reconciler.store.tables import SIP_CREDENTIALS, TABLES, USER_EXTENSIONS
+from reconciler.store.tables import SIP_CREDENTIALS, TABLES, USER_EXTENSIONS, VOICEMAIL_PINS
 
 _CHUNK = 100
 """Schemas per query (one table at a time). The server's planning time grows faster than
@@ -37,8 +37,10 @@ FINGERPRINTED_TABLES: tuple[str, ...] = (
     *(table.name for table in TABLES.values()),
     USER_EXTENSIONS,
     SIP_CREDENTIALS,
+    VOICEMAIL_PINS,
 )
-"""Every table ``read_state`` and ``read_a1_hashes`` read (a1 hashes are served too)."""
+"""Every table ``read_state``, ``read_a1_hashes`` and ``read_voicemail_hashes`` read (the
+hashes are served too)."""
 
 Fingerprint = tuple[Tenant, tuple[tuple[int, int, int], ...]]
 """A tenant's registry record, then ``(table index, rows, hash sum)`` of each of its

@@ -22,6 +22,11 @@ them faster than an index costs to create and to load into every backend's catal
 That halves the relations per tenant: faster tenant creation and faster cold reads.
 ``retired_credentials`` (a deleted extension's password, kept for a grace period) has no key
 either: the writer deletes before it inserts, and the table holds a handful of rows.
+
+Tenant migration 3 gives the extensions that exist then a voicemail PIN drawn in SQL: the
+decimal digits of two MD5s of ``gen_random_uuid()`` (PostgreSQL's strong random source),
+the first six taken (uniform: MD5's hex digits are, and 64 of them hold six decimal digits
+but for a chance of about 1e-17). Later PINs are drawn in Python (``store.voicemail_pins``).
 """
 
 from __future__ import annotations
@@ -356,6 +361,33 @@ CREATE TABLE {schema}.retired_credentials (
     retired_at timestamptz NOT NULL DEFAULT now(),
     expires_at timestamptz NOT NULL
 );
+"""),
+    ),
+    Migration(
+        3,
+        "voicemail: each extension's box settings and its generated PIN (with its digest)",
+        sql.SQL("""
+ALTER TABLE {schema}.extensions
+    ADD COLUMN voicemail_enabled boolean NOT NULL DEFAULT false,
+    ADD COLUMN voicemail_max_message_seconds integer NOT NULL DEFAULT 120,
+    ADD COLUMN voicemail_pin_on_own_phone boolean NOT NULL DEFAULT true;
+CREATE TABLE {schema}.voicemail_pins (
+    extension varchar(15) PRIMARY KEY
+        REFERENCES {schema}.extensions (number) ON DELETE CASCADE,
+    pin varchar(12) NOT NULL CHECK (pin ~ '^[0-9]{{6,12}}$'),
+    vm_a1_hash char(32) NOT NULL CHECK (vm_a1_hash ~ '^[0-9a-f]{{32}}$'),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    rotated_at timestamptz
+);
+INSERT INTO {schema}.voicemail_pins (extension, pin, vm_a1_hash)
+SELECT number, pin, md5(number || ':' || domain || ':' || pin)
+FROM (
+    SELECT e.number, t.domain, substr(regexp_replace(
+        md5(gen_random_uuid()::text) || md5(gen_random_uuid()::text), '[^0-9]', '', 'g'
+    ), 1, 6) AS pin
+    FROM {schema}.extensions e
+    JOIN pbx.tenants t ON t.schema_name = '{schema}'::regnamespace::text
+) fresh;
 """),
     ),
     Migration(

@@ -25,7 +25,13 @@ from reconciler.store.database import connect, open_pool
 from reconciler.store.domains import read_retired_domains
 from reconciler.store.fingerprints import read_fingerprints
 from reconciler.store.migrations import migrate
-from reconciler.store.read import RegistryEntry, read_a1_hashes, read_registry, read_state
+from reconciler.store.read import (
+    RegistryEntry,
+    read_a1_hashes,
+    read_registry,
+    read_state,
+    read_voicemail_hashes,
+)
 from reconciler.store.spec_status import SpecStatus, read_spec_status, record_spec_status
 
 
@@ -78,6 +84,11 @@ class PostgresStore:
 
     def read_a1_hashes(self, tenants: Collection[str] | None = None) -> dict[tuple[str, str], str]:
         return read_a1_hashes(self.connection, tenants=tenants)
+
+    def read_voicemail_hashes(
+        self, tenants: Collection[str] | None = None
+    ) -> dict[tuple[str, str], str]:
+        return read_voicemail_hashes(self.connection, tenants=tenants)
 
     def read_spec_status(self) -> dict[str, SpecStatus]:
         return read_spec_status(self.connection)

@@ -45,6 +45,12 @@ class Store(Protocol):
         self, tenants: Collection[str] | None = None
     ) -> dict[tuple[str, str], str]: ...
 
+    def read_voicemail_hashes(
+        self, tenants: Collection[str] | None = None
+    ) -> dict[tuple[str, str], str]:
+        """Each box's PIN digest (``vm-a1-hash``), keyed like ``read_a1_hashes``."""
+        ...
+
     def read_spec_status(self) -> dict[str, SpecStatus]: ...
 
     def read_platform_admins(self) -> dict[str, str]:

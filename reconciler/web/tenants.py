@@ -223,6 +223,20 @@ async def api_rotate(request: web.Request) -> web.StreamResponse:
     return ok({"rotated": True})
 
 
+@routes.post(EXT + "/voicemail-pin/reveal")
+async def api_reveal_pin(request: web.Request) -> web.StreamResponse:
+    sc = scope(request, request.match_info["tenant"])
+    number = request.match_info["number"]
+    return ok({"extension": number, "pin": await actor(request).reveal_pin(sc, number)})
+
+
+@routes.post(EXT + "/voicemail-pin/rotate")
+async def api_rotate_pin(request: web.Request) -> web.StreamResponse:
+    sc = scope(request, request.match_info["tenant"])
+    await actor(request).rotate_pin(sc, request.match_info["number"])
+    return ok({"rotated": True})
+
+
 @routes.get(V1 + "/tenants/{tenant}/agents")
 async def api_agents(request: web.Request) -> web.StreamResponse:
     sc = scope(request, request.match_info["tenant"])
@@ -315,6 +329,20 @@ def _action_paths() -> dict[str, Any]:
         e + "/credentials/rotate": {
             "post": operation(
                 "new SIP password (owner or tenant admin; audited)",
+                obj(["rotated"], rotated=boolean()),
+                params=[TENANT, NUMBER],
+            )
+        },
+        e + "/voicemail-pin/reveal": {
+            "post": operation(
+                "the voicemail PIN (owner or tenant admin; audited)",
+                obj(["extension", "pin"], extension=string(), pin=string()),
+                params=[TENANT, NUMBER],
+            )
+        },
+        e + "/voicemail-pin/rotate": {
+            "post": operation(
+                "new voicemail PIN (owner or tenant admin; audited)",
                 obj(["rotated"], rotated=boolean()),
                 params=[TENANT, NUMBER],
             )

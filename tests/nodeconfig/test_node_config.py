@@ -428,7 +428,7 @@ def test_settings_repr_hides_secrets() -> None:
 def test_the_shipped_tree_is_the_node_configuration_alone() -> None:
     shipped = {rel.as_posix() for rel, _ in iter_sources()}
     assert "autoload_configs/xml_curl.conf.xml.j2" in shipped
-    assert "freeswitch.xml" in shipped and "vars.xml" in shipped
+    assert "freeswitch.xml" in shipped and "vars.xml.j2" in shipped
     assert not any(name.endswith((".py", ".md")) or name.startswith("systemd/") for name in shipped)
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
+import wave
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +75,11 @@ extensions:
   - {{number: "1016", name: Desk phone calling browsers}}
   - {{number: "1020", name: History caller}}
   - {{number: "1021", name: History callee}}
+  - number: "1007"
+    name: Voicemail box
+    call_timeout: 5
+    voicemail: {{enabled: true, max_message_seconds: 60}}
+  - {{number: "1008", name: Voicemail caller}}
 agents:
   - {{name: alice, extension: "1004", initial_status: Available}}
   - {{name: dora, extension: "1006"}}
@@ -201,6 +208,23 @@ class Node:
         return f"--- FreeSWITCH log:\n{tail(self.fs_log)}\n--- daemon log:\n{tail(self.daemon_log)}"
 
 
+def _silent_prompts(sounds: Path) -> None:
+    """The prompts mod_voicemail's macros play (``lang/en/vm/sounds.xml``) and the digits
+    say_en reads, as 0.2 s of 8 kHz silence: no sound package is installed on this machine,
+    and a missing greeting makes mod_voicemail hang up before it records."""
+    macros = Path(__file__).resolve().parents[2] / "freeswitch_conf/lang/en/vm/sounds.xml"
+    names = set(re.findall(r'data="((?:voicemail|ivr)/[a-z_-]+[.]wav)"', macros.read_text()))
+    names |= {f"digits/{d}.wav" for d in range(10)}
+    for name in names:
+        path = sounds / "en/us/callie" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(8000)
+            out.writeframes(b"\0\0" * 1600)
+
+
 def _pick_ports() -> Ports:
     return Ports(
         tenant_sip=free_port(),
@@ -247,6 +271,8 @@ def _render(ports: Ports, out: Path, cert: CertFiles, control_port: int) -> None
             # the control plane's listener: the xml_curl one, or /status's with workers
             "--cdr-url",
             f"http://127.0.0.1:{control_port}/freeswitch/cdr",
+            "--voicemail-dir",
+            str(out.parent.parent / "voicemail"),
             "--out",
             str(out),
         ],
@@ -311,6 +337,7 @@ def node(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     cert = self_signed(workdir / "pki")
     status_port = free_port() if XML_CURL_WORKERS else ports.xml_curl
     _render(ports, workdir / "fs" / "conf", cert, status_port)
+    _silent_prompts(workdir / "fs" / "sounds")
     with fresh_database(pg_server_dsn, prefix="pbx_realswitch") as dsn:
         env = {**os.environ, "PBX_DATABASE_URL": dsn, "PBX_LOG_FORMAT": "text"}
         env.pop("PBX_FREESWITCH", None)
