@@ -108,6 +108,7 @@ class XmlCurlServing:
             persist_status=lambda: self._served.persist_status,
         )  # fmt: skip
         self._metrics.worker_counts = self.workers.counts
+        self._served.propagate = self.workers.wait_serving
         await self.workers.start()
 
     def describe_workers(self) -> dict[str, int] | None:

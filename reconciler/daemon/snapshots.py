@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -63,6 +63,8 @@ class ServedSnapshot:
         self.built_at: str | None = None
         self.from_disk = False
         self.persist_status = PersistStatus(False, None, "not written yet")
+        # With xml_curl workers: waits until they serve a generation (set by the serving side)
+        self.propagate: Callable[[str], Awaitable[bool]] | None = None
 
     def get(self) -> Lookups | None:
         """For the request path: one attribute read, the old or the new view, whole."""
@@ -142,6 +144,11 @@ class ServedSnapshot:
         mapped = await self._persist(snapshot, allow_empty=not declares_users(state))
         if mapped is not None and self.current is snapshot:
             self._swap(mapped, source="file", quiet=True)
+            # The switches are told next (queue loads fetch from the workers): let the
+            # workers serve this generation first.
+            if self.propagate is not None and not await self.propagate(mapped.generation):
+                event(log, "xml_curl workers still serve an older generation", logging.WARNING,
+                      generation=mapped.generation)  # fmt: skip
 
     async def _persist(self, snapshot: Snapshot, *, allow_empty: bool) -> MappedGeneration | None:
         """Write the generation and map it back; None when it is not on disk (the status

@@ -36,7 +36,7 @@ from typing import Any
 
 from reconciler.core.logs import event
 from reconciler.daemon.metrics import Metrics
-from reconciler.dataplane.board import Board, WorkerCounts
+from reconciler.dataplane.board import Board, WorkerCounts, generation_tag
 from reconciler.serve.listener import MAX_BACKLOG, ListenerUnavailable
 from reconciler.serve.persist import PersistStatus
 
@@ -46,6 +46,7 @@ WORKER_MODULE = "reconciler.dataplane.worker"
 DRAIN_SECONDS = 8.0
 RESTART_PAUSE = 0.2
 HANG_SECONDS = 10.0  # a loop that publishes nothing this long is stuck (it beats every 0.1 s)
+PROPAGATE_SECONDS = 2.0  # longest wait for the workers to serve a new generation
 START_SECONDS = 60.0  # before its first heartbeat: a worker importing on a loaded machine
 HANG_CHECK_SECONDS = 0.5
 
@@ -123,6 +124,25 @@ class XmlCurlWorkers:
         self._tasks.append(asyncio.create_task(self._watch_hangs()))
         self._tasks.append(asyncio.create_task(self._tell_persisted()))
         _retire(leftovers)
+
+    async def wait_serving(self, generation: str, within: float = PROPAGATE_SECONDS) -> bool:
+        """Wait until every running, unhung worker serves ``generation`` (what the switches
+        are about to be told depends on it: ``queue load`` makes FreeSWITCH fetch the queue
+        from the workers at once). False after ``within`` seconds: a slow worker must not
+        hold up the switches for long, and it follows within its poll interval anyway."""
+        tag = generation_tag(generation)
+        deadline = time.monotonic() + within
+        while True:
+            lagging = [
+                slot
+                for slot, proc in self._procs.items()
+                if proc.returncode is None
+                and slot not in self._hung
+                and self._board.read(slot).serving != tag
+            ]
+            if not lagging or time.monotonic() >= deadline:
+                return not lagging
+            await asyncio.sleep(0.01)
 
     def counts(self) -> WorkerCounts:
         """Every request the workers answered while this daemon ran (for /metrics)."""

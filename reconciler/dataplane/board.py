@@ -16,7 +16,8 @@ The supervisor writes one record of its own ahead of the slots: whether the newe
 generation it built is on disk (``PersistStatus``), so each worker's /readyz says so when the
 state dir is full or read-only and it keeps serving the last good generation.
 
-Slot layout (little-endian, 8-byte fields): pid, heartbeat, then requests by section and
+Slot layout (little-endian, 8-byte fields): pid, heartbeat, the tag of the generation the
+worker serves (``generation_tag``; 0: none), then requests by section and
 result (``Section`` x ``Result``), then per section the latency histogram as counts per
 bucket of ``XMLCURL_BUCKETS`` plus +Inf, then per section the sum of seconds (a double).
 
@@ -28,9 +29,11 @@ the worker answered after its last publish, at most ``PUBLISH_SECONDS`` of it, i
 from __future__ import annotations
 
 import bisect
+import hashlib
 import mmap
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from reconciler.serve.persist import PersistStatus
@@ -47,7 +50,7 @@ _RESULT_INDEX: dict[str, int] = {r.value: i for i, r in enumerate(RESULTS)}
 _REQUESTS = len(SECTIONS) * len(RESULTS)
 _BUCKETS = len(XMLCURL_BUCKETS) + 1  # the last is +Inf
 _LAYOUT = struct.Struct(
-    f"<QQ{_REQUESTS}Q{len(SECTIONS) * _BUCKETS}Q{len(SECTIONS)}d"
+    f"<QQQ{_REQUESTS}Q{len(SECTIONS) * _BUCKETS}Q{len(SECTIONS)}d"
 )  # fmt: skip
 SLOT_BYTES = (_LAYOUT.size + 63) // 64 * 64  # a cache line apart
 _CONTROL = struct.Struct("<Qd")  # persisted (0 unknown, 1 yes, 2 no), persisted_at
@@ -104,10 +107,17 @@ class WorkerCounts:
         return counts
 
 
+def generation_tag(generation: str) -> int:
+    """A generation's id as one nonzero 8-byte value a slot can hold."""
+    digest = hashlib.blake2b(generation.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") or 1
+
+
 @dataclass(frozen=True)
 class SlotReading:
     pid: int
     heartbeat: int
+    serving: int  # generation_tag of what the worker serves; 0: nothing
     counts: WorkerCounts
 
 
@@ -132,12 +142,16 @@ class Board:
         size = os.fstat(fd).st_size
         return cls(fd, (size - CONTROL_BYTES) // SLOT_BYTES)
 
-    def publish(self, slot: int, pid: int, heartbeat: int, counts: WorkerCounts) -> None:
-        _LAYOUT.pack_into(self._map, _offset(slot), pid, heartbeat, *counts.flat())
+    def publish(
+        self, slot: int, pid: int, heartbeat: int, serving: int, counts: WorkerCounts
+    ) -> None:
+        _LAYOUT.pack_into(self._map, _offset(slot), pid, heartbeat, serving, *counts.flat())
 
     def read(self, slot: int) -> SlotReading:
         values = _LAYOUT.unpack_from(self._map, _offset(slot))
-        return SlotReading(int(values[0]), int(values[1]), WorkerCounts.from_flat(values[2:]))
+        return SlotReading(
+            int(values[0]), int(values[1]), int(values[2]), WorkerCounts.from_flat(values[3:])
+        )
 
     def clear(self, slot: int) -> None:
         self._map[_offset(slot) : _offset(slot) + SLOT_BYTES] = bytes(SLOT_BYTES)
@@ -167,13 +181,16 @@ class BoardPublisher:
     """The worker's side: counts requests in its own memory (no shared write per request)
     and publishes them with a heartbeat from its event loop."""
 
-    def __init__(self, board: Board, slot: int) -> None:
+    def __init__(self, board: Board, slot: int, serving: Callable[[], str | None]) -> None:
         self.counts = WorkerCounts()
         self._board = board
         self._slot = slot
         self._pid = os.getpid()
+        self._serving = serving  # the generation served now (None: none)
         self.heartbeat = 0
 
     def publish(self) -> None:
         self.heartbeat += 1
-        self._board.publish(self._slot, self._pid, self.heartbeat, self.counts)
+        generation = self._serving()
+        tag = generation_tag(generation) if generation else 0
+        self._board.publish(self._slot, self._pid, self.heartbeat, tag, self.counts)

@@ -28,6 +28,7 @@ from reconciler.core import logs
 from reconciler.core.identity import DatabaseIdentity
 from reconciler.dataplane.board import PUBLISH_SECONDS, Board, BoardPublisher
 from reconciler.dataplane.follower import GenerationFollower
+from reconciler.serve.generation import MappedGeneration
 from reconciler.serve.listener import ListenerLimits, start_server
 from reconciler.serve.templating import load_templates
 from reconciler.serve.xmlcurl_app import make_app
@@ -51,7 +52,7 @@ async def serve(settings: dict[str, Any], sock: socket.socket) -> int:
     auth = settings.get("auth")
     limits = ListenerLimits()
     board = Board.attach(int(settings["board_fd"]))
-    publisher = BoardPublisher(board, int(settings["slot"]))
+    publisher = BoardPublisher(board, int(settings["slot"]), lambda: _generation_of(follower.get()))
     publisher.publish()
     app = make_app(
         follower.get,
@@ -81,6 +82,10 @@ async def serve(settings: dict[str, Any], sock: socket.socket) -> int:
             task.cancel()
         follower.close()
     return 0
+
+
+def _generation_of(view: MappedGeneration | None) -> str | None:
+    return view.generation if view is not None else None
 
 
 async def _publish(publisher: BoardPublisher, stop: asyncio.Event) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.dataplane.board import Board, WorkerCounts
+from reconciler.dataplane.board import Board, WorkerCounts, generation_tag
 from reconciler.serve.generation import write_generation
 from reconciler.serve.snapshot import Snapshot, build_snapshot
 from reconciler.serve.templating import load_templates
@@ -158,6 +158,8 @@ def test_the_worker_publishes_a_heartbeat_and_its_requests(
     eventually(lambda: worker.board.read(0).heartbeat > first, "the heartbeat moves")
     reading = worker.board.read(0)
     assert reading.pid == worker.proc.pid
+    served = json.loads(worker.get("/readyz")[1])["generation"]
+    assert reading.serving == generation_tag(served)  # what the control plane waits for
     expected = WorkerCounts()
     for _ in range(5):
         expected.observe(answered.section, answered.result, 0.0)
