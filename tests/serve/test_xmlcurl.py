@@ -230,6 +230,8 @@ def test_captured_directory_answer_carries_the_captured_a1_hash(snapshot, templa
         "outbound_caller_id_name": "Acme Corporation",
         "outbound_caller_id_number": "+14155550100",
         "call_timeout": "30",
+        # no box: no message-waiting NOTIFY at each registration
+        "send-message-query-on-register": "false",
     }
 
 
