@@ -14,11 +14,25 @@
       dot.setAttribute("aria-label", text);
     }
   }
+  var FOCUSABLE = "a[href],button,input,select,textarea,summary,[tabindex]";
+  // Swap a fragment without taking the keyboard away: if focus was inside it, it goes back
+  // to the same control (by id, else by position) in the new HTML.
+  function swap(target, html) {
+    if (target.innerHTML === html) { return; }
+    var active = document.activeElement;
+    var inside = active && active !== target && target.contains(active);
+    var id = inside ? active.id : "";
+    var index = inside ? Array.prototype.indexOf.call(target.querySelectorAll(FOCUSABLE), active) : -1;
+    target.innerHTML = html;
+    if (!inside) { return; }
+    var again = (id && document.getElementById(id)) || target.querySelectorAll(FOCUSABLE)[index];
+    if (again) { again.focus({ preventScroll: true }); }
+  }
   var source = new EventSource(url);
   source.addEventListener("fragment", function (event) {
     var message = JSON.parse(event.data);
     var target = document.getElementById(message.id);
-    if (target) { target.innerHTML = message.html; }
+    if (target) { swap(target, message.html); }
   });
   source.addEventListener("end", function () {
     source.close();
