@@ -13,7 +13,12 @@ from typing import Any
 import click
 
 from reconciler.cli.options import global_options, resolved
-from reconciler.cli.settings import parse_credentials, parse_host_port, parse_seconds
+from reconciler.cli.settings import (
+    audio_roots,
+    parse_credentials,
+    parse_host_port,
+    parse_seconds,
+)
 from reconciler.cli.status_view import render_status
 from reconciler.cli.users import portal_config, portal_options
 from reconciler.core import logs
@@ -112,6 +117,7 @@ def run(ctx: click.Context, /, **_: Any) -> None:
             portal=portal_config(cfg),
             xml_curl_workers=_workers(cfg["xml_curl_workers"]),
             status_listen=parse_host_port(cfg["status_listen"]) if cfg["status_listen"] else None,
+            audio_roots=audio_roots(cfg),
         )
     except PbxError as exc:
         raise click.UsageError(str(exc)) from exc

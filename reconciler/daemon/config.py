@@ -7,6 +7,7 @@ from pathlib import Path
 
 import platformdirs
 
+from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
 from reconciler.switch import NodeSpec
 from reconciler.web import PortalConfig
 
@@ -49,6 +50,7 @@ class DaemonConfig:
     retry_cap: float = 60.0
     xml_curl_workers: int = 0  # 0: xml_curl answered in this process (today's serving)
     status_listen: tuple[str, int] | None = None  # with workers: /status and /metrics here
+    audio_roots: AudioRoots = DEFAULT_ROOTS  # where switches keep each tenant's audio
 
     @property
     def generation_path(self) -> Path:

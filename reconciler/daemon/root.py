@@ -55,7 +55,7 @@ class Daemon:
         self.metrics = Metrics()
         self.templates = load_templates(config.templates_dir)
         self.triggers = Triggers(interval=config.interval)
-        self.live = SwitchLink(config.nodes, self.metrics)
+        self.live = SwitchLink(config.nodes, self.metrics, config.audio_roots)
         self.status = StatusBoard()
         self.database = DatabaseLink(
             config,
@@ -70,6 +70,7 @@ class Daemon:
             fingerprint=self.database.fingerprint,
             probe=self.database.probe_identity,
             generation_path=config.generation_path if config.xml_curl_workers > 0 else None,
+            roots=config.audio_roots,
         )
         self.portal = PortalLink(config.portal, self.live, lambda: self.database.dsn)
         self.loop = PassLoop(

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
 from reconciler.core.identity import DatabaseIdentity
 from reconciler.core.logs import event
 from reconciler.daemon.metrics import Metrics
@@ -57,8 +58,10 @@ class ServedSnapshot:
         fingerprint: str,
         probe: IdentityProbe,
         generation_path: Path | None = None,
+        roots: AudioRoots = DEFAULT_ROOTS,
     ) -> None:
         self.path = path
+        self._roots = roots
         self.generation_path = generation_path
         self._metrics = metrics
         self._fingerprint = fingerprint
@@ -133,7 +136,9 @@ class ServedSnapshot:
         generation = f"{int(time.time() * 1000):x}"
         snapshot = await asyncio.to_thread(
             # frozen: kept out of the cyclic GC, whose passes over 100k objects stall the loop
-            lambda: build_snapshot(state, hashes, generation=generation, freeze=True)
+            lambda: build_snapshot(
+                state, hashes, generation=generation, freeze=True, roots=self._roots
+            )
         )
         self._swap(snapshot, source="database")
         self.from_disk = False

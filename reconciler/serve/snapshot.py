@@ -25,6 +25,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
+from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
 from reconciler.core.gcpause import gc_paused
 from reconciler.core.model import (
     Queue,
@@ -200,14 +201,16 @@ def build_snapshot(
     *,
     generation: str = "",
     freeze: bool = False,
+    roots: AudioRoots = DEFAULT_ROOTS,
 ) -> Snapshot:
     """The served view of ``state``. Pure; a tenant whose domain clashes with another's, a
     DID claimed twice and any record with a string FreeSWITCH would interpret are left out
     (fail closed) and listed in ``problems``.
 
-    ``freeze=True`` is for the serving process: see ``reconciler.core.gcpause``."""
+    ``freeze=True`` is for the serving process: see ``reconciler.core.gcpause``. ``roots``
+    are where the switch keeps each tenant's audio (a setting of the daemon)."""
     with gc_paused(freeze):
-        return _build(state, a1_hashes, generation)
+        return _build(state, a1_hashes, generation, roots)
 
 
 def declares_users(state: State) -> bool:
@@ -220,7 +223,9 @@ def declares_users(state: State) -> bool:
     )
 
 
-def _build(state: State, a1_hashes: Mapping[tuple[str, str], str], generation: str) -> Snapshot:
+def _build(
+    state: State, a1_hashes: Mapping[tuple[str, str], str], generation: str, roots: AudioRoots
+) -> Snapshot:
     served = served_tenants(state)
     problems: list[str] = list(served.problems)
 
@@ -233,7 +238,7 @@ def _build(state: State, a1_hashes: Mapping[tuple[str, str], str], generation: s
             problems.append(f"tenant {tenant_state.tenant.id}: {problem}: not served")
             continue
         served_tenant, tenant_queues, tenant_dids = _serve_tenant(
-            tenant_state, domain, a1_hashes, problems
+            tenant_state, domain, a1_hashes, problems, roots
         )
         tenants[domain] = served_tenant
         queues.update(tenant_queues)
@@ -285,6 +290,7 @@ def _serve_tenant(
     domain: str,
     a1_hashes: Mapping[tuple[str, str], str],
     problems: list[str],
+    roots: AudioRoots,
 ) -> tuple[ServedTenant, dict[str, QueueConfig], list[DidRoute]]:
     tenant = ts.tenant
     agents_on = _agents_by_extension(ts, domain, problems)
@@ -299,7 +305,7 @@ def _serve_tenant(
     tenant_queues: dict[str, QueueConfig] = {}
     queue_numbers: dict[str, str] = {}
     for queue in sorted(ts.queues.values(), key=lambda q: q.name):
-        config = _serve_queue(queue, tenant.id, domain, problems)
+        config = _serve_queue(queue, tenant.id, domain, problems, roots)
         if config is None:
             continue
         tenant_queues[config.name] = config
@@ -386,7 +392,7 @@ def _field_problem(name: str, value: str, check: Callable[[str], str | None]) ->
 
 
 def _serve_queue(
-    queue: Queue, tenant_id: str, domain: str, problems: list[str]
+    queue: Queue, tenant_id: str, domain: str, problems: list[str], roots: AudioRoots
 ) -> QueueConfig | None:
     """callcenter.conf's view of one queue, or None (with a problem) when a name or param
     may not be served."""
@@ -396,7 +402,7 @@ def _serve_queue(
     )
     params: tuple[tuple[str, str], ...] = ()
     if problem is None:
-        params, problem = _queue_params(queue, tenant_id, domain)
+        params, problem = _queue_params(queue, tenant_id, domain, roots)
     if problem is not None:
         problems.append(f"tenant {tenant_id}: queue {shown(queue.name)}: {problem}: not served")
         return None
@@ -404,13 +410,13 @@ def _serve_queue(
 
 
 def _queue_params(
-    queue: Queue, tenant_id: str, domain: str
+    queue: Queue, tenant_id: str, domain: str, roots: AudioRoots
 ) -> tuple[tuple[tuple[str, str], ...], str | None]:
     """Served params (``core.served.served_queue_params``), or the first problem. The
     record template is the one value holding ``${``: only the fixed expansions the shared
     rule wrote, so it is checked with those taken out."""
     try:
-        rendered = served_queue_params(queue, tenant_id, domain)
+        rendered = served_queue_params(queue, tenant_id, domain, roots)
     except ValueError as exc:
         return (), str(exc)
     params: list[tuple[str, str]] = []
