@@ -314,6 +314,22 @@ class InboundNumberSpec(_Spec):
     destination: Destination
 
 
+RETENTION_PATTERN = r"^[1-9][0-9]{0,4}d$"
+Days = Annotated[
+    str,
+    StringConstraints(pattern=RETENTION_PATTERN),
+    Field(description="A number of days, e.g. 90d."),
+]
+
+
+class Retention(_Spec):
+    """How long audio is kept: older files are deleted by the daemon (audited). Unset
+    kinds fall back to the platform's defaults (``_platform.yaml``), else kept forever."""
+
+    voicemail: Days | None = None
+    recordings: Days | None = None
+
+
 class TenantSpec(_Spec):
     """One tenant = one SIP domain = one PostgreSQL schema ``tenant_<id>``."""
 
@@ -327,6 +343,7 @@ class TenantSpec(_Spec):
     agents: list[AgentSpec] = Field(default_factory=list)
     queues: list[QueueSpec] = Field(default_factory=list)
     inbound_numbers: list[InboundNumberSpec] = Field(default_factory=list)
+    retention: Retention = Retention()
 
 
 class SuperAdmin(_Spec):
@@ -347,6 +364,7 @@ class PlatformSpec(_Spec):
 
     super_admins: list[SuperAdmin] = Field(default_factory=list)
     gateways: list[GatewaySpec] = Field(default_factory=list)
+    retention: Retention = Retention()
 
     def gateway_names(self) -> frozenset[str]:
         """Names agent contacts may use in ``sofia/gateway/<name>/...``."""

@@ -23,6 +23,7 @@ from aiohttp import web
 from reconciler.core.backoff import Backoff
 from reconciler.core.logs import current_format, event, register_secret
 from reconciler.daemon import http
+from reconciler.daemon.audio import AudioUpkeep
 from reconciler.daemon.config import DaemonConfig
 from reconciler.daemon.database import DatabaseLink
 from reconciler.daemon.metrics import Metrics
@@ -73,6 +74,7 @@ class Daemon:
             roots=config.audio_roots,
         )
         self.portal = PortalLink(config.portal, self.live, lambda: self.database.dsn)
+        self.audio = AudioUpkeep(config.specs_dir, config.audio_roots, self.metrics)
         self.loop = PassLoop(
             triggers=self.triggers,
             snapshot=self.served,
@@ -83,8 +85,8 @@ class Daemon:
             database_up=lambda: self.database.up,
             retry=Backoff(base=config.retry_base, cap=config.retry_cap, floor=config.retry_base),
             hooks=PassHooks(
-                leader_done=lambda r: self.portal.revoke(self.database.store, r),
-                settled=lambda: self.portal.follow(self.loop.reconciler, self.status),
+                leader_done=self._leader_done,
+                settled=self._settled,
             ),
         )
         self.loop.settle_seconds = max(0.2, 2 * config.debounce_ms / 1000)
@@ -148,6 +150,7 @@ class Daemon:
             reconciler=self.loop.reconciler,
             nodes=self.live.status(),
         )
+        payload["audio"] = self.audio.status()
         if self.workers is not None:
             payload["xml_curl_workers"] = {
                 "configured": self.workers.count,
@@ -155,6 +158,14 @@ class Daemon:
                 "restarts": self.workers.restarts,
             }
         return payload
+
+    def _leader_done(self, reconciler: Reconciler) -> None:
+        self.portal.revoke(self.database.store, reconciler)
+        self.audio.prune(self.database.store, reconciler)
+
+    def _settled(self) -> None:
+        self.portal.follow(self.loop.reconciler, self.status)
+        self.audio.after_pass(self.loop.reconciler)
 
     # -- lifecycle --------------------------------------------------------------------------
 
