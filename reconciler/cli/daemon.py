@@ -7,6 +7,7 @@ import logging
 import sys
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,8 @@ def run(ctx: click.Context, /, **_: Any) -> None:
     logs.configure(cfg["log_format"])
     try:
         host, port = parse_host_port(cfg["listen"])
+        roots = audio_roots(cfg)
+        portal = portal_config(cfg)
         config = DaemonConfig(
             tenants_dir=Path(cfg["tenants"]),
             database_url=cfg["database_url"],
@@ -114,10 +117,10 @@ def run(ctx: click.Context, /, **_: Any) -> None:
             max_orphan_share=float(cfg["max_orphan_share"]),
             stable_window=parse_seconds(cfg["stable_window"], "stable_window"),
             credentials_grace=parse_seconds(cfg["credentials_grace"], "credentials_grace"),
-            portal=portal_config(cfg),
+            portal=replace(portal, audio_roots=roots) if portal is not None else None,
             xml_curl_workers=_workers(cfg["xml_curl_workers"]),
             status_listen=parse_host_port(cfg["status_listen"]) if cfg["status_listen"] else None,
-            audio_roots=audio_roots(cfg),
+            audio_roots=roots,
         )
     except PbxError as exc:
         raise click.UsageError(str(exc)) from exc

@@ -8,6 +8,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
 from reconciler.web.mail import MailSettings
 
 # No FreeSWITCH default binds it: 8081/8082 are mod_verto's, 8080 mod_xml_rpc's, 8090
@@ -59,6 +60,7 @@ class PortalConfig:
     mail: MailSettings | None = None  # invitations and resets go to the person, not the inviter
     token_days: int = 90  # an API token's lifetime unless its creator asks for less
     token_max_days: int = 90  # the longest lifetime anyone may ask for
+    audio_roots: AudioRoots = DEFAULT_ROOTS  # where recordings, sounds, voicemail are read
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.public_url)

@@ -13,6 +13,7 @@ from reconciler.web import (
     login_pages,
     people,
     platform,
+    recordings,
     tenants,
 )
 from reconciler.web.feature import Feature, api_paths
@@ -24,6 +25,7 @@ FEATURES: tuple[Feature, ...] = (
     platform.FEATURE,
     tenants.FEATURE,
     people.FEATURE,
+    recordings.FEATURE,
     invites.FEATURE,
     account.FEATURE,
     lockouts.FEATURE,
