@@ -78,6 +78,7 @@ def _extensions(spec: TenantSpec) -> list[Extension]:
             enabled=e.enabled,
             call_timeout=e.call_timeout,
             max_registrations=e.max_registrations,
+            record=e.record.value,
         )
         for e in spec.extensions
     ]

@@ -133,6 +133,7 @@ class Extension(Record):
     enabled: bool = True
     call_timeout: int | None = None
     max_registrations: int = 3
+    record: str = "none"  # inbound | outbound | all | none
 
     @property
     def key(self) -> str:

@@ -67,7 +67,7 @@ from reconciler.serve.snapshot import (
 )
 
 GENERATION_FORMAT = "pbx-reconciler/generation"
-GENERATION_VERSION = 1
+GENERATION_VERSION = 2  # 2: a user's recording paths
 GENERATION_FILE = "xmlcurl.generation"
 _SLOT = struct.Struct("<QII")
 _SEP = "\x00"
@@ -302,7 +302,7 @@ class MappedGeneration:
         if row is None:
             return None
         tenant, user = row
-        return _tenant(tenant), DirectoryUser._make([*user[:6], tuple(user[6])])
+        return _tenant(tenant), DirectoryUser._make([*user[:6], tuple(user[6]), *user[7:]])
 
     def route(self, context: str, number: str) -> tuple[ServedTenant, Route] | None:
         row = self._get(f"r{_SEP}{context.lower()}{_SEP}{number}")

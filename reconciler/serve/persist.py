@@ -326,7 +326,7 @@ def snapshot_from_json(data: Any, *, generation: str = "") -> Snapshot:
 def _tenant_from_json(t: dict[str, Any]) -> ServedTenant:
     users = {}
     for row in t["users"]:
-        user = DirectoryUser._make([*row[:6], tuple(row[6])])
+        user = DirectoryUser._make([*row[:6], tuple(row[6]), *row[7:]])
         users[user.number] = user
     routes = {}
     for row in t["routes"]:

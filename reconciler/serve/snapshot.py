@@ -35,6 +35,7 @@ from reconciler.core.model import (
     fs_name,
     user_contact_extension,
 )
+from reconciler.core.recording_names import extension_recording
 from reconciler.core.served import served_queue_params, served_tenants
 from reconciler.serve.inert import shown, text_clean, text_problem, token_clean, token_problem
 from specs_schema.models import AgentStatus
@@ -70,6 +71,10 @@ class DirectoryUser(NamedTuple):
     max_registrations: int
     call_timeout: int
     agents: tuple[str, ...]  # FreeSWITCH names of the agents answering on this extension
+    # where its calls are recorded (``core.recording_names``), "" when they are not: the
+    # call it answers, the call it makes
+    record_inbound: str = ""
+    record_outbound: str = ""
 
 
 class Route(NamedTuple):
@@ -297,7 +302,7 @@ def _serve_tenant(
     users: dict[str, DirectoryUser] = {}
     routes: dict[str, Route] = {}
     for number in ts.extensions:
-        user = _serve_user(ts, number, a1_hashes, agents_on, problems)
+        user = _serve_user(ts, number, a1_hashes, agents_on, problems, roots)
         if user is not None:
             users[number] = user
             routes[number] = Route(RouteKind.EXTENSION, number, number, user.call_timeout)
@@ -352,6 +357,7 @@ def _serve_user(
     a1_hashes: Mapping[tuple[str, str], str],
     agents_on: Mapping[str, list[str]],
     problems: list[str],
+    roots: AudioRoots = DEFAULT_ROOTS,
 ) -> DirectoryUser | None:
     """The directory entry of one extension, or None when it must not be served."""
     ext = ts.extensions[number]
@@ -383,6 +389,19 @@ def _serve_user(
         ext.max_registrations,
         ext.call_timeout or ts.tenant.call_timeout,
         tuple(sorted(agents_on.get(number, ()))),
+        *_record_paths(ext.record, tenant_id, number, roots),
+    )
+
+
+def _record_paths(record: str, tenant_id: str, number: str, roots: AudioRoots) -> tuple[str, str]:
+    """The inbound and outbound recording paths of an extension ("" when not recorded):
+    a checked root, the tenant id, digits and FreeSWITCH's own date and uuid only."""
+    base = f"{roots.recordings}/{tenant_id}"
+    inbound = record in ("inbound", "all")
+    outbound = record in ("outbound", "all")
+    return (
+        f"{base}/{extension_recording(number, 'inbound')}" if inbound else "",
+        f"{base}/{extension_recording(number, 'outbound')}" if outbound else "",
     )
 
 

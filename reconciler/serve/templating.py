@@ -103,9 +103,11 @@ def dialplan_context(
     did: DidRoute | None = None,
     agents: tuple[str, ...] = (),
     status_arg: str = "",
+    record_paths: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Every variable dialplan.xml.j2 may use (all present: the environment is strict)."""
     return {
+        "record_paths": record_paths,
         "context_name": context_name,
         "kind": kind,
         "expression": expression,

@@ -28,7 +28,7 @@ from typing import NamedTuple
 from reconciler.core.errors import Permanent
 from reconciler.core.model import PUBLIC_CONTEXT
 from reconciler.core.switch_args import quote_arg
-from reconciler.serve.snapshot import DirectoryUser, Lookups, RouteKind, ServedTenant
+from reconciler.serve.snapshot import DirectoryUser, Lookups, Route, RouteKind, ServedTenant
 from reconciler.serve.templating import Templates, dialplan_context
 
 XML_PATH = "/freeswitch/xml"
@@ -239,7 +239,12 @@ def _dialplan(snapshot: Lookups, form: Mapping[str, str], templates: Templates) 
     expression = _exact(route.number)
     if route.kind is not RouteKind.FEATURE:
         values = dialplan_context(
-            context, route.kind.value, expression=expression, tenant=tenant, route=route
+            context,
+            route.kind.value,
+            expression=expression,
+            tenant=tenant,
+            route=route,
+            record_paths=_record_paths(snapshot, form, tenant, route),
         )
         return _dialplan_answer(templates, values, Result.FOUND)
     agents = _calling_agents(snapshot, form, tenant.domain)
@@ -280,6 +285,25 @@ def _calling_agents(snapshot: Lookups, form: Mapping[str, str], domain: str) -> 
         return ()
     found = snapshot.user(user_domain, user_name)
     return found[1].agents if found is not None else ()
+
+
+def _record_paths(
+    snapshot: Lookups, form: Mapping[str, str], tenant: ServedTenant, route: Route
+) -> tuple[str, ...]:
+    """Where this call is recorded: as the call the dialled extension answers (its
+    ``record: inbound|all``) and as the call the authenticated caller makes (``outbound|
+    all``). Paths were built when the snapshot was (``snapshot._record_paths``)."""
+    paths: list[str] = []
+    if route.kind is RouteKind.EXTENSION:
+        callee = snapshot.user(tenant.domain, route.target)
+        if callee is not None and callee[1].record_inbound:
+            paths.append(callee[1].record_inbound)
+    user_name = form.get("variable_user_name", "")
+    if user_name and form.get("variable_domain_name", "").lower() == tenant.domain:
+        caller = snapshot.user(tenant.domain, user_name)
+        if caller is not None and caller[1].record_outbound:
+            paths.append(caller[1].record_outbound)
+    return tuple(paths)
 
 
 def _exact(number: str) -> str:

@@ -345,6 +345,14 @@ CREATE TABLE {schema}.retired_credentials (
 );
 """),
     ),
+    Migration(
+        3,
+        "an extension's call recording: inbound, outbound, all or none",
+        sql.SQL("""
+ALTER TABLE {schema}.extensions ADD COLUMN record varchar(8) NOT NULL DEFAULT 'none'
+    CHECK (record IN ('inbound', 'outbound', 'all', 'none'));
+"""),
+    ),
 )
 
 CONTROL_VERSION = CONTROL_MIGRATIONS[-1].version

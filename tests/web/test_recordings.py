@@ -57,9 +57,7 @@ async def client(
     deps: FakePortalDeps, config: PortalConfig, root: Path
 ) -> AsyncIterator[TestClient]:
     acme = deps.state["acme"]
-    support = replace(
-        acme.queues["support"], record_template="support/{date}/{agent}/{uuid}.wav"
-    )
+    support = replace(acme.queues["support"], record_template="support/{date}/{agent}/{uuid}.wav")
     deps.state["acme"] = replace(acme, queues={**acme.queues, "support": support})
     roots = AudioRoots(recordings=str(root), sounds="/nonexistent/s", voicemail="/nonexistent/v")
     app = make_portal_app(deps, replace(config, audio_roots=roots))
@@ -91,9 +89,7 @@ async def test_an_agent_sees_the_calls_they_answered_and_a_member_their_own(
 ) -> None:
     await as_user(client, deps, portal_dsn, BOB)
     assert sorted(await _paths(client)) == sorted([BOB_CALL, BOB_PHONE])
-    other = await client.get(
-        "/api/v1/tenants/acme/recordings/file", params={"path": ALICE_CALL}
-    )
+    other = await client.get("/api/v1/tenants/acme/recordings/file", params={"path": ALICE_CALL})
     assert other.status == 404
     await client.post("/logout")
     client.session.cookie_jar.clear()
