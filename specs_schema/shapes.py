@@ -118,24 +118,23 @@ RECORD_PLACEHOLDERS: Mapping[str, str] = MappingProxyType(
         "{uuid}": "${uuid}",
         "{date}": "${strftime(%Y-%m-%d)}",
         "{time}": "${strftime(%H%M%S)}",
-        "{agent}": "${cc_agent}",
     }
 )
 """The only channel variables a record template can produce; ``{queue}`` becomes the
-literal queue name. ``{agent}`` is the answering agent's ``name@domain``, which
-mod_callcenter sets (``cc_agent``) from its own agent table, filled only by the reconciler,
-before it expands the template: how the portal knows who answered a recording. These fixed strings are the only source of ``${`` in a rendered path.
+literal queue name. No ``{agent}``: FreeSWITCH 1.10.12's mod_callcenter expands the template
+before it sets ``cc_agent`` on the caller's channel (who answered is learnt from its
+``bridge-agent-start`` event instead, ``daemon/audio.py``). These fixed strings are the only source of ``${`` in a rendered path.
 No caller number: a caller chooses it (a SIP From header), and it would become part of a
 file path on the switch (``../``)."""
 
-_PLACEHOLDER = r"\{(?:uuid|date|time|queue|agent)\}"
+_PLACEHOLDER = r"\{(?:uuid|date|time|queue)\}"
 _RECORD_CHAR = rf"(?:[A-Za-z0-9_.-]|{_PLACEHOLDER})"
 # a segment holds at least one character that is not a dot: never "." or ".."
 _RECORD_SEGMENT = rf"\.*(?:[A-Za-z0-9_-]|{_PLACEHOLDER}){_RECORD_CHAR}*"
 RECORD_TEMPLATE_PATTERN = rf"^(?:{_RECORD_SEGMENT}/){{0,15}}{_RECORD_SEGMENT}\.(?:wav|mp3)$"
 """A relative path in the tenant's recordings storage, e.g. ``support/{date}/{uuid}.wav``:
 segments of ``[A-Za-z0-9_.-]`` and the placeholders ``{uuid}``, ``{date}``, ``{time}``,
-``{queue}``, ``{agent}``; ending ``.wav`` or ``.mp3``."""
+``{queue}``; ending ``.wav`` or ``.mp3``."""
 
 RECORD_TEMPLATE_MAX_LENGTH = 255
 _RECORD_TEMPLATE = re.compile(RECORD_TEMPLATE_PATTERN)

@@ -1,13 +1,16 @@
 """What a recording's path says about its call: the one naming rule the dialplan writes
-and the portal reads back.
+and the portal reads back, and the note of who answered a queue call.
 
-The file name is the whole record: no database row, no sidecar. Two layouts live under
+No database row: the file name is the record. Two layouts live under
 ``<recordings root>/<tenant id>/``:
 
-* a queue's ``record_template`` (``support/{date}/{agent}/{uuid}.wav``): read back by
-  turning the template into a pattern (``{date}`` a date, ``{agent}`` the answering
-  agent's ``name@domain``, ...). Who answered is known only when the template holds
-  ``{agent}``; without it, only admins see those recordings.
+* a queue's ``record_template`` (``support/{date}/{uuid}.wav``): read back by turning the
+  template into a pattern (``{date}`` a date, ``{uuid}`` the caller's channel uuid, ...).
+  Who answered cannot be in the name (FreeSWITCH 1.10.12 expands the template before it
+  sets ``cc_agent``): each daemon writes a small JSON note,
+  ``.answered/<caller's channel uuid>.json`` = ``{"agent": ..., "queue": ...}``, when
+  mod_callcenter reports ``bridge-agent-start``; a template without ``{uuid}`` cannot be
+  matched to its note, so only admins see those recordings.
 * an extension's own recording (``record: inbound|outbound|all``):
   ``extensions/<number>/<YYYY-MM-DD>/<call uuid>.<in|out>.wav``, where ``in`` is a call the
   extension answered and ``out`` one it made.
@@ -25,6 +28,7 @@ EXTENSIONS_DIR = "extensions"
 DIRECTIONS = {"inbound": "in", "outbound": "out"}
 _DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 _UUID = r"[0-9a-fA-F-]{8,64}"
+ANSWERED_DIR = ".answered"
 _EXTENSION = re.compile(
     rf"^{EXTENSIONS_DIR}/(?P<extension>[0-9]{{1,15}})/(?P<date>{_DATE})/"
     rf"(?P<uuid>{_UUID})\.(?P<direction>in|out)\.wav$"
@@ -59,7 +63,7 @@ def template_pattern(template: str, queue_fs_name: str, domain: str) -> re.Patte
     """The pattern of the paths ``template`` produces (each placeholder captured once)."""
     parts: list[str] = []
     seen: set[str] = set()
-    for piece in re.split(r"(\{(?:uuid|date|time|queue|agent)\})", template):
+    for piece in re.split(r"(\{(?:uuid|date|time|queue)\})", template):
         name = piece[1:-1] if piece.startswith("{") and piece.endswith("}") else None
         if name is None:
             parts.append(re.escape(piece))
@@ -69,7 +73,6 @@ def template_pattern(template: str, queue_fs_name: str, domain: str) -> re.Patte
             "date": _DATE,
             "time": "[0-9]{6}",
             "queue": re.escape(queue_fs_name),
-            "agent": rf"[a-z][a-z0-9_-]{{0,62}}@{re.escape(domain)}",
         }[name]
         parts.append(f"(?P<{name}>{body})" if name not in seen else f"(?:{body})")
         seen.add(name)
@@ -86,8 +89,9 @@ class RecordingNames:
             for queue, template in sorted(templates.items())
         ]
 
-    def read(self, path: str) -> RecordingName | None:
-        """What ``path`` says, or None when no layout of this tenant produces it."""
+    def read(self, path: str, answered: Mapping[str, str] | None = None) -> RecordingName | None:
+        """What ``path`` says, or None when no layout of this tenant produces it;
+        ``answered`` maps a caller's channel uuid to the agent who answered (the notes)."""
         found = _EXTENSION.match(path)
         if found is not None:
             return RecordingName(path, **found.groupdict())
@@ -95,15 +99,33 @@ class RecordingNames:
             match = pattern.match(path)
             if match is not None:
                 fields = match.groupdict()
-                agent = fields.get("agent")
+                uuid = fields.get("uuid")
                 return RecordingName(
                     path,
                     queue=queue,
-                    agent=agent.split("@", 1)[0] if agent else None,
+                    agent=(answered or {}).get(uuid or ""),
                     date=fields.get("date"),
                     uuid=fields.get("uuid"),
                 )
         return None
 
-    def read_all(self, paths: Iterable[str]) -> list[RecordingName]:
-        return [name for name in map(self.read, paths) if name is not None]
+    def read_all(
+        self, paths: Iterable[str], answered: Mapping[str, str] | None = None
+    ) -> list[RecordingName]:
+        return [name for path in paths if (name := self.read(path, answered)) is not None]
+
+
+def answered_note(agent: str, queue: str) -> dict[str, str]:
+    """The note's content, from a ``bridge-agent-start``'s ``CC-Agent`` and ``CC-Queue``
+    (``name@domain`` each): the names only, checked, or ``{}`` when not ours."""
+    agent_name, _, _ = agent.partition("@")
+    queue_name, _, _ = queue.partition("@")
+    slug = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+    if slug.match(agent_name) is None or slug.match(queue_name) is None:
+        return {}
+    return {"agent": agent_name, "queue": queue_name}
+
+
+def is_call_uuid(text: str) -> bool:
+    """A channel uuid as FreeSWITCH writes it: safe as a file name."""
+    return re.fullmatch(_UUID, text) is not None

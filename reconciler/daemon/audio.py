@@ -12,6 +12,7 @@ link followed. A failure (a full disk, a directory that is not writable) is repo
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import stat
@@ -22,6 +23,7 @@ from typing import Any
 
 from reconciler.core.audio_roots import AudioRoots
 from reconciler.core.logs import event
+from reconciler.core.recording_names import ANSWERED_DIR, answered_note, is_call_uuid
 from reconciler.core.retention import RetentionPolicy, expired, policies
 from reconciler.daemon.metrics import Metrics
 from reconciler.reconcile import Reconciler
@@ -54,11 +56,31 @@ class AudioUpkeep:
         self._last_prune: float | None = None
         self._syncing: asyncio.Task[dict[str, SoundSync]] | None = None
         self.pruned: dict[str, dict[str, int]] = {}
+        self._tenants: dict[str, str] = {}  # domain -> tenant id, of the applied state
         self.prune_errors: dict[str, str] = {}
+
+    def answered(self, event: Mapping[str, str]) -> None:
+        """A ``bridge-agent-start``: note who answered beside the caller's recording
+        (``core.recording_names``), written off the event loop; several daemons write the
+        same note, atomically."""
+        agent, queue = event.get("CC-Agent") or "", event.get("CC-Queue") or ""
+        uuid = event.get("CC-Member-Session-UUID") or ""
+        tenant = self._tenants.get(agent.partition("@")[2].lower())
+        note = answered_note(agent, queue)
+        if tenant is None or not note or not is_call_uuid(uuid):
+            return
+        folder = Path(self.roots.recordings) / tenant / ANSWERED_DIR
+        loop = asyncio.get_running_loop()
+        loop.run_in_executor(None, _write_note, folder, uuid, note)
 
     def after_pass(self, reconciler: Reconciler | None) -> None:
         """On the event loop after each attempt: start a sounds sync unless one runs."""
-        if reconciler is None or (self._syncing is not None and not self._syncing.done()):
+        if reconciler is None:
+            return
+        self._tenants = {
+            ts.tenant.domain.lower(): tid for tid, ts in reconciler.applied.state.items()
+        }
+        if self._syncing is not None and not self._syncing.done():
             return
         applied = reconciler.applied
         valid = set(applied.state) - set(applied.spec_status)
@@ -136,6 +158,18 @@ class AudioUpkeep:
                 **self.prune_errors,
             },
         }
+
+
+def _write_note(folder: Path, uuid: str, note: Mapping[str, str]) -> None:
+    try:
+        if folder.is_symlink():
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".{uuid}.tmp"
+        temporary.write_text(json.dumps(note))
+        os.replace(temporary, folder / f"{uuid}.json")
+    except OSError as exc:
+        event(log, "answered note not written", logging.WARNING, error=str(exc))
 
 
 def _regular_files(base: Path) -> Iterator[tuple[str, float]]:

@@ -75,6 +75,7 @@ class Daemon:
         )
         self.portal = PortalLink(config.portal, self.live, lambda: self.database.dsn)
         self.audio = AudioUpkeep(config.specs_dir, config.audio_roots, self.metrics)
+        self.live.presence.on_answered(self.audio.answered)
         self.loop = PassLoop(
             triggers=self.triggers,
             snapshot=self.served,

@@ -2,8 +2,8 @@
 ``GET /api/v1/tenants/{tenant}/recordings`` (list, filter) and ``.../recordings/file``
 (play with ``Range``, or download).
 
-The recordings directory is the record: each file's path says which queue, agent or
-extension it belongs to (``core.recording_names``). Tenant admins (and super admins) see
+The recordings directory is the record: each file's path says which queue or extension it
+belongs to, and a note beside it which agent answered a queue call (``core.recording_names``). Tenant admins (and super admins) see
 every recording of the tenant; anyone else sees the recordings of calls on their own
 extensions and of queue calls their own agents answered. A file the caller may not see is
 404 like an unknown one; it is served only through ``tenant_files`` (no ``..``, no links).
@@ -16,6 +16,7 @@ list was drawn answers 404 with a message, an empty or cut-short file is flagged
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import stat
@@ -28,7 +29,12 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from reconciler.core.recording_names import RecordingName, RecordingNames
+from reconciler.core.recording_names import (
+    ANSWERED_DIR,
+    RecordingName,
+    RecordingNames,
+    is_call_uuid,
+)
 from reconciler.web.access import TenantScope
 from reconciler.web.context import portal_of, render, scope
 from reconciler.web.errors import BadRequest, NotFound
@@ -103,12 +109,44 @@ def scan(root: Path, tenant: str, names: RecordingNames) -> tuple[list[Recording
     if not os.access(base, os.R_OK | os.X_OK):
         return [], "the recordings directory cannot be read (permissions)"
     found: list[Recording] = []
+    answered = answered_notes(base)
     for rel, size, mtime in _files(base):
-        name = names.read(rel.replace(os.sep, "/"))
+        name = names.read(rel.replace(os.sep, "/"), answered)
         if name is not None:
             found.append(Recording(name, size, mtime))
     found.sort(key=lambda r: (-r.mtime, r.name.path))
     return found, None
+
+
+def answered_notes(base: Path, only: str | None = None) -> dict[str, str]:
+    """``{caller's channel uuid: agent}`` from ``.answered/`` (all, or the one ``only``);
+    a note that cannot be read is skipped (its recording is then an admin's only)."""
+    notes = base / ANSWERED_DIR
+    names = [f"{only}.json"] if only else _listdir(notes)
+    found: dict[str, str] = {}
+    for name in names:
+        uuid = name.removesuffix(".json")
+        if not name.endswith(".json") or not is_call_uuid(uuid):
+            continue
+        try:
+            opened = open_tenant_file(base.parent, base.name, f"{ANSWERED_DIR}/{name}")
+        except NotFound:
+            continue
+        with os.fdopen(opened.fd, "rb") as handle:
+            try:
+                agent = json.loads(handle.read(4096)).get("agent")
+            except (ValueError, AttributeError):
+                continue
+        if isinstance(agent, str):
+            found[uuid] = agent
+    return found
+
+
+def _listdir(directory: Path) -> list[str]:
+    try:
+        return os.listdir(directory) if not directory.is_symlink() else []
+    except OSError:
+        return []
 
 
 def names_of(sc: TenantScope) -> RecordingNames:
@@ -181,10 +219,14 @@ async def api_recording_file(request: web.Request) -> web.StreamResponse:
     """One recording's audio; ``download=true`` asks the browser to save it."""
     sc = scope(request, request.match_info["tenant"])
     path = request.query.get("path", "")
-    name = names_of(sc).read(path)
+    root = Path(portal_of(request).config.audio_roots.recordings)
+    names = names_of(sc)
+    name = names.read(path)
+    if name is not None and name.queue is not None and name.uuid and is_call_uuid(name.uuid):
+        answered = await asyncio.to_thread(answered_notes, root / sc.tenant_id, name.uuid)
+        name = names.read(path, answered)
     if name is None or not visible(sc, Recording(name, 0, 0.0)):
         raise NotFound("no such recording")
-    root = Path(portal_of(request).config.audio_roots.recordings)
     try:
         opened: TenantFile = await asyncio.to_thread(open_tenant_file, root, sc.tenant_id, path)
     except NotFound:

@@ -4,6 +4,7 @@ a pruned tenant's audio is archived, not deleted."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -86,7 +87,13 @@ async def test_sounds_follow_git_after_a_pass(roots: AudioRoots, tmp_path: Path)
     make_wav(git / "frozen" / "sounds" / "hold.wav")
     upkeep = AudioUpkeep(git, roots, Metrics())
     reconciler = SimpleNamespace(
-        applied=SimpleNamespace(state={"acme": None, "frozen": None}, spec_status={"frozen": 1})
+        applied=SimpleNamespace(
+            state={
+                t: SimpleNamespace(tenant=SimpleNamespace(domain=f"{t}.example.com"))
+                for t in ("acme", "frozen")
+            },
+            spec_status={"frozen": 1},
+        )
     )
     upkeep.after_pass(reconciler)  # type: ignore[arg-type]
     await upkeep.wait_synced()
@@ -105,3 +112,34 @@ def test_a_pruned_tenants_audio_is_archived_beside_its_schema(roots: AudioRoots)
     ]
     assert (Path(roots.recordings) / "archive_acme_20261207t120000z" / "a.wav").is_file()
     assert not (Path(roots.recordings) / "acme").exists()
+
+
+async def test_who_answered_is_noted_beside_the_recordings(
+    roots: AudioRoots, tmp_path: Path
+) -> None:
+    upkeep = AudioUpkeep(tmp_path / "tenants.d", roots, Metrics())
+    tenant = SimpleNamespace(domain="acme.example.com")
+    reconciler = SimpleNamespace(
+        applied=SimpleNamespace(state={"acme": SimpleNamespace(tenant=tenant)}, spec_status={})
+    )
+    upkeep.after_pass(reconciler)  # type: ignore[arg-type]
+    await upkeep.wait_synced()
+    uuid = "8ca39c13-7979-48bd-9600-bccbfda48018"
+    event = {
+        "CC-Action": "bridge-agent-start",
+        "CC-Agent": "rita@acme.example.com",
+        "CC-Queue": "recorded@acme.example.com",
+        "CC-Member-Session-UUID": uuid,
+    }
+    upkeep.answered(event)
+    for hostile in ({**event, "CC-Member-Session-UUID": "../../x"},
+                    {**event, "CC-Agent": "eve@globex.example.com"}):  # fmt: skip
+        upkeep.answered(hostile)
+    note = Path(roots.recordings) / "acme" / ".answered" / f"{uuid}.json"
+    for _ in range(200):
+        if note.is_file():
+            break
+        await asyncio.sleep(0.01)
+    assert note.read_text() == '{"agent": "rita", "queue": "recorded"}'
+    assert sorted(p.name for p in note.parent.iterdir()) == [f"{uuid}.json"]
+    assert not (Path(roots.recordings) / "globex").exists()

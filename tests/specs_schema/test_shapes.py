@@ -320,7 +320,6 @@ def test_accepted_sound_renders_safely(text: str, key: str) -> None:
 
 FIXED_EXPANSIONS = re.compile(
     r"\$\{uuid\}|\$\{strftime\(%Y-%m-%d\)\}|\$\{strftime\(%H%M%S\)\}|\$\{caller_id_number\}"
-    r"|\$\{cc_agent\}"
 )
 
 

@@ -20,20 +20,23 @@ from tests.web.test_http import ALICE, BOB, CAROL, GINA, as_user
 
 U1, U2, U3 = (f"{n:08x}-0000-4000-8000-000000000000" for n in (1, 2, 3))
 DAY = "2026-12-07"
-ALICE_CALL = f"support/{DAY}/alice@acme.example.com/{U1}.wav"
-BOB_CALL = f"support/{DAY}/bob@acme.example.com/{U2}.wav"
+ALICE_CALL = f"support/{DAY}/{U1}.wav"
+BOB_CALL = f"support/{DAY}/{U2}.wav"
+TEMPLATE = "support/{date}/{uuid}.wav"
 BOB_PHONE = f"extensions/1002/2026-12-06/{U3}.in.wav"
 AUDIO = b"RIFF" + bytes(range(256)) * 40
 
 
 def test_paths_read_back_as_the_template_and_the_dialplan_write_them() -> None:
-    names = RecordingNames({"support": "support/{date}/{agent}/{uuid}.wav"}, "acme.example.com")
-    read = names.read(ALICE_CALL)
+    names = RecordingNames({"support": TEMPLATE}, "acme.example.com")
+    read = names.read(ALICE_CALL, {U1: "alice"})
     assert read is not None
     assert (read.queue, read.agent, read.date, read.uuid) == ("support", "alice", DAY, U1)
+    unknown = names.read(BOB_CALL, {U1: "alice"})
+    assert unknown is not None and unknown.agent is None
     phone = names.read(BOB_PHONE)
     assert phone is not None and (phone.extension, phone.direction) == ("1002", "in")
-    assert names.read(f"support/{DAY}/eve@globex.example.com/{U1}.wav") is None
+    assert names.read(f"support/{DAY}/x/{U1}.wav") is None
     assert names.read("notes.txt") is None
     assert extension_recording("1002", "outbound") == (
         "extensions/1002/${strftime(%Y-%m-%d)}/${uuid}.out.wav"
@@ -47,6 +50,10 @@ def root(tmp_path: Path) -> Path:
         (base / "acme" / rel).parent.mkdir(parents=True, exist_ok=True)
         (base / "acme" / rel).write_bytes(AUDIO)
     os.utime(base / "acme" / BOB_PHONE, (1_700_000_000, 1_700_000_000))
+    notes = base / "acme" / ".answered"
+    notes.mkdir()
+    (notes / f"{U1}.json").write_text('{"agent": "alice", "queue": "support"}')
+    (notes / f"{U2}.json").write_text('{"agent": "bob", "queue": "support"}')
     (base / "globex").mkdir()
     (base / "globex" / "secret.wav").write_bytes(AUDIO)
     return base
@@ -57,7 +64,7 @@ async def client(
     deps: FakePortalDeps, config: PortalConfig, root: Path
 ) -> AsyncIterator[TestClient]:
     acme = deps.state["acme"]
-    support = replace(acme.queues["support"], record_template="support/{date}/{agent}/{uuid}.wav")
+    support = replace(acme.queues["support"], record_template=TEMPLATE)
     deps.state["acme"] = replace(acme, queues={**acme.queues, "support": support})
     roots = AudioRoots(recordings=str(root), sounds="/nonexistent/s", voicemail="/nonexistent/v")
     app = make_portal_app(deps, replace(config, audio_roots=roots))
