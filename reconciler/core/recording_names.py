@@ -7,9 +7,10 @@ No database row: the file name is the record. Two layouts live under
 * a queue's ``record_template`` (``support/{date}/{uuid}.wav``): read back by turning the
   template into a pattern (``{date}`` a date, ``{uuid}`` the caller's channel uuid, ...).
   Who answered cannot be in the name (FreeSWITCH 1.10.12 expands the template before it
-  sets ``cc_agent``): each daemon writes a small JSON note,
-  ``.answered/<caller's channel uuid>.json`` = ``{"agent": ..., "queue": ...}``, when
-  mod_callcenter reports ``bridge-agent-start``; a template without ``{uuid}`` cannot be
+  sets ``cc_agent``): each daemon writes a note named
+  ``.answered/<caller's channel uuid>.<agent>`` (its content, ``{"agent", "queue"}`` as
+  JSON, is for people: the name alone is read, one directory listing for a whole tenant),
+  when mod_callcenter reports ``bridge-agent-start``; a template without ``{uuid}`` cannot be
   matched to its note, so only admins see those recordings.
 * an extension's own recording (``record: inbound|outbound|all``):
   ``extensions/<number>/<YYYY-MM-DD>/<call uuid>.<in|out>.wav``, where ``in`` is a call the
@@ -124,6 +125,18 @@ def answered_note(agent: str, queue: str) -> dict[str, str]:
     if slug.match(agent_name) is None or slug.match(queue_name) is None:
         return {}
     return {"agent": agent_name, "queue": queue_name}
+
+
+def note_name(uuid: str, agent: str) -> str:
+    return f"{uuid}.{agent}"
+
+
+def read_note_name(name: str) -> tuple[str, str] | None:
+    """``(uuid, agent)`` of a note's file name, or None for anything else."""
+    uuid, dot, agent = name.rpartition(".")
+    if not dot or not is_call_uuid(uuid) or re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", agent) is None:
+        return None
+    return uuid, agent
 
 
 def is_call_uuid(text: str) -> bool:

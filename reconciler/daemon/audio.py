@@ -23,7 +23,12 @@ from typing import Any
 
 from reconciler.core.audio_roots import AudioRoots
 from reconciler.core.logs import event
-from reconciler.core.recording_names import ANSWERED_DIR, answered_note, is_call_uuid
+from reconciler.core.recording_names import (
+    ANSWERED_DIR,
+    answered_note,
+    is_call_uuid,
+    note_name,
+)
 from reconciler.core.retention import RetentionPolicy, expired, policies
 from reconciler.daemon.metrics import Metrics
 from reconciler.reconcile import Reconciler
@@ -167,7 +172,7 @@ def _write_note(folder: Path, uuid: str, note: Mapping[str, str]) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         temporary = folder / f".{uuid}.tmp"
         temporary.write_text(json.dumps(note))
-        os.replace(temporary, folder / f"{uuid}.json")
+        os.replace(temporary, folder / note_name(uuid, note["agent"]))
     except OSError as exc:
         event(log, "answered note not written", logging.WARNING, error=str(exc))
 

@@ -16,10 +16,8 @@ list was drawn answers 404 with a message, an empty or cut-short file is flagged
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
-import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +32,7 @@ from reconciler.core.recording_names import (
     RecordingName,
     RecordingNames,
     is_call_uuid,
+    read_note_name,
 )
 from reconciler.web.access import TenantScope
 from reconciler.web.context import portal_of, render, scope
@@ -84,19 +83,26 @@ class Recording:
 
 def _files(base: Path) -> Iterator[tuple[str, int, float]]:
     """``(relative path, size, mtime)`` of the regular files below ``base``; links are
-    neither followed nor listed, hidden files (a copy in progress) are skipped."""
-    for directory, dirs, names in os.walk(base, followlinks=False):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in names:
-            if name.startswith("."):
-                continue
-            path = os.path.join(directory, name)
-            try:
-                info = os.lstat(path)
-            except FileNotFoundError:
-                continue  # deleted while listed
-            if stat.S_ISREG(info.st_mode):
-                yield os.path.relpath(path, base), info.st_size, info.st_mtime
+    neither followed nor listed, hidden entries (notes, a copy in progress) are skipped."""
+    pending = [("", str(base))]
+    while pending:
+        prefix, directory = pending.pop()
+        try:
+            entries = os.scandir(directory)
+        except OSError:
+            continue  # deleted or unreadable while listed
+        with entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append((f"{prefix}{entry.name}/", entry.path))
+                    elif entry.is_file(follow_symlinks=False):
+                        info = entry.stat(follow_symlinks=False)
+                        yield f"{prefix}{entry.name}", info.st_size, info.st_mtime
+                except OSError:
+                    continue  # deleted while listed
 
 
 def scan(root: Path, tenant: str, names: RecordingNames) -> tuple[list[Recording], str | None]:
@@ -111,34 +117,26 @@ def scan(root: Path, tenant: str, names: RecordingNames) -> tuple[list[Recording
     found: list[Recording] = []
     answered = answered_notes(base)
     for rel, size, mtime in _files(base):
-        name = names.read(rel.replace(os.sep, "/"), answered)
+        name = names.read(rel, answered)
         if name is not None:
             found.append(Recording(name, size, mtime))
-    found.sort(key=lambda r: (-r.mtime, r.name.path))
+    found.sort(key=_newest_first)
     return found, None
 
 
-def answered_notes(base: Path, only: str | None = None) -> dict[str, str]:
-    """``{caller's channel uuid: agent}`` from ``.answered/`` (all, or the one ``only``);
-    a note that cannot be read is skipped (its recording is then an admin's only)."""
+def _newest_first(recording: Recording) -> tuple[float, str]:
+    return (-recording.mtime, recording.name.path)
+
+
+def answered_notes(base: Path) -> dict[str, str]:
+    """``{caller's channel uuid: agent}``, from the names of ``.answered/``'s notes (one
+    listing; a link there is not read)."""
     notes = base / ANSWERED_DIR
-    names = [f"{only}.json"] if only else _listdir(notes)
     found: dict[str, str] = {}
-    for name in names:
-        uuid = name.removesuffix(".json")
-        if not name.endswith(".json") or not is_call_uuid(uuid):
-            continue
-        try:
-            opened = open_tenant_file(base.parent, base.name, f"{ANSWERED_DIR}/{name}")
-        except NotFound:
-            continue
-        with os.fdopen(opened.fd, "rb") as handle:
-            try:
-                agent = json.loads(handle.read(4096)).get("agent")
-            except (ValueError, AttributeError):
-                continue
-        if isinstance(agent, str):
-            found[uuid] = agent
+    for name in _listdir(notes):
+        read = read_note_name(name)
+        if read is not None:
+            found[read[0]] = read[1]
     return found
 
 
@@ -223,7 +221,7 @@ async def api_recording_file(request: web.Request) -> web.StreamResponse:
     names = names_of(sc)
     name = names.read(path)
     if name is not None and name.queue is not None and name.uuid and is_call_uuid(name.uuid):
-        answered = await asyncio.to_thread(answered_notes, root / sc.tenant_id, name.uuid)
+        answered = await asyncio.to_thread(answered_notes, root / sc.tenant_id)
         name = names.read(path, answered)
     if name is None or not visible(sc, Recording(name, 0, 0.0)):
         raise NotFound("no such recording")

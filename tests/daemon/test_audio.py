@@ -135,11 +135,11 @@ async def test_who_answered_is_noted_beside_the_recordings(
     for hostile in ({**event, "CC-Member-Session-UUID": "../../x"},
                     {**event, "CC-Agent": "eve@globex.example.com"}):  # fmt: skip
         upkeep.answered(hostile)
-    note = Path(roots.recordings) / "acme" / ".answered" / f"{uuid}.json"
+    note = Path(roots.recordings) / "acme" / ".answered" / f"{uuid}.rita"
     for _ in range(200):
         if note.is_file():
             break
         await asyncio.sleep(0.01)
     assert note.read_text() == '{"agent": "rita", "queue": "recorded"}'
-    assert sorted(p.name for p in note.parent.iterdir()) == [f"{uuid}.json"]
+    assert sorted(p.name for p in note.parent.iterdir()) == [f"{uuid}.rita"]
     assert not (Path(roots.recordings) / "globex").exists()

@@ -266,7 +266,7 @@ def test_a_queue_call_is_recorded_and_the_admin_lists_and_plays_it(node: Node) -
     path = recording.relative_to(recordings).as_posix()
     assert path.startswith("recorded/"), path
     # who answered: the note the daemon wrote from mod_callcenter's bridge-agent-start
-    note = recordings / ".answered" / f"{recording.stem}.json"
+    note = recordings / ".answered" / f"{recording.stem}.rita"
     wait_for(note.is_file, "the answered note of the recorded call", detail=node.logs)
     assert json.loads(note.read_text()) == {"agent": "rita", "queue": "recorded"}
 

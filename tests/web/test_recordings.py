@@ -52,8 +52,9 @@ def root(tmp_path: Path) -> Path:
     os.utime(base / "acme" / BOB_PHONE, (1_700_000_000, 1_700_000_000))
     notes = base / "acme" / ".answered"
     notes.mkdir()
-    (notes / f"{U1}.json").write_text('{"agent": "alice", "queue": "support"}')
-    (notes / f"{U2}.json").write_text('{"agent": "bob", "queue": "support"}')
+    (notes / f"{U1}.alice").write_text('{"agent": "alice", "queue": "support"}')
+    (notes / f"{U2}.bob").write_text('{"agent": "bob", "queue": "support"}')
+    (notes / f"{U3}.Not An Agent").write_text("")  # not a note: U3 stays unattributed
     (base / "globex").mkdir()
     (base / "globex" / "secret.wav").write_bytes(AUDIO)
     return base
