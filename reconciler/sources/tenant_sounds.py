@@ -155,6 +155,11 @@ def _write_atomically(source: Path, target: Path, rel: str) -> None:
     if parent.is_symlink():
         parent.unlink()
     parent.mkdir(parents=True, exist_ok=True)
+    for directory in (parent, *parent.parents):
+        if directory == target.parent:
+            break
+        # the switch runs as another user and must read them; sounds are not secret
+        os.chmod(directory, 0o755)  # noqa: S103
     fd, temporary = tempfile.mkstemp(dir=parent, prefix=".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as out, source.open("rb") as src:
