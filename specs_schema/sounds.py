@@ -53,7 +53,7 @@ def wav_problem(path: Path) -> str | None:
             channels, width, rate = audio.getnchannels(), audio.getsampwidth(), audio.getframerate()
             frames = audio.getnframes()
     except (wave.Error, EOFError, OSError) as exc:
-        return f"is not a WAV file of linear PCM ({exc or 'truncated'})"
+        return f"is not a WAV file of linear PCM ({str(exc) or 'too short'})"
     if channels != 1:
         return f"has {channels} channels; sounds must be mono"
     if rate not in SAMPLE_RATES:
