@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -143,6 +144,14 @@ class AudioUpkeep:
                     detail=detail,
                 )
 
+    def _roots(self) -> list[tuple[str, str]]:
+        roots = self.roots
+        return [
+            ("recordings", roots.recordings),
+            ("sounds", roots.sounds),
+            ("voicemail", roots.voicemail),
+        ]
+
     def status(self) -> dict[str, Any]:
         """``/status``'s ``audio``: roots, each tenant's last sounds sync and pruning."""
         sounds: Mapping[str, SoundSync] = self.sounds.last
@@ -158,11 +167,28 @@ class AudioUpkeep:
                 if report.copied or report.removed or report.drifted or report.error
             },
             "pruned": self.pruned,
+            "storage": {kind: root_problem(Path(root)) for kind, root in self._roots()},
             "errors": {
                 **{t: r.error for t, r in sounds.items() if r.error},
                 **self.prune_errors,
             },
         }
+
+
+LOW_SPACE = 200 * 1024 * 1024
+
+
+def root_problem(root: Path) -> str | None:
+    """What is wrong with an audio root for the switch and the daemon, or None: missing,
+    not writable, or nearly full (recordings would stop mid-call)."""
+    if not root.is_dir():
+        return "missing (created by the first file written; check the mount)"
+    if not os.access(root, os.W_OK | os.X_OK):
+        return "not writable by the daemon"
+    free = shutil.disk_usage(root).free
+    if free < LOW_SPACE:
+        return f"nearly full: {free // (1024 * 1024)} MiB free"
+    return None
 
 
 def _write_note(folder: Path, uuid: str, note: Mapping[str, str]) -> None:

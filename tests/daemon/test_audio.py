@@ -143,3 +143,17 @@ async def test_who_answered_is_noted_beside_the_recordings(
     assert note.read_text() == '{"agent": "rita", "queue": "recorded"}'
     assert sorted(p.name for p in note.parent.iterdir()) == [f"{uuid}.rita"]
     assert not (Path(roots.recordings) / "globex").exists()
+
+
+def test_status_says_what_is_wrong_with_a_root(
+    roots: AudioRoots, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.daemon import audio
+
+    Path(roots.recordings).mkdir()
+    Path(roots.sounds).mkdir()
+    upkeep = AudioUpkeep(tmp_path / "tenants.d", roots, Metrics())
+    storage = upkeep.status()["storage"]
+    assert storage["recordings"] is None and storage["voicemail"].startswith("missing")
+    monkeypatch.setattr(audio, "LOW_SPACE", 1 << 62)
+    assert upkeep.status()["storage"]["sounds"].startswith("nearly full")
