@@ -4,6 +4,8 @@ answered in process vs by worker processes.
     python bench/bench_dataplane.py [tenants] [users] [lookups]      # answer() cost
     python bench/bench_dataplane.py http [workers] [seconds]         # over HTTP
     python bench/bench_dataplane.py passes [tenants] [seconds]       # during full passes
+    BENCH_BASE=DIR python bench/bench_dataplane.py rss [tenants]     # control plane RSS
+    BENCH_BASE=DIR python bench/bench_dataplane.py startup [tenants] # start to serving
 
 The first: a synthetic served view (tenants x users built directly as served records),
 directory lookups through ``xmlcurl.answer`` (the template render included; no cache),
@@ -20,6 +22,7 @@ SIGHUP (a full pass) every 5 s; ``--xml-curl-workers 0`` and ``2`` interleaved, 
 
 from __future__ import annotations
 
+import os
 import random
 import resource
 import sys
@@ -30,11 +33,13 @@ from types import MappingProxyType
 from typing import Any
 
 from reconciler.core.identity import DatabaseIdentity
+from reconciler.dataplane.board import Board
 from reconciler.serve.generation import open_generation, write_generation
 from reconciler.serve.snapshot import DirectoryUser, ServedTenant, Snapshot
 from reconciler.serve.templating import load_templates
 from reconciler.serve.xmlcurl import answer
 
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))  # interleaved rounds of http and passes
 ID = DatabaseIdentity("1", "pbx", "0b6f3f9e-5d1c-4f7a-9a55-2f1e0c3d4b5a")
 
 
@@ -181,14 +186,15 @@ def _start_workers(count: int, generation: Path) -> tuple[int, list[Any]]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
+    board = Board.create(count)
     settings = {"fd": sock.fileno(), "generation_path": str(generation), "dsn_fingerprint": "fp",
-                "auth": list(CREDENTIALS), "templates_dir": None}  # fmt: skip
+                "auth": list(CREDENTIALS), "templates_dir": None, "board_fd": board.fd}  # fmt: skip
     procs = []
-    for _ in range(count):
+    for slot in range(count):
         proc = subprocess.Popen([sys.executable, "-m", "reconciler.dataplane.worker"],
-                                stdin=subprocess.PIPE, pass_fds=(sock.fileno(),),
+                                stdin=subprocess.PIPE, pass_fds=(sock.fileno(), board.fd),
                                 stderr=subprocess.DEVNULL)  # fmt: skip
-        proc.stdin.write(json.dumps(settings).encode() + b"\n")
+        proc.stdin.write(json.dumps({**settings, "slot": slot}).encode() + b"\n")
         proc.stdin.close()
         procs.append(proc)
     port = sock.getsockname()[1]
@@ -223,20 +229,15 @@ def http_main(workers: int, seconds: float) -> None:
     try:
         _wait(inproc_port)
         _wait(worker_port)
-        results: dict[str, dict[str, list[float]]] = {}
-        for _round in range(2):
+        for round_ in range(ROUNDS):  # interleaved; one line per run (medians: by hand)
             for name, port in (("in-process", inproc_port), (f"{workers} workers", worker_port)):
                 for conns in (1, 16):
-                    got = asyncio.run(_drive(port, requests, conns, seconds))
-                    results.setdefault(name, {}).setdefault(str(conns), []).extend(got)
-        for name, by_conns in results.items():
-            for conns, times in by_conns.items():
-                times.sort()
-                rate = len(times) / (2 * seconds)
-                print(f"{name}, {conns} conn, close: {rate:,.0f} lookups/s, "
-                      f"p50 {times[len(times) // 2] * 1e3:.2f} ms, "
-                      f"p99 {times[int(len(times) * 0.99)] * 1e3:.2f} ms, "
-                      f"max {times[-1] * 1e3:.1f} ms")  # fmt: skip
+                    times = sorted(asyncio.run(_drive(port, requests, conns, seconds)))
+                    print(f"round {round_}, {name}, {conns} conn, close: "
+                          f"{len(times) / seconds:,.0f} lookups/s, "
+                          f"p50 {times[len(times) // 2] * 1e3:.2f} ms, "
+                          f"p99 {times[int(len(times) * 0.99)] * 1e3:.2f} ms, "
+                          f"max {times[-1] * 1e3:.1f} ms", flush=True)  # fmt: skip
         print(f"in-process server memory (kB): {_private_kb(inproc.pid)}")
         for proc in procs:
             print(f"worker {proc.pid} memory (kB): {_private_kb(proc.pid)}")
@@ -249,7 +250,9 @@ def http_main(workers: int, seconds: float) -> None:
 # --- during full passes ------------------------------------------------------------------
 
 
-def _spawn_daemon(dsn: str, tenants: Path, state: Path, workers: int) -> tuple[Any, int, int]:
+def _spawn_daemon(
+    dsn: str, tenants: Path, state: Path, workers: int, cwd: str | None = None
+) -> tuple[Any, int, int]:
     import os
     import socket
     import subprocess
@@ -265,7 +268,8 @@ def _spawn_daemon(dsn: str, tenants: Path, state: Path, workers: int) -> tuple[A
                "--status-listen", f"127.0.0.1:{ports[1]}", "--no-portal",
                "--xml-curl-workers", str(workers), "--tenants", str(tenants),
                "--state-dir", str(state)]  # fmt: skip
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=cwd)  # fmt: skip
     return proc, ports[0], ports[1] if workers else ports[0]
 
 
@@ -326,7 +330,7 @@ def passes_main(tenants: int, seconds: float) -> None:
         (root / "tenants.d" / f"t{i:05d}.yaml").write_text(tenant_yaml(i, 100))
     last = _sip_auth(f"t{tenants - 1:05d}.example.net", "1099")
     try:
-        for round_ in range(2):
+        for round_ in range(ROUNDS):
             for workers in (0, 2):
                 proc, port, _status = _spawn_daemon(dsn, root / "tenants.d",
                                                     root / f"state-{workers}-{round_}", workers)  # fmt: skip
@@ -353,8 +357,173 @@ def passes_main(tenants: int, seconds: float) -> None:
                 sql.Identifier(name)))  # fmt: skip
 
 
+# --- control plane memory ---------------------------------------------------------------
+
+
+def _rss_kb(pid: int) -> dict[str, int]:
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return {name: int(fields[name].split()[0]) for name in ("VmRSS", "VmHWM")}
+
+
+def _status(status_port: int) -> dict[str, Any]:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/status", timeout=5) as r:
+        return dict(json.loads(r.read()))
+
+
+def _settled(status_port: int, users: int, trigger: str = "", timeout: float = 900.0) -> None:
+    """A pass ended ok (its trigger naming ``trigger``) and ``users`` are served."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status = _status(status_port)
+            last = status.get("last_pass") or {}
+            served = (status.get("snapshot") or {}).get("users")
+            if (
+                last.get("result") == "ok"
+                and trigger in str(last.get("trigger"))
+                and served == users
+            ):
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"no {trigger or 'first'} pass")
+
+
+def rss_main(tenants: int) -> None:
+    """The control plane's RSS (current and peak) with 2 workers after its first pass and
+    after a SIGHUP pass: this tree against ``BENCH_BASE`` (a tree of an earlier commit,
+    put first on the daemon's PYTHONPATH), interleaved, ``BENCH_ROUNDS`` rounds."""
+    import shutil
+    import signal
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_validate import tenant_yaml
+
+    server = "postgresql://postgres@127.0.0.1:5432/postgres"
+    name = f"pbx_bench_rss_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    root = Path(tempfile.mkdtemp(prefix="pbx-bench-rss-"))
+    (root / "tenants.d").mkdir()
+    for i in range(tenants):
+        (root / "tenants.d" / f"t{i:05d}.yaml").write_text(tenant_yaml(i, 100))
+    base = os.environ.get("BENCH_BASE", "")
+    try:
+        for round_ in range(ROUNDS):
+            for label, path in (("base", base), ("this", "")):
+                if label == "base" and not base:
+                    continue
+                os.environ["PYTHONPATH"] = path  # python -m puts the cwd first: that tree
+                proc, _port, status = _spawn_daemon(
+                    dsn, root / "tenants.d", root / f"state-{label}-{round_}", 2,
+                    cwd=path or str(Path(__file__).parent.parent),
+                )  # fmt: skip
+                try:
+                    _settled(status, tenants * 100)
+                    time.sleep(3)
+                    first = _rss_kb(proc.pid)
+                    proc.send_signal(signal.SIGHUP)
+                    _settled(status, tenants * 100, "sighup")
+                    time.sleep(3)
+                    after = _rss_kb(proc.pid)
+                    print(f"{label} round {round_}: control plane after the first pass "
+                          f"RSS {first['VmRSS'] / 1024:.0f} MB; after a SIGHUP pass RSS "
+                          f"{after['VmRSS'] / 1024:.0f} MB, peak {after['VmHWM'] / 1024:.0f} MB",
+                          flush=True)  # fmt: skip
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(timeout=60)
+    finally:
+        os.environ.pop("PYTHONPATH", None)
+        shutil.rmtree(root, ignore_errors=True)
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))  # fmt: skip
+
+
+def _first_answer(port: int, request: bytes, timeout: float = 300.0) -> float:
+    """Seconds until ``request`` is answered with a user (polled every 10 ms)."""
+    import asyncio
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            asyncio.run(_one(port, request))
+            return time.monotonic() - started
+        except (OSError, RuntimeError):
+            time.sleep(0.01)
+    raise RuntimeError("never answered")
+
+
+def startup_main(tenants: int) -> None:
+    """Daemon start to serving from its persisted state (2 workers), this tree against
+    ``BENCH_BASE``: each first writes its state dir, then restarts are timed, interleaved."""
+    import shutil
+    import signal
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_validate import tenant_yaml
+
+    server = "postgresql://postgres@127.0.0.1:5432/postgres"
+    name = f"pbx_bench_start_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    root = Path(tempfile.mkdtemp(prefix="pbx-bench-start-"))
+    (root / "tenants.d").mkdir()
+    for i in range(tenants):
+        (root / "tenants.d" / f"t{i:05d}.yaml").write_text(tenant_yaml(i, 100))
+    last = _sip_auth(f"t{tenants - 1:05d}.example.net", "1099")
+    base = os.environ.get("BENCH_BASE", "")
+    variants = [("base", base)] if base else []
+    variants.append(("this", ""))
+    try:
+        for round_ in range(ROUNDS + 1):  # round 0 writes each state dir, untimed
+            for label, path in variants:
+                os.environ["PYTHONPATH"] = path
+                proc, port, status = _spawn_daemon(
+                    dsn, root / "tenants.d", root / f"state-{label}", 2,
+                    cwd=path or str(Path(__file__).parent.parent),
+                )  # fmt: skip
+                try:
+                    seconds = _first_answer(port, last)
+                    if round_:
+                        print(f"{label} round {round_}: start to the first answer "
+                              f"{seconds:.2f} s", flush=True)  # fmt: skip
+                    else:
+                        _settled(status, tenants * 100)
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(timeout=120)
+    finally:
+        os.environ.pop("PYTHONPATH", None)
+        shutil.rmtree(root, ignore_errors=True)
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))  # fmt: skip
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["passes"]:
+    if sys.argv[1:2] == ["startup"]:
+        startup_main(int((sys.argv[2:3] or ["1000"])[0]))
+    elif sys.argv[1:2] == ["rss"]:
+        rss_main(int((sys.argv[2:3] or ["1000"])[0]))
+    elif sys.argv[1:2] == ["passes"]:
         passes_main(int((sys.argv[2:3] or ["300"])[0]), float((sys.argv[3:4] or ["30"])[0]))
     elif sys.argv[1:2] == ["http"]:
         http_main(int((sys.argv[2:3] or ["2"])[0]), float((sys.argv[3:4] or ["5"])[0]))

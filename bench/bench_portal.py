@@ -226,6 +226,8 @@ def reads(t: str) -> dict[str, list[str]]:
             "/api/v1/search?q=user3@t05",
             "/platform/sessions",
             "/platform/activity",
+            "/platform/activity?action=login&since=2026-01-01",
+            "/api/v1/audit?limit=50&offset=50",
         ],
         "admin": [
             "/t/" + t,
@@ -236,9 +238,17 @@ def reads(t: str) -> dict[str, list[str]]:
             f"/api/v1/tenants/{t}/queues",
             f"/api/v1/tenants/{t}/agents",
             f"/api/v1/tenants/{t}/audit?limit=50",
+            f"/t/{t}/activity/audit.csv",
+            f"/t/{t}/queues/q0/wallboard",
+            f"/api/v1/tenants/{t}/queues/q0/wallboard",
             "/api/v1/me",
         ],
-        "agent": ["/t/" + t, f"/api/v1/tenants/{t}/agents", f"/api/v1/tenants/{t}/extensions"],
+        "agent": [
+            "/t/" + t,
+            f"/api/v1/tenants/{t}/agents",
+            f"/api/v1/tenants/{t}/extensions",
+            f"/t/{t}/queues/q2/wallboard",
+        ],
         "member": ["/t/" + t, "/api/v1/me", "/account"],
     }
 

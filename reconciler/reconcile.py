@@ -16,8 +16,12 @@ no platform change.
 
 Incremental: a pass triggered by a file change plans only tenants whose spec digest differs
 from what the registry says was applied (plus new and removed ones); a full pass (periodic,
-SIGHUP, start-up, ``pbx apply``) re-reads and re-plans every tenant, which also repairs drift
-in the database.
+SIGHUP, start-up, ``pbx apply``) considers every tenant, which also repairs drift in the
+database. A daemon's full pass is cheap when little changed: every file is read and hashed
+again, but parses and desired states are reused by content; the store is asked one
+fingerprint per tenant (``reconciler.store.fingerprints``) and only tenants whose
+fingerprint moved are read again; a tenant found in sync last time with the very same
+records on both sides is not diffed again.
 """
 
 from __future__ import annotations
@@ -130,10 +134,18 @@ class AppliedState:
 
     state: dict[str, TenantState] = field(default_factory=dict)
     a1_hashes: dict[tuple[str, str], str] = field(default_factory=dict)
+    voicemail_hashes: dict[tuple[str, str], str] = field(default_factory=dict)
     registry: dict[str, RegistryEntry] = field(default_factory=dict)
     spec_status: dict[str, SpecStatus] = field(default_factory=dict)
     retired_domains: frozenset[str] = frozenset()
     platform_admins: dict[str, str] = field(default_factory=dict)
+    fingerprints: dict[str, object] = field(default_factory=dict)
+    """What the store said of each tenant held (``Store.read_fingerprints``) before it was
+    read; a tenant re-read without one has none, and is read again by the next full read."""
+    serving: bool = True
+    """A daemon's: it feeds the snapshot (a1 hashes) and is read again every full pass
+    (fingerprints: only what changed). A one-shot command (``pbx plan``, ``pbx apply``)
+    reads the records once and needs neither."""
 
     def managed_domains(self) -> frozenset[str]:
         """Domains whose ``name@domain`` objects on a switch are ours: every stored tenant's,
@@ -145,27 +157,73 @@ class AppliedState:
         records or hashes differ from what was held (unchanged re-reads cost no snapshot
         rebuild). A changed ``state`` is a new mapping: readers holding the old one (the
         portal, by identity) never see it change under them."""
-        changed = False
         if tenant_ids is None:
-            state, hashes = store.read_state(), store.read_a1_hashes()
-            changed = state != self.state or hashes != self.a1_hashes
-            self.state, self.a1_hashes = state, hashes
-        elif tenant_ids:
-            fresh, hashes = store.read_state(tenant_ids), store.read_a1_hashes(tenant_ids)
-            before = {t: self.state[t] for t in tenant_ids if t in self.state}
-            before_hashes = {k: v for k, v in self.a1_hashes.items() if k[0] in tenant_ids}
-            changed = fresh != before or hashes != before_hashes
-            if changed:
-                state = {t: s for t, s in self.state.items() if t not in tenant_ids}
-                state.update(fresh)
-                self.state = state
-                self.a1_hashes = {k: v for k, v in self.a1_hashes.items() if k[0] not in tenant_ids}
-                self.a1_hashes.update(hashes)
+            changed = self._reread_changed(store)
+        else:
+            changed = self._reread(store, tenant_ids) if tenant_ids else False
+            for tenant_id in tenant_ids:  # read without one: the next full read reads it
+                self.fingerprints.pop(tenant_id, None)
         self.registry = store.read_registry()
         self.spec_status = store.read_spec_status()
         self.retired_domains = store.read_retired_domains()
         self.platform_admins = store.read_platform_admins()
         return changed
+
+    def _reread_changed(self, store: Store) -> bool:
+        """Every registered tenant, reading again only those whose fingerprint differs from
+        the one read with what is held (a full pass over an unchanged database reads one
+        small value per tenant, and keeps every record object: unchanged is ``is``)."""
+        if not self.serving or not self.state:
+            # Nothing held (a start): read it all; fingerprints from the next full read on. A
+            # first fingerprint costs the server its query plans: never on the way to serving.
+            self.fingerprints = {}
+            return self._reread(store, None)
+        prints = store.read_fingerprints()  # before the state: a write in between shows next time
+        stale = frozenset(
+            t for t, p in prints.items() if t not in self.state or self.fingerprints.get(t) != p
+        )
+        gone = frozenset(self.state) - frozenset(prints)
+        changed = self._reread(store, stale | gone)
+        self.fingerprints = {t: p for t, p in prints.items() if t in self.state}
+        return changed
+
+    def _reread(self, store: Store, tenant_ids: frozenset[str] | None) -> bool:
+        """Read ``tenant_ids`` (None: every registered tenant) again; True when different."""
+        if tenant_ids is None:
+            state = store.read_state()
+            hashes = store.read_a1_hashes() if self.serving else {}
+            pins = store.read_voicemail_hashes() if self.serving else {}
+            changed = (state, hashes, pins) != (self.state, self.a1_hashes, self.voicemail_hashes)
+            self.state, self.a1_hashes, self.voicemail_hashes = state, hashes, pins
+            return changed
+        if not tenant_ids:
+            return False
+        fresh = store.read_state(tenant_ids)
+        hashes = store.read_a1_hashes(tenant_ids) if self.serving else {}
+        pins = store.read_voicemail_hashes(tenant_ids) if self.serving else {}
+        before = {t: self.state[t] for t in tenant_ids if t in self.state}
+        if (fresh, hashes, pins) == (
+            before,
+            _of(self.a1_hashes, tenant_ids),
+            _of(self.voicemail_hashes, tenant_ids),
+        ):
+            return False
+        state = {t: s for t, s in self.state.items() if t not in tenant_ids}
+        state.update(fresh)
+        self.state = dict(sorted(state.items()))  # the order a full read gives
+        self.a1_hashes = _without(self.a1_hashes, tenant_ids) | hashes
+        self.voicemail_hashes = _without(self.voicemail_hashes, tenant_ids) | pins
+        return True
+
+
+def _of(digests: dict[tuple[str, str], str], tenants: frozenset[str]) -> dict[tuple[str, str], str]:
+    return {k: v for k, v in digests.items() if k[0] in tenants}
+
+
+def _without(
+    digests: dict[tuple[str, str], str], tenants: frozenset[str]
+) -> dict[tuple[str, str], str]:
+    return {k: v for k, v in digests.items() if k[0] not in tenants}
 
 
 @dataclass(frozen=True)
@@ -191,7 +249,10 @@ class Reconciler:
         guards: PassGuards | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        one_shot: bool = False,
     ) -> None:
+        """``one_shot``: one pass and done (``pbx plan``, ``pbx apply``): nothing is served
+        from the applied state nor kept for a next pass (``AppliedState.serving``)."""
         self.tenants_dir = tenants_dir
         self.store = store
         self.guards = guards or PassGuards()
@@ -203,8 +264,10 @@ class Reconciler:
         self._spec_news = Newsroom()
         self._failure_news = Newsroom()
         self.loader = SpecLoader(relative_to=tenants_dir)
-        self.applied = AppliedState()
+        self.applied = AppliedState(serving=not one_shot)
         self._desired_cache: dict[str, TenantState] = {}
+        self._in_sync: dict[str, tuple[TenantState, TenantState]] = {}
+        """Tenants the last full pass found in sync: ``{id: (desired, actual)}`` as held."""
         self.last_specs: SpecSet | None = None
 
     @property
@@ -247,7 +310,8 @@ class Reconciler:
         actual = {t: actual[t] for t in candidates if t in actual}
         digests = {t: specs.tenants[t].digest for t in wanted}
         fingerprints = {t: specs.tenants[t].fingerprint for t in wanted}
-        changes, held = self._guard(plan(wanted, actual, frozen=invalid), actual, fingerprints)
+        planned = self._plan(wanted, actual, invalid, memo=full and only is None)
+        changes, held = self._guard(planned, actual, fingerprints)
         wanted = {t: s for t, s in wanted.items() if t not in held}
         platform = None if only is not None else self._desired_platform(specs)
         if platform is not None:
@@ -268,6 +332,27 @@ class Reconciler:
             retired_domains=self.store.read_retired_domains(),
             unstable=frozenset(specs.unstable),
         )
+
+    def _plan(self, wanted: State, actual: State, frozen: frozenset[str], *, memo: bool) -> Plan:
+        """``plan(wanted, actual)``. ``memo`` (a full pass: both sides hold every tenant):
+        a tenant the last full pass found in sync, with the very same record objects on
+        both sides now (desired cached by spec digest, actual kept while its fingerprint
+        holds), is not diffed again: its diff is a pure function of the two."""
+        if not memo:
+            return plan(wanted, actual, frozen=frozen)
+        same = {
+            t for t, (w, a) in self._in_sync.items() if wanted.get(t) is w and actual.get(t) is a
+        }
+        changes = plan(
+            {t: s for t, s in wanted.items() if t not in same},
+            {t: s for t, s in actual.items() if t not in same},
+            frozen=frozen,
+        )
+        touched = set(changes.tenants())
+        self._in_sync = {
+            t: (state, actual[t]) for t, state in wanted.items() if t in actual and t not in touched
+        }
+        return changes
 
     def _guard(
         self, changes: Plan, actual: State, fingerprints: Mapping[str, str]
@@ -320,7 +405,7 @@ class Reconciler:
             raise
         finally:
             try:
-                self.store.record_spec_status(planned.spec_status())
+                self.store.record_spec_status(planned.spec_status(), planned.revision)
             except StoreError:
                 if failure is None:
                     raise
@@ -354,9 +439,10 @@ class Reconciler:
         converts one tenant, not a thousand)."""
         desired: dict[str, TenantState] = {}
         cache: dict[str, TenantState] = {}
-        for tenant_id, loaded in specs.tenants.items():
-            state = self._desired_cache.get(loaded.digest) or desired_records(loaded.spec)
-            cache[loaded.digest] = desired[tenant_id] = state
+        with gc_paused():  # a cold conversion allocates 100k+ records that all stay alive
+            for tenant_id, loaded in specs.tenants.items():
+                state = self._desired_cache.get(loaded.digest) or desired_records(loaded.spec)
+                cache[loaded.digest] = desired[tenant_id] = state
         self._desired_cache = cache
         return desired
 

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from specs_schema.models import ExtensionLength, FeatureCodes
 from specs_schema.positions import Loc, format_loc, shown
-from specs_schema.shapes import gateway_contact_parts
+from specs_schema.shapes import VOICEMAIL_CODES, gateway_contact_parts
 
 Finding = tuple[Loc, str]
 _Items = list[tuple[int, Mapping[str, Any]]]
@@ -283,6 +283,8 @@ def _number_clashes(
         if (number := _text(q, "number")) is not None:
             name = _text(q, "name") or f"#{i}"
             candidates.append((number, _Claim(("queues", i, "number"), f"queue '{name}'")))
+    for code, what in VOICEMAIL_CODES.items():  # fixed: a clash names the other claim
+        candidates.append((code, _Claim(("settings", "voicemail"), what)))
     settings = data.get("settings")
     codes = settings.get("feature_codes") if isinstance(settings, Mapping) else None
     codes = codes if isinstance(codes, Mapping) else {}

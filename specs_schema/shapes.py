@@ -29,6 +29,20 @@ DOMAIN_PATTERN = (
 DIGITS_PATTERN = r"^[0-9]{1,15}$"
 E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
 GATEWAY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+VOICEMAIL_OWN_CODE = "*97"
+"""Dialled from an extension: its own voicemail box."""
+VOICEMAIL_ANY_CODE = "*98"
+"""Dialled from an extension: any box of the tenant, asked for, with that box's PIN."""
+VOICEMAIL_CODES: Mapping[str, str] = MappingProxyType(
+    {
+        VOICEMAIL_OWN_CODE: "the voicemail code (own box)",
+        VOICEMAIL_ANY_CODE: "the voicemail code (any box)",
+    }
+)
+"""The fixed voicemail feature codes and what they are, for clash messages."""
+VOICEMAIL_MESSAGE_SECONDS = range(30, 601, 30)
+"""A box's allowed ``max_message_seconds`` (mod_voicemail limits length per profile: one
+profile per value, see ``reconciler.core.voicemail``)."""
 """A carrier gateway of the platform's SIP profile (``sofia/gateway/<name>/...``)."""
 
 # --- agent contacts ------------------------------------------------------------------

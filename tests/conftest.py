@@ -100,10 +100,11 @@ def default_ports_taken() -> Iterator[None]:
     held the old portal default): a test that spawns `pbx run` must choose its own."""
     import socket
 
+    from reconciler.daemon.config import DEFAULT_STATUS_LISTEN
     from reconciler.web.config import DEFAULT_LISTEN
 
     held = []
-    for port in (DEFAULT_LISTEN[1], 8080):
+    for port in (DEFAULT_LISTEN[1], 8080, DEFAULT_STATUS_LISTEN[1]):
         sock = socket.socket()
         try:
             sock.bind(("127.0.0.1", port))

@@ -1,4 +1,5 @@
-"""``pbx run`` (the daemon) and ``pbx status`` (a readable view of a running one)."""
+"""``pbx run`` (the daemon), ``pbx serve`` (its data plane alone, beside a switch) and
+``pbx status`` (a readable view of either, running)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,39 +27,66 @@ from reconciler.cli.users import portal_config, portal_options
 from reconciler.core import logs
 from reconciler.core.errors import PbxError, SettingsError
 from reconciler.daemon import DaemonConfig, default_state_dir, run_daemon
-from reconciler.daemon.config import DEFAULT_STATUS_LISTEN
+from reconciler.daemon.config import DEFAULT_STATUS_LISTEN, MAX_XML_CURL_WORKERS
 from reconciler.serve import ListenerUnavailable
+from reconciler.store import read_only_dsn
 from reconciler.switch import parse_node_specs
+
+_DATA_PLANE_OPTIONS = (
+    click.option(
+        "--listen",
+        metavar="HOST:PORT",
+        help="xml_curl, /healthz and /readyz address (with --xml-curl-workers 0, /status and "
+        "/metrics too) [PBX_LISTEN, 127.0.0.1:8080].",
+    ),
+    click.option(
+        "--xml-curl-workers",
+        type=int,
+        metavar="N",
+        help="Answer xml_curl from N worker processes sharing --listen; 0 answers it in the "
+        "daemon itself [PBX_XML_CURL_WORKERS; default: one per core].",
+    ),
+    click.option(
+        "--xml-curl-hang-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="A worker whose event loop has not turned for this long is killed and replaced "
+        "[PBX_XML_CURL_HANG_TIMEOUT, 10].",
+    ),
+    click.option(
+        "--status-listen",
+        metavar="HOST:PORT",
+        help="With workers: where /status and /metrics are served [PBX_STATUS_LISTEN; "
+        "default 127.0.0.1:8181].",
+    ),
+    click.option(
+        "--xml-curl-auth",
+        metavar="USER:PASS",
+        help="Basic auth FreeSWITCH must send [PBX_XML_CURL_AUTH].",
+    ),
+    click.option(
+        "--status-auth",
+        metavar="USER:PASS",
+        help="Basic auth for /status and /metrics [PBX_STATUS_AUTH; default: loopback clients only].",
+    ),
+)
+
+
+def data_plane_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of the xml_curl listeners, shared by ``pbx run`` and ``pbx serve``."""
+    for option in reversed(_DATA_PLANE_OPTIONS):
+        command = option(command)
+    return command
 
 
 @click.command()
+@data_plane_options
 @click.option(
-    "--listen",
-    metavar="HOST:PORT",
-    help="xml_curl/health/metrics address [PBX_LISTEN, 127.0.0.1:8080].",
-)
-@click.option(
-    "--xml-curl-workers",
-    type=int,
-    metavar="N",
-    help="Answer xml_curl from N worker processes sharing --listen; 0 answers it in the "
-    "daemon itself [PBX_XML_CURL_WORKERS, 0].",
-)
-@click.option(
-    "--status-listen",
-    metavar="HOST:PORT",
-    help="With workers: where /status and /metrics are served [PBX_STATUS_LISTEN; "
-    "default 127.0.0.1:8181].",
-)
-@click.option(
-    "--xml-curl-auth",
-    metavar="USER:PASS",
-    help="Basic auth FreeSWITCH must send [PBX_XML_CURL_AUTH].",
-)
-@click.option(
-    "--status-auth",
-    metavar="USER:PASS",
-    help="Basic auth for /status and /metrics [PBX_STATUS_AUTH; default: loopback clients only].",
+    "--cdr-spool-dir",
+    multiple=True,
+    metavar="DIR",
+    help="A FreeSWITCH node's mod_xml_cdr err-log-dir on this host: the call records it "
+    "could not post are filed from there and deleted (repeatable) [PBX_CDR_SPOOL_DIR].",
 )
 @click.option(
     "--interval",
@@ -119,26 +148,76 @@ def run(ctx: click.Context, /, **_: Any) -> None:
             credentials_grace=parse_seconds(cfg["credentials_grace"], "credentials_grace"),
             portal=replace(portal, audio_roots=roots) if portal is not None else None,
             xml_curl_workers=_workers(cfg["xml_curl_workers"]),
+            xml_curl_hang_seconds=parse_seconds(
+                cfg["xml_curl_hang_timeout"], "xml_curl_hang_timeout"
+            ),
             status_listen=parse_host_port(cfg["status_listen"]) if cfg["status_listen"] else None,
             audio_roots=roots,
+            cdr_spool_dirs=tuple(Path(d) for d in cfg["cdr_spool_dir"] or ()),
         )
     except PbxError as exc:
         raise click.UsageError(str(exc)) from exc
     settings_log = logging.getLogger("reconciler.settings")
     for name, described in cfg.describe().items():
         logs.event(settings_log, "setting", name=name, value=described)
+    _run(config, "pbx run")
+
+
+def _run(config: DaemonConfig, name: str, *, data_plane_only: bool = False) -> None:
     try:
-        code = run_daemon(config)
+        code = run_daemon(config, data_plane_only=data_plane_only)
     except ListenerUnavailable as exc:  # a port already taken: one line, no traceback
-        click.echo(f"pbx run: {exc}", err=True)
+        click.echo(f"{name}: {exc}", err=True)
         sys.exit(1)
     sys.exit(code)
 
 
+@click.command()
+@data_plane_options
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    help="Where the generation it serves is persisted [PBX_STATE_DIR; default: serve/ in "
+    "pbx run's, so the two never share a generation or a worker pid file].",
+)
+@global_options
+@click.pass_context
+def serve(ctx: click.Context, /, **_: Any) -> None:
+    """The data plane alone, beside a FreeSWITCH node: xml_curl from the applied state in
+    PostgreSQL (--database-url, read-only), no passes, no switch, no portal."""
+    cfg = resolved(ctx)
+    logs.configure(cfg["log_format"])
+    try:
+        if not cfg["database_url"]:
+            raise SettingsError(
+                "pbx serve reads the control plane's database: set --database-url or "
+                "PBX_DATABASE_URL (the embedded one lives on the control plane's host)"
+            )
+        host, port = parse_host_port(cfg["listen"])
+        config = DaemonConfig(
+            tenants_dir=Path(cfg["tenants"]),
+            database_url=read_only_dsn(cfg["database_url"]),
+            listen_host=host,
+            listen_port=port,
+            xml_curl_auth=parse_credentials(cfg["xml_curl_auth"]),
+            status_auth=parse_credentials(cfg["status_auth"], "status_auth"),
+            templates_dir=Path(cfg["templates"]) if cfg["templates"] else None,
+            state_dir=Path(cfg["state_dir"]) if cfg["state_dir"] else default_state_dir() / "serve",
+            xml_curl_workers=_workers(cfg["xml_curl_workers"]),
+            xml_curl_hang_seconds=parse_seconds(
+                cfg["xml_curl_hang_timeout"], "xml_curl_hang_timeout"
+            ),
+            status_listen=parse_host_port(cfg["status_listen"]) if cfg["status_listen"] else None,
+        )
+    except PbxError as exc:
+        raise click.UsageError(str(exc)) from exc
+    _run(config, "pbx serve", data_plane_only=True)
+
+
 def _workers(value: object) -> int:
     count = int(str(value))
-    if not 0 <= count <= 256:
-        raise SettingsError(f"--xml-curl-workers must be 0..256, not {count}")
+    if not 0 <= count <= MAX_XML_CURL_WORKERS:
+        raise SettingsError(f"--xml-curl-workers must be 0..{MAX_XML_CURL_WORKERS}, not {count}")
     return count
 
 
@@ -156,8 +235,8 @@ def _status_base(cfg: Any) -> str:
 @click.command()
 @click.option(
     "--url",
-    help="Daemon base URL [PBX_STATUS_URL; default http://<listen>, or the status listener "
-    "with --xml-curl-workers].",
+    help="Daemon base URL [PBX_STATUS_URL; default: the status listener "
+    "(--status-listen, 127.0.0.1:8181), or http://<listen> with --xml-curl-workers 0].",
 )
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @global_options

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from reconciler.cli.credentials import credentials, prune
-from reconciler.cli.daemon import run, status
+from reconciler.cli.daemon import run, serve, status
 from reconciler.cli.node_config import node_config
 from reconciler.cli.options import global_options
 from reconciler.cli.passes import apply_command, plan_command
@@ -39,6 +39,7 @@ for command in (
     xml_answer,
     node_config,
     run,
+    serve,
     status,
     users,
 ):

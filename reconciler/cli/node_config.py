@@ -10,6 +10,7 @@ Usage::
 
 from __future__ import annotations
 
+import ssl
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from reconciler.core.audio_roots import VOICEMAIL_ROOT
 from reconciler.nodeconfig.files import (
     FILE_MODE,
     OutputNotEmptyError,
@@ -25,8 +27,11 @@ from reconciler.nodeconfig.files import (
 )
 from reconciler.nodeconfig.settings import (
     AUTO_IP,
+    DEFAULT_CDR_ERR_DIR,
+    DEFAULT_CERTS_DIR,
     DEFAULT_MOH_DIR,
     DEFAULT_URL,
+    DEFAULT_WSS_PORT,
     NodeConfigError,
     NodeSettings,
     risky_choices,
@@ -95,6 +100,63 @@ def _parse_rtp_ports(value: str) -> tuple[int, int]:
     help="Folder holding the 8000/ 16000/ 32000/ 48000/ music-on-hold folders.",
 )
 @click.option(
+    "--wss-port",
+    type=int,
+    default=DEFAULT_WSS_PORT,
+    show_default=True,
+    help="SIP over secure WebSocket for browser phones on the tenants profile (0 = none).",
+)
+@click.option(
+    "--ws-port",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Plain SIP over WebSocket, for a TLS-terminating proxy on the node (0 = none).",
+)
+@click.option(
+    "--wss-cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="PEM certificate chain (and key, unless --wss-key) installed as tls/wss.pem (0600).",
+)
+@click.option(
+    "--wss-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="PEM private key of --wss-cert, when it is a file of its own.",
+)
+@click.option(
+    "--certs-dir",
+    default=DEFAULT_CERTS_DIR,
+    show_default=True,
+    help="Folder on the node holding wss.pem, when --wss-cert is not given.",
+)
+@click.option(
+    "--candidate-cidr",
+    multiple=True,
+    help="Network whose WebRTC ICE candidates are preferred for media (repeatable).",
+)
+@click.option(
+    "--cdr-url",
+    envvar="PBX_CDR_URL",
+    default=None,
+    help="Where mod_xml_cdr posts call records [default: the reconciler URL's host, "
+    "/freeswitch/cdr; with `pbx run --xml-curl-workers` the --status-listen address].",
+)
+@click.option(
+    "--cdr-err-dir",
+    default=DEFAULT_CDR_ERR_DIR,
+    show_default=True,
+    help="Where the node keeps a call record it could not post (relative: under "
+    "FreeSWITCH's log dir); `pbx run --cdr-spool-dir` collects it.",
+)
+@click.option(
+    "--voicemail-dir",
+    default=VOICEMAIL_ROOT,
+    show_default=True,
+    help="Root of the voicemail boxes: <dir>/<tenant id>/<extension>/ (writable by FreeSWITCH).",
+)
+@click.option(
     "--out",
     "out",
     required=True,
@@ -119,6 +181,15 @@ def node_config(
     switchname: str | None,
     rtp_ports: str,
     moh_dir: str,
+    wss_port: int,
+    ws_port: int,
+    wss_cert: Path | None,
+    wss_key: Path | None,
+    certs_dir: str,
+    candidate_cidr: tuple[str, ...],
+    cdr_url: str | None,
+    cdr_err_dir: str,
+    voicemail_dir: str,
     out: Path,
     force: bool,
 ) -> None:
@@ -146,10 +217,39 @@ def node_config(
                 rtp_start_port=rtp_start,
                 rtp_end_port=rtp_end,
                 moh_dir=moh_dir,
+                wss_port=wss_port,
+                ws_port=ws_port,
+                certs_dir=certs_dir,
+                wss_pem=read_wss_pem(wss_cert, wss_key),
+                candidate_cidrs=candidate_cidr,
+                cdr_url=cdr_url,
+                cdr_err_dir=cdr_err_dir,
+                voicemail_dir=voicemail_dir,
             )
         )
         report = write_node_config(settings, out, force=force)
     _echo_report(settings, report, out)
+
+
+def read_wss_pem(cert: Path | None, key: Path | None) -> str | None:
+    """The certificate chain and key as the one PEM sofia reads, after checking with
+    OpenSSL that the key belongs to the certificate (a mismatch would only show on the
+    node, as a WSS listener that never starts)."""
+    if cert is None:
+        if key is not None:
+            raise NodeConfigError("--wss-key needs --wss-cert")
+        return None
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+        parts = [cert.read_text(encoding="ascii")]
+        if key is not None:
+            parts.append(key.read_text(encoding="ascii"))
+    except (ssl.SSLError, OSError, UnicodeDecodeError) as exc:
+        raise NodeConfigError(
+            "--wss-cert/--wss-key: not a PEM certificate with its unencrypted private key "
+            f"({type(exc).__name__})"
+        ) from exc
+    return "".join(part if part.endswith("\n") else part + "\n" for part in parts)
 
 
 @contextmanager
@@ -184,3 +284,7 @@ def _echo_report(settings: NodeSettings, report: WriteReport, out: Path) -> None
         f"  SIP tenants :{settings.tenant_sip_port}, carriers :{settings.carrier_sip_port}"
         f" on {'auto' if settings.sip_ip == AUTO_IP else settings.sip_ip}"
     )
+    if settings.wss_port:
+        click.echo(
+            f"  browser phones: wss on :{settings.wss_port}, wss.pem from {settings.certs_dir}"
+        )

@@ -68,7 +68,7 @@ def _tenants_dir(cfg: ResolvedSettings) -> Path:
 def _plan(cfg: ResolvedSettings, tenant: str | None, allow_mass_orphan: bool) -> PlannedPass:
     tenants_dir = _tenants_dir(cfg)
     with opened_store(cfg) as store:
-        reconciler = Reconciler(tenants_dir, store, _guards(cfg, allow_mass_orphan))
+        reconciler = Reconciler(tenants_dir, store, _guards(cfg, allow_mass_orphan), one_shot=True)
         try:
             return reconciler.plan_pass(full=True, only=tenant)
         except PbxError as exc:
@@ -149,7 +149,7 @@ def apply_command(
     cfg = resolved(ctx)
     tenants_dir = _tenants_dir(cfg)
     with opened_store(cfg) as store:
-        reconciler = Reconciler(tenants_dir, store, _guards(cfg, allow_mass_orphan))
+        reconciler = Reconciler(tenants_dir, store, _guards(cfg, allow_mass_orphan), one_shot=True)
         try:
             planned = reconciler.plan_pass(full=True, only=tenant_filter)
             errors = _errors_of(planned, tenant_filter)

@@ -13,6 +13,7 @@ from typing import Any
 
 from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
 from reconciler.core.errors import SettingsError
+from reconciler.daemon.config import default_xml_curl_workers
 from reconciler.sources.git import GitRemote
 from reconciler.web.config import DEFAULT_LISTEN as PORTAL_LISTEN
 
@@ -44,9 +45,11 @@ SETTINGS: Mapping[str, Setting] = {
         Setting("log_format", "PBX_LOG_FORMAT", "text"),
         Setting("listen", "PBX_LISTEN", DEFAULT_LISTEN),
         Setting("xml_curl_auth", "PBX_XML_CURL_AUTH", None, secret=True),
-        Setting("xml_curl_workers", "PBX_XML_CURL_WORKERS", 0, parse=int),
+        Setting("xml_curl_workers", "PBX_XML_CURL_WORKERS", default_xml_curl_workers(), parse=int),
+        Setting("xml_curl_hang_timeout", "PBX_XML_CURL_HANG_TIMEOUT", 10.0, parse=float),
         Setting("status_listen", "PBX_STATUS_LISTEN", None),
         Setting("status_auth", "PBX_STATUS_AUTH", None, secret=True),
+        Setting("cdr_spool_dir", "PBX_CDR_SPOOL_DIR", (), is_list=True),
         Setting("interval", "PBX_INTERVAL", DEFAULT_INTERVAL, parse=float),
         Setting("max_orphan_share", "PBX_MAX_ORPHAN_SHARE", 0.5, parse=float),
         Setting("stable_window", "PBX_STABLE_WINDOW", DEFAULT_STABLE_WINDOW, parse=float),
@@ -71,6 +74,12 @@ SETTINGS: Mapping[str, Setting] = {
         Setting("portal_trusted_proxies", "PBX_PORTAL_TRUSTED_PROXIES", ""),
         Setting("portal_unauthenticated_limit", "PBX_PORTAL_UNAUTHENTICATED_LIMIT", "120/60"),
         Setting("portal_token_max_days", "PBX_PORTAL_TOKEN_MAX_DAYS", 90, parse=int),
+        Setting("phone_wss", "PBX_PHONE_WSS", (), is_list=True),
+        Setting("portal_revision_url", "PBX_PORTAL_REVISION_URL", None),
+        Setting("portal_sip_host", "PBX_PORTAL_SIP_HOST", None),
+        Setting("portal_sip_port", "PBX_PORTAL_SIP_PORT", 5060, parse=int),
+        Setting("portal_sip_tls_port", "PBX_PORTAL_SIP_TLS_PORT", 5061, parse=int),
+        Setting("portal_service_level", "PBX_PORTAL_SERVICE_LEVEL", 20.0, parse=float),
         Setting("smtp_url", "PBX_SMTP_URL", None, secret=True),
         Setting("smtp_from", "PBX_SMTP_FROM", None),
         Setting("recordings_dir", "PBX_RECORDINGS_DIR", DEFAULT_ROOTS.recordings),

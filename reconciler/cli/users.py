@@ -97,6 +97,43 @@ _PORTAL_OPTIONS: list[Callable[[F], F]] = [
         metavar="DAYS",
         help="Longest API token lifetime [PBX_PORTAL_TOKEN_MAX_DAYS, 90].",
     ),
+    click.option(
+        "--phone-wss",
+        multiple=True,
+        metavar="wss://HOST:PORT",
+        help="A switch node's public WSS URL for the portal's browser phone; repeat per node "
+        "[PBX_PHONE_WSS, comma-separated; none: no browser phone].",
+    ),
+    click.option(
+        "--portal-revision-url",
+        metavar="URL",
+        help="Link revisions to their commit: https://.../commit/{revision} "
+        "[PBX_PORTAL_REVISION_URL, none].",
+    ),
+    click.option(
+        "--portal-sip-host",
+        metavar="HOST",
+        help="Registrar/proxy host phones use [PBX_PORTAL_SIP_HOST, the tenant's domain].",
+    ),
+    click.option(
+        "--portal-sip-port",
+        type=click.IntRange(1, 65535),
+        metavar="PORT",
+        help="SIP port for UDP and TCP [PBX_PORTAL_SIP_PORT, 5060].",
+    ),
+    click.option(
+        "--portal-sip-tls-port",
+        type=click.IntRange(1, 65535),
+        metavar="PORT",
+        help="SIP port for TLS [PBX_PORTAL_SIP_TLS_PORT, 5061].",
+    ),
+    click.option(
+        "--portal-service-level",
+        type=click.FloatRange(1, 3600),
+        metavar="SECONDS",
+        help="Wallboards: a caller answered within this counts toward the service level "
+        "[PBX_PORTAL_SERVICE_LEVEL, 20].",
+    ),
 ]
 
 
@@ -127,6 +164,12 @@ def portal_config(cfg: ResolvedSettings) -> PortalConfig | None:
             smtp_url=cfg["smtp_url"],
             smtp_from=cfg["smtp_from"],
             token_max_days=int(cfg["portal_token_max_days"]),
+            phone_wss=tuple(cfg["phone_wss"] or ()),
+            revision_url=cfg["portal_revision_url"],
+            sip_host=cfg["portal_sip_host"],
+            sip_port=int(cfg["portal_sip_port"]),
+            sip_tls_port=int(cfg["portal_sip_tls_port"]),
+            service_level=float(cfg["portal_service_level"]),
         )
     except ValueError as exc:
         raise SettingsError(f"portal: {exc}") from exc

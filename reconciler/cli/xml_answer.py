@@ -64,7 +64,11 @@ def xml_answer(
     else:
         form = configuration_form(config_name, queue)
     with opened_store(cfg) as store:
-        snapshot = build_snapshot(store.read_state(), store.read_a1_hashes())
+        snapshot = build_snapshot(
+            store.read_state(),
+            store.read_a1_hashes(),
+            voicemail_hashes=store.read_voicemail_hashes(),
+        )
     result = answer(snapshot, form, load_templates(cfg["templates"]))
     click.echo(result.body, nl=not result.body.endswith("\n"))
     sys.exit(0 if result.result != "not_found" else 1)

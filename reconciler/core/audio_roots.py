@@ -16,6 +16,8 @@ from reconciler.core.errors import SettingsError
 from specs_schema import shapes
 
 VOICEMAIL_ROOT = "/var/lib/pbx/voicemail"
+"""The one default voicemail root: the daemon's ``PBX_VOICEMAIL_DIR`` and the node's
+``pbx node-config --voicemail-dir`` (the switch's ``$${pbx_voicemail_dir}``)."""
 _ROOT = re.compile(r"^(?:/[A-Za-z0-9_.-]+)+$")
 
 

@@ -7,7 +7,7 @@ normalized value.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from reconciler.core.model import (
     Agent,
@@ -69,6 +69,9 @@ def _tenant(spec: TenantSpec) -> Tenant:
 
 
 def _extensions(spec: TenantSpec) -> list[Extension]:
+    """Each extension's voicemail is resolved here against the tenant's default, so the
+    store and the switch see one effective value per box."""
+    box = spec.settings.voicemail
     return [
         Extension(
             number=e.number,
@@ -78,10 +81,22 @@ def _extensions(spec: TenantSpec) -> list[Extension]:
             enabled=e.enabled,
             call_timeout=e.call_timeout,
             max_registrations=e.max_registrations,
+            voicemail_enabled=_or(e.voicemail.enabled, box.enabled),
+            voicemail_max_message_seconds=_or(
+                e.voicemail.max_message_seconds, box.max_message_seconds
+            ),
+            voicemail_pin_on_own_phone=_or(e.voicemail.pin_on_own_phone, box.pin_on_own_phone),
             record=e.record.value,
         )
         for e in spec.extensions
     ]
+
+
+_T = TypeVar("_T")
+
+
+def _or(value: _T | None, default: _T) -> _T:
+    return default if value is None else value
 
 
 def _users(spec: TenantSpec) -> list[User]:

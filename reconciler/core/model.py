@@ -133,6 +133,9 @@ class Extension(Record):
     enabled: bool = True
     call_timeout: int | None = None
     max_registrations: int = 3
+    voicemail_enabled: bool = False
+    voicemail_max_message_seconds: int = 120
+    voicemail_pin_on_own_phone: bool = True
     record: str = "none"  # inbound | outbound | all | none
 
     @property

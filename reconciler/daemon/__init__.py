@@ -1,6 +1,7 @@
-"""``pbx run``: the long-running process. ``app.Daemon`` composes the rooms; each concern
-(database and leadership, the pass loop, served snapshot, live switches, triggers, HTTP,
-status) has a module of its own."""
+"""``pbx run``: the long-running process. ``root.Daemon`` composes the rooms; each concern
+(database and leadership, the pass loop, served snapshot, live switches, triggers, HTTP and
+the xml_curl workers, status) has a module of its own. ``serve_node.ServeNode`` is
+``pbx serve``: the served snapshot, the database's notifications and the listeners alone."""
 
 from reconciler.daemon.config import DaemonConfig, default_state_dir
 from reconciler.daemon.root import Daemon

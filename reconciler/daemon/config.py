@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,19 @@ from reconciler.web import PortalConfig
 def default_state_dir() -> Path:
     """Persisted snapshot, git work tree and the embedded database live here by default."""
     return Path(platformdirs.user_data_dir("pbx-reconciler"))
+
+
+MAX_XML_CURL_WORKERS = 256
+
+
+def default_xml_curl_workers() -> int:
+    """``pbx run``'s default: one xml_curl worker per core this process may run on, so the
+    lookups FreeSWITCH waits on never queue behind a pass (measured: README, Benchmarks)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_XML_CURL_WORKERS))
 
 
 # /status and /metrics of the control plane when xml_curl workers own --listen. Not the
@@ -48,13 +62,20 @@ class DaemonConfig:
     portal: PortalConfig | None = None  # None: no portal listener
     retry_base: float = 0.5
     retry_cap: float = 60.0
-    xml_curl_workers: int = 0  # 0: xml_curl answered in this process (today's serving)
+    # 0: xml_curl answered in this process. ``pbx run`` defaults to one worker per core
+    # (``default_xml_curl_workers``); a config built in code (tests) serves in process.
+    xml_curl_workers: int = 0
+    xml_curl_hang_seconds: float = 10.0  # a worker silent this long is killed and replaced
     status_listen: tuple[str, int] | None = None  # with workers: /status and /metrics here
+    cdr_spool_dirs: tuple[Path, ...] = ()  # nodes' mod_xml_cdr err-log-dirs on this host
+    cdr_collect_interval: float = 5.0
+    retention_interval: float = 3600.0  # call history retention rounds (leader only)
     audio_roots: AudioRoots = DEFAULT_ROOTS  # where switches keep each tenant's audio
 
     @property
     def generation_path(self) -> Path:
-        """The snapshot generation xml_curl workers map (``serve.generation``)."""
+        """The persisted snapshot generation (``serve.generation``): what a restart serves
+        at once and the xml_curl workers map."""
         return self.state_dir / "xmlcurl.generation"
 
     @property
@@ -73,5 +94,6 @@ class DaemonConfig:
         return self.tenants_dir
 
     @property
-    def snapshot_path(self) -> Path:
-        return self.state_dir / "snapshot.json"
+    def cdr_quarantine_dir(self) -> Path:
+        """Call records whose domain is no applied tenant's (kept, counted, never filed)."""
+        return self.state_dir / "cdr-quarantine"

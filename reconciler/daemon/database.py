@@ -34,8 +34,11 @@ class DatabaseLink:
         on_leadership: OnLeadership,
         on_notify: OnNotify,
         on_connection: Callable[[bool], Awaitable[None]],
+        campaign: bool = True,
     ) -> None:
+        """``campaign=False`` (``pbx serve``): listen to applies, never take the lock."""
         self._config = config
+        self._campaign = campaign
         self._on_ready = on_ready
         self._on_leadership = on_leadership
         self._on_notify = on_notify
@@ -76,6 +79,7 @@ class DatabaseLink:
             on_notify=self._notified,
             on_connection=self._connection_changed,
             poll=self._config.leader_poll,
+            campaign=self._campaign,
         )
         self.election.start()
 

@@ -17,15 +17,16 @@ from typing import Any
 from aiohttp import web
 
 from reconciler.core.logs import event
+from reconciler.daemon.cdr import CDR_PATH
 from reconciler.daemon.metrics import Metrics
 from reconciler.serve import (
     ListenerLimits,
     PersistStatus,
-    Snapshot,
     Templates,
     basic_auth_matches,
     make_app,
 )
+from reconciler.serve.snapshot import Lookups
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def build_app(
-    get_snapshot: Callable[[], Snapshot | None],
+    get_snapshot: Callable[[], Lookups | None],
     templates: Templates,
     metrics: Metrics,
     *,
@@ -43,6 +44,7 @@ def build_app(
     before_metrics: Callable[[], None],
     limits: ListenerLimits,
     persist_status: Callable[[], PersistStatus | None],
+    cdr: Handler | None = None,
 ) -> web.Application:
     """Serve it with ``serve.start_server`` (timeouts and a connection cap)."""
     app = make_app(
@@ -66,6 +68,8 @@ def build_app(
 
     app.router.add_get("/status", guard(status))
     app.router.add_get("/metrics", guard(metrics_page))
+    if cdr is not None:  # mod_xml_cdr's posts (daemon.cdr); its own credentials check
+        app.router.add_post(CDR_PATH, cdr)
     return app
 
 

@@ -1,14 +1,23 @@
 """Prometheus metrics of one daemon, on a registry of its own (tests run several daemons
-in one process; the global default registry would make them collide)."""
+in one process; the global default registry would make them collide).
+
+The xml_curl families (``pbx_xmlcurl_requests_total``,
+``pbx_xmlcurl_request_duration_seconds``) are the same whoever answers: this process's own
+answers plus, with workers, what each worker published on its board
+(``reconciler.dataplane.board``), so a dashboard does not care which mode runs.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-# xml_curl answers should be sub-millisecond: buckets start well below 1 ms.
-_XMLCURL_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0)
+from reconciler.dataplane.board import RESULTS, SECTIONS, XMLCURL_BUCKETS, WorkerCounts
+
+RESTART_REASONS = ("crash", "hang")
 _RECONCILE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -21,12 +30,14 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self._xmlcurl_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self.xmlcurl_counts = WorkerCounts()  # answered in this process
+        self.worker_counts: Callable[[], WorkerCounts | None] = lambda: None
         self._declare_reconcile_metrics(self.registry)
         self._declare_xmlcurl_metrics(self.registry)
         self._declare_switch_metrics(self.registry)
         self._declare_daemon_metrics(self.registry)
         self._declare_snapshot_metrics(self.registry)
+        self._declare_cdr_metrics(self.registry)
 
     def _declare_reconcile_metrics(self, r: CollectorRegistry) -> None:
         """Reconcile passes: how long, how they ended, what they changed or held back."""
@@ -63,19 +74,7 @@ class Metrics:
 
     def _declare_xmlcurl_metrics(self, r: CollectorRegistry) -> None:
         """mod_xml_curl lookups, the path every call and registration waits on."""
-        self.xmlcurl_requests = Counter(
-            "pbx_xmlcurl_requests_total",
-            "mod_xml_curl requests by section and result.",
-            ["section", "result"],
-            registry=r,
-        )
-        self.xmlcurl_latency = Histogram(
-            "pbx_xmlcurl_request_duration_seconds",
-            "Time to answer a mod_xml_curl request.",
-            ["section"],
-            buckets=_XMLCURL_BUCKETS,
-            registry=r,
-        )
+        r.register(_XmlCurlCollector(self))
 
     def _declare_switch_metrics(self, r: CollectorRegistry) -> None:
         """The event-socket link to each node and what was changed live through it."""
@@ -107,7 +106,27 @@ class Metrics:
         )
         self.xmlcurl_worker_restarts = Counter(
             "pbx_xmlcurl_worker_restarts_total",
-            "xml_curl worker processes that exited while the daemon ran, and were replaced.",
+            "xml_curl worker processes that exited (crash) or stopped answering (hang) "
+            "while the daemon ran, and were replaced.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in RESTART_REASONS:
+            self.xmlcurl_worker_restarts.labels(reason)
+
+    def _declare_cdr_metrics(self, r: CollectorRegistry) -> None:
+        """Call records from the switches and the call history's retention."""
+        self.cdr_records = Counter(
+            "pbx_cdr_records_total",
+            "Call records received, by what became of them "
+            "(stored, duplicate, quarantined: no applied tenant's domain, refused: unreadable).",
+            ["result"],
+            registry=r,
+        )
+        self.calls_expired = Counter(
+            "pbx_calls_expired_total",
+            "Call legs deleted by a tenant's retention.",
+            ["tenant"],
             registry=r,
         )
         self.audio_pruned = Counter(
@@ -139,17 +158,51 @@ class Metrics:
         )
 
     def observe_xmlcurl(self, section: str, result: str, seconds: float) -> None:
-        # on the request path: label children are looked up once, not per request
-        key = (section or "none", result)
-        children = self._xmlcurl_children.get(key)
-        if children is None:
-            children = (
-                self.xmlcurl_requests.labels(*key),
-                self.xmlcurl_latency.labels(key[0]),
-            )
-            self._xmlcurl_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        """The in-process listener's observer: on the request path, list arithmetic only."""
+        self.xmlcurl_counts.observe(section, result, seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _XmlCurlCollector(Collector):
+    """The xml_curl families, summed over this process and its workers at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        counts = WorkerCounts()
+        counts.add(self._metrics.xmlcurl_counts)
+        workers = self._metrics.worker_counts()
+        if workers is not None:
+            counts.add(workers)
+        requests = CounterMetricFamily(
+            "pbx_xmlcurl_requests",
+            "mod_xml_curl requests by section and result.",
+            labels=["section", "result"],
+        )
+        latency = HistogramMetricFamily(
+            "pbx_xmlcurl_request_duration_seconds",
+            "Time to answer a mod_xml_curl request.",
+            labels=["section"],
+        )
+        for s, section in enumerate(SECTIONS):
+            for r, result in enumerate(RESULTS):
+                if counts.requests[s][r]:
+                    requests.add_metric([section.value, result.value], counts.requests[s][r])
+            if not any(counts.buckets[s]):
+                continue
+            cumulative, running = [], 0
+            for bound, count in zip(
+                (*XMLCURL_BUCKETS, float("inf")), counts.buckets[s], strict=True
+            ):
+                running += count
+                cumulative.append((_bound(bound), float(running)))
+            latency.add_metric([section.value], cumulative, sum_value=counts.seconds[s])
+        yield requests
+        yield latency
+
+
+def _bound(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)

@@ -79,6 +79,12 @@ class DaemonPortalDeps:
     async def rotate_credentials(self, tenant_id: str, extension: str) -> None:
         await self._calls.rotate_credentials(tenant_id, extension)
 
+    async def show_pin(self, tenant_id: str, extension: str) -> str:
+        return await self._calls.show_pin(tenant_id, extension)
+
+    async def rotate_pin(self, tenant_id: str, extension: str) -> None:
+        await self._calls.rotate_pin(tenant_id, extension)
+
     async def close(self) -> None:
         await self._calls.close()
 

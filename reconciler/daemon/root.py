@@ -18,32 +18,26 @@ import logging
 import signal
 from typing import Any
 
-from aiohttp import web
-
 from reconciler.core.backoff import Backoff
-from reconciler.core.logs import current_format, event, register_secret
-from reconciler.daemon import http
+from reconciler.core.logs import event, register_secret
+from reconciler.core.served import served_tenants
 from reconciler.daemon.audio import AudioUpkeep
+from reconciler.daemon.cdr import CdrIntake, cdr_handler, run_collector
 from reconciler.daemon.config import DaemonConfig
 from reconciler.daemon.database import DatabaseLink
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.passes import PassHooks, PassLoop
 from reconciler.daemon.portal_link import PortalLink
+from reconciler.daemon.retention import run_retention
+from reconciler.daemon.serving import XmlCurlServing
 from reconciler.daemon.snapshots import ServedSnapshot
 from reconciler.daemon.startup import announce, poll_git, prepare_state_dir
 from reconciler.daemon.status import StatusBoard, daemon_status
 from reconciler.daemon.switches import SwitchLink
 from reconciler.daemon.tasks import TaskSupervisor
 from reconciler.daemon.triggers import Triggers
-from reconciler.daemon.workers import XmlCurlWorkers, listen_socket
 from reconciler.reconcile import PassGuards, Reconciler
-from reconciler.serve import (
-    ListenerLimits,
-    ListenerUnavailable,
-    bound_port,
-    load_templates,
-    start_server,
-)
+from reconciler.serve import ListenerUnavailable, load_templates
 from reconciler.sources import watch_spec_dir
 from reconciler.store import PostgresStore
 
@@ -66,11 +60,10 @@ class Daemon:
             on_connection=self._connection,
         )
         self.served = ServedSnapshot(
-            config.snapshot_path,
+            config.generation_path,
             self.metrics,
             fingerprint=self.database.fingerprint,
             probe=self.database.probe_identity,
-            generation_path=config.generation_path if config.xml_curl_workers > 0 else None,
             roots=config.audio_roots,
         )
         self.portal = PortalLink(config.portal, self.live, lambda: self.database.dsn)
@@ -91,13 +84,22 @@ class Daemon:
             ),
         )
         self.loop.settle_seconds = max(0.2, 2 * config.debounce_ms / 1000)
-        self.limits = ListenerLimits()
+        self.cdr = CdrIntake(
+            lambda: self.database.dsn,
+            self._tenant_domains,
+            config.cdr_quarantine_dir,
+            self.metrics,
+        )
+        self._domains: tuple[object, dict[str, str]] | None = None
+        self.http = XmlCurlServing(
+            config, self.served, self.templates, self.metrics,
+            fingerprint=self.database.fingerprint, status_payload=self.status_payload,
+            before_metrics=self._refresh_gauges,
+            cdr=cdr_handler(self.cdr, config.xml_curl_auth),
+        )  # fmt: skip
+        self.serving = self.http.serving  # set once the xml_curl listener is bound
         self.tasks = TaskSupervisor()
-        self.serving = asyncio.Event()  # set once the xml_curl listener is bound
         self._stop = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.workers: XmlCurlWorkers | None = None
-        self._worker_socket_port = 0
         for credentials in (config.xml_curl_auth, config.status_auth):
             register_secret(credentials[1] if credentials else None)
 
@@ -122,15 +124,12 @@ class Daemon:
     @property
     def listen_port(self) -> int:
         """The xml_curl port (the workers' when they own it)."""
-        if self.workers is not None:
-            return int(self._worker_socket_port)
-        return self.status_port
+        return self.http.listen_port
 
     @property
     def status_port(self) -> int:
         """Where this process answers /status and /metrics (and, without workers, xml_curl)."""
-        bound = bound_port(self._runner) if self._runner is not None else None
-        return bound if bound is not None else self.config.listen_port
+        return self.http.status_port
 
     def trigger(self, reason: str, *, full: bool = False) -> None:
         self.triggers.request(reason, full=full)
@@ -152,13 +151,24 @@ class Daemon:
             nodes=self.live.status(),
         )
         payload["audio"] = self.audio.status()
-        if self.workers is not None:
-            payload["xml_curl_workers"] = {
-                "configured": self.workers.count,
-                "running": len(self.workers.pids),
-                "restarts": self.workers.restarts,
-            }
+        workers = self.http.describe_workers()
+        if workers is not None:
+            payload["xml_curl_workers"] = workers
         return payload
+
+    def _tenant_domains(self) -> dict[str, str] | None:
+        """``{domain: tenant id}`` of the tenants served now, from the applied state,
+        recomputed once per served view (a view is swapped whenever that state changes);
+        None before the first read of the state (a call record then waits: the switch
+        retries, or it stays on disk)."""
+        view, reconciler = self.served.get(), self.loop.reconciler
+        applied = reconciler.applied.state if reconciler is not None else None
+        if view is None or not applied:
+            return None
+        if self._domains is None or self._domains[0] is not view:
+            by_domain = served_tenants(applied).by_domain
+            self._domains = (view, {domain: ts.tenant.id for domain, ts in by_domain.items()})
+        return self._domains[1]
 
     def _leader_done(self, reconciler: Reconciler) -> None:
         self.portal.revoke(self.database.store, reconciler)
@@ -176,7 +186,7 @@ class Daemon:
         prepare_state_dir(self.config.state_dir)
         await self.served.load_persisted()
         try:
-            await self._start_http()
+            await self.http.start()
             await self.portal.start()
         except ListenerUnavailable:  # one line for the operator (cli), after closing up
             await self._close_listeners()
@@ -193,65 +203,32 @@ class Daemon:
         self.tasks.spawn(watch, "watch")
         if self.config.git_url:
             self.tasks.spawn(poll_git(self.config, self.trigger, self._stop), "git")
+        if self.config.cdr_spool_dirs:
+            collect = run_collector(
+                self.cdr, self.config.cdr_spool_dirs, self.config.cdr_collect_interval, self._stop
+            )
+            self.tasks.spawn(collect, "cdr-spool")
+        retention = run_retention(
+            lambda: self.database.dsn,
+            lambda: self.loop.reconciler,
+            lambda: self.database.is_leader,
+            self.metrics,
+            self.config.retention_interval,
+            self._stop,
+        )
+        self.tasks.spawn(retention, "call-retention")
         try:
             await self._stop.wait()
         finally:
             await self._shutdown()
         return 0
 
-    async def _start_http(self) -> None:
-        app = http.build_app(
-            self.served.get,
-            self.templates,
-            self.metrics,
-            xml_curl_auth=self.config.xml_curl_auth,
-            status_auth=self.config.status_auth,
-            status_payload=self.status_payload,
-            before_metrics=self._refresh_gauges,
-            limits=self.limits,
-            persist_status=lambda: self.served.persist_status,
-        )
-        host, port = self.config.listen_host, self.config.listen_port
-        what = "xml_curl listener (--listen / PBX_LISTEN)"
-        if self.config.xml_curl_workers > 0:
-            await self._start_workers(host, port, what)
-            host, port = self.config.status_address
-            what = "status listener (--status-listen / PBX_STATUS_LISTEN)"
-        self._runner = await start_server(app, host, port, self.limits, what=what)
-        self.serving.set()
-        http.announce(f"http://{self.config.listen_host}:{self.listen_port}/freeswitch/xml")
-
-    async def _start_workers(self, host: str, port: int, what: str) -> None:
-        """The data plane in processes of its own, on the --listen socket."""
-        sock = listen_socket(host, port, what)
-        self._worker_socket_port = sock.getsockname()[1]
-        auth = self.config.xml_curl_auth
-        templates = self.config.templates_dir
-        settings = {
-            "generation_path": str(self.config.generation_path),
-            "dsn_fingerprint": self.database.fingerprint,
-            "auth": list(auth) if auth else None,
-            "templates_dir": str(templates) if templates else None,
-            "log_format": current_format(),
-        }
-        pid_file = self.config.state_dir / "xmlcurl-workers.pid"
-        self.workers = XmlCurlWorkers(
-            self.config.xml_curl_workers, sock, settings, self.metrics, pid_file
-        )
-        await self.workers.start()
-
     async def _close_listeners(self) -> None:
         await self.portal.stop()
-        if self.workers is not None:
-            await self.workers.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self.http.stop()
 
     def _refresh_gauges(self) -> None:
         self.live.refresh_gauges()
-        if self.workers is not None:
-            self.metrics.xmlcurl_workers.set(len(self.workers.pids))
         self.metrics.leader.set(1 if self.is_leader else 0)
 
     def _install_signals(self) -> None:
@@ -263,12 +240,11 @@ class Daemon:
     async def _shutdown(self) -> None:
         event(log, "shutting down")
         async with contextlib.AsyncExitStack() as stack:
+            stack.callback(self.served.close)  # last: after every listener is closed
             stack.push_async_callback(self.database.stop)
+            stack.push_async_callback(self.cdr.close)
             stack.push_async_callback(self.portal.stop)
-            if self._runner is not None:
-                stack.push_async_callback(self._runner.cleanup)
-            if self.workers is not None:
-                stack.push_async_callback(self.workers.stop)
+            stack.push_async_callback(self.http.stop)
             stack.push_async_callback(self.live.stop)
             async with self.loop.lock:  # let a running pass finish (tenants are atomic anyway)
                 pass

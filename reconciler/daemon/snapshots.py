@@ -1,17 +1,20 @@
-"""The snapshot the daemon serves: swapped whole, rebuilt off the event loop, persisted for
-restarts while PostgreSQL is down, and bound to the database it was built from.
+"""The snapshot the daemon serves: rebuilt off the event loop when the applied state
+changes, persisted as the one generation file (``serve.generation``), served from that
+file's mapping, and bound to the database it was built from.
+
+The generation file is what a restart serves at once (mapped, not parsed: milliseconds at
+any size), what the xml_curl workers follow, and what this process's own listener answers
+from: once written, the built ``Snapshot`` leaves this process's heap and the records live
+in the page cache, shared with the workers. Only while the file cannot be written (state
+dir full or read-only) is the new snapshot served from memory here; the workers keep the
+last good generation, and /readyz and ``pbx_snapshot_persist_failures_total`` say so.
 
 A persisted file is served at start only when it belongs to the configured database: the
 database answers with its identity (``store.identity``), or, while it is unreachable, the
 file's DSN fingerprint (never the password) names the same one. On every (re)connection a
-snapshot still served from the file is checked again, and dropped when it is another
-database's. An empty snapshot never replaces a file holding users (``serve.persist``), and a
-file that cannot be written is visible in ``/readyz`` and the metrics, never just a warning.
-
-With xml_curl workers (``generation_path``), every snapshot served is also written as a
-generation file for them (``serve.generation``), under the same identity and the same
-never-empty rule; a snapshot that may not be served (none, or another database's) removes
-the file, and the workers then fail closed.
+generation still served from the file is checked again. A file that may not be served
+(another database's, torn, a database never migrated) is removed: the workers then fail
+closed. An empty snapshot never replaces a file holding users (``serve.persist``).
 """
 
 from __future__ import annotations
@@ -29,17 +32,10 @@ from reconciler.core.identity import DatabaseIdentity
 from reconciler.core.logs import event
 from reconciler.daemon.metrics import Metrics
 from reconciler.reconcile import AppliedState
-from reconciler.serve import (
-    PersistStatus,
-    Snapshot,
-    SnapshotNotPersisted,
-    build_snapshot,
-    load_snapshot,
-    read_snapshot_header,
-    save_snapshot,
-)
-from reconciler.serve.generation import write_generation
-from reconciler.serve.snapshot import declares_users
+from reconciler.serve import PersistStatus, SnapshotNotPersisted, build_snapshot
+from reconciler.serve.generation import MappedGeneration, open_generation, write_generation
+from reconciler.serve.persist import LEGACY_SNAPSHOT_FILE, SnapshotError
+from reconciler.serve.snapshot import Lookups, Snapshot, declares_users
 from reconciler.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -57,24 +53,22 @@ class ServedSnapshot:
         *,
         fingerprint: str,
         probe: IdentityProbe,
-        generation_path: Path | None = None,
         roots: AudioRoots = DEFAULT_ROOTS,
     ) -> None:
-        self.path = path
+        self.path = path  # the generation file
         self._roots = roots
-        self.generation_path = generation_path
         self._metrics = metrics
         self._fingerprint = fingerprint
         self._probe = probe
         self._identity: DatabaseIdentity | None = None  # of the connected database
         self._disk_identity: DatabaseIdentity | None = None  # of the file being served
-        self.current: Snapshot | None = None
+        self.current: Lookups | None = None
         self.built_at: str | None = None
         self.from_disk = False
         self.persist_status = PersistStatus(False, None, "not written yet")
 
-    def get(self) -> Snapshot | None:
-        """For the request path: one attribute read, the old or the new snapshot, whole."""
+    def get(self) -> Lookups | None:
+        """For the request path: one attribute read, the old or the new view, whole."""
         return self.current
 
     @property
@@ -82,14 +76,14 @@ class ServedSnapshot:
         """Nothing built from the database yet (none at all, or only the persisted one)."""
         return self.current is None or self.from_disk
 
-    async def load_persisted(self) -> None:
-        await self._load_persisted()
-        if self.current is None:
-            self._withdraw_generation()
-        elif self._disk_identity is not None:
-            await self._write_generation(self.current, self._disk_identity, allow_empty=True)
+    @property
+    def in_heap(self) -> bool:
+        """Served from a ``Snapshot`` in this process's memory (the file could not be
+        written), not from the generation's mapping."""
+        return isinstance(self.current, Snapshot)
 
-    async def _load_persisted(self) -> None:
+    async def load_persisted(self) -> None:
+        _remove_legacy(self.path.parent / LEGACY_SNAPSHOT_FILE)
         if not self.path.exists():
             return
         try:  # a database that answers says which it is; else the DSN must name the same one
@@ -98,26 +92,26 @@ class ServedSnapshot:
             expected = None
         else:
             if expected is None:
-                event(log, "persisted snapshot not used: the database is new", logging.WARNING)
+                event(log, "persisted generation not used: the database is new", logging.WARNING)
+                self._withdraw()
                 return
         try:
-            snapshot = load_snapshot(
-                self.path,
-                expected_identity=expected,
-                dsn_fingerprint=self._fingerprint,
-                freeze=True,
+            mapped = await asyncio.to_thread(
+                lambda: open_generation(
+                    self.path, expected_identity=expected, dsn_fingerprint=self._fingerprint
+                )
             )
-            header = read_snapshot_header(self.path)
-        except Exception as exc:  # a corrupt or foreign file must not stop the daemon
-            event(log, "persisted snapshot not used", logging.WARNING, error=str(exc))
+        except SnapshotError as exc:  # a torn or foreign file must not stop the daemon
+            event(log, "persisted generation not used", logging.WARNING, error=str(exc))
+            self._withdraw()
             return
-        self._disk_identity = header.identity
-        self.persist_status = PersistStatus(True, header.written_at, "served from the file")
-        self._swap(snapshot, source="disk")
+        self._disk_identity = mapped.header.identity
+        self.persist_status = PersistStatus(True, mapped.header.written_at, "served from the file")
+        self._swap(mapped, source="disk")
         self.from_disk = True
 
     async def connected(self) -> None:
-        """The database (re)connected: it may be another one now. A snapshot still served
+        """The database (re)connected: it may be another one now. A generation still served
         from the file must be of this database, or it is no longer served."""
         self._identity = None
         if not self.from_disk:
@@ -127,26 +121,39 @@ class ServedSnapshot:
         except StoreUnavailable:
             return  # cannot tell yet: keep serving
         if identity is None or identity != self._disk_identity:
-            self.current, self.from_disk = None, False
-            self._withdraw_generation()
-            event(log, "persisted snapshot dropped: written for another database", logging.WARNING)
+            self._swap(None, source="none")
+            self.from_disk = False
+            self._withdraw()
+            event(log, "persisted generation dropped: written for another database",
+                  logging.WARNING)  # fmt: skip
 
     async def rebuild(self, applied: AppliedState) -> None:
+        """Build, serve at once from memory, persist, then serve from the file's mapping."""
         state, hashes = dict(applied.state), dict(applied.a1_hashes)
+        pins = dict(applied.voicemail_hashes)
         generation = f"{int(time.time() * 1000):x}"
         snapshot = await asyncio.to_thread(
             # frozen: kept out of the cyclic GC, whose passes over 100k objects stall the loop
             lambda: build_snapshot(
-                state, hashes, generation=generation, freeze=True, roots=self._roots
+                state,
+                hashes,
+                voicemail_hashes=pins,
+                generation=generation,
+                freeze=True,
+                roots=self._roots,
             )
         )
         self._swap(snapshot, source="database")
         self.from_disk = False
         for problem in snapshot.problems:
             event(log, "snapshot problem", logging.WARNING, problem=problem)
-        await self._persist(snapshot, allow_empty=not declares_users(state))
+        mapped = await self._persist(snapshot, allow_empty=not declares_users(state))
+        if mapped is not None and self.current is snapshot:
+            self._swap(mapped, source="file", quiet=True)
 
-    async def _persist(self, snapshot: Snapshot, *, allow_empty: bool) -> None:
+    async def _persist(self, snapshot: Snapshot, *, allow_empty: bool) -> MappedGeneration | None:
+        """Write the generation and map it back; None when it is not on disk (the status
+        and the metrics say why)."""
         if self._identity is None:
             with contextlib.suppress(StoreUnavailable):
                 self._identity = await asyncio.to_thread(self._probe, 5.0)
@@ -154,55 +161,51 @@ class ServedSnapshot:
         try:
             if identity is None:
                 raise SnapshotNotPersisted("snapshot not written: database identity unknown")
-            await self._write_generation(snapshot, identity, allow_empty=allow_empty)
-            self.persist_status = await asyncio.to_thread(
-                lambda: save_snapshot(
-                    snapshot,
-                    self.path,
-                    identity=identity,
-                    dsn_fingerprint=self._fingerprint,
-                    allow_empty=allow_empty,
-                )
+            mapped = await asyncio.to_thread(
+                lambda: self._write_and_map(snapshot, identity, allow_empty=allow_empty)
             )
-            self._metrics.snapshot_persisted_time.set(self.persist_status.persisted_at or 0)
         except SnapshotNotPersisted as exc:
             self.persist_status = self.persist_status.failed(str(exc))
             self._metrics.snapshot_persist_failures.inc()
             event(log, "snapshot not persisted", logging.WARNING, error=str(exc))
+            return None
+        written_at = mapped.header.written_at
+        self.persist_status = PersistStatus(
+            True, written_at, f"{mapped.user_count} users written to {self.path}"
+        )
+        self._metrics.snapshot_persisted_time.set(written_at)
+        return mapped
 
-    async def _write_generation(
+    def _write_and_map(
         self, snapshot: Snapshot, identity: DatabaseIdentity, *, allow_empty: bool
-    ) -> None:
-        """The workers' copy. Refused or failed: they keep the last good generation."""
-        path = self.generation_path
-        if path is None:
-            return
+    ) -> MappedGeneration:
+        write_generation(snapshot, self.path, identity=identity,
+                         dsn_fingerprint=self._fingerprint, allow_empty=allow_empty)  # fmt: skip
         try:
-            await asyncio.to_thread(
-                lambda: write_generation(
-                    snapshot,
-                    path,
-                    identity=identity,
-                    dsn_fingerprint=self._fingerprint,
-                    allow_empty=allow_empty,
-                )
-            )
-        except SnapshotNotPersisted as exc:
-            self._metrics.snapshot_persist_failures.inc()
-            event(log, "generation not written", logging.WARNING, error=str(exc))
+            return open_generation(  # written, checksummed, fsynced and renamed just now
+                self.path, expected_identity=identity, dsn_fingerprint=self._fingerprint,
+                verify=False,
+            )  # fmt: skip
+        except SnapshotError as exc:  # replaced under us
+            raise SnapshotNotPersisted(f"generation written but not readable: {exc}") from exc
 
-    def _withdraw_generation(self) -> None:
-        if self.generation_path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self.generation_path.unlink()
+    def _withdraw(self) -> None:
+        """No generation for the workers: they fail closed."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
 
-    def _swap(self, snapshot: Snapshot, *, source: str) -> None:
-        self.current = snapshot
+    def _swap(self, view: Lookups | None, *, source: str, quiet: bool = False) -> None:
+        # lookups run synchronously on this loop: none is reading the old mapping now
+        old, self.current = self.current, view
+        if isinstance(old, MappedGeneration) and old is not view:
+            old.close()
+        if view is None or quiet:
+            return
         self.built_at = datetime.now(UTC).isoformat(timespec="seconds")
-        counts = snapshot.counts()
+        counts = view.counts()
         self._metrics.snapshot_generation_time.set(time.time())
         self._metrics.snapshot_users.set(counts["users"])
-        event(log, "snapshot swapped", source=source, generation=snapshot.generation, **counts)
+        event(log, "snapshot swapped", source=source, generation=view.generation, **counts)
 
     def describe(self) -> dict[str, object] | None:
         if self.current is None:
@@ -212,5 +215,16 @@ class ServedSnapshot:
             "built_at": self.built_at,
             "source": "disk" if self.from_disk else "database",
             "persisted": self.persist_status.persisted,
+            "in_heap": self.in_heap,
             **self.current.counts(),
         }
+
+    def close(self) -> None:
+        self._swap(None, source="none")
+
+
+def _remove_legacy(path: Path) -> None:
+    """``snapshot.json`` of an earlier version: no longer read, and it holds A1 hashes."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+        event(log, "removed the snapshot file of an earlier version", path=str(path))

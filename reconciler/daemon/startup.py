@@ -1,4 +1,4 @@
-"""Start-up chores of ``pbx run`` and its entry point: what it says first, the state
+"""Start-up chores of ``pbx run`` and its entry point (``pbx serve``'s too): what it says first, the state
 directory, the optional git poller, and the event loop it runs on."""
 
 from __future__ import annotations
@@ -9,14 +9,10 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from reconciler.core.logs import event
 from reconciler.daemon.config import DaemonConfig
 from reconciler.sources import GitSource, GitSourceError, GitSourceStopped
-
-if TYPE_CHECKING:
-    from reconciler.daemon.root import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +87,22 @@ def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def run_daemon(
-    config: DaemonConfig, *, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    config: DaemonConfig,
+    *,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    data_plane_only: bool = False,
 ) -> int:
-    """Entry point of ``pbx run``."""
+    """Entry point of ``pbx run`` (and of ``pbx serve``: ``data_plane_only``)."""
     from reconciler.daemon.root import Daemon
+    from reconciler.daemon.serve_node import ServeNode
 
     os.umask(0o077)  # the snapshot and the embedded database hold a1 hashes and passwords
     loop_factory = loop_factory or _fast_loop_factory()
 
     async def main() -> int:
-        daemon: Daemon = Daemon(config)  # built inside the loop: it creates asyncio primitives
-        return await daemon.run()
+        # built inside the loop: they create asyncio primitives
+        process = ServeNode(config) if data_plane_only else Daemon(config)
+        return await process.run()
 
     if loop_factory is None:
         return asyncio.run(main())

@@ -2,6 +2,10 @@
 as one JSON line on stdin (never argv or the environment: the xml_curl credentials are in
 it) and the listening socket as an inherited file descriptor.
 
+Every ``board.PUBLISH_SECONDS`` its event loop publishes its request counts and a heartbeat
+in its slot of the workers' board (``dataplane.board``, an inherited descriptor too): the
+supervisor's metrics and its hang detection read them there.
+
 SIGTERM drains: the socket stops accepting, answers in flight finish, the process exits 0.
 When ``pbx run`` dies without a word (SIGKILL), the worker keeps answering from the last
 good generation and following the file; the next ``pbx run`` retires it once its own
@@ -22,6 +26,7 @@ from typing import Any
 
 from reconciler.core import logs
 from reconciler.core.identity import DatabaseIdentity
+from reconciler.dataplane.board import PUBLISH_SECONDS, Board, BoardPublisher
 from reconciler.dataplane.follower import GenerationFollower
 from reconciler.serve.listener import ListenerLimits, start_server
 from reconciler.serve.templating import load_templates
@@ -45,8 +50,16 @@ async def serve(settings: dict[str, Any], sock: socket.socket) -> int:
     templates = load_templates(Path(templates_dir) if templates_dir else None)
     auth = settings.get("auth")
     limits = ListenerLimits()
+    board = Board.attach(int(settings["board_fd"]))
+    publisher = BoardPublisher(board, int(settings["slot"]))
+    publisher.publish()
     app = make_app(
-        follower.get, templates, auth=(auth[0], auth[1]) if auth else None, limits=limits
+        follower.get,
+        templates,
+        auth=(auth[0], auth[1]) if auth else None,
+        limits=limits,
+        observer=publisher.counts.observe,
+        persist_status=board.persist_status,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -58,14 +71,23 @@ async def serve(settings: dict[str, Any], sock: socket.socket) -> int:
     parent = os.getppid()
     follow = asyncio.create_task(follower.run(stop))
     watch = asyncio.create_task(_watch_parent(parent, stop))
+    beat = asyncio.create_task(_publish(publisher, stop))
     try:
         await stop.wait()
     finally:
         await runner.cleanup()
-        follow.cancel()
-        watch.cancel()
+        publisher.publish()  # what the drain answered
+        for task in (follow, watch, beat):
+            task.cancel()
         follower.close()
     return 0
+
+
+async def _publish(publisher: BoardPublisher, stop: asyncio.Event) -> None:
+    """The heartbeat: it moves only while this loop turns (a stuck loop is a hang)."""
+    while not stop.is_set():
+        await asyncio.sleep(PUBLISH_SECONDS)
+        publisher.publish()
 
 
 async def _watch_parent(parent: int, stop: asyncio.Event) -> None:

@@ -33,10 +33,15 @@ TREE_ROOTS: tuple[str, ...] = (
     "sip_profiles",
     "directory",
     "dialplan",
+    "lang",
 )
 # The rendered tree holds the xml_curl credentials and the event-socket password.
 FILE_MODE = 0o640
 DIR_MODE = 0o750
+# The WSS certificate's private key, when the renderer installs it: readable by the
+# owner alone (the installation step makes that the freeswitch user).
+KEY_FILE_MODE = 0o600
+WSS_PEM = PurePosixPath("tls/wss.pem")
 
 
 def _walk(node: Traversable, rel: PurePosixPath) -> Iterator[tuple[PurePosixPath, Traversable]]:
@@ -83,6 +88,8 @@ def node_config_files(settings: NodeSettings) -> dict[PurePosixPath, str]:
             rel = rel.with_suffix("")
             text = env.from_string(text).render(context)
         files[rel] = text
+    if settings.wss_pem is not None:
+        files[WSS_PEM] = settings.wss_pem
     return files
 
 
@@ -100,14 +107,19 @@ class OutputNotEmptyError(NodeConfigError):
     """The output directory already holds files and --force was not given."""
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def file_mode(rel: PurePosixPath) -> int:
+    """The permission bits of one output file: a private key is the owner's alone."""
+    return KEY_FILE_MODE if rel == WSS_PEM else FILE_MODE
+
+
+def _write_atomic(path: Path, text: str, mode: int) -> None:
     """Write via a temporary file and rename, so a node never reads a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
-        os.chmod(tmp, FILE_MODE)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -129,7 +141,7 @@ def write_tree(
     written: list[Path] = []
     for rel, text in sorted(files.items()):
         target = out.joinpath(*rel.parts)
-        _write_atomic(target, text)
+        _write_atomic(target, text, file_mode(rel))
         written.append(target)
     foreign = tuple(sorted(existing - set(written)))
     return WriteReport(written=tuple(written), foreign=foreign)

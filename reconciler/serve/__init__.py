@@ -5,7 +5,8 @@ exported here; one concept per module:
 
     snapshot     records + the pure build (what may be served)
     inert        the second wall: tenant strings FreeSWITCH would interpret
-    persist      the file: identity-bound load/save, PersistStatus
+    persist      what a persisted file promises: identity binding, atomic write, errors
+    generation   the file: the served view as one checksummed, mapped index
     templating   the Jinja2 templates (shipped in the top-level templates/, overridable)
     xmlcurl      pure: form parsing, answer(snapshot, form, templates), label sets
     app          the aiohttp application: auth, bounded bodies, cache, /readyz
@@ -25,9 +26,6 @@ from reconciler.serve.persist import (
     SnapshotError,
     SnapshotMismatch,
     SnapshotNotPersisted,
-    load_snapshot,
-    read_snapshot_header,
-    save_snapshot,
 )
 from reconciler.serve.snapshot import Snapshot, build_snapshot
 from reconciler.serve.templating import TemplateLoadError, Templates, load_templates
@@ -52,11 +50,8 @@ __all__ = [
     "basic_auth_matches",
     "bound_port",
     "build_snapshot",
-    "load_snapshot",
     "load_templates",
     "make_app",
-    "read_snapshot_header",
     "readiness",
-    "save_snapshot",
     "start_server",
 ]

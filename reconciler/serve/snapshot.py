@@ -37,6 +37,7 @@ from reconciler.core.model import (
 )
 from reconciler.core.recording_names import extension_recording
 from reconciler.core.served import served_queue_params, served_tenants
+from reconciler.core.voicemail import VOICEMAIL_ROUTES, tenant_storage, voicemail_profile
 from reconciler.serve.inert import shown, text_clean, text_problem, token_clean, token_problem
 from specs_schema.models import AgentStatus
 from specs_schema.shapes import RECORD_PLACEHOLDERS
@@ -58,6 +59,7 @@ class RouteKind(StrEnum):
     EXTENSION = "extension"  # ring user/<number>@<domain>
     QUEUE = "queue"  # enter callcenter queue <name>@<domain>
     FEATURE = "feature"  # the calling agent sets its own mod_callcenter status
+    VOICEMAIL = "voicemail"  # check a voicemail box: the caller's own, or any of the tenant
 
 
 class DirectoryUser(NamedTuple):
@@ -71,10 +73,17 @@ class DirectoryUser(NamedTuple):
     max_registrations: int
     call_timeout: int
     agents: tuple[str, ...]  # FreeSWITCH names of the agents answering on this extension
+    voicemail_profile: str = ""  # mod_voicemail profile taking its messages; "": no box
+    vm_a1_hash: str = ""  # md5("<number>:<domain>:<PIN>"): mod_voicemail's PIN check
+    vm_pin_on_own_phone: bool = True  # *97 from this extension asks the PIN
     # where its calls are recorded (``core.recording_names``), "" when they are not: the
     # call it answers, the call it makes
     record_inbound: str = ""
     record_outbound: str = ""
+
+    @property
+    def voicemail(self) -> bool:
+        return bool(self.voicemail_profile)
 
 
 class Route(NamedTuple):
@@ -85,6 +94,7 @@ class Route(NamedTuple):
     number: str
     target: str
     call_timeout: int = 0  # extension routes only
+    voicemail_profile: str = ""  # extension routes: where an unanswered call goes; "": none
 
 
 class DidRoute(NamedTuple):
@@ -119,6 +129,10 @@ class ServedTenant:
     def context(self) -> str:
         return self.domain
 
+    @property
+    def voicemail_storage(self) -> str:
+        return tenant_storage(self.id)
+
 
 class Lookups(Protocol):
     """What answering a lookup reads: a ``Snapshot`` in memory, or a generation mapped by
@@ -137,6 +151,8 @@ class Lookups(Protocol):
     def did(self, number: str) -> DidRoute | None: ...
 
     def queue(self, name: str) -> QueueConfig | None: ...
+
+    def counts(self) -> dict[str, int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +220,7 @@ def build_snapshot(
     state: State,
     a1_hashes: Mapping[tuple[str, str], str],
     *,
+    voicemail_hashes: Mapping[tuple[str, str], str] | None = None,
     generation: str = "",
     freeze: bool = False,
     roots: AudioRoots = DEFAULT_ROOTS,
@@ -215,22 +232,27 @@ def build_snapshot(
     ``freeze=True`` is for the serving process: see ``reconciler.core.gcpause``. ``roots``
     are where the switch keeps each tenant's audio (a setting of the daemon)."""
     with gc_paused(freeze):
-        return _build(state, a1_hashes, generation, roots)
+        return _build(state, _Digests(a1_hashes, voicemail_hashes or {}), generation, roots)
 
 
 def declares_users(state: State) -> bool:
     """True when an active tenant of ``state`` has an enabled extension. A snapshot of such
     a state that serves no user is suspect (missing hashes, every record refused): the
-    daemon then keeps the last good file (``persist.save_snapshot(allow_empty=False)``)."""
+    daemon then keeps the last good file (``generation.write_generation(allow_empty=False)``)."""
     return any(
         ts.tenant.served and any(ext.enabled for ext in ts.extensions.values())
         for ts in state.values()
     )
 
 
-def _build(
-    state: State, a1_hashes: Mapping[tuple[str, str], str], generation: str, roots: AudioRoots
-) -> Snapshot:
+class _Digests(NamedTuple):
+    """The secrets' digests the directory serves, keyed ``(tenant id, extension)``."""
+
+    sip: Mapping[tuple[str, str], str]
+    voicemail: Mapping[tuple[str, str], str]
+
+
+def _build(state: State, digests: _Digests, generation: str, roots: AudioRoots) -> Snapshot:
     served = served_tenants(state)
     problems: list[str] = list(served.problems)
 
@@ -243,7 +265,7 @@ def _build(
             problems.append(f"tenant {tenant_state.tenant.id}: {problem}: not served")
             continue
         served_tenant, tenant_queues, tenant_dids = _serve_tenant(
-            tenant_state, domain, a1_hashes, problems, roots
+            tenant_state, domain, digests, problems, roots
         )
         tenants[domain] = served_tenant
         queues.update(tenant_queues)
@@ -293,7 +315,7 @@ def _tenant_problem(tenant: Tenant) -> str | None:
 def _serve_tenant(
     ts: TenantState,
     domain: str,
-    a1_hashes: Mapping[tuple[str, str], str],
+    digests: _Digests,
     problems: list[str],
     roots: AudioRoots,
 ) -> tuple[ServedTenant, dict[str, QueueConfig], list[DidRoute]]:
@@ -302,10 +324,12 @@ def _serve_tenant(
     users: dict[str, DirectoryUser] = {}
     routes: dict[str, Route] = {}
     for number in ts.extensions:
-        user = _serve_user(ts, number, a1_hashes, agents_on, problems, roots)
+        user = _serve_user(ts, number, digests, agents_on, problems, roots)
         if user is not None:
             users[number] = user
-            routes[number] = Route(RouteKind.EXTENSION, number, number, user.call_timeout)
+            routes[number] = Route(
+                RouteKind.EXTENSION, number, number, user.call_timeout, user.voicemail_profile
+            )
 
     tenant_queues: dict[str, QueueConfig] = {}
     queue_numbers: dict[str, str] = {}
@@ -319,6 +343,8 @@ def _serve_tenant(
     for attribute, status in FEATURE_STATUS:
         code = getattr(tenant, attribute)
         _add_route(routes, Route(RouteKind.FEATURE, code, status), tenant.id, problems)
+    for code, target in VOICEMAIL_ROUTES:
+        _add_route(routes, Route(RouteKind.VOICEMAIL, code, target), tenant.id, problems)
 
     dids = _serve_dids(ts, domain, users, queue_numbers, problems)
     served = ServedTenant(
@@ -354,7 +380,7 @@ def _agents_by_extension(ts: TenantState, domain: str, problems: list[str]) -> d
 def _serve_user(
     ts: TenantState,
     number: str,
-    a1_hashes: Mapping[tuple[str, str], str],
+    digests: _Digests,
     agents_on: Mapping[str, list[str]],
     problems: list[str],
     roots: AudioRoots = DEFAULT_ROOTS,
@@ -364,7 +390,7 @@ def _serve_user(
     tenant_id = ts.tenant.id
     if not ext.enabled:
         return None
-    a1_hash = (a1_hashes.get((tenant_id, number)) or "").lower()
+    a1_hash = (digests.sip.get((tenant_id, number)) or "").lower()
     if not a1_hash:
         return None
     caller_id_name = ext.caller_id_name or ext.name
@@ -381,6 +407,13 @@ def _serve_user(
     if _A1_HASH.match(a1_hash) is None:
         problems.append(f"tenant {tenant_id}: extension {number} has a malformed A1 hash")
         return None
+    vm_a1_hash = (digests.voicemail.get((tenant_id, number)) or "").lower()
+    if _A1_HASH.match(vm_a1_hash) is None:
+        vm_a1_hash = ""
+    profile = voicemail_profile(ext.voicemail_max_message_seconds) if ext.voicemail_enabled else ""
+    if profile and not vm_a1_hash:
+        problems.append(f"tenant {tenant_id}: extension {number} has no voicemail PIN: no box")
+        profile = ""
     return DirectoryUser(
         number,
         a1_hash,
@@ -389,6 +422,9 @@ def _serve_user(
         ext.max_registrations,
         ext.call_timeout or ts.tenant.call_timeout,
         tuple(sorted(agents_on.get(number, ()))),
+        profile,
+        vm_a1_hash,
+        ext.voicemail_pin_on_own_phone,
         *_record_paths(ext.record, tenant_id, number, roots),
     )
 

@@ -22,6 +22,7 @@ from typing import Any
 import jinja2
 
 from reconciler.core.errors import Permanent
+from reconciler.core.voicemail import CHECK_PROFILE, VOICEMAIL_DB, voicemail_profiles
 from reconciler.serve.snapshot import (
     DidRoute,
     DirectoryUser,
@@ -36,7 +37,15 @@ DIRECTORY = "directory.xml.j2"
 DIALPLAN = "dialplan.xml.j2"
 CALLCENTER = "callcenter.conf.xml.j2"
 NOT_FOUND = "not_found.xml.j2"
-TEMPLATE_NAMES = (DIRECTORY, DIALPLAN, CALLCENTER, NOT_FOUND)
+VOICEMAIL = "voicemail.conf.xml.j2"
+TEMPLATE_NAMES = (DIRECTORY, DIALPLAN, CALLCENTER, NOT_FOUND, VOICEMAIL)
+VOICEMAIL_CAUSES = ",".join(
+    ("USER_BUSY", "NO_ANSWER", "NO_USER_RESPONSE", "USER_NOT_REGISTERED", "SUBSCRIBER_ABSENT",
+     "CALL_REJECTED", "NORMAL_TEMPORARY_FAILURE", "RECOVERY_ON_TIMER_EXPIRE")
+)  # fmt: skip
+"""Why a bridge to an extension may fail over to its voicemail: busy, not answered in its
+timeout, not registered, declined, unreachable (its contact does not answer SIP); anything
+else (the caller hung up) just ends."""
 
 
 class TemplateLoadError(Permanent):
@@ -51,6 +60,7 @@ class Templates:
     dialplan: jinja2.Template
     callcenter: jinja2.Template
     not_found: str
+    voicemail: str  # voicemail.conf: fixed by the profile ladder, rendered once
     source: str  # where they came from, for logs
 
 
@@ -87,6 +97,7 @@ def load_templates(override_dir: str | os.PathLike[str] | None = None) -> Templa
         dialplan=compiled[DIALPLAN],
         callcenter=compiled[CALLCENTER],
         not_found=compiled[NOT_FOUND].render(),
+        voicemail=compiled[VOICEMAIL].render(profiles=voicemail_profiles(), dbname=VOICEMAIL_DB),
         source=source,
     )
     _check(templates)
@@ -103,6 +114,8 @@ def dialplan_context(
     did: DidRoute | None = None,
     agents: tuple[str, ...] = (),
     status_arg: str = "",
+    box: str = "",
+    check_pin: bool = True,
     record_paths: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Every variable dialplan.xml.j2 may use (all present: the environment is strict)."""
@@ -116,12 +129,18 @@ def dialplan_context(
         "did": did,
         "agents": agents,
         "status_arg": status_arg,
+        "box": box,
+        "check_pin": check_pin,
+        "profile": CHECK_PROFILE,
+        "voicemail_causes": VOICEMAIL_CAUSES,
     }
 
 
 def _check(templates: Templates) -> None:
     """Render each template against a sample and parse it: fail at start, not per request."""
-    user = DirectoryUser("100", "0" * 32, "A&B <x>", "100", 1, 30, ("a@t.example",))
+    user = DirectoryUser(
+        "100", "0" * 32, "A&B <x>", "100", 1, 30, ("a@t.example",), "len120", "1" * 32
+    )
     tenant = ServedTenant(
         id="t",
         domain="t.example",
@@ -135,6 +154,7 @@ def _check(templates: Templates) -> None:
         (DIRECTORY, lambda: templates.directory.render(tenant=tenant, user=user)),
         (CALLCENTER, lambda: templates.callcenter.render(queues=[queue])),
         (NOT_FOUND, lambda: templates.not_found),
+        (VOICEMAIL, lambda: templates.voicemail),
     ]
     for context in _dialplan_samples(tenant, queue):
         renders.append(
@@ -162,7 +182,16 @@ def _dialplan_samples(tenant: ServedTenant, queue: QueueConfig) -> list[dict[str
             "extension",
             expression="^100$",
             tenant=tenant,
-            route=Route(RouteKind.EXTENSION, "100", "100", 30),
+            route=Route(RouteKind.EXTENSION, "100", "100", 30, "len120"),
+        ),
+        dialplan_context(
+            "t.example",
+            "voicemail",
+            expression="^\\*97$",
+            tenant=tenant,
+            route=Route(RouteKind.VOICEMAIL, "*97", "own"),
+            box="100",
+            check_pin=False,
         ),
         dialplan_context(
             "t.example",

@@ -28,6 +28,7 @@ from typing import NamedTuple
 from reconciler.core.errors import Permanent
 from reconciler.core.model import PUBLIC_CONTEXT
 from reconciler.core.switch_args import quote_arg
+from reconciler.core.voicemail import OWN
 from reconciler.serve.snapshot import DirectoryUser, Lookups, Route, RouteKind, ServedTenant
 from reconciler.serve.templating import Templates, dialplan_context
 
@@ -237,6 +238,8 @@ def _dialplan(snapshot: Lookups, form: Mapping[str, str], templates: Templates) 
         return _reject(templates, context)
     tenant, route = found
     expression = _exact(route.number)
+    if route.kind is RouteKind.VOICEMAIL:
+        return _voicemail_check(snapshot, form, templates, context, tenant, route)
     if route.kind is not RouteKind.FEATURE:
         values = dialplan_context(
             context,
@@ -265,6 +268,37 @@ def _dialplan(snapshot: Lookups, form: Mapping[str, str], templates: Templates) 
     return _dialplan_answer(templates, values, Result.FOUND)
 
 
+def _voicemail_check(
+    snapshot: Lookups,
+    form: Mapping[str, str],
+    templates: Templates,
+    context: str,
+    tenant: ServedTenant,
+    route: Route,
+) -> XmlAnswer:
+    """``*97``: the caller's own box (its PIN asked unless the box waives it on its own
+    phone); ``*98``: any box of the tenant, number and PIN asked. Only an authenticated
+    caller of this tenant gets either; else the error tone."""
+    expression = _exact(route.number)
+    caller = _caller(snapshot, form, tenant.domain)
+    if caller is None or (route.target == OWN and not caller.voicemail):
+        values = dialplan_context(
+            context, "feature_denied", expression=expression, tenant=tenant, route=route
+        )
+        return _dialplan_answer(templates, values, Result.REJECTED)
+    own = route.target == OWN
+    values = dialplan_context(
+        context,
+        "voicemail",
+        expression=expression,
+        tenant=tenant,
+        route=route,
+        box=caller.number if own else "",
+        check_pin=not own or caller.vm_pin_on_own_phone,
+    )
+    return _dialplan_answer(templates, values, Result.FOUND)
+
+
 def _dialplan_answer(
     templates: Templates, values: Mapping[str, object], result: Result
 ) -> XmlAnswer:
@@ -276,15 +310,21 @@ def _reject(templates: Templates, context: str) -> XmlAnswer:
 
 
 def _calling_agents(snapshot: Lookups, form: Mapping[str, str], domain: str) -> tuple[str, ...]:
-    """Agents on the caller's extension. The caller is the user sofia authenticated
+    """Agents on the caller's extension."""
+    caller = _caller(snapshot, form, domain)
+    return caller.agents if caller is not None else ()
+
+
+def _caller(snapshot: Lookups, form: Mapping[str, str], domain: str) -> DirectoryUser | None:
+    """The calling extension of ``domain``: the user sofia authenticated
     (``variable_user_name``/``variable_domain_name``, set from the directory after digest
     auth), never the From user (``Caller-Username``), which anyone can write."""
     user_name = form.get("variable_user_name", "")
     user_domain = form.get("variable_domain_name", "")
     if not user_name or user_domain.lower() != domain:
-        return ()
+        return None
     found = snapshot.user(user_domain, user_name)
-    return found[1].agents if found is not None else ()
+    return found[1] if found is not None else None
 
 
 def _record_paths(
@@ -298,11 +338,9 @@ def _record_paths(
         callee = snapshot.user(tenant.domain, route.target)
         if callee is not None and callee[1].record_inbound:
             paths.append(callee[1].record_inbound)
-    user_name = form.get("variable_user_name", "")
-    if user_name and form.get("variable_domain_name", "").lower() == tenant.domain:
-        caller = snapshot.user(tenant.domain, user_name)
-        if caller is not None and caller[1].record_outbound:
-            paths.append(caller[1].record_outbound)
+    caller = _caller(snapshot, form, tenant.domain)
+    if caller is not None and caller.record_outbound:
+        paths.append(caller.record_outbound)
     return tuple(paths)
 
 
@@ -312,6 +350,8 @@ def _exact(number: str) -> str:
 
 
 def _configuration(snapshot: Lookups, form: Mapping[str, str], templates: Templates) -> XmlAnswer:
+    if form.get("key_value") == "voicemail.conf":
+        return XmlAnswer(200, templates.voicemail, Section.CONFIGURATION, Result.FOUND)
     if form.get("key_value") != "callcenter.conf":
         return not_found(templates, Section.CONFIGURATION)
     if "CC-Queue" in form:

@@ -44,6 +44,7 @@ from reconciler.store.database import (
     database_url,
     default_data_dir,
     open_pool,
+    read_only_dsn,
 )
 from reconciler.store.errors import (
     InvalidDsn,
@@ -69,8 +70,10 @@ from reconciler.store.read import (
     read_registry,
     read_state,
     read_tenant_state,
+    read_voicemail_hashes,
 )
 from reconciler.store.spec_status import SpecStatus, read_spec_status, record_spec_status
+from reconciler.store.voicemail_pins import rotate_pin, show_pin
 
 __all__ = [
     "APPLIED_CHANNEL",
@@ -105,14 +108,18 @@ __all__ = [
     "prune_tenant",
     "read_a1_hashes",
     "read_history",
+    "read_only_dsn",
     "read_platform_admins",
     "read_registry",
     "read_spec_status",
     "read_state",
     "read_tenant_state",
+    "read_voicemail_hashes",
     "record_spec_status",
     "rotate_credentials",
+    "rotate_pin",
     "show_credentials",
+    "show_pin",
     "sync_platform_admins",
     "tenant_schema",
 ]

@@ -631,10 +631,11 @@ def read_audit(
         """,
         {"tenant": tenant_id, "limit": limit},
     ).fetchall()
-    return [_audit_entry(row) for row in rows]
+    return [audit_entry(row) for row in rows]
 
 
-def _audit_entry(row: tuple[Any, ...]) -> AuditEntry:
+def audit_entry(row: tuple[Any, ...]) -> AuditEntry:
+    """An ``AuditEntry`` of a row selected in ``read_audit``'s column order."""
     id_, at, actor, tenant_id, action, target, result, client_addr, detail, tenant_ids = row
     return AuditEntry(
         id_, at, actor, tenant_id, action, target, result, client_addr, detail, tuple(tenant_ids)

@@ -152,7 +152,7 @@ def rehash_for_domain(conn: psycopg.Connection, tenant_id: str, domain: str) -> 
 def show_credentials(conn: psycopg.Connection, tenant_id: str, extension: str) -> SipCredentials:
     """The SIP credentials of one extension, for provisioning a phone."""
     try:
-        domain = _tenant_domain(conn, tenant_id)
+        domain = tenant_domain(conn, tenant_id)
         row = conn.execute(
             sql.SQL("SELECT password FROM {} WHERE extension = %s").format(
                 _credentials_table(tenant_id)
@@ -174,7 +174,7 @@ def rotate_credentials(
     try:
         with conn.transaction():
             lock_tenant(conn, tenant_id)
-            domain = _tenant_domain(conn, tenant_id)
+            domain = tenant_domain(conn, tenant_id)
             ((number, password, hashed),) = credential_rows([extension], domain)
             cur = conn.execute(
                 sql.SQL(
@@ -209,7 +209,8 @@ def rotate_credentials(
         )
 
 
-def _tenant_domain(conn: psycopg.Connection, tenant_id: str) -> str:
+def tenant_domain(conn: psycopg.Connection, tenant_id: str) -> str:
+    """The registered domain of a tenant (UnknownTenant when it is not registered)."""
     row = (
         conn.execute("SELECT domain FROM pbx.tenants WHERE id = %s", (tenant_id,)).fetchone()
         if control_schema_exists(conn)

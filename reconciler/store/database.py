@@ -102,6 +102,18 @@ def _import_pgserver() -> Any:
     return pgserver
 
 
+def read_only_dsn(dsn: str) -> str:
+    """``dsn`` whose sessions refuse every write (``default_transaction_read_only``): for
+    ``pbx serve``, which only ever reads the applied state (give it a read-only role too)."""
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise InvalidDsn(f"not a PostgreSQL DSN: {exc}") from exc
+    options = str(params.get("options") or "")
+    params["options"] = f"{options} -c default_transaction_read_only=on".strip()
+    return psycopg.conninfo.make_conninfo(**params)  # type: ignore[arg-type]
+
+
 def connect(dsn: str, **kwargs: Any) -> psycopg.Connection:
     """An autocommit connection; connection failures become ``StoreUnavailable``."""
     try:

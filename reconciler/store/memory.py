@@ -41,6 +41,7 @@ from reconciler.store import (
 )
 from reconciler.store.claims import claim_groups, renamed_from
 from reconciler.store.credentials import a1_hash
+from reconciler.store.voicemail_pins import new_pin
 
 
 @dataclass
@@ -50,6 +51,8 @@ class MemoryStore:
     state: dict[str, TenantState] = field(default_factory=dict)
     passwords: dict[tuple[str, str], str] = field(default_factory=dict)
     retired_passwords: dict[tuple[str, str], str] = field(default_factory=dict)
+    pins: dict[tuple[str, str], str] = field(default_factory=dict)
+    """Voicemail PINs, keyed like ``passwords`` (a deleted extension's goes with it)."""
     """Deleted extensions' passwords (no expiry here: the PostgreSQL store's grace is tested
     on PostgreSQL)."""
     registry: dict[str, RegistryEntry] = field(default_factory=dict)
@@ -84,6 +87,19 @@ class MemoryStore:
         )
         return dict(sorted(wanted.items()))
 
+    def read_fingerprints(self, tenants: Collection[str] | None = None) -> dict[str, object]:
+        """The records, passwords and PINs themselves: equal exactly when they are."""
+        self._check("read_fingerprints")
+        return {
+            tenant_id: (
+                state,
+                sorted((k, v) for k, v in self.passwords.items() if k[0] == tenant_id),
+                sorted((k, v) for k, v in self.pins.items() if k[0] == tenant_id),
+            )
+            for tenant_id, state in self.state.items()
+            if tenants is None or tenant_id in tenants
+        }
+
     def read_registry(self) -> dict[str, RegistryEntry]:
         self._check("read_registry")
         return dict(self.registry)
@@ -96,6 +112,16 @@ class MemoryStore:
                 domain = self.state[tenant_id].tenant.domain
                 out[(tenant_id, number)] = a1_hash(number, domain, password)
         return out
+
+    def read_voicemail_hashes(
+        self, tenants: Collection[str] | None = None
+    ) -> dict[tuple[str, str], str]:
+        self._check("read_voicemail_hashes")
+        return {
+            (tenant_id, number): a1_hash(number, self.state[tenant_id].tenant.domain, pin)
+            for (tenant_id, number), pin in self.pins.items()
+            if tenants is None or tenant_id in tenants
+        }
 
     def read_platform_admins(self) -> dict[str, str]:
         self._check("read_platform_admins")
@@ -121,7 +147,11 @@ class MemoryStore:
                 attempted_at=now,
             )
 
-    def record_spec_status(self, invalid: Mapping[str, tuple[str | None, Sequence[str]]]) -> None:
+    def record_spec_status(
+        self,
+        invalid: Mapping[str, tuple[str | None, Sequence[str]]],
+        revision: GitRevision | None = None,
+    ) -> None:
         self._check("record_spec_status")
         now = datetime.now(UTC)
         self.spec_status = {
@@ -217,12 +247,17 @@ class MemoryStore:
             self.registry.pop(old_id, None)
             for owner, number in [k for k in self.passwords if k[0] == old_id]:
                 self.passwords[(tenant_id, number)] = self.passwords.pop((owner, number))
+            for owner, number in [k for k in self.pins if k[0] == old_id]:
+                self.pins[(tenant_id, number)] = self.pins.pop((owner, number))
         after = self.state[tenant_id]
         for key in [
             k for k in self.passwords if k[0] == tenant_id and k[1] not in after.extensions
         ]:
             self.retired_passwords[key] = self.passwords.pop(key)
+        for key in [k for k in self.pins if k[0] == tenant_id and k[1] not in after.extensions]:
+            del self.pins[key]
         for number in after.extensions:
+            self.pins.setdefault((tenant_id, number), new_pin())
             key = (tenant_id, number)
             if key not in self.passwords:
                 returned = self.retired_passwords.pop(key, None)

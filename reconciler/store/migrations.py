@@ -22,6 +22,11 @@ them faster than an index costs to create and to load into every backend's catal
 That halves the relations per tenant: faster tenant creation and faster cold reads.
 ``retired_credentials`` (a deleted extension's password, kept for a grace period) has no key
 either: the writer deletes before it inserts, and the table holds a handful of rows.
+
+Tenant migration 3 gives the extensions that exist then a voicemail PIN drawn in SQL: the
+decimal digits of two MD5s of ``gen_random_uuid()`` (PostgreSQL's strong random source),
+the first six taken (uniform: MD5's hex digits are, and 64 of them hold six decimal digits
+but for a chance of about 1e-17). Later PINs are drawn in Python (``store.voicemail_pins``).
 """
 
 from __future__ import annotations
@@ -248,6 +253,19 @@ CREATE TABLE pbx.portal_removed_sessions (
 );
 """),
     ),
+    Migration(
+        9,
+        "apply history: a tenant turning invalid and valid again (action 'validate')",
+        sql.SQL("""
+ALTER TABLE pbx.apply_history
+    DROP CONSTRAINT apply_history_action_check,
+    DROP CONSTRAINT apply_history_result_check,
+    ADD CONSTRAINT apply_history_action_check
+        CHECK (action IN ('apply', 'prune', 'rotate', 'validate')),
+    ADD CONSTRAINT apply_history_result_check
+        CHECK (result IN ('applied', 'failed', 'invalid', 'valid'));
+"""),
+    ),
 )
 
 TENANT_MIGRATIONS: tuple[Migration, ...] = (
@@ -347,6 +365,69 @@ CREATE TABLE {schema}.retired_credentials (
     ),
     Migration(
         3,
+        "voicemail: each extension's box settings and its generated PIN (with its digest)",
+        sql.SQL("""
+ALTER TABLE {schema}.extensions
+    ADD COLUMN voicemail_enabled boolean NOT NULL DEFAULT false,
+    ADD COLUMN voicemail_max_message_seconds integer NOT NULL DEFAULT 120,
+    ADD COLUMN voicemail_pin_on_own_phone boolean NOT NULL DEFAULT true;
+CREATE TABLE {schema}.voicemail_pins (
+    extension varchar(15) PRIMARY KEY
+        REFERENCES {schema}.extensions (number) ON DELETE CASCADE,
+    pin varchar(12) NOT NULL CHECK (pin ~ '^[0-9]{{6,12}}$'),
+    vm_a1_hash char(32) NOT NULL CHECK (vm_a1_hash ~ '^[0-9a-f]{{32}}$'),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    rotated_at timestamptz
+);
+INSERT INTO {schema}.voicemail_pins (extension, pin, vm_a1_hash)
+SELECT number, pin, md5(number || ':' || domain || ':' || pin)
+FROM (
+    SELECT e.number, t.domain, substr(regexp_replace(
+        md5(gen_random_uuid()::text) || md5(gen_random_uuid()::text), '[^0-9]', '', 'g'
+    ), 1, 6) AS pin
+    FROM {schema}.extensions e
+    JOIN pbx.tenants t ON t.schema_name = '{schema}'::regnamespace::text
+) fresh;
+"""),
+    ),
+    Migration(
+        4,
+        "call history: one row per call leg, keyed by the switch's uuid",
+        sql.SQL("""
+CREATE TABLE {schema}.calls (
+    uuid varchar(64) PRIMARY KEY,
+    call_uuid varchar(64) NOT NULL,
+    leg char(1) NOT NULL CHECK (leg IN ('a', 'b')),
+    domain varchar(253) NOT NULL,
+    direction varchar(10) NOT NULL,
+    outcome varchar(10) NOT NULL,
+    hangup_cause varchar(120) NOT NULL,
+    from_number varchar(120) NOT NULL,
+    from_name varchar(120) NOT NULL,
+    to_number varchar(120) NOT NULL,
+    did varchar(120),
+    from_extension varchar(120),
+    to_extension varchar(120),
+    queue varchar(120),
+    agent varchar(120),
+    bridge_uuid varchar(120),
+    started_at timestamptz NOT NULL,
+    answered_at timestamptz,
+    ended_at timestamptz NOT NULL,
+    ring_seconds integer NOT NULL,
+    talk_seconds integer NOT NULL,
+    node varchar(120) NOT NULL,
+    ingested_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX calls_a_started ON {schema}.calls (started_at DESC, uuid DESC) WHERE leg = 'a';
+CREATE INDEX calls_call ON {schema}.calls (call_uuid);
+CREATE INDEX calls_from_ext ON {schema}.calls (from_extension, started_at DESC) WHERE leg = 'a';
+CREATE INDEX calls_to_ext ON {schema}.calls (to_extension, started_at DESC) WHERE leg = 'a';
+CREATE INDEX calls_agent ON {schema}.calls (agent, started_at DESC) WHERE leg = 'a';
+"""),
+    ),
+    Migration(
+        5,
         "an extension's call recording: inbound, outbound, all or none",
         sql.SQL("""
 ALTER TABLE {schema}.extensions ADD COLUMN record varchar(8) NOT NULL DEFAULT 'none'
@@ -374,13 +455,15 @@ def migrate(conn: psycopg.Connection) -> list[tuple[str, int]]:
                 """
                 SELECT t.id FROM pbx.tenants t
                 LEFT JOIN (
-                    SELECT schema_name, max(version) AS version
+                    SELECT schema_name, count(*) AS applied
                     FROM pbx.schema_migrations GROUP BY schema_name
                 ) m ON m.schema_name = t.schema_name
-                WHERE coalesce(m.version, 0) < %s
+                WHERE coalesce(m.applied, 0) < %s
                 ORDER BY t.id
                 """,
-                (TENANT_VERSION,),
+                # by count, not the highest version: versions merged out of order (a
+                # branch's 4 applied before another's 3) are still found missing
+                (len(TENANT_MIGRATIONS),),
             ).fetchall()
         # One transaction per tenant schema: a thousand schemas' DDL in one transaction
         # would exhaust the lock table.

@@ -23,8 +23,15 @@ from reconciler.store.apply import ApplyReport, apply_plan, record_attempt
 from reconciler.store.credentials import CREDENTIALS_GRACE
 from reconciler.store.database import connect, open_pool
 from reconciler.store.domains import read_retired_domains
+from reconciler.store.fingerprints import read_fingerprints
 from reconciler.store.migrations import migrate
-from reconciler.store.read import RegistryEntry, read_a1_hashes, read_registry, read_state
+from reconciler.store.read import (
+    RegistryEntry,
+    read_a1_hashes,
+    read_registry,
+    read_state,
+    read_voicemail_hashes,
+)
 from reconciler.store.spec_status import SpecStatus, read_spec_status, record_spec_status
 
 
@@ -69,11 +76,19 @@ class PostgresStore:
     def read_state(self, tenants: Collection[str] | None = None) -> dict[str, TenantState]:
         return read_state(self.connection, tenants=tenants)
 
+    def read_fingerprints(self, tenants: Collection[str] | None = None) -> dict[str, object]:
+        return dict(read_fingerprints(self.connection, tenants=tenants))
+
     def read_registry(self) -> dict[str, RegistryEntry]:
         return read_registry(self.connection)
 
     def read_a1_hashes(self, tenants: Collection[str] | None = None) -> dict[tuple[str, str], str]:
         return read_a1_hashes(self.connection, tenants=tenants)
+
+    def read_voicemail_hashes(
+        self, tenants: Collection[str] | None = None
+    ) -> dict[tuple[str, str], str]:
+        return read_voicemail_hashes(self.connection, tenants=tenants)
 
     def read_spec_status(self) -> dict[str, SpecStatus]:
         return read_spec_status(self.connection)
@@ -115,8 +130,12 @@ class PostgresStore:
             self.own_backend_pids = frozenset(pids)
             return apply_plan(pool, plan, workers=2, **arguments)  # type: ignore[arg-type]
 
-    def record_spec_status(self, invalid: Mapping[str, tuple[str | None, Sequence[str]]]) -> None:
-        record_spec_status(self.connection, invalid)
+    def record_spec_status(
+        self,
+        invalid: Mapping[str, tuple[str | None, Sequence[str]]],
+        revision: GitRevision | None = None,
+    ) -> None:
+        record_spec_status(self.connection, invalid, revision=revision, host=self.host)
 
     def apply_platform(
         self,

@@ -33,11 +33,23 @@ class Store(Protocol):
         """Registered tenants (all, or only ``tenants``) as the planner's records."""
         ...
 
+    def read_fingerprints(self, tenants: Collection[str] | None = None) -> dict[str, object]:
+        """``{tenant id: fingerprint}`` of registered tenants: a value equal between two
+        calls only when nothing ``read_state`` or ``read_a1_hashes`` return for that tenant
+        changed meanwhile (see ``reconciler.store.fingerprints``). Read it before the state."""
+        ...
+
     def read_registry(self) -> dict[str, RegistryEntry]: ...
 
     def read_a1_hashes(
         self, tenants: Collection[str] | None = None
     ) -> dict[tuple[str, str], str]: ...
+
+    def read_voicemail_hashes(
+        self, tenants: Collection[str] | None = None
+    ) -> dict[tuple[str, str], str]:
+        """Each box's PIN digest (``vm-a1-hash``), keyed like ``read_a1_hashes``."""
+        ...
 
     def read_spec_status(self) -> dict[str, SpecStatus]: ...
 
@@ -66,8 +78,13 @@ class Store(Protocol):
         ...
 
     def record_spec_status(
-        self, invalid: Mapping[str, tuple[str | None, Sequence[str]]]
-    ) -> None: ...
+        self,
+        invalid: Mapping[str, tuple[str | None, Sequence[str]]],
+        revision: GitRevision | None = None,
+    ) -> None:
+        """The durable invalid-spec status; a tenant turning invalid or valid again is
+        recorded in the apply history with ``revision``."""
+        ...
 
     def apply_platform(
         self,

@@ -27,6 +27,7 @@ from reconciler.store.tables import (
     TABLES,
     TENANT_COLUMNS,
     USER_EXTENSIONS,
+    VOICEMAIL_PINS,
     tenant_from_row,
 )
 
@@ -73,7 +74,7 @@ def read_state(
     re-checks each tenant under its lock.
     """
     require_autocommit(conn)
-    registry = _read_tenants(conn, tenants)
+    registry = read_tenant_records(conn, tenants)
     ids = tuple(registry)
     if not ids:
         return {}
@@ -110,7 +111,9 @@ def read_state(
     }
 
 
-def _read_tenants(conn: psycopg.Connection, tenants: Iterable[str] | None) -> dict[str, Tenant]:
+def read_tenant_records(
+    conn: psycopg.Connection, tenants: Iterable[str] | None
+) -> dict[str, Tenant]:
     if not control_schema_exists(conn):
         return {}
     columns = sql.SQL(", ").join(map(sql.Identifier, TENANT_COLUMNS))
@@ -137,6 +140,20 @@ def read_a1_hashes(
     conn: psycopg.Connection, *, tenants: Iterable[str] | None = None
 ) -> dict[tuple[str, str], str]:
     """``{(tenant_id, extension number): a1_hash}`` for the directory FreeSWITCH is served."""
+    return _digests(conn, tenants, SIP_CREDENTIALS, "a1_hash")
+
+
+@translated
+def read_voicemail_hashes(
+    conn: psycopg.Connection, *, tenants: Iterable[str] | None = None
+) -> dict[tuple[str, str], str]:
+    """``{(tenant_id, extension number): vm_a1_hash}``: each box's PIN digest."""
+    return _digests(conn, tenants, VOICEMAIL_PINS, "vm_a1_hash")
+
+
+def _digests(
+    conn: psycopg.Connection, tenants: Iterable[str] | None, table: str, column: str
+) -> dict[tuple[str, str], str]:
     if not control_schema_exists(conn):
         return {}
     if tenants is None:
@@ -148,9 +165,7 @@ def read_a1_hashes(
     ids = [tenant_id for (tenant_id,) in rows]
     return {
         (tenant_id, number): a1_hash
-        for tenant_id, number, a1_hash in _union_rows(
-            conn, ids, SIP_CREDENTIALS, ("extension", "a1_hash")
-        )
+        for tenant_id, number, a1_hash in _union_rows(conn, ids, table, ("extension", column))
     }
 
 

@@ -98,6 +98,7 @@ INBOUND_NUMBERS = Table(
 USER_EXTENSIONS = "user_extensions"
 SIP_CREDENTIALS = "sip_credentials"
 RETIRED_CREDENTIALS = "retired_credentials"
+VOICEMAIL_PINS = "voicemail_pins"
 
 TABLES: dict[Kind, Table] = {
     t.kind: t for t in (EXTENSIONS, USERS, AGENTS, QUEUES, TIERS, INBOUND_NUMBERS)

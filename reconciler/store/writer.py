@@ -38,8 +38,10 @@ from reconciler.store.tables import (
     TABLES,
     TENANT_COLUMNS,
     USER_EXTENSIONS,
+    VOICEMAIL_PINS,
     Table,
 )
+from reconciler.store.voicemail_pins import pin_rows, rehash_pins_for_domain
 
 
 class TenantWriter:
@@ -164,6 +166,7 @@ class TenantWriter:
         )
         if isinstance(before, Tenant) and before.domain != tenant.domain:
             rehash_for_domain(self.conn, self.tenant_id, tenant.domain)
+            rehash_pins_for_domain(self.conn, self.tenant_id, tenant.domain)
             retire_domain(self.conn, before.domain, self.tenant_id)
 
     def _rename(self, old_id: str) -> None:
@@ -197,6 +200,8 @@ class TenantWriter:
             restored = {number for number, _, _ in rows}
             rows += credential_rows([n for n in numbers if n not in restored], self.domain)
             self._copy(SIP_CREDENTIALS, ("extension", "password", "a1_hash"), rows)
+            pins = pin_rows(numbers, self.domain)
+            self._copy(VOICEMAIL_PINS, ("extension", "pin", "vm_a1_hash"), pins)
         except psycopg.Error as exc:
             failure: psycopg.Error | None = exc
         else:
@@ -207,7 +212,7 @@ class TenantWriter:
             # chains (``__context__``) the original.
             raise TenantApplyError(
                 self.tenant_id,
-                f"storing SIP credentials failed: {describe_db_error(failure)}",
+                f"storing SIP credentials or voicemail PINs failed: {describe_db_error(failure)}",
                 sqlstate=failure.sqlstate,
             )
 

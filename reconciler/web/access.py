@@ -53,6 +53,11 @@ class Principal:
         """Super admins and tenant admins invite people; nobody else sees the form."""
         return self.super_admin or any(u.role == Role.ADMIN for u in self.memberships.values())
 
+    @property
+    def has_extensions(self) -> bool:
+        """Someone with an extension of their own gets the browser phone."""
+        return any(user.extensions for user in self.memberships.values())
+
     def administers(self, tenant_id: str) -> bool:
         """Super admins and the tenant's admins: they see its spec errors and last error."""
         user = self.memberships.get(tenant_id)

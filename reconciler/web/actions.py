@@ -102,6 +102,24 @@ class Actor:
             raise NotFound(f"no extension {number}") from exc
         await self.audit("rotate", "ok", tenant_id=scope.tenant_id, target=number)
 
+    async def reveal_pin(self, scope: TenantScope, number: str) -> str:
+        """The voicemail PIN, to its owner or a tenant admin (like the SIP password)."""
+        await self._guard(scope, "reveal_pin", number, lambda: scope.require_credentials(number))
+        try:
+            pin = await self.portal.port(CREDENTIALS).show_pin(scope.tenant_id, number)
+        except (UnknownExtension, UnknownTenant) as exc:
+            raise NotFound(f"no extension {number}") from exc
+        await self.audit("reveal_pin", "ok", tenant_id=scope.tenant_id, target=number)
+        return pin
+
+    async def rotate_pin(self, scope: TenantScope, number: str) -> None:
+        await self._guard(scope, "rotate_pin", number, lambda: scope.require_credentials(number))
+        try:
+            await self.portal.port(CREDENTIALS).rotate_pin(scope.tenant_id, number)
+        except (UnknownExtension, UnknownTenant) as exc:
+            raise NotFound(f"no extension {number}") from exc
+        await self.audit("rotate_pin", "ok", tenant_id=scope.tenant_id, target=number)
+
     async def set_status(
         self, scope: TenantScope, agent_name: str, status: str
     ) -> Sequence[StatusResult]:

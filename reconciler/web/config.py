@@ -3,6 +3,7 @@ throttled. Built by the CLI (``PBX_PORTAL_*``); every default is what production
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
@@ -10,6 +11,7 @@ from urllib.parse import urlsplit
 
 from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
 from reconciler.web.mail import MailSettings
+from reconciler.web.wss import parse_wss_urls
 
 # No FreeSWITCH default binds it: 8081/8082 are mod_verto's, 8080 mod_xml_rpc's, 8090
 # mod_sms_flowroute's, 8021 the event socket, 5060/5066/5080/7443 SIP, 16384-32768 RTP.
@@ -60,6 +62,12 @@ class PortalConfig:
     mail: MailSettings | None = None  # invitations and resets go to the person, not the inviter
     token_days: int = 90  # an API token's lifetime unless its creator asks for less
     token_max_days: int = 90  # the longest lifetime anyone may ask for
+    phone_wss: tuple[str, ...] = ()  # each node's public wss:// URL; none: no browser phone
+    revision_url: str | None = None  # https://.../commit/{revision}: revisions link there
+    sip_host: str | None = None  # what phones register to; None: each tenant's SIP domain
+    sip_port: int = 5060  # UDP and TCP
+    sip_tls_port: int = 5061
+    service_level: float = 20.0  # wallboards: answered within this many seconds
     audio_roots: AudioRoots = DEFAULT_ROOTS  # where recordings, sounds, voicemail are read
 
     def __post_init__(self) -> None:
@@ -72,6 +80,15 @@ class PortalConfig:
             raise ValueError("portal timeouts: 0 < idle <= absolute")
         if not 1 <= self.token_max_days <= 3650:
             raise ValueError("API token lifetime: 1 to 3650 days")
+        object.__setattr__(self, "phone_wss", parse_wss_urls(self.phone_wss))
+        if self.revision_url is not None:
+            parse_revision_url(self.revision_url)
+        if self.sip_host is not None:
+            parse_sip_host(self.sip_host)
+        if not (0 < self.sip_port < 65536 and 0 < self.sip_tls_port < 65536):
+            raise ValueError("SIP ports: 1 to 65535")
+        if not 1 <= self.service_level <= 3600:
+            raise ValueError("service level: 1 to 3600 seconds")
 
     @property
     def base_url(self) -> str:
@@ -99,6 +116,36 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"--portal-listen must be HOST:PORT, not {text!r}")
     return host, int(port)
+
+
+REVISION = "{revision}"
+_SIP_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+def parse_revision_url(text: str) -> str:
+    """``--portal-revision-url``: an https URL with exactly one ``{revision}`` (the commit
+    id goes there) and no other brace, space or control character."""
+    parts = urlsplit(text)
+    rest = text.replace(REVISION, "", 1)
+    if (
+        parts.scheme != "https"
+        or not parts.netloc
+        or REVISION in parts.netloc
+        or text.count(REVISION) != 1
+        or any(c in "{} " or ord(c) < 32 or ord(c) == 127 for c in rest)
+    ):
+        raise ValueError(
+            "the revision URL must be https://... with exactly one {revision}, e.g. "
+            f"https://git.example.com/pbx/commit/{{revision}}, not {text!r}"
+        )
+    return text
+
+
+def parse_sip_host(text: str) -> str:
+    """``--portal-sip-host``: a DNS name or IPv4 address phones register to."""
+    if not _SIP_HOST.match(text) or ".." in text:
+        raise ValueError(f"the SIP host must be a host name or IPv4 address, not {text!r}")
+    return text
 
 
 def parse_rate(text: str) -> RateLimit:
@@ -134,6 +181,12 @@ def config_from_settings(
     smtp_url: str | None = None,
     smtp_from: str | None = None,
     token_max_days: int = 90,
+    phone_wss: tuple[str, ...] = (),
+    revision_url: str | None = None,
+    sip_host: str | None = None,
+    sip_port: int = 5060,
+    sip_tls_port: int = 5061,
+    service_level: float = 20.0,
 ) -> PortalConfig:
     """The portal's config from the CLI's settings (``PBX_PORTAL_*``), as given."""
     host, port = parse_listen(listen)
@@ -155,6 +208,12 @@ def config_from_settings(
         mail=mail_settings(smtp_url, smtp_from),
         token_days=min(90, token_max_days),
         token_max_days=token_max_days,
+        phone_wss=phone_wss,
+        revision_url=revision_url or None,
+        sip_host=sip_host or None,
+        sip_port=sip_port,
+        sip_tls_port=sip_tls_port,
+        service_level=service_level,
     )
 
 

@@ -82,7 +82,9 @@ class Portal:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        filters.install(self.templates)
+        filters.install(self.templates, config.revision_url)
+        self.templates.globals["phone_wss"] = config.phone_wss  # "Call" links, WSS rows
+        self.templates.globals["phone_enabled"] = bool(config.phone_wss)
         self._pre_session_key: bytes | None = None
 
     def port(self, key: PortKey[T]) -> T:

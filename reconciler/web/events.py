@@ -1,17 +1,21 @@
-"""Server-sent events: the live parts of a tenant page (registrations, agents' status and
-state, callers waiting in queues) re-rendered whenever the presence cache changes.
+"""Server-sent events: the live parts of pages re-rendered as things change, the tenant
+pages' here (registrations, agents' status and state, callers waiting in queues) and any
+feature's through ``fragment_stream`` (the overview, the queue wallboard).
 
 Each event is ``fragment`` with ``{"id": element id, "html": rendered partial}``; the page's
 one static script swaps it in. Rendering reuses the page's own partials and the caller's
-scope is re-checked before every update, so a revoked session or a demotion in git stops
-the stream (``end``) instead of leaking one more update. Idle streams get a comment every
-``sse_heartbeat`` seconds (proxies drop silent connections).
+right to see it is re-checked before every update, so a revoked session or a demotion in
+git stops the stream (``end``) instead of leaking one more update. A stream renders on each
+change of the presence cache (and every few seconds for facts the cache does not signal)
+and sends only what changed; an idle one gets a comment every ``sse_heartbeat`` seconds
+(proxies drop silent connections).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -31,38 +35,53 @@ FRAGMENTS = {
 
 @routes.get("/t/{tenant}/live")
 async def live(request: web.Request) -> web.StreamResponse:
-    tenant_id = request.match_info["tenant"]
-    scope(request, tenant_id)  # 404/401 before the stream starts
+    def allowed(req: web.Request) -> None:
+        scope(req, req.match_info["tenant"])
+
+    return await fragment_stream(
+        request, allowed, lambda req: _fragments(req, req.match_info["tenant"])
+    )
+
+
+async def fragment_stream(
+    request: web.Request,
+    allowed: Callable[[web.Request], object],
+    fragments: Callable[[web.Request], bytes],
+    *,
+    every: float | None = None,
+) -> web.StreamResponse:
+    """A live stream of ``fragments(request)`` (``fragment`` events), sent again whenever
+    what it renders changes: looked at on each change of the presence cache, and every
+    ``every`` seconds (default: the heartbeat) for facts the cache does not signal.
+    ``allowed(request)`` raises (404, 401) when the caller may not see it: checked before
+    the stream starts and before every update."""
+    allowed(request)  # 404/401 before the stream starts
     portal = portal_of(request)
     presence = portal.port(PRESENCE)
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
-    sent = -1
+    sent = b""
     try:
         while not portal.closing.is_set():
-            if not await _still_allowed(request):
+            if not await _still_allowed(request, allowed):
                 await response.write(b"event: end\ndata: {}\n\n")
                 break
             version = presence.version
-            if version != sent:
-                await response.write(_fragments(request, tenant_id))
-                sent = version
-            else:
-                await response.write(b": still here\n\n")
-            await _next_change(request, sent)
+            body = fragments(request)
+            await response.write(body if body != sent else b": still here\n\n")
+            sent = body
+            await _next_change(request, version, every or portal.config.sse_heartbeat)
     except (ConnectionResetError, ConnectionError):
         pass
     return response
 
 
-async def _next_change(request: web.Request, version: int) -> None:
-    """Until the presence cache moves past ``version``, the heartbeat, or shutdown."""
+async def _next_change(request: web.Request, version: int, wait: float) -> None:
+    """Until the presence cache moves past ``version``, ``wait`` seconds, or shutdown."""
     portal = portal_of(request)
-    changed = asyncio.ensure_future(
-        portal.port(PRESENCE).changed(version, portal.config.sse_heartbeat)
-    )
+    changed = asyncio.ensure_future(portal.port(PRESENCE).changed(version, wait))
     closing = asyncio.ensure_future(portal.closing.wait())
     try:
         await asyncio.wait({changed, closing}, return_when=asyncio.FIRST_COMPLETED)
@@ -71,15 +90,17 @@ async def _next_change(request: web.Request, version: int) -> None:
             task.cancel()
 
 
-async def _still_allowed(request: web.Request) -> bool:
+async def _still_allowed(request: web.Request, allowed: Callable[[web.Request], object]) -> bool:
     portal = portal_of(request)
     cookie = request.cookies.get(portal.cookie_name)
     try:
         request[IDENTITY] = await portal.sessions.resolve_cookie(cookie) if cookie else None
-        scope(request, request.match_info["tenant"])
+        if request[IDENTITY] is None:
+            return False
+        allowed(request)
     except PortalError:
         return False
-    return request[IDENTITY] is not None
+    return True
 
 
 def _fragments(request: web.Request, tenant_id: str) -> bytes:

@@ -9,7 +9,7 @@ the features' ``nav`` and ``openapi_paths``. No other module names a feature.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,13 +46,15 @@ class Feature:
     links this person gets (none when the feature is not theirs). ``openapi_paths()``: its
     ``/api/v1`` operations, keyed by the path below ``/api/v1`` (built with ``openapi``'s
     helpers). ``ports``: the keys of the ports its handlers read with ``context.port_of``;
-    the app refuses to start without them."""
+    the app refuses to start without them. ``lifetime``: aiohttp cleanup contexts, for
+    what a feature runs beside its requests (started with the app, ended at shutdown)."""
 
     name: str
     routes: tuple[web.RouteTableDef, ...]
     nav: Callable[[Principal], Sequence[NavEntry]] = no_nav
     openapi_paths: Callable[[], Mapping[str, Any]] = no_paths
     ports: tuple[PortKey[Any], ...] = field(default=())
+    lifetime: tuple[Callable[[web.Application], AsyncIterator[None]], ...] = ()
 
 
 def nav_entries(features: Sequence[Feature], who: Principal) -> list[NavEntry]:

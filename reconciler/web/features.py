@@ -7,14 +7,18 @@ from typing import Any
 
 from reconciler.web import (
     account,
+    activity,
     api,
+    calls,
     invites,
     lockouts,
     login_pages,
     people,
     platform,
     recordings,
+    softphone,
     tenants,
+    wallboard,
 )
 from reconciler.web.feature import Feature, api_paths
 from reconciler.web.openapi import document
@@ -24,7 +28,11 @@ FEATURES: tuple[Feature, ...] = (
     api.FEATURE,
     platform.FEATURE,
     tenants.FEATURE,
+    softphone.FEATURE,
+    activity.FEATURE,
+    wallboard.FEATURE,
     people.FEATURE,
+    calls.FEATURE,
     recordings.FEATURE,
     invites.FEATURE,
     account.FEATURE,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import partial
 
 import jinja2
 from markupsafe import Markup
@@ -34,11 +35,23 @@ def when(iso: str | datetime | None) -> Markup:
     return Markup('<time datetime="{}" title="{}">{}</time>').format(utc, text, text)
 
 
-def rev(value: str | None) -> Markup:
+_COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
+
+
+def rev(value: str | None, url: str | None = None) -> Markup:
+    """A git revision; a link to its commit when a revision URL template is set (and the
+    value is a commit id: nothing else is ever put into the link)."""
     if not value:
         return Markup('<span class="muted">none</span>')
-    return Markup('<code title="{}">{}</code>').format(value, value[:10])
+    code = Markup('<code title="{}">{}</code>').format(value, value[:10])
+    if url is None or not _COMMIT.match(value):
+        return code
+    href = url.replace("{revision}", value, 1)
+    label = f"commit {value[:10]}"
+    return Markup('<a href="{}" rel="noopener" aria-label="{}">{}</a>').format(href, label, code)
 
 
-def install(env: jinja2.Environment) -> None:
-    env.filters.update(pill=pill, when=when, rev=rev)
+def install(env: jinja2.Environment, revision_url: str | None = None) -> None:
+    """``revision_url``: ``--portal-revision-url``, already validated (https, one
+    ``{revision}``)."""
+    env.filters.update(pill=pill, when=when, rev=partial(rev, url=revision_url))

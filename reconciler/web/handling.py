@@ -8,11 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
-from reconciler.store.accounts import read_audit
 from reconciler.web.actions import Actor
 from reconciler.web.context import client_addr, identity_of, portal_of, principal
 from reconciler.web.errors import BadRequest, Forbidden, NotFound, printable
-from reconciler.web.views import View, audit_view
 
 V1 = "/api/v1"
 
@@ -77,9 +75,3 @@ def session_only(request: web.Request) -> None:
     ident = identity_of(request)
     if ident is not None and ident.session is None:
         raise Forbidden("an API token cannot create tokens or invitations: use a session")
-
-
-async def audit_entries(request: web.Request, tenant_id: str | None, limit: int) -> list[View]:
-    """The audit trail, most recent first: one tenant's, or everything (``None``)."""
-    entries = await portal_of(request).db.run(read_audit, tenant_id=tenant_id, limit=limit)
-    return [audit_view(e) for e in entries]

@@ -63,9 +63,10 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     headers["Referrer-Policy"] = "no-referrer"  # activation links carry their token in the path
     headers["Cross-Origin-Opener-Policy"] = "same-origin"
     headers["Cross-Origin-Resource-Policy"] = "same-origin"
-    headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
     if not request.path.startswith("/static/"):
-        headers["Cache-Control"] = "no-store"  # every page may hold someone's data
+        # every page may hold someone's data (a content-hashed public asset says otherwise)
+        headers.setdefault("Cache-Control", "no-store")
     if portal_of(request).config.cookies_secure:
         headers["Strict-Transport-Security"] = "max-age=31536000"
     return response

@@ -12,6 +12,7 @@ queue: beyond it a login is refused at once (``Busy``) instead of waiting.
 from __future__ import annotations
 
 import asyncio
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -24,7 +25,14 @@ MIN_LENGTH = 12
 MAX_LENGTH = 256  # argon2 hashes anything, but a megabyte "password" is a denial of service
 
 _HASHER = PasswordHasher()
-_DUMMY_HASH = _HASHER.hash("this is not anyone's password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """What an unknown account is verified against. Made once, when first needed (a portal
+    warms it at start), not at import: every CLI command imports this module and one argon2
+    hash costs about 0.1 s."""
+    return _HASHER.hash("this is not anyone's password")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +47,7 @@ def hash_password(password: str) -> str:
 
 def verify(stored_hash: str | None, password: str) -> Verified:
     """Check ``password``; ``stored_hash`` None (no account) still spends one verification."""
-    target = stored_hash or _DUMMY_HASH
+    target = stored_hash or _dummy_hash()
     try:
         _HASHER.verify(target, password[:MAX_LENGTH])
     except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -55,6 +63,9 @@ class PasswordChecker:
 
     def __init__(self, threads: int, queue: int) -> None:
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="pbx-portal-argon2")
+        self._executor.submit(
+            _dummy_hash
+        )  # warm, off the loop: the first unknown login costs the same
         self._capacity = threads + queue
         self._in_flight = 0  # touched only on the event loop
 

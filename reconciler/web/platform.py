@@ -4,16 +4,19 @@ across tenants, extensions and people; as pages and as the API. Unknown (404) to
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
 from reconciler.web import views
 from reconciler.web.access import Principal
-from reconciler.web.context import port_of, portal_of, render
+from reconciler.web.context import port_of, portal_of, render, render_html
+from reconciler.web.events import fragment_stream
 from reconciler.web.feature import Feature, NavEntry
-from reconciler.web.handling import V1, audit_entries, ok, query_limit, require_super
+from reconciler.web.handling import V1, ok, query_limit, require_super
 from reconciler.web.openapi import (
     LIMIT,
     array,
@@ -27,6 +30,7 @@ from reconciler.web.ports import HISTORY, NODES, TENANT_SYNC
 routes = web.RouteTableDef()
 
 PAGE_SIZE = 50
+OVERVIEW_EVERY = 2.0
 
 
 def nav(who: Principal) -> Sequence[NavEntry]:
@@ -38,11 +42,19 @@ def nav(who: Principal) -> Sequence[NavEntry]:
 
 @routes.get("/platform")
 async def platform(request: web.Request) -> web.StreamResponse:
+    context = overview_context(request)
+    query = {k: request.query[k] for k in ("sync", "page") if request.query.get(k)}
+    live_query = "?" + urlencode(query) if query else ""
+    return render(request, "platform.html", live_query=live_query, **context)
+
+
+def overview_context(request: web.Request) -> dict[str, Any]:
+    """The overview as the page and its live stream show it (``sync`` and ``page`` from
+    the query)."""
     require_super(request)
     portal = portal_of(request)
-    deps = portal.deps
     overview = portal.overview.rows(
-        deps.applied_state(), port_of(request, TENANT_SYNC).tenant_sync()
+        portal.deps.applied_state(), port_of(request, TENANT_SYNC).tenant_sync()
     )
     wanted = request.query.get("sync", "")
     rows = overview.worst_first
@@ -50,34 +62,32 @@ async def platform(request: web.Request) -> web.StreamResponse:
         rows = [r for r in rows if r["sync"] == wanted]
     page = max(1, _int(request.query.get("page", "1")))
     pages = max(1, -(-len(rows) // PAGE_SIZE))
-    return render(
-        request,
-        "platform.html",
-        rows=rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
-        counts=overview.counts,
-        sync_filter=wanted,
-        page=page,
-        pages=pages,
-        total=len(overview.by_id),
-        nodes=[views.node_view(n) for n in port_of(request, NODES).nodes()],
-    )
+    return {
+        "rows": rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
+        "counts": overview.counts,
+        "sync_filter": wanted,
+        "page": page,
+        "pages": pages,
+        "total": len(overview.by_id),
+        "nodes": [views.node_view(n) for n in port_of(request, NODES).nodes()],
+    }
+
+
+@routes.get("/platform/live")
+async def platform_live(request: web.Request) -> web.StreamResponse:
+    """The overview, live: looked at every ``OVERVIEW_EVERY`` seconds and on every change
+    of the presence cache (passes and node reports do not signal), sent when it changed."""
+
+    def fragment(req: web.Request) -> bytes:
+        html = render_html(req, "_overview.html", **overview_context(req))
+        payload = json.dumps({"id": "live-overview", "html": html})
+        return f"event: fragment\ndata: {payload}\n\n".encode()
+
+    return await fragment_stream(request, require_super, fragment, every=OVERVIEW_EVERY)
 
 
 def _int(text: str) -> int:
     return int(text) if text.isascii() and text.isdigit() and len(text) < 7 else 1
-
-
-@routes.get("/platform/activity")
-async def platform_activity(request: web.Request) -> web.StreamResponse:
-    require_super(request)
-    history = await port_of(request, HISTORY).history(None, 50)
-    return render(
-        request,
-        "activity.html",
-        tenant=None,
-        history=[views.history_with_changes(h) for h in history],
-        audit=await audit_entries(request, None, 100),
-    )
 
 
 @routes.get("/platform/search")
@@ -103,12 +113,6 @@ async def api_history(request: web.Request) -> web.StreamResponse:
     require_super(request)
     entries = await port_of(request, HISTORY).history(None, query_limit(request))
     return ok({"history": [views.history_view(h) for h in entries]})
-
-
-@routes.get(V1 + "/audit")
-async def api_audit(request: web.Request) -> web.StreamResponse:
-    require_super(request)
-    return ok({"audit": await audit_entries(request, None, query_limit(request))})
 
 
 @routes.get(V1 + "/search")
@@ -138,11 +142,6 @@ def _paths() -> dict[str, Any]:
                 "apply history of every tenant (super admins)",
                 list_of("history", "History"),
                 params=[LIMIT],
-            )
-        },
-        "/audit": {
-            "get": operation(
-                "audit trail (super admins)", list_of("audit", "Audit"), params=[LIMIT]
             )
         },
         "/search": {

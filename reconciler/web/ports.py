@@ -95,6 +95,14 @@ class CredentialStore(Protocol):
         """``store.rotate_credentials`` (the daemon follows its NOTIFY and re-serves)."""
         ...
 
+    async def show_pin(self, tenant_id: str, extension: str) -> str:
+        """``store.show_pin``: the voicemail PIN; raises like ``show_credentials``."""
+        ...
+
+    async def rotate_pin(self, tenant_id: str, extension: str) -> None:
+        """``store.rotate_pin`` (re-served like a password rotation)."""
+        ...
+
 
 class PortalDeps(AppliedView, TenantSyncView, NodesView, ApplyHistory, CredentialStore, Protocol):
     """The daemon as today's features see it: the narrow ports above, the presence cache

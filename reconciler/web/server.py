@@ -59,6 +59,7 @@ def make_portal_app(
     for feature in portal.features:
         for table in feature.routes:
             app.router.add_routes(table)
+        app.cleanup_ctx.extend(feature.lifetime)
     static = resources.files("reconciler.web") / "static"
     app.router.add_static("/static/", str(static), append_version=False)
     app.on_shutdown.append(portal.shutdown)

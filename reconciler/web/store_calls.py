@@ -13,7 +13,9 @@ from reconciler.store import (
     SipCredentials,
     read_history,
     rotate_credentials,
+    rotate_pin,
     show_credentials,
+    show_pin,
 )
 from reconciler.web.db import PortalDb
 
@@ -36,6 +38,12 @@ class StoreCalls:
 
     async def rotate_credentials(self, tenant_id: str, extension: str) -> None:
         await self._db.run(rotate_credentials, tenant_id, extension, host=self._host)
+
+    async def show_pin(self, tenant_id: str, extension: str) -> str:
+        return await self._db.run(show_pin, tenant_id, extension)
+
+    async def rotate_pin(self, tenant_id: str, extension: str) -> None:
+        await self._db.run(rotate_pin, tenant_id, extension, host=self._host)
 
     async def close(self) -> None:
         await self._db.close()

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from reconciler.web import events, totp, views
+from reconciler.web import events, totp, views, wallboard
 from reconciler.web.access import Principal, visible_tenant_ids
 from reconciler.web.context import port_of, portal_of, principal, render, scope
 from reconciler.web.errors import SwitchUnavailable
@@ -18,7 +18,6 @@ from reconciler.web.feature import Feature, NavEntry
 from reconciler.web.handling import (
     V1,
     actor,
-    audit_entries,
     body_field,
     form_field,
     ok,
@@ -42,6 +41,7 @@ from reconciler.web.openapi import (
     ref,
     string,
 )
+from reconciler.web.phone_setup import account_uri, transports, wave_account_xml
 from reconciler.web.ports import CREDENTIALS, HISTORY, PRESENCE, TENANT_SYNC
 
 routes = web.RouteTableDef()
@@ -90,20 +90,7 @@ def _tenant_page(
         scope=sc,
         statuses=STATUSES,
         status_error=status_error,
-    )
-
-
-@routes.get("/t/{tenant}/activity")
-async def tenant_activity(request: web.Request) -> web.StreamResponse:
-    sc = scope(request, request.match_info["tenant"])
-    sc.require_all()
-    history = await port_of(request, HISTORY).history(sc.tenant_id, 50)
-    return render(
-        request,
-        "activity.html",
-        tenant=sc.state.tenant,
-        history=[views.history_with_changes(h) for h in history],
-        audit=await audit_entries(request, sc.tenant_id, 100),
+        wallboards=[q.name for q in wallboard.visible_queues(sc)],
     )
 
 
@@ -123,6 +110,7 @@ def _extension_page(
         request,
         "extension.html",
         scope=sc,
+        transports=transports(portal_of(request).config, sc.state.tenant.domain),
         ext=views.extension_view(ext, regs, sc),
         rotated=rotated,
         confirm_rotate=confirm_rotate,
@@ -133,9 +121,18 @@ def _extension_page(
 async def reveal(request: web.Request) -> web.StreamResponse:
     sc = scope(request, request.match_info["tenant"])
     creds = await actor(request).reveal(sc, request.match_info["number"])
-    # RFC 3261 userinfo with password: what most softphones' QR import understands
-    uri = f"sip:{creds.username}:{creds.password}@{creds.domain}"
-    return render(request, "credentials.html", scope=sc, creds=creds, qr=totp.qr_data_uri(uri))
+    rows = transports(portal_of(request).config, creds.domain)
+    return render(
+        request,
+        "credentials.html",
+        scope=sc,
+        creds=creds,
+        transports=rows,
+        qr=totp.qr_data_uri(account_uri(creds, rows[0])),
+        wave_qr=totp.qr_data_uri(
+            wave_account_xml(creds, rows[0], f"{creds.username} {sc.state.tenant.name}")
+        ),
+    )
 
 
 @routes.post("/t/{tenant}/extensions/{number}/rotate")
@@ -226,6 +223,20 @@ async def api_rotate(request: web.Request) -> web.StreamResponse:
     return ok({"rotated": True})
 
 
+@routes.post(EXT + "/voicemail-pin/reveal")
+async def api_reveal_pin(request: web.Request) -> web.StreamResponse:
+    sc = scope(request, request.match_info["tenant"])
+    number = request.match_info["number"]
+    return ok({"extension": number, "pin": await actor(request).reveal_pin(sc, number)})
+
+
+@routes.post(EXT + "/voicemail-pin/rotate")
+async def api_rotate_pin(request: web.Request) -> web.StreamResponse:
+    sc = scope(request, request.match_info["tenant"])
+    await actor(request).rotate_pin(sc, request.match_info["number"])
+    return ok({"rotated": True})
+
+
 @routes.get(V1 + "/tenants/{tenant}/agents")
 async def api_agents(request: web.Request) -> web.StreamResponse:
     sc = scope(request, request.match_info["tenant"])
@@ -263,14 +274,6 @@ async def api_tenant_history(request: web.Request) -> web.StreamResponse:
     sc.require_all()
     entries = await port_of(request, HISTORY).history(sc.tenant_id, query_limit(request))
     return ok({"history": [views.history_view(h) for h in entries]})
-
-
-@routes.get(V1 + "/tenants/{tenant}/audit")
-async def api_tenant_audit(request: web.Request) -> web.StreamResponse:
-    sc = scope(request, request.match_info["tenant"])
-    sc.require_all()
-    audit = await audit_entries(request, sc.tenant_id, query_limit(request))
-    return ok({"audit": audit})
 
 
 # -- OpenAPI -------------------------------------------------------------------------------
@@ -330,6 +333,20 @@ def _action_paths() -> dict[str, Any]:
                 params=[TENANT, NUMBER],
             )
         },
+        e + "/voicemail-pin/reveal": {
+            "post": operation(
+                "the voicemail PIN (owner or tenant admin; audited)",
+                obj(["extension", "pin"], extension=string(), pin=string()),
+                params=[TENANT, NUMBER],
+            )
+        },
+        e + "/voicemail-pin/rotate": {
+            "post": operation(
+                "new voicemail PIN (owner or tenant admin; audited)",
+                obj(["rotated"], rotated=boolean()),
+                params=[TENANT, NUMBER],
+            )
+        },
         t + "/agents": {
             "get": operation(
                 "visible agents with live status", list_of("agents", "Agent"), params=[TENANT]
@@ -364,11 +381,6 @@ def _action_paths() -> dict[str, Any]:
         t + "/history": {
             "get": operation(
                 "apply history (admins)", list_of("history", "History"), params=[TENANT, LIMIT]
-            )
-        },
-        t + "/audit": {
-            "get": operation(
-                "audit trail (admins)", list_of("audit", "Audit"), params=[TENANT, LIMIT]
             )
         },
     }

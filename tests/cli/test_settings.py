@@ -100,14 +100,43 @@ def test_portal_trusted_proxies_from_the_flag_or_the_environment() -> None:
     assert "--portal-trusted-proxies" in result.output
 
 
-def _daemon_config(monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str]) -> Any:
-    """What `pbx run` would start the daemon with (the daemon itself is not started)."""
+def test_portal_revision_url_sip_host_and_service_level() -> None:
+    from reconciler.cli.users import portal_config
+
+    env = {
+        "PBX_PORTAL_REVISION_URL": "https://git.example.com/pbx/commit/{revision}",
+        "PBX_PORTAL_SIP_HOST": "sip.example.net",
+        "PBX_PORTAL_SIP_TLS_PORT": "5071",
+        "PBX_PORTAL_SERVICE_LEVEL": "30",
+    }
+    config = portal_config(resolve({}, environ=env))
+    assert config is not None
+    assert config.revision_url == env["PBX_PORTAL_REVISION_URL"]
+    assert (config.sip_host, config.sip_port, config.sip_tls_port) == (
+        "sip.example.net",
+        5060,
+        5071,
+    )
+    assert config.service_level == 30
+    with pytest.raises(SettingsError, match="revision URL"):
+        portal_config(resolve({"portal_revision_url": "http://x/{revision}"}, environ={}))
+    with pytest.raises(SettingsError, match="SIP host"):
+        portal_config(resolve({"portal_sip_host": "sip.example.net;x=1"}, environ={}))
+    result = CliRunner().invoke(main, ["run", "--help"])
+    for flag in ("--portal-revision-url", "--portal-sip-host", "--portal-service-level"):
+        assert flag in result.output
+
+
+def _daemon_config(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str], command: str = "run"
+) -> Any:
+    """What `pbx run` (or `pbx serve`) would start with (nothing is started)."""
     from reconciler.cli import daemon as daemon_cli
 
     seen: list[Any] = []
-    monkeypatch.setattr(daemon_cli, "run_daemon", lambda config: seen.append(config) or 0)
+    monkeypatch.setattr(daemon_cli, "run_daemon", lambda config, **_: seen.append(config) or 0)
     monkeypatch.setattr(daemon_cli.logs, "configure", lambda log_format: None)  # keep pytest's
-    result = CliRunner().invoke(main, ["run", *args], env=env)
+    result = CliRunner().invoke(main, [command, *args], env=env)
     assert result.exit_code == 0 or seen == [], result.output
     return seen[0] if seen else result
 
@@ -127,3 +156,23 @@ def test_the_stable_window_and_credentials_grace_reach_the_daemon(
 def test_a_negative_stable_window_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
     result = _daemon_config(monkeypatch, ["--stable-window", "-1"], {})
     assert result.exit_code == 2 and "stable_window" in result.output
+
+
+def test_xml_curl_workers_default_to_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    assert _daemon_config(monkeypatch, [], {}).xml_curl_workers == cores
+    assert _daemon_config(monkeypatch, ["--xml-curl-workers", "0"], {}).xml_curl_workers == 0
+    hang = _daemon_config(monkeypatch, [], {"PBX_XML_CURL_HANG_TIMEOUT": "3"})
+    assert hang.xml_curl_hang_seconds == 3.0
+
+
+def test_serve_reads_the_database_in_read_only_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"PBX_DATABASE_URL": "postgresql://reader:pw@db1.example.net/pbx"}
+    config = _daemon_config(monkeypatch, ["--xml-curl-workers", "3"], env, command="serve")
+    assert "default_transaction_read_only=on" in config.database_url
+    assert config.xml_curl_workers == 3 and config.portal is None and config.nodes == ()
+    from reconciler.daemon import default_state_dir
+
+    assert config.state_dir == default_state_dir() / "serve"  # never pbx run's generation

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -263,6 +264,19 @@ async def test_two_daemons_one_leader_and_failover(
             await asyncio.wait_for(first_task, 30)
 
 
+async def _worker_says_not_persisted(port: int) -> bool:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/readyz") as response,
+    ):
+        ready = await response.json()
+    return (
+        response.status == 200
+        and ready["snapshot_persisted"] is False
+        and "last good" in ready["detail"]
+    )
+
+
 async def _true(value: bool) -> bool:
     return value
 
@@ -296,7 +310,8 @@ async def test_restart_during_database_outage_serves_persisted_snapshot(
     port = free_port()
     async with running(config_for(tmp_path, dsn, port=port, workers=workers)):
         await eventually(lambda: _found_async(port, "acme.example.com", "1001"), "served")
-    assert (tmp_path / "d1" / "snapshot.json").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "d1" / "xmlcurl.generation").stat().st_mode & 0o077 == 0
+    assert not (tmp_path / "d1" / "snapshot.json").exists(), "one persisted format"
     await asyncio.to_thread(_pg_ctl, datadir, "stop", "-m", "fast")
     async with running(config_for(tmp_path, dsn, port=port, workers=workers)) as daemon:
         await eventually(lambda: _found_async(port, "acme.example.com", "1001"), "served from disk")
@@ -369,14 +384,16 @@ async def test_postgres_outage_keeps_serving_and_resumes(
 
 
 def spawn_daemon(tmp_path: Path, tenants_dir: Path, dsn: str, port: int) -> subprocess.Popen[bytes]:
-    """`pbx run` as a real process (its own signal handlers), on the given database."""
+    """`pbx run` as a real process (its own signal handlers), on the given database, with
+    its default xml_curl workers (one per core): ``port`` is where /status answers."""
     env = {
         **os.environ,
         "PBX_DATABASE_URL": dsn,
         "PBX_FREESWITCH": "127.0.0.1:1:ClueCon",
         "PBX_INTERVAL": "3600",
     }
-    command = [sys.executable, "-m", "reconciler", "run", "--listen", f"127.0.0.1:{port}"]
+    command = [sys.executable, "-m", "reconciler", "run", "--listen", f"127.0.0.1:{free_port()}"]
+    command += ["--status-listen", f"127.0.0.1:{port}"]
     command += ["--portal-listen", f"127.0.0.1:{free_port()}"]  # never a fixed port
     command += ["--tenants", str(tenants_dir), "--state-dir", str(tmp_path / "state")]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -459,3 +476,41 @@ async def test_a_stuck_leader_is_replaced(tmp_path: Path, tenants_dir: Path, pg_
         stuck.send_signal(signal.SIGCONT)
         stuck.terminate()
         stuck.wait(20)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+async def test_a_read_only_state_dir_keeps_the_last_generation_and_readyz_says_so(
+    tmp_path: Path, tenants_dir: Path, pg_dsn: str, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control plane serves the edit from memory; the file (what workers and a restart
+    serve) stays the last good generation; /readyz names the failed write. (The tests run
+    as root, whom a mode of 0500 does not stop: the write fails as a read-only mount would.)"""
+
+    def read_only(target: Path, payload: bytes) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    port = free_port()
+    config = config_for(tmp_path, pg_dsn, port=port, workers=workers)
+    async with running(config) as daemon:
+        await eventually(lambda: _found_async(port, "acme.example.com", "1001"), "served")
+        await eventually(lambda: _true(not daemon.served.in_heap), "served from the file")
+        written = config.generation_path.read_bytes()
+        monkeypatch.setattr("reconciler.serve.generation.write_atomically", read_only)
+        acme = tenants_dir / "acme.yaml"
+        acme.write_text(acme.read_text().replace(
+            '  - {number: "1002", name: Bob}\n',
+            '  - {number: "1002", name: Bob}\n  - {number: "1005", name: Dan}\n'))  # fmt: skip
+        await eventually(lambda: _true(daemon.served.in_heap), "the edit, from memory", 30)
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{daemon.status_port}/readyz"
+            async with session.get(url) as response:
+                ready = await response.json()
+        assert response.status == 200 and ready["snapshot_persisted"] is False
+        assert "Read-only file system" in ready["detail"]
+        assert config.generation_path.read_bytes() == written, "the last good generation"
+        if workers:  # they keep serving it: 1001, not yet 1005; their /readyz says why
+            assert await _found_async(port, "acme.example.com", "1001")
+            assert not await _found_async(port, "acme.example.com", "1005")
+            await eventually(lambda: _worker_says_not_persisted(port), "the workers' /readyz")
+        else:
+            assert await _found_async(port, "acme.example.com", "1005")

@@ -28,6 +28,7 @@ def pbx_run(tmp_path: Path, listen: int, portal: int) -> subprocess.CompletedPro
     (tmp_path / "tenants.d").mkdir(exist_ok=True)
     command = [sys.executable, "-m", "reconciler", "run", "--listen", f"127.0.0.1:{listen}"]
     command += ["--portal-listen", f"127.0.0.1:{portal}", "--freeswitch", "127.0.0.1:1:x"]
+    command += ["--status-listen", f"127.0.0.1:{free_port()}"]
     command += ["--tenants", str(tmp_path / "tenants.d"), "--state-dir", str(tmp_path / "s")]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
 

@@ -29,7 +29,10 @@ def make_loop(tmp_path: Path, store: MemoryStore, *, retry: Backoff) -> PassLoop
     loop = PassLoop(
         triggers=Triggers(interval=3600),
         snapshot=ServedSnapshot(
-            tmp_path / "snapshot.json", metrics, fingerprint="memory", probe=lambda timeout: None
+            tmp_path / "xmlcurl.generation",
+            metrics,
+            fingerprint="memory",
+            probe=lambda timeout: None,
         ),
         live=SwitchLink((), metrics),
         status=StatusBoard(),

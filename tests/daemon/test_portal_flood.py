@@ -70,19 +70,20 @@ def test_silent_portal_sockets_never_fail_a_lookup_or_a_pass(
     tenants_dir: Path,  # noqa: F811 - the fixture
     pg_dsn: str,
 ) -> None:
-    port, portal_port = free_port(), free_port()
+    port, portal_port, status_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_")}
     env |= {"PBX_DATABASE_URL": pg_dsn, "PBX_FREESWITCH": "127.0.0.1:1:x", "PBX_INTERVAL": "3600"}
     command = [sys.executable, "-m", "reconciler", "run", "--listen", f"127.0.0.1:{port}"]
     command += ["--portal-listen", f"127.0.0.1:{portal_port}", "--tenants", str(tenants_dir)]
     command += ["--state-dir", str(tmp_path / "state")]
+    command += ["--status-listen", f"127.0.0.1:{status_port}"]  # the workers own --listen
     daemon = subprocess.Popen(
         command, env=env, preexec_fn=few_descriptors, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )  # fmt: skip
     attacker = None
     try:
-        wait_first_pass(port)
+        wait_first_pass(status_port)
         attacker = subprocess.Popen(
             [sys.executable, "-c", SILENT_ATTACKER, str(portal_port), str(2 * FDS)]
         )
@@ -90,10 +91,10 @@ def test_silent_portal_sockets_never_fail_a_lookup_or_a_pass(
         assert lookups(port, 30) == 30
         daemon.send_signal(signal.SIGHUP)  # a full pass under the flood
         deadline = time.monotonic() + 30
-        status = get_status(port)
+        status = get_status(status_port)
         while time.monotonic() < deadline and "sighup" not in status["last_pass"]["trigger"]:
             time.sleep(0.2)
-            status = get_status(port)
+            status = get_status(status_port)
         assert "sighup" in status["last_pass"]["trigger"]
         assert status["last_pass"]["result"] == "ok", status["last_pass"]
         assert daemon.poll() is None

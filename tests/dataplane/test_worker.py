@@ -1,6 +1,6 @@
 """A real xml_curl worker process on an inherited socket: the same bytes as the in-process
 answer for every captured request, the same auth and body bounds, /readyz, a new generation
-served after it is written, SIGTERM exits 0."""
+served after it is written, its heartbeat and counts on the board, SIGTERM exits 0."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.dataplane.board import Board, WorkerCounts
 from reconciler.serve.generation import write_generation
 from reconciler.serve.snapshot import Snapshot, build_snapshot
 from reconciler.serve.templating import load_templates
@@ -30,8 +31,8 @@ FORM = "application/x-www-form-urlencoded"
 
 
 class Worker:
-    def __init__(self, port: int, proc: subprocess.Popen[bytes], path: Path) -> None:
-        self.port, self.proc, self.generation_path = port, proc, path
+    def __init__(self, port: int, proc: subprocess.Popen[bytes], path: Path, board: Board) -> None:
+        self.port, self.proc, self.generation_path, self.board = port, proc, path, board
 
     def post(self, body: bytes, auth: str = AUTH) -> tuple[int, bytes]:
         request = urllib.request.Request(
@@ -63,19 +64,21 @@ def start_worker(path: Path) -> Worker:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
+    board = Board.create(1)
     settings = {"fd": sock.fileno(), "generation_path": str(path), "dsn_fingerprint": "fp",
-                "auth": list(CREDENTIALS), "templates_dir": None}  # fmt: skip
+                "auth": list(CREDENTIALS), "templates_dir": None, "board_fd": board.fd,
+                "slot": 0}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "reconciler.dataplane.worker"],
         stdin=subprocess.PIPE,
-        pass_fds=(sock.fileno(),),
+        pass_fds=(sock.fileno(), board.fd),
     )
     assert proc.stdin is not None
     proc.stdin.write(json.dumps(settings).encode() + b"\n")
     proc.stdin.close()
     port = sock.getsockname()[1]
     sock.close()  # the worker holds its own copy
-    worker = Worker(port, proc, path)
+    worker = Worker(port, proc, path, board)
     eventually(lambda: worker.get("/healthz")[0] == 200, "the worker listening")
     return worker
 
@@ -103,6 +106,7 @@ def worker(tmp_path: Path, snapshot: Snapshot) -> Iterator[Worker]:
         if running.proc.poll() is None:
             running.proc.kill()
             running.proc.wait()
+        running.board.close()
 
 
 def test_every_captured_post_gets_the_in_process_bytes(worker: Worker, snapshot: Snapshot) -> None:
@@ -140,6 +144,26 @@ def test_readyz_names_the_generation_and_a_new_one_is_served(
     worker.generation_path.unlink()  # withdrawn: fail closed
     eventually(lambda: worker.get("/readyz")[0] == 503, "not ready without a generation")
     assert b'<user id="1001"' not in worker.post(sip_auth)[1]
+
+
+def test_the_worker_publishes_a_heartbeat_and_its_requests(
+    worker: Worker, snapshot: Snapshot
+) -> None:
+    body = str(next(iter(captured()))[1]["body"]).encode()
+    answered = answer(snapshot, parse_form(body), load_templates())
+    for _ in range(5):
+        worker.post(body)
+    worker.post(b"\x00garbage")
+    first = worker.board.read(0).heartbeat
+    eventually(lambda: worker.board.read(0).heartbeat > first, "the heartbeat moves")
+    reading = worker.board.read(0)
+    assert reading.pid == worker.proc.pid
+    expected = WorkerCounts()
+    for _ in range(5):
+        expected.observe(answered.section, answered.result, 0.0)
+    expected.observe("other", "bad_request", 0.0)
+    assert reading.counts.requests == expected.requests
+    assert sum(map(sum, reading.counts.buckets)) == 6
 
 
 def test_sigterm_exits_zero(worker: Worker) -> None:

@@ -199,7 +199,7 @@ def _m(id: str, old: str, new: str, message: str, **kw: object) -> Mistake:
 MISTAKES: tuple[Mistake, ...] = (
     # unknown keys
     _m("unknown-top-level-key", "status: active\n", f"status: active\ncolour: red{MARK}\n", "unknown key 'colour'"),
-    _m("unknown-extension-key", "    name: Bob desk phone\n", f"    name: Bob desk phone\n    voicemail: true{MARK}\n", "unknown key 'voicemail'"),
+    _m("unknown-extension-key", "    name: Bob desk phone\n", f"    name: Bob desk phone\n    fax: true{MARK}\n", "unknown key 'fax'"),
     _m("misspelt-queue-key", "    strategy: ring-all\n", f"    stratgey: ring-all{MARK}\n", "did you mean 'strategy'"),
     _m("password-key", "    max_registrations: 3\n", f"    max_registrations: 3\n    password: Hunter2-Secret{MARK}\n", "not allowed", secret="Hunter2-Secret"),
     # wrong types

@@ -321,7 +321,7 @@ async def test_pbx_run_defaults_to_the_embedded_database(tmp_path: Path) -> None
     shutil.copytree(EXAMPLE_TENANTS, tenants)
     data_home = tmp_path / "xdg-data"
     state_dir = data_home / "pbx-reconciler"  # = platformdirs' user data dir under data_home
-    port = _free_port()
+    port, status_port = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_")}
     env["XDG_DATA_HOME"] = str(data_home)
     async with ProbingSwitch(
@@ -338,6 +338,8 @@ async def test_pbx_run_defaults_to_the_embedded_database(tmp_path: Path) -> None
             f"127.0.0.1:{port}",
             "--portal-listen",
             f"127.0.0.1:{_free_port()}",
+            "--status-listen",  # the default xml_curl workers own --listen
+            f"127.0.0.1:{status_port}",
             "--tenants",
             str(tenants),
             "--state-dir",
@@ -384,10 +386,11 @@ async def test_pbx_run_defaults_to_the_embedded_database(tmp_path: Path) -> None
             assert (state_dir / "postgres" / "PG_VERSION").is_file()
             async with (
                 aiohttp.ClientSession() as session,
-                session.get(f"http://127.0.0.1:{port}/status") as response,
+                session.get(f"http://127.0.0.1:{status_port}/status") as response,
             ):
                 status = await response.json()
             assert status["database_up"] is True and status["role"] == "leader"
+            assert status["xml_curl_workers"]["configured"] >= 1, "workers by default"
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)

@@ -262,6 +262,13 @@ class FakePresence:
         ]
         self._put(domain, replace(current, members=members))
 
+    def set_members(self, domain: str, queue: str, members: Sequence[QueueMember]) -> None:
+        """The queue's callers are now exactly ``members`` (answered, gone, ...)."""
+        current = self.domain(domain)
+        changed = dict(current.members)
+        changed[f"{queue}@{domain}"] = tuple(members)
+        self._put(domain, replace(current, members=changed))
+
 
 @dataclass
 class FakePortalDeps:
@@ -276,6 +283,8 @@ class FakePortalDeps:
     passwords: dict[tuple[str, str], str] = field(default_factory=dict)
     presence_view: FakePresence = field(default_factory=FakePresence)
     rotations: list[tuple[str, str]] = field(default_factory=list)
+    pins: dict[tuple[str, str], str] = field(default_factory=dict)
+    pin_rotations: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for tenant_id, ts in self.state.items():
@@ -331,6 +340,16 @@ class FakePortalDeps:
             raise UnknownExtension(tenant_id, extension)
         self.passwords[tenant_id, extension] = secrets.token_urlsafe(24)
         self.rotations.append((tenant_id, extension))
+
+    async def show_pin(self, tenant_id: str, extension: str) -> str:
+        if (tenant_id, extension) not in self.passwords:
+            raise UnknownExtension(tenant_id, extension)
+        return self.pins.setdefault((tenant_id, extension), f"{secrets.randbelow(10**6):06d}")
+
+    async def rotate_pin(self, tenant_id: str, extension: str) -> None:
+        await self.show_pin(tenant_id, extension)
+        self.pins[tenant_id, extension] = f"{secrets.randbelow(10**6):06d}"
+        self.pin_rotations.append((tenant_id, extension))
 
     def replace_state(self, state: dict[str, TenantState]) -> None:
         """What the daemon does after a pass: a new mapping, never mutated in place."""

@@ -45,6 +45,7 @@ BUILTIN_VARS = {
     "recordings_dir": "/var/lib/freeswitch/recordings",
     "log_dir": "/var/log/freeswitch",
     "conf_dir": "/etc/freeswitch",
+    "certs_dir": "/etc/freeswitch/tls",
     "base_dir": "/usr",
 }
 DIRECTIVE = re.compile(r'<X-PRE-PROCESS cmd="(set|include)" data="([^"]*)"/>')
@@ -427,7 +428,7 @@ def test_settings_repr_hides_secrets() -> None:
 def test_the_shipped_tree_is_the_node_configuration_alone() -> None:
     shipped = {rel.as_posix() for rel, _ in iter_sources()}
     assert "autoload_configs/xml_curl.conf.xml.j2" in shipped
-    assert "freeswitch.xml" in shipped and "vars.xml" in shipped
+    assert "freeswitch.xml" in shipped and "vars.xml.j2" in shipped
     assert not any(name.endswith((".py", ".md")) or name.startswith("systemd/") for name in shipped)
 
 
@@ -551,6 +552,15 @@ def test_systemd_unit_runs_and_reloads_the_daemon() -> None:
     assert service["PrivateTmp"] == "yes"
     assert service["WorkingDirectory"] in service["ReadWritePaths"]
     assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_the_data_plane_unit_runs_pbx_serve() -> None:
+    unit = read_unit(SYSTEMD / "pbx-serve.service")
+    service = unit["Service"]
+    assert service["ExecStart"].split()[1:] == ["serve"]
+    assert "ExecReload" not in service  # no pass to run
+    assert service["KillSignal"] == "SIGTERM" and service["LimitNOFILE"] == "65536"
+    assert unit["Unit"]["Before"] == "freeswitch.service"
 
 
 def test_systemd_unit_leaves_room_for_the_listeners_connection_caps(

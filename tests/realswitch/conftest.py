@@ -2,9 +2,9 @@
 written here) and FreeSWITCH booted on ``freeswitch_conf/`` as ``pbx node-config`` renders
 it, every listener on a free port.
 
-``PBX_REALSWITCH_XML_CURL_WORKERS=2`` runs the same tier with xml_curl answered by two
-worker processes (``pbx run --xml-curl-workers 2``; /status then on a port of its own);
-unset, the daemon answers in process as by default.
+xml_curl is answered as ``pbx run`` does by default: one worker process per core (/status
+then on a port of its own); ``PBX_REALSWITCH_XML_CURL_WORKERS=N`` sets the count, and ``0``
+runs the same tier with xml_curl answered in the daemon's own process.
 
 Order matters: the daemon starts first, so FreeSWITCH's module loads (callcenter.conf over
 xml_curl) find it up, as the systemd unit orders them in production.
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -25,11 +26,14 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.daemon.config import default_xml_curl_workers
 from tests.conftest import fresh_database
 from tests.realswitch.processes import (
     free_port,
     free_udp_range,
     running,
+    spawn,
+    stop,
     tail,
     wait_for,
 )
@@ -41,6 +45,7 @@ from tests.realswitch.switch import (
     missing_reason,
     profiles_running,
 )
+from tests.selfsigned import CertFiles, self_signed
 
 ACME = "acme.example.com"
 GLOBEX = "globex.example.com"
@@ -64,13 +69,27 @@ extensions:
   - {{number: "1004", name: Queue agent phone}}
   - {{number: "1005", name: DID target}}
   - {{number: "1006", name: Drift agent phone}}
-  - {{number: "1007", name: Recorded agent phone}}
+  - {{number: "1011", name: Browser registers}}
+  - {{number: "1012", name: Browser caller}}
+  - {{number: "1013", name: Browser callee}}
+  - {{number: "1014", name: Browser agent}}
+  - {{number: "1015", name: Desk phone for browsers}}
+  - {{number: "1016", name: Desk phone calling browsers}}
+  - {{number: "1020", name: History caller}}
+  - {{number: "1021", name: History callee}}
+  - number: "1007"
+    name: Voicemail box
+    call_timeout: 5
+    voicemail: {{enabled: true, max_message_seconds: 60}}
+  - {{number: "1008", name: Voicemail caller}}
+  - {{number: "1030", name: Recorded agent phone}}
 users:
   - {{email: {ADMIN}, name: Acme Admin, role: admin}}
 agents:
   - {{name: alice, extension: "1004", initial_status: Available}}
   - {{name: dora, extension: "1006"}}
-  - {{name: rita, extension: "1007", initial_status: Available}}
+  - {{name: wendy, extension: "1014", initial_status: Available}}
+  - {{name: rita, extension: "1030", initial_status: Available}}
 queues:
   - name: support
     number: "7000"
@@ -80,8 +99,12 @@ queues:
     number: "7001"
     tiers:
       - {{agent: dora, level: 1, position: 1}}
-  - name: recorded
+  - name: browsers
     number: "7002"
+    tiers:
+      - {{agent: wendy, level: 1, position: 1}}
+  - name: recorded
+    number: "7003"
     record_template: recorded/{{date}}/{{uuid}}.wav
     moh_sound: tenant:moh/hold.wav
     tiers:
@@ -89,6 +112,10 @@ queues:
 inbound_numbers:
   - number: "+14155550100"
     destination: {{extension: "1005"}}
+  - number: "+14155550101"
+    destination: {{queue: support}}
+  - number: "+14155550102"
+    destination: {{queue: backoffice}}
 """,
     "globex.yaml": f"""\
 id: globex
@@ -96,6 +123,7 @@ domain: {GLOBEX}
 name: Globex
 extensions:
   - {{number: "2001", name: Other tenant}}
+  - {{number: "2011", name: Other tenant's browser}}
 """,
 }
 
@@ -111,7 +139,11 @@ class Node:
     tenants_dir: Path
     fs_log: Path
     daemon_log: Path
+    cert: CertFiles | None = None
     sipps: int = 0
+    daemon_command: list[str] = field(default_factory=list)
+    status_port: int = 0
+    daemon: subprocess.Popen[bytes] | None = None
     _credentials: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
     def credentials(self, tenant: str, extension: str) -> dict[str, str]:
@@ -157,11 +189,52 @@ class Node:
         return f"127.0.0.1:{self.ports.tenant_sip}"
 
     @property
+    def wss_url(self) -> str:
+        """Where a browser phone connects: the tenants profile's WSS listener."""
+        return f"wss://127.0.0.1:{self.ports.wss}"
+
+    @property
     def carrier_target(self) -> str:
         return f"127.0.0.1:{self.ports.carrier_sip}"
 
+    def start_daemon(self) -> None:
+        """``pbx run`` (again), until its first pass is done."""
+        self.daemon = spawn(
+            self.daemon_command, log=self.daemon_log, env=self.env, cwd=self.workdir
+        )
+        wait_for(lambda: _first_pass_done(self.status_port), "the daemon's first pass",
+                 timeout=60, detail=lambda: tail(self.daemon_log))  # fmt: skip
+
+    def stop_daemon(self) -> None:
+        if self.daemon is not None:
+            stop(self.daemon)
+            self.daemon = None
+
+    @property
+    def cdr_err_dir(self) -> Path:
+        """Where the node keeps the call records it could not post (mod_xml_cdr's
+        err-log-dir, relative to its log directory as `pbx node-config` renders it)."""
+        return self.workdir / "fs" / "log" / "xml_cdr"
+
     def logs(self) -> str:
         return f"--- FreeSWITCH log:\n{tail(self.fs_log)}\n--- daemon log:\n{tail(self.daemon_log)}"
+
+
+def _silent_prompts(sounds: Path) -> None:
+    """The prompts mod_voicemail's macros play (``lang/en/vm/sounds.xml``) and the digits
+    say_en reads, as 0.2 s of 8 kHz silence: no sound package is installed on this machine,
+    and a missing greeting makes mod_voicemail hang up before it records."""
+    macros = Path(__file__).resolve().parents[2] / "freeswitch_conf/lang/en/vm/sounds.xml"
+    names = set(re.findall(r'data="((?:voicemail|ivr)/[a-z_-]+[.]wav)"', macros.read_text()))
+    names |= {f"digits/{d}.wav" for d in range(10)}
+    for name in names:
+        path = sounds / "en/us/callie" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(8000)
+            out.writeframes(b"\0\0" * 1600)
 
 
 def _pick_ports() -> Ports:
@@ -172,11 +245,13 @@ def _pick_ports() -> Ports:
         rtp=free_udp_range(64),
         xml_curl=free_port(),
         portal=free_port(),
+        wss=free_port(),
     )
 
 
-def _render(ports: Ports, out: Path) -> None:
-    """The shipped renderer, as an operator runs it; the secrets travel in the environment."""
+def _render(ports: Ports, out: Path, cert: CertFiles, control_port: int) -> None:
+    """The shipped renderer, as an operator runs it; the secrets travel in the environment,
+    the WSS certificate (self-signed, made for this session) is installed by the renderer."""
     done = subprocess.run(
         [
             sys.executable,
@@ -199,6 +274,17 @@ def _render(ports: Ports, out: Path) -> None:
             f"{ports.rtp[0]}-{ports.rtp[1]}",
             "--switchname",
             "realswitch",
+            "--wss-port",
+            str(ports.wss),
+            "--wss-cert",
+            str(cert.cert),
+            "--wss-key",
+            str(cert.key),
+            # the control plane's listener: the xml_curl one, or /status's with workers
+            "--cdr-url",
+            f"http://127.0.0.1:{control_port}/freeswitch/cdr",
+            "--voicemail-dir",
+            str(out.parent.parent / "voicemail"),
             "--out",
             str(out),
         ],
@@ -209,13 +295,20 @@ def _render(ports: Ports, out: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, f"render failed: {done.stderr}"
+    capture = os.environ.get("PBX_REALSWITCH_CDR_CAPTURE")
+    if capture:  # also keep every posted record on disk: how tests/fakes/cdr was captured
+        conf = out / "autoload_configs" / "xml_cdr.conf.xml"
+        extra = f'<param name="log-dir" value="{capture}"/>\n    <param name="log-http-and-disk" value="true"/>\n  </settings>'
+        conf.write_text(conf.read_text().replace("</settings>", extra))
 
 
-XML_CURL_WORKERS = int(os.environ.get("PBX_REALSWITCH_XML_CURL_WORKERS", "0"))
+XML_CURL_WORKERS = int(
+    os.environ.get("PBX_REALSWITCH_XML_CURL_WORKERS") or default_xml_curl_workers()
+)
 
 
 def _daemon_command(
-    ports: Ports, tenants_dir: Path, state_dir: Path, status_port: int
+    ports: Ports, tenants_dir: Path, state_dir: Path, status_port: int, cdr_spool: Path
 ) -> list[str]:
     workers = ["--xml-curl-workers", str(XML_CURL_WORKERS)]
     workers += ["--status-listen", f"127.0.0.1:{status_port}"] if XML_CURL_WORKERS else []
@@ -227,6 +320,8 @@ def _daemon_command(
         "--freeswitch", f"127.0.0.1:{ports.esl}:{ESL_PASSWORD}",
         "--xml-curl-auth", XML_CURL_AUTH,
         "--interval", DRIFT_INTERVAL,
+        "--phone-wss", f"wss://127.0.0.1:{ports.wss}",  # the portal's browser phone
+        "--cdr-spool-dir", str(cdr_spool),
     ]  # fmt: skip
 
 
@@ -263,7 +358,10 @@ def node(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         (tenants_dir / name).write_text(text)
     _hold_music(tenants_dir / "acme" / "sounds" / "moh" / "hold.wav")
     ports = _pick_ports()
-    _render(ports, workdir / "fs" / "conf")
+    cert = self_signed(workdir / "pki")
+    status_port = free_port() if XML_CURL_WORKERS else ports.xml_curl
+    _render(ports, workdir / "fs" / "conf", cert, status_port)
+    _silent_prompts(workdir / "fs" / "sounds")
     with fresh_database(pg_server_dsn, prefix="pbx_realswitch") as dsn:
         env = {**os.environ, "PBX_DATABASE_URL": dsn, "PBX_LOG_FORMAT": "text"}
         # the switch and the daemon share these (the one-host shape), moved into the workdir
@@ -273,13 +371,14 @@ def node(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         node = Node(
             ports, Esl(ports.esl, ESL_PASSWORD), workdir, env, tenants_dir,
             fs_log=workdir / "fs" / "log" / "freeswitch.log",
-            daemon_log=workdir / "daemon.log",
+            daemon_log=workdir / "daemon.log", cert=cert,
         )  # fmt: skip
-        status_port = free_port() if XML_CURL_WORKERS else ports.xml_curl
-        daemon = _daemon_command(ports, tenants_dir, workdir / "state", status_port)
-        with running(daemon, log=node.daemon_log, env=env, cwd=workdir):
-            wait_for(lambda: _first_pass_done(status_port), "the daemon's first pass",
-                     timeout=60, detail=lambda: tail(node.daemon_log))  # fmt: skip
+        node.status_port = status_port
+        node.daemon_command = _daemon_command(
+            ports, tenants_dir, workdir / "state", node.status_port, node.cdr_err_dir
+        )
+        try:
+            node.start_daemon()
             fs = freeswitch_command(workdir / "fs")
             with running(fs, log=workdir / "freeswitch.out", cwd=workdir / "fs"):
                 wait_for(
@@ -289,3 +388,5 @@ def node(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                     detail=node.logs,
                 )
                 yield node
+        finally:
+            node.stop_daemon()

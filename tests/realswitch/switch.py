@@ -45,6 +45,22 @@ def missing_reason() -> str | None:
     return None
 
 
+def missing_module_reason(module: str) -> str | None:
+    """Why a test needing one optional module of the build cannot run, or None.
+
+    The shared build script leaves some modules out (mod_xml_cdr); `.ci/run` builds them
+    from the build's own source tree when it is there.
+    """
+    if (reason := missing_reason()) is not None:
+        return reason
+    if not (freeswitch_home() / "lib" / "freeswitch" / "mod" / f"{module}.so").is_file():
+        return (
+            f"{module} is not in the FreeSWITCH build at {freeswitch_home()}: "
+            "`.ci/run` builds it from /opt/fsbuild/freeswitch, or add it to the build's MODULES"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class Ports:
     """Every port the rendered node and the daemon listen on, all picked free."""
@@ -55,6 +71,7 @@ class Ports:
     rtp: tuple[int, int]
     xml_curl: int
     portal: int
+    wss: int
 
 
 class Esl:
@@ -129,7 +146,9 @@ def freeswitch_command(node_dir: Path) -> list[str]:
     """Boot FreeSWITCH on ``node_dir/conf``, every writable directory under ``node_dir``,
     in the foreground (``-nf``) so the test owns the process."""
     command = [str(freeswitch_home() / "bin" / "freeswitch"), "-nf", "-nc", "-nonat"]
-    for flag in ("conf", "log", "db", "run", "storage", "cache", "recordings", "sounds", "temp"):
+    folders = ("conf", "log", "db", "run", "storage", "cache", "recordings", "sounds", "temp")
+    # certs: FreeSWITCH writes its DTLS-SRTP certificate there on first start.
+    for flag in (*folders, "certs"):
         folder = node_dir / flag
         folder.mkdir(parents=True, exist_ok=True)
         command += [f"-{flag}", str(folder)]

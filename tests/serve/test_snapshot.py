@@ -9,7 +9,7 @@ import pytest
 
 from reconciler.core.identity import DatabaseIdentity
 from reconciler.core.model import Extension, Tenant, TenantState
-from reconciler.serve.persist import load_snapshot, save_snapshot
+from reconciler.serve.generation import open_generation, write_generation
 from reconciler.serve.snapshot import (
     DidRoute,
     QueueConfig,
@@ -367,9 +367,16 @@ def test_a_snapshot_of_100k_extensions_builds_and_round_trips(tmp_path: Path) ->
     state, hashes = big_state(1000, 100)
     snapshot = build_snapshot(state, hashes)
     assert snapshot.counts()["users"] == 100_000
-    path = tmp_path / "big.snapshot.json"
-    save_snapshot(snapshot, path, identity=IDENTITY, dsn_fingerprint="f")
-    assert load_snapshot(path, dsn_fingerprint="f").counts() == snapshot.counts()
+    path = tmp_path / "big.generation"
+    write_generation(snapshot, path, identity=IDENTITY, dsn_fingerprint="f")
+    mapped = open_generation(path, dsn_fingerprint="f")
+    assert mapped.counts() == snapshot.counts()
+    found, expected = (
+        mapped.user("t0999.example.com", "1099"),
+        snapshot.user("t0999.example.com", "1099"),
+    )
+    assert found is not None and expected is not None and found[1] == expected[1]
+    mapped.close()
 
 
 def test_freeze_moves_the_snapshot_out_of_the_cyclic_gc(state) -> None:

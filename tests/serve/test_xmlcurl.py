@@ -215,7 +215,13 @@ def test_captured_directory_answer_carries_the_captured_a1_hash(snapshot, templa
     users = root.findall(".//user")
     assert [u.get("id") for u in users] == ["1001"]
     params = {p.get("name"): p.get("value") for p in users[0].iter("param")}
-    assert params == {"a1-hash": CAPTURED_1001_A1, "max-registrations-per-extension": "3"}
+    assert params == {
+        "a1-hash": CAPTURED_1001_A1,
+        "max-registrations-per-extension": "3",
+        # no PIN in this fixture: no vm-a1-hash, so no box (the SIP password never opens it)
+        "vm-enabled": "false",
+        "vm-domain-storage-dir": "$${pbx_voicemail_dir}/acme",
+    }
     variables = {v.get("name"): v.get("value") for v in users[0].iter("variable")}
     assert variables == {
         "user_context": "acme.example.com",

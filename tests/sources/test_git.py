@@ -163,6 +163,7 @@ def test_sigterm_ends_the_daemon_and_its_hanging_git_fetch(
     }
     command = [sys.executable, "-m", "reconciler", "run", "--listen", f"127.0.0.1:{free_port()}"]
     command += ["--tenants", "tenants.d", "--state-dir", str(tmp_path / "state")]
+    command += ["--status-listen", f"127.0.0.1:{free_port()}"]
     daemon = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         pids = started_pids(hanging_git)

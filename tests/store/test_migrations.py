@@ -37,7 +37,7 @@ def test_a_new_tenant_schema_is_migrated_in_its_first_apply_and_recorded(
     conn: psycopg.Connection,
 ) -> None:
     assert converge(conn, desired_of([make_spec("acme"), make_spec("beta", did_prefix="512")])).ok
-    tenant_versions = list(range(1, TENANT_VERSION + 1))
+    tenant_versions = [m.version for m in migrations_module.TENANT_MIGRATIONS]
     assert _recorded(conn) == [
         *[("pbx", v) for v in range(1, CONTROL_VERSION + 1)],
         *[("tenant_acme", v) for v in tenant_versions],
@@ -89,3 +89,24 @@ def test_a_new_tenant_migration_reaches_every_tenant_schema(
             "WHERE table_schema = %s AND table_name = 'extensions' AND column_name = 'probe'",
             (schema,),
         ).fetchone() == (1,)
+
+
+def test_a_version_merged_below_the_highest_applied_still_reaches_every_schema(
+    conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Branches number their migrations apart (one adds 3, another 4): a schema that got 4
+    first still gets 3 when it arrives, because the runner compares version sets."""
+    assert converge(conn, desired_of([make_spec("acme")])).ok
+    missing = [
+        v
+        for v in range(1, TENANT_VERSION)
+        if v not in {m.version for m in migrations_module.TENANT_MIGRATIONS}
+    ]
+    version = missing[0] if missing else TENANT_VERSION + 1
+    step = Migration(
+        version, "late", sql.SQL("ALTER TABLE {schema}.extensions ADD COLUMN late integer")
+    )
+    merged = tuple(sorted((*migrations_module.TENANT_MIGRATIONS, step), key=lambda m: m.version))
+    monkeypatch.setattr(migrations_module, "TENANT_MIGRATIONS", merged)
+    assert migrate(conn) == [("tenant_acme", version)]
+    assert migrate(conn) == []

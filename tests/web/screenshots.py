@@ -101,6 +101,7 @@ SHOTS = (
     ("alice@acme.example.com", "tenant-admin", "/t/acme"),
     ("bob@acme.example.com", "agent", "/t/acme"),
     ("carol@acme.example.com", "member-credentials", "/t/acme/extensions/1010"),
+    ("alice@acme.example.com", "queue-wallboard", "/t/acme/queues/support/wallboard"),
 )
 # name suffix -> browser context options: desktop and a 390 px phone, light and dark.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -126,7 +127,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     with scratch_database(SERVER) as dsn, live_portal(dsn) as portal, sync_playwright() as pw:
         populate(portal.deps)
-        secrets = {email: portal.account(email) for email, _, _ in SHOTS}
+        secrets = {email: portal.account(email) for email in dict.fromkeys(e for e, _, _ in SHOTS)}
         browser = launch(pw)
         for suffix, options in VARIANTS.items():
             for email, name, path in SHOTS:

@@ -129,12 +129,19 @@ def test_the_header_keeps_its_links_in_feature_order(deps: FakePortalDeps) -> No
     assert admin is not None
     assert [(e.label, e.href) for e in nav_entries(FEATURES, admin)] == [
         ("acme", "/t/acme"),
+        ("Phone", "/phone"),
+        ("Calls", "/t/acme/calls"),
         ("Invite", "/invite"),
         ("Account", "/account"),
     ]
     root = principal_for(SUPER, deps.applied_state(), deps.platform_admins())
     assert root is not None
-    assert [e.label for e in nav_entries(FEATURES, root)] == ["Platform", "Invite", "Account"]
+    assert [e.label for e in nav_entries(FEATURES, root)] == [
+        "Platform",
+        "Calls",
+        "Invite",
+        "Account",
+    ]
 
 
 def _served_api_operations(app: web.Application) -> set[tuple[str, str]]:

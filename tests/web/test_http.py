@@ -458,3 +458,23 @@ async def test_activity_pages_show_history_and_audit_to_admins_only(
         assert ("0000001abc" in page) == (path != "/t/globex/activity")  # acme's apply
         if who == SUPER and path == "/platform/activity":
             assert ">login<" in page  # the audit trail shows this very login
+
+
+async def test_the_voicemail_pin_is_revealed_and_rotated_by_its_owner_and_audited(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str
+) -> None:
+    csrf = await as_user(client, deps, portal_dsn, CAROL)
+    headers = {"X-CSRF-Token": csrf}
+    pin_path = "/api/v1/tenants/acme/extensions/1010/voicemail-pin"
+    shown = await (await client.post(pin_path + "/reveal", headers=headers)).json()
+    assert shown == {"extension": "1010", "pin": deps.pins["acme", "1010"]}
+    rotated = await client.post(pin_path + "/rotate", headers=headers)
+    assert rotated.status == 200 and deps.pin_rotations == [("acme", "1010")]
+    rows = audit_rows(portal_dsn)
+    assert (CAROL, "reveal_pin", "ok", "1010") in rows
+    assert (CAROL, "rotate_pin", "ok", "1010") in rows
+    # another tenant's box is 404 like an unknown one; nothing rotated there
+    for path in ("/api/v1/tenants/globex/extensions/2001", "/api/v1/tenants/acme/extensions/9999"):
+        response = await client.post(path + "/voicemail-pin/rotate", headers=headers)
+        assert response.status == 404
+    assert deps.pin_rotations == [("acme", "1010")]

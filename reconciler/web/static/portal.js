@@ -44,6 +44,39 @@
     }).observe(document.body, { childList: true, subtree: true });
   }
 
+  // Copy buttons (data-copy): shown only where this script runs and the clipboard is
+  // reachable; a click says "Copied" on the button and to screen readers for 2 s.
+  var copies = document.querySelectorAll("button.copy[data-copy]");
+  var status = document.querySelector(".copied-status");
+  if (navigator.clipboard && window.isSecureContext !== false) {
+    for (var c = 0; c < copies.length; c++) { copies[c].hidden = false; }
+  }
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest("button.copy[data-copy]") : null;
+    if (!button) { return; }
+    navigator.clipboard.writeText(button.getAttribute("data-copy")).then(function () {
+      button.textContent = "Copied";
+      button.classList.add("copied");
+      if (status) { status.textContent = button.getAttribute("aria-label").replace(/^Copy/, "Copied"); }
+      window.setTimeout(function () {
+        button.textContent = "Copy";
+        button.classList.remove("copied");
+      }, 2000);
+    }, function () {
+      button.textContent = "Copy failed";
+    });
+  });
+
+  // A wallboard's "Full screen" button (shown where the browser allows it).
+  var full = document.querySelector("button[data-fullscreen]");
+  if (full && document.documentElement.requestFullscreen) {
+    full.hidden = false;
+    full.addEventListener("click", function () {
+      if (document.fullscreenElement) { document.exitFullscreen(); }
+      else { document.documentElement.requestFullscreen(); }
+    });
+  }
+
   document.addEventListener("submit", function (event) {
     var form = event.target, question = form.getAttribute("data-confirm");
     if (!question) { return; }

@@ -1,0 +1,157 @@
+"""The daemon's side of mod_xml_cdr, over HTTP against a real database: a post is filed once
+in its tenant's schema and acknowledged only then; no credentials 401; a domain of no tenant
+is kept in quarantine, never filed; no database or no applied state yet 503 (the switch
+retries, then keeps the record in its error directory); the error directory's url-encoded
+files are collected and deleted."""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from reconciler.daemon.cdr import CDR_PATH, CdrIntake, NotYet, cdr_handler, collect_spool
+from reconciler.daemon.metrics import Metrics
+from reconciler.store import connect
+from tests.store.test_support import converge, desired_of, make_spec
+
+CAPTURED = Path(__file__).resolve().parents[1] / "fakes" / "cdr"
+AUTH = ("freeswitch", "cdr-test-Secret")
+ACME_A = CAPTURED / "ext_answered_a.cdr.xml"
+A_UUID = "12568f90-3095-43b4-9d13-5be69e5deb22"
+
+
+@pytest.fixture
+def dsn(pg_dsn: str) -> Iterator[str]:
+    with connect(pg_dsn) as conn:
+        converge(conn, desired_of([make_spec("acme"), make_spec("globex", did_prefix="212")]))
+    yield pg_dsn
+
+
+class Setup:
+    def __init__(self, dsn: str, tmp_path: Path) -> None:
+        self.dsn: str | None = dsn
+        self.domains: dict[str, str] | None = {
+            "acme.example.com": "acme",
+            "globex.example.com": "globex",
+        }
+        self.metrics = Metrics()
+        self.intake = CdrIntake(
+            lambda: self.dsn, lambda: self.domains, tmp_path / "q", self.metrics
+        )
+
+    def rows(self, schema: str) -> list[str]:
+        assert self.dsn is not None
+        with psycopg.connect(self.dsn) as conn:
+            return [u for (u,) in conn.execute(f"SELECT uuid FROM {schema}.calls ORDER BY uuid")]
+
+    def counted(self, result: str) -> float:
+        return self.metrics.cdr_records.labels(result)._value.get()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def setup(dsn: str, tmp_path: Path) -> AsyncIterator[Setup]:
+    s = Setup(dsn, tmp_path)
+    yield s
+    await s.intake.close()
+
+
+@pytest.fixture
+async def client(setup: Setup) -> AsyncIterator[TestClient]:
+    app = web.Application()
+    app.router.add_post(CDR_PATH, cdr_handler(setup.intake, AUTH))
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+
+
+def form(text: str) -> tuple[str, dict[str, str]]:
+    """What mod_xml_cdr sends with encode=true and cred=USER:PASS."""
+    token = base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode()).decode()
+    headers = {
+        "Authorization": f"Basic {token}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    return "cdr=" + quote(text, safe=""), headers
+
+
+async def test_a_post_is_filed_once_in_its_tenants_schema(client: TestClient, setup: Setup) -> None:
+    body, headers = form(ACME_A.read_text())
+    for expected in ("stored", "duplicate"):
+        response = await client.post(f"{CDR_PATH}?uuid=a_{A_UUID}", data=body, headers=headers)
+        assert (response.status, await response.text()) == (200, f"{expected}\n")
+    assert setup.rows("tenant_acme") == [A_UUID]
+    assert setup.rows("tenant_globex") == []
+
+
+async def test_without_credentials_nothing_is_filed(client: TestClient, setup: Setup) -> None:
+    body, headers = form(ACME_A.read_text())
+    headers["Authorization"] = "Basic " + base64.b64encode(b"freeswitch:wrong").decode()
+    assert (await client.post(CDR_PATH, data=body, headers=headers)).status == 401
+    assert setup.rows("tenant_acme") == []
+
+
+async def test_a_domain_of_no_tenant_is_quarantined_not_filed(
+    client: TestClient, setup: Setup, tmp_path: Path
+) -> None:
+    setup.domains = {"globex.example.com": "globex"}
+    body, headers = form(ACME_A.read_text())
+    response = await client.post(CDR_PATH, data=body, headers=headers)
+    assert (response.status, await response.text()) == (200, "quarantined\n")
+    assert (tmp_path / "q" / f"{A_UUID}.cdr.xml").read_text() == ACME_A.read_text()
+    assert setup.rows("tenant_globex") == [] and setup.counted("quarantined") == 1
+
+
+async def test_an_unreadable_post_is_kept_in_quarantine(
+    client: TestClient, setup: Setup, tmp_path: Path
+) -> None:
+    body, headers = form("<cdr><oops/></cdr>")
+    response = await client.post(CDR_PATH, data=body, headers=headers)
+    assert (response.status, await response.text()) == (200, "refused\n")
+    assert [p.read_text() for p in (tmp_path / "q").iterdir()] == ["<cdr><oops/></cdr>"]
+
+
+async def test_no_database_or_no_applied_state_asks_the_switch_to_retry(
+    client: TestClient, setup: Setup
+) -> None:
+    body, headers = form(ACME_A.read_text())
+    setup.domains = None
+    assert (await client.post(CDR_PATH, data=body, headers=headers)).status == 503
+    setup.domains, dsn, setup.dsn = {"acme.example.com": "acme"}, setup.dsn, None
+    assert (await client.post(CDR_PATH, data=body, headers=headers)).status == 503
+    setup.dsn = dsn
+    assert setup.rows("tenant_acme") == []
+
+
+async def test_the_error_directory_is_collected_and_emptied(setup: Setup, tmp_path: Path) -> None:
+    spool = tmp_path / "xml_cdr"
+    spool.mkdir()
+    # what the node writes after its retries: the url-encoded body, named [a_]<uuid>.cdr.xml
+    (spool / f"a_{A_UUID}.cdr.xml").write_text(quote(ACME_A.read_text(), safe=""))
+    (spool / "b.cdr.xml").write_text((CAPTURED / "ext_answered_b.cdr.xml").read_text())
+    for path in spool.iterdir():  # written a while ago: settled
+        os.utime(path, (time.time() - 60, time.time() - 60))
+    (spool / "writing.cdr.xml").write_text("<cdr><variab")  # the switch is still writing
+    setup.domains = None
+    with pytest.raises(NotYet):
+        await collect_spool(setup.intake, spool)
+    assert len(list(spool.iterdir())) == 3  # kept until it can be filed
+    setup.domains = {"acme.example.com": "acme"}
+    assert await collect_spool(setup.intake, spool) == 2
+    assert [p.name for p in spool.iterdir()] == ["writing.cdr.xml"]  # left for next round
+    assert len(setup.rows("tenant_acme")) == 2
+
+
+async def test_the_shipped_text_xml_post_is_filed(client: TestClient, setup: Setup) -> None:
+    _, headers = form("")
+    headers["Content-Type"] = "text/xml"  # encode=textxml, what pbx node-config sets
+    response = await client.post(CDR_PATH, data=ACME_A.read_bytes(), headers=headers)
+    assert (response.status, await response.text()) == (200, "stored\n")
+    assert setup.rows("tenant_acme") == [A_UUID]

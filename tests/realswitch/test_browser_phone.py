@@ -1,0 +1,233 @@
+"""The portal's browser phone against the real switch: Debian's Chromium (fake microphone
+and permission prompt, the node's self-signed WSS certificate accepted) logs in to the
+portal of ``pbx run``, opens the Phone, registers over WSS to FreeSWITCH with the HA1 the
+portal handed out, calls a desk phone (sipp, echoing the audio it gets) and receives a
+call from one, answering it: each time the call is established, its timer runs, RTP
+reaches the page (``RTCPeerConnection.getStats()``: inbound audio packets) and the desk
+phone sees the browser's hang-up.
+
+Media stays on loopback as ../shared/freeswitch/transcripts/webrtc/NOTES.md found
+necessary: the profile preference ``webrtc.ip_handling_policy`` plus the page's host
+candidates rewritten to 127.0.0.1 (an init script; the phone itself is untouched)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+
+from reconciler.web.phone_bundle import BUILD_COMMAND, BundleFinder
+from tests.realswitch.conftest import Node
+from tests.realswitch.processes import wait_for
+from tests.realswitch.sipp import Sipp
+from tests.realswitch.switch import missing_reason
+from tests.realswitch.test_realswitch import register, registered_phone
+from tests.web.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.web.webrtc_probe import INBOUND_PACKETS, LOOPBACK_CANDIDATES, TRACK_CONNECTIONS
+
+if (_reason := missing_reason()) is not None:
+    pytest.skip(_reason, allow_module_level=True)
+
+pytestmark = [pytest.mark.realswitch, pytest.mark.timeout(240)]
+
+PASSWORD = "Browser-phone-Passw0rd"
+BROWSER_EXT, DESK_EXT, TRANSFER_EXT = "1021", "1022", "1023"
+# A tenant of its own, added to the running node (the daemon applies it on its next pass),
+# so the tier's other tenants and their tests stay as they are.
+TENANT, DOMAIN, PHONE_PERSON = "webphone", "webphone.example.com", "pat@webphone.example.com"
+TENANT_FILE = f"""\
+id: {TENANT}
+domain: {DOMAIN}
+name: Web phone
+users:
+  - {{email: {PHONE_PERSON}, name: Pat Browser, extensions: ["{BROWSER_EXT}"]}}
+extensions:
+  - {{number: "{BROWSER_EXT}", name: Portal phone}}
+  - {{number: "{DESK_EXT}", name: Desk phone}}
+  - {{number: "{TRANSFER_EXT}", name: Transfer target}}
+"""
+MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+
+
+def invite(node: Node, portal: str) -> str:
+    """``pbx users invite``: the activation link, once the daemon applied the tenant."""
+    command = [sys.executable, "-m", "reconciler", "users", "invite", PHONE_PERSON,
+               "--portal-listen", portal.removeprefix("http://")]  # fmt: skip
+    links: list[str] = []
+
+    def invited() -> bool:
+        done = subprocess.run(command, env=node.env, capture_output=True, text=True,
+                              timeout=60, check=False)  # fmt: skip
+        links.extend(done.stdout.split() if done.returncode == 0 else ())
+        return bool(links)
+
+    wait_for(invited, "the web phone tenant applied", timeout=90, detail=node.logs)
+    return links[-1]
+
+
+def activate(node: Node, page: Page, portal: str) -> None:
+    """The person's account, as a newcomer gets one: ``pbx users invite``, then the link."""
+    (node.tenants_dir / f"{TENANT}.yaml").write_text(TENANT_FILE)
+    link = invite(node, portal)
+    page.goto(link)
+    page.get_by_label("New password").fill(PASSWORD)
+    page.get_by_label("Repeat it").fill(PASSWORD)
+    page.get_by_role("button", name="Activate").click()
+    page.goto(portal + "/login")
+    page.get_by_label("Email").fill(PHONE_PERSON)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(rf"/t/{TENANT}$"))
+
+
+@pytest.fixture(scope="module")
+def phone_context(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
+    if BundleFinder().find() is None:
+        pytest.fail(f"the phone's bundle is not built: run `{BUILD_COMMAND}` (.ci/run does)")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    (profile / "Default").mkdir()
+    prefs = {"webrtc": {"ip_handling_policy": "default_public_and_private_interfaces"}}
+    (profile / "Default" / "Preferences").write_text(json.dumps(prefs))
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS + MEDIA_ARGS,
+            ignore_https_errors=True,  # the node's self-signed WSS certificate
+            viewport={"width": 420, "height": 760},
+        )
+        context.set_default_timeout(15_000)
+        context.add_init_script(LOOPBACK_CANDIDATES)
+        context.add_init_script(TRACK_CONNECTIONS)
+        portal = f"http://127.0.0.1:{node.ports.portal}"
+        activate(node, context.pages[0] if context.pages else context.new_page(), portal)
+        yield context
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def phone(phone_context: BrowserContext, node: Node) -> Page:
+    page = phone_context.pages[0]
+    page.goto(f"http://127.0.0.1:{node.ports.portal}/phone")
+    expect(page.locator("#reg-state")).to_have_text(re.compile(f"Registered as {BROWSER_EXT}"))
+    return page
+
+
+@contextlib.contextmanager
+def desk_phone(node: Node) -> Iterator[Sipp]:
+    """sipp registered as the desk extension, answering one call and echoing its audio."""
+    extra = ["-rtp_echo"]
+    uas = node.sipp("desk-for-browser", "uas_until_bye.xml", target=None, extra=extra)
+    uas.start().wait_listening()
+    secret = node.credentials(TENANT, DESK_EXT)["password"]
+    try:
+        reg = register(node, "reg-desk-for-browser", DESK_EXT, DOMAIN, secret, uas.port)
+        assert reg.final_status("REGISTER") == 200, reg.describe() + node.logs()
+        yield uas
+    finally:
+        uas.close()
+        register(node, "unreg-desk-for-browser", DESK_EXT, DOMAIN, secret, uas.port, expires=0)
+
+
+def assert_call_with_audio(page: Page, node: Node) -> None:
+    expect(page.locator("#call-state")).to_have_text("Connected")
+    expect(page.locator("#timer")).not_to_have_text("0:00", timeout=5_000)  # it runs
+    for _ in range(100):
+        if page.evaluate(INBOUND_PACKETS) > 0:
+            break
+        page.wait_for_timeout(100)
+    assert page.evaluate(INBOUND_PACKETS) > 0, "no RTP reached the browser\n" + node.logs()
+
+
+def callstates(node: Node) -> list[str]:
+    """The switch's call state of every channel (``ACTIVE``, ``HELD``, ...): the tier runs
+    one test at a time, so these are the browser's call's two legs."""
+    listing = json.loads(node.esl.api("show channels as json") or "{}")
+    return [row.get("callstate", "") for row in listing.get("rows") or []]
+
+
+def wait_switch(condition: Callable[[], bool], page: Page, what: str, node: Node) -> None:
+    for _ in range(100):
+        if condition():
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError(f"the switch never saw: {what}\n" + node.logs())
+
+
+def test_the_browser_phone_registers_on_the_switch(phone: Page, node: Node) -> None:
+    contact = node.esl.api(f"sofia_contact */{BROWSER_EXT}@{DOMAIN}")
+    assert "transport=ws" in contact, contact
+
+
+def test_the_browser_phone_calls_a_desk_phone_with_audio(phone: Page, node: Node) -> None:
+    with desk_phone(node) as desk:
+        phone.get_by_label("Number").fill(DESK_EXT)
+        phone.get_by_role("button", name="Call", exact=True).click()
+        assert_call_with_audio(phone, node)
+        phone.get_by_role("button", name="Hang up").click()
+        assert desk.wait() == 0, desk.describe() + node.logs()
+        assert desk.received("BYE"), desk.describe()
+    expect(phone.locator("#call")).to_be_hidden()
+
+
+def test_the_browser_phone_answers_a_call_from_a_desk_phone(phone: Page, node: Node) -> None:
+    secret = node.credentials(TENANT, DESK_EXT)["password"]
+    caller = node.sipp(
+        "desk-calls-browser",
+        "call_auth.xml",
+        target=node.tenant_target,
+        variables={"user": DESK_EXT, "domain": DOMAIN, "to_domain": DOMAIN},
+        extra=["-s", BROWSER_EXT, "-au", DESK_EXT, "-ap", secret, "-rtp_echo"],
+    ).start()
+    try:
+        expect(phone.locator("#incoming")).to_be_visible(timeout=20_000)
+        expect(phone.locator("#incoming-from")).to_contain_text(DESK_EXT)
+        phone.get_by_role("button", name="Answer").click()
+        assert_call_with_audio(phone, node)
+        phone.get_by_role("button", name="Key 5").click()  # RFC 2833 on the media path
+        wait_switch(lambda: "RECV DTMF 5" in node.fs_log.read_text(errors="replace"),
+                    phone, "the DTMF 5", node)  # fmt: skip
+        phone.get_by_role("button", name="Hold").click()
+        expect(phone.locator("#call-state")).to_have_text("On hold")
+        wait_switch(lambda: "HELD" in callstates(node), phone, "the hold", node)
+        phone.get_by_role("button", name="Resume").click()
+        expect(phone.locator("#call-state")).to_have_text("Connected")
+        wait_switch(lambda: "HELD" not in callstates(node), phone, "the resume", node)
+        phone.get_by_role("button", name="Hang up").click()
+        assert caller.wait() == 0, caller.describe() + node.logs()
+        assert caller.final_status("INVITE") == 200
+        assert caller.received("BYE"), caller.describe()
+    finally:
+        caller.close()
+
+
+def test_the_browser_phone_transfers_a_call_blind(phone: Page, node: Node) -> None:
+    """REFER: the desk phone that called the browser ends up talking to the transfer target."""
+    secret = node.credentials(TENANT, DESK_EXT)["password"]
+    with registered_phone(node, TENANT, DOMAIN, TRANSFER_EXT) as target:
+        caller = node.sipp(
+            "desk-calls-browser-to-transfer",
+            "call_auth.xml",
+            target=node.tenant_target,
+            variables={"user": DESK_EXT, "domain": DOMAIN, "to_domain": DOMAIN},
+            extra=["-s", BROWSER_EXT, "-au", DESK_EXT, "-ap", secret],
+        ).start()
+        try:
+            expect(phone.locator("#incoming")).to_be_visible(timeout=20_000)
+            phone.get_by_role("button", name="Answer").click()
+            expect(phone.locator("#call-state")).to_have_text("Connected")
+            phone.get_by_label("Transfer to").fill(TRANSFER_EXT)
+            phone.get_by_role("button", name="Transfer", exact=True).click()
+            assert target.wait() == 0, target.describe() + node.logs()
+            invite = target.received("INVITE")
+            assert invite and DESK_EXT in (invite[0].header("From") or ""), target.describe()
+            assert caller.wait() == 0, caller.describe() + node.logs()
+        finally:
+            caller.close()
+    expect(phone.locator("#call")).to_be_hidden()  # the browser left the call

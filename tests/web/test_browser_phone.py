@@ -1,0 +1,280 @@
+"""The browser phone in Debian's Chromium (fake microphone, the portal's own CSP enforced)
+against a SIP-over-WSS test peer (``sip_peer``) that accepts only the right digest: the
+phone registers with the HA1 the portal hands out, dials a feature code with a real WebRTC
+offer, shows and declines an incoming call with the caller's name, a number clicked in the
+portal dials in the phone's own window (opened once, then reached over BroadcastChannel
+without reloading it), a refused microphone is said in words, and the page passes axe and
+fits a 390 px screen. Calls with audio run against FreeSWITCH in tests/realswitch."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from reconciler.web.phone_bundle import BUILD_COMMAND, BundleFinder
+from tests.web.axe_check import blocking_violations
+from tests.web.browser import CHROMIUM, CHROMIUM_ARGS, log_in
+from tests.web.live_server import LivePortal, live_portal, scratch_database
+from tests.web.sip_peer import SipPeer, md5
+from tests.web.webrtc_probe import INBOUND_PACKETS, TRACK_CONNECTIONS
+
+ALICE, BOB = "alice@acme.example.com", "bob@acme.example.com"
+REALM = "acme.example.com"
+MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+
+
+def wait_for(condition: Callable[[], object], page: Page, what: str, seconds: float = 10) -> None:
+    """Polls ``condition`` (the peer's records) while the page keeps running."""
+    for _ in range(int(seconds * 10)):
+        if condition():
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError(f"never happened: {what}")
+
+
+@pytest.fixture(scope="module")
+def built() -> None:
+    if BundleFinder().find() is None:
+        pytest.fail(f"the phone's bundle is not built: run `{BUILD_COMMAND}` (.ci/run does)")
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SipPeer]:
+    running = SipPeer(realm=REALM, ha1={})
+    running.url = running.start(tmp_path_factory.mktemp("peer"))  # type: ignore[attr-defined]
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def portal(pg_server_dsn: str, peer: SipPeer, built: None) -> Iterator[LivePortal]:
+    url = peer.url  # type: ignore[attr-defined]
+    with scratch_database(pg_server_dsn) as dsn, live_portal(dsn, phone_wss=(url,)) as running:
+        running.secrets = {e: running.account(e) for e in (ALICE, BOB)}  # type: ignore[attr-defined]
+        for (tenant, number), password in running.deps.passwords.items():
+            if tenant == "acme":
+                peer.ha1[number] = md5(f"{number}:{REALM}:{password}")
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + MEDIA_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+def context_of(
+    browser: Browser, portal: LivePortal, email: str, **options: object
+) -> BrowserContext:
+    context = browser.new_context(ignore_https_errors=True, **options)  # type: ignore[arg-type]
+    context.set_default_timeout(10_000)
+    log_in(context.new_page(), portal, email, portal.secrets[email])  # type: ignore[attr-defined]
+    return context
+
+
+@pytest.fixture
+def bob(browser: Browser, portal: LivePortal) -> Iterator[Page]:
+    context = context_of(browser, portal, BOB)
+    yield context.pages[0]
+    context.close()
+
+
+def connect_line(page: Page, portal: LivePortal, number: str) -> None:
+    """Open the phone, pick ``acme/<number>`` and wait for its registration."""
+    page.goto(portal.url + "/phone")
+    page.get_by_label("Extension").select_option(f"acme/{number}")
+    page.get_by_role("button", name="Connect", exact=True).click()
+    expect(page.locator("#reg-state")).to_have_text(re.compile(f"Registered as {number}"))
+
+
+def test_the_phone_registers_with_the_ha1_dials_and_declines_a_call(
+    bob: Page, portal: LivePortal, peer: SipPeer
+) -> None:
+    page = bob
+    page.goto(portal.url + "/phone")
+    expect(page.locator("#reg-state")).to_have_text("Not connected")  # two lines: no auto-start
+    page.get_by_label("Extension").select_option("acme/1003")
+    page.get_by_role("button", name="Connect", exact=True).click()
+    expect(page.locator("#reg-state")).to_have_text(re.compile("Registered as 1003"))
+    assert "1003" in peer.registered and "1003" not in peer.refused
+    page.get_by_label("Number").fill("*22")
+    page.get_by_role("button", name="Call", exact=True).click()
+    wait_for(lambda: peer.invites, page, "an INVITE reached the peer")
+    invite = peer.invites[-1]
+    assert invite.first.startswith(f"INVITE sip:*22@{REALM} ")
+    assert '"Desk 1003"' in invite.header("From")
+    assert "opus" in invite.body and "a=fingerprint:" in invite.body  # WebRTC: DTLS-SRTP
+    expect(page.locator("#call")).to_be_hidden()  # 486: back to the dial pad
+    peer.call("1003", "1001", "Alice Smith")
+    expect(page.locator("#incoming")).to_be_visible()
+    expect(page.locator("#incoming-from")).to_have_text("Alice Smith (1001)")
+    page.get_by_role("button", name="Decline").click()
+    wait_for(lambda: any(a.status == 486 for a in peer.answers), page, "the decline reached it")
+    expect(page.locator("#incoming")).to_be_hidden()
+
+
+def test_a_number_clicked_in_the_portal_dials_in_the_phone_window(
+    browser: Browser, portal: LivePortal, peer: SipPeer
+) -> None:
+    context = context_of(browser, portal, ALICE)
+    page = context.pages[0]
+    page.goto(portal.url + "/t/acme")
+    before = len(peer.invites)
+    with page.expect_popup() as opened:
+        page.get_by_role("link", name="Call 1002").click()
+    phone = opened.value
+    expect(phone).to_have_url(portal.url + "/phone")
+    expect(phone.locator("#reg-state")).to_have_text(re.compile("Registered as 1001"))
+    wait_for(lambda: len(peer.invites) > before, phone, "the clicked number was dialled")
+    assert peer.invites[-1].first.startswith(f"INVITE sip:1002@{REALM} ")
+    expect(page).to_have_url(portal.url + "/t/acme")  # the portal page stayed where it was
+    phone.evaluate("window.keptAlive = true")
+    page.get_by_role("link", name="Call 1003").click()
+    wait_for(lambda: len(peer.invites) > before + 1, phone, "the second number was dialled")
+    assert peer.invites[-1].first.startswith(f"INVITE sip:1003@{REALM} ")
+    assert phone.evaluate("window.keptAlive") is True  # the same window, not reloaded
+    assert len(context.pages) == 2
+    context.close()
+
+
+def test_a_refused_microphone_is_said_in_words(
+    browser: Browser, portal: LivePortal, peer: SipPeer
+) -> None:
+    context = context_of(browser, portal, ALICE)
+    context.add_init_script(
+        "navigator.mediaDevices.getUserMedia = () =>"
+        " Promise.reject(new DOMException('denied', 'NotAllowedError'));"
+    )
+    page = context.pages[0]
+    page.goto(portal.url + "/phone")
+    expect(page.locator("#reg-state")).to_have_text(re.compile("Registered"))
+    before = len(peer.invites)
+    page.get_by_label("Number").fill("1002")
+    page.get_by_label("Number").press("Enter")
+    expect(page.get_by_role("alert")).to_contain_text("The microphone was refused")
+    assert len(peer.invites) == before  # nothing was sent
+    context.close()
+
+
+def test_the_phone_page_passes_axe_and_fits_a_phone(
+    browser: Browser, portal: LivePortal, peer: SipPeer
+) -> None:
+    """Idle and in a call, light and dark, on a 390 px screen."""
+    found = []
+    peer.answering = True
+    try:
+        for scheme in ("light", "dark"):
+            context = context_of(
+                browser,
+                portal,
+                BOB,
+                bypass_csp=True,  # only so axe-core can be injected
+                viewport={"width": 390, "height": 844},
+                color_scheme=scheme,
+            )
+            page = context.pages[0]
+            page.goto(portal.url + "/phone")
+            expect(page.locator("#phone")).to_have_attribute("data-ready", "1")
+            found += [f"{scheme}, idle: {line}" for line in blocking_violations(page)]
+            page.get_by_role("button", name="Connect", exact=True).click()
+            expect(page.locator("#reg-state")).to_have_text(re.compile("Registered"))
+            page.get_by_label("Number").fill("1010")
+            page.get_by_role("button", name="Call", exact=True).click()
+            expect(page.locator("#call-state")).to_have_text("Connected")
+            found += [f"{scheme}, in a call: {line}" for line in blocking_violations(page)]
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{scheme}: the phone page is {width} px wide"
+            page.get_by_role("button", name="Hang up").click()
+            context.close()
+    finally:
+        peer.answering = False
+    assert not found, "\n".join(found)
+
+
+def test_the_screenshots_of_the_phone_are_current(
+    bob: Page, portal: LivePortal, peer: SipPeer
+) -> None:
+    """Idle, ringing and in a call, for docs/ (written only when PBX_SCREENSHOTS is set)."""
+    import os
+
+    if not os.environ.get("PBX_SCREENSHOTS"):
+        pytest.skip("set PBX_SCREENSHOTS=1 to rewrite docs/screenshots/phone-*.png")
+    out = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+    page = bob
+    page.set_viewport_size({"width": 420, "height": 760})
+    connect_line(page, portal, "1002")
+    page.screenshot(path=str(out / "phone-idle.png"), full_page=True)
+    peer.call("1002", "1001", "Alice Smith", media=True)
+    expect(page.locator("#incoming")).to_be_visible()
+    page.screenshot(path=str(out / "phone-ringing.png"), full_page=True)
+    page.get_by_role("button", name="Answer").click()
+    expect(page.locator("#timer")).to_have_text("0:03", timeout=10_000)
+    page.screenshot(path=str(out / "phone-in-call.png"), full_page=True)
+    page.get_by_role("button", name="Hang up").click()
+
+
+def test_a_call_carries_audio_both_ways_holds_transfers_and_hangs_up(
+    bob: Page, portal: LivePortal, peer: SipPeer
+) -> None:
+    """The peer answers with a real WebRTC end (aiortc): Opus packets reach the page
+    (getStats) and the page's audio reaches the peer (decoded frames); hold and resume are
+    re-INVITEs the peer sees, a blind transfer is a REFER, the hang-up a BYE."""
+    page = bob
+    page.add_init_script(TRACK_CONNECTIONS)
+    connect_line(page, portal, "1002")
+    peer.answering = True
+    try:
+        page.get_by_label("Number").fill("7000")
+        page.get_by_role("button", name="Call", exact=True).click()
+        expect(page.locator("#call-state")).to_have_text("Connected")
+        call = next(iter(c for c in peer.calls.values() if not c.ended))
+        wait_for(lambda: page.evaluate(INBOUND_PACKETS) > 0, page, "audio reached the page")
+        wait_for(lambda: call.frames > 0, page, "the page's audio reached the peer")
+        expect(page.locator("#timer")).not_to_have_text("0:00")
+        page.get_by_role("button", name="Key 5").click()  # aiortc has no telephone-event
+        expect(page.get_by_role("alert")).to_contain_text("did not accept keypad tones")
+        page.get_by_role("button", name="Mute").click()
+        expect(page.get_by_role("button", name="Unmute")).to_have_attribute("aria-pressed", "true")
+        page.get_by_role("button", name="Hold").click()
+        expect(page.locator("#call-state")).to_have_text("On hold")
+        assert call.directions == ["sendonly"]
+        page.get_by_role("button", name="Resume").click()
+        expect(page.locator("#call-state")).to_have_text("Connected")
+        assert call.directions == ["sendonly", "sendrecv"]
+        page.get_by_label("Transfer to").fill("*22")
+        page.get_by_role("button", name="Transfer", exact=True).click()
+        wait_for(lambda: call.refer_to, page, "the REFER")
+        assert call.refer_to.startswith(f"<sip:*22@{REALM}") or "sip:*22@" in call.refer_to
+        page.get_by_role("button", name="Hang up").click()
+        wait_for(lambda: call.ended, page, "the BYE")
+        expect(page.locator("#call")).to_be_hidden()
+    finally:
+        peer.answering = False
+
+
+def test_an_answered_incoming_call_carries_audio_both_ways(
+    bob: Page, portal: LivePortal, peer: SipPeer
+) -> None:
+    page = bob
+    page.add_init_script(TRACK_CONNECTIONS)
+    connect_line(page, portal, "1003")
+    call_id = peer.call("1003", "1010", "Carol Díaz", media=True)
+    expect(page.locator("#incoming-from")).to_have_text("Carol Díaz (1010)")
+    page.get_by_role("button", name="Answer").click()
+    expect(page.locator("#call-state")).to_have_text("Connected")
+    expect(page.locator("#peer-name")).to_have_text("Carol Díaz")
+    call = peer.calls[call_id]
+    wait_for(lambda: page.evaluate(INBOUND_PACKETS) > 0, page, "audio reached the page")
+    wait_for(lambda: call.frames > 0, page, "the page's audio reached the peer")
+    page.get_by_role("button", name="Hang up").click()
+    wait_for(lambda: call.ended, page, "the BYE")
