@@ -93,31 +93,36 @@ def _where(query: CallQuery) -> tuple[sql.Composable, list[Any]]:
     parts: list[sql.Composable] = [sql.SQL("leg = 'a'")]
     params: list[Any] = []
 
-    def add(text: str, *values: Any) -> None:
-        parts.append(sql.SQL(text))
+    def add(clause: sql.SQL, *values: Any) -> None:
+        parts.append(clause)
         params.extend(values)
 
     if query.since is not None:
-        add("started_at >= %s", query.since)
+        add(sql.SQL("started_at >= %s"), query.since)
     if query.until is not None:
-        add("started_at < %s", query.until)
+        add(sql.SQL("started_at < %s"), query.until)
     if query.direction:
-        add("direction = %s", query.direction)
+        add(sql.SQL("direction = %s"), query.direction)
     if query.outcome:
-        add("outcome = %s", query.outcome)
+        add(sql.SQL("outcome = %s"), query.outcome)
     if query.extension:
-        add("(from_extension = %s OR to_extension = %s)", query.extension, query.extension)
+        add(sql.SQL("(from_extension = %s OR to_extension = %s)"), query.extension, query.extension)
     if query.queue:
-        add("queue = %s", query.queue)
+        add(sql.SQL("queue = %s"), query.queue)
     if query.number:
         pattern = (
             "%" + query.number.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
         )
-        add("(from_number LIKE %s OR to_number LIKE %s OR did LIKE %s)", pattern, pattern, pattern)
+        add(
+            sql.SQL("(from_number LIKE %s OR to_number LIKE %s OR did LIKE %s)"),
+            pattern,
+            pattern,
+            pattern,
+        )
     if query.only_extensions is not None:
         own, agents = sorted(query.only_extensions), sorted(query.only_agents)
         add(
-            "(from_extension = ANY(%s) OR to_extension = ANY(%s) OR agent = ANY(%s))",
+            sql.SQL("(from_extension = ANY(%s) OR to_extension = ANY(%s) OR agent = ANY(%s))"),
             own, own, agents,
         )  # fmt: skip
     return sql.SQL(" AND ").join(parts), params
