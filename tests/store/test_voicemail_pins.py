@@ -106,5 +106,6 @@ def test_the_migration_gives_existing_extensions_a_pin_hashed_for_their_domain(
     assert read_voicemail_hashes(conn)[("acme", "102")] == _md5(
         f"102:acme.example.com:{pins['102']}"
     )
-    assert migrations_module.TENANT_VERSION == TENANT_MIGRATIONS[-1].version
-    assert TENANT_MIGRATIONS[2].version == 3 and "voicemail" in TENANT_MIGRATIONS[2].name
+    assert TENANT_MIGRATIONS[-1].version == migrations_module.TENANT_VERSION
+    assert TENANT_MIGRATIONS[2].version == 3
+    assert "voicemail" in TENANT_MIGRATIONS[2].name
