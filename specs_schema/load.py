@@ -42,6 +42,7 @@ from specs_schema.rules import (
     platform_findings,
     tenant_findings,
 )
+from specs_schema.sounds import sound_findings, sound_references, tenant_sounds_dir
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 """In any case: ``acme.YAML`` is the tenant ``acme`` (skipping it would orphan the tenant)."""
@@ -124,6 +125,7 @@ class _Parsed:
     data: dict[str, Any] | None = None
     digest: str = ""
     fingerprint: str = ""
+    sound_refs: tuple[tuple[Loc, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +226,11 @@ class SpecLoader:
                 item.errors += [
                     _finding_error(item.file, item.positions, loc, msg)
                     for loc, msg in gateway_findings(item.data, gateways, where)
+                ]
+                sounds = tenant_sounds_dir(path.parent, path.stem)
+                item.errors += [
+                    _finding_error(item.file, item.positions, loc, msg)
+                    for loc, msg in sound_findings(item.sound_refs, sounds)
                 ]
         return _assemble(
             [item for _, item in parsed],
@@ -555,6 +562,7 @@ def _load_tenant(text: str, file: str, stem: str) -> _Parsed:
         )
         return item
     item.data = _cross_tenant_view(data)
+    item.sound_refs = tuple(sound_references(data))
     declared_id = data.get("id")
     if isinstance(declared_id, str):
         item.claimed_ids.add(declared_id)

@@ -104,9 +104,10 @@ def is_sound(text: str) -> bool:
     return len(text) <= SOUND_MAX_LENGTH and _SOUND.fullmatch(text) is not None
 
 
-def sound_path(value: str, tenant_id: str) -> str:
+def sound_path(value: str, tenant_id: str, root: str = SOUNDS_ROOT) -> str:
     """The string FreeSWITCH gets for a sound field: ``tenant:x.wav`` becomes
-    ``<SOUNDS_ROOT>/<tenant id>/x.wav``; the other shapes are sent unchanged.
+    ``<root>/<tenant id>/x.wav`` (``root`` defaults to ``SOUNDS_ROOT``, a setting of the
+    daemon); the other shapes are sent unchanged.
 
     Raises ValueError for anything that is not an allowed shape, so a caller can never
     render a value that skipped validation.
@@ -116,7 +117,8 @@ def sound_path(value: str, tenant_id: str) -> str:
     if not is_tenant_id(tenant_id):
         raise ValueError(f"not a tenant id: {tenant_id!r}")
     if value.startswith(TENANT_SOUND_PREFIX):
-        return f"{SOUNDS_ROOT}/{tenant_id}/{value.removeprefix(TENANT_SOUND_PREFIX)}"
+        _check_root(root)
+        return f"{root}/{tenant_id}/{value.removeprefix(TENANT_SOUND_PREFIX)}"
     return value
 
 
@@ -133,7 +135,9 @@ RECORD_PLACEHOLDERS: Mapping[str, str] = MappingProxyType(
     }
 )
 """The only channel variables a record template can produce; ``{queue}`` becomes the
-literal queue name. These fixed strings are the only source of ``${`` in a rendered path.
+literal queue name. No ``{agent}``: FreeSWITCH 1.10.12's mod_callcenter expands the template
+before it sets ``cc_agent`` on the caller's channel (who answered is learnt from its
+``bridge-agent-start`` event instead, ``daemon/audio.py``). These fixed strings are the only source of ``${`` in a rendered path.
 No caller number: a caller chooses it (a SIP From header), and it would become part of a
 file path on the switch (``../``)."""
 
@@ -157,8 +161,10 @@ def is_record_template(text: str) -> bool:
     return len(text) <= RECORD_TEMPLATE_MAX_LENGTH and _RECORD_TEMPLATE.fullmatch(text) is not None
 
 
-def record_template_path(value: str, tenant_id: str, queue_fs_name: str) -> str:
-    """The ``record-template`` FreeSWITCH gets: ``<RECORDINGS_ROOT>/<tenant id>/<value>`` with
+def record_template_path(
+    value: str, tenant_id: str, queue_fs_name: str, root: str = RECORDINGS_ROOT
+) -> str:
+    """The ``record-template`` FreeSWITCH gets: ``<root>/<tenant id>/<value>`` with
     the placeholders expanded to fixed channel variables (``{queue}`` to ``queue_fs_name``).
 
     Raises ValueError for a value, tenant id or queue name outside its shape.
@@ -173,7 +179,17 @@ def record_template_path(value: str, tenant_id: str, queue_fs_name: str) -> str:
     def expand(match: re.Match[str]) -> str:
         return RECORD_PLACEHOLDERS.get(match[0], queue_fs_name)  # else it is {queue}
 
-    return f"{RECORDINGS_ROOT}/{tenant_id}/{_PLACEHOLDER_RE.sub(expand, value)}"
+    _check_root(root)
+    return f"{root}/{tenant_id}/{_PLACEHOLDER_RE.sub(expand, value)}"
+
+
+_AUDIO_ROOT = re.compile(r"^(?:/[A-Za-z0-9_-][A-Za-z0-9_.-]*)+$")
+
+
+def _check_root(root: str) -> None:
+    """A root is a plain absolute path (checked again here: it is rendered into XML)."""
+    if _AUDIO_ROOT.fullmatch(root) is None or "/../" in f"{root}/":
+        raise ValueError(f"not an audio root: {root!r}")
 
 
 # --- generic predicates --------------------------------------------------------------

@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from reconciler.cli.options import confirm_or_exit, global_options, opened_store, resolved
+from reconciler.cli.settings import audio_roots
+from reconciler.daemon.audio import archive_tenant_audio
 from reconciler.store import (
     prune_tenant,
     rotate_credentials,
@@ -95,6 +97,13 @@ def prune(ctx: click.Context, /, tenant: str, yes: bool, **_: Any) -> None:
         yes=yes,
         refusal="refusing to prune without --yes: stdin is not a terminal",
     )
+    roots = audio_roots(cfg)
     with opened_store(cfg) as store:
         archive = prune_tenant(store.connection, tenant)
     click.echo(f"pruned {tenant}: schema archived as {archive} (data kept, no longer registered)")
+    try:
+        moved = archive_tenant_audio(roots, tenant, archive)
+    except OSError as exc:
+        raise click.ClickException(f"audio of {tenant} not archived: {exc}") from exc
+    for path in moved:
+        click.echo(f"audio archived as {path}")

@@ -9,13 +9,19 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
 from reconciler.cli.options import global_options, resolved
-from reconciler.cli.settings import parse_credentials, parse_host_port, parse_seconds
+from reconciler.cli.settings import (
+    audio_roots,
+    parse_credentials,
+    parse_host_port,
+    parse_seconds,
+)
 from reconciler.cli.status_view import render_status
 from reconciler.cli.users import portal_config, portal_options
 from reconciler.core import logs
@@ -121,6 +127,8 @@ def run(ctx: click.Context, /, **_: Any) -> None:
     logs.configure(cfg["log_format"])
     try:
         host, port = parse_host_port(cfg["listen"])
+        roots = audio_roots(cfg)
+        portal = portal_config(cfg)
         config = DaemonConfig(
             tenants_dir=Path(cfg["tenants"]),
             database_url=cfg["database_url"],
@@ -138,12 +146,13 @@ def run(ctx: click.Context, /, **_: Any) -> None:
             max_orphan_share=float(cfg["max_orphan_share"]),
             stable_window=parse_seconds(cfg["stable_window"], "stable_window"),
             credentials_grace=parse_seconds(cfg["credentials_grace"], "credentials_grace"),
-            portal=portal_config(cfg),
+            portal=replace(portal, audio_roots=roots) if portal is not None else None,
             xml_curl_workers=_workers(cfg["xml_curl_workers"]),
             xml_curl_hang_seconds=parse_seconds(
                 cfg["xml_curl_hang_timeout"], "xml_curl_hang_timeout"
             ),
             status_listen=parse_host_port(cfg["status_listen"]) if cfg["status_listen"] else None,
+            audio_roots=roots,
             cdr_spool_dirs=tuple(Path(d) for d in cfg["cdr_spool_dir"] or ()),
         )
     except PbxError as exc:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from reconciler.core.audio_roots import VOICEMAIL_ROOT
 from reconciler.nodeconfig.files import (
     FILE_MODE,
     OutputNotEmptyError,
@@ -30,7 +31,6 @@ from reconciler.nodeconfig.settings import (
     DEFAULT_CERTS_DIR,
     DEFAULT_MOH_DIR,
     DEFAULT_URL,
-    DEFAULT_VOICEMAIL_DIR,
     DEFAULT_WSS_PORT,
     NodeConfigError,
     NodeSettings,
@@ -152,7 +152,7 @@ def _parse_rtp_ports(value: str) -> tuple[int, int]:
 )
 @click.option(
     "--voicemail-dir",
-    default=DEFAULT_VOICEMAIL_DIR,
+    default=VOICEMAIL_ROOT,
     show_default=True,
     help="Root of the voicemail boxes: <dir>/<tenant id>/<extension>/ (writable by FreeSWITCH).",
 )

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
 from reconciler.core.errors import SettingsError
 from reconciler.daemon.config import default_xml_curl_workers
 from reconciler.sources.git import GitRemote
@@ -81,6 +82,9 @@ SETTINGS: Mapping[str, Setting] = {
         Setting("portal_service_level", "PBX_PORTAL_SERVICE_LEVEL", 20.0, parse=float),
         Setting("smtp_url", "PBX_SMTP_URL", None, secret=True),
         Setting("smtp_from", "PBX_SMTP_FROM", None),
+        Setting("recordings_dir", "PBX_RECORDINGS_DIR", DEFAULT_ROOTS.recordings),
+        Setting("sounds_dir", "PBX_SOUNDS_DIR", DEFAULT_ROOTS.sounds),
+        Setting("voicemail_dir", "PBX_VOICEMAIL_DIR", DEFAULT_ROOTS.voicemail),
     )
 }
 
@@ -192,3 +196,10 @@ def parse_credentials(text: str | None, name: str = "xml_curl_auth") -> tuple[st
     if not sep or not user or not password:
         raise SettingsError(f"{name} must look like USER:PASSWORD")
     return user, password
+
+
+def audio_roots(cfg: ResolvedSettings) -> AudioRoots:
+    """The switches' audio directories (``SettingsError`` for a path that is not plain)."""
+    return AudioRoots.checked(
+        str(cfg["recordings_dir"]), str(cfg["sounds_dir"]), str(cfg["voicemail_dir"])
+    )

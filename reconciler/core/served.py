@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
 from reconciler.core.model import PUBLIC_CONTEXT, Queue, State, TenantState, fs_name
 from specs_schema import shapes
 
@@ -52,7 +53,9 @@ def managed_domains(state: State) -> frozenset[str]:
     return frozenset(ts.tenant.domain.lower() for ts in state.values())
 
 
-def served_queue_params(queue: Queue, tenant_id: str, domain: str) -> dict[str, str]:
+def served_queue_params(
+    queue: Queue, tenant_id: str, domain: str, roots: AudioRoots = DEFAULT_ROOTS
+) -> dict[str, str]:
     """A queue's params as FreeSWITCH gets them (callcenter.conf's dash names), the one rule
     for what is served and what a switch's listing is compared with: sounds resolved into
     the tenant's own storage, the record template into its own recordings with only our
@@ -61,9 +64,9 @@ def served_queue_params(queue: Queue, tenant_id: str, domain: str) -> dict[str, 
     params = queue.callcenter_params()
     for key in ("moh-sound", "announce-sound"):
         if key in params:
-            params[key] = shapes.sound_path(params[key], tenant_id)
+            params[key] = shapes.sound_path(params[key], tenant_id, roots.sounds)
     if "record-template" in params:
         params["record-template"] = shapes.record_template_path(
-            params["record-template"], tenant_id, fs_name(queue.name, domain)
+            params["record-template"], tenant_id, fs_name(queue.name, domain), roots.recordings
         )
     return params

@@ -10,7 +10,8 @@ the portal, each in one place.
 * **Storage.** A box lives in ``<voicemail root>/<tenant id>/<extension>/``: keyed by the
   tenant id, never the domain, so two tenants cannot collide and a domain change keeps the
   messages. The root is the node's (``pbx node-config --voicemail-dir``), reaching the
-  directory as the global ``$${pbx_voicemail_dir}`` its ``vars.xml`` sets.
+  directory as the global ``$${pbx_voicemail_dir}`` its ``vars.xml`` sets; the daemon's
+  ``PBX_VOICEMAIL_DIR`` (``core.audio_roots``, same default) must name the same place.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ CHECK_PROFILE = "default"
 """The profile checks (``*97``/``*98``) and the ``vm_*`` API name."""
 ROOT_VARIABLE = "pbx_voicemail_dir"
 """The FreeSWITCH global holding the node's voicemail root."""
-DEFAULT_ROOT = "/var/lib/pbx/voicemail"
 
 OWN = "own"
 ANY = "any"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import platformdirs
 
+from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
 from reconciler.switch import NodeSpec
 from reconciler.web import PortalConfig
 
@@ -69,6 +70,7 @@ class DaemonConfig:
     cdr_spool_dirs: tuple[Path, ...] = ()  # nodes' mod_xml_cdr err-log-dirs on this host
     cdr_collect_interval: float = 5.0
     retention_interval: float = 3600.0  # call history retention rounds (leader only)
+    audio_roots: AudioRoots = DEFAULT_ROOTS  # where switches keep each tenant's audio
 
     @property
     def generation_path(self) -> Path:

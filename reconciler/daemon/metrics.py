@@ -129,6 +129,12 @@ class Metrics:
             ["tenant"],
             registry=r,
         )
+        self.audio_pruned = Counter(
+            "pbx_audio_pruned_total",
+            "Audio files deleted because they were older than their tenant's retention.",
+            ["kind"],
+            registry=r,
+        )
 
     def _declare_snapshot_metrics(self, r: CollectorRegistry) -> None:
         """The served snapshot: its age, size and whether it survives a restart."""

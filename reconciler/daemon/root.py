@@ -21,6 +21,7 @@ from typing import Any
 from reconciler.core.backoff import Backoff
 from reconciler.core.logs import event, register_secret
 from reconciler.core.served import served_tenants
+from reconciler.daemon.audio import AudioUpkeep
 from reconciler.daemon.cdr import CdrIntake, cdr_handler, run_collector
 from reconciler.daemon.config import DaemonConfig
 from reconciler.daemon.database import DatabaseLink
@@ -49,7 +50,7 @@ class Daemon:
         self.metrics = Metrics()
         self.templates = load_templates(config.templates_dir)
         self.triggers = Triggers(interval=config.interval)
-        self.live = SwitchLink(config.nodes, self.metrics)
+        self.live = SwitchLink(config.nodes, self.metrics, config.audio_roots)
         self.status = StatusBoard()
         self.database = DatabaseLink(
             config,
@@ -63,8 +64,11 @@ class Daemon:
             self.metrics,
             fingerprint=self.database.fingerprint,
             probe=self.database.probe_identity,
+            roots=config.audio_roots,
         )
         self.portal = PortalLink(config.portal, self.live, lambda: self.database.dsn)
+        self.audio = AudioUpkeep(config.specs_dir, config.audio_roots, self.metrics)
+        self.live.presence.on_answered(self.audio.answered)
         self.loop = PassLoop(
             triggers=self.triggers,
             snapshot=self.served,
@@ -75,8 +79,8 @@ class Daemon:
             database_up=lambda: self.database.up,
             retry=Backoff(base=config.retry_base, cap=config.retry_cap, floor=config.retry_base),
             hooks=PassHooks(
-                leader_done=lambda r: self.portal.revoke(self.database.store, r),
-                settled=lambda: self.portal.follow(self.loop.reconciler, self.status),
+                leader_done=self._leader_done,
+                settled=self._settled,
             ),
         )
         self.loop.settle_seconds = max(0.2, 2 * config.debounce_ms / 1000)
@@ -146,6 +150,7 @@ class Daemon:
             reconciler=self.loop.reconciler,
             nodes=self.live.status(),
         )
+        payload["audio"] = self.audio.status()
         workers = self.http.describe_workers()
         if workers is not None:
             payload["xml_curl_workers"] = workers
@@ -164,6 +169,14 @@ class Daemon:
             by_domain = served_tenants(applied).by_domain
             self._domains = (view, {domain: ts.tenant.id for domain, ts in by_domain.items()})
         return self._domains[1]
+
+    def _leader_done(self, reconciler: Reconciler) -> None:
+        self.portal.revoke(self.database.store, reconciler)
+        self.audio.prune(self.database.store, reconciler)
+
+    def _settled(self) -> None:
+        self.portal.follow(self.loop.reconciler, self.status)
+        self.audio.after_pass(self.loop.reconciler)
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
 from reconciler.core.identity import DatabaseIdentity
 from reconciler.core.logs import event
 from reconciler.daemon.metrics import Metrics
@@ -52,8 +53,10 @@ class ServedSnapshot:
         *,
         fingerprint: str,
         probe: IdentityProbe,
+        roots: AudioRoots = DEFAULT_ROOTS,
     ) -> None:
         self.path = path  # the generation file
+        self._roots = roots
         self._metrics = metrics
         self._fingerprint = fingerprint
         self._probe = probe
@@ -134,7 +137,12 @@ class ServedSnapshot:
         snapshot = await asyncio.to_thread(
             # frozen: kept out of the cyclic GC, whose passes over 100k objects stall the loop
             lambda: build_snapshot(
-                state, hashes, voicemail_hashes=pins, generation=generation, freeze=True
+                state,
+                hashes,
+                voicemail_hashes=pins,
+                generation=generation,
+                freeze=True,
+                roots=self._roots,
             )
         )
         self._swap(snapshot, source="database")

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
 from reconciler.daemon.metrics import Metrics
 from reconciler.reconcile import AppliedState
 from reconciler.switch import (
@@ -29,8 +30,11 @@ class SwitchLink:
     engines (``Runs.LEADER``: given a desired state only while this daemon leads) and the
     presence cache (``Runs.EVERY_DAEMON``: each daemon serves its own portal)."""
 
-    def __init__(self, nodes: Sequence[NodeSpec], metrics: Metrics) -> None:
+    def __init__(
+        self, nodes: Sequence[NodeSpec], metrics: Metrics, roots: AudioRoots = DEFAULT_ROOTS
+    ) -> None:
         self._metrics = metrics
+        self._roots = roots
         self.sessions = tuple(NodeSession(spec) for spec in nodes)
         self.callcenter = CallcenterEngines(self.sessions, on_report=self._observe)
         self.presence = PresenceCache(self.sessions)
@@ -49,7 +53,7 @@ class SwitchLink:
         loop: seconds at 1,000 tenants) and tell the presence cache which queues to read."""
         if not self.callcenter.nodes:
             return
-        self._desired = await asyncio.to_thread(desired_live, dict(applied.state))
+        self._desired = await asyncio.to_thread(desired_live, dict(applied.state), self._roots)
         self.presence.set_managed(self._desired)
 
     async def push(self, applied: AppliedState) -> None:

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
+from reconciler.core.audio_roots import VOICEMAIL_ROOT
+
 SERVED_PATH = "/freeswitch/xml"
 CDR_PATH = "/freeswitch/cdr"
 # Relative to FreeSWITCH's log directory (mod_xml_cdr's own rule for a relative err-log-dir).
@@ -37,9 +39,6 @@ DEFAULT_WSS_PORT = 7443
 _DIR_VARIABLES = ("$${certs_dir}", "$${conf_dir}", "$${base_dir}")
 _PEM_CERT = "-----BEGIN CERTIFICATE-----"
 _PEM_KEY = re.compile(r"-----BEGIN (RSA |EC )?PRIVATE KEY-----")
-DEFAULT_VOICEMAIL_DIR = "/var/lib/pbx/voicemail"
-"""Where boxes live (``<dir>/<tenant id>/<extension>/``); the daemon's ``--voicemail-dir``
-has the same default (``reconciler.core.voicemail.DEFAULT_ROOT``)."""
 WELL_KNOWN_ESL_PASSWORD = "ClueCon"  # noqa: S105 -- the default we refuse, not a credential
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -87,7 +86,7 @@ class NodeSettings:
     cdr_url: str | None = None
     # Where mod_xml_cdr writes a record it could not post (collected by `pbx run --cdr-spool-dir`).
     cdr_err_dir: str = DEFAULT_CDR_ERR_DIR
-    voicemail_dir: str = DEFAULT_VOICEMAIL_DIR
+    voicemail_dir: str = VOICEMAIL_ROOT
 
     @property
     def tls(self) -> bool:

@@ -70,7 +70,11 @@ from reconciler.serve.snapshot import (
 )
 
 GENERATION_FORMAT = "pbx-reconciler/generation"
-GENERATION_VERSION = 1
+# 3: a user row's voicemail fields then its recording paths. A version-1 file (rows
+# without either) still decodes: every later field has a default. Version 2 (recording
+# paths right after the agents) never reached main and is not read.
+GENERATION_VERSION = 3
+_READABLE_VERSIONS = frozenset({1, GENERATION_VERSION})
 GENERATION_FILE = "xmlcurl.generation"
 _SLOT = struct.Struct("<QII")
 _SEP = "\x00"
@@ -223,7 +227,7 @@ def _parse_header(head: bytes, path: object) -> GenerationHeader:
         raise SnapshotError(f"{path} is not a pbx-reconciler generation") from exc
     if not isinstance(data, dict) or data.get("format") != GENERATION_FORMAT:
         raise SnapshotError(f"{path} is not a pbx-reconciler generation")
-    if data.get("version") != GENERATION_VERSION:
+    if data.get("version") not in _READABLE_VERSIONS:
         raise SnapshotError(f"{path}: unsupported generation version {data.get('version')!r}")
     return _header_from(data, path)
 

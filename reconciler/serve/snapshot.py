@@ -25,6 +25,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
+from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
 from reconciler.core.gcpause import gc_paused
 from reconciler.core.model import (
     Queue,
@@ -34,6 +35,7 @@ from reconciler.core.model import (
     fs_name,
     user_contact_extension,
 )
+from reconciler.core.recording_names import extension_recording
 from reconciler.core.served import served_queue_params, served_tenants
 from reconciler.core.voicemail import VOICEMAIL_ROUTES, tenant_storage, voicemail_profile
 from reconciler.serve.inert import shown, text_clean, text_problem, token_clean, token_problem
@@ -74,6 +76,10 @@ class DirectoryUser(NamedTuple):
     voicemail_profile: str = ""  # mod_voicemail profile taking its messages; "": no box
     vm_a1_hash: str = ""  # md5("<number>:<domain>:<PIN>"): mod_voicemail's PIN check
     vm_pin_on_own_phone: bool = True  # *97 from this extension asks the PIN
+    # where its calls are recorded (``core.recording_names``), "" when they are not: the
+    # call it answers, the call it makes
+    record_inbound: str = ""
+    record_outbound: str = ""
 
     @property
     def voicemail(self) -> bool:
@@ -217,14 +223,16 @@ def build_snapshot(
     voicemail_hashes: Mapping[tuple[str, str], str] | None = None,
     generation: str = "",
     freeze: bool = False,
+    roots: AudioRoots = DEFAULT_ROOTS,
 ) -> Snapshot:
     """The served view of ``state``. Pure; a tenant whose domain clashes with another's, a
     DID claimed twice and any record with a string FreeSWITCH would interpret are left out
     (fail closed) and listed in ``problems``.
 
-    ``freeze=True`` is for the serving process: see ``reconciler.core.gcpause``."""
+    ``freeze=True`` is for the serving process: see ``reconciler.core.gcpause``. ``roots``
+    are where the switch keeps each tenant's audio (a setting of the daemon)."""
     with gc_paused(freeze):
-        return _build(state, _Digests(a1_hashes, voicemail_hashes or {}), generation)
+        return _build(state, _Digests(a1_hashes, voicemail_hashes or {}), generation, roots)
 
 
 def declares_users(state: State) -> bool:
@@ -244,7 +252,7 @@ class _Digests(NamedTuple):
     voicemail: Mapping[tuple[str, str], str]
 
 
-def _build(state: State, digests: _Digests, generation: str) -> Snapshot:
+def _build(state: State, digests: _Digests, generation: str, roots: AudioRoots) -> Snapshot:
     served = served_tenants(state)
     problems: list[str] = list(served.problems)
 
@@ -257,7 +265,7 @@ def _build(state: State, digests: _Digests, generation: str) -> Snapshot:
             problems.append(f"tenant {tenant_state.tenant.id}: {problem}: not served")
             continue
         served_tenant, tenant_queues, tenant_dids = _serve_tenant(
-            tenant_state, domain, digests, problems
+            tenant_state, domain, digests, problems, roots
         )
         tenants[domain] = served_tenant
         queues.update(tenant_queues)
@@ -309,13 +317,14 @@ def _serve_tenant(
     domain: str,
     digests: _Digests,
     problems: list[str],
+    roots: AudioRoots,
 ) -> tuple[ServedTenant, dict[str, QueueConfig], list[DidRoute]]:
     tenant = ts.tenant
     agents_on = _agents_by_extension(ts, domain, problems)
     users: dict[str, DirectoryUser] = {}
     routes: dict[str, Route] = {}
     for number in ts.extensions:
-        user = _serve_user(ts, number, digests, agents_on, problems)
+        user = _serve_user(ts, number, digests, agents_on, problems, roots)
         if user is not None:
             users[number] = user
             routes[number] = Route(
@@ -325,7 +334,7 @@ def _serve_tenant(
     tenant_queues: dict[str, QueueConfig] = {}
     queue_numbers: dict[str, str] = {}
     for queue in sorted(ts.queues.values(), key=lambda q: q.name):
-        config = _serve_queue(queue, tenant.id, domain, problems)
+        config = _serve_queue(queue, tenant.id, domain, problems, roots)
         if config is None:
             continue
         tenant_queues[config.name] = config
@@ -374,6 +383,7 @@ def _serve_user(
     digests: _Digests,
     agents_on: Mapping[str, list[str]],
     problems: list[str],
+    roots: AudioRoots = DEFAULT_ROOTS,
 ) -> DirectoryUser | None:
     """The directory entry of one extension, or None when it must not be served."""
     ext = ts.extensions[number]
@@ -415,6 +425,19 @@ def _serve_user(
         profile,
         vm_a1_hash,
         ext.voicemail_pin_on_own_phone,
+        *_record_paths(ext.record, tenant_id, number, roots),
+    )
+
+
+def _record_paths(record: str, tenant_id: str, number: str, roots: AudioRoots) -> tuple[str, str]:
+    """The inbound and outbound recording paths of an extension ("" when not recorded):
+    a checked root, the tenant id, digits and FreeSWITCH's own date and uuid only."""
+    base = f"{roots.recordings}/{tenant_id}"
+    inbound = record in ("inbound", "all")
+    outbound = record in ("outbound", "all")
+    return (
+        f"{base}/{extension_recording(number, 'inbound')}" if inbound else "",
+        f"{base}/{extension_recording(number, 'outbound')}" if outbound else "",
     )
 
 
@@ -424,7 +447,7 @@ def _field_problem(name: str, value: str, check: Callable[[str], str | None]) ->
 
 
 def _serve_queue(
-    queue: Queue, tenant_id: str, domain: str, problems: list[str]
+    queue: Queue, tenant_id: str, domain: str, problems: list[str], roots: AudioRoots
 ) -> QueueConfig | None:
     """callcenter.conf's view of one queue, or None (with a problem) when a name or param
     may not be served."""
@@ -434,7 +457,7 @@ def _serve_queue(
     )
     params: tuple[tuple[str, str], ...] = ()
     if problem is None:
-        params, problem = _queue_params(queue, tenant_id, domain)
+        params, problem = _queue_params(queue, tenant_id, domain, roots)
     if problem is not None:
         problems.append(f"tenant {tenant_id}: queue {shown(queue.name)}: {problem}: not served")
         return None
@@ -442,13 +465,13 @@ def _serve_queue(
 
 
 def _queue_params(
-    queue: Queue, tenant_id: str, domain: str
+    queue: Queue, tenant_id: str, domain: str, roots: AudioRoots
 ) -> tuple[tuple[tuple[str, str], ...], str | None]:
     """Served params (``core.served.served_queue_params``), or the first problem. The
     record template is the one value holding ``${``: only the fixed expansions the shared
     rule wrote, so it is checked with those taken out."""
     try:
-        rendered = served_queue_params(queue, tenant_id, domain)
+        rendered = served_queue_params(queue, tenant_id, domain, roots)
     except ValueError as exc:
         return (), str(exc)
     params: list[tuple[str, str]] = []

@@ -116,9 +116,11 @@ def dialplan_context(
     status_arg: str = "",
     box: str = "",
     check_pin: bool = True,
+    record_paths: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Every variable dialplan.xml.j2 may use (all present: the environment is strict)."""
     return {
+        "record_paths": record_paths,
         "context_name": context_name,
         "kind": kind,
         "expression": expression,

@@ -242,7 +242,12 @@ def _dialplan(snapshot: Lookups, form: Mapping[str, str], templates: Templates) 
         return _voicemail_check(snapshot, form, templates, context, tenant, route)
     if route.kind is not RouteKind.FEATURE:
         values = dialplan_context(
-            context, route.kind.value, expression=expression, tenant=tenant, route=route
+            context,
+            route.kind.value,
+            expression=expression,
+            tenant=tenant,
+            route=route,
+            record_paths=_record_paths(snapshot, form, tenant, route),
         )
         return _dialplan_answer(templates, values, Result.FOUND)
     agents = _calling_agents(snapshot, form, tenant.domain)
@@ -320,6 +325,23 @@ def _caller(snapshot: Lookups, form: Mapping[str, str], domain: str) -> Director
         return None
     found = snapshot.user(user_domain, user_name)
     return found[1] if found is not None else None
+
+
+def _record_paths(
+    snapshot: Lookups, form: Mapping[str, str], tenant: ServedTenant, route: Route
+) -> tuple[str, ...]:
+    """Where this call is recorded: as the call the dialled extension answers (its
+    ``record: inbound|all``) and as the call the authenticated caller makes (``outbound|
+    all``). Paths were built when the snapshot was (``snapshot._record_paths``)."""
+    paths: list[str] = []
+    if route.kind is RouteKind.EXTENSION:
+        callee = snapshot.user(tenant.domain, route.target)
+        if callee is not None and callee[1].record_inbound:
+            paths.append(callee[1].record_inbound)
+    caller = _caller(snapshot, form, tenant.domain)
+    if caller is not None and caller.record_outbound:
+        paths.append(caller.record_outbound)
+    return tuple(paths)
 
 
 def _exact(number: str) -> str:

@@ -34,7 +34,7 @@ async def watch_spec_dir(
             continue
         try:
             async for _changes in awatch(
-                directory, debounce=debounce_ms, step=50, stop_event=stop, recursive=False
+                directory, debounce=debounce_ms, step=50, stop_event=stop, recursive=True
             ):
                 on_change()
         except (OSError, RuntimeError) as exc:

@@ -426,6 +426,14 @@ CREATE INDEX calls_to_ext ON {schema}.calls (to_extension, started_at DESC) WHER
 CREATE INDEX calls_agent ON {schema}.calls (agent, started_at DESC) WHERE leg = 'a';
 """),
     ),
+    Migration(
+        5,
+        "an extension's call recording: inbound, outbound, all or none",
+        sql.SQL("""
+ALTER TABLE {schema}.extensions ADD COLUMN record varchar(8) NOT NULL DEFAULT 'none'
+    CHECK (record IN ('inbound', 'outbound', 'all', 'none'));
+"""),
+    ),
 )
 
 CONTROL_VERSION = CONTROL_MIGRATIONS[-1].version

@@ -9,6 +9,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
 from reconciler.web.mail import MailSettings
 from reconciler.web.wss import parse_wss_urls
 
@@ -67,6 +68,7 @@ class PortalConfig:
     sip_port: int = 5060  # UDP and TCP
     sip_tls_port: int = 5061
     service_level: float = 20.0  # wallboards: answered within this many seconds
+    audio_roots: AudioRoots = DEFAULT_ROOTS  # where recordings, sounds, voicemail are read
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.public_url)

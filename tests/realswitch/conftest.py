@@ -13,6 +13,7 @@ xml_curl) find it up, as the systemd unit orders them in production.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -48,6 +49,7 @@ from tests.selfsigned import CertFiles, self_signed
 
 ACME = "acme.example.com"
 GLOBEX = "globex.example.com"
+ADMIN = "admin@acme.example.com"
 XML_CURL_AUTH = "freeswitch:realswitch-xml-curl-Secret"
 ESL_PASSWORD = "realswitch-esl-Secret"
 # Short enough that a hand-made drift is repaired within the test's wait, long enough that
@@ -80,10 +82,14 @@ extensions:
     call_timeout: 5
     voicemail: {{enabled: true, max_message_seconds: 60}}
   - {{number: "1008", name: Voicemail caller}}
+  - {{number: "1030", name: Recorded agent phone}}
+users:
+  - {{email: {ADMIN}, name: Acme Admin, role: admin}}
 agents:
   - {{name: alice, extension: "1004", initial_status: Available}}
   - {{name: dora, extension: "1006"}}
   - {{name: wendy, extension: "1014", initial_status: Available}}
+  - {{name: rita, extension: "1030", initial_status: Available}}
 queues:
   - name: support
     number: "7000"
@@ -97,6 +103,12 @@ queues:
     number: "7002"
     tiers:
       - {{agent: wendy, level: 1, position: 1}}
+  - name: recorded
+    number: "7003"
+    record_template: recorded/{{date}}/{{uuid}}.wav
+    moh_sound: tenant:moh/hold.wav
+    tiers:
+      - {{agent: rita, level: 1, position: 1}}
 inbound_numbers:
   - number: "+14155550100"
     destination: {{extension: "1005"}}
@@ -313,6 +325,17 @@ def _daemon_command(
     ]  # fmt: skip
 
 
+def _hold_music(path: Path) -> None:
+    """A tenant's own sound in git: one second of a 440 Hz tone, 8 kHz mono 16-bit PCM."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        tone = (int(8000 * math.sin(2 * math.pi * 440 * n / 8000)) for n in range(8000))
+        out.writeframes(b"".join(sample.to_bytes(2, "little", signed=True) for sample in tone))
+
+
 def _first_pass_done(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as response:
@@ -333,6 +356,7 @@ def node(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     tenants_dir.mkdir()
     for name, text in TENANTS.items():
         (tenants_dir / name).write_text(text)
+    _hold_music(tenants_dir / "acme" / "sounds" / "moh" / "hold.wav")
     ports = _pick_ports()
     cert = self_signed(workdir / "pki")
     status_port = free_port() if XML_CURL_WORKERS else ports.xml_curl
@@ -340,6 +364,9 @@ def node(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     _silent_prompts(workdir / "fs" / "sounds")
     with fresh_database(pg_server_dsn, prefix="pbx_realswitch") as dsn:
         env = {**os.environ, "PBX_DATABASE_URL": dsn, "PBX_LOG_FORMAT": "text"}
+        # the switch and the daemon share these (the one-host shape), moved into the workdir
+        env["PBX_RECORDINGS_DIR"] = str(workdir / "recordings")
+        env["PBX_SOUNDS_DIR"] = str(workdir / "sounds")
         env.pop("PBX_FREESWITCH", None)
         node = Node(
             ports, Esl(ports.esl, ESL_PASSWORD), workdir, env, tenants_dir,

@@ -60,7 +60,11 @@ def phone(
 ) -> Iterator[Sipp]:
     """``extension`` registered on a sipp UAS (answers, talks ``pause_ms``, hangs up; or
     ``uas_busy.xml``: 486), unregistered afterwards."""
-    uas = node.sipp(f"hist-{extension}", scenario, target=None, extra=["-d", str(pause_ms)])
+    # -m 5: the switch's message-waiting NOTIFY at registration (mod_voicemail answers every
+    # account's query) is answered by sipp's -aa and counts as a call of its own
+    uas = node.sipp(
+        f"hist-{extension}", scenario, target=None, extra=["-d", str(pause_ms), "-m", "5"]
+    )
     uas.start().wait_listening()
     secret = node.credentials("acme", extension)["password"]
     try:

@@ -5,14 +5,23 @@ wire, mod_callcenter's own lists); waits poll with generous limits, nothing is t
 from __future__ import annotations
 
 import contextlib
+import json
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
+from http.cookiejar import CookieJar
+from types import SimpleNamespace
 
 import pytest
 
-from tests.realswitch.conftest import ACME, GLOBEX, Node
+from reconciler.core.desired import tenant_state_from_spec
+from specs_schema.load import load_specs
+from tests.fakes.portal import PASSWORD
+from tests.realswitch.conftest import ACME, ADMIN, GLOBEX, Node
 from tests.realswitch.processes import wait_for
 from tests.realswitch.sipp import Sipp
 from tests.realswitch.switch import missing_reason
+from tests.web.support import csrf_of, make_account
 
 CARRIER = "carrier.example.net"
 
@@ -219,3 +228,61 @@ def test_agent_deleted_by_hand_is_restored_by_the_drift_check(node: Node) -> Non
              and tier_row in node.esl.try_api(f"callcenter_config queue list tiers backoffice@{ACME}"),
              "agent dora and its tier restored by the daemon", timeout=45,
              detail=node.logs)  # fmt: skip
+
+
+# --- 6. audio: recordings and the tenant's own sounds -----------------------------------
+
+
+def _portal_session(node: Node, email: str) -> tuple[urllib.request.OpenerDirector, str]:
+    """An activated account (through a real invitation) logged in through the form."""
+    spec = load_specs([node.tenants_dir]).tenants["acme"].spec
+    people = SimpleNamespace(state={"acme": tenant_state_from_spec(spec)}, admins={})
+    make_account(node.env["PBX_DATABASE_URL"], people, email)  # type: ignore[arg-type]
+    base = f"http://127.0.0.1:{node.ports.portal}"
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    with opener.open(f"{base}/login", timeout=10) as page:
+        csrf = csrf_of(page.read().decode())
+    form = urllib.parse.urlencode(
+        {"csrf": csrf, "email": email, "password": PASSWORD, "code": ""}
+    ).encode()
+    with opener.open(f"{base}/login", data=form, timeout=30) as answer:
+        assert answer.status == 200
+    return opener, base
+
+
+def test_a_queue_call_is_recorded_and_the_admin_lists_and_plays_it(node: Node) -> None:
+    wait_for(lambda: _listed(node, "callcenter_config agent list", f"rita@{ACME}"),
+             "agent rita loaded", detail=node.logs)  # fmt: skip
+    # the tenant's hold music from git, copied where the queue's moh-sound points
+    copied = node.workdir / "sounds" / "acme" / "moh" / "hold.wav"
+    wait_for(copied.is_file, "tenant:moh/hold.wav copied into the sounds root", detail=node.logs)
+    git_copy = node.tenants_dir / "acme" / "sounds" / "moh" / "hold.wav"
+    assert copied.read_bytes() == git_copy.read_bytes()
+    with registered_phone(node, "acme", ACME, "1030") as agent_phone:
+        caller = call(node, "call-queue-7003", "1002", "7003")
+        agent_phone.wait_for_invite()
+        caller.wait()
+        assert caller.final_status("INVITE") == 200, caller.describe() + node.logs()
+    recordings = node.workdir / "recordings" / "acme"
+    wait_for(lambda: list(recordings.rglob("*.wav")), "the queue call's recording",
+             detail=node.logs)  # fmt: skip
+    (recording,) = recordings.rglob("*.wav")
+    path = recording.relative_to(recordings).as_posix()
+    assert path.startswith("recorded/"), path
+    # who answered: the note the daemon wrote from mod_callcenter's bridge-agent-start
+    note = recordings / ".answered" / f"{recording.stem}.rita"
+    wait_for(note.is_file, "the answered note of the recorded call", detail=node.logs)
+    assert json.loads(note.read_text()) == {"agent": "rita", "queue": "recorded"}
+
+    opener, base = _portal_session(node, ADMIN)
+    api = f"{base}/api/v1/tenants/acme/recordings"
+    with opener.open(f"{api}?agent=rita", timeout=30) as answer:
+        listed = json.loads(answer.read())
+    assert [r["path"] for r in listed["recordings"]] == [path]
+    item = listed["recordings"][0]
+    assert (item["queue"], item["agent"]) == ("recorded", "rita")
+    ranged = urllib.request.Request(base + item["url"], headers={"Range": "bytes=0-3"})
+    with opener.open(ranged, timeout=30) as audio:
+        assert audio.status == 206
+        assert audio.read() == b"RIFF"
+        assert audio.headers["Content-Type"] == "audio/wav"

@@ -115,7 +115,7 @@ def test_file_records_identity_and_counts_but_no_secret(snapshot: Snapshot, path
     raw = path.read_bytes()
     header = json.loads(raw.split(b"\n", 1)[0])
     assert header["format"] == "pbx-reconciler/generation"
-    assert header["version"] == 1
+    assert header["version"] == 3
     assert header["identity"] == IDENTITY.as_dict()
     assert header["counts"] == snapshot.counts()
     assert b"S3cret" not in raw  # neither the DSN's password nor a SIP password
@@ -184,6 +184,7 @@ def test_unreachable_database_with_another_dsn_gets_a_mismatch(
         b"[]",
         b'{"format": "something-else", "version": 2}',
         b'{"format": "pbx-reconciler/generation", "version": 99}',
+        b'{"format": "pbx-reconciler/generation", "version": 2}',
         b'{"format": "pbx-reconciler/generation", "version": 1}',
         b'{"format": "pbx-reconciler/snapshot", "version": 2, "identity": {}}\n[]',
     ],
@@ -193,6 +194,7 @@ def test_unreachable_database_with_another_dsn_gets_a_mismatch(
         "not-object",
         "other-format",
         "future-version",
+        "recordings-only-rows",
         "no-identity",
         "snapshot-json",
     ],

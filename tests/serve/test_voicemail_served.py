@@ -13,7 +13,7 @@ from reconciler.core.desired import tenant_state_from_spec
 from reconciler.serve.snapshot import Snapshot, build_snapshot
 from reconciler.serve.templating import Templates, load_templates
 from reconciler.serve.xmlcurl import answer
-from specs_schema.models import TenantSpec
+from specs_schema.models import RecordMode, TenantSpec
 from specs_schema.rules import tenant_findings
 
 DOMAIN = "vm.example.com"
@@ -137,6 +137,27 @@ def test_an_unanswered_call_goes_to_the_box_of_its_length(
         **{"Hunt-Destination-Number": "103"},
     )  # fmt: skip
     assert not any(app == "voicemail" for app, _ in _actions(plain))
+
+
+def test_a_recorded_extension_with_a_box_records_the_call_but_not_the_message(
+    templates: Templates,
+) -> None:
+    """record_session before the bridge; on fail-over each recording is stopped before the
+    box answers, so a message never lands among the call recordings too."""
+    spec = _spec().model_copy(deep=True)
+    spec.extensions[1] = spec.extensions[1].model_copy(update={"record": RecordMode.INBOUND})
+    state = {"vm": tenant_state_from_spec(spec)}
+    sip = {("vm", n): f"{n[-1]}" * 32 for n in ("101", "102", "103")}
+    built = build_snapshot(state, sip, voicemail_hashes={("vm", "102"): "b" * 32})
+    _, root = _ask(
+        built, templates, section="dialplan", **{"Hunt-Context": DOMAIN},
+        **{"Hunt-Destination-Number": "102"},
+    )  # fmt: skip
+    apps = [app for app, _ in _actions(root)]
+    assert apps.index("record_session") < apps.index("bridge")
+    assert apps.index("bridge") < apps.index("stop_record_session") < apps.index("voicemail")
+    [(_, recorded)] = [a for a in _actions(root) if a[0] == "record_session"]
+    assert ("stop_record_session", recorded) in _actions(root)
 
 
 def _dial(snapshot: Snapshot, templates: Templates, code: str, caller: str | None) -> Any:

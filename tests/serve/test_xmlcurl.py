@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.core.audio_roots import AudioRoots
 from reconciler.core.identity import DatabaseIdentity
 from reconciler.core.switch_args import quote_arg
 from reconciler.serve.generation import open_generation, write_generation
@@ -780,3 +781,49 @@ def test_override_with_a_syntax_error_fails_at_load(tmp_path: Path) -> None:
 def test_missing_override_directory_fails_at_load(tmp_path: Path) -> None:
     with pytest.raises(TemplateLoadError):
         load_templates(tmp_path / "nope")
+
+
+# --- per-extension call recording ------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=SERVED_FROM)
+def recording_snapshot(request, state, tmp_path_factory):
+    """acme's 1001 records what it makes, 1003 what it answers; recordings moved."""
+    acme = state["acme"]
+    exts = dict(acme.extensions)
+    exts["1001"] = dataclasses.replace(exts["1001"], record="outbound")
+    exts["1003"] = dataclasses.replace(exts["1003"], record="inbound")
+    moved = {**state, "acme": dataclasses.replace(acme, extensions=exts)}
+    roots = AudioRoots(recordings="/srv/rec")
+    built = build_snapshot(moved, a1_hashes_for(state), generation="rec", roots=roots)
+    return served_from(request.param, built, tmp_path_factory.mktemp("gen"))
+
+
+def _recorded(root) -> list[str | None]:
+    return [data for app, data in actions(root) if app == "record_session"]
+
+
+def test_a_call_is_recorded_for_the_callee_and_the_caller_that_declare_it(
+    recording_snapshot, templates
+) -> None:
+    _, root = ask(recording_snapshot, templates, dialplan_body("1003", user="1001"))
+    base = "/srv/rec/acme/extensions"
+    day = "${strftime(%Y-%m-%d)}"
+    assert _recorded(root) == [
+        f"{base}/1003/{day}/${{uuid}}.in.wav",
+        f"{base}/1001/{day}/${{uuid}}.out.wav",
+    ]
+    names = [app for app, _ in actions(root)]
+    assert names.index("record_session") < names.index("bridge")
+
+
+def test_no_recording_unless_declared_and_never_from_the_request(
+    recording_snapshot, templates
+) -> None:
+    _, root = ask(recording_snapshot, templates, dialplan_body("1001", user="1003"))
+    assert _recorded(root) == []  # 1001 records only what it makes; 1003 only what it answers
+    # a caller of another domain claiming to be 1001 is not 1001 of acme
+    _, root = ask(
+        recording_snapshot, templates, dialplan_body("1002", user="1001", domain="x.example")
+    )
+    assert _recorded(root) == []

@@ -17,6 +17,7 @@ from reconciler.core.desired import tenant_state_from_spec
 from specs_schema.load import load_specs
 from specs_schema.models import TenantSpec
 from tests import strategies
+from tests.specs_schema.test_tenant_sounds import make_wav
 
 # The gateway of the one gateway contact tests/strategies.py draws.
 PLATFORM = "gateways:\n  - {name: out}\n"
@@ -52,6 +53,8 @@ def load_text(files: dict[str, str]) -> Any:
         Path(tmp, "_platform.yaml").write_text(PLATFORM)
         for name, text in files.items():
             Path(tmp, name).write_text(text, encoding="utf-8")
+            # the strategies' one tenant sound (tenant:hold.wav) exists in git beside the spec
+            make_wav(Path(tmp, name.removesuffix(".yaml"), "sounds", "hold.wav"))
         return load_specs([Path(tmp)]), tmp
 
 

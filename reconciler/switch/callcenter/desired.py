@@ -15,6 +15,7 @@ import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
+from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
 from reconciler.core.model import State, fs_name
 from reconciler.core.served import served_queue_params, served_tenants
 from reconciler.switch.callcenter.listings import QUEUE_LISTED_PARAMS
@@ -76,7 +77,7 @@ def queue_digest(params: Mapping[str, str]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def desired_live(state: State) -> DesiredLive:
+def desired_live(state: State, roots: AudioRoots = DEFAULT_ROOTS) -> DesiredLive:
     """What every switch should hold: the queues, agents and tiers of served tenants.
 
     Served means what the snapshot serves (``served_tenants``): pushing anything else would
@@ -101,7 +102,7 @@ def desired_live(state: State) -> DesiredLive:
         for q in tenant_state.queues.values():
             name = fs_name(q.name, domain)
             try:  # as callcenter.conf serves it; a queue it cannot serve is not pushed
-                params = served_queue_params(q, tenant_state.tenant.id, domain)
+                params = served_queue_params(q, tenant_state.tenant.id, domain, roots)
             except ValueError:
                 continue
             queues[name] = DesiredQueue(name=name, params=params)

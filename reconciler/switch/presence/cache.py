@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -128,6 +128,9 @@ class PresenceEngine:
         self._full_read_due = False
         self._wake = asyncio.Event()
         self._client: EslClient | None = None
+        self.on_answered: Callable[[Mapping[str, str]], None] | None = None
+        """Told each ``bridge-agent-start`` at once (who answered a queue call: the note
+        beside its recording, ``daemon/audio.py``)."""
         self.reads = 0
         session.add(self)
 
@@ -159,6 +162,8 @@ class PresenceEngine:
         return StatusResult(self.name, ok=ok, error=None if ok else reply or "(empty reply)")
 
     def on_event(self, event: EslEvent) -> None:
+        if self.on_answered is not None and event.get("CC-Action") == "bridge-agent-start":
+            self.on_answered(event.headers)
         if self._held is not None:
             self._held.append(event)
             return
@@ -292,6 +297,11 @@ class PresenceCache:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+    def on_answered(self, callback: Callable[[Mapping[str, str]], None]) -> None:
+        """``callback`` hears every node's ``bridge-agent-start`` (on the event loop)."""
+        for node in self.nodes:
+            node.on_answered = callback
 
     def set_managed(self, desired: DesiredLive) -> None:
         """The declared agents (whose status may be set) and queues (whose callers are

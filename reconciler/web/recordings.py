@@ -1,0 +1,298 @@
+"""Call recordings of a tenant: a page, ``/t/{tenant}/recordings``, and the API,
+``GET /api/v1/tenants/{tenant}/recordings`` (list, filter) and ``.../recordings/file``
+(play with ``Range``, or download).
+
+The recordings directory is the record: each file's path says which queue or extension it
+belongs to, and a note beside it which agent answered a queue call (``core.recording_names``). Tenant admins (and super admins) see
+every recording of the tenant; anyone else sees the recordings of calls on their own
+extensions and of queue calls their own agents answered. A file the caller may not see is
+404 like an unknown one; it is served only through ``tenant_files`` (no ``..``, no links).
+
+Whatever the disk does, the page says it and nothing else breaks: a recordings directory
+that does not exist yet lists nothing, an unreadable one says so, a file deleted since the
+list was drawn answers 404 with a message, an empty or cut-short file is flagged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from reconciler.core.recording_names import (
+    ANSWERED_DIR,
+    RecordingName,
+    RecordingNames,
+    is_call_uuid,
+    read_note_name,
+)
+from reconciler.web.access import TenantScope
+from reconciler.web.context import portal_of, render, scope
+from reconciler.web.errors import BadRequest, NotFound
+from reconciler.web.feature import Feature
+from reconciler.web.handling import V1, ok, query_limit, query_offset
+from reconciler.web.openapi import LIMIT, OFFSET, TENANT, array, integer, obj, operation, string
+from reconciler.web.tenant_files import TenantFile, file_response, open_tenant_file
+
+routes = web.RouteTableDef()
+API = V1 + "/tenants/{tenant}/recordings"
+# a WAV header alone is 44 bytes: anything not longer holds no audio
+MIN_AUDIO_BYTES = 45
+FILTERS = {
+    "date": re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"),
+    "queue": re.compile(r"^[a-z][a-z0-9_-]{0,62}$"),
+    "extension": re.compile(r"^[0-9]{1,15}$"),
+    "agent": re.compile(r"^[a-z][a-z0-9_-]{0,62}$"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    name: RecordingName
+    size: int
+    mtime: float
+
+    @property
+    def day(self) -> str:
+        return self.name.date or datetime.fromtimestamp(self.mtime, UTC).date().isoformat()
+
+    def view(self, tenant: str) -> dict[str, Any]:
+        query = urlencode({"path": self.name.path})
+        return {
+            "path": self.name.path,
+            "queue": self.name.queue,
+            "agent": self.name.agent,
+            "extension": self.name.extension,
+            "direction": self.name.direction,
+            "date": self.day,
+            "call_uuid": self.name.uuid,
+            "size": self.size,
+            "recorded_at": datetime.fromtimestamp(self.mtime, UTC).isoformat(),
+            "problem": None if self.size >= MIN_AUDIO_BYTES else "empty or cut short",
+            "url": f"{V1}/tenants/{tenant}/recordings/file?{query}",
+        }
+
+
+def _files(base: Path) -> Iterator[tuple[str, int, float]]:
+    """``(relative path, size, mtime)`` of the regular files below ``base``; links are
+    neither followed nor listed, hidden entries (notes, a copy in progress) are skipped."""
+    pending = [("", str(base))]
+    while pending:
+        prefix, directory = pending.pop()
+        try:
+            entries = os.scandir(directory)
+        except OSError:
+            continue  # deleted or unreadable while listed
+        with entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append((f"{prefix}{entry.name}/", entry.path))
+                    elif entry.is_file(follow_symlinks=False):
+                        info = entry.stat(follow_symlinks=False)
+                        yield f"{prefix}{entry.name}", info.st_size, info.st_mtime
+                except OSError:
+                    continue  # deleted while listed
+
+
+def scan(root: Path, tenant: str, names: RecordingNames) -> tuple[list[Recording], str | None]:
+    """The tenant's recordings, newest first, and a problem to show (or None)."""
+    base = root / tenant
+    if base.is_symlink():
+        return [], "the recordings directory is a link: not followed"
+    if not base.is_dir():
+        return [], None  # nothing recorded yet
+    if not os.access(base, os.R_OK | os.X_OK):
+        return [], "the recordings directory cannot be read (permissions)"
+    found: list[Recording] = []
+    answered = answered_notes(base)
+    for rel, size, mtime in _files(base):
+        name = names.read(rel, answered)
+        if name is not None:
+            found.append(Recording(name, size, mtime))
+    found.sort(key=_newest_first)
+    return found, None
+
+
+def _newest_first(recording: Recording) -> tuple[float, str]:
+    return (-recording.mtime, recording.name.path)
+
+
+def answered_notes(base: Path) -> dict[str, str]:
+    """``{caller's channel uuid: agent}``, from the names of ``.answered/``'s notes (one
+    listing; a link there is not read)."""
+    notes = base / ANSWERED_DIR
+    found: dict[str, str] = {}
+    for name in _listdir(notes):
+        read = read_note_name(name)
+        if read is not None:
+            found[read[0]] = read[1]
+    return found
+
+
+def _listdir(directory: Path) -> list[str]:
+    try:
+        return os.listdir(directory) if not directory.is_symlink() else []
+    except OSError:
+        return []
+
+
+def names_of(sc: TenantScope) -> RecordingNames:
+    templates = {q.name: q.record_template for q in sc.state.queues.values() if q.record_template}
+    return RecordingNames(templates, sc.state.tenant.domain)
+
+
+def visible(sc: TenantScope, recording: Recording) -> bool:
+    """Admins see all; others the calls of their own extensions and of their own agents."""
+    if sc.sees_all:
+        return True
+    name = recording.name
+    if name.extension is not None:
+        return name.extension in sc.own_extensions
+    agent = sc.state.agents.get(name.agent or "")
+    return agent is not None and sc.own_agent(agent)
+
+
+def filters(request: web.Request) -> dict[str, str]:
+    chosen: dict[str, str] = {}
+    for key, shape in FILTERS.items():
+        value = request.query.get(key, "")
+        if value:
+            if shape.fullmatch(value) is None:
+                raise BadRequest(f"{key} is not a valid filter value")
+            chosen[key] = value
+    return chosen
+
+
+def matches(recording: Recording, chosen: dict[str, str]) -> bool:
+    name = recording.name
+    return all(
+        (key == "date" and recording.day == value)
+        or (key == "queue" and name.queue == value)
+        or (key == "extension" and name.extension == value)
+        or (key == "agent" and name.agent == value)
+        for key, value in chosen.items()
+    )
+
+
+async def listing(request: web.Request, sc: TenantScope) -> dict[str, Any]:
+    chosen = filters(request)
+    limit, offset = query_limit(request), query_offset(request)
+    root = Path(portal_of(request).config.audio_roots.recordings)
+    found, problem = await asyncio.to_thread(scan, root, sc.tenant_id, names_of(sc))
+    shown = [r for r in found if visible(sc, r) and matches(r, chosen)]
+    page: Sequence[Recording] = shown[offset : offset + limit]
+    return {
+        "recordings": [r.view(sc.tenant_id) for r in page],
+        "total": len(shown),
+        "problem": problem,
+    }
+
+
+@routes.get("/t/{tenant}/recordings")
+async def recordings_page(request: web.Request) -> web.StreamResponse:
+    sc = scope(request, request.match_info["tenant"])
+    found = await listing(request, sc)
+    return render(request, "recordings.html", scope=sc, filters=filters(request), **found)
+
+
+@routes.get(API)
+async def api_recordings(request: web.Request) -> web.StreamResponse:
+    sc = scope(request, request.match_info["tenant"])
+    return ok(await listing(request, sc))
+
+
+@routes.get(API + "/file")
+async def api_recording_file(request: web.Request) -> web.StreamResponse:
+    """One recording's audio; ``download=true`` asks the browser to save it."""
+    sc = scope(request, request.match_info["tenant"])
+    path = request.query.get("path", "")
+    root = Path(portal_of(request).config.audio_roots.recordings)
+    names = names_of(sc)
+    name = names.read(path)
+    if name is not None and name.queue is not None and name.uuid and is_call_uuid(name.uuid):
+        answered = await asyncio.to_thread(answered_notes, root / sc.tenant_id)
+        name = names.read(path, answered)
+    if name is None or not visible(sc, Recording(name, 0, 0.0)):
+        raise NotFound("no such recording")
+    try:
+        opened: TenantFile = await asyncio.to_thread(open_tenant_file, root, sc.tenant_id, path)
+    except NotFound:
+        raise NotFound("the recording is gone (deleted on disk, or past its retention)") from None
+    return await file_response(request, opened, download=request.query.get("download") == "true")
+
+
+def _paths() -> dict[str, Any]:
+    recording = obj(
+        ["path", "date", "size", "recorded_at", "url"],
+        path=string(),
+        queue=string(True),
+        agent=string(True),
+        extension=string(True),
+        direction=string(True, enum=["in", "out", None]),
+        date=string(),
+        call_uuid=string(True),
+        size=integer(),
+        recorded_at=string(format="date-time"),
+        problem=string(True),
+        url=string(),
+    )
+    filter_params = [
+        {"name": key, "in": "query", "required": False, "schema": string(pattern=shape.pattern)}
+        for key, shape in FILTERS.items()
+    ]
+    audio = {
+        "200": {"description": "the audio", "content": {"audio/*": {}}},
+        "206": {"description": "the requested byte range", "content": {"audio/*": {}}},
+        "416": {"description": "the range is beyond the file"},
+    }
+    return {
+        "/tenants/{tenant}/recordings": {
+            "get": operation(
+                "call recordings: all of the tenant for admins; of your own extensions and "
+                "agents otherwise; newest first",
+                obj(
+                    ["recordings", "total", "problem"],
+                    recordings=array(recording),
+                    total=integer(),
+                    problem=string(True),
+                ),
+                params=[TENANT, *filter_params, LIMIT, OFFSET],
+            )
+        },
+        "/tenants/{tenant}/recordings/file": {
+            "get": {
+                **operation(
+                    "one recording's audio (Range requests; download=true to save it)",
+                    None,
+                    params=[
+                        TENANT,
+                        {"name": "path", "in": "query", "required": True, "schema": string()},
+                        {
+                            "name": "download",
+                            "in": "query",
+                            "required": False,
+                            "schema": string(enum=["true", "false"]),
+                        },
+                    ],
+                ),
+                "responses": {
+                    **operation("", None)["responses"],
+                    **audio,
+                },
+            }
+        },
+    }
+
+
+FEATURE = Feature(name="recordings", routes=(routes,), openapi_paths=_paths)

@@ -1,0 +1,150 @@
+"""Call recordings in the portal, through the real HTTP stack: admins list and filter the
+whole tenant, an agent sees the calls their agents answered and their extensions had, a
+member sees their own; playing uses Range; what is not yours, gone or hostile is 404."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from reconciler.core.audio_roots import AudioRoots
+from reconciler.core.recording_names import RecordingNames, extension_recording
+from reconciler.web import PortalConfig, make_portal_app
+from tests.fakes.portal import FakePortalDeps
+from tests.web.test_http import ALICE, BOB, CAROL, GINA, as_user
+
+U1, U2, U3 = (f"{n:08x}-0000-4000-8000-000000000000" for n in (1, 2, 3))
+DAY = "2026-12-07"
+ALICE_CALL = f"support/{DAY}/{U1}.wav"
+BOB_CALL = f"support/{DAY}/{U2}.wav"
+TEMPLATE = "support/{date}/{uuid}.wav"
+BOB_PHONE = f"extensions/1002/2026-12-06/{U3}.in.wav"
+AUDIO = b"RIFF" + bytes(range(256)) * 40
+
+
+def test_paths_read_back_as_the_template_and_the_dialplan_write_them() -> None:
+    names = RecordingNames({"support": TEMPLATE}, "acme.example.com")
+    read = names.read(ALICE_CALL, {U1: "alice"})
+    assert read is not None
+    assert (read.queue, read.agent, read.date, read.uuid) == ("support", "alice", DAY, U1)
+    unknown = names.read(BOB_CALL, {U1: "alice"})
+    assert unknown is not None and unknown.agent is None
+    phone = names.read(BOB_PHONE)
+    assert phone is not None and (phone.extension, phone.direction) == ("1002", "in")
+    assert names.read(f"support/{DAY}/x/{U1}.wav") is None
+    assert names.read("notes.txt") is None
+    assert extension_recording("1002", "outbound") == (
+        "extensions/1002/${strftime(%Y-%m-%d)}/${uuid}.out.wav"
+    )
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    base = tmp_path / "recordings"
+    for rel in (ALICE_CALL, BOB_CALL, BOB_PHONE, "notes.txt"):
+        (base / "acme" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (base / "acme" / rel).write_bytes(AUDIO)
+    os.utime(base / "acme" / BOB_PHONE, (1_700_000_000, 1_700_000_000))
+    notes = base / "acme" / ".answered"
+    notes.mkdir()
+    (notes / f"{U1}.alice").write_text('{"agent": "alice", "queue": "support"}')
+    (notes / f"{U2}.bob").write_text('{"agent": "bob", "queue": "support"}')
+    (notes / f"{U3}.Not An Agent").write_text("")  # not a note: U3 stays unattributed
+    (base / "globex").mkdir()
+    (base / "globex" / "secret.wav").write_bytes(AUDIO)
+    return base
+
+
+@pytest.fixture
+async def client(
+    deps: FakePortalDeps, config: PortalConfig, root: Path
+) -> AsyncIterator[TestClient]:
+    acme = deps.state["acme"]
+    support = replace(acme.queues["support"], record_template=TEMPLATE)
+    deps.state["acme"] = replace(acme, queues={**acme.queues, "support": support})
+    roots = AudioRoots(recordings=str(root), sounds="/nonexistent/s", voicemail="/nonexistent/v")
+    app = make_portal_app(deps, replace(config, audio_roots=roots))
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+
+
+async def _paths(client: TestClient, query: str = "") -> list[str]:
+    response = await client.get(f"/api/v1/tenants/acme/recordings{query}")
+    assert response.status == 200, await response.text()
+    return [r["path"] for r in (await response.json())["recordings"]]
+
+
+async def test_an_admin_lists_and_filters_every_recording(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str
+) -> None:
+    await as_user(client, deps, portal_dsn, ALICE)
+    assert sorted(await _paths(client)) == sorted([ALICE_CALL, BOB_CALL, BOB_PHONE])
+    assert await _paths(client, "?agent=bob") == [BOB_CALL]
+    assert await _paths(client, "?extension=1002") == [BOB_PHONE]
+    assert sorted(await _paths(client, f"?date={DAY}&queue=support")) == [ALICE_CALL, BOB_CALL]
+    assert (await client.get("/api/v1/tenants/acme/recordings?date=yesterday")).status == 400
+    page = await client.get("/t/acme/recordings")
+    assert page.status == 200 and "<audio controls" in await page.text()
+
+
+async def test_an_agent_sees_the_calls_they_answered_and_a_member_their_own(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str
+) -> None:
+    await as_user(client, deps, portal_dsn, BOB)
+    assert sorted(await _paths(client)) == sorted([BOB_CALL, BOB_PHONE])
+    other = await client.get("/api/v1/tenants/acme/recordings/file", params={"path": ALICE_CALL})
+    assert other.status == 404
+    await client.post("/logout")
+    client.session.cookie_jar.clear()
+    await as_user(client, deps, portal_dsn, CAROL)
+    assert await _paths(client) == []
+
+
+async def test_play_with_range_and_download(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str
+) -> None:
+    await as_user(client, deps, portal_dsn, ALICE)
+    url = "/api/v1/tenants/acme/recordings/file"
+    part = await client.get(url, params={"path": ALICE_CALL}, headers={"Range": "bytes=4-13"})
+    assert part.status == 206
+    assert await part.read() == AUDIO[4:14]
+    assert part.headers["Content-Type"] == "audio/wav"
+    assert part.headers["Cache-Control"] == "no-store"
+    whole = await client.get(url, params={"path": ALICE_CALL, "download": "true"})
+    assert await whole.read() == AUDIO
+    assert whole.headers["Content-Disposition"].startswith("attachment;")
+
+
+async def test_gone_hostile_and_other_tenants_are_404(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str, root: Path
+) -> None:
+    await as_user(client, deps, portal_dsn, ALICE)
+    url = "/api/v1/tenants/acme/recordings/file"
+    (root / "acme" / BOB_CALL).unlink()  # deleted on disk after the list was drawn
+    gone = await client.get(url, params={"path": BOB_CALL})
+    assert gone.status == 404
+    assert "gone" in (await gone.json())["error"]["message"]
+    for path in ("../globex/secret.wav", "/etc/passwd", "notes.txt", ""):
+        assert (await client.get(url, params={"path": path})).status == 404
+    assert (await client.get("/api/v1/tenants/globex/recordings")).status == 404
+    await client.post("/logout")
+    client.session.cookie_jar.clear()
+    await as_user(client, deps, portal_dsn, GINA)
+    assert (await client.get(url, params={"path": ALICE_CALL})).status == 404
+
+
+async def test_an_unreadable_or_missing_directory_says_so(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str, root: Path
+) -> None:
+    await as_user(client, deps, portal_dsn, ALICE)
+    (root / "acme").rename(root / "elsewhere")
+    empty = await (await client.get("/api/v1/tenants/acme/recordings")).json()
+    assert empty == {"recordings": [], "total": 0, "problem": None}
+    os.symlink(root / "elsewhere", root / "acme")
+    linked = await (await client.get("/api/v1/tenants/acme/recordings")).json()
+    assert linked["recordings"] == [] and "link" in linked["problem"]
