@@ -60,11 +60,8 @@ def phone(
 ) -> Iterator[Sipp]:
     """``extension`` registered on a sipp UAS (answers, talks ``pause_ms``, hangs up; or
     ``uas_busy.xml``: 486), unregistered afterwards."""
-    # -m 5: the switch's message-waiting NOTIFY at registration (mod_voicemail answers every
-    # account's query) is answered by sipp's -aa and counts as a call of its own
-    uas = node.sipp(
-        f"hist-{extension}", scenario, target=None, extra=["-d", str(pause_ms), "-m", "5"]
-    )
+    # no voicemail box: no message-waiting NOTIFY at registration to mistake for a call
+    uas = node.sipp(f"hist-{extension}", scenario, target=None, extra=["-d", str(pause_ms)])
     uas.start().wait_listening()
     secret = node.credentials("acme", extension)["password"]
     try:

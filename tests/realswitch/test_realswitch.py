@@ -58,11 +58,10 @@ def register(
 def registered_phone(node: Node, tenant: str, domain: str, extension: str) -> Iterator[Sipp]:
     """A sipp UAS that answers one call, registered as ``extension`` with its real password;
     unregistered afterwards, so no later test's call forks to a phone that is gone."""
-    # -m 5: the switch's message-waiting NOTIFY at registration (mod_voicemail answers every
-    # account's query) is answered by sipp's -aa and counts as a call of its own
-    uas = node.sipp(
-        f"uas-{tenant}-{extension}", "uas.xml", target=None, extra=["-d", "500", "-m", "5"]
-    )
+    # One call (-m 1): an extension without a voicemail box gets no message-waiting NOTIFY
+    # at registration (the directory's send-message-query-on-register), which sipp would
+    # otherwise take for a call of its own
+    uas = node.sipp(f"uas-{tenant}-{extension}", "uas.xml", target=None, extra=["-d", "500"])
     uas.start().wait_listening()
     secret = node.credentials(tenant, extension)["password"]
     name = f"{tenant}-{extension}"
