@@ -278,3 +278,142 @@ def test_an_answered_incoming_call_carries_audio_both_ways(
     wait_for(lambda: call.frames > 0, page, "the page's audio reached the peer")
     page.get_by_role("button", name="Hang up").click()
     wait_for(lambda: call.ended, page, "the BYE")
+
+
+# The answer's SDP waits for the test (``window.openAnswerGate()``): the call stays in its
+# set-up as long as the test looks at it.
+GATE_THE_ANSWER = """() => {
+  const native = RTCPeerConnection.prototype.createAnswer;
+  const gate = new Promise((open) => { window.openAnswerGate = open; });
+  RTCPeerConnection.prototype.createAnswer = async function (...args) {
+    await gate;
+    return native.apply(this, args);
+  };
+}"""
+
+
+def test_after_a_call_the_next_one_starts_clean_and_transfers_once_connected(
+    bob: Page, portal: LivePortal, peer: SipPeer
+) -> None:
+    """The real-switch blind transfer's defect: after an earlier call the page still said
+    "Connected", so the next call looked established while it was being answered, and a
+    Transfer pressed then was dropped without a word (SIP.js refers established calls only).
+    Now an ended call leaves nothing behind and Hold, Mute and Transfer wait for the call."""
+    page = bob
+    connect_line(page, portal, "1002")
+    peer.answering = True
+    try:
+        page.get_by_label("Number").fill("7000")
+        page.get_by_role("button", name="Call", exact=True).click()
+        expect(page.locator("#call-state")).to_have_text("Connected")
+        page.get_by_role("button", name="Key 5").click()
+        page.get_by_role("button", name="Hang up").click()
+        expect(page.locator("#call")).to_be_hidden()
+    finally:
+        peer.answering = False
+    expect(page.locator("#call-state")).to_have_text("")
+    expect(page.locator("#timer")).to_have_text("0:00")
+    page.evaluate(GATE_THE_ANSWER)
+    call_id = peer.call("1002", "1001", "Alice Smith", media=True)
+    page.get_by_role("button", name="Answer").click()
+    expect(page.locator("#call")).to_be_visible()
+    expect(page.locator("#call-state")).to_have_text("Answering…")
+    expect(page.locator("#dtmf-sent")).to_have_text("")
+    for control in ("Transfer", "Hold", "Mute"):
+        expect(page.get_by_role("button", name=control, exact=True)).to_be_disabled()
+    page.get_by_label("Transfer to").fill("1003")
+    page.evaluate("window.openAnswerGate()")
+    expect(page.locator("#call-state")).to_have_text("Connected")
+    page.get_by_role("button", name="Transfer", exact=True).click()
+    call = peer.calls[call_id]
+    wait_for(lambda: call.refer_to, page, "the REFER")
+    assert "sip:1003@" in call.refer_to, call.refer_to
+    page.get_by_role("button", name="Hang up").click()
+    wait_for(lambda: call.ended, page, "the BYE")
+
+
+# The tab is put in the background by the test (``window.setPageHidden(true)``: headless
+# Chromium's pages are always visible) and every Notification the page creates is recorded
+# (the browser's own, with the permission the context grants).
+RECORD_NOTIFICATIONS = """(() => {
+  let hidden = false;
+  window.setPageHidden = (value) => {
+    hidden = value;
+    document.dispatchEvent(new Event("visibilitychange"));
+  };
+  Object.defineProperty(Document.prototype, "hidden", { configurable: true, get: () => hidden });
+  Object.defineProperty(Document.prototype, "visibilityState", {
+    configurable: true,
+    get: () => (hidden ? "hidden" : "visible"),
+  });
+  const Native = window.Notification;
+  window.notifications = [];
+  window.Notification = class extends Native {
+    constructor(title, options = {}) {
+      super(title, options);
+      this.record = { title, body: options.body, tag: options.tag, closed: false };
+      window.notifications.push(this.record);
+    }
+    close() {
+      this.record.closed = true;
+      super.close();
+    }
+  };
+})();"""
+
+
+def test_an_incoming_call_in_a_background_tab_shows_a_notification(
+    browser: Browser, portal: LivePortal, peer: SipPeer
+) -> None:
+    context = context_of(browser, portal, ALICE, permissions=["notifications"])
+    context.add_init_script(RECORD_NOTIFICATIONS)
+    page = context.pages[0]
+    page.goto(portal.url + "/phone")  # one line: it connects at once
+    expect(page.locator("#reg-state")).to_have_text(re.compile("Registered as 1001"))
+    peer.call("1001", "1002", "Bob Jones")
+    expect(page.locator("#incoming-from")).to_have_text("Bob Jones (1002)")
+    page.get_by_role("button", name="Decline").click()
+    expect(page.locator("#incoming")).to_be_hidden()
+    assert page.evaluate("window.notifications") == []  # in front: the page itself says it
+    page.evaluate("window.setPageHidden(true)")
+    peer.call("1001", "1010", "Carol Díaz")
+    expect(page.locator("#incoming")).to_be_visible()
+    wait_for(lambda: page.evaluate("window.notifications.length"), page, "a notification")
+    [shown] = page.evaluate("window.notifications")
+    assert shown == {
+        "title": "Incoming call",
+        "body": "Carol Díaz (1010)",
+        "tag": "pbx-phone",
+        "closed": False,
+    }
+    page.get_by_role("button", name="Decline").click()
+    expect(page.locator("#incoming")).to_be_hidden()
+    assert page.evaluate("window.notifications[0].closed") is True  # gone with the ringing
+    context.close()
+
+
+def test_the_chosen_speaker_plays_the_call(bob: Page, portal: LivePortal, peer: SipPeer) -> None:
+    """Chromium's fake audio outputs: the choice is applied at once (``setSinkId`` on the
+    call's audio element), kept, and applied to the next call's audio when it connects."""
+    page = bob
+    connect_line(page, portal, "1002")
+    page.get_by_text("Microphone and speaker").click()
+    speaker = page.get_by_label("Speaker")
+    expect(speaker.locator("option", has_text="Fake Audio Output 1")).to_have_count(1)
+    chosen = speaker.locator("option", has_text="Fake Audio Output 1").get_attribute("value")
+    assert chosen
+    speaker.select_option(chosen)
+    sink = "document.getElementById('remote-audio').sinkId"
+    wait_for(lambda: page.evaluate(sink) == chosen, page, "the speaker applied")
+    connect_line(page, portal, "1002")  # a new page: a new audio element
+    assert page.evaluate(sink) == ""
+    expect(page.get_by_label("Speaker")).to_have_value(chosen)  # kept
+    peer.answering = True
+    try:
+        page.get_by_label("Number").fill("7000")
+        page.get_by_role("button", name="Call", exact=True).click()
+        expect(page.locator("#call-state")).to_have_text("Connected")
+        wait_for(lambda: page.evaluate(sink) == chosen, page, "the speaker applied to the call")
+        page.get_by_role("button", name="Hang up").click()
+    finally:
+        peer.answering = False

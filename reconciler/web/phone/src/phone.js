@@ -222,7 +222,7 @@ async function call(number) {
   const inviter = new Inviter(ua, uri, {
     sessionDescriptionHandlerOptions: { constraints: constraints() },
   });
-  track(inviter, target, "");
+  track(inviter, target, "", "Calling…");
   inviter.invite().catch((error) => {
     showError(`The call could not start: ${error.message}`);
     endCall();
@@ -271,7 +271,7 @@ async function answer() {
   }
   incoming = null;
   const who = invitation.remoteIdentity;
-  track(invitation, who.uri.user || "", who.displayName || "");
+  track(invitation, who.uri.user || "", who.displayName || "", "Answering…");
   invitation
     .accept({ sessionDescriptionHandlerOptions: { constraints: constraints() } })
     .catch((error) => {
@@ -288,13 +288,16 @@ function decline() {
   root.dataset.call = "idle";
 }
 
-function track(newSession, number, name) {
+function track(newSession, number, name, state) {
   session = newSession;
   muted = held = false;
   say("peer-number", number);
   say("peer-name", name);
-  say("call-state", "Calling…");
+  say("call-state", state);
   say("timer", "0:00");
+  say("dtmf-sent", "");
+  $("transfer-to").value = "";
+  inCallControls(false);
   $("call").hidden = false;
   $("dial-form").hidden = true;
   root.dataset.call = "calling";
@@ -311,6 +314,7 @@ function established(current) {
   if (who.displayName && !$("peer-name").textContent) say("peer-name", who.displayName);
   say("call-state", "Connected");
   root.dataset.call = "established";
+  inCallControls(true);
   broadcast({ type: "state", call: "established" });
   const audio = $("remote-audio");
   audio.srcObject = current.sessionDescriptionHandler.remoteMediaStream;
@@ -329,10 +333,21 @@ function clock(ms) {
   return minutes >= 60 ? `${Math.floor(minutes / 60)}:${String(minutes % 60).padStart(2, "0")}:${rest}` : `${minutes}:${rest}`;
 }
 
+// Hold, mute and transfer act on an established dialog only: until then they are disabled
+// rather than silently ignored.
+function inCallControls(enabled) {
+  for (const id of ["hold", "mute", "transfer"]) $(id).disabled = !enabled;
+}
+
+// Nothing of an ended call stays on the page: the next call's screen would otherwise show
+// "Connected" (and a running timer) while it is still being set up.
 function endCall() {
   clearInterval(timer);
   timer = null;
   session = null;
+  say("call-state", "");
+  say("timer", "0:00");
+  inCallControls(false);
   $("call").hidden = true;
   $("dial-form").hidden = false;
   $("remote-audio").srcObject = null;
@@ -404,7 +419,11 @@ function key(tone) {
 function transfer(event) {
   event.preventDefault();
   const target = $("transfer-to").value.trim();
-  if (!session || session.state !== SessionState.Established) return;
+  if (!session) return;
+  if (session.state !== SessionState.Established) {
+    showError("The call is not connected yet: transfer it once it is.");
+    return;
+  }
   if (!validTarget(target)) {
     showError("Transfer to digits, * and # only.");
     return;
