@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
+from reconciler.core.cdr import read_cdr
+from reconciler.store import connect
+from reconciler.store.calls import insert_calls
+from reconciler.store.migrations import create_tenant_schema
 from reconciler.web.phone_bundle import BUILD_COMMAND, BundleFinder
 from tests.web.axe_check import blocking_violations
 from tests.web.browser import CHROMIUM, CHROMIUM_ARGS, log_in
@@ -417,3 +422,32 @@ def test_the_chosen_speaker_plays_the_call(bob: Page, portal: LivePortal, peer: 
         page.get_by_role("button", name="Hang up").click()
     finally:
         peer.answering = False
+
+
+def test_a_number_in_the_call_history_dials_in_the_phone_window(
+    browser: Browser, portal: LivePortal, peer: SipPeer
+) -> None:
+    captured = Path(__file__).resolve().parents[1] / "fakes" / "cdr" / "ext_answered_a.cdr.xml"
+    uuid = "00000000-0000-0000-0000-000000000918"
+    record = replace(read_cdr(captured.read_text()), uuid=uuid, call_uuid=uuid,
+                     from_number="+15557654321", from_extension=None, to_extension=None)  # fmt: skip
+    assert portal.deps.dsn is not None
+    with connect(portal.deps.dsn) as conn:
+        with conn.transaction():
+            create_tenant_schema(conn, "acme")
+        insert_calls(conn, "acme", [record])
+    context = context_of(browser, portal, ALICE)  # a tenant admin: every call of acme
+    page = context.pages[0]
+    before = len(peer.invites)
+    page.goto(portal.url + f"/t/acme/calls/{uuid}")
+    with page.expect_popup() as opened:
+        page.get_by_role("link", name="Call +15557654321").click()
+    phone = opened.value
+    expect(phone.locator("#reg-state")).to_have_text(re.compile("Registered as 1001"))
+    wait_for(lambda: len(peer.invites) > before, phone, "the number was dialled")
+    assert peer.invites[-1].first.startswith(f"INVITE sip:+15557654321@{REALM} ")
+    page.goto(portal.url + "/t/acme/calls")  # the list's numbers too, in the same window
+    page.get_by_role("link", name="Call +15557654321").first.click()
+    wait_for(lambda: len(peer.invites) > before + 1, phone, "the list's number was dialled")
+    assert len(context.pages) == 2
+    context.close()
