@@ -7,8 +7,9 @@ What the browser authenticates with comes from ``POST /api/v1/tenants/{t}/extens
 the SIP digest HA1 (``md5(user:realm:password)``, what FreeSWITCH's ``a1-hash`` holds and
 SIP.js's ``authorizationHa1`` takes), never the password. Only the caller's own enabled
 extension, from a session (not an API token), each start audited; anything else is 404 like
-an unknown extension. The phone asks again at every start, so someone removed from git or
-unlinked from the extension stops getting it at once.
+an unknown extension. The phone asks again at every start, and a running phone asks
+(``GET``, nothing secret) before each call it places or answers, so someone removed from
+git, unlinked from the extension or logged out stops at their next call.
 """
 
 from __future__ import annotations
@@ -122,16 +123,31 @@ def phone_extension(request: web.Request, tenant_id: str, number: str) -> Extens
     return ext
 
 
-@routes.post(V1 + "/tenants/{tenant}/extensions/{number}/phone")
-async def api_phone(request: web.Request) -> web.StreamResponse:
+def phone_line(request: web.Request) -> tuple[str, str, Extension]:
+    """The tenant, number and extension of the request's phone, if it may still use it."""
     ident = identity_of(request)
     if ident is not None and ident.session is None:
         raise Forbidden("the browser phone needs a session, not an API token")
     tenant_id, number = request.match_info["tenant"], request.match_info["number"]
     ext = phone_extension(request, tenant_id, number)
-    portal = portal_of(request)
-    if not portal.config.phone_wss:
+    if not portal_of(request).config.phone_wss:
         raise NotFound("the platform has no browser phone configured")
+    return tenant_id, number, ext
+
+
+@routes.get(V1 + "/tenants/{tenant}/extensions/{number}/phone")
+async def api_phone_check(request: web.Request) -> web.StreamResponse:
+    """Whether a running phone may go on (asked before each call it places or answers), so
+    someone unlinked, removed or logged out stops there too, not only at the next start.
+    Nothing secret and not audited: the start was."""
+    phone_line(request)
+    return web.Response(status=204, headers={"Cache-Control": "no-store"})
+
+
+@routes.post(V1 + "/tenants/{tenant}/extensions/{number}/phone")
+async def api_phone(request: web.Request) -> web.StreamResponse:
+    tenant_id, number, ext = phone_line(request)
+    portal = portal_of(request)
     try:
         creds = await portal.port(CREDENTIALS).show_credentials(tenant_id, number)
     except (UnknownExtension, UnknownTenant) as exc:
@@ -178,7 +194,14 @@ def _paths() -> dict[str, Any]:
                     wss_servers=array(string()),
                 ),
                 params=[TENANT, NUMBER],
-            )
+            ),
+            "get": operation(
+                "whether your running browser phone may go on with this extension (asked "
+                "before each call; nothing secret, not audited)",
+                None,
+                params=[TENANT, NUMBER],
+                status="204",
+            ),
         }
     }
 

@@ -451,3 +451,40 @@ def test_a_number_in_the_call_history_dials_in_the_phone_window(
     wait_for(lambda: len(peer.invites) > before + 1, phone, "the list's number was dialled")
     assert len(context.pages) == 2
     context.close()
+
+
+def test_a_running_phone_stops_at_the_next_call_once_the_extension_is_not_theirs(
+    bob: Page, portal: LivePortal, peer: SipPeer
+) -> None:
+    """Unlinked from 1003 in git while the phone window is open and registered: the call
+    answered next is refused and the phone stops; linked again, it starts; unlinked again,
+    the call dialled next never leaves the page."""
+    page = bob
+    before = portal.deps.state
+    acme = before["acme"]
+    users = dict(acme.users)
+    users[BOB] = replace(users[BOB], extensions=("1002",))
+    unlinked = {**before, "acme": replace(acme, users=users)}
+    try:
+        connect_line(page, portal, "1003")
+        portal.deps.replace_state(unlinked)
+        call_id = peer.call("1003", "1001", "Alice Smith")
+        page.get_by_role("button", name="Answer").click()
+        expect(page.get_by_role("alert")).to_contain_text("no longer yours")
+        expect(page.locator("#reg-state")).to_have_text("Not connected")
+        wait_for(
+            lambda: any(a.header("Call-ID") == call_id and a.status >= 400 for a in peer.answers),
+            page,
+            "the call refused",
+        )
+        portal.deps.replace_state(before)
+        connect_line(page, portal, "1003")
+        portal.deps.replace_state(unlinked)
+        invites = len(peer.invites)
+        page.get_by_label("Number").fill("1001")
+        page.get_by_role("button", name="Call", exact=True).click()
+        expect(page.get_by_role("alert")).to_contain_text("no longer yours")
+        expect(page.locator("#reg-state")).to_have_text("Not connected")
+        assert len(peer.invites) == invites
+    finally:
+        portal.deps.replace_state(before)

@@ -107,6 +107,27 @@ async def test_without_the_csrf_header_the_phone_gets_nothing(
     assert not [r for r in audit_rows(portal_dsn) if r[1] == "phone"]
 
 
+async def test_a_running_phone_may_go_on_only_while_the_extension_is_its_own(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str
+) -> None:
+    """The check a running phone makes before each call: no secret, not audited, and it
+    stops being yes once the person is unlinked in git or logged out."""
+    await as_user(client, deps, portal_dsn, CAROL)
+    mine = await client.get(PHONE.format("acme", "1010"))
+    assert mine.status == 204 and mine.headers["Cache-Control"] == "no-store"
+    assert await mine.read() == b""
+    assert (await client.get(PHONE.format("acme", "1001"))).status == 404  # a colleague's
+    assert not [r for r in audit_rows(portal_dsn) if r[1] == "phone"]
+    acme = deps.state["acme"]
+    users = dict(acme.users)
+    users[CAROL] = replace(users[CAROL], extensions=())
+    deps.replace_state({**deps.state, "acme": replace(acme, users=users)})
+    assert (await client.get(PHONE.format("acme", "1010"))).status == 404
+    deps.replace_state({**deps.state, "acme": acme})
+    client.session.cookie_jar.clear()
+    assert (await client.get(PHONE.format("acme", "1010"))).status == 401
+
+
 @pytest.mark.parametrize(
     ("who", "tenant", "number"),
     [
@@ -141,6 +162,10 @@ async def test_an_api_token_cannot_start_a_phone(
     )
     assert response.status == 403
     assert (await response.json())["error"]["code"] == "forbidden"
+    check = await client.get(
+        PHONE.format("acme", "1010"), headers={"Authorization": f"Bearer {token}"}
+    )
+    assert check.status == 403
 
 
 async def test_removed_unlinked_or_disabled_in_git_the_next_start_fails(
@@ -250,6 +275,8 @@ def test_the_phone_is_in_the_openapi_document() -> None:
     operation = doc["paths"]["/tenants/{tenant}/extensions/{number}/phone"]["post"]
     ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
     assert "authorization_ha1" in ok["required"] and "password" not in ok["properties"]
+    check = doc["paths"]["/tenants/{tenant}/extensions/{number}/phone"]["get"]
+    assert "content" not in check["responses"]["204"]
 
 
 # -- the setting ----------------------------------------------------------------------------

@@ -47,9 +47,12 @@ function broadcast(message) {
 
 // -- registration ---------------------------------------------------------------------------
 
+function lineUrl(tenant, number) {
+  return `/api/v1/tenants/${encodeURIComponent(tenant)}/extensions/${encodeURIComponent(number)}/phone`;
+}
+
 async function fetchLine(tenant, number) {
-  const url = `/api/v1/tenants/${encodeURIComponent(tenant)}/extensions/${encodeURIComponent(number)}/phone`;
-  const response = await fetch(url, {
+  const response = await fetch(lineUrl(tenant, number), {
     method: "POST",
     credentials: "same-origin",
     cache: "no-store",
@@ -62,6 +65,26 @@ async function fetchLine(tenant, number) {
     throw new Error(ended ? "Your portal session ended: log in again." : message);
   }
   return body;
+}
+
+// Asked before each call placed or answered: someone unlinked from the extension in git,
+// removed, or logged out of the portal stops here, not only at the next start. An
+// unreachable portal does not stop calls (the switch still authenticates the phone).
+async function stillMine() {
+  if (!line) return false;
+  const response = await fetch(lineUrl(line.tenant, line.extension), {
+    credentials: "same-origin",
+    cache: "no-store",
+    headers: { Accept: "application/json" },
+  }).catch(() => null);
+  if (!response || ![401, 403, 404].includes(response.status)) return true;
+  await disconnect();
+  showError(
+    response.status === 401
+      ? "Your portal session ended: log in again to use the phone."
+      : "This extension is no longer yours to use here: the phone stopped.",
+  );
+  return false;
 }
 
 function makeAgent(config, server) {
@@ -217,7 +240,7 @@ async function call(number) {
     showError("Hang up the current call first.");
     return;
   }
-  if (!(await microphoneReady())) return;
+  if (!(await stillMine()) || !(await microphoneReady())) return;
   const uri = UserAgent.makeURI(`sip:${target}@${line.realm}`);
   const inviter = new Inviter(ua, uri, {
     sessionDescriptionHandlerOptions: { constraints: constraints() },
@@ -264,6 +287,11 @@ async function answer() {
   const invitation = incoming;
   if (!invitation) return;
   stopRinging();
+  if (!(await stillMine())) {
+    invitation.reject({ statusCode: 480 }).catch(() => {});
+    incoming = null;
+    return;
+  }
   if (!(await microphoneReady())) {
     invitation.reject({ statusCode: 480 }).catch(() => {});
     incoming = null;
