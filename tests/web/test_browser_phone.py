@@ -2,9 +2,12 @@
 against a SIP-over-WSS test peer (``sip_peer``) that accepts only the right digest: the
 phone registers with the HA1 the portal hands out, dials a feature code with a real WebRTC
 offer, shows and declines an incoming call with the caller's name, a number clicked in the
-portal dials in the phone's own window (opened once, then reached over BroadcastChannel
-without reloading it), a refused microphone is said in words, and the page passes axe and
-fits a 390 px screen. Calls with audio run against FreeSWITCH in tests/realswitch."""
+portal (people, extensions, call history) dials in the phone's own window (opened once,
+then reached over BroadcastChannel without reloading it), a refused microphone is said in
+words, the page passes axe and fits a 390 px screen, a call after another starts clean
+(transfer only once connected), a ringing call in a background tab shows a notification,
+the chosen speaker plays the call, and a phone unlinked in git while running stops at its
+next call. Calls with audio run against FreeSWITCH in tests/realswitch."""
 
 from __future__ import annotations
 
