@@ -207,13 +207,6 @@ def test_the_browser_phone_answers_a_call_from_a_desk_phone(phone: Page, node: N
         caller.close()
 
 
-@pytest.mark.xfail(
-    reason="known defect, issue 18 stays open: run alone this test passes; run after the other "
-    "calls of this module in the same phone window, the REFER of the blind transfer never "
-    "reaches FreeSWITCH (the call stays up, the target never rings). Seen on the phone "
-    "branch too, so it is the phone's state after earlier calls, not the merge",
-    strict=False,
-)
 def test_the_browser_phone_transfers_a_call_blind(phone: Page, node: Node) -> None:
     """REFER: the desk phone that called the browser ends up talking to the transfer target."""
     secret = node.credentials(TENANT, DESK_EXT)["password"]
