@@ -4,7 +4,9 @@ portal of ``pbx run``, opens the Phone, registers over WSS to FreeSWITCH with th
 portal handed out, calls a desk phone (sipp, echoing the audio it gets) and receives a
 call from one, answering it: each time the call is established, its timer runs, RTP
 reaches the page (``RTCPeerConnection.getStats()``: inbound audio packets) and the desk
-phone sees the browser's hang-up.
+phone sees the browser's hang-up; then a blind transfer (REFER) of a call it answered, and,
+as a queue's agent, a queue call it answers, all in the same phone window after the
+earlier calls.
 
 Media stays on loopback as ../shared/freeswitch/transcripts/webrtc/NOTES.md found
 necessary: the profile preference ``webrtc.ip_handling_policy`` plus the page's host
@@ -37,7 +39,7 @@ if (_reason := missing_reason()) is not None:
 pytestmark = [pytest.mark.realswitch, pytest.mark.timeout(240)]
 
 PASSWORD = "Browser-phone-Passw0rd"
-BROWSER_EXT, DESK_EXT, TRANSFER_EXT = "1021", "1022", "1023"
+BROWSER_EXT, DESK_EXT, TRANSFER_EXT, QUEUE = "1021", "1022", "1023", "7020"
 # A tenant of its own, added to the running node (the daemon applies it on its next pass),
 # so the tier's other tenants and their tests stay as they are.
 TENANT, DOMAIN, PHONE_PERSON = "webphone", "webphone.example.com", "pat@webphone.example.com"
@@ -51,6 +53,13 @@ extensions:
   - {{number: "{BROWSER_EXT}", name: Portal phone}}
   - {{number: "{DESK_EXT}", name: Desk phone}}
   - {{number: "{TRANSFER_EXT}", name: Transfer target}}
+agents:
+  - {{name: pat, extension: "{BROWSER_EXT}", initial_status: Available}}
+queues:
+  - name: webqueue
+    number: "{QUEUE}"
+    tiers:
+      - {{agent: pat, level: 1, position: 1}}
 """
 MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
@@ -231,3 +240,32 @@ def test_the_browser_phone_transfers_a_call_blind(phone: Page, node: Node) -> No
         finally:
             caller.close()
     expect(phone.locator("#call")).to_be_hidden()  # the browser left the call
+
+
+def test_the_browser_phone_of_an_agent_answers_a_queue_call(phone: Page, node: Node) -> None:
+    """The agent's contact ``user/<ext>@<domain>`` rings the browser's registration: the
+    portal's phone takes the queue call with audio, and the caller hears the hang-up."""
+
+    def agent_loaded() -> bool:
+        listing = node.esl.try_api("callcenter_config agent list")
+        return any(line.startswith(f"pat@{DOMAIN}|") for line in listing.splitlines())
+
+    wait_for(agent_loaded, "agent pat loaded", timeout=60, detail=node.logs)
+    secret = node.credentials(TENANT, DESK_EXT)["password"]
+    caller = node.sipp(
+        "desk-calls-the-queue",
+        "call_auth.xml",
+        target=node.tenant_target,
+        variables={"user": DESK_EXT, "domain": DOMAIN, "to_domain": DOMAIN},
+        extra=["-s", QUEUE, "-au", DESK_EXT, "-ap", secret, "-rtp_echo"],
+    ).start()
+    try:
+        expect(phone.locator("#incoming")).to_be_visible(timeout=30_000)
+        phone.get_by_role("button", name="Answer").click()
+        assert_call_with_audio(phone, node)
+        phone.get_by_role("button", name="Hang up").click()
+        assert caller.wait() == 0, caller.describe() + node.logs()
+        assert caller.received("BYE"), caller.describe()
+    finally:
+        caller.close()
+    expect(phone.locator("#call")).to_be_hidden()
