@@ -115,7 +115,7 @@ def test_a_new_file_conflicting_with_a_settled_one_freezes_both(
     so the settled one is parsed after all and reported frozen, as a full plan does."""
     text = (tenants / "initech.yaml").read_text()
     (tenants / "initrode.yaml").write_text(text.replace("id: initech", "id: initrode"))
-    code, out, err = _same_as_full(applied, tenants)
+    code, _, err = _same_as_full(applied, tenants)
     assert code == 1 and "initech.yaml" in err and "initrode.yaml" in err
 
 
