@@ -50,6 +50,8 @@ from reconciler.core.news import Newsroom
 from reconciler.core.plan import Plan, apply_changes, plan, plan_platform
 from reconciler.core.revision import GitRevision
 from reconciler.core.served import managed_domains
+from reconciler.core.settled import Settled, fingerprint_digest
+from reconciler.sources.code_version import code_digest
 from reconciler.sources.revision import git_revision
 from reconciler.store import (
     ApplyReport,
@@ -87,6 +89,8 @@ class PlannedPass:
     held: Mapping[str, str] = field(default_factory=dict)
     retired_domains: frozenset[str] = frozenset()
     unstable: frozenset[str] = frozenset()  # files caught changing while read: retry soon
+    settled: frozenset[str] = frozenset()
+    """Tenants left out as settled (``plan_pass(settled=True)``): in sync, not read."""
 
     def tenant_records(self) -> dict[str, Tenant]:
         records = {t: s.tenant for t, s in self.actual.items()}
@@ -263,12 +267,15 @@ class Reconciler:
         daemon passes again then, not at its next interval."""
         self._spec_news = Newsroom()
         self._failure_news = Newsroom()
-        self.loader = SpecLoader(relative_to=tenants_dir)
+        self.loader = SpecLoader(relative_to=tenants_dir, salt=code_digest())
         self.applied = AppliedState(serving=not one_shot)
         self._desired_cache: dict[str, TenantState] = {}
         self._in_sync: dict[str, tuple[TenantState, TenantState]] = {}
         """Tenants the last full pass found in sync: ``{id: (desired, actual)}`` as held."""
         self.last_specs: SpecSet | None = None
+        self._desired: State = {}
+        self._recorded: dict[str, Settled] | None = None
+        """What the store holds of settled tenants (read once, then kept up to date)."""
 
     @property
     def shrink_pending(self) -> bool:
@@ -287,9 +294,16 @@ class Reconciler:
     def run_pass(self, *, full: bool) -> PassOutcome:
         return self.apply_pass(self.plan_pass(full=full))
 
-    def plan_pass(self, *, full: bool, only: str | None = None) -> PlannedPass:
-        """Load, read, plan. ``only``: plan that one tenant (``--tenant``)."""
-        specs = self._load_specs(reread=full)
+    def plan_pass(
+        self, *, full: bool, only: str | None = None, settled: bool = False
+    ) -> PlannedPass:
+        """Load, read, plan. ``only``: plan that one tenant (``--tenant``). ``settled`` (a
+        full pass of every tenant, ``pbx plan``): tenants settled since the last full pass
+        (``reconciler.core.settled``) are neither parsed nor read nor diffed: the plan is
+        the one a full pass makes, without their empty share of it. Such a ``PlannedPass``
+        is for showing, not for ``apply_pass``."""
+        skip = self._settled_files() if settled and full and only is None else None
+        specs = self._load_specs(reread=full, settled=skip)
         revision = git_revision(self.tenants_dir)
         desired = self._desired_state(specs)
         invalid = frozenset(specs.invalid)
@@ -298,20 +312,29 @@ class Reconciler:
             if only not in desired and only not in actual and only not in invalid:
                 raise UnknownTenant(only)
             candidates = frozenset({only})
+            served = self._served(self.applied.state)
+        elif skip is not None:
+            rest = frozenset(self.store.read_registry()) - specs.settled
+            actual = self.store.read_state(rest) if rest else {}
+            candidates = frozenset(desired) | frozenset(actual)
+            served = len(specs.settled) + self._served(actual)  # a settled tenant is served
         elif full:
             self.bootstrap()
             candidates = frozenset(desired) | frozenset(self.applied.state)
             actual = self.applied.state
+            served = self._served(actual)
         else:
             candidates = self._changed(specs, desired)
             actual = self.store.read_state(candidates - invalid) if candidates - invalid else {}
+            served = self._served(self.applied.state)
         candidates -= invalid
         wanted = {t: desired[t] for t in candidates if t in desired}
         actual = {t: actual[t] for t in candidates if t in actual}
         digests = {t: specs.tenants[t].digest for t in wanted}
         fingerprints = {t: specs.tenants[t].fingerprint for t in wanted}
         planned = self._plan(wanted, actual, invalid, memo=full and only is None)
-        changes, held = self._guard(planned, actual, fingerprints)
+        population = max(served, len(actual) + len(specs.settled))
+        changes, held = self._guard(planned, actual, fingerprints, population)
         wanted = {t: s for t, s in wanted.items() if t not in held}
         platform = None if only is not None else self._desired_platform(specs)
         if platform is not None:
@@ -331,6 +354,7 @@ class Reconciler:
             held=held,
             retired_domains=self.store.read_retired_domains(),
             unstable=frozenset(specs.unstable),
+            settled=specs.settled,
         )
 
     def _plan(self, wanted: State, actual: State, frozen: frozenset[str], *, memo: bool) -> Plan:
@@ -354,18 +378,17 @@ class Reconciler:
         }
         return changes
 
+    @staticmethod
+    def _served(state: State) -> int:
+        return sum(1 for s in state.values() if s.tenant.status != TenantLifecycle.ORPHANED)
+
     def _guard(
-        self, changes: Plan, actual: State, fingerprints: Mapping[str, str]
+        self, changes: Plan, actual: State, fingerprints: Mapping[str, str], population: int
     ) -> tuple[Plan, dict[str, str]]:
+        """``population``: how many tenants the mass-orphan share is of."""
         g = self.guards
-        served = sum(
-            1 for s in self.applied.state.values() if s.tenant.status != TenantLifecycle.ORPHANED
-        )
         held = hold_mass_orphaning(
-            changes,
-            max(served, len(actual)),
-            max_share=g.max_orphan_share,
-            allowed=g.allow_mass_orphan,
+            changes, population, max_share=g.max_orphan_share, allowed=g.allow_mass_orphan
         )
         if g.hold_shrinking:
             shrinking = hold_shrinking(
@@ -412,22 +435,117 @@ class Reconciler:
         renamed_away = frozenset(planned.plan.renames().values())
         touched = frozenset(planned.plan.tenants()) | frozenset(report.applied) | renamed_away
         state_changed = self.applied.replace_tenants(self.store, touched)
+        if self.applied.serving:
+            self._settle_quietly(lambda: self.record_settled(planned))
         outcome = PassOutcome(
             planned, report, platform, time.perf_counter() - started, state_changed
         )
         _log(outcome, self._spec_news, self._failure_news)
         return outcome
 
-    def _load_specs(self, *, reread: bool) -> SpecSet:
+    def _load_specs(
+        self, *, reread: bool, settled: Mapping[str, Mapping[str, object]] | None = None
+    ) -> SpecSet:
         """``reread``: read every file's content again (full passes), not trusting size and
-        modification time (an edit can keep both)."""
+        modification time (an edit can keep both). ``settled``: files not to parse."""
+        self._check_tenants_dir()
+        with gc_paused():
+            specs = self.loader.load([self.tenants_dir], reread=reread, settled=settled)
+        self.last_specs = specs
+        return specs
+
+    def _check_tenants_dir(self) -> None:
         if not self.tenants_dir.is_dir():
             # never read as "every tenant was removed from git": that would orphan them all
             raise SpecsUnavailable(f"tenants directory {self.tenants_dir} does not exist")
-        with gc_paused():
-            specs = self.loader.load([self.tenants_dir], reread=reread)
-        self.last_specs = specs
-        return specs
+
+    def _settled_files(self) -> dict[str, Mapping[str, object]]:
+        """``{file: cross-tenant view}`` of the tenants settled now: their file's inputs
+        digest and their stored fingerprint both as recorded when last found in sync."""
+        self._check_tenants_dir()
+        self.store.migrate()
+        recorded = self.store.read_settled()
+        scanned = self.loader.scan([self.tenants_dir])
+        maybe = {
+            name: stem
+            for name, (stem, inputs) in scanned.items()
+            if (seen := recorded.get(stem)) is not None and seen.inputs == inputs
+        }
+        prints = self.store.read_fingerprints(frozenset(maybe.values())) if maybe else {}
+        return {
+            name: recorded[stem].view
+            for name, stem in maybe.items()
+            if stem in prints and fingerprint_digest(prints[stem]) == recorded[stem].fingerprint
+        }
+
+    def record_settled(self, planned: PlannedPass) -> int:
+        """After a daemon's full pass: record the tenants it found in sync whose stored
+        fingerprint it holds (read before their records), so ``pbx plan`` need not parse
+        them. Returns how many rows were written (only those that changed)."""
+        specs = self.last_specs
+        if not planned.full or specs is None or specs.settled:
+            return 0
+        found: dict[str, Settled] = {}
+        for tenant_id, (_, actual) in self._in_sync.items():
+            loaded = specs.tenants.get(tenant_id)
+            fingerprint = self.applied.fingerprints.get(tenant_id)
+            if (
+                loaded is None
+                or not loaded.inputs
+                or loaded.view is None
+                or fingerprint is None
+                or self.applied.state.get(tenant_id) is not actual
+            ):
+                continue
+            found[tenant_id] = Settled(loaded.inputs, fingerprint_digest(fingerprint), loaded.view)
+        return self._record(found)
+
+    def settle_after_apply(self, planned: PlannedPass) -> int:
+        """After a one-shot full pass (``pbx apply``), which holds no fingerprints: read
+        them, then the records they vouch for, and record the tenants in sync."""
+        specs = self.last_specs
+        if not planned.full or specs is None or specs.settled:
+            return 0
+        wanted = {
+            t: self._desired[t]
+            for t, loaded in specs.tenants.items()
+            if t in self._desired and loaded.inputs and t not in planned.held
+        }
+        if not wanted:
+            return 0
+        prints = self.store.read_fingerprints(frozenset(wanted))
+        actual = self.store.read_state(frozenset(prints))
+        changed = set(plan(wanted, actual).tenants())
+        found = {
+            t: Settled(specs.tenants[t].inputs, fingerprint_digest(prints[t]), view)
+            for t in wanted
+            if t in prints
+            and t in actual
+            and t not in changed
+            and (view := specs.tenants[t].view) is not None
+        }
+        return self._record(found)
+
+    @staticmethod
+    def _settle_quietly(record: Callable[[], int]) -> None:
+        """Recording settled tenants only spares later plans a parse: its failure is
+        logged, never the pass's."""
+        try:
+            record()
+        except StoreError as exc:
+            event(log, "settled tenants not recorded", logging.WARNING, error=str(exc))
+
+    def settle_quietly_after_apply(self, planned: PlannedPass) -> None:
+        self._settle_quietly(lambda: self.settle_after_apply(planned))
+
+    def _record(self, found: Mapping[str, Settled]) -> int:
+        if self._recorded is None:
+            self._recorded = self.store.read_settled()
+        fresh = {t: s for t, s in found.items() if self._recorded.get(t) != s}
+        if fresh:
+            self.store.record_settled(fresh)
+            self._recorded.update(fresh)
+        return len(fresh)
 
     @staticmethod
     def _desired_platform(specs: SpecSet) -> PlatformState | None:
@@ -444,6 +562,7 @@ class Reconciler:
                 state = self._desired_cache.get(loaded.digest) or desired_records(loaded.spec)
                 cache[loaded.digest] = desired[tenant_id] = state
         self._desired_cache = cache
+        self._desired = desired
         return desired
 
     def _changed(self, specs: SpecSet, desired: State) -> frozenset[str]:

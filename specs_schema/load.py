@@ -26,6 +26,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from specs_schema import models
+from specs_schema.inputs import Gateways, inputs_digest, sounds_listing
 from specs_schema.models import PLATFORM_FILE_STEM, PlatformSpec, TenantSpec
 from specs_schema.positions import (
     MAX_FILE_BYTES,
@@ -94,6 +95,10 @@ class LoadedTenant:
     fingerprint: str = ""
     """Size, mtime and content digest of the bytes read: equal in two reads some seconds
     apart means nobody was writing the file meanwhile (the shrink guard waits for that)."""
+    inputs: str = ""
+    """``specs_schema.inputs.inputs_digest`` of the file (empty without a loader salt)."""
+    view: Mapping[str, Any] | None = field(default=None, compare=False)
+    """What cross-tenant rules read of it (recorded so a later run can skip its parse)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,9 @@ class SpecSet:
     unstable: frozenset[str] = field(default=frozenset())
     """Tenant ids (file stems) frozen only because their file changed while being read:
     a caller retries them at the next debounce instead of reporting a person's mistake."""
+    settled: frozenset[str] = field(default=frozenset())
+    """Tenant ids whose files were not parsed (``SpecLoader.load``'s ``settled``): valid,
+    in neither ``tenants`` nor ``invalid``."""
 
     @property
     def ok(self) -> bool:
@@ -126,6 +134,8 @@ class _Parsed:
     digest: str = ""
     fingerprint: str = ""
     sound_refs: tuple[tuple[Loc, str], ...] = ()
+    content: str = ""  # sha256 of the bytes
+    inputs: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,10 +165,6 @@ def load_specs(paths: Sequence[Path]) -> SpecSet:
     return SpecLoader().load(paths)
 
 
-Gateways = frozenset[str] | None
-"""Gateway names agent contacts may use; None when the platform file is invalid."""
-
-
 @dataclass
 class _Platform:
     """A loaded platform file. ``gateways`` stays usable when only other parts of the file
@@ -180,64 +186,101 @@ class SpecLoader:
     only when the content digest matches, so even an edit that kept all of those is seen.
     """
 
-    def __init__(self, *, relative_to: Path | None = None) -> None:
+    def __init__(self, *, relative_to: Path | None = None, salt: str | None = None) -> None:
         self._cache: dict[str, _Cached] = {}
         self.relative_to = relative_to
         """Show file names relative to this directory (the daemon's tenants directory): the
         errors reach the portal and the database, which must never learn the host's paths."""
+        self.salt = salt
+        """The code's digest: with one, valid tenants carry their ``inputs`` digest."""
 
-    def load(self, paths: Sequence[Path], *, reread: bool = False) -> SpecSet:
+    def load(
+        self,
+        paths: Sequence[Path],
+        *,
+        reread: bool = False,
+        settled: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> SpecSet:
+        """``settled``: ``{file: cross-tenant view}`` of files known valid (their inputs
+        digest vouches for it) that are not parsed; one another file's outcome would
+        involve (a cross-tenant finding, a claim of its id) is parsed after all."""
         # Parsing allocates millions of small objects that all stay alive: callers in the
         # reconciler pause the cyclic GC around this (``reconciler.core.gcpause``).
-        loaded = self._load(paths, reread)
+        loaded = self._load(paths, reread, dict(settled or {}))
         return loaded if self.relative_to is None else relative_spec_set(loaded, self.relative_to)
 
-    def _load(self, paths: Sequence[Path], reread: bool) -> SpecSet:
+    def scan(self, paths: Sequence[Path]) -> dict[str, tuple[str, str]]:
+        """``{file: (stem, inputs digest)}`` of every readable tenant file, without parsing
+        (a loader with a salt only; unreadable files are left to ``load``)."""
+        assert self.salt is not None
         files = find_spec_files(paths)
-        parsed: list[tuple[Path, _Parsed]] = []
-        loaded_platforms: dict[Path, _Platform] = {}
-        platform: _Platform | None = None
-        live: set[str] = set()
+        platforms = _Platforms(files)
+        out: dict[str, tuple[str, str]] = {}
         for path in files:
-            live.add(str(path))
             if path.stem == PLATFORM_FILE_STEM:
-                platform = _load_platform_file(path)
-                loaded_platforms[path.parent] = platform
                 continue
-            parsed.append((path, self._parse_cached(path, reread)))
+            st = _stat_spec_file(path)
+            data = st if isinstance(st, SpecError) else _read_stable(path, st)
+            if not isinstance(data, SpecError):
+                content = hashlib.sha256(data).hexdigest()
+                out[str(path)] = (path.stem, self._inputs(path, content, platforms))
+        return out
+
+    def _inputs(self, path: Path, content: str, platforms: _Platforms) -> str:
+        assert self.salt is not None
+        sounds = sounds_listing(tenant_sounds_dir(path.parent, path.stem))
+        return inputs_digest(self.salt, path.name, content, platforms.gateways_for(path)[0], sounds)
+
+    def _load(
+        self, paths: Sequence[Path], reread: bool, settled: dict[str, Mapping[str, Any]]
+    ) -> SpecSet:
+        files = find_spec_files(paths)
+        stems = [p.stem for p in files]
+        for name in list(settled):  # twins (acme.yaml, acme.yml) are decided by a parse
+            if stems.count(Path(name).stem) != 1:
+                del settled[name]
+        platforms = _Platforms(files)
+        parsed: list[tuple[Path, _Parsed]] = [
+            (path, self._parse_checked(path, reread, platforms))
+            for path in files
+            if path.stem != PLATFORM_FILE_STEM and str(path) not in settled
+        ]
+        live = {str(path) for path in files}
         for stale in set(self._cache) - live:
             del self._cache[stale]
-
-        beside: dict[Path, Gateways] = {}
-
-        def gateways_for(path: Path) -> tuple[Gateways, str]:
-            """The platform of a tenant file: the loaded one (its own directory's first),
-            else the ``_platform.yaml`` beside it, else none (no gateway declared)."""
-            if platform is not None:
-                own = loaded_platforms.get(path.parent, platform)
-                return own.gateways, "_platform.yaml"
-            if path.parent not in beside:
-                beside[path.parent] = _platform_beside(path.parent)
-            return beside[path.parent], f"{path.parent / PLATFORM_FILE_STEM}.yaml"
-
-        for path, item in parsed:
-            if item.data is not None and item.positions is not None:
-                gateways, where = gateways_for(path)
-                item.errors += [
-                    _finding_error(item.file, item.positions, loc, msg)
-                    for loc, msg in gateway_findings(item.data, gateways, where)
-                ]
-                sounds = tenant_sounds_dir(path.parent, path.stem)
-                item.errors += [
-                    _finding_error(item.file, item.positions, loc, msg)
-                    for loc, msg in sound_findings(item.sound_refs, sounds)
-                ]
-        return _assemble(
+        while involved := _involved(parsed, settled):
+            for name in involved:
+                del settled[name]
+                parsed.append((Path(name), self._parse_checked(Path(name), reread, platforms)))
+        order = {str(path): index for index, path in enumerate(files)}
+        parsed.sort(key=lambda pair: order[str(pair[0])])
+        platform = platforms.platform
+        result = _assemble(
             [item for _, item in parsed],
             platform.spec if platform is not None else None,
-            [e for p in loaded_platforms.values() for e in p.errors],
+            [e for p in platforms.loaded.values() for e in p.errors],
             files,
+            settled,
         )
+        return replace(result, settled=frozenset(Path(name).stem for name in settled))
+
+    def _parse_checked(self, path: Path, reread: bool, platforms: _Platforms) -> _Parsed:
+        """One tenant file parsed, with the findings that need its directory."""
+        item = self._parse_cached(path, reread)
+        if item.data is not None and item.positions is not None:
+            gateways, where = platforms.gateways_for(path)
+            item.errors += [
+                _finding_error(item.file, item.positions, loc, msg)
+                for loc, msg in gateway_findings(item.data, gateways, where)
+            ]
+            sounds = tenant_sounds_dir(path.parent, path.stem)
+            item.errors += [
+                _finding_error(item.file, item.positions, loc, msg)
+                for loc, msg in sound_findings(item.sound_refs, sounds)
+            ]
+            if self.salt is not None and not item.errors:
+                item.inputs = self._inputs(path, item.content, platforms)
+        return item
 
     def _parse_cached(self, path: Path, reread: bool) -> _Parsed:
         display = str(path)
@@ -265,12 +308,53 @@ class SpecLoader:
                     item = _load_tenant(text, display, path.stem)
             self._cache[display] = _Cached(stamp, content, item)
         # a per-run copy: cross-tenant findings are added to it, never to the cached item
+        content = self._cache[display].content
         return replace(
             item,
             errors=list(item.errors),
             claimed_ids=set(item.claimed_ids),
-            fingerprint=f"{st.st_size}:{st.st_mtime_ns}:{self._cache[display].content}",
+            fingerprint=f"{st.st_size}:{st.st_mtime_ns}:{content}",
+            content=content,
         )
+
+
+class _Platforms:
+    """The platform files among ``files``, and which one a tenant file's gateways come from."""
+
+    def __init__(self, files: Sequence[Path]) -> None:
+        self.loaded: dict[Path, _Platform] = {}
+        self.platform: _Platform | None = None
+        for path in files:
+            if path.stem == PLATFORM_FILE_STEM:
+                self.platform = self.loaded[path.parent] = _load_platform_file(path)
+        self._beside: dict[Path, Gateways] = {}
+
+    def gateways_for(self, path: Path) -> tuple[Gateways, str]:
+        """The platform of a tenant file: the loaded one (its own directory's first), else
+        the ``_platform.yaml`` beside it, else none (no gateway declared)."""
+        if self.platform is not None:
+            own = self.loaded.get(path.parent, self.platform)
+            return own.gateways, "_platform.yaml"
+        if path.parent not in self._beside:
+            self._beside[path.parent] = _platform_beside(path.parent)
+        return self._beside[path.parent], f"{path.parent / PLATFORM_FILE_STEM}.yaml"
+
+
+def _involved(
+    parsed: list[tuple[Path, _Parsed]], settled: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """Settled files whose outcome a parsed one may change: named by a cross-tenant
+    finding, or whose tenant id another file claims."""
+    if not settled:
+        return []
+    raw: dict[str, Mapping[str, Any]] = {
+        item.file: item.data for _, item in parsed if item.data is not None
+    }
+    raw.update(settled)
+    found = {name for name in cross_tenant_findings(raw) if name in settled}
+    claimed = {tid for _, item in parsed for tid in item.claimed_ids}
+    found.update(name for name in settled if Path(name).stem in claimed)
+    return sorted(found)
 
 
 def _broken(file: str, stem: str, error: SpecError) -> _Parsed:
@@ -456,8 +540,10 @@ def _assemble(
     platform: PlatformSpec | None,
     platform_errors: list[SpecError],
     files: list[Path],
+    settled: Mapping[str, Mapping[str, Any]],
 ) -> SpecSet:
-    raw = {p.file: p.data for p in parsed if p.data is not None}
+    raw: dict[str, Mapping[str, Any]] = {p.file: p.data for p in parsed if p.data is not None}
+    raw.update(settled)  # none of them has a finding (``_involved``)
     for file, findings in cross_tenant_findings(raw).items():
         item = next(p for p in parsed if p.file == file)
         assert item.positions is not None
@@ -489,7 +575,7 @@ def _assemble(
         else:
             assert item.spec is not None
             tenants[item.spec.id] = LoadedTenant(
-                item.spec, item.file, item.digest, item.fingerprint
+                item.spec, item.file, item.digest, item.fingerprint, item.inputs, item.data
             )
     for tid in invalid:
         tenants.pop(tid, None)
@@ -532,6 +618,7 @@ def relative_spec_set(specs: SpecSet, root: Path) -> SpecSet:
         errors=tuple(map(error, specs.errors)),
         files=tuple(map(file, specs.files)),
         unstable=specs.unstable,
+        settled=specs.settled,
     )
 
 

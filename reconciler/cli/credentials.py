@@ -10,7 +10,6 @@ import click
 
 from reconciler.cli.options import confirm_or_exit, global_options, opened_store, resolved
 from reconciler.cli.settings import audio_roots
-from reconciler.daemon.audio import archive_tenant_audio
 from reconciler.store import (
     prune_tenant,
     rotate_credentials,
@@ -101,6 +100,8 @@ def prune(ctx: click.Context, /, tenant: str, yes: bool, **_: Any) -> None:
     with opened_store(cfg) as store:
         archive = prune_tenant(store.connection, tenant)
     click.echo(f"pruned {tenant}: schema archived as {archive} (data kept, no longer registered)")
+    from reconciler.daemon.audio import archive_tenant_audio  # the daemon's; prune's only
+
     try:
         moved = archive_tenant_audio(roots, tenant, archive)
     except OSError as exc:

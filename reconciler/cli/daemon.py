@@ -26,9 +26,12 @@ from reconciler.cli.status_view import render_status
 from reconciler.cli.users import portal_config, portal_options
 from reconciler.core import logs
 from reconciler.core.errors import PbxError, SettingsError
-from reconciler.daemon import DaemonConfig, default_state_dir, run_daemon
-from reconciler.daemon.config import DEFAULT_STATUS_LISTEN, MAX_XML_CURL_WORKERS
-from reconciler.serve import ListenerUnavailable
+from reconciler.daemon.config import (
+    DEFAULT_STATUS_LISTEN,
+    MAX_XML_CURL_WORKERS,
+    DaemonConfig,
+    default_state_dir,
+)
 from reconciler.store import read_only_dsn
 from reconciler.switch import parse_node_specs
 
@@ -164,6 +167,11 @@ def run(ctx: click.Context, /, **_: Any) -> None:
 
 
 def _run(config: DaemonConfig, name: str, *, data_plane_only: bool = False) -> None:
+    # imported here: the daemon's rooms (the portal's pages among them) are for these two
+    # commands only, never on the way of `pbx plan`
+    from reconciler.daemon.startup import run_daemon
+    from reconciler.serve.listener import ListenerUnavailable
+
     try:
         code = run_daemon(config, data_plane_only=data_plane_only)
     except ListenerUnavailable as exc:  # a port already taken: one line, no traceback

@@ -14,6 +14,7 @@ import click
 from reconciler.cli.options import confirm_or_exit, global_options, opened_store, resolved
 from reconciler.cli.settings import ResolvedSettings
 from reconciler.core.errors import PbxError
+from reconciler.core.model import State
 from reconciler.core.plan_text import render_text, to_json
 from reconciler.reconcile import PassGuards, PlannedPass, Reconciler
 from reconciler.switch import NodeSpecError, parse_node_specs
@@ -36,12 +37,15 @@ def _report_spec_errors(errors: list[SpecError], planned: PlannedPass) -> None:
         click.echo(f"{len(errors)} spec error(s); tenants left untouched: {frozen}", err=True)
 
 
-def _live_previews(cfg: ResolvedSettings, planned: PlannedPass) -> list[dict[str, Any]]:
+def _live_previews(
+    cfg: ResolvedSettings, planned: PlannedPass, settled: State
+) -> list[dict[str, Any]]:
+    """``settled``: the records of the tenants the plan skipped (in sync: as stored)."""
     try:
         nodes = parse_node_specs(cfg["freeswitch"])
     except NodeSpecError as exc:
         raise click.UsageError(str(exc)) from exc
-    state = planned.post_apply_state()
+    state = dict(sorted({**settled, **planned.post_apply_state()}.items()))
     return asyncio.run(preview_nodes(nodes, state, retired_domains=planned.retired_domains))
 
 
@@ -65,12 +69,17 @@ def _tenants_dir(cfg: ResolvedSettings) -> Path:
     return tenants_dir
 
 
-def _plan(cfg: ResolvedSettings, tenant: str | None, allow_mass_orphan: bool) -> PlannedPass:
+def _plan(
+    cfg: ResolvedSettings, tenant: str | None, allow_mass_orphan: bool, *, settled: bool, live: bool
+) -> tuple[PlannedPass, State]:
+    """The plan, and (``live``) the records of the settled tenants it skipped."""
     tenants_dir = _tenants_dir(cfg)
     with opened_store(cfg) as store:
         reconciler = Reconciler(tenants_dir, store, _guards(cfg, allow_mass_orphan), one_shot=True)
         try:
-            return reconciler.plan_pass(full=True, only=tenant)
+            planned = reconciler.plan_pass(full=True, only=tenant, settled=settled)
+            skipped = planned.settled
+            return planned, store.read_state(skipped) if live and skipped else {}
         except PbxError as exc:
             raise click.ClickException(str(exc)) from exc
 
@@ -98,6 +107,12 @@ _MAX_ORPHAN_SHARE = click.option(
     show_default=True,
     help="Also diff reachable FreeSWITCH nodes.",
 )
+@click.option(
+    "--read-all",
+    is_flag=True,
+    hidden=True,
+    help="Parse every file and read every tenant, even those settled since the last pass.",
+)
 @_ALLOW_MASS_ORPHAN
 @_MAX_ORPHAN_SHARE
 @global_options
@@ -109,13 +124,14 @@ def plan_command(
     output: str,
     detailed_exitcode: bool,
     live: bool,
+    read_all: bool,
     allow_mass_orphan: bool,
     **_: Any,
 ) -> None:
     """Show what `pbx apply` would change in the database (and on live switches)."""
     cfg = resolved(ctx)
-    planned = _plan(cfg, tenant_filter, allow_mass_orphan)
-    previews = _live_previews(cfg, planned) if live else []
+    planned, settled = _plan(cfg, tenant_filter, allow_mass_orphan, settled=not read_all, live=live)
+    previews = _live_previews(cfg, planned, settled) if live else []
     errors = _errors_of(planned, tenant_filter)
     if output == "json":
         payload = to_json(planned.plan)
@@ -168,6 +184,7 @@ def apply_command(
             if tenant_filter is None:  # the whole applied state is known: as a daemon pass
                 applied = reconciler.applied
                 revoke_unentitled(store.connection, applied.state, applied.platform_admins)
+                reconciler.settle_quietly_after_apply(planned)  # `pbx plan` skips their parse
         except PbxError as exc:
             raise click.ClickException(str(exc)) from exc
     report = outcome.report

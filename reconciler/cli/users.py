@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -20,11 +20,12 @@ from reconciler.cli.options import global_options, opened_store, resolved
 from reconciler.cli.settings import ResolvedSettings
 from reconciler.core.errors import SettingsError
 from reconciler.store import migrate
-from reconciler.web import PortalConfig, config_from_settings, invite
+from reconciler.web import PortalConfig, config_from_settings
 from reconciler.web.config import DEFAULT_LISTEN
 from reconciler.web.errors import PortalError
-from reconciler.web.invitations import MAX_TTL, InviteLink, issue_reset
-from reconciler.web.mail import Mailer
+
+if TYPE_CHECKING:  # invitations and the mailer load with the commands that use them
+    from reconciler.web.invitations import InviteLink
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -183,6 +184,8 @@ def users() -> None:
 def _ttl(_ctx: click.Context, _param: click.Parameter, value: float | None) -> float | None:
     """A link lives 60 s to 30 days: a negative TTL would replace a pending link with a dead
     one, ``nan`` and ``1e12`` are typing mistakes."""
+    from reconciler.web.invitations import MAX_TTL
+
     top = MAX_TTL.total_seconds()
     if value is not None and not (math.isfinite(value) and 60 <= value <= top):
         raise click.BadParameter(f"seconds from 60 to {int(top)} (30 days), not {value}")
@@ -230,6 +233,8 @@ def _lifetime(ttl: float | None, config: PortalConfig) -> timedelta:
 def _hand_over(link: InviteLink, config: PortalConfig) -> None:
     """Mail the link to the person when mail is configured (print where), else print it."""
     if config.mail is not None:
+        from reconciler.web.mail import Mailer
+
         try:
             sent_to = asyncio.run(Mailer(config.mail).send_link(link))
         except PortalError as exc:
@@ -249,6 +254,8 @@ def _hand_over(link: InviteLink, config: PortalConfig) -> None:
 def users_invite(ctx: click.Context, /, email: str, ttl: float | None, **_: Any) -> None:
     """A single-use activation link for EMAIL (a user or super admin in git who has no
     account yet): printed, or mailed to EMAIL when mail is configured."""
+    from reconciler.web.invitations import invite
+
     cfg = resolved(ctx)
     config = _config(cfg)
     with opened_store(cfg) as store:
@@ -281,6 +288,8 @@ def users_reset(
     the operator to hand to the person, or mailed to EMAIL when mail is configured. Using
     it ends every session and API token of that person; without --new-authenticator, a
     person who has an authenticator also types its current code."""
+    from reconciler.web.invitations import issue_reset
+
     cfg = resolved(ctx)
     config = _config(cfg)
     with opened_store(cfg) as store:

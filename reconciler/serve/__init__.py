@@ -14,23 +14,58 @@ exported here; one concept per module:
     logthrottle  log lines caused by peers, bounded
 """
 
-from reconciler.serve.listener import (
-    ListenerLimits,
-    ListenerUnavailable,
-    bound_port,
-    start_server,
-)
-from reconciler.serve.persist import (
-    EmptySnapshotRefused,
-    PersistStatus,
-    SnapshotError,
-    SnapshotMismatch,
-    SnapshotNotPersisted,
-)
-from reconciler.serve.snapshot import Snapshot, build_snapshot
-from reconciler.serve.templating import TemplateLoadError, Templates, load_templates
-from reconciler.serve.xmlcurl import XML_PATH, Result, Section, answer
-from reconciler.serve.xmlcurl_app import basic_auth_matches, make_app, readiness
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from reconciler.core.lazy import lazy_names
+
+if TYPE_CHECKING:
+    from reconciler.serve.listener import (
+        ListenerLimits,
+        ListenerUnavailable,
+        bound_port,
+        start_server,
+    )
+    from reconciler.serve.persist import (
+        EmptySnapshotRefused,
+        PersistStatus,
+        SnapshotError,
+        SnapshotMismatch,
+        SnapshotNotPersisted,
+    )
+    from reconciler.serve.snapshot import Snapshot, build_snapshot
+    from reconciler.serve.templating import TemplateLoadError, Templates, load_templates
+    from reconciler.serve.xmlcurl import XML_PATH, Result, Section, answer
+    from reconciler.serve.xmlcurl_app import basic_auth_matches, make_app, readiness
+
+_WHERE = {
+    "ListenerLimits": "reconciler.serve.listener",
+    "ListenerUnavailable": "reconciler.serve.listener",
+    "bound_port": "reconciler.serve.listener",
+    "start_server": "reconciler.serve.listener",
+    "EmptySnapshotRefused": "reconciler.serve.persist",
+    "PersistStatus": "reconciler.serve.persist",
+    "SnapshotError": "reconciler.serve.persist",
+    "SnapshotMismatch": "reconciler.serve.persist",
+    "SnapshotNotPersisted": "reconciler.serve.persist",
+    "Snapshot": "reconciler.serve.snapshot",
+    "build_snapshot": "reconciler.serve.snapshot",
+    "TemplateLoadError": "reconciler.serve.templating",
+    "Templates": "reconciler.serve.templating",
+    "load_templates": "reconciler.serve.templating",
+    "XML_PATH": "reconciler.serve.xmlcurl",
+    "Result": "reconciler.serve.xmlcurl",
+    "Section": "reconciler.serve.xmlcurl",
+    "answer": "reconciler.serve.xmlcurl",
+    "basic_auth_matches": "reconciler.serve.xmlcurl_app",
+    "make_app": "reconciler.serve.xmlcurl_app",
+    "readiness": "reconciler.serve.xmlcurl_app",
+}
+"""Where each name lives: imported on first use (``reconciler.core.lazy``): an xml_curl
+worker loads the generation's reader and the listener, not the snapshot builder."""
+__getattr__ = lazy_names(globals(), _WHERE)
+
 
 __all__ = [
     "XML_PATH",

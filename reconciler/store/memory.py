@@ -29,6 +29,7 @@ from reconciler.core.plan import (
     plan_platform,
 )
 from reconciler.core.revision import GitRevision
+from reconciler.core.settled import Settled
 from reconciler.store import (
     ApplyReport,
     PlatformApplyError,
@@ -57,6 +58,7 @@ class MemoryStore:
     on PostgreSQL)."""
     registry: dict[str, RegistryEntry] = field(default_factory=dict)
     spec_status: dict[str, SpecStatus] = field(default_factory=dict)
+    settled: dict[str, Settled] = field(default_factory=dict)
     admins: dict[str, str] = field(default_factory=dict)
     attempts: list[tuple[tuple[str, ...], GitRevision | None]] = field(default_factory=list)
     retired: set[str] = field(default_factory=set)
@@ -134,6 +136,18 @@ class MemoryStore:
     def read_spec_status(self) -> dict[str, SpecStatus]:
         self._check("read_spec_status")
         return dict(self.spec_status)
+
+    def read_settled(self) -> dict[str, Settled]:
+        self._check("read_settled")
+        return dict(self.settled)
+
+    def record_settled(
+        self, settled: Mapping[str, Settled], unsettled: Collection[str] = ()
+    ) -> None:
+        self._check("record_settled")
+        for tenant_id in unsettled:
+            self.settled.pop(tenant_id, None)
+        self.settled.update({t: s for t, s in settled.items() if t in self.state})
 
     def record_attempt(self, tenant_ids: Collection[str], revision: GitRevision | None) -> None:
         self._check("record_attempt")

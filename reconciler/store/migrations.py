@@ -266,6 +266,19 @@ ALTER TABLE pbx.apply_history
         CHECK (result IN ('applied', 'failed', 'invalid', 'valid'));
 """),
     ),
+    Migration(
+        10,
+        "settled tenants: the inputs and stored-state digests of tenants last found in sync",
+        sql.SQL("""
+CREATE TABLE pbx.settled_tenants (
+    tenant_id text PRIMARY KEY REFERENCES pbx.tenants (id) ON DELETE CASCADE ON UPDATE CASCADE,
+    inputs text NOT NULL,
+    fingerprint text NOT NULL,
+    view jsonb NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now()
+);
+"""),
+    ),
 )
 
 TENANT_MIGRATIONS: tuple[Migration, ...] = (

@@ -18,6 +18,7 @@ import psycopg
 from reconciler.core.model import PlatformState, State, TenantState
 from reconciler.core.plan import Change, Plan
 from reconciler.core.revision import GitRevision
+from reconciler.core.settled import Settled
 from reconciler.store.admins import PlatformReport, apply_platform, read_platform_admins
 from reconciler.store.apply import ApplyReport, apply_plan, record_attempt
 from reconciler.store.credentials import CREDENTIALS_GRACE
@@ -32,6 +33,7 @@ from reconciler.store.read import (
     read_state,
     read_voicemail_hashes,
 )
+from reconciler.store.settled import read_settled, record_settled
 from reconciler.store.spec_status import SpecStatus, read_spec_status, record_spec_status
 
 
@@ -129,6 +131,14 @@ class PostgresStore:
         ) as pool:
             self.own_backend_pids = frozenset(pids)
             return apply_plan(pool, plan, workers=2, **arguments)  # type: ignore[arg-type]
+
+    def read_settled(self) -> dict[str, Settled]:
+        return read_settled(self.connection)
+
+    def record_settled(
+        self, settled: Mapping[str, Settled], unsettled: Collection[str] = ()
+    ) -> None:
+        record_settled(self.connection, settled, unsettled)
 
     def record_spec_status(
         self,

@@ -14,6 +14,7 @@ from typing import Protocol
 from reconciler.core.model import PlatformState, State, TenantState
 from reconciler.core.plan import Change, Plan
 from reconciler.core.revision import GitRevision
+from reconciler.core.settled import Settled
 from reconciler.store.admins import PlatformReport
 from reconciler.store.apply import ApplyReport
 from reconciler.store.read import RegistryEntry
@@ -52,6 +53,16 @@ class Store(Protocol):
         ...
 
     def read_spec_status(self) -> dict[str, SpecStatus]: ...
+
+    def read_settled(self) -> dict[str, Settled]:
+        """What full passes recorded of tenants they found in sync (``core.settled``)."""
+        ...
+
+    def record_settled(
+        self, settled: Mapping[str, Settled], unsettled: Collection[str] = ()
+    ) -> None:
+        """Record ``settled`` for registered tenants; forget ``unsettled``."""
+        ...
 
     def read_platform_admins(self) -> dict[str, str]:
         """``{email: name}`` of the applied super admins."""

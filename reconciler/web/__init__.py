@@ -16,13 +16,40 @@ per-address budget of unauthenticated requests, ``server`` assembly and the boun
 listener.
 """
 
-from reconciler.core.sync import SyncStatus
-from reconciler.web.config import PortalConfig, RateLimit, config_from_settings
-from reconciler.web.entitlement import revoke_unentitled
-from reconciler.web.invitations import InviteLink, NotEntitled, invite
-from reconciler.web.ports import NodeStatus, PortalDeps, TenantSync
-from reconciler.web.server import PortalServer, make_portal_app
-from reconciler.web.store_calls import StoreCalls
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from reconciler.core.lazy import lazy_names
+
+if TYPE_CHECKING:
+    from reconciler.core.sync import SyncStatus
+    from reconciler.web.config import PortalConfig, RateLimit, config_from_settings
+    from reconciler.web.entitlement import revoke_unentitled
+    from reconciler.web.invitations import InviteLink, NotEntitled, invite
+    from reconciler.web.ports import NodeStatus, PortalDeps, TenantSync
+    from reconciler.web.server import PortalServer, make_portal_app
+    from reconciler.web.store_calls import StoreCalls
+
+_WHERE = {
+    "SyncStatus": "reconciler.core.sync",
+    "PortalConfig": "reconciler.web.config",
+    "RateLimit": "reconciler.web.config",
+    "config_from_settings": "reconciler.web.config",
+    "revoke_unentitled": "reconciler.web.entitlement",
+    "InviteLink": "reconciler.web.invitations",
+    "NotEntitled": "reconciler.web.invitations",
+    "invite": "reconciler.web.invitations",
+    "NodeStatus": "reconciler.web.ports",
+    "PortalDeps": "reconciler.web.ports",
+    "TenantSync": "reconciler.web.ports",
+    "PortalServer": "reconciler.web.server",
+    "make_portal_app": "reconciler.web.server",
+    "StoreCalls": "reconciler.web.store_calls",
+}
+"""Where each name lives: imported on first use (``reconciler.core.lazy``)."""
+__getattr__ = lazy_names(globals(), _WHERE)
+
 
 __all__ = [
     "InviteLink",

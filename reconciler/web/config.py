@@ -7,11 +7,14 @@ import re
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
-from reconciler.web.mail import MailSettings
 from reconciler.web.wss import parse_wss_urls
+
+if TYPE_CHECKING:  # the mailer (SMTP client, invitations) loads only when mail is configured
+    from reconciler.web.mail import MailSettings
 
 # No FreeSWITCH default binds it: 8081/8082 are mod_verto's, 8080 mod_xml_rpc's, 8090
 # mod_sms_flowroute's, 8021 the event socket, 5060/5066/5080/7443 SIP, 16384-32768 RTP.
@@ -221,4 +224,6 @@ def mail_settings(smtp_url: str | None, smtp_from: str | None) -> MailSettings |
     """``PBX_SMTP_URL`` + ``PBX_SMTP_FROM``, or None (links are then shown to the inviter)."""
     if not smtp_url:
         return None
+    from reconciler.web.mail import MailSettings
+
     return MailSettings.parse(smtp_url, smtp_from or "")

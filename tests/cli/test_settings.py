@@ -132,9 +132,10 @@ def _daemon_config(
 ) -> Any:
     """What `pbx run` (or `pbx serve`) would start with (nothing is started)."""
     from reconciler.cli import daemon as daemon_cli
+    from reconciler.daemon import startup  # the CLI imports it only when a daemon starts
 
     seen: list[Any] = []
-    monkeypatch.setattr(daemon_cli, "run_daemon", lambda config, **_: seen.append(config) or 0)
+    monkeypatch.setattr(startup, "run_daemon", lambda config, **_: seen.append(config) or 0)
     monkeypatch.setattr(daemon_cli.logs, "configure", lambda log_format: None)  # keep pytest's
     result = CliRunner().invoke(main, [command, *args], env=env)
     assert result.exit_code == 0 or seen == [], result.output
