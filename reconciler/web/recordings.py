@@ -126,7 +126,25 @@ async def listing(request: web.Request, sc: TenantScope) -> dict[str, Any]:
 async def recordings_page(request: web.Request) -> web.StreamResponse:
     sc = scope(request, request.match_info["tenant"])
     found = await listing(request, sc)
-    return render(request, "recordings.html", scope=sc, filters=filters(request), **found)
+    chosen = filters(request)
+    limit, offset = query_limit(request), query_offset(request)
+    return render(
+        request,
+        "recordings.html",
+        scope=sc,
+        filters=chosen,
+        newer=_page_query(chosen, limit, offset - limit) if offset > 0 else None,
+        older=_page_query(chosen, limit, offset + limit)
+        if offset + limit < found["total"]
+        else None,
+        first=offset + 1,
+        **found,
+    )
+
+
+def _page_query(chosen: dict[str, str], limit: int, offset: int) -> str:
+    """The query of another page with the same filters."""
+    return "?" + urlencode({**chosen, "limit": str(limit), "offset": str(max(0, offset))})
 
 
 @routes.get(API)
