@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -107,6 +107,28 @@ def allowed_keys(sc: TenantScope) -> list[tuple[str, str]] | None:
         return None
     agents = [("agent", a.name) for a in sc.visible_agents()]
     return [("extension", number) for number in sorted(sc.own_extensions)] + agents
+
+
+async def recordings_of_calls(
+    request: web.Request, sc: TenantScope, call_uuids: Iterable[str]
+) -> dict[str, list[str]]:
+    """``{call uuid: [recording url, ...]}`` of the recordings ``sc`` may see: the call
+    history's recording column. A recording is named after the caller's channel, the call's
+    a leg (``record_session`` runs there, and a queue's ``{uuid}`` is the caller's), so no
+    column or CDR variable is needed; a file deleted on disk drops its link."""
+    wanted = set(call_uuids)
+    if not wanted:
+        return {}
+    found = await read_recordings(request, sc)
+    return {
+        uuid: urls
+        for uuid in wanted
+        if (
+            urls := [
+                view(r, sc.tenant_id)["url"] for r in found.by_call.get(uuid, ()) if visible(sc, r)
+            ]
+        )
+    }
 
 
 async def listing(request: web.Request, sc: TenantScope) -> dict[str, Any]:
