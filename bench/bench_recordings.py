@@ -85,7 +85,7 @@ def _requests() -> list[tuple[dict[str, str], int]]:
     ]
 
 
-def _lister(root: Path) -> tuple[str, Callable[[dict[str, str], int], int]]:
+def _lister(root: Path, fresh: float) -> tuple[str, Callable[[dict[str, str], int], int]]:
     """This tree's listing (the index) or, in an older tree, its scan; both as the portal's
     ``listing`` uses them: all recordings, filtered, one page."""
     names = RecordingNames(TEMPLATES, DOMAIN)
@@ -100,7 +100,7 @@ def _lister(root: Path) -> tuple[str, Callable[[dict[str, str], int], int]]:
             return len(shown[offset : offset + PAGE])
 
         return "previous (scan per request)", listed
-    index = RecordingIndex(root)
+    index = RecordingIndex(root, fresh_for=fresh)
     key = (DOMAIN, tuple(sorted(TEMPLATES.items())))
 
     def indexed(chosen: dict[str, str], offset: int) -> int:
@@ -108,14 +108,14 @@ def _lister(root: Path) -> tuple[str, Callable[[dict[str, str], int], int]]:
         shown = found.select(chosen)
         return len(shown[offset : offset + PAGE])
 
-    return "index", indexed
+    return f"index, a look at the disk trusted {fresh:g} s", indexed
 
 
 def listing(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         _populate(root, args.count)
-        label, listed = _lister(root)
+        label, listed = _lister(root, args.fresh)
         time.sleep(3)  # the directories just written settle (no longer "racy")
         started = time.perf_counter()
         listed({}, 0)
@@ -192,7 +192,7 @@ def _aiohttp_server(root: Path, port: int) -> None:
 
 
 def _wait_for(port: int) -> None:
-    for _ in range(200):
+    for _ in range(1200):  # a loaded machine takes its time to import aiohttp
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -260,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     listed.add_argument("--count", type=int, default=10_000)
     listed.add_argument("--rounds", type=int, default=400)
     listed.add_argument("--arrive-every", type=int, default=20)
+    listed.add_argument("--fresh", type=float, default=1.0, help="the portal's default is 1 s")
     streamed = commands.add_parser("stream")
     streamed.add_argument("--size-mb", type=int, default=100)
     streamed.add_argument("--rounds", type=int, default=3)

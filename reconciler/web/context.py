@@ -76,7 +76,9 @@ class Portal:
         self.mailer = Mailer(config.mail) if config.mail else None
         self.searcher = Searcher()
         self.overview = Overview()
-        self.recording_index = RecordingIndex(Path(config.audio_roots.recordings))
+        self.recording_index = RecordingIndex(
+            Path(config.audio_roots.recordings), config.recordings_fresh_seconds
+        )
         self.closing = asyncio.Event()  # set on shutdown: open event streams end at once
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("reconciler.web", "templates"),

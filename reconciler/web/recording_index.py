@@ -39,6 +39,8 @@ from reconciler.core.recording_names import (
 
 RACY_SECONDS = 2.0
 LIVE_SECONDS = 10.0
+# a listing older than this is never shown without looking at the disk first
+STALE_AFTER = 10.0
 
 
 FILTER_KEYS = ("date", "queue", "extension", "agent")
@@ -187,10 +189,28 @@ class TenantRecordings:
         self._names_key: object = None
         self._by_path: dict[str, Recording] = {}
         self._current: Recordings = NOTHING
+        self._looked_at = -1e9  # time.monotonic() of the last look at the disk
+        self._looking = False
 
-    def read(self, names: RecordingNames, names_key: object) -> Recordings:
-        """The recordings now (``names_key`` says when ``names``, the tenant's templates,
-        changed: every path is read again)."""
+    def read(self, names: RecordingNames, names_key: object, fresh_for: float = 0.0) -> Recordings:
+        """The recordings (``names_key`` says when ``names``, the tenant's templates,
+        changed: every path is read again). Within ``fresh_for`` seconds of the last look at
+        the disk, from memory; up to ``STALE_AFTER`` seconds, from memory while a thread
+        looks again (someone paging never waits for the walk); older, after looking."""
+        age = time.monotonic() - self._looked_at
+        if names_key == self._names_key and age < max(fresh_for, STALE_AFTER if fresh_for else 0):
+            if age >= fresh_for and not self._looking:
+                self._looking = True  # one look at a time (a race starts two: harmless)
+                threading.Thread(
+                    target=self._update,
+                    args=(names, names_key),
+                    name="recordings-look",
+                    daemon=True,
+                ).start()
+            return self._current
+        return self._update(names, names_key)
+
+    def _update(self, names: RecordingNames, names_key: object) -> Recordings:
         with self._lock:
             changed = self._refresh()
             if names_key != self._names_key:
@@ -200,6 +220,8 @@ class TenantRecordings:
                 self._current = NOTHING
             if changed:
                 self._apply(changed, names)
+            self._looked_at = time.monotonic()
+            self._looking = False
             return self._current
 
     def _refresh(self) -> set[str]:
@@ -353,8 +375,10 @@ def _restat_live(path: str, listing: _Listing, now: float) -> set[str]:
 class RecordingIndex:
     """Every tenant's ``TenantRecordings`` below one recordings root, made on first use."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, fresh_for: float = 0.0) -> None:
+        """``fresh_for``: seconds a look at the disk is trusted (0: look at every read)."""
         self.root = root
+        self.fresh_for = fresh_for
         self._tenants: dict[str, TenantRecordings] = {}
         self._lock = threading.Lock()
 
@@ -372,4 +396,4 @@ class RecordingIndex:
             tenant = self._tenants.get(tenant_id)
             if tenant is None:
                 tenant = self._tenants[tenant_id] = TenantRecordings(base)
-        return tenant.read(names, names_key)
+        return tenant.read(names, names_key, self.fresh_for)

@@ -68,7 +68,7 @@ def portal(pg_server_dsn: str, root: Path) -> Iterator[LivePortal]:
     roots = AudioRoots(recordings=str(root), sounds="/nonexistent/s", voicemail="/nonexistent/v")
     with (
         scratch_database(pg_server_dsn) as dsn,
-        live_portal(dsn, audio_roots=roots) as running,
+        live_portal(dsn, audio_roots=roots, recordings_fresh_seconds=0.0) as running,
     ):
         acme = running.deps.state["acme"]
         support = replace(acme.queues["support"], record_template=TEMPLATE)

@@ -184,3 +184,15 @@ def test_changes_applied_one_by_one_equal_a_fresh_listing_and_filters_agree(
             if r.name.extension == "1002" or r.name.agent == "sam"
         ]
         assert [r.name.path for r in found.select({}, allowed)] == expected
+
+
+def test_within_its_fresh_time_a_listing_is_served_from_memory(tmp_path: Path) -> None:
+    """A trusted look is reused (no walk per page); new templates always look again."""
+    day = _day(tmp_path)
+    (day / f"{UUID_A}.wav").write_bytes(b"RIFF")
+    index = RecordingIndex(tmp_path, fresh_for=3600)
+    first = index.read("acme", NAMES, KEY)
+    (day / f"{UUID_B}.wav").write_bytes(b"RIFF")
+    assert index.read("acme", NAMES, KEY) is first
+    other = RecordingNames({"support": "support/{date}/{uuid}.wav"}, "acme.example.org")
+    assert len(index.read("acme", other, ("acme.example.org",)).newest_first) == 2

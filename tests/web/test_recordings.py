@@ -74,7 +74,7 @@ async def client(
     support = replace(acme.queues["support"], record_template=TEMPLATE)
     deps.state["acme"] = replace(acme, queues={**acme.queues, "support": support})
     roots = AudioRoots(recordings=str(root), sounds="/nonexistent/s", voicemail="/nonexistent/v")
-    app = make_portal_app(deps, replace(config, audio_roots=roots))
+    app = make_portal_app(deps, replace(config, audio_roots=roots, recordings_fresh_seconds=0.0))
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
