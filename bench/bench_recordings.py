@@ -205,13 +205,29 @@ def _fetch(urls: Sequence[str]) -> float:
     started = time.perf_counter()
     procs = [
         subprocess.Popen(
-            ["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download}", url],
+            ["curl", "-fsS", "-o", "/dev/null", "-w", "%{size_download}", url],
             stdout=subprocess.PIPE,
         )
         for url in urls
     ]
-    total = sum(int(p.communicate()[0] or 0) for p in procs)
-    return total / (time.perf_counter() - started)
+    sizes = [int(p.communicate()[0] or 0) for p in procs]
+    elapsed = time.perf_counter() - started
+    if len(set(sizes)) != 1 or not sizes[0]:
+        raise RuntimeError(f"incomplete downloads: {sizes} bytes ({urls[0]})")
+    return sum(sizes) / elapsed
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its children (nginx's workers), from /proc."""
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(c) for c in children.read_text().split()]
+    total = 0
+    for one in pids:
+        fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def stream(args: argparse.Namespace) -> None:
@@ -219,6 +235,7 @@ def stream(args: argparse.Namespace) -> None:
         print("stream: skipped (nginx or curl not installed; apt-get install -y nginx-light curl)")
         return
     with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o755)  # nginx's workers run as another user when started as root
         root, work = Path(tmp) / "recordings", Path(tmp) / "nginx"
         (root / "acme").mkdir(parents=True)
         work.mkdir()
@@ -234,11 +251,17 @@ def stream(args: argparse.Namespace) -> None:
             _wait_for(ours_port)
             _wait_for(nginx_port)
             results: dict[str, dict[int, list[float]]] = {"tenant_files": {}, "nginx": {}}
+            cpu: dict[str, float] = {"tenant_files": 0.0, "nginx": 0.0}
+            served: dict[str, int] = {"tenant_files": 0, "nginx": 0}
+            servers = (("tenant_files", ours_port, ours.pid), ("nginx", nginx_port, nginx.pid))
             for _ in range(args.rounds):
-                for name, port in (("tenant_files", ours_port), ("nginx", nginx_port)):
+                for name, port, pid in servers:
                     for parallel in (1, args.parallel):
                         url = f"http://127.0.0.1:{port}/acme/call.wav"
+                        before = _cpu_seconds(pid)
                         rate = _fetch([url] * parallel)
+                        cpu[name] += _cpu_seconds(pid) - before
+                        served[name] += parallel * args.size_mb * 1024 * 1024
                         results[name].setdefault(parallel, []).append(rate)
             for name, by_parallel in results.items():
                 for parallel, rates in by_parallel.items():
@@ -247,6 +270,7 @@ def stream(args: argparse.Namespace) -> None:
                         f"{statistics.median(rates) / 1e6:.0f} MB/s "
                         f"(rounds: {', '.join(f'{r / 1e6:.0f}' for r in rates)})"
                     )
+                print(f"server CPU per GB served, {name}: {cpu[name] / (served[name] / 1e9):.2f} s")
         finally:
             for process in (ours, nginx):
                 process.terminate()
