@@ -31,6 +31,7 @@ from reconciler.web.errors import BadRequest, NotFound
 from reconciler.web.feature import Feature, NavEntry
 from reconciler.web.handling import V1, ok
 from reconciler.web.openapi import TENANT, array, integer, obj, operation, string
+from reconciler.web.recordings import recordings_of_calls
 
 routes = web.RouteTableDef()
 API = V1 + "/tenants/{tenant}/calls"
@@ -201,6 +202,7 @@ async def calls_page(request: web.Request) -> web.StreamResponse:
         tenant=sc.state.tenant,
         admin=sc.sees_all,
         calls=[call_view(c) for c in page.calls],
+        recordings=await recordings_of_calls(request, sc, (c.call_uuid for c in page.calls)),
         totals=totals,
         filters=filters,
         next_after=_after_token(page.next_after),

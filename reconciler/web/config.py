@@ -72,6 +72,9 @@ class PortalConfig:
     sip_tls_port: int = 5061
     service_level: float = 20.0  # wallboards: answered within this many seconds
     audio_roots: AudioRoots = DEFAULT_ROOTS  # where recordings, sounds, voicemail are read
+    # a look at the recordings directories is trusted this long (then refreshed behind the
+    # page); 0: every listing looks at the disk first
+    recordings_fresh_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.public_url)

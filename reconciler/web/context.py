@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import jinja2
@@ -32,6 +33,7 @@ from reconciler.web.passwords import PasswordChecker
 from reconciler.web.ports import PortalDeps, PortKey
 from reconciler.web.proxies import client_address
 from reconciler.web.ratelimit import LoginLimiter
+from reconciler.web.recording_index import RecordingIndex
 from reconciler.web.search import Searcher
 from reconciler.web.sessions import Identity, Sessions
 
@@ -74,6 +76,9 @@ class Portal:
         self.mailer = Mailer(config.mail) if config.mail else None
         self.searcher = Searcher()
         self.overview = Overview()
+        self.recording_index = RecordingIndex(
+            Path(config.audio_roots.recordings), config.recordings_fresh_seconds
+        )
         self.closing = asyncio.Event()  # set on shutdown: open event streams end at once
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("reconciler.web", "templates"),

@@ -16,10 +16,8 @@ list was drawn answers 404 with a message, an empty or cut-short file is flagged
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,19 +25,14 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from reconciler.core.recording_names import (
-    ANSWERED_DIR,
-    RecordingName,
-    RecordingNames,
-    is_call_uuid,
-    read_note_name,
-)
+from reconciler.core.recording_names import RecordingNames
 from reconciler.web.access import TenantScope
 from reconciler.web.context import portal_of, render, scope
 from reconciler.web.errors import BadRequest, NotFound
 from reconciler.web.feature import Feature
 from reconciler.web.handling import V1, ok, query_limit, query_offset
 from reconciler.web.openapi import LIMIT, OFFSET, TENANT, array, integer, obj, operation, string
+from reconciler.web.recording_index import Recording, Recordings
 from reconciler.web.tenant_files import TenantFile, file_response, open_tenant_file
 
 routes = web.RouteTableDef()
@@ -54,102 +47,36 @@ FILTERS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Recording:
-    name: RecordingName
-    size: int
-    mtime: float
-
-    @property
-    def day(self) -> str:
-        return self.name.date or datetime.fromtimestamp(self.mtime, UTC).date().isoformat()
-
-    def view(self, tenant: str) -> dict[str, Any]:
-        query = urlencode({"path": self.name.path})
-        return {
-            "path": self.name.path,
-            "queue": self.name.queue,
-            "agent": self.name.agent,
-            "extension": self.name.extension,
-            "direction": self.name.direction,
-            "date": self.day,
-            "call_uuid": self.name.uuid,
-            "size": self.size,
-            "recorded_at": datetime.fromtimestamp(self.mtime, UTC).isoformat(),
-            "problem": None if self.size >= MIN_AUDIO_BYTES else "empty or cut short",
-            "url": f"{V1}/tenants/{tenant}/recordings/file?{query}",
-        }
+def view(recording: Recording, tenant: str) -> dict[str, Any]:
+    name = recording.name
+    query = urlencode({"path": name.path})
+    return {
+        "path": name.path,
+        "queue": name.queue,
+        "agent": name.agent,
+        "extension": name.extension,
+        "direction": name.direction,
+        "date": recording.day,
+        "call_uuid": name.uuid,
+        "size": recording.size,
+        "recorded_at": datetime.fromtimestamp(recording.mtime, UTC).isoformat(),
+        "problem": None if recording.size >= MIN_AUDIO_BYTES else "empty or cut short",
+        "url": f"{V1}/tenants/{tenant}/recordings/file?{query}",
+    }
 
 
-def _files(base: Path) -> Iterator[tuple[str, int, float]]:
-    """``(relative path, size, mtime)`` of the regular files below ``base``; links are
-    neither followed nor listed, hidden entries (notes, a copy in progress) are skipped."""
-    pending = [("", str(base))]
-    while pending:
-        prefix, directory = pending.pop()
-        try:
-            entries = os.scandir(directory)
-        except OSError:
-            continue  # deleted or unreadable while listed
-        with entries:
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        pending.append((f"{prefix}{entry.name}/", entry.path))
-                    elif entry.is_file(follow_symlinks=False):
-                        info = entry.stat(follow_symlinks=False)
-                        yield f"{prefix}{entry.name}", info.st_size, info.st_mtime
-                except OSError:
-                    continue  # deleted while listed
+def read_recordings(request: web.Request, sc: TenantScope) -> Awaitable[Recordings]:
+    """The tenant's recordings from this process's index (revalidated against the disk)."""
+    index = portal_of(request).recording_index
+    names, key = names_of(sc)
+    return asyncio.to_thread(index.read, sc.tenant_id, names, key)
 
 
-def scan(root: Path, tenant: str, names: RecordingNames) -> tuple[list[Recording], str | None]:
-    """The tenant's recordings, newest first, and a problem to show (or None)."""
-    base = root / tenant
-    if base.is_symlink():
-        return [], "the recordings directory is a link: not followed"
-    if not base.is_dir():
-        return [], None  # nothing recorded yet
-    if not os.access(base, os.R_OK | os.X_OK):
-        return [], "the recordings directory cannot be read (permissions)"
-    found: list[Recording] = []
-    answered = answered_notes(base)
-    for rel, size, mtime in _files(base):
-        name = names.read(rel, answered)
-        if name is not None:
-            found.append(Recording(name, size, mtime))
-    found.sort(key=_newest_first)
-    return found, None
-
-
-def _newest_first(recording: Recording) -> tuple[float, str]:
-    return (-recording.mtime, recording.name.path)
-
-
-def answered_notes(base: Path) -> dict[str, str]:
-    """``{caller's channel uuid: agent}``, from the names of ``.answered/``'s notes (one
-    listing; a link there is not read)."""
-    notes = base / ANSWERED_DIR
-    found: dict[str, str] = {}
-    for name in _listdir(notes):
-        read = read_note_name(name)
-        if read is not None:
-            found[read[0]] = read[1]
-    return found
-
-
-def _listdir(directory: Path) -> list[str]:
-    try:
-        return os.listdir(directory) if not directory.is_symlink() else []
-    except OSError:
-        return []
-
-
-def names_of(sc: TenantScope) -> RecordingNames:
+def names_of(sc: TenantScope) -> tuple[RecordingNames, object]:
+    """How the tenant's paths read back, and a key that changes when that does."""
     templates = {q.name: q.record_template for q in sc.state.queues.values() if q.record_template}
-    return RecordingNames(templates, sc.state.tenant.domain)
+    domain = sc.state.tenant.domain
+    return RecordingNames(templates, domain), (domain, tuple(sorted(templates.items())))
 
 
 def visible(sc: TenantScope, recording: Recording) -> bool:
@@ -174,28 +101,46 @@ def filters(request: web.Request) -> dict[str, str]:
     return chosen
 
 
-def matches(recording: Recording, chosen: dict[str, str]) -> bool:
-    name = recording.name
-    return all(
-        (key == "date" and recording.day == value)
-        or (key == "queue" and name.queue == value)
-        or (key == "extension" and name.extension == value)
-        or (key == "agent" and name.agent == value)
-        for key, value in chosen.items()
-    )
+def allowed_keys(sc: TenantScope) -> list[tuple[str, str]] | None:
+    """What ``visible`` allows, as the index's filter keys: None for all."""
+    if sc.sees_all:
+        return None
+    agents = [("agent", a.name) for a in sc.visible_agents()]
+    return [("extension", number) for number in sorted(sc.own_extensions)] + agents
+
+
+async def recordings_of_calls(
+    request: web.Request, sc: TenantScope, call_uuids: Iterable[str]
+) -> dict[str, list[str]]:
+    """``{call uuid: [recording url, ...]}`` of the recordings ``sc`` may see: the call
+    history's recording column. A recording is named after the caller's channel, the call's
+    a leg (``record_session`` runs there, and a queue's ``{uuid}`` is the caller's), so no
+    column or CDR variable is needed; a file deleted on disk drops its link."""
+    wanted = set(call_uuids)
+    if not wanted:
+        return {}
+    found = await read_recordings(request, sc)
+    return {
+        uuid: urls
+        for uuid in wanted
+        if (
+            urls := [
+                view(r, sc.tenant_id)["url"] for r in found.by_call.get(uuid, ()) if visible(sc, r)
+            ]
+        )
+    }
 
 
 async def listing(request: web.Request, sc: TenantScope) -> dict[str, Any]:
     chosen = filters(request)
     limit, offset = query_limit(request), query_offset(request)
-    root = Path(portal_of(request).config.audio_roots.recordings)
-    found, problem = await asyncio.to_thread(scan, root, sc.tenant_id, names_of(sc))
-    shown = [r for r in found if visible(sc, r) and matches(r, chosen)]
+    found = await read_recordings(request, sc)
+    shown = found.select(chosen, allowed_keys(sc))
     page: Sequence[Recording] = shown[offset : offset + limit]
     return {
-        "recordings": [r.view(sc.tenant_id) for r in page],
+        "recordings": [view(r, sc.tenant_id) for r in page],
         "total": len(shown),
-        "problem": problem,
+        "problem": found.problem,
     }
 
 
@@ -203,7 +148,25 @@ async def listing(request: web.Request, sc: TenantScope) -> dict[str, Any]:
 async def recordings_page(request: web.Request) -> web.StreamResponse:
     sc = scope(request, request.match_info["tenant"])
     found = await listing(request, sc)
-    return render(request, "recordings.html", scope=sc, filters=filters(request), **found)
+    chosen = filters(request)
+    limit, offset = query_limit(request), query_offset(request)
+    return render(
+        request,
+        "recordings.html",
+        scope=sc,
+        filters=chosen,
+        newer=_page_query(chosen, limit, offset - limit) if offset > 0 else None,
+        older=_page_query(chosen, limit, offset + limit)
+        if offset + limit < found["total"]
+        else None,
+        first=offset + 1,
+        **found,
+    )
+
+
+def _page_query(chosen: dict[str, str], limit: int, offset: int) -> str:
+    """The query of another page with the same filters."""
+    return "?" + urlencode({**chosen, "limit": str(limit), "offset": str(max(0, offset))})
 
 
 @routes.get(API)
@@ -218,11 +181,11 @@ async def api_recording_file(request: web.Request) -> web.StreamResponse:
     sc = scope(request, request.match_info["tenant"])
     path = request.query.get("path", "")
     root = Path(portal_of(request).config.audio_roots.recordings)
-    names = names_of(sc)
-    name = names.read(path)
-    if name is not None and name.queue is not None and name.uuid and is_call_uuid(name.uuid):
-        answered = await asyncio.to_thread(answered_notes, root / sc.tenant_id)
-        name = names.read(path, answered)
+    name = names_of(sc)[0].read(path)
+    if name is not None and name.queue is not None and name.uuid:
+        # who answered: the index has read the notes
+        listed = (await read_recordings(request, sc)).by_call.get(name.uuid, ())
+        name = next((r.name for r in listed if r.name.path == path), name)
     if name is None or not visible(sc, Recording(name, 0, 0.0)):
         raise NotFound("no such recording")
     try:

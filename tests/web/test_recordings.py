@@ -7,15 +7,21 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from html import escape
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from reconciler.core.audio_roots import AudioRoots
 from reconciler.core.recording_names import RecordingNames, extension_recording
+from reconciler.store import connect
+from reconciler.store.calls import insert_calls
+from reconciler.store.migrations import create_tenant_schema
 from reconciler.web import PortalConfig, make_portal_app
 from tests.fakes.portal import FakePortalDeps
+from tests.web.test_calls import call
 from tests.web.test_http import ALICE, BOB, CAROL, GINA, as_user
 
 U1, U2, U3 = (f"{n:08x}-0000-4000-8000-000000000000" for n in (1, 2, 3))
@@ -68,7 +74,7 @@ async def client(
     support = replace(acme.queues["support"], record_template=TEMPLATE)
     deps.state["acme"] = replace(acme, queues={**acme.queues, "support": support})
     roots = AudioRoots(recordings=str(root), sounds="/nonexistent/s", voicemail="/nonexistent/v")
-    app = make_portal_app(deps, replace(config, audio_roots=roots))
+    app = make_portal_app(deps, replace(config, audio_roots=roots, recordings_fresh_seconds=0.0))
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
@@ -148,3 +154,28 @@ async def test_an_unreadable_or_missing_directory_says_so(
     os.symlink(root / "elsewhere", root / "acme")
     linked = await (await client.get("/api/v1/tenants/acme/recordings")).json()
     assert linked["recordings"] == [] and "link" in linked["problem"]
+
+
+async def test_the_call_history_links_a_call_to_its_recording_for_who_may_hear_it(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str, root: Path
+) -> None:
+    """The recording is named after the call's a leg: its row in the history plays it,
+    for those allowed to see that recording; a file deleted on disk drops its link."""
+    with connect(portal_dsn) as conn:
+        with conn.transaction():
+            create_tenant_schema(conn, "acme")
+        insert_calls(conn, "acme", [call(1, call_uuid=U1, uuid=U1, queue="support", agent="alice"),
+                                    call(2, call_uuid=U2, uuid=U2, queue="support", agent="bob")])  # fmt: skip
+    alice_url = "/api/v1/tenants/acme/recordings/file?" + urlencode({"path": ALICE_CALL})
+    bob_url = "/api/v1/tenants/acme/recordings/file?" + urlencode({"path": BOB_CALL})
+    await as_user(client, deps, portal_dsn, ALICE)
+    page = await (await client.get("/t/acme/calls")).text()
+    assert escape(alice_url) in page and escape(bob_url) in page
+    (root / "acme" / ALICE_CALL).unlink()
+    page = await (await client.get("/t/acme/calls")).text()
+    assert escape(alice_url) not in page and escape(bob_url) in page
+    await client.post("/logout")
+    client.session.cookie_jar.clear()
+    await as_user(client, deps, portal_dsn, BOB)
+    page = await (await client.get("/t/acme/calls")).text()
+    assert escape(bob_url) in page
