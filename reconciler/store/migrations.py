@@ -434,6 +434,47 @@ ALTER TABLE {schema}.extensions ADD COLUMN record varchar(8) NOT NULL DEFAULT 'n
     CHECK (record IN ('inbound', 'outbound', 'all', 'none'));
 """),
     ),
+    Migration(
+        8,
+        "call history: a daily rollup of a legs for totals, a trigram index for number search",
+        sql.SQL("""
+CREATE TABLE {schema}.calls_daily (
+    day date NOT NULL,
+    direction varchar(10) NOT NULL,
+    outcome varchar(10) NOT NULL,
+    queue varchar(120) NOT NULL,
+    ring integer NOT NULL,
+    calls bigint NOT NULL,
+    talk_seconds bigint NOT NULL,
+    PRIMARY KEY (day, direction, outcome, queue, ring)
+);
+INSERT INTO {schema}.calls_daily (day, direction, outcome, queue, ring, calls, talk_seconds)
+SELECT (started_at AT TIME ZONE 'UTC')::date, direction, outcome, coalesce(queue, ''),
+    CASE WHEN outcome = 'answered' AND coalesce(queue, '') <> ''
+        THEN greatest(least(ring_seconds, 3601), 0) ELSE -1 END,
+    count(*), sum(talk_seconds)
+FROM {schema}.calls WHERE leg = 'a' GROUP BY 1, 2, 3, 4, 5;
+DO $migration$
+BEGIN
+    BEGIN
+        CREATE EXTENSION IF NOT EXISTS pg_trgm;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE NOTICE 'pg_trgm unavailable (%): number search scans', SQLERRM;
+    END;
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm') THEN
+        EXECUTE format(
+            'CREATE INDEX calls_numbers_trgm ON %I.calls USING gin ('
+            '(from_number || E''\\n'' || to_number || E''\\n'' || coalesce(did, '''')) '
+            '%I.gin_trgm_ops) WHERE leg = ''a''',
+            (SELECT nspname FROM pg_namespace WHERE oid = '{schema}'::regnamespace),
+            (SELECT n.nspname FROM pg_extension e
+                JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm')
+        );
+    END IF;
+END
+$migration$;
+"""),
+    ),
 )
 
 CONTROL_VERSION = CONTROL_MIGRATIONS[-1].version
