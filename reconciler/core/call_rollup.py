@@ -64,8 +64,10 @@ def split_days(since: datetime | None, until: datetime | None) -> DaySplit:
     if since is not None:
         first = since.date() if since == _midnight(since.date()) else since.date() + timedelta(1)
     end = until.date() if until is not None else None
-    if first is not None and end is not None and first >= end:
-        return DaySplit(False, None, None, ((since, until),) if since < until else ())  # type: ignore[operator]
+    whole = first is None or end is None or first < end
+    if not whole and since is not None and until is not None:
+        # no whole day inside: the range is its own edge
+        return DaySplit(False, None, None, ((since, until),) if since < until else ())
     edges: list[tuple[datetime | None, datetime | None]] = []
     if since is not None and first is not None and since < _midnight(first):
         edges.append((since, _midnight(first)))

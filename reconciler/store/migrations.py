@@ -27,6 +27,11 @@ Tenant migration 3 gives the extensions that exist then a voicemail PIN drawn in
 decimal digits of two MD5s of ``gen_random_uuid()`` (PostgreSQL's strong random source),
 the first six taken (uniform: MD5's hex digits are, and 64 of them hold six decimal digits
 but for a chance of about 1e-17). Later PINs are drawn in Python (``store.voicemail_pins``).
+
+Tenant migration 8 (numbered by its branch; 6 and 7 belong to others) adds the call history's
+daily rollup, counted from the calls already filed, and the number search's trigram index
+when ``pg_trgm`` can be created (the embedded pgserver has no contrib modules: the search
+then scans, nothing fails).
 """
 
 from __future__ import annotations
