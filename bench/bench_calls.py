@@ -209,6 +209,7 @@ def query(dsn: str, rows: int) -> dict[str, object]:
             "SELECT 1 FROM pg_indexes WHERE indexname = 'calls_numbers_trgm'"
         ).fetchone()
         conn.execute("DROP INDEX IF EXISTS tenant_acme.calls_numbers_trgm")
+        conn.execute("TRUNCATE tenant_acme.calls, tenant_acme.calls_daily")  # the posts'
         conn.execute(FILL, {"rows": rows})
         calls = psycopg.sql.SQL("tenant_acme.calls")
         conn.execute(fold_statement("acme", calls))  # what filing them one by one would count
@@ -252,6 +253,40 @@ def query(dsn: str, rows: int) -> dict[str, object]:
     }
 
 
+CPU_PROBE = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from reconciler.core.cdr import read_cdr
+from reconciler.daemon.cdr import _document
+body, n = open(sys.argv[2], "rb").read(), 300
+form = "application/x-www-form-urlencoded"
+text = _document(body, form)
+t0 = time.process_time()
+for _ in range(n):
+    _document(body, form)
+t1 = time.process_time()
+for _ in range(n):
+    read_cdr(text)
+t2 = time.process_time()
+print(json.dumps({"decode_ms": round((t1 - t0) * 1000 / n, 3),
+                  "read_ms": round((t2 - t1) * 1000 / n, 3)}))
+"""
+
+
+def cpu_per_record(trees: list[Path], rounds: int) -> list[dict[str, object]]:
+    """CPU (process time, so the machine's other load counts little) of decoding a post and
+    reading its record, each tree's own code, in turns."""
+    post = Path(tempfile.mkdtemp(prefix="bench-calls-post-")) / "post"
+    post.write_text(ENCODED)
+    runs: list[dict[str, object]] = []
+    for _ in range(rounds):
+        for tree in trees:
+            out = subprocess.run([sys.executable, "-c", CPU_PROBE, str(tree), str(post)],
+                                 capture_output=True, check=True, text=True).stdout  # fmt: skip
+            runs.append({"tree": str(tree), **json.loads(out.splitlines()[-1])})
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", nargs="?", default="run", choices=["run", "serve"])
@@ -273,11 +308,13 @@ def main() -> None:
             with conn.transaction():
                 create_tenant_schema(conn, "acme")
         runs = []
-        for _ in range(args.rounds):
+        for _ in range(args.rounds if args.seconds else 0):
             for tree in [t for t in (args.baseline, REPO) if t is not None]:
                 runs.append(ingest(dsn, args.seconds, args.posters, args.xml_curl_workers, tree))
                 print(json.dumps(runs[-1]), file=sys.stderr)
-        results: dict[str, object] = {"ingest": runs}
+        trees = [t for t in (args.baseline, REPO) if t is not None]
+        results: dict[str, object] = {"cpu": cpu_per_record(trees, max(1, args.rounds))}
+        results["ingest"] = runs
         if args.rows:
             results["query"] = query(dsn, args.rows)
     print(json.dumps(results, indent=2))

@@ -163,19 +163,80 @@ def _where(query: CallQuery) -> tuple[sql.Composable, list[Any]]:
 
 
 def read_calls(conn: Connection, tenant_id: str, query: CallQuery) -> CallPage:
-    """One page of calls (a legs), newest first."""
+    """One page of calls (a legs), newest first.
+
+    A number search is planned by hand: PostgreSQL guesses a ``LIKE '%…%'`` matches 0.8% of
+    rows whatever it is, so it walks the newest-first index, fine for a number in many calls
+    and seconds for one in a hundred of a million. The newest ``SEARCH_WINDOW`` calls are
+    searched first; when they hold a page, that is the page, else the number is rare and
+    every match is fetched through the trigram index (a CTE the planner cannot walk in
+    order), then sorted."""
+    limit = max(1, min(query.limit, MAX_PAGE_SIZE))
+    if not query.number:
+        rows = _page(conn, tenant_id, query, limit + 1)
+    else:
+        rows, exhausted = _recent_matches(conn, tenant_id, query, limit + 1)
+        if len(rows) <= limit and not exhausted:
+            rows = _page(conn, tenant_id, query, limit + 1, materialized=True)
+    calls = tuple(_record(r) for r in rows[:limit])
+    more = len(rows) > limit
+    return CallPage(calls, (calls[-1].started_at, calls[-1].uuid) if more else None)
+
+
+SEARCH_WINDOW = 5_000  # a number in 1% of the calls fills a page from these
+_ORDER = sql.SQL("ORDER BY started_at DESC, uuid DESC")
+
+
+def _keyset(query: CallQuery) -> tuple[sql.Composable, list[Any]]:
     where, params = _where(query)
     if query.after is not None:
         where = sql.SQL("{} AND (started_at, uuid) < (%s, %s)").format(where)
         params += [query.after[0], query.after[1]]
-    limit = max(1, min(query.limit, MAX_PAGE_SIZE))
+    return where, params
+
+
+def _page(
+    conn: Connection, tenant_id: str, query: CallQuery, rows: int, materialized: bool = False
+) -> list[Any]:
+    where, params = _keyset(query)
+    columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+    select = sql.SQL("SELECT {} FROM {} WHERE {}").format(columns, _table(tenant_id), where)
+    if materialized:
+        statement = sql.SQL("WITH m AS MATERIALIZED ({}) SELECT * FROM m {} LIMIT %s")
+    else:
+        statement = sql.SQL("{} {} LIMIT %s")
+    return _rows(conn, statement.format(select, _ORDER), [*params, rows])
+
+
+def _recent_matches(
+    conn: Connection, tenant_id: str, query: CallQuery, rows: int
+) -> tuple[list[Any], bool]:
+    """The matches among the newest ``SEARCH_WINDOW`` a legs (past the keyset): a walk of
+    the newest-first index that no filter lengthens; and whether those were all of them."""
+    where, params = _where(query)
+    recent, recent_params = _keyset(CallQuery(after=query.after))
+    table = _table(tenant_id)
     statement = sql.SQL(
-        "SELECT {} FROM {} WHERE {} ORDER BY started_at DESC, uuid DESC LIMIT %s"
-    ).format(sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), _table(tenant_id), where)
-    rows = _rows(conn, statement, [*params, limit + 1])
-    calls = tuple(_record(r) for r in rows[:limit])
-    more = len(rows) > limit
-    return CallPage(calls, (calls[-1].started_at, calls[-1].uuid) if more else None)
+        "SELECT {columns} FROM (SELECT * FROM {table} WHERE {recent} {order} LIMIT %s) recent"
+        " WHERE {where} {order} LIMIT %s"
+    ).format(
+        columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
+        table=table,
+        recent=recent,
+        where=where,
+        order=_ORDER,
+    )
+    found = _rows(conn, statement, [*recent_params, SEARCH_WINDOW, *params, rows])
+    if len(found) >= rows:
+        return found, False
+    window = _rows(
+        conn,
+        sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} WHERE {} {} LIMIT %s) w").format(
+            table, recent, _ORDER
+        ),
+        [*recent_params, SEARCH_WINDOW],
+    )
+    return found, not window or window[0][0] < SEARCH_WINDOW
 
 
 def read_call(conn: Connection, tenant_id: str, call_uuid: str) -> tuple[CallRecord, ...]:

@@ -5,6 +5,7 @@ substring match of the three numbers finds."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from reconciler.core.call_query import CallQuery
 from reconciler.core.call_record import CallRecord, Direction, Leg, Outcome
 from reconciler.core.call_rollup import rollup_answers, split_days
+from reconciler.store import calls as calls_module
 from reconciler.store import connect, migrate
 from reconciler.store import migrations as migrations_module
 from reconciler.store.calls import (
@@ -235,27 +237,51 @@ def _call(n: int, at: datetime, **numbers: str | None) -> CallRecord:
         st.tuples(
             st.sampled_from(NUMBERS), st.sampled_from(NUMBERS), st.sampled_from((None, *NUMBERS))
         ),
-        max_size=8,
+        max_size=12,
     ),
     needle=st.sampled_from(("555", "0042", "+44", "100", "1001", "2", "%", "_0", "\\")),
+    window=st.sampled_from((1, 3, 20_000)),  # the newest calls searched before the index
+    page=st.integers(1, 4),
 )
 def test_a_number_search_finds_the_calls_whose_numbers_hold_it(
-    conn: psycopg.Connection, numbers: list[tuple[str, str, str | None]], needle: str
+    conn: psycopg.Connection,
+    numbers: list[tuple[str, str, str | None]],
+    needle: str,
+    window: int,
+    page: int,
 ) -> None:
     conn.execute("TRUNCATE tenant_acme.calls, tenant_acme.calls_daily")
     calls = [
-        _call(n, T0 + timedelta(minutes=n), from_number=f, to_number=t, did=d)
+        _call(n, T0 + timedelta(minutes=n // 2), from_number=f, to_number=t, did=d)
         for n, (f, t, d) in enumerate(numbers)
     ]
     file_calls(conn, {"acme": calls})
-    found = read_calls(conn, "acme", CallQuery(number=needle, limit=200)).calls
-    expected = {
-        c.uuid
-        for c in calls
-        if any(needle in (v or "") for v in (c.from_number, c.to_number, c.did))
-    }
-    assert {c.uuid for c in found} == expected
-    assert read_calls(conn, "acme", CallQuery(number="1001\n1002")).calls == ()
+    expected = sorted(
+        (c for c in calls if any(needle in (v or "") for v in (c.from_number, c.to_number, c.did))),
+        key=lambda c: (c.started_at, c.uuid),
+        reverse=True,
+    )
+    found: list[str] = []
+    after = None
+    with _search_window(window):
+        while True:  # every page, in order, each match once
+            result = read_calls(conn, "acme", CallQuery(number=needle, limit=page, after=after))
+            found += [c.uuid for c in result.calls]
+            if result.next_after is None:
+                break
+            after = result.next_after
+        assert read_calls(conn, "acme", CallQuery(number="1001\n1002")).calls == ()
+    assert found == [c.uuid for c in expected]
+
+
+@contextlib.contextmanager
+def _search_window(size: int) -> Iterator[None]:
+    saved = calls_module.SEARCH_WINDOW
+    calls_module.SEARCH_WINDOW = size
+    try:
+        yield
+    finally:
+        calls_module.SEARCH_WINDOW = saved
 
 
 def test_the_number_search_has_a_trigram_index_where_pg_trgm_exists(
