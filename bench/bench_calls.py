@@ -236,6 +236,7 @@ def query(dsn: str, rows: int) -> dict[str, object]:
         assert call_totals(conn, "acme", month, 20) == raw_call_totals(conn, "acme", month, 20)
         filtered = timed(read_calls, "acme", CallQuery(outcome="busy", number="5550042"))
         suffix = timed(read_calls, "acme", CallQuery(number="0042"))
+        common = timed(read_calls, "acme", CallQuery(number="555"))
     return {
         "rows": rows,
         "fill_seconds": round(fill_seconds, 1),
@@ -249,7 +250,9 @@ def query(dsn: str, rows: int) -> dict[str, object]:
         "number_search_trigram_index": bool(trigram),
         "number_search_busy_p50_ms": pct(filtered, 0.5),
         "number_search_busy_p99_ms": pct(filtered, 0.99),
-        "number_search_4_digits_p50_ms": pct(suffix, 0.5),
+        "number_search_rare_0042_p50_ms": pct(suffix, 0.5),
+        "number_search_rare_0042_p99_ms": pct(suffix, 0.99),
+        "number_search_common_555_p50_ms": pct(common, 0.5),
     }
 
 
