@@ -5,7 +5,8 @@ Where: ``POST /freeswitch/cdr`` on the control plane's listener (the xml_curl li
 the daemon answers xml_curl in process, the ``--status-listen`` one with workers). Workers
 stay lookup-only (no store, their contract), and a CDR handler is a route of its own that
 decodes and reads each post in a thread (about a millisecond of CPU: ``form_value``,
-``read_cdr``) and writes in a thread pool of its own (``cdr`` connections), so a post never waits behind a lookup nor a lookup behind PostgreSQL.
+``read_cdr``) and writes in a thread pool of its own (``cdr`` connections), so a post
+never waits behind a lookup nor a lookup behind PostgreSQL.
 
 Nothing is lost: a record is acknowledged (2xx) only once it is committed, or quarantined
 on disk when its domain is no served tenant's or it cannot be read (counted, never written
