@@ -2,15 +2,22 @@
 queries over a tenant of 1,000,000 calls.
 
     python bench/bench_calls.py --dsn postgresql://postgres@127.0.0.1:5432/postgres \
-        [--seconds 10] [--posters 8] [--rows 1000000]
+        [--seconds 10] [--posters 8] [--rows 1000000] [--xml-curl-workers 2] \
+        [--baseline /path/to/previous/tree] [--rounds 2]
 
-``ingest``: one process serves xml_curl (the in-process default, the worst case for
-interference) and ``POST /freeswitch/cdr`` (``daemon.cdr``) on one listener, over a fresh
-database; ``--posters`` concurrent clients post the captured real record (a fresh uuid each,
+``ingest``: a process serves ``POST /freeswitch/cdr`` (``daemon.cdr``, the control plane's
+listener) over a fresh database; with ``--xml-curl-workers N`` (2 by default, as production
+runs) N ``reconciler.dataplane.worker`` processes answer xml_curl from a generation file on a
+socket of their own, with 0 the same process answers both (the worst case for interference).
+``--posters`` concurrent clients post the captured real record (a fresh uuid each,
 url-encoded as mod_xml_cdr sends it) for ``--seconds`` while one client times sequential
-sip_auth lookups; the same lookups are timed idle first. ``query``: ``--rows`` a legs in one
-tenant (generated in SQL over 90 days, 200 extensions, 5 queues), then the admin's first page,
-a member's first page, and a month's totals, each timed 30 times (p50/p99 in ms).
+sip_auth lookups; the same lookups are timed idle first. ``--baseline TREE`` runs TREE's own
+``bench/bench_calls.py serve`` (the previous release's intake) in turns with this tree's, for
+``--rounds`` rounds: on a shared machine only interleaved runs compare.
+``query``: ``--rows`` a legs in one tenant (generated in SQL over 90 days, 200 extensions,
+5 queues; the rollup and the trigram index built after the fill, as filing and migration 8
+would), then the admin's first page, a member's first page, a month's totals (rollup and raw),
+and a number search, each timed 30 times (p50/p99 in ms).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -33,17 +41,20 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import aiohttp
+import psycopg
 from bench_xmlcurl import CAPTURE, build_bench_snapshot, sip_auth_body
 
 from reconciler.core.call_query import CallQuery
 from reconciler.daemon.cdr import CDR_PATH, CdrIntake, cdr_handler
 from reconciler.daemon.metrics import Metrics
+from reconciler.serve.generation import write_generation
 from reconciler.serve.listener import ListenerLimits, start_server
 from reconciler.serve.templating import load_templates
 from reconciler.serve.xmlcurl import XML_PATH
 from reconciler.serve.xmlcurl_app import make_app
 from reconciler.store import connect, migrate
-from reconciler.store.calls import call_totals, read_calls
+from reconciler.store.call_rollup import fold_statement
+from reconciler.store.calls import call_totals, raw_call_totals, read_calls
 from reconciler.store.migrations import create_tenant_schema
 from tests.conftest import fresh_database
 from tests.realswitch.processes import free_port
@@ -73,10 +84,12 @@ async def lookups(session: aiohttp.ClientSession, url: str, body: str, stop: flo
     return times
 
 
+ENCODED = "cdr=" + quote(RECORD, safe="")  # encode=true, as the node config sets it
+
+
 async def poster(session: aiohttp.ClientSession, url: str, stop: float, counts: list[int]) -> None:
     while time.perf_counter() < stop:
-        text = RECORD.replace(OLD_UUID, str(uuid.uuid4()))
-        body = "cdr=" + quote(text, safe="")  # encode=true, as the node config sets it
+        body = ENCODED.replace(OLD_UUID, str(uuid.uuid4()))  # a uuid is its own encoding
         headers = {**HEADERS, "Content-Type": "application/x-www-form-urlencoded"}
         async with session.post(url, data=body, headers=headers) as r:
             await r.read()
@@ -84,7 +97,8 @@ async def poster(session: aiohttp.ClientSession, url: str, stop: float, counts: 
 
 
 async def serve(dsn: str, port: int) -> None:
-    """The daemon's two routes on one listener, as ``pbx run`` without workers serves them."""
+    """The daemon's two routes on one listener, as ``pbx run`` without workers serves them
+    (with workers, the lookups go to the workers and this listener takes the posts only)."""
     snapshot = build_bench_snapshot(10, 100)
     domains = {"acme.example.com": "acme"}
     quarantine = Path(tempfile.mkdtemp(prefix="bench-calls-"))
@@ -95,22 +109,34 @@ async def serve(dsn: str, port: int) -> None:
     await asyncio.Event().wait()
 
 
-async def drive(port: int, seconds: float, posters: int) -> dict[str, object]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def drive(
+    port: int, lookup_port: int, seconds: float, posters: int, server: int
+) -> dict[str, object]:
     base = f"http://127.0.0.1:{port}"
+    xml_curl = f"http://127.0.0.1:{lookup_port}{XML_PATH}"
     template = json.loads(CAPTURE.read_text())["body"]
     body = sip_auth_body(template, "t0001.bench.example", "1001")
     async with aiohttp.ClientSession() as session:
-        idle = await lookups(session, base + XML_PATH, body, time.perf_counter() + seconds / 2)
+        idle = await lookups(session, xml_curl, body, time.perf_counter() + seconds / 2)
         stop = time.perf_counter() + seconds
         counts = [0, 0]
         started = time.perf_counter()
+        cpu = cpu_seconds(server)
         busy, *_ = await asyncio.gather(
-            lookups(session, base + XML_PATH, body, stop),
+            lookups(session, xml_curl, body, stop),
             *(poster(session, base + CDR_PATH, stop, counts) for _ in range(posters)),
         )
         elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(server) - cpu
     return {
         "records_per_second": round(counts[0] / elapsed, 1),
+        "server_cpu_ms_per_record": round(1000 * cpu / max(1, counts[0]), 2),
         "records": counts[0],
         "failed": counts[1],
         "xml_curl_idle_p50_ms": pct(idle, 0.5),
@@ -120,21 +146,38 @@ async def drive(port: int, seconds: float, posters: int) -> dict[str, object]:
     }
 
 
-def ingest(dsn: str, seconds: float, posters: int) -> dict[str, object]:
-    """The server in a process of its own (the load generator must not share its loop)."""
+def ingest(
+    dsn: str, seconds: float, posters: int, workers: int, tree: Path = REPO
+) -> dict[str, object]:
+    """The server in a process of its own (the load generator must not share its loop), run
+    from ``tree`` (this one, or the previous release's); the xml_curl workers from this one."""
     port = free_port()
-    command = [sys.executable, __file__, "serve", "--dsn", dsn, "--port", str(port)]
+    command = [sys.executable, str(tree / "bench" / "bench_calls.py"), "serve", "--dsn", dsn,
+               "--port", str(port)]  # fmt: skip
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs: list[subprocess.Popen[bytes]] = []
+    lookup_port = port
+    if workers:
+        from bench_dataplane import ID, _start_workers
+
+        generation = Path(tempfile.mkdtemp(prefix="bench-calls-gen-")) / "generation"
+        write_generation(build_bench_snapshot(10, 100), generation, identity=ID,
+                         dsn_fingerprint="fp")  # fmt: skip
+        lookup_port, procs = _start_workers(workers, generation)
     try:
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            time.sleep(0.2)
-        return asyncio.run(drive(port, seconds, posters))
+        for p in {port, lookup_port}:
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", p), 1):
+                    break
+                time.sleep(0.2)
+        time.sleep(2)  # the workers map their generation
+        result = asyncio.run(drive(port, lookup_port, seconds, posters, server.pid))
+        return {"tree": str(tree), "xml_curl_workers": workers, **result}
     finally:
-        server.terminate()
-        server.wait(10)
+        for proc in [server, *procs]:
+            proc.terminate()
+            proc.wait(10)
 
 
 FILL = """
@@ -154,11 +197,25 @@ FROM (SELECT i, md5(i::text)::uuid::text AS u,
 """
 
 
+TRIGRAM = """CREATE INDEX IF NOT EXISTS calls_numbers_trgm ON tenant_acme.calls USING gin (
+    (from_number || E'\\n' || to_number || E'\\n' || coalesce(did, '')) gin_trgm_ops)
+    WHERE leg = 'a'"""  # as tenant migration 8 builds it when pg_trgm exists
+
+
 def query(dsn: str, rows: int) -> dict[str, object]:
     with connect(dsn) as conn:
         started = time.perf_counter()
+        trigram = conn.execute(
+            "SELECT 1 FROM pg_indexes WHERE indexname = 'calls_numbers_trgm'"
+        ).fetchone()
+        conn.execute("DROP INDEX IF EXISTS tenant_acme.calls_numbers_trgm")
+        conn.execute("TRUNCATE tenant_acme.calls, tenant_acme.calls_daily")  # the posts'
         conn.execute(FILL, {"rows": rows})
-        conn.execute("ANALYZE tenant_acme.calls")
+        calls = psycopg.sql.SQL("tenant_acme.calls")
+        conn.execute(fold_statement("acme", calls))  # what filing them one by one would count
+        if trigram:
+            conn.execute(TRIGRAM)
+        conn.execute("VACUUM ANALYZE tenant_acme.calls")
         fill_seconds = time.perf_counter() - started
 
         def timed(fn, *args) -> list[float]:  # type: ignore[no-untyped-def]
@@ -175,7 +232,11 @@ def query(dsn: str, rows: int) -> dict[str, object]:
         admin = timed(read_calls, "acme", CallQuery())
         member = timed(read_calls, "acme", CallQuery(only_extensions=frozenset({"1042"})))
         totals = timed(call_totals, "acme", month, 20)
+        raw = timed(raw_call_totals, "acme", month, 20)
+        assert call_totals(conn, "acme", month, 20) == raw_call_totals(conn, "acme", month, 20)
         filtered = timed(read_calls, "acme", CallQuery(outcome="busy", number="5550042"))
+        suffix = timed(read_calls, "acme", CallQuery(number="0042"))
+        common = timed(read_calls, "acme", CallQuery(number="555"))
     return {
         "rows": rows,
         "fill_seconds": round(fill_seconds, 1),
@@ -185,8 +246,48 @@ def query(dsn: str, rows: int) -> dict[str, object]:
         "member_first_page_p99_ms": pct(member, 0.99),
         "month_totals_p50_ms": pct(totals, 0.5),
         "month_totals_max_ms": pct(totals, 1.0),
+        "month_totals_raw_p50_ms": pct(raw, 0.5),
+        "number_search_trigram_index": bool(trigram),
         "number_search_busy_p50_ms": pct(filtered, 0.5),
+        "number_search_busy_p99_ms": pct(filtered, 0.99),
+        "number_search_rare_0042_p50_ms": pct(suffix, 0.5),
+        "number_search_rare_0042_p99_ms": pct(suffix, 0.99),
+        "number_search_common_555_p50_ms": pct(common, 0.5),
     }
+
+
+CPU_PROBE = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from reconciler.core.cdr import read_cdr
+from reconciler.daemon.cdr import _document
+body, n = open(sys.argv[2], "rb").read(), 300
+form = "application/x-www-form-urlencoded"
+text = _document(body, form)
+t0 = time.process_time()
+for _ in range(n):
+    _document(body, form)
+t1 = time.process_time()
+for _ in range(n):
+    read_cdr(text)
+t2 = time.process_time()
+print(json.dumps({"decode_ms": round((t1 - t0) * 1000 / n, 3),
+                  "read_ms": round((t2 - t1) * 1000 / n, 3)}))
+"""
+
+
+def cpu_per_record(trees: list[Path], rounds: int) -> list[dict[str, object]]:
+    """CPU (process time, so the machine's other load counts little) of decoding a post and
+    reading its record, each tree's own code, in turns."""
+    post = Path(tempfile.mkdtemp(prefix="bench-calls-post-")) / "post"
+    post.write_text(ENCODED)
+    runs: list[dict[str, object]] = []
+    for _ in range(rounds):
+        for tree in trees:
+            out = subprocess.run([sys.executable, "-c", CPU_PROBE, str(tree), str(post)],
+                                 capture_output=True, check=True, text=True).stdout  # fmt: skip
+            runs.append({"tree": str(tree), **json.loads(out.splitlines()[-1])})
+    return runs
 
 
 def main() -> None:
@@ -197,6 +298,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--posters", type=int, default=8)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--xml-curl-workers", type=int, default=2)
+    parser.add_argument("--baseline", type=Path, help="a previous release's tree, in turns")
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     if args.mode == "serve":
         asyncio.run(serve(args.dsn, args.port))
@@ -206,8 +310,16 @@ def main() -> None:
             migrate(conn)
             with conn.transaction():
                 create_tenant_schema(conn, "acme")
-        results = {"ingest": ingest(dsn, args.seconds, args.posters)}
-        results["query"] = query(dsn, args.rows)
+        runs = []
+        for _ in range(args.rounds if args.seconds else 0):
+            for tree in [t for t in (args.baseline, REPO) if t is not None]:
+                runs.append(ingest(dsn, args.seconds, args.posters, args.xml_curl_workers, tree))
+                print(json.dumps(runs[-1]), file=sys.stderr)
+        trees = [t for t in (args.baseline, REPO) if t is not None]
+        results: dict[str, object] = {"cpu": cpu_per_record(trees, max(1, args.rounds))}
+        results["ingest"] = runs
+        if args.rows:
+            results["query"] = query(dsn, args.rows)
     print(json.dumps(results, indent=2))
 
 

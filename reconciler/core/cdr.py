@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import unquote
 
@@ -32,31 +31,34 @@ class CdrError(ValueError):
     """A post that is not a call record this reader can file."""
 
 
-@dataclass(frozen=True)
 class _Cdr:
-    root: ET.Element
+    """One document, its variables read into a dict once: a leg has a couple of hundred,
+    and the reader asks for some forty (a path search for each was most of its time)."""
+
+    __slots__ = ("_profiles", "_vars", "root")
+
+    def __init__(self, root: ET.Element) -> None:
+        self.root = root
+        self._vars: dict[str, str] = {}
+        for node in root.iterfind("variables/*"):
+            self._vars.setdefault(node.tag, node.text or "")
+        # the leg's caller profiles, newest first (a transfer adds one at the top)
+        self._profiles = root.findall("callflow/caller_profile")
 
     def var(self, name: str) -> str:
-        node = self.root.find(f"variables/{name}")
-        return unquote(node.text or "") if node is not None else ""
+        return unquote(self._vars.get(name, ""))
 
     def epoch_us(self, name: str) -> int:
         value = self.var(name)
         return int(value) if value.isdigit() else 0
 
-    def profiles(self) -> list[ET.Element]:
-        """The leg's caller profiles, newest first (a transfer adds one at the top)."""
-        return self.root.findall("callflow/caller_profile")
-
     def first(self, field: str) -> str:
         """``field`` of the oldest profile: how the call came in."""
-        profiles = self.profiles()
-        return (profiles[-1].findtext(field) or "") if profiles else ""
+        return (self._profiles[-1].findtext(field) or "") if self._profiles else ""
 
     def last(self, field: str) -> str:
         """``field`` of the newest profile: where the call ended up."""
-        profiles = self.profiles()
-        return (profiles[0].findtext(field) or "") if profiles else ""
+        return (self._profiles[0].findtext(field) or "") if self._profiles else ""
 
 
 def _clean(value: str) -> str:

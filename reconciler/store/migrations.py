@@ -27,6 +27,11 @@ Tenant migration 3 gives the extensions that exist then a voicemail PIN drawn in
 decimal digits of two MD5s of ``gen_random_uuid()`` (PostgreSQL's strong random source),
 the first six taken (uniform: MD5's hex digits are, and 64 of them hold six decimal digits
 but for a chance of about 1e-17). Later PINs are drawn in Python (``store.voicemail_pins``).
+
+Tenant migration 8 (numbered by its branch; 6 and 7 belong to others) adds the call history's
+daily rollup, counted from the calls already filed, and the number search's trigram index
+when ``pg_trgm`` can be created (the embedded pgserver has no contrib modules: the search
+then scans, nothing fails).
 """
 
 from __future__ import annotations
@@ -445,6 +450,47 @@ CREATE INDEX calls_agent ON {schema}.calls (agent, started_at DESC) WHERE leg = 
         sql.SQL("""
 ALTER TABLE {schema}.extensions ADD COLUMN record varchar(8) NOT NULL DEFAULT 'none'
     CHECK (record IN ('inbound', 'outbound', 'all', 'none'));
+"""),
+    ),
+    Migration(
+        8,
+        "call history: a daily rollup of a legs for totals, a trigram index for number search",
+        sql.SQL("""
+CREATE TABLE {schema}.calls_daily (
+    day date NOT NULL,
+    direction varchar(10) NOT NULL,
+    outcome varchar(10) NOT NULL,
+    queue varchar(120) NOT NULL,
+    ring integer NOT NULL,
+    calls bigint NOT NULL,
+    talk_seconds bigint NOT NULL,
+    PRIMARY KEY (day, direction, outcome, queue, ring)
+);
+INSERT INTO {schema}.calls_daily (day, direction, outcome, queue, ring, calls, talk_seconds)
+SELECT (started_at AT TIME ZONE 'UTC')::date, direction, outcome, coalesce(queue, ''),
+    CASE WHEN outcome = 'answered' AND coalesce(queue, '') <> ''
+        THEN greatest(least(ring_seconds, 3601), 0) ELSE -1 END,
+    count(*), sum(talk_seconds)
+FROM {schema}.calls WHERE leg = 'a' GROUP BY 1, 2, 3, 4, 5;
+DO $migration$
+BEGIN
+    BEGIN
+        CREATE EXTENSION IF NOT EXISTS pg_trgm;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE NOTICE 'pg_trgm unavailable (%): number search scans', SQLERRM;
+    END;
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm') THEN
+        EXECUTE format(
+            'CREATE INDEX calls_numbers_trgm ON %I.calls USING gin ('
+            '(from_number || E''\\n'' || to_number || E''\\n'' || coalesce(did, '''')) '
+            '%I.gin_trgm_ops) WHERE leg = ''a''',
+            (SELECT nspname FROM pg_namespace WHERE oid = '{schema}'::regnamespace),
+            (SELECT n.nspname FROM pg_extension e
+                JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm')
+        );
+    END IF;
+END
+$migration$;
 """),
     ),
 )

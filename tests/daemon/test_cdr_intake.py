@@ -11,14 +11,23 @@ import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 import psycopg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given
+from hypothesis import strategies as st
 
-from reconciler.daemon.cdr import CDR_PATH, CdrIntake, NotYet, cdr_handler, collect_spool
+from reconciler.daemon.cdr import (
+    CDR_PATH,
+    CdrIntake,
+    NotYet,
+    cdr_handler,
+    collect_spool,
+    form_value,
+)
 from reconciler.daemon.metrics import Metrics
 from reconciler.store import connect
 from tests.store.test_support import converge, desired_of, make_spec
@@ -155,3 +164,18 @@ async def test_the_shipped_text_xml_post_is_filed(client: TestClient, setup: Set
     response = await client.post(CDR_PATH, data=ACME_A.read_bytes(), headers=headers)
     assert (response.status, await response.text()) == (200, "stored\n")
     assert setup.rows("tenant_acme") == [A_UUID]
+
+
+@given(st.text())
+def test_a_form_value_decodes_what_mod_xml_cdr_encodes(text: str) -> None:
+    """mod_xml_cdr (switch_url_encode) escapes every byte outside printable ASCII and its
+    unsafe set; quote(safe="") escapes more: both decode to the document."""
+    assert form_value(quote(text, safe="").encode()) == text
+    assert form_value(quote(text, safe="<>/ ").replace(" ", "+").encode()) == text
+
+
+@given(st.binary().filter(lambda b: b"&" not in b) | st.from_regex(rb"\A[%0-9a-fA-F+\\x]*\Z"))
+def test_the_fast_form_decoding_is_parse_qs(value: bytes) -> None:
+    body = b"cdr=" + value
+    expected = parse_qs(body.decode("utf-8", errors="replace"), max_num_fields=8)
+    assert form_value(value) == expected.get("cdr", [""])[0]
