@@ -89,4 +89,3 @@ async def test_no_switch_connected_is_unavailable(fs: FakeFreeSwitch) -> None:
     switches = VoicemailSwitches([session])
     with pytest.raises(VoicemailUnavailable):
         await switches.messages("1001", ACME)
-
