@@ -434,6 +434,13 @@ ALTER TABLE {schema}.extensions ADD COLUMN record varchar(8) NOT NULL DEFAULT 'n
     CHECK (record IN ('inbound', 'outbound', 'all', 'none'));
 """),
     ),
+    Migration(
+        7,
+        "a voicemail box's greeting: a sound as the spec declares it (tenant: or FreeSWITCH's)",
+        sql.SQL("""
+ALTER TABLE {schema}.extensions ADD COLUMN voicemail_greeting varchar(255);
+"""),
+    ),
 )
 
 CONTROL_VERSION = CONTROL_MIGRATIONS[-1].version

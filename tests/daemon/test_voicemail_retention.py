@@ -4,7 +4,6 @@ its tenant's, the platform's, or 90 days; the leader deletes older ones through
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,12 +15,11 @@ import pytest
 from reconciler.core.desired import tenant_state_from_spec
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.voicemail_retention import box_days, expire_voicemail
-from reconciler.switch import NodeSession, NodeSpec, ReconnectPolicy
 from reconciler.switch.voicemail.engine import VoicemailSwitches
 from specs_schema.models import Retention, TenantSpec
 from tests.fakes.freeswitch import FakeFreeSwitch
+from tests.switch.voicemail_support import connected_voicemail
 
-FAST = ReconnectPolicy(probe_base=0.02, probe_cap=0.1, probe_floor=0.01)
 DAY = 86400
 
 
@@ -74,16 +72,8 @@ async def fs() -> AsyncIterator[FakeFreeSwitch]:
 
 @pytest.fixture
 async def boxes(fs: FakeFreeSwitch) -> AsyncIterator[VoicemailSwitches]:
-    session = NodeSession(NodeSpec(fs.host, fs.port, fs.password), reconnect=FAST)
-    switches = VoicemailSwitches([session], api_timeout=2.0)
-    await session.start()
-    async with asyncio.timeout(5):
-        while not switches.nodes[0].connected:
-            await asyncio.sleep(0.01)
-    try:
+    async with connected_voicemail(fs) as switches:
         yield switches
-    finally:
-        await session.stop()
 
 
 async def test_the_leader_deletes_what_is_older_through_vm_delete(

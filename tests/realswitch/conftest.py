@@ -367,6 +367,7 @@ def node(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         # the switch and the daemon share these (the one-host shape), moved into the workdir
         env["PBX_RECORDINGS_DIR"] = str(workdir / "recordings")
         env["PBX_SOUNDS_DIR"] = str(workdir / "sounds")
+        env["PBX_VOICEMAIL_DIR"] = str(workdir / "voicemail")  # the portal streams messages
         env.pop("PBX_FREESWITCH", None)
         node = Node(
             ports, Esl(ports.esl, ESL_PASSWORD), workdir, env, tenants_dir,

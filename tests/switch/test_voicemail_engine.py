@@ -4,25 +4,18 @@ message its box holds, the events of a left/heard/deleted message seen as change
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import replace
-from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from reconciler.core.voicemail_box import NoSuchMessage, VoicemailUnavailable
-from reconciler.switch import NodeSession, NodeSpec, ReconnectPolicy
+from reconciler.switch import NodeSession, NodeSpec
 from reconciler.switch.voicemail.engine import VoicemailSwitches
 from tests.fakes.freeswitch import FakeFreeSwitch
+from tests.switch.voicemail_support import FAST, connected_voicemail
 
-FAST = ReconnectPolicy(probe_base=0.02, probe_cap=0.1, probe_floor=0.01)
 ACME = "acme.example.com"
-
-
-async def until(check: Callable[[], object], timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -33,14 +26,8 @@ async def fs() -> AsyncIterator[FakeFreeSwitch]:
 
 @pytest.fixture
 async def boxes(fs: FakeFreeSwitch) -> AsyncIterator[VoicemailSwitches]:
-    session = NodeSession(NodeSpec(fs.host, fs.port, fs.password), reconnect=FAST)
-    switches = VoicemailSwitches([session], api_timeout=2.0)
-    await session.start()
-    await until(lambda: all(node.connected for node in switches.nodes))
-    try:
+    async with connected_voicemail(fs) as switches:
         yield switches
-    finally:
-        await session.stop()
 
 
 async def test_a_left_message_is_listed_and_moves_the_version(

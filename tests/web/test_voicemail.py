@@ -16,15 +16,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from reconciler.core.audio_roots import AudioRoots
-from reconciler.switch import NodeSession, NodeSpec, ReconnectPolicy
-from reconciler.switch.voicemail.engine import VoicemailSwitches
 from reconciler.web import PortalConfig, make_portal_app
 from reconciler.web.ports import VOICEMAIL
 from tests.fakes.freeswitch import FakeFreeSwitch
 from tests.fakes.portal import SUPER, FakePortalDeps
-from tests.web.test_http import ALICE, BOB, CAROL, GINA, as_user, audit_rows
+from tests.switch.voicemail_support import connected_voicemail
+from tests.web.test_http import ALICE, CAROL, GINA, as_user, audit_rows
 
-FAST = ReconnectPolicy(probe_base=0.02, probe_cap=0.1, probe_floor=0.01)
 ACME = "acme.example.com"
 AUDIO = b"RIFF" + bytes(range(256)) * 40
 API = "/api/v1/tenants/acme/voicemail"
@@ -59,19 +57,11 @@ async def client(
         ts = deps.state[tenant]
         boxes = {n: replace(e, voicemail_enabled=True) for n, e in ts.extensions.items()}
         deps.state[tenant] = replace(ts, extensions=boxes)
-    session = NodeSession(NodeSpec(fs.host, fs.port, fs.password), reconnect=FAST)
-    switches = VoicemailSwitches([session], api_timeout=2.0)
-    await session.start()
-    async with asyncio.timeout(5):
-        while not switches.nodes[0].connected:
-            await asyncio.sleep(0.01)
     roots = AudioRoots(recordings="/nonexistent/r", sounds="/nonexistent/s", voicemail=str(root))
-    app = make_portal_app(deps, replace(config, audio_roots=roots), ports={VOICEMAIL: switches})
-    try:
+    async with connected_voicemail(fs) as switches:
+        app = make_portal_app(deps, replace(config, audio_roots=roots), ports={VOICEMAIL: switches})
         async with TestClient(TestServer(app)) as test_client:
             yield test_client
-    finally:
-        await session.stop()
 
 
 async def _listed(client: TestClient, query: str = "") -> list[tuple[str, str]]:
@@ -231,7 +221,7 @@ async def test_no_switch_answering_says_so(
     await as_user(client, deps, portal_dsn, CAROL)
     await fs.go_down()
     async with asyncio.timeout(5):
-        while (body := await (await client.get(API)).json())["problem"] is None:
+        while (body := await (await client.get(API)).json())["problem"] is None:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     assert body["messages"] == [] and "no switch" in body["problem"]
 
