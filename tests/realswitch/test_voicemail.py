@@ -128,6 +128,12 @@ def test_an_unanswered_call_leaves_a_message_lights_the_lamp_and_is_deleted(node
     assert caller.final_status("INVITE") == 200, caller.describe() + node.logs()
     assert ringing.received("INVITE"), ringing.describe()  # it rang, then voicemail
     ringing.close()
+    # the box's greeting from git, copied under the sounds root, handed to mod_voicemail
+    greeting = node.workdir / "sounds" / "acme" / "greetings" / "1007.wav"
+    assert greeting.is_file()
+    log = node.fs_log.read_text(errors="replace")
+    assert f"voicemail_greeting_path={greeting}" in log, node.logs()
+    assert not [line for line in log.splitlines() if str(greeting) in line and "rror" in line]
 
     found = wait_for(
         lambda: _messages(node), "the message in vm_list", timeout=30, detail=node.logs
