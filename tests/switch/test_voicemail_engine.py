@@ -4,8 +4,12 @@ message its box holds, the events of a left/heard/deleted message seen as change
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -76,3 +80,42 @@ async def test_no_switch_connected_is_unavailable(fs: FakeFreeSwitch) -> None:
     switches = VoicemailSwitches([session])
     with pytest.raises(VoicemailUnavailable):
         await switches.messages("1001", ACME)
+
+
+CAPTURES = Path(__file__).resolve().parents[1] / "fakes/freeswitch/captures"
+
+
+async def test_the_fake_answers_every_captured_command_as_the_real_switch(
+    fs: FakeFreeSwitch, boxes: VoicemailSwitches
+) -> None:
+    replies = json.loads((CAPTURES / "vm_replies.json").read_text())
+    fs.voicemail.leave("1007", ACME, "/v/acme/1007/msg_a.wav")
+    node = boxes.nodes[0]
+    for command, reply in replies.items():
+        assert await node.api(command) == reply, command
+
+
+async def test_the_fakes_events_carry_the_captured_headers(
+    fs: FakeFreeSwitch, boxes: VoicemailSwitches
+) -> None:
+    captured = [
+        dict(line.split(": ", 1) for line in body.splitlines() if ": " in line)
+        for body in (CAPTURES / "vm_events.txt").read_text().split("\n\n\n")
+        if body.strip()
+    ]
+    seen: list[dict[str, str]] = []
+    boxes.nodes[0].on_event = lambda event: seen.append(dict(event.headers))  # type: ignore[method-assign]
+    left = fs.voicemail.leave("1007", ACME, "/v/acme/1007/msg_a.wav")
+    [message] = await boxes.messages("1007", ACME)
+    assert message.uuid == left.uuid
+    seen.clear()
+    await boxes.mark(message, heard=True)
+    await boxes.delete(message)
+    async with asyncio.timeout(5):
+        while len(seen) < len(captured):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    for real, fake in zip(captured, seen, strict=True):
+        assert set(real) - {"Event-Sequence"} <= set(fake), (real, fake)
+        for key in ("Event-Name", "MWI-Messages-Waiting", "Update-Reason", "VM-Action"):
+            assert unquote(real.get(key, "")) == fake.get(key, ""), key
+        assert unquote(real.get("MWI-Voice-Message", "")) == fake.get("MWI-Voice-Message", "")

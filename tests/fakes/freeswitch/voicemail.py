@@ -1,12 +1,15 @@
 """mod_voicemail's API and events as FreeSWITCH 1.10.12 answers them (``fs.voicemail``).
 
 ``vm_list``, ``vm_read`` and ``vm_delete`` follow ``mod_voicemail.c`` line for line, and the
-replies were matched on the real switch (``captures/``): the text listing's ``:``-separated
-lines, ``+OK`` for every change, even of an id that does not exist or belongs to another box
-(the module's SQL names the id alone), ``-ERR can't find user or profile.`` without a domain
-or with an unknown profile, and ``Usage: ...`` without an argument. A change fires what
-``update_mwi`` fires: ``MESSAGE_WAITING`` and ``vm::maintenance`` (``mwi-update``); a new
-message ``vm::maintenance`` (``leave-message``) first.
+replies match the real switch's (``captures/vm_replies.json``, ``vm_list.txt``): the text
+listing's ``:``-separated lines, ``-ERR no reply`` over ESL for an empty box, ``+OK`` for
+every change, even of an id that does not exist or belongs to another box (the module's SQL
+names the id alone), ``-ERR can't find user or profile.`` without a domain, with an unknown
+profile or a ``vm_read`` that is neither read nor unread, and ``Usage: ...`` without an
+argument. A change fires what ``update_mwi`` fires, as captured (``vm_events.txt``):
+``MESSAGE_WAITING`` (``MWI-Voice-Message: new/saved``) then ``vm::maintenance``
+(``mwi-update``). A new message fires ``vm::maintenance`` (``leave-message``) first: its
+headers are read from the source, not captured.
 """
 
 from __future__ import annotations
@@ -169,8 +172,9 @@ class FakeVoicemail:
                 ("MWI-Messages-Waiting", "yes" if new else "no"),
                 ("Update-Reason", reason),
                 ("MWI-Message-Account", f"{box}@{domain}"),
-                ("MWI-Voice-Message", f"{new}/{saved} (0/0)"),
+                ("MWI-Voice-Message", f"{new}/{saved}"),
             ],
+            calling=("mod_voicemail.c", "update_mwi", 1930),
         )
         self.fs.emit_event(
             "CUSTOM",
@@ -184,4 +188,5 @@ class FakeVoicemail:
                 ("VM-Total-Saved-Urgent", "0"),
             ],
             subclass="vm::maintenance",
+            calling=("mod_voicemail.c", "update_mwi", 1955),
         )
