@@ -217,6 +217,17 @@ class ExtensionVoicemail(_Spec):
         multiple_of=shapes.VOICEMAIL_MESSAGE_SECONDS.step,
     )
     pin_on_own_phone: Flag | None = None
+    greeting: SoundPath | None = Field(
+        default=None,
+        description="What a caller hears before leaving a message: a tenant sound from git "
+        "(tenant:greetings/1001.wav) or a FreeSWITCH sound; else mod_voicemail's own.",
+    )
+    retention: str | None = Field(
+        default=None,
+        pattern=r"^[1-9][0-9]{0,4}d$",
+        description="Days this box keeps a message, e.g. 30d; else the tenant's "
+        "retention.voicemail, the platform's, or 90 days.",
+    )
     pin: SkipJsonSchema[object] = Field(default=None, exclude=True, repr=False)
 
     @field_validator("pin", mode="before")

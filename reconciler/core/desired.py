@@ -86,6 +86,7 @@ def _extensions(spec: TenantSpec) -> list[Extension]:
                 e.voicemail.max_message_seconds, box.max_message_seconds
             ),
             voicemail_pin_on_own_phone=_or(e.voicemail.pin_on_own_phone, box.pin_on_own_phone),
+            voicemail_greeting=e.voicemail.greeting,
             record=e.record.value,
         )
         for e in spec.extensions

@@ -136,6 +136,7 @@ class Extension(Record):
     voicemail_enabled: bool = False
     voicemail_max_message_seconds: int = 120
     voicemail_pin_on_own_phone: bool = True
+    voicemail_greeting: str | None = None  # a sound (``tenant:`` or FreeSWITCH's), as declared
     record: str = "none"  # inbound | outbound | all | none
 
     @property

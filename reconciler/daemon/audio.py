@@ -39,8 +39,8 @@ from reconciler.store.accounts import record_audit
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY = 3600.0
-# voicemail retention goes through mod_voicemail's own API (vm_delete), never unlink: until
-# that path exists only recordings are pruned here
+# voicemail retention goes through mod_voicemail's own API (vm_delete), never unlink:
+# daemon/voicemail_retention.py; only recordings are pruned here
 PRUNED_KINDS = ("recordings",)
 
 

@@ -28,6 +28,7 @@ from reconciler.web import (
     TenantSync,
     revoke_unentitled,
 )
+from reconciler.web.ports import VOICEMAIL
 
 
 class DaemonPortalDeps:
@@ -109,7 +110,8 @@ class PortalLink:
         self, config: PortalConfig | None, live: SwitchLink, dsn: Callable[[], str | None]
     ):
         self.deps = DaemonPortalDeps(live, dsn)
-        self.server = PortalServer(self.deps, config) if config is not None else None
+        ports = {VOICEMAIL: live.voicemail}
+        self.server = PortalServer(self.deps, config, ports) if config is not None else None
 
     async def start(self) -> None:
         if self.server is not None:

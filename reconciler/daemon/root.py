@@ -36,6 +36,7 @@ from reconciler.daemon.status import StatusBoard, daemon_status
 from reconciler.daemon.switches import SwitchLink
 from reconciler.daemon.tasks import TaskSupervisor
 from reconciler.daemon.triggers import Triggers
+from reconciler.daemon.voicemail_retention import run_voicemail_retention
 from reconciler.reconcile import PassGuards, Reconciler
 from reconciler.serve import ListenerUnavailable, load_templates
 from reconciler.sources import watch_spec_dir
@@ -217,6 +218,16 @@ class Daemon:
             self._stop,
         )
         self.tasks.spawn(retention, "call-retention")
+        voicemail_retention = run_voicemail_retention(
+            self.live.voicemail,
+            lambda: self.database.dsn,
+            lambda: self.loop.reconciler,
+            lambda: self.database.is_leader,
+            self.metrics,
+            self.config.retention_interval,
+            self._stop,
+        )
+        self.tasks.spawn(voicemail_retention, "voicemail-retention")
         try:
             await self._stop.wait()
         finally:

@@ -23,12 +23,14 @@ from reconciler.switch import (
     PresenceCache,
     desired_live,
 )
+from reconciler.switch.voicemail.engine import VoicemailSwitches
 
 
 class SwitchLink:
     """One ``NodeSession`` per node for this daemon, shared by every engine: the callcenter
-    engines (``Runs.LEADER``: given a desired state only while this daemon leads) and the
-    presence cache (``Runs.EVERY_DAEMON``: each daemon serves its own portal)."""
+    engines (``Runs.LEADER``: given a desired state only while this daemon leads), the
+    presence cache and mod_voicemail's (``Runs.EVERY_DAEMON``: each daemon serves its own
+    portal; the leader's voicemail retention uses the same)."""
 
     def __init__(
         self, nodes: Sequence[NodeSpec], metrics: Metrics, roots: AudioRoots = DEFAULT_ROOTS
@@ -38,6 +40,7 @@ class SwitchLink:
         self.sessions = tuple(NodeSession(spec) for spec in nodes)
         self.callcenter = CallcenterEngines(self.sessions, on_report=self._observe)
         self.presence = PresenceCache(self.sessions)
+        self.voicemail = VoicemailSwitches(self.sessions)
         self.drift_repaired: dict[str, int] = {}
         self._desired: DesiredLive | None = None
 

@@ -73,8 +73,10 @@ GENERATION_FORMAT = "pbx-reconciler/generation"
 # 3: a user row's voicemail fields then its recording paths. A version-1 file (rows
 # without either) still decodes: every later field has a default. Version 2 (recording
 # paths right after the agents) never reached main and is not read.
-GENERATION_VERSION = 3
-_READABLE_VERSIONS = frozenset({1, GENERATION_VERSION})
+# 4: a route row ends with the box's greeting; a version-3 route (without it) still
+# decodes, the greeting then the module's own.
+GENERATION_VERSION = 4
+_READABLE_VERSIONS = frozenset({1, 3, GENERATION_VERSION})
 GENERATION_FILE = "xmlcurl.generation"
 _SLOT = struct.Struct("<QII")
 _SEP = "\x00"
@@ -335,7 +337,7 @@ class MappedGeneration:
         if row is None:
             return None
         tenant, route = row
-        return _tenant(tenant), Route._make([RouteKind(route[0]), *route[1:]])
+        return _tenant(tenant), Route(RouteKind(route[0]), *route[1:])
 
     def did(self, number: str) -> DidRoute | None:
         row = self._get(f"d{_SEP}{number}")

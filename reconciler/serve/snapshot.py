@@ -28,6 +28,7 @@ from typing import Any, NamedTuple, Protocol
 from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
 from reconciler.core.gcpause import gc_paused
 from reconciler.core.model import (
+    Extension,
     Queue,
     State,
     Tenant,
@@ -39,6 +40,7 @@ from reconciler.core.recording_names import extension_recording
 from reconciler.core.served import served_queue_params, served_tenants
 from reconciler.core.voicemail import VOICEMAIL_ROUTES, tenant_storage, voicemail_profile
 from reconciler.serve.inert import shown, text_clean, text_problem, token_clean, token_problem
+from specs_schema import shapes
 from specs_schema.models import AgentStatus
 from specs_schema.shapes import RECORD_PLACEHOLDERS
 
@@ -95,6 +97,7 @@ class Route(NamedTuple):
     target: str
     call_timeout: int = 0  # extension routes only
     voicemail_profile: str = ""  # extension routes: where an unanswered call goes; "": none
+    voicemail_greeting: str = ""  # the box's greeting as FreeSWITCH plays it; "": the module's
 
 
 class DidRoute(NamedTuple):
@@ -328,7 +331,12 @@ def _serve_tenant(
         if user is not None:
             users[number] = user
             routes[number] = Route(
-                RouteKind.EXTENSION, number, number, user.call_timeout, user.voicemail_profile
+                RouteKind.EXTENSION,
+                number,
+                number,
+                user.call_timeout,
+                user.voicemail_profile,
+                _greeting(ts.extensions[number], user, tenant.id, problems, roots),
             )
 
     tenant_queues: dict[str, QueueConfig] = {}
@@ -375,6 +383,21 @@ def _agents_by_extension(ts: TenantState, domain: str, problems: list[str]) -> d
         for number in numbers:
             agents_on.setdefault(number, []).append(fs_name(agent.name, domain))
     return agents_on
+
+
+def _greeting(
+    ext: Extension, user: DirectoryUser, tenant_id: str, problems: list[str], roots: AudioRoots
+) -> str:
+    """The box's greeting as the dialplan hands it to mod_voicemail (its channel variable
+    ``voicemail_greeting_path``), or "" for the module's own; a value that is not an allowed
+    sound shape (the spec refuses it; a hand-edited database might not) is left out."""
+    if not (user.voicemail and ext.voicemail_greeting):
+        return ""
+    try:
+        return shapes.sound_path(ext.voicemail_greeting, tenant_id, roots.sounds)
+    except ValueError:
+        problems.append(f"tenant {tenant_id}: extension {ext.number}: greeting not served")
+        return ""
 
 
 def _serve_user(

@@ -1,4 +1,4 @@
-"""Each tenant's daily rollup of its a legs (``tenant_<id>.calls_daily``, tenant migration 8):
+"""Each tenant's daily rollup of its a legs (``tenant_<id>.calls_daily``, tenant migration 7):
 kept in step with ``calls`` inside the transactions that change it, read for totals.
 
 Filing folds the legs the insert actually added (``RETURNING`` of ``ON CONFLICT DO NOTHING``)
@@ -20,7 +20,7 @@ from reconciler.core.call_rollup import RING_CAP, CallGroup, DaySplit
 from reconciler.store.layout import tenant_schema
 from reconciler.store.runner import Connection
 
-# How a leg is grouped: the same expressions in tenant migration 8's backfill.
+# How a leg is grouped: the same expressions in tenant migration 7's backfill.
 DAY = sql.SQL("(started_at AT TIME ZONE 'UTC')::date")
 QUEUE = sql.SQL("coalesce(queue, '')")
 RING = sql.SQL(

@@ -11,7 +11,7 @@ Totals and volumes read the daily rollup (``store.call_rollup``, kept in the fil
 retention transactions) for whole days and the raw table for the partial days at a range's
 ends; filters the rollup cannot answer count the raw table (``core.call_rollup``). A number
 search matches the numbers joined by newlines (no stored number holds one: control
-characters are stripped), the expression tenant migration 8's trigram index covers when
+characters are stripped), the expression tenant migration 7's trigram index covers when
 ``pg_trgm`` could be created; without it the same query scans.
 """
 

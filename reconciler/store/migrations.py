@@ -28,7 +28,7 @@ decimal digits of two MD5s of ``gen_random_uuid()`` (PostgreSQL's strong random 
 the first six taken (uniform: MD5's hex digits are, and 64 of them hold six decimal digits
 but for a chance of about 1e-17). Later PINs are drawn in Python (``store.voicemail_pins``).
 
-Tenant migration 8 (numbered by its branch; 6 and 7 belong to others) adds the call history's
+Tenant migration 7 adds the call history's
 daily rollup, counted from the calls already filed, and the number search's trigram index
 when ``pg_trgm`` can be created (the embedded pgserver has no contrib modules: the search
 then scans, nothing fails).
@@ -453,7 +453,14 @@ ALTER TABLE {schema}.extensions ADD COLUMN record varchar(8) NOT NULL DEFAULT 'n
 """),
     ),
     Migration(
-        8,
+        6,
+        "a voicemail box's greeting: a sound as the spec declares it (tenant: or FreeSWITCH's)",
+        sql.SQL("""
+ALTER TABLE {schema}.extensions ADD COLUMN voicemail_greeting varchar(255);
+"""),
+    ),
+    Migration(
+        7,
         "call history: a daily rollup of a legs for totals, a trigram index for number search",
         sql.SQL("""
 CREATE TABLE {schema}.calls_daily (

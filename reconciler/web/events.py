@@ -14,8 +14,10 @@ and sends only what changed; an idle one gets a comment every ``sse_heartbeat`` 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from aiohttp import web
 
@@ -25,6 +27,17 @@ from reconciler.web.errors import PortalError
 from reconciler.web.ports import PRESENCE
 
 routes = web.RouteTableDef()
+
+
+class Changes(Protocol):
+    """What a stream waits on: the presence cache by default, or another live source (a
+    feature's own, e.g. the switches' voicemail)."""
+
+    @property
+    def version(self) -> int: ...
+
+    async def changed(self, after: int, timeout: float) -> int: ...  # noqa: ASYNC109
+
 
 FRAGMENTS = {
     "live-extensions": "_extensions.html",
@@ -46,18 +59,20 @@ async def live(request: web.Request) -> web.StreamResponse:
 async def fragment_stream(
     request: web.Request,
     allowed: Callable[[web.Request], object],
-    fragments: Callable[[web.Request], bytes],
+    fragments: Callable[[web.Request], bytes | Awaitable[bytes]],
     *,
     every: float | None = None,
+    changes: Changes | None = None,
 ) -> web.StreamResponse:
     """A live stream of ``fragments(request)`` (``fragment`` events), sent again whenever
     what it renders changes: looked at on each change of the presence cache, and every
     ``every`` seconds (default: the heartbeat) for facts the cache does not signal.
     ``allowed(request)`` raises (404, 401) when the caller may not see it: checked before
-    the stream starts and before every update."""
+    the stream starts and before every update. ``changes``: what to wait on instead of the
+    presence cache; ``fragments`` may be a coroutine function (a read over ESL)."""
     allowed(request)  # 404/401 before the stream starts
     portal = portal_of(request)
-    presence = portal.port(PRESENCE)
+    presence = changes or portal.port(PRESENCE)
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
     )
@@ -69,19 +84,20 @@ async def fragment_stream(
                 await response.write(b"event: end\ndata: {}\n\n")
                 break
             version = presence.version
-            body = fragments(request)
+            rendered = fragments(request)
+            body = await rendered if inspect.isawaitable(rendered) else rendered
             await response.write(body if body != sent else b": still here\n\n")
             sent = body
-            await _next_change(request, version, every or portal.config.sse_heartbeat)
+            await _next_change(request, presence, version, every or portal.config.sse_heartbeat)
     except (ConnectionResetError, ConnectionError):
         pass
     return response
 
 
-async def _next_change(request: web.Request, version: int, wait: float) -> None:
-    """Until the presence cache moves past ``version``, ``wait`` seconds, or shutdown."""
+async def _next_change(request: web.Request, presence: Changes, version: int, wait: float) -> None:
+    """Until ``presence`` moves past ``version``, ``wait`` seconds, or shutdown."""
     portal = portal_of(request)
-    changed = asyncio.ensure_future(portal.port(PRESENCE).changed(version, wait))
+    changed = asyncio.ensure_future(presence.changed(version, wait))
     closing = asyncio.ensure_future(portal.closing.wait())
     try:
         await asyncio.wait({changed, closing}, return_when=asyncio.FIRST_COMPLETED)

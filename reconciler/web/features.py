@@ -18,6 +18,7 @@ from reconciler.web import (
     recordings,
     softphone,
     tenants,
+    voicemail,
     wallboard,
 )
 from reconciler.web.feature import Feature, api_paths
@@ -34,6 +35,7 @@ FEATURES: tuple[Feature, ...] = (
     people.FEATURE,
     calls.FEATURE,
     recordings.FEATURE,
+    voicemail.FEATURE,
     invites.FEATURE,
     account.FEATURE,
     lockouts.FEATURE,

@@ -13,6 +13,7 @@ colour, who may see them) is decided in the portal (``TenantSync.sync``, ``acces
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,11 @@ from typing import Any, Generic, Protocol, TypeVar
 from reconciler.core.model import State
 from reconciler.core.presence import PresenceView
 from reconciler.core.sync import TenantSync as TenantSync  # its home: the portal reads it
+from reconciler.core.voicemail_box import (
+    VoicemailBoxes,
+    VoicemailMessage,
+    VoicemailUnavailable,
+)
 from reconciler.store.credentials import SipCredentials
 from reconciler.store.history import HistoryEntry
 
@@ -132,6 +138,27 @@ NODES = PortKey[NodesView]("switch nodes")
 HISTORY = PortKey[ApplyHistory]("apply history")
 CREDENTIALS = PortKey[CredentialStore]("SIP credentials")
 PRESENCE = PortKey[PresenceView]("presence")
+VOICEMAIL = PortKey[VoicemailBoxes]("voicemail")
+
+
+class NoVoicemail:
+    """The voicemail port of a portal given no switches (tests of other features, a daemon
+    without ``--freeswitch``): nothing changes, and every question says so."""
+
+    version = 0
+
+    async def changed(self, after: int, timeout: float) -> int:  # noqa: ASYNC109
+        await asyncio.sleep(timeout)
+        return 0
+
+    async def messages(self, box: str, domain: str) -> Sequence[VoicemailMessage]:
+        raise VoicemailUnavailable("no switch is configured")
+
+    async def mark(self, message: VoicemailMessage, *, heard: bool) -> None:
+        raise VoicemailUnavailable("no switch is configured")
+
+    async def delete(self, message: VoicemailMessage) -> None:
+        raise VoicemailUnavailable("no switch is configured")
 
 
 def core_ports(deps: PortalDeps) -> dict[PortKey[Any], object]:
@@ -143,4 +170,5 @@ def core_ports(deps: PortalDeps) -> dict[PortKey[Any], object]:
         HISTORY: deps,
         CREDENTIALS: deps,
         PRESENCE: deps.presence,
+        VOICEMAIL: NoVoicemail(),  # the daemon passes its switches' (``make_portal_app``)
     }

@@ -86,9 +86,14 @@ class PortalServer:
     ``await start()`` once the event loop runs; ``await stop()`` in the daemon's shutdown
     (it closes open server-sent event streams and the portal's database pool)."""
 
-    def __init__(self, deps: PortalDeps, config: PortalConfig) -> None:
+    def __init__(
+        self,
+        deps: PortalDeps,
+        config: PortalConfig,
+        ports: Mapping[PortKey[Any], object] | None = None,
+    ) -> None:
         self.config = config
-        self.app = make_portal_app(deps, config)
+        self.app = make_portal_app(deps, config, ports=ports)
         self._runner: web.AppRunner | None = None
 
     @property

@@ -80,7 +80,7 @@ extensions:
   - number: "1007"
     name: Voicemail box
     call_timeout: 5
-    voicemail: {{enabled: true, max_message_seconds: 60}}
+    voicemail: {{enabled: true, max_message_seconds: 60, greeting: "tenant:greetings/1007.wav"}}
   - {{number: "1008", name: Voicemail caller}}
   - {{number: "1030", name: Recorded agent phone}}
 users:
@@ -357,6 +357,7 @@ def node(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     for name, text in TENANTS.items():
         (tenants_dir / name).write_text(text)
     _hold_music(tenants_dir / "acme" / "sounds" / "moh" / "hold.wav")
+    _hold_music(tenants_dir / "acme" / "sounds" / "greetings" / "1007.wav")  # box 1007's
     ports = _pick_ports()
     cert = self_signed(workdir / "pki")
     status_port = free_port() if XML_CURL_WORKERS else ports.xml_curl
@@ -367,6 +368,7 @@ def node(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         # the switch and the daemon share these (the one-host shape), moved into the workdir
         env["PBX_RECORDINGS_DIR"] = str(workdir / "recordings")
         env["PBX_SOUNDS_DIR"] = str(workdir / "sounds")
+        env["PBX_VOICEMAIL_DIR"] = str(workdir / "voicemail")  # the portal streams messages
         env.pop("PBX_FREESWITCH", None)
         node = Node(
             ports, Esl(ports.esl, ESL_PASSWORD), workdir, env, tenants_dir,

@@ -205,3 +205,38 @@ def test_voicemail_conf_declares_a_profile_per_length_on_one_database(
     assert {p.get("name"): p.get("value") for p in profiles["len300"].iter("param")}[
         "max-record-len"
     ] == "300"
+
+
+def test_a_greeting_from_git_is_handed_to_mod_voicemail_before_the_box(
+    templates: Templates,
+) -> None:
+    """``voicemail_greeting_path`` (read by mod_voicemail's ``voicemail`` application) names
+    the tenant's copy of the sound, under the sounds root; a box without one gets none."""
+    spec = _spec().model_copy(deep=True)
+    box = spec.extensions[1].voicemail.model_copy(update={"greeting": "tenant:greetings/102.wav"})
+    spec.extensions[1] = spec.extensions[1].model_copy(update={"voicemail": box})
+    state = {"vm": tenant_state_from_spec(spec)}
+    assert state["vm"].extensions["102"].voicemail_greeting == "tenant:greetings/102.wav"
+    sip = {("vm", n): f"{n[-1]}" * 32 for n in ("101", "102", "103")}
+    pins = {("vm", "101"): "a" * 32, ("vm", "102"): "b" * 32}
+    built = build_snapshot(state, sip, voicemail_hashes=pins)
+    _, root = _ask(
+        built, templates, section="dialplan", **{"Hunt-Context": DOMAIN},
+        **{"Hunt-Destination-Number": "102"},
+    )  # fmt: skip
+    actions = _actions(root)
+    greeting = ("set", "voicemail_greeting_path=/var/lib/pbx/sounds/vm/greetings/102.wav")
+    assert actions.index(greeting) < actions.index(("voicemail", f"len300 {DOMAIN} 102"))
+    _, other = _ask(
+        built, templates, section="dialplan", **{"Hunt-Context": DOMAIN},
+        **{"Hunt-Destination-Number": "101"},
+    )  # fmt: skip
+    assert not any(d and d.startswith("voicemail_greeting_path") for _, d in _actions(other))
+
+
+@pytest.mark.parametrize("greeting", ["tenant:../x.wav", "${system(id)}", "/etc/passwd.wav"])
+def test_a_greeting_of_another_shape_is_refused(greeting: str) -> None:
+    data = _spec().model_dump(mode="json", exclude_none=True)
+    data["extensions"][0]["voicemail"]["greeting"] = greeting
+    with pytest.raises(ValidationError):
+        TenantSpec.model_validate(data)

@@ -30,16 +30,25 @@ def scratch_database(server_dsn: str) -> Iterator[str]:
 
 
 class LivePortal:
-    def __init__(self, deps: FakePortalDeps, **config: Any) -> None:
+    def __init__(
+        self, deps: FakePortalDeps, ports: dict[Any, object] | None = None, **config: Any
+    ) -> None:
         self.deps = deps
+        self.ports = ports
         self.loop = asyncio.new_event_loop()
         self.config = PortalConfig(listen_port=0, public_url="http://127.0.0.1", **config)
         self.server: PortalServer | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
+    def start_loop(self) -> None:
+        """The loop alone (idempotent): what must run on it before the server (a fake
+        switch and its engine, for a port) is started with ``call`` first."""
+        if not self._thread.is_alive():
+            self._thread.start()
+
     def start(self) -> None:
-        self._thread.start()
-        self.server = PortalServer(self.deps, self.config)
+        self.start_loop()
+        self.server = PortalServer(self.deps, self.config, self.ports)
         self.call(self.server.start())
 
     def call(self, coro: Any, timeout: float = 30) -> Any:

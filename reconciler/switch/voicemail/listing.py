@@ -12,9 +12,9 @@ commands, never through the files, so the module's database and the lamps stay r
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from reconciler.core.voicemail_box import VoicemailMessage
 from specs_schema.shapes import DIGITS_PATTERN, DOMAIN_PATTERN
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -24,27 +24,6 @@ _DOMAIN = re.compile(DOMAIN_PATTERN)
 
 class UnsafeVoicemailArgument(ValueError):
     """A box, domain or message id that is not of its allow-listed shape."""
-
-
-@dataclass(frozen=True, slots=True)
-class VoicemailMessage:
-    """One message as mod_voicemail lists it; ``path`` is the switch's file (the portal
-    serves it only from inside the tenant's own folder)."""
-
-    uuid: str
-    box: str
-    domain: str
-    folder: str
-    created: datetime
-    heard: datetime | None
-    path: str
-    caller_name: str
-    caller_number: str
-    seconds: int
-
-    @property
-    def new(self) -> bool:
-        return self.heard is None
 
 
 def _account(box: str, domain: str) -> str:
@@ -72,17 +51,18 @@ def delete_command(box: str, domain: str, uuid: str) -> str:
     return f"vm_delete {_account(box, domain)} {_message_id(uuid)}"
 
 
-def parse_list(text: str) -> list[VoicemailMessage]:
-    """The messages of a ``vm_list`` answer; a line of another shape is skipped."""
+def parse_list(text: str, node: str = "") -> list[VoicemailMessage]:
+    """The messages of a ``vm_list`` answer (from ``node``); a line of another shape is
+    skipped (``-ERR can't find user or profile.``, a caller name holding a line break)."""
     messages = []
     for line in text.splitlines():
-        message = _parse_line(line.strip())
+        message = _parse_line(line.strip(), node)
         if message is not None:
             messages.append(message)
     return messages
 
 
-def _parse_line(line: str) -> VoicemailMessage | None:
+def _parse_line(line: str, node: str) -> VoicemailMessage | None:
     head = line.split(":", 7)
     if len(head) != 8:
         return None
@@ -104,4 +84,5 @@ def _parse_line(line: str) -> VoicemailMessage | None:
         caller_name=caller_name,
         caller_number=caller_number,
         seconds=int(seconds),
+        node=node,
     )

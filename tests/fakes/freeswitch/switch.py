@@ -49,6 +49,7 @@ from tests.fakes.freeswitch.callcenter import (
 from tests.fakes.freeswitch.members import FakeMembers
 from tests.fakes.freeswitch.sofia import FakeSofia
 from tests.fakes.freeswitch.text import atoi
+from tests.fakes.freeswitch.voicemail import FakeVoicemail
 from tests.fakes.freeswitch.wire import (
     BANNER,
     MONTHS,
@@ -119,6 +120,7 @@ class FakeFreeSwitch:
         self.callcenter = FakeCallcenter(self)
         self.sofia = FakeSofia(self)
         self.members = FakeMembers(self)
+        self.voicemail = FakeVoicemail(self)
         # observation
         self.command_log: list[str] = []
         self.api_log: list[str] = []
@@ -491,6 +493,8 @@ class FakeFreeSwitch:
             result = self._status_text()
         elif cmd in ("show", "sofia"):
             result = self.sofia.api(cmd, arg)
+        elif cmd in ("vm_list", "vm_read", "vm_delete"):
+            result = getattr(self.voicemail, cmd)(arg)
         elif cmd in self._apis:
             outcome = self._apis[cmd](arg)
             result = await outcome if not isinstance(outcome, str) else outcome
