@@ -508,11 +508,18 @@ class MappedGeneration:
             entry = (offset, length, digest)
             if offset < 0 or length <= 0 or offset + length > end:
                 raise SnapshotError(f"{self.header.data}: a section outside the data")
-            section = self._data[offset : offset + length]
-            if verify and entry not in known and hashlib.sha256(section).hexdigest() != digest:
-                raise SnapshotError(f"{self.header.data}: checksum mismatch: not served")
+            if verify and entry not in known:
+                with self._data[offset : offset + length] as section:  # released: unmappable
+                    whole = hashlib.sha256(section).hexdigest() == digest
+                if not whole:
+                    raise SnapshotError(f"{self.header.data}: checksum mismatch: not served")
             verified.add(entry)
         self._verified = verified
+
+    def sections(self) -> list[tuple[str, int, int, str]]:
+        """Every served tenant's section, in domain order: (domain, offset, length,
+        SHA-256)."""
+        return [(d, offset, length, digest) for d, offset, length, digest in self._directory()]
 
     def _directory(self) -> list[list[Any]]:
         return _lookup(self._index, 0, "D") or []
