@@ -60,7 +60,7 @@ import re
 import struct
 import time
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -119,10 +119,26 @@ class Section(NamedTuple):
     offset: int
     length: int
     sha256: str
-    tenant: list[Any]  # the served tenant's row (``_tenant_row``)
+    tenant: list[Any]  # the served tenant's row (``tenant_row``)
     users: int
     routes: int
     queues: int
+    record: Record  # its entry in the index (encoded once: unchanged tenants cost nothing)
+
+
+Record = tuple[int, bytes]
+"""A table record encoded: the key's hash and the JSON ``[key, value]``."""
+
+
+def relocated(section: Section, offset: int) -> Section:
+    """``section`` copied to ``offset`` of a new data file."""
+    moved = section._replace(offset=offset)
+    return moved._replace(record=_tenant_record(moved))
+
+
+def _tenant_record(section: Section) -> Record:
+    return encode_record(f"t{_SEP}{section.domain}",
+                         [section.offset, section.length, section.tenant])  # fmt: skip
 
 
 def key_hash(key: str) -> int:
@@ -170,7 +186,12 @@ def remove_generation(path: Path) -> None:
 # --- encoding ----------------------------------------------------------------------------
 
 
-def encode_table(records: Sequence[tuple[str, Any]]) -> bytes:
+def encode_record(key: str, value: Any) -> Record:
+    data = json.dumps([key, value], separators=(",", ":"), ensure_ascii=False).encode()
+    return key_hash(key), data
+
+
+def encode_table(records: Sequence[Record]) -> bytes:
     """A self-contained hash table of ``records`` (offsets from its own start)."""
     slots = 8
     while slots < 2 * len(records):
@@ -180,9 +201,7 @@ def encode_table(records: Sequence[tuple[str, Any]]) -> bytes:
     taken = array("Q", bytes(8 * slots))  # the hash in each slot, for probing
     blob = bytearray()
     base = len(table)
-    for key, value in records:
-        data = json.dumps([key, value], separators=(",", ":"), ensure_ascii=False).encode()
-        hashed = key_hash(key)
+    for hashed, data in records:
         slot = hashed & (slots - 1)
         while taken[slot] != 0:
             slot = (slot + 1) & (slots - 1)
@@ -197,11 +216,11 @@ def encode_table(records: Sequence[tuple[str, Any]]) -> bytes:
 def encode_section(tenant: ServedTenant, queues: Iterable[QueueConfig]) -> bytes:
     """One served tenant's section: its users, routes and queues."""
     rows = [_queue_row(q) for q in queues]
-    records: list[tuple[str, Any]] = []
-    records.extend((f"u{_SEP}{n}", list(user)) for n, user in tenant.users.items())
-    records.extend((f"r{_SEP}{n}", list(route)) for n, route in tenant.routes.items())
-    records.extend((f"q{_SEP}{row[0]}", row) for row in rows)
-    records.append(("Q", rows))
+    records: list[Record] = []
+    records.extend(encode_record(f"u{_SEP}{n}", list(user)) for n, user in tenant.users.items())
+    records.extend(encode_record(f"r{_SEP}{n}", list(r)) for n, r in tenant.routes.items())
+    records.extend(encode_record(f"q{_SEP}{row[0]}", row) for row in rows)
+    records.append(encode_record("Q", rows))
     return encode_table(records)
 
 
@@ -209,9 +228,14 @@ def section_of(view: TenantView, offset: int, data: bytes) -> Section:
     """The index's entry of a served tenant's section written at ``offset``."""
     tenant = view.tenant
     assert tenant is not None
-    return Section(tenant.domain, offset, len(data), hashlib.sha256(data).hexdigest(),
-                   tenant_row(tenant), len(tenant.users), len(tenant.routes),
-                   len(view.queues))  # fmt: skip
+    section = Section(tenant.domain, offset, len(data), hashlib.sha256(data).hexdigest(),
+                      tenant_row(tenant), len(tenant.users), len(tenant.routes),
+                      len(view.queues), (0, b""))  # fmt: skip
+    return section._replace(record=_tenant_record(section))
+
+
+def did_record(did: DidRoute) -> Record:
+    return encode_record(f"d{_SEP}{did.number}", list(did))
 
 
 def tenant_row(tenant: ServedTenant) -> list[Any]:
@@ -248,18 +272,17 @@ def write_index(
     identity: DatabaseIdentity,
     dsn_fingerprint: str,
     allow_empty: bool,
+    did_records: Callable[[Iterable[DidRoute]], list[Record]] | None = None,
 ) -> GenerationHeader:
     """Swap in the index naming ``sections`` of the data file ``data`` (written and
-    fsynced before). Raises ``EmptySnapshotRefused`` or ``SnapshotNotPersisted`` (the old
+    fsynced before); ``did_records`` encodes the DIDs (a writer's memo). Raises ``EmptySnapshotRefused`` or ``SnapshotNotPersisted`` (the old
     index is untouched)."""
     users = sum(s.users for s in sections)
     if users == 0 and not allow_empty:
         _refuse_to_empty(path, identity)
-    records: list[tuple[str, Any]] = [
-        (f"t{_SEP}{s.domain}", [s.offset, s.length, s.tenant]) for s in sections
-    ]
-    records.extend((f"d{_SEP}{number}", list(did)) for number, did in dids.items())
-    records.append(("D", [[s.domain, s.offset, s.length, s.sha256] for s in sections]))
+    records = [s.record for s in sections]
+    records.extend(did_records(dids.values()) if did_records else map(did_record, dids.values()))
+    records.append(encode_record("D", [[s.domain, s.offset, s.length, s.sha256] for s in sections]))
     body = encode_table(records)
     header = {
         "format": GENERATION_FORMAT,

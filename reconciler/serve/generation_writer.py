@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -34,10 +34,13 @@ from reconciler.core.model import State, TenantState
 from reconciler.core.served import served_tenants
 from reconciler.serve.generation import (
     GenerationHeader,
+    Record,
     Section,
     create_data_file,
     data_file_name,
+    did_record,
     encode_section,
+    relocated,
     remove_unused_data,
     section_of,
     write_index,
@@ -54,7 +57,6 @@ class _Rendered:
 
     source: TenantState
     domain: str
-    digests: tuple[str | None, ...]
     section: Section | None  # None: the whole tenant is withheld
     dids: tuple[DidRoute, ...]
     problems: tuple[str, ...]
@@ -80,10 +82,19 @@ class GenerationWriter:
         self._data: str | None = None  # the data file the last generation used
         self._data_bytes = 0  # its length then
         self._tenants: dict[str, _Rendered] = {}
+        self._digests: tuple[Mapping[tuple[str, str], str], ...] = ({}, {})  # written from
+        self._did_records: dict[DidRoute, Record] = {}
 
     def forget(self) -> None:
         """The next generation renders every tenant into a new data file."""
         self._data, self._data_bytes, self._tenants = None, 0, {}
+        self._digests, self._did_records = ({}, {}), {}
+
+    def _encode_dids(self, dids: Iterable[DidRoute]) -> list[Record]:
+        known, self._did_records = self._did_records, {}
+        for did in dids:
+            self._did_records[did] = known.get(did) or did_record(did)
+        return list(self._did_records.values())
 
     def write(
         self,
@@ -117,6 +128,7 @@ class GenerationWriter:
         if identity != self._identity:
             self.forget()
         digests = Digests(a1_hashes, voicemail_hashes)
+        touched = _touched(digests, self._digests) if self._tenants else set()
         served = served_tenants(state)
         live = sum(r.section.length for r in self._tenants.values() if r.section is not None)
         fresh = self._data is None or self._data_bytes - live > max(live, _COMPACT_MIN_DEAD)
@@ -135,18 +147,18 @@ class GenerationWriter:
                 try:
                     for domain, tenant_state in served.by_domain.items():
                         tenant_id = tenant_state.tenant.id
-                        inputs = _digests_of(tenant_state, digests)
                         held = self._tenants.get(tenant_id)
-                        if held is not None and (held.source, held.domain, held.digests) == (
-                            tenant_state,
-                            domain,
-                            inputs,
+                        if (
+                            held is not None
+                            and held.source is tenant_state
+                            and held.domain == domain
+                            and tenant_id not in touched
                         ):
                             moved = _move(held, source, out, end) if fresh else held
                         else:
                             moved = None
                         if moved is None:
-                            moved = self._render(tenant_state, domain, digests, inputs, out, end)
+                            moved = self._render(tenant_state, domain, digests, out, end)
                             rendered += 1
                         if moved.section is not None and moved.section.offset >= end:
                             end = moved.section.offset + moved.section.length
@@ -166,8 +178,10 @@ class GenerationWriter:
         sections = [r.section for r in tenants.values() if r.section is not None]  # by domain
         header = write_index(self.path, generation=generation, sections=sections, dids=dids,
                              data=data, data_bytes=end, identity=identity,
-                             dsn_fingerprint=dsn_fingerprint, allow_empty=allow_empty)  # fmt: skip
+                             dsn_fingerprint=dsn_fingerprint, allow_empty=allow_empty,
+                             did_records=self._encode_dids)  # fmt: skip
         self._identity, self._data, self._data_bytes, self._tenants = identity, data, end, tenants
+        self._digests = digests
         remove_unused_data(self.path, keep={data} | ({previous} if previous else set()))
         return Written(header, tuple(problems), rendered)
 
@@ -176,7 +190,6 @@ class GenerationWriter:
         tenant_state: TenantState,
         domain: str,
         digests: Digests,
-        inputs: tuple[str | None, ...],
         out: BinaryIO,
         end: int,
     ) -> _Rendered:
@@ -186,7 +199,7 @@ class GenerationWriter:
             data = encode_section(view.tenant, view.queues.values())
             out.write(data)
             section = section_of(view, end, data)
-        return _Rendered(tenant_state, domain, inputs, section, view.dids, view.problems)
+        return _Rendered(tenant_state, domain, section, view.dids, view.problems)
 
 
 class _Copier:
@@ -213,16 +226,19 @@ def _move(held: _Rendered, source: _Copier | None, out: BinaryIO, end: int) -> _
     if hashlib.sha256(data).hexdigest() != section.sha256:
         return None
     out.write(data)
-    return _Rendered(held.source, held.domain, held.digests, section._replace(offset=end),
-                     held.dids, held.problems)  # fmt: skip
+    return _Rendered(held.source, held.domain, relocated(section, end), held.dids,
+                     held.problems)  # fmt: skip
 
 
-def _digests_of(tenant_state: TenantState, digests: Digests) -> tuple[str | None, ...]:
-    """The secrets' digests a tenant's section holds: its SIP digests, then its PINs'."""
-    tenant_id = tenant_state.tenant.id
-    numbers = tenant_state.extensions
-    sip, voicemail = digests.sip, digests.voicemail
-    return (
-        *(sip.get((tenant_id, n)) for n in numbers),
-        *(voicemail.get((tenant_id, n)) for n in numbers),
-    )
+def _touched(
+    now: tuple[Mapping[tuple[str, str], str], ...],
+    before: tuple[Mapping[tuple[str, str], str], ...],
+) -> set[str]:
+    """Tenants with a digest added, changed or removed since ``before``: the mappings'
+    symmetric difference, computed in C (a Python loop over 100,000 digests per write cost
+    more than the rest of an edit's write)."""
+    touched: set[str] = set()
+    for new, old in zip(now, before, strict=True):
+        if new is not old:
+            touched.update(key[0] for key, _digest in new.items() ^ old.items())
+    return touched
