@@ -32,15 +32,17 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="pbx-bench-generation-"))
     path = root / "xmlcurl.generation"
     try:
-        from reconciler.serve.generation_writer import GenerationWriter
-    except ImportError:
-        GenerationWriter = None  # noqa: N806 - the previous release
+        from reconciler.serve import generation_writer
+    except ImportError:  # the previous release
+        writer = None
+    else:
+        writer = generation_writer.GenerationWriter(path)
     tenant = sorted(state)[0]
     number = sorted(state[tenant].extensions)[0]
 
     def write(hashes: dict[tuple[str, str], str]) -> float:
         start = time.perf_counter()
-        if GenerationWriter is not None:
+        if writer is not None:
             writer.write(state, hashes, {}, generation="g", identity=ID, dsn_fingerprint="fp",
                          allow_empty=False)  # fmt: skip
         else:
@@ -51,7 +53,6 @@ def main() -> None:
             write_generation(snapshot, path, identity=ID, dsn_fingerprint="fp")
         return time.perf_counter() - start
 
-    writer = GenerationWriter(path) if GenerationWriter is not None else None
     full = write(sip)
     edits = [write({**sip, (tenant, number): f"{n:x}" * 32}) for n in range(1, ROUNDS + 1)]
     size = sum(p.stat().st_size for p in root.iterdir())

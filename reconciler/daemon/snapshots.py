@@ -1,13 +1,15 @@
-"""The snapshot the daemon serves: rebuilt off the event loop when the applied state
-changes, persisted as the one generation file (``serve.generation``), served from that
-file's mapping, and bound to the database it was built from.
+"""The snapshot the daemon serves: written off the event loop when the applied state
+changes, as the one persisted generation (``serve.generation``), served from its mapping,
+and bound to the database it was built from.
 
-The generation file is what a restart serves at once (mapped, not parsed: milliseconds at
-any size), what the xml_curl workers follow, and what this process's own listener answers
-from: once written, the built ``Snapshot`` leaves this process's heap and the records live
-in the page cache, shared with the workers. Only while the file cannot be written (state
-dir full or read-only) is the new snapshot served from memory here; the workers keep the
-last good generation, and /readyz and ``pbx_snapshot_persist_failures_total`` say so.
+The generation is what a restart serves at once (mapped, not parsed: milliseconds at any
+size), what the xml_curl workers follow, and what this process's own listener answers
+from. It is written tenant by tenant (``serve.generation_writer``): only the tenants whose
+records changed are rendered, one at a time, so the served view never sits whole in this
+process's heap, and an edit of one tenant costs that tenant's bytes, not everyone's. Only
+while the generation cannot be written (state dir full or read-only) is the new view built
+in memory and served from here; the workers keep the last good generation, and /readyz and
+``pbx_snapshot_persist_failures_total`` say so.
 
 A persisted file is served at start only when it belongs to the configured database: the
 database answers with its identity (``store.identity``), or, while it is unreachable, the
