@@ -1,13 +1,15 @@
-"""The snapshot the daemon serves: rebuilt off the event loop when the applied state
-changes, persisted as the one generation file (``serve.generation``), served from that
-file's mapping, and bound to the database it was built from.
+"""The snapshot the daemon serves: written off the event loop when the applied state
+changes, as the one persisted generation (``serve.generation``), served from its mapping,
+and bound to the database it was built from.
 
-The generation file is what a restart serves at once (mapped, not parsed: milliseconds at
-any size), what the xml_curl workers follow, and what this process's own listener answers
-from: once written, the built ``Snapshot`` leaves this process's heap and the records live
-in the page cache, shared with the workers. Only while the file cannot be written (state
-dir full or read-only) is the new snapshot served from memory here; the workers keep the
-last good generation, and /readyz and ``pbx_snapshot_persist_failures_total`` say so.
+The generation is what a restart serves at once (mapped, not parsed: milliseconds at any
+size), what the xml_curl workers follow, and what this process's own listener answers
+from. It is written tenant by tenant (``serve.generation_writer``): only the tenants whose
+records changed are rendered, one at a time, so the served view never sits whole in this
+process's heap, and an edit of one tenant costs that tenant's bytes, not everyone's. Only
+while the generation cannot be written (state dir full or read-only) is the new view built
+in memory and served from here; the workers keep the last good generation, and /readyz and
+``pbx_snapshot_persist_failures_total`` say so.
 
 A persisted file is served at start only when it belongs to the configured database: the
 database answers with its identity (``store.identity``), or, while it is unreachable, the
@@ -33,7 +35,8 @@ from reconciler.core.logs import event
 from reconciler.daemon.metrics import Metrics
 from reconciler.reconcile import AppliedState
 from reconciler.serve import PersistStatus, SnapshotNotPersisted, build_snapshot
-from reconciler.serve.generation import MappedGeneration, open_generation, write_generation
+from reconciler.serve.generation import MappedGeneration, open_generation, remove_generation
+from reconciler.serve.generation_writer import GenerationWriter
 from reconciler.serve.persist import LEGACY_SNAPSHOT_FILE, SnapshotError
 from reconciler.serve.snapshot import Lookups, Snapshot, declares_users
 from reconciler.store import StoreUnavailable
@@ -55,8 +58,9 @@ class ServedSnapshot:
         probe: IdentityProbe,
         roots: AudioRoots = DEFAULT_ROOTS,
     ) -> None:
-        self.path = path  # the generation file
+        self.path = path  # the generation's index
         self._roots = roots
+        self._writer = GenerationWriter(path, roots=roots)
         self._metrics = metrics
         self._fingerprint = fingerprint
         self._probe = probe
@@ -130,10 +134,51 @@ class ServedSnapshot:
                   logging.WARNING)  # fmt: skip
 
     async def rebuild(self, applied: AppliedState) -> None:
-        """Build, serve at once from memory, persist, then serve from the file's mapping."""
-        state, hashes = dict(applied.state), dict(applied.a1_hashes)
-        pins = dict(applied.voicemail_hashes)
+        """Write the new generation (only the tenants that changed are rendered) and serve
+        its mapping; while it cannot be written, build the view in memory and serve that."""
+        # AppliedState replaces these mappings, never changes them: no copy needed
+        state, hashes, pins = applied.state, applied.a1_hashes, applied.voicemail_hashes
         generation = f"{int(time.time() * 1000):x}"
+        allow_empty = not declares_users(state)
+        try:
+            identity = await self._database_identity()
+            written = await asyncio.to_thread(
+                lambda: self._writer.write(
+                    state,
+                    hashes,
+                    pins,
+                    generation=generation,
+                    identity=identity,
+                    dsn_fingerprint=self._fingerprint,
+                    allow_empty=allow_empty,
+                )
+            )
+            mapped = await asyncio.to_thread(self._map_written, identity)
+        except SnapshotNotPersisted as exc:
+            self.persist_status = self.persist_status.failed(str(exc))
+            self._metrics.snapshot_persist_failures.inc()
+            event(log, "snapshot not persisted", logging.WARNING, error=str(exc))
+            await self._serve_from_memory(applied, generation)
+            return
+        self._swap(mapped, source="database", rendered=written.rendered)
+        self.from_disk = False
+        self._log_problems(written.problems)
+        written_at = mapped.header.written_at
+        self.persist_status = PersistStatus(
+            True, written_at, f"{mapped.user_count} users written to {self.path}"
+        )
+        self._metrics.snapshot_persisted_time.set(written_at)
+        # The switches are told next (queue loads fetch from the workers): let the workers
+        # serve this generation first.
+        if self.propagate is not None and not await self.propagate(mapped.generation):
+            event(log, "xml_curl workers still serve an older generation", logging.WARNING,
+                  generation=mapped.generation)  # fmt: skip
+
+    async def _serve_from_memory(self, applied: AppliedState, generation: str) -> None:
+        """The generation could not be written: this process serves the new view from its
+        heap (the workers keep the last good generation)."""
+        state, hashes = applied.state, applied.a1_hashes
+        pins = applied.voicemail_hashes
         snapshot = await asyncio.to_thread(
             # frozen: kept out of the cyclic GC, whose passes over 100k objects stall the loop
             lambda: build_snapshot(
@@ -147,71 +192,48 @@ class ServedSnapshot:
         )
         self._swap(snapshot, source="database")
         self.from_disk = False
-        for problem in snapshot.problems:
-            event(log, "snapshot problem", logging.WARNING, problem=problem)
-        mapped = await self._persist(snapshot, allow_empty=not declares_users(state))
-        if mapped is not None and self.current is snapshot:
-            self._swap(mapped, source="file", quiet=True)
-            # The switches are told next (queue loads fetch from the workers): let the
-            # workers serve this generation first.
-            if self.propagate is not None and not await self.propagate(mapped.generation):
-                event(log, "xml_curl workers still serve an older generation", logging.WARNING,
-                      generation=mapped.generation)  # fmt: skip
+        self._log_problems(snapshot.problems)
 
-    async def _persist(self, snapshot: Snapshot, *, allow_empty: bool) -> MappedGeneration | None:
-        """Write the generation and map it back; None when it is not on disk (the status
-        and the metrics say why)."""
+    def _log_problems(self, problems: tuple[str, ...]) -> None:
+        for problem in problems:
+            event(log, "snapshot problem", logging.WARNING, problem=problem)
+
+    async def _database_identity(self) -> DatabaseIdentity:
         if self._identity is None:
             with contextlib.suppress(StoreUnavailable):
                 self._identity = await asyncio.to_thread(self._probe, 5.0)
-        identity = self._identity
-        try:
-            if identity is None:
-                raise SnapshotNotPersisted("snapshot not written: database identity unknown")
-            mapped = await asyncio.to_thread(
-                lambda: self._write_and_map(snapshot, identity, allow_empty=allow_empty)
-            )
-        except SnapshotNotPersisted as exc:
-            self.persist_status = self.persist_status.failed(str(exc))
-            self._metrics.snapshot_persist_failures.inc()
-            event(log, "snapshot not persisted", logging.WARNING, error=str(exc))
-            return None
-        written_at = mapped.header.written_at
-        self.persist_status = PersistStatus(
-            True, written_at, f"{mapped.user_count} users written to {self.path}"
-        )
-        self._metrics.snapshot_persisted_time.set(written_at)
-        return mapped
+        if self._identity is None:
+            raise SnapshotNotPersisted("snapshot not written: database identity unknown")
+        return self._identity
 
-    def _write_and_map(
-        self, snapshot: Snapshot, identity: DatabaseIdentity, *, allow_empty: bool
-    ) -> MappedGeneration:
-        write_generation(snapshot, self.path, identity=identity,
-                         dsn_fingerprint=self._fingerprint, allow_empty=allow_empty)  # fmt: skip
+    def _map_written(self, identity: DatabaseIdentity) -> MappedGeneration:
         try:
             return open_generation(  # written, checksummed, fsynced and renamed just now
                 self.path, expected_identity=identity, dsn_fingerprint=self._fingerprint,
                 verify=False,
             )  # fmt: skip
         except SnapshotError as exc:  # replaced under us
+            self._writer.forget()
             raise SnapshotNotPersisted(f"generation written but not readable: {exc}") from exc
 
     def _withdraw(self) -> None:
         """No generation for the workers: they fail closed."""
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        self._writer.forget()
+        remove_generation(self.path)
 
-    def _swap(self, view: Lookups | None, *, source: str, quiet: bool = False) -> None:
+    def _swap(self, view: Lookups | None, *, source: str, rendered: int | None = None) -> None:
         # lookups run synchronously on this loop: none is reading the old mapping now
         old, self.current = self.current, view
         if isinstance(old, MappedGeneration) and old is not view:
             old.close()
-        if view is None or quiet:
+        if view is None:
             return
         self.built_at = datetime.now(UTC).isoformat(timespec="seconds")
         counts = view.counts()
         self._metrics.snapshot_generation_time.set(time.time())
         self._metrics.snapshot_users.set(counts["users"])
+        if rendered is not None:  # tenants rendered for it: the others' sections were reused
+            counts["rendered"] = rendered
         event(log, "snapshot swapped", source=source, generation=view.generation, **counts)
 
     def describe(self) -> dict[str, object] | None:

@@ -1,6 +1,7 @@
 """The generation a worker serves: the file is polled every ``POLL_SECONDS`` and a new one
-is mapped only when it is whole (checksum) and of this database; otherwise the last good
-generation keeps serving. A file that is gone means the control plane withdrew it (another
+is mapped only when it is whole (checksums; sections of the data file this worker verified
+before are trusted again: appended bytes never change) and of this database; otherwise the
+last good generation keeps serving. A file that is gone means the control plane withdrew it (another
 database): the worker then fails closed, answering "not found" until a new one appears.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from reconciler.core.identity import DatabaseIdentity
 from reconciler.core.logs import event
-from reconciler.serve.generation import MappedGeneration, open_generation
+from reconciler.serve.generation import GenerationRaced, MappedGeneration, open_generation
 from reconciler.serve.persist import SnapshotError
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,14 @@ class GenerationFollower:
         self._stamp = stamp
         try:
             generation = open_generation(
-                self.path, expected_identity=self._expected, dsn_fingerprint=self._fingerprint
+                self.path,
+                expected_identity=self._expected,
+                dsn_fingerprint=self._fingerprint,
+                previous=self.current,  # its sections, verified, are not read again
             )
+        except GenerationRaced:
+            self._stamp = None  # replaced while it was opened: read the new one next poll
+            return
         except SnapshotError as exc:
             self.refused += 1
             event(log, "generation not served: keeping the last good one", logging.WARNING,

@@ -1,35 +1,48 @@
-"""A snapshot generation: the served view as one immutable file, the only one persisted.
+"""A snapshot generation: the served view as immutable files, the only thing persisted.
 
 The control plane writes a generation whenever the applied state changes
-(``write_generation``); it maps the file back to serve from it (``open_generation``), at
-start-up too (a restart serves the persisted generation in milliseconds, whatever its
-size), and so do xml_curl workers (``reconciler.dataplane``) and ``pbx serve``: lookups
-read records in place, a process's heap holds only what it is answering, and every
-process shares the file's pages through the page cache.
+(``serve.generation_writer``, or ``write_generation`` for a ``Snapshot`` in memory); it maps
+the files back to serve from them (``open_generation``), at start-up too (a restart serves
+the persisted generation in milliseconds, whatever its size), and so do xml_curl workers
+(``reconciler.dataplane``) and ``pbx serve``: lookups read records in place, a process's
+heap holds only what it is answering, and every process shares the pages through the page
+cache.
 
 Why a purpose-built index rather than LMDB: a generation is written once and never
-modified, so LMDB's transactions, free lists and writer lock buy nothing; a plain file
-keeps today's atomic swap (write a temporary file, fsync, rename) and its identity binding
-unchanged, needs no new dependency, and one lookup is a hash, two ``struct`` reads and one
-small ``json.loads`` (measured in ``bench/bench_dataplane.py``).
+modified, so LMDB's transactions, free lists and writer lock buy nothing; plain files keep
+the atomic swap (write a temporary file, fsync, rename) and the identity binding, need no
+new dependency, and one lookup is two hashes, four ``struct`` reads and one small
+``json.loads`` (measured in ``bench/bench_dataplane.py``).
 
-Layout (version 1):
+Why two files, laid out per tenant: one extension edited must not cost rewriting (and
+fsyncing, and every worker checksumming) every tenant's bytes; at 1,000 x 100 that alone
+took most of the save-to-served budget. A tenant's records are one *section*, a hash table
+with offsets relative to its own start, so it stays valid wherever it lies, and it is
+appended once to a *data file* that only ever grows: a new generation appends the sections
+of the tenants that changed and points at the others where they are.
 
-* line 1: a JSON header: format, version, generation, written_at, the database identity
-  and DSN fingerprint (checked exactly as ``persist`` checks the persisted snapshot), counts,
-  the slot count, the body's length and its SHA-256;
-* the body: ``slots`` index entries of 16 bytes (u64 key hash, u32 offset, u32 length; hash 0
-  is an empty slot; linear probing), then the records, each the compact JSON ``[key, value]``
-  so that a hash collision is told apart by the stored key.
+* The index, ``<path>`` (swapped atomically by rename; what "the generation" is): line 1 a
+  JSON header (format, version, generation, written_at, the database identity and DSN
+  fingerprint, checked exactly as ``persist`` checks them, counts, the data file's name and
+  the length of it this generation uses, the index body's length and SHA-256); then one
+  table: ``t\x00<domain>`` a served tenant (its section's offset and length, its served
+  fields), ``d\x00<number>`` a DID, ``D`` every tenant in order with its section's
+  offset, length and SHA-256.
+* The data file, ``<path>.<16 base32 characters>.data``, append-only: bytes below the length an index
+  names never change, so a reader mapping it never sees them move. Each section is a table
+  of ``u\x00<number>`` a directory user, ``r\x00<number>`` a route, ``q\x00<name>`` a
+  queue and ``Q`` its queues in order (a queue's name ends with its tenant's domain).
+* A table: u32 slot count (a power of two, at least twice the keys), ``slots`` entries of
+  16 bytes (u64 key hash, u32 offset, u32 length from the table's start; hash 0 is an empty
+  slot; linear probing), then the records, each the compact JSON ``[key, value]`` so that a
+  hash collision is told apart by the stored key.
 
-Keys: ``u\\x00<domain>\\x00<number>`` a directory user (with its tenant's served fields),
-``r\\x00<context>\\x00<number>`` a route (with its tenant), ``d\\x00<number>`` a DID,
-``q\\x00<name>`` a queue, ``Q`` every queue in order (callcenter.conf's module load).
-
-A torn or truncated file is never read: the rename makes the swap atomic and the checksum
-is verified once when a generation is opened, before anything in it is served. The file
-holds A1 hashes only (never a password) and is mode 0600. An empty generation never
-replaces one holding users of the same database (``persist``'s rule).
+A torn or truncated generation is never read: the index is checksummed and every section
+it names too, once, when a generation is opened, before anything of it is served (a
+reader that verified a section of the same data file before trusts it again: appended
+bytes never change). The files hold A1 hashes only (never a password) and are mode 0600.
+An empty generation never replaces one holding users of the same database (``persist``'s
+rule). Data files no index names any more are removed by the writer.
 
 Neighbours: ``reconciler.serve.persist`` (identity binding, atomic writes, errors),
 ``reconciler.serve.snapshot`` (the records), ``reconciler.dataplane`` (the readers).
@@ -37,18 +50,21 @@ Neighbours: ``reconciler.serve.persist`` (identity binding, atomic writes, error
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import json
 import mmap
 import os
+import re
 import struct
 import time
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from reconciler.core.identity import DatabaseIdentity
 from reconciler.serve.persist import (
@@ -67,19 +83,20 @@ from reconciler.serve.snapshot import (
     RouteKind,
     ServedTenant,
     Snapshot,
+    TenantView,
 )
 
 GENERATION_FORMAT = "pbx-reconciler/generation"
-# 3: a user row's voicemail fields then its recording paths. A version-1 file (rows
-# without either) still decodes: every later field has a default. Version 2 (recording
-# paths right after the agents) never reached main and is not read.
-# 4: a route row ends with the box's greeting; a version-3 route (without it) still
-# decodes, the greeting then the module's own.
+# 4: an index and an append-only data file of per-tenant sections; a route row ends with
+# the box's greeting. Earlier versions (one file, one table) are not read: a restart then
+# serves once the database is read.
 GENERATION_VERSION = 4
-_READABLE_VERSIONS = frozenset({1, 3, GENERATION_VERSION})
+_READABLE_VERSIONS = frozenset({GENERATION_VERSION})
 GENERATION_FILE = "xmlcurl.generation"
+_SLOTS = struct.Struct("<I")
 _SLOT = struct.Struct("<QII")
 _SEP = "\x00"
+_INDEX_MAX_BYTES = 1 << 31
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +106,40 @@ class GenerationHeader:
     dsn_fingerprint: str
     users: int
     counts: Mapping[str, int]
-    slots: int
     body_bytes: int
     sha256: str
     written_at: float
+    data: str  # the data file's name, beside the index
+    data_bytes: int  # how much of it this generation uses
+
+
+class Section(NamedTuple):
+    """Where one served tenant's records lie in the data file, and their checksum."""
+
+    domain: str
+    offset: int
+    length: int
+    sha256: str
+    tenant: list[Any]  # the served tenant's row (``tenant_row``)
+    users: int
+    routes: int
+    queues: int
+    record: Record  # its entry in the index (encoded once: unchanged tenants cost nothing)
+
+
+Record = tuple[int, bytes]
+"""A table record encoded: the key's hash and the JSON ``[key, value]``."""
+
+
+def relocated(section: Section, offset: int) -> Section:
+    """``section`` copied to ``offset`` of a new data file."""
+    moved = section._replace(offset=offset)
+    return moved._replace(record=_tenant_record(moved))
+
+
+def _tenant_record(section: Section) -> Record:
+    return encode_record(f"t{_SEP}{section.domain}",
+                         [section.offset, section.length, section.tenant])  # fmt: skip
 
 
 def key_hash(key: str) -> int:
@@ -101,7 +148,169 @@ def key_hash(key: str) -> int:
     return value or 1
 
 
+def digest_text(data: bytes | memoryview) -> str:
+    """The SHA-256 of ``data`` as the header writes it: base32 (lowercase, no padding)
+    rather than hex, so that nothing in the header looks like an A1 hash."""
+    return _base32(hashlib.sha256(data).digest())
+
+
+def _base32(raw: bytes) -> str:
+    return base64.b32encode(raw).decode().rstrip("=").lower()
+
+
+def data_file_name(path: Path) -> str:
+    """A new data file's name for the index at ``path``: never one used before."""
+    return f"{path.name}.{_base32(os.urandom(10))}.data"
+
+
+def _data_name_pattern(path: Path) -> re.Pattern[str]:
+    return re.compile(re.escape(path.name) + r"\.[a-z2-7]{16}\.data")
+
+
+def data_files(path: Path) -> list[Path]:
+    """Every data file beside the index at ``path`` (referenced or not)."""
+    pattern = _data_name_pattern(path)
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return []
+    return [path.parent / name for name in names if pattern.fullmatch(name)]
+
+
+def remove_generation(path: Path) -> None:
+    """The index and every data file: nothing of it may be served any more."""
+    for file in (path, *data_files(path)):
+        with contextlib.suppress(FileNotFoundError):
+            file.unlink()
+
+
+# --- encoding ----------------------------------------------------------------------------
+
+
+def encode_record(key: str, value: Any) -> Record:
+    data = json.dumps([key, value], separators=(",", ":"), ensure_ascii=False).encode()
+    return key_hash(key), data
+
+
+def encode_table(records: Sequence[Record]) -> bytes:
+    """A self-contained hash table of ``records`` (offsets from its own start)."""
+    slots = 8
+    while slots < 2 * len(records):
+        slots *= 2
+    table = bytearray(_SLOTS.size + slots * _SLOT.size)
+    _SLOTS.pack_into(table, 0, slots)
+    taken = array("Q", bytes(8 * slots))  # the hash in each slot, for probing
+    blob = bytearray()
+    base = len(table)
+    for hashed, data in records:
+        slot = hashed & (slots - 1)
+        while taken[slot] != 0:
+            slot = (slot + 1) & (slots - 1)
+        taken[slot] = hashed
+        _SLOT.pack_into(table, _SLOTS.size + slot * _SLOT.size, hashed, base + len(blob),
+                        len(data))  # fmt: skip
+        blob += data
+    table += blob
+    return bytes(table)
+
+
+def encode_section(tenant: ServedTenant, queues: Iterable[QueueConfig]) -> bytes:
+    """One served tenant's section: its users, routes and queues."""
+    rows = [_queue_row(q) for q in queues]
+    records: list[Record] = []
+    records.extend(encode_record(f"u{_SEP}{n}", list(user)) for n, user in tenant.users.items())
+    records.extend(encode_record(f"r{_SEP}{n}", list(r)) for n, r in tenant.routes.items())
+    records.extend(encode_record(f"q{_SEP}{row[0]}", row) for row in rows)
+    records.append(encode_record("Q", rows))
+    return encode_table(records)
+
+
+def section_of(view: TenantView, offset: int, data: bytes) -> Section:
+    """The index's entry of a served tenant's section written at ``offset``."""
+    tenant = view.tenant
+    assert tenant is not None
+    section = Section(tenant.domain, offset, len(data), hashlib.sha256(data).hexdigest(),
+                      tenant_row(tenant), len(tenant.users), len(tenant.routes),
+                      len(view.queues), (0, b""))  # fmt: skip
+    return section._replace(record=_tenant_record(section))
+
+
+def did_record(did: DidRoute) -> Record:
+    return encode_record(f"d{_SEP}{did.number}", list(did))
+
+
+def tenant_row(tenant: ServedTenant) -> list[Any]:
+    return [
+        tenant.id,
+        tenant.domain,
+        tenant.outbound_caller_id_name,
+        tenant.outbound_caller_id_number,
+    ]
+
+
+def _queue_row(queue: QueueConfig) -> list[Any]:
+    return [queue.name, queue.tenant_id, [list(p) for p in queue.params]]
+
+
 # --- writing -----------------------------------------------------------------------------
+
+
+def create_data_file(path: Path, name: str) -> int:
+    """A new, empty data file beside the index at ``path``: mode 0600, opened to append."""
+    fd = os.open(path.parent / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+def write_index(
+    path: Path,
+    *,
+    generation: str,
+    sections: Sequence[Section],
+    dids: Mapping[str, DidRoute],
+    data: str,
+    data_bytes: int,
+    identity: DatabaseIdentity,
+    dsn_fingerprint: str,
+    allow_empty: bool,
+    did_records: Callable[[Iterable[DidRoute]], list[Record]] | None = None,
+) -> GenerationHeader:
+    """Swap in the index naming ``sections`` of the data file ``data`` (written and
+    fsynced before); ``did_records`` encodes the DIDs (a writer's memo). Raises ``EmptySnapshotRefused`` or ``SnapshotNotPersisted`` (the old
+    index is untouched)."""
+    users = sum(s.users for s in sections)
+    if users == 0 and not allow_empty:
+        _refuse_to_empty(path, identity)
+    records = [s.record for s in sections]
+    records.extend(did_records(dids.values()) if did_records else map(did_record, dids.values()))
+    records.append(encode_record("D", [[s.domain, s.offset, s.length, s.sha256] for s in sections]))
+    body = encode_table(records)
+    header = {
+        "format": GENERATION_FORMAT,
+        "version": GENERATION_VERSION,
+        "generation": generation,
+        "written_at": time.time(),
+        "identity": identity.as_dict(),
+        "dsn_fingerprint": dsn_fingerprint,
+        "counts": {
+            "tenants": len(sections),
+            "users": users,
+            "routes": sum(s.routes for s in sections),
+            "dids": len(dids),
+            "queues": sum(s.queues for s in sections),
+        },
+        "data": data,
+        "data_bytes": data_bytes,
+        "body_bytes": len(body),
+        "sha256": digest_text(body),
+    }
+    head = json.dumps(header, separators=(",", ":")).encode() + b"\n"
+    try:
+        write_atomically(path, (head, body))
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SnapshotNotPersisted(f"generation not written to {path}: {reason}") from exc
+    return _header_from(header, path)
 
 
 def write_generation(
@@ -112,35 +321,62 @@ def write_generation(
     dsn_fingerprint: str,
     allow_empty: bool = False,
 ) -> GenerationHeader:
-    """Write ``snapshot`` as a generation file, atomically and mode 0600. Raises
-    ``EmptySnapshotRefused`` (an empty one over users of the same database) or
-    ``SnapshotNotPersisted`` (the write failed; the old file is untouched)."""
+    """Write ``snapshot`` as a generation of its own (a new data file, then the index),
+    atomically and mode 0600. Raises ``EmptySnapshotRefused`` (an empty one over users of
+    the same database) or ``SnapshotNotPersisted`` (the write failed; the old generation is
+    untouched). The daemon writes tenant by tenant instead (``serve.generation_writer``)."""
     target = Path(path)
-    users = snapshot.user_count
-    if users == 0 and not allow_empty:
+    if snapshot.user_count == 0 and not allow_empty:
         _refuse_to_empty(target, identity)
-    table, blob, slots = encode_body(snapshot)
-    digest = hashlib.sha256(table)
-    digest.update(blob)
-    header = {
-        "format": GENERATION_FORMAT,
-        "version": GENERATION_VERSION,
-        "generation": snapshot.generation,
-        "written_at": time.time(),
-        "identity": identity.as_dict(),
-        "dsn_fingerprint": dsn_fingerprint,
-        "counts": snapshot.counts(),
-        "slots": slots,
-        "body_bytes": len(table) + len(blob),
-        "sha256": digest.hexdigest(),
-    }
-    head = json.dumps(header, separators=(",", ":")).encode() + b"\n"
+    queues_of: dict[str, list[QueueConfig]] = {}
+    for queue in snapshot.queues.values():
+        queues_of.setdefault(queue.tenant_id, []).append(queue)
+    name = data_file_name(target)
+    sections: list[Section] = []
     try:
-        write_atomically(target, (head, table, blob))
+        fd = create_data_file(target, name)
+        with os.fdopen(fd, "wb") as data:
+            offset = 0
+            for tenant in snapshot.tenants.values():
+                queues = {q.name: q for q in queues_of.get(tenant.id, ())}
+                section = encode_section(tenant, queues.values())
+                data.write(section)
+                view = TenantView(tenant, queues, (), ())
+                sections.append(section_of(view, offset, section))
+                offset += len(section)
+            data.flush()
+            os.fsync(data.fileno())
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise SnapshotNotPersisted(f"generation not written to {target}: {reason}") from exc
-    return _header_from(header, target)
+    old = _data_in_use(target)
+    try:
+        header = write_index(target, generation=snapshot.generation, sections=sections,
+                             dids=snapshot.dids, data=name, data_bytes=offset,
+                             identity=identity, dsn_fingerprint=dsn_fingerprint,
+                             allow_empty=True)  # fmt: skip
+    except SnapshotNotPersisted:
+        remove_unused_data(target, keep=old)
+        raise
+    remove_unused_data(target, keep={name, *old})
+    return header
+
+
+def _data_in_use(path: Path) -> set[str]:
+    """The data file the index at ``path`` names now (a worker may still be opening it)."""
+    try:
+        return {read_generation_header(path).data}
+    except SnapshotError:
+        return set()
+
+
+def remove_unused_data(path: Path, *, keep: set[str]) -> None:
+    """Data files of the index at ``path`` other than ``keep``: no generation a reader may
+    still open names them (a reader that mapped one keeps its pages)."""
+    for file in data_files(path):
+        if file.name not in keep:
+            with contextlib.suppress(OSError):
+                file.unlink()
 
 
 def _refuse_to_empty(target: Path, identity: DatabaseIdentity) -> None:
@@ -153,60 +389,6 @@ def _refuse_to_empty(target: Path, identity: DatabaseIdentity) -> None:
             f"kept {target}: it holds {header.users} users of this database and the new "
             "generation none"
         )
-
-
-def records(snapshot: Snapshot) -> Iterator[tuple[str, Any]]:
-    """Every (key, value) a generation holds: what the answer needs, nothing more."""
-    for tenant in snapshot.tenants.values():
-        served = _tenant_row(tenant)
-        for user in tenant.users.values():
-            yield f"u{_SEP}{tenant.domain}{_SEP}{user.number}", [served, list(user)]
-        for route in tenant.routes.values():
-            yield f"r{_SEP}{tenant.domain}{_SEP}{route.number}", [served, list(route)]
-    for did in snapshot.dids.values():
-        yield f"d{_SEP}{did.number}", list(did)
-    queues = [_queue_row(q) for q in snapshot.queues.values()]
-    for row in queues:
-        yield f"q{_SEP}{row[0]}", row
-    yield "Q", queues
-
-
-def encode_body(snapshot: Snapshot) -> tuple[bytearray, bytearray, int]:
-    """The index, the records and the slot count (a power of two, at least twice the keys).
-    Built in place, never copied whole: at 1,000 x 100 the body is ~40 MB, and a list of
-    every encoded record plus two concatenations tripled the control plane's peak."""
-    keys = 1 + len(snapshot.dids) + len(snapshot.queues)
-    keys += sum(len(t.users) + len(t.routes) for t in snapshot.tenants.values())
-    slots = 8
-    while slots < 2 * keys:
-        slots *= 2
-    table = bytearray(slots * _SLOT.size)
-    taken = array("Q", bytes(8 * slots))  # the hash in each slot, for probing
-    blob = bytearray()
-    base = len(table)
-    for key, value in records(snapshot):
-        data = json.dumps([key, value], separators=(",", ":"), ensure_ascii=False).encode()
-        hashed = key_hash(key)
-        slot = hashed & (slots - 1)
-        while taken[slot] != 0:
-            slot = (slot + 1) & (slots - 1)
-        taken[slot] = hashed
-        _SLOT.pack_into(table, slot * _SLOT.size, hashed, base + len(blob), len(data))
-        blob += data
-    return table, blob, slots
-
-
-def _tenant_row(tenant: ServedTenant) -> list[Any]:
-    return [
-        tenant.id,
-        tenant.domain,
-        tenant.outbound_caller_id_name,
-        tenant.outbound_caller_id_number,
-    ]
-
-
-def _queue_row(queue: QueueConfig) -> list[Any]:
-    return [queue.name, queue.tenant_id, [list(p) for p in queue.params]]
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -242,16 +424,24 @@ def _header_from(data: dict[str, Any], path: object) -> GenerationHeader:
             dsn_fingerprint=str(data["dsn_fingerprint"]),
             users=int(data["counts"]["users"]),
             counts=MappingProxyType({str(k): int(v) for k, v in data["counts"].items()}),
-            slots=int(data["slots"]),
             body_bytes=int(data["body_bytes"]),
             sha256=str(data["sha256"]),
             written_at=float(data["written_at"]),
+            data=str(data["data"]),
+            data_bytes=int(data["data_bytes"]),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SnapshotError(f"{path}: corrupt generation header: {exc!r}") from exc
-    if header.slots <= 0 or header.slots & (header.slots - 1):
-        raise SnapshotError(f"{path}: corrupt generation header: slots {header.slots}")
+    if not 0 <= header.body_bytes < _INDEX_MAX_BYTES or header.data_bytes < 0:
+        raise SnapshotError(f"{path}: corrupt generation header: sizes")
+    if _data_name_pattern(Path(str(path))).fullmatch(header.data) is None:
+        raise SnapshotError(f"{path}: corrupt generation header: data file {header.data!r}")
     return header
+
+
+class GenerationRaced(SnapshotError):
+    """The data file an index named was removed before it was opened: a newer index has
+    replaced that one (read the index again)."""
 
 
 def open_generation(
@@ -260,43 +450,103 @@ def open_generation(
     expected_identity: DatabaseIdentity | None = None,
     dsn_fingerprint: str,
     verify: bool = True,
+    previous: MappedGeneration | None = None,
 ) -> MappedGeneration:
     """Map a generation read-only, if it is whole and belongs to this database (the rule
     of ``persist.check_belongs``). Raises ``SnapshotMismatch`` or ``SnapshotError``; then
-    nothing of it is served. ``verify=False`` skips the checksum (reading every page) for
-    the writer mapping the file it has just written, fsynced and renamed; the size is
-    checked all the same."""
+    nothing of it is served. The index is always checksummed; ``verify=False`` skips the
+    sections (every page of the data file) for the writer mapping what it has just written
+    and fsynced; a section ``previous`` (of the same data file) verified is not read again."""
+    index_path = Path(path)
     try:
-        with open(path, "rb") as file:
+        with open(index_path, "rb") as file:
             head = file.readline(HEADER_MAX_BYTES)
             header = _parse_header(head, path)
             check_belongs(header.identity, header.dsn_fingerprint, path,
                           expected_identity, dsn_fingerprint)  # fmt: skip
-            size = os.fstat(file.fileno()).st_size
-            if size != len(head) + header.body_bytes:
+            if os.fstat(file.fileno()).st_size != len(head) + header.body_bytes:
                 raise SnapshotError(f"{path}: truncated or padded generation")
-            mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+            body = file.read(header.body_bytes)
     except OSError as exc:
         raise SnapshotError(f"cannot read generation {path}: {exc.strerror}") from exc
-    body = memoryview(mapped)[len(head) :]
-    if verify and hashlib.sha256(body).hexdigest() != header.sha256:
-        body.release()
-        mapped.close()
+    if len(body) != header.body_bytes or digest_text(body) != header.sha256:
         raise SnapshotError(f"{path}: checksum mismatch: not served")
-    return MappedGeneration(header, mapped, body)
+    data_path = index_path.parent / header.data
+    try:
+        fd = os.open(data_path, os.O_RDONLY)
+    except FileNotFoundError as exc:
+        raise GenerationRaced(f"{path}: its data file {header.data} is gone") from exc
+    except OSError as exc:
+        raise SnapshotError(f"cannot read generation data {data_path}: {exc.strerror}") from exc
+    try:
+        st = os.fstat(fd)
+        if st.st_size < header.data_bytes:
+            raise SnapshotError(f"{data_path}: truncated generation data")
+        mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if header.data_bytes else None
+    except OSError as exc:
+        raise SnapshotError(f"cannot read generation data {data_path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+    generation = MappedGeneration(header, body, mapped, (st.st_dev, st.st_ino))
+    try:
+        generation.check_sections(verify=verify, previous=previous)
+    except SnapshotError:
+        generation.close()
+        raise
+    return generation
+
+
+_EMPTY_DATA = memoryview(b"")
 
 
 class MappedGeneration:
     """A generation served in place: the lookups of ``Snapshot``, decoded on demand from
-    the mapped file (``reconciler.serve.xmlcurl.answer`` takes either)."""
+    the mapped files (``reconciler.serve.xmlcurl.answer`` takes either)."""
 
-    def __init__(self, header: GenerationHeader, mapped: mmap.mmap, body: memoryview) -> None:
+    def __init__(
+        self,
+        header: GenerationHeader,
+        index: bytes,
+        mapped: mmap.mmap | None,
+        data_id: tuple[int, int],
+    ) -> None:
         self.header = header
         self.generation = header.generation
+        self._index = memoryview(index)
         self._mapped = mapped
-        self._body = body
-        self._mask = header.slots - 1
+        self._data = memoryview(mapped) if mapped is not None else _EMPTY_DATA
+        self._data_id = data_id
+        self._verified: set[tuple[int, int, str]] = set()
+        self._tenants: dict[str, tuple[ServedTenant, int]] = {}  # found ones only: bounded
         self._queues: Mapping[str, QueueConfig] | None = None
+
+    def check_sections(self, *, verify: bool, previous: MappedGeneration | None) -> None:
+        """Every section lies within the data this generation uses, and (``verify``) has
+        its checksum. Raises ``SnapshotError``."""
+        known: set[tuple[int, int, str]] = set()
+        if previous is not None and previous._data_id == self._data_id:
+            known = previous._verified
+        end = self.header.data_bytes
+        verified: set[tuple[int, int, str]] = set()
+        for _domain, offset, length, digest in self._directory():
+            entry = (offset, length, digest)
+            if offset < 0 or length <= 0 or offset + length > end:
+                raise SnapshotError(f"{self.header.data}: a section outside the data")
+            if verify and entry not in known:
+                with self._data[offset : offset + length] as section:  # released: unmappable
+                    whole = hashlib.sha256(section).hexdigest() == digest
+                if not whole:
+                    raise SnapshotError(f"{self.header.data}: checksum mismatch: not served")
+            verified.add(entry)
+        self._verified = verified
+
+    def sections(self) -> list[tuple[str, int, int, str]]:
+        """Every served tenant's section, in domain order: (domain, offset, length,
+        SHA-256)."""
+        return [(d, offset, length, digest) for d, offset, length, digest in self._directory()]
+
+    def _directory(self) -> list[list[Any]]:
+        return _lookup(self._index, 0, "D") or []
 
     @property
     def user_count(self) -> int:
@@ -308,51 +558,79 @@ class MappedGeneration:
 
     def close(self) -> None:
         """Unmap; the generation must no longer be served."""
-        self._body.release()
-        self._mapped.close()
+        self._data.release()
+        if self._mapped is not None:
+            self._mapped.close()
 
-    def _get(self, key: str) -> Any:
-        hashed = key_hash(key)
-        slot = hashed & self._mask
-        body = self._body
-        while True:
-            stored, offset, length = _SLOT.unpack_from(body, slot * _SLOT.size)
-            if stored == 0:
+    def _tenant(self, domain: str) -> tuple[ServedTenant, int] | None:
+        found = self._tenants.get(domain)
+        if found is None:
+            row = _lookup(self._index, 0, f"t{_SEP}{domain}")
+            if row is None:
                 return None
-            if stored == hashed:
-                found_key, value = json.loads(bytes(body[offset : offset + length]))
-                if found_key == key:
-                    return value
-            slot = (slot + 1) & self._mask
+            offset, _length, tenant = row
+            found = self._tenants[domain] = (_tenant(tenant), offset)
+        return found
+
+    def _in_section(self, domain: str, key: str) -> tuple[ServedTenant, Any] | None:
+        found = self._tenant(domain)
+        if found is None:
+            return None
+        tenant, offset = found
+        row = _lookup(self._data, offset, key)
+        return None if row is None else (tenant, row)
 
     def user(self, domain: str, number: str) -> tuple[ServedTenant, DirectoryUser] | None:
-        row = self._get(f"u{_SEP}{domain.lower()}{_SEP}{number}")
-        if row is None:
+        found = self._in_section(domain.lower(), f"u{_SEP}{number}")
+        if found is None:
             return None
-        tenant, user = row
-        return _tenant(tenant), DirectoryUser._make([*user[:6], tuple(user[6]), *user[7:]])
+        tenant, user = found
+        return tenant, DirectoryUser._make([*user[:6], tuple(user[6]), *user[7:]])
 
     def route(self, context: str, number: str) -> tuple[ServedTenant, Route] | None:
-        row = self._get(f"r{_SEP}{context.lower()}{_SEP}{number}")
-        if row is None:
+        found = self._in_section(context.lower(), f"r{_SEP}{number}")
+        if found is None:
             return None
-        tenant, route = row
-        return _tenant(tenant), Route(RouteKind(route[0]), *route[1:])
+        tenant, route = found
+        return tenant, Route._make([RouteKind(route[0]), *route[1:]])
 
     def did(self, number: str) -> DidRoute | None:
-        row = self._get(f"d{_SEP}{number}")
+        row = _lookup(self._index, 0, f"d{_SEP}{number}")
         return None if row is None else DidRoute._make(row)
 
     def queue(self, name: str) -> QueueConfig | None:
-        row = self._get(f"q{_SEP}{name}")
-        return None if row is None else _queue(row)
+        """A queue's name ends with ``@<its tenant's domain>``: its section holds it."""
+        _, at, domain = name.rpartition("@")
+        found = self._in_section(domain.lower(), f"q{_SEP}{name}") if at else None
+        return None if found is None else _queue(found[1])
 
     @property
     def queues(self) -> Mapping[str, QueueConfig]:
         if self._queues is None:
-            rows = self._get("Q") or []
-            self._queues = MappingProxyType({row[0]: _queue(row) for row in rows})
+            queues: dict[str, QueueConfig] = {}
+            for _domain, offset, _length, _digest in self._directory():
+                for row in _lookup(self._data, offset, "Q") or []:
+                    queues[row[0]] = _queue(row)
+            self._queues = MappingProxyType(queues)
         return self._queues
+
+
+def _lookup(buffer: memoryview, base: int, key: str) -> Any:
+    """The value of ``key`` in the table at ``base``, or None."""
+    (slots,) = _SLOTS.unpack_from(buffer, base)
+    mask = slots - 1
+    hashed = key_hash(key)
+    slot = hashed & mask
+    while True:
+        stored, offset, length = _SLOT.unpack_from(buffer, base + _SLOTS.size + slot * _SLOT.size)
+        if stored == 0:
+            return None
+        if stored == hashed:
+            start = base + offset
+            found_key, value = json.loads(bytes(buffer[start : start + length]))
+            if found_key == key:
+                return value
+        slot = (slot + 1) & mask
 
 
 def _tenant(row: list[Any]) -> ServedTenant:

@@ -235,7 +235,7 @@ def build_snapshot(
     ``freeze=True`` is for the serving process: see ``reconciler.core.gcpause``. ``roots``
     are where the switch keeps each tenant's audio (a setting of the daemon)."""
     with gc_paused(freeze):
-        return _build(state, _Digests(a1_hashes, voicemail_hashes or {}), generation, roots)
+        return _build(state, Digests(a1_hashes, voicemail_hashes or {}), generation, roots)
 
 
 def declares_users(state: State) -> bool:
@@ -248,42 +248,30 @@ def declares_users(state: State) -> bool:
     )
 
 
-class _Digests(NamedTuple):
+class Digests(NamedTuple):
     """The secrets' digests the directory serves, keyed ``(tenant id, extension)``."""
 
     sip: Mapping[tuple[str, str], str]
     voicemail: Mapping[tuple[str, str], str]
 
 
-def _build(state: State, digests: _Digests, generation: str, roots: AudioRoots) -> Snapshot:
+def _build(state: State, digests: Digests, generation: str, roots: AudioRoots) -> Snapshot:
     served = served_tenants(state)
     problems: list[str] = list(served.problems)
 
     tenants: dict[str, ServedTenant] = {}
     queues: dict[str, QueueConfig] = {}
-    did_claims: dict[str, list[DidRoute]] = {}
+    did_claims: list[DidRoute] = []
     for domain, tenant_state in served.by_domain.items():
-        problem = _tenant_problem(tenant_state.tenant)
-        if problem is not None:
-            problems.append(f"tenant {tenant_state.tenant.id}: {problem}: not served")
+        view = serve_tenant(tenant_state, domain, digests, roots)
+        problems.extend(view.problems)
+        if view.tenant is None:
             continue
-        served_tenant, tenant_queues, tenant_dids = _serve_tenant(
-            tenant_state, domain, digests, problems, roots
-        )
-        tenants[domain] = served_tenant
-        queues.update(tenant_queues)
-        for did in tenant_dids:
-            did_claims.setdefault(did.number, []).append(did)
-
-    dids: dict[str, DidRoute] = {}
-    for number in sorted(did_claims):
-        claims = did_claims[number]
-        if len(claims) > 1:
-            ids = ", ".join(c.tenant_id for c in claims)
-            problems.append(f"inbound number {number} is claimed by tenants {ids}: not served")
-            continue
-        dids[number] = claims[0]
-
+        tenants[domain] = view.tenant
+        queues.update(view.queues)
+        did_claims.extend(view.dids)
+    dids, did_problems = resolve_dids(did_claims)
+    problems.extend(did_problems)
     return Snapshot(
         generation=generation,
         tenants=MappingProxyType(tenants),
@@ -291,6 +279,51 @@ def _build(state: State, digests: _Digests, generation: str, roots: AudioRoots) 
         queues=MappingProxyType(queues),
         problems=tuple(problems),
     )
+
+
+class TenantView(NamedTuple):
+    """One served tenant's records (``tenant`` None: the whole tenant is withheld) and
+    why anything of it was left out: built one tenant at a time, so that a generation can
+    be written tenant by tenant (``serve.generation_writer``) without the whole view in
+    the heap."""
+
+    tenant: ServedTenant | None
+    queues: Mapping[str, QueueConfig]  # by FreeSWITCH name, in served order
+    dids: tuple[DidRoute, ...]  # claims: a number claimed by two tenants is served by none
+    problems: tuple[str, ...]
+
+
+def serve_tenant(
+    tenant_state: TenantState, domain: str, digests: Digests, roots: AudioRoots = DEFAULT_ROOTS
+) -> TenantView:
+    """The served view of one tenant served under ``domain`` (``core.served``). Pure."""
+    problems: list[str] = []
+    problem = _tenant_problem(tenant_state.tenant)
+    if problem is not None:
+        problems.append(f"tenant {tenant_state.tenant.id}: {problem}: not served")
+        return TenantView(None, _EMPTY, (), tuple(problems))
+    served_tenant, tenant_queues, tenant_dids = _serve_tenant(
+        tenant_state, domain, digests, problems, roots
+    )
+    return TenantView(served_tenant, tenant_queues, tuple(tenant_dids), tuple(problems))
+
+
+def resolve_dids(claims: list[DidRoute]) -> tuple[dict[str, DidRoute], list[str]]:
+    """The DIDs served, by number in order, and the numbers claimed by several tenants
+    (served by none)."""
+    by_number: dict[str, list[DidRoute]] = {}
+    for did in claims:
+        by_number.setdefault(did.number, []).append(did)
+    dids: dict[str, DidRoute] = {}
+    problems: list[str] = []
+    for number in sorted(by_number):
+        found = by_number[number]
+        if len(found) > 1:
+            ids = ", ".join(c.tenant_id for c in found)
+            problems.append(f"inbound number {number} is claimed by tenants {ids}: not served")
+            continue
+        dids[number] = found[0]
+    return dids, problems
 
 
 def _tenant_problem(tenant: Tenant) -> str | None:
@@ -318,7 +351,7 @@ def _tenant_problem(tenant: Tenant) -> str | None:
 def _serve_tenant(
     ts: TenantState,
     domain: str,
-    digests: _Digests,
+    digests: Digests,
     problems: list[str],
     roots: AudioRoots,
 ) -> tuple[ServedTenant, dict[str, QueueConfig], list[DidRoute]]:
@@ -403,7 +436,7 @@ def _greeting(
 def _serve_user(
     ts: TenantState,
     number: str,
-    digests: _Digests,
+    digests: Digests,
     agents_on: Mapping[str, list[str]],
     problems: list[str],
     roots: AudioRoots = DEFAULT_ROOTS,

@@ -190,8 +190,9 @@ async def _record(dsn: str, tmp: Path) -> Recording:
         assert fetches, "the switch fetched callcenter.conf"
         rec.answers += [r.response or "" for r in fetches]
         snapshot = world.state_dir / "xmlcurl.generation"
-    rec.snapshot_text = snapshot.read_bytes().decode("latin-1")  # its index is binary
-    rec.snapshot_mode = stat.S_IMODE(snapshot.stat().st_mode)
+    persisted = [snapshot, *snapshot.parent.glob(f"{snapshot.name}.*.data")]  # index, data
+    rec.snapshot_text = b"".join(p.read_bytes() for p in persisted).decode("latin-1")  # binary
+    rec.snapshot_mode = max(stat.S_IMODE(p.stat().st_mode) for p in persisted)
     rec.passwords |= all_passwords(dsn)
     return rec
 

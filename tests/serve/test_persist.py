@@ -107,7 +107,9 @@ def test_save_replaces_atomically_and_leaves_no_temporary_file(
     save(Snapshot(generation="old"), path, allow_empty=True)
     save(snapshot, path)
     assert load(path).generation == "rev-1"
-    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    names = sorted(p.name for p in path.parent.iterdir())  # the index and its data files
+    assert names[0] == path.name
+    assert all(n.startswith(f"{path.name}.") and n.endswith(".data") for n in names[1:])
 
 
 def test_file_records_identity_and_counts_but_no_secret(snapshot: Snapshot, path: Path) -> None:
@@ -119,7 +121,8 @@ def test_file_records_identity_and_counts_but_no_secret(snapshot: Snapshot, path
     assert header["identity"] == IDENTITY.as_dict()
     assert header["counts"] == snapshot.counts()
     assert b"S3cret" not in raw  # neither the DSN's password nor a SIP password
-    assert CAPTURED_1001_A1.encode() in raw
+    data = b"".join(p.read_bytes() for p in path.parent.glob(f"{path.name}.*.data"))
+    assert b"S3cret" not in data and CAPTURED_1001_A1.encode() in data
     assert written.written_at > 1.7e9 and written.users == snapshot.user_count
 
 
@@ -255,7 +258,8 @@ def test_failed_write_raises_and_keeps_the_old_file(
         save(dataclasses.replace(snapshot, generation="new"), path)
     monkeypatch.undo()
     assert serves(load(path), snapshot)
-    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    in_use = read_generation_header(path).data  # nothing else left behind
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, in_use]
 
 
 def test_unwritable_directory_raises_snapshot_not_persisted(snapshot: Snapshot, path: Path) -> None:
