@@ -51,6 +51,7 @@ from reconciler.core.plan import Plan, apply_changes, plan, plan_platform
 from reconciler.core.revision import GitRevision
 from reconciler.core.served import managed_domains
 from reconciler.sources.revision import git_revision
+from reconciler.sources.secrets import MISSING_CREDENTIALS, SecretsSource
 from reconciler.store import (
     ApplyReport,
     PlatformReport,
@@ -139,6 +140,8 @@ class AppliedState:
     spec_status: dict[str, SpecStatus] = field(default_factory=dict)
     retired_domains: frozenset[str] = frozenset()
     platform_admins: dict[str, str] = field(default_factory=dict)
+    platform: PlatformState = field(default_factory=PlatformState)
+    """The applied platform scope (super admins and carrier gateways)."""
     fingerprints: dict[str, object] = field(default_factory=dict)
     """What the store said of each tenant held (``Store.read_fingerprints``) before it was
     read; a tenant re-read without one has none, and is read again by the next full read."""
@@ -167,6 +170,9 @@ class AppliedState:
         self.spec_status = store.read_spec_status()
         self.retired_domains = store.read_retired_domains()
         self.platform_admins = store.read_platform_admins()
+        platform = store.read_platform()
+        changed = changed or platform.gateways != self.platform.gateways
+        self.platform = platform
         return changed
 
     def _reread_changed(self, store: Store) -> bool:
@@ -264,6 +270,9 @@ class Reconciler:
         self._spec_news = Newsroom()
         self._failure_news = Newsroom()
         self.loader = SpecLoader(relative_to=tenants_dir)
+        self.secrets = SecretsSource()
+        self.gateway_problems: dict[str, str] = {}
+        """Carried gateways in error on the host (no password), by name: shown in /status."""
         self.applied = AppliedState(serving=not one_shot)
         self._desired_cache: dict[str, TenantState] = {}
         self._in_sync: dict[str, tuple[TenantState, TenantState]] = {}
@@ -315,7 +324,7 @@ class Reconciler:
         wanted = {t: s for t, s in wanted.items() if t not in held}
         platform = None if only is not None else self._desired_platform(specs)
         if platform is not None:
-            applied = PlatformState.of_admins(self.store.read_platform_admins())
+            applied = self.store.read_platform()
             changes = replace(changes, platform=plan_platform(platform, applied))
         return PlannedPass(
             full=full or only is not None,
@@ -429,10 +438,25 @@ class Reconciler:
         self.last_specs = specs
         return specs
 
-    @staticmethod
-    def _desired_platform(specs: SpecSet) -> PlatformState | None:
-        """None when ``_platform.yaml`` is absent or invalid: the platform stays as it is."""
-        return platform_state_from_spec(specs.platform) if specs.platform is not None else None
+    def _desired_platform(self, specs: SpecSet) -> PlatformState | None:
+        """None when ``_platform.yaml`` is absent or invalid: the platform stays as it is.
+        Each carried gateway's credentials marker comes from the host's secrets source; one
+        without its password is planned as ``missing`` (its error, no other's)."""
+        if specs.platform is None:
+            return None
+        carried = [g for g in specs.platform.gateways if g.proxy is not None]
+        secrets = self.secrets.current(g.name for g in carried)
+        markers = {g.name: secrets.credentials_marker(g.name, g.username) for g in carried}
+        problems = {
+            name: secrets.missing_reason(name)
+            for name, marker in markers.items()
+            if marker == MISSING_CREDENTIALS
+        }
+        for name, problem in problems.items():
+            if self.gateway_problems.get(name) != problem:  # once, not every pass
+                event(log, "gateway has no password", logging.WARNING, gateway=name, reason=problem)
+        self.gateway_problems = problems
+        return platform_state_from_spec(specs.platform, markers)
 
     def _desired_state(self, specs: SpecSet) -> State:
         """Specs as records; conversions are cached by digest (a pass after one edit

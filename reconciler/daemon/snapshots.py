@@ -133,6 +133,7 @@ class ServedSnapshot:
         """Build, serve at once from memory, persist, then serve from the file's mapping."""
         state, hashes = dict(applied.state), dict(applied.a1_hashes)
         pins = dict(applied.voicemail_hashes)
+        gateways = tuple(applied.platform.gateways.values())
         generation = f"{int(time.time() * 1000):x}"
         snapshot = await asyncio.to_thread(
             # frozen: kept out of the cyclic GC, whose passes over 100k objects stall the loop
@@ -143,6 +144,7 @@ class ServedSnapshot:
                 generation=generation,
                 freeze=True,
                 roots=self._roots,
+                gateways=gateways,
             )
         )
         self._swap(snapshot, source="database")

@@ -24,7 +24,8 @@ Layout (version 1):
 
 Keys: ``u\\x00<domain>\\x00<number>`` a directory user (with its tenant's served fields),
 ``r\\x00<context>\\x00<number>`` a route (with its tenant), ``d\\x00<number>`` a DID,
-``q\\x00<name>`` a queue, ``Q`` every queue in order (callcenter.conf's module load).
+``q\\x00<name>`` a queue, ``Q`` every queue in order (callcenter.conf's module load), ``G``
+the carrier gateways (never their passwords; absent from older files: none).
 
 A torn or truncated file is never read: the rename makes the swap atomic and the checksum
 is verified once when a generation is opened, before anything in it is served. The file
@@ -51,6 +52,7 @@ from types import MappingProxyType
 from typing import Any
 
 from reconciler.core.identity import DatabaseIdentity
+from reconciler.serve.gateways import ServedGateway
 from reconciler.serve.persist import (
     HEADER_MAX_BYTES,
     EmptySnapshotRefused,
@@ -167,13 +169,15 @@ def records(snapshot: Snapshot) -> Iterator[tuple[str, Any]]:
     for row in queues:
         yield f"q{_SEP}{row[0]}", row
     yield "Q", queues
+    if snapshot.gateways:
+        yield "G", [list(g) for g in snapshot.gateways.values()]
 
 
 def encode_body(snapshot: Snapshot) -> tuple[bytearray, bytearray, int]:
     """The index, the records and the slot count (a power of two, at least twice the keys).
     Built in place, never copied whole: at 1,000 x 100 the body is ~40 MB, and a list of
     every encoded record plus two concatenations tripled the control plane's peak."""
-    keys = 1 + len(snapshot.dids) + len(snapshot.queues)
+    keys = 2 + len(snapshot.dids) + len(snapshot.queues)
     keys += sum(len(t.users) + len(t.routes) for t in snapshot.tenants.values())
     slots = 8
     while slots < 2 * keys:
@@ -295,6 +299,7 @@ class MappedGeneration:
         self._body = body
         self._mask = header.slots - 1
         self._queues: Mapping[str, QueueConfig] | None = None
+        self._gateways: Mapping[str, ServedGateway] | None = None
 
     @property
     def user_count(self) -> int:
@@ -351,6 +356,13 @@ class MappedGeneration:
             rows = self._get("Q") or []
             self._queues = MappingProxyType({row[0]: _queue(row) for row in rows})
         return self._queues
+
+    @property
+    def gateways(self) -> Mapping[str, ServedGateway]:
+        if self._gateways is None:
+            rows = self._get("G") or []
+            self._gateways = MappingProxyType({row[0]: ServedGateway._make(row) for row in rows})
+        return self._gateways
 
 
 def _tenant(row: list[Any]) -> ServedTenant:
