@@ -25,8 +25,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from specs_schema import models
-from specs_schema import shapes
+from specs_schema import models, shapes
 from specs_schema.models import PLATFORM_FILE_STEM, PlatformSpec, TenantSpec
 from specs_schema.positions import (
     MAX_FILE_BYTES,
