@@ -142,6 +142,8 @@ class AppliedState:
     platform_admins: dict[str, str] = field(default_factory=dict)
     platform: PlatformState = field(default_factory=PlatformState)
     """The applied platform scope (super admins and carrier gateways)."""
+    gateway_problems: dict[str, str] = field(default_factory=dict)
+    """Carried gateways whose password this host lacks, and why (set by each pass)."""
     fingerprints: dict[str, object] = field(default_factory=dict)
     """What the store said of each tenant held (``Store.read_fingerprints``) before it was
     read; a tenant re-read without one has none, and is read again by the next full read."""
@@ -271,8 +273,6 @@ class Reconciler:
         self._failure_news = Newsroom()
         self.loader = SpecLoader(relative_to=tenants_dir)
         self.secrets = SecretsSource()
-        self.gateway_problems: dict[str, str] = {}
-        """Carried gateways in error on the host (no password), by name: shown in /status."""
         self.applied = AppliedState(serving=not one_shot)
         self._desired_cache: dict[str, TenantState] = {}
         self._in_sync: dict[str, tuple[TenantState, TenantState]] = {}
@@ -453,9 +453,9 @@ class Reconciler:
             if marker == MISSING_CREDENTIALS
         }
         for name, problem in problems.items():
-            if self.gateway_problems.get(name) != problem:  # once, not every pass
+            if self.applied.gateway_problems.get(name) != problem:  # once, not every pass
                 event(log, "gateway has no password", logging.WARNING, gateway=name, reason=problem)
-        self.gateway_problems = problems
+        self.applied.gateway_problems = problems
         return platform_state_from_spec(specs.platform, markers)
 
     def _desired_state(self, specs: SpecSet) -> State:

@@ -45,21 +45,23 @@ def tenant_state_from_spec(spec: TenantSpec) -> TenantState:
 def platform_state_from_spec(
     spec: PlatformSpec, credentials: Mapping[str, str] | None = None
 ) -> PlatformState:
-    """The platform records ``_platform.yaml`` declares: super admins, and the gateways the
-    reconciler carries (those with a proxy). ``credentials``: each gateway's marker from
-    the host's secrets source (absent: ``missing`` when it has a username)."""
+    """The platform records ``_platform.yaml`` declares: super admins and gateways (those
+    with a name only recorded as managed outside: never carried, never removed).
+    ``credentials``: each gateway's marker from the host's secrets source (absent:
+    ``missing`` when it has a username)."""
     admins = PlatformState.of_admins({a.email: a.name for a in spec.super_admins})
     markers = credentials or {}
     return admins.with_gateways(
         gateway_record(g, markers.get(g.name, "missing" if g.username else "none"))
         for g in spec.gateways
-        if g.proxy is not None
     )
 
 
 def gateway_record(spec: GatewaySpec, credentials: str) -> Gateway:
-    """One carried gateway: defaults made explicit (registrar and realm from the proxy)."""
-    assert spec.proxy is not None
+    """One gateway: defaults made explicit (registrar and realm from the proxy); one with a
+    name only has an empty proxy (managed outside)."""
+    if spec.proxy is None:
+        return Gateway(spec.name, "", "", "", None, False, "udp", 3600, 30, 0, True, "", "", "none")
     return Gateway(
         name=spec.name,
         proxy=spec.proxy,

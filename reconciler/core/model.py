@@ -300,8 +300,8 @@ class PlatformAdmin(Record):
 
 @dataclass(frozen=True, slots=True)
 class Gateway(Record):
-    """A carrier gateway the reconciler carries onto the switches (``_platform.yaml``, with a
-    proxy). ``credentials`` is a marker, never the password: ``none`` (no username),
+    """A carrier gateway of ``_platform.yaml``: carried onto the switches when it has a proxy
+    (``managed``), else only a name agent contacts may use. ``credentials`` is a marker, never the password: ``none`` (no username),
     ``missing`` (the host holds no password: this gateway is in error) or a slow salted
     digest that changes with the password (``reconciler.sources.secrets``). ``codecs`` and
     ``nodes`` are comma-joined (``nodes`` empty: every switch)."""
@@ -325,6 +325,12 @@ class Gateway(Record):
     @property
     def key(self) -> str:
         return self.name
+
+    @property
+    def managed(self) -> bool:
+        """Carried onto the switches by the reconciler; False: a name only in
+        ``_platform.yaml``, a gateway managed outside (never created or removed)."""
+        return self.proxy != ""
 
     @property
     def node_names(self) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from typing import Any
 
-from reconciler.core.model import Kind, Record, Tenant
+from reconciler.core.model import Gateway, Kind, Record, Tenant
 from reconciler.core.plan import SUMMARY_WORDS, Action, Change, Plan, Scope, summary_counts
 
 SENSITIVE_NOTE = "(sensitive: generated on apply)"
@@ -107,6 +107,8 @@ def _credentials_change(old: str, new: str) -> str:
 
 
 def _summary(record: Record) -> str:
+    if isinstance(record, Gateway) and not record.managed:
+        return "managed outside: a name only"
     values = record_dict(record) or {}
     return " ".join(
         f"{f}={_show(values[f])}" if f != CREDENTIALS else f"{f}={values[f]}"

@@ -76,6 +76,8 @@ def serve_gateways(gateways: Iterable[Gateway]) -> tuple[Mapping[str, ServedGate
     served: dict[str, ServedGateway] = {}
     problems: list[str] = []
     for g in gateways:
+        if not g.managed:
+            continue
         bad = [f for f, pattern in _CHECKS if not re.fullmatch(pattern, getattr(g, f))]
         if g.username is not None and not _USER.fullmatch(g.username):
             bad.append("username")
