@@ -16,7 +16,7 @@ from typing import Any
 
 from reconciler.core.model import State
 from reconciler.core.presence import PresenceView
-from reconciler.daemon.status import StatusBoard, tenant_syncs
+from reconciler.daemon.status import StatusBoard, gateway_rows, tenant_syncs
 from reconciler.daemon.switches import SwitchLink
 from reconciler.reconcile import AppliedState, Reconciler
 from reconciler.store import HistoryEntry, PostgresStore, SipCredentials
@@ -28,6 +28,7 @@ from reconciler.web import (
     TenantSync,
     revoke_unentitled,
 )
+from reconciler.web.gateways import GATEWAYS
 
 
 class DaemonPortalDeps:
@@ -101,6 +102,17 @@ def _node_status(entry: Mapping[str, Any]) -> NodeStatus:
     )
 
 
+class DaemonGateways:
+    """The gateways page's port: the same document as ``/status``'s ``gateways``."""
+
+    def __init__(self, live: SwitchLink) -> None:
+        self._live = live
+        self.reconciler: Reconciler | None = None
+
+    def gateways(self) -> Mapping[str, Any]:
+        return gateway_rows(self.reconciler, self._live.gateway_status())
+
+
 class PortalLink:
     """The portal's listener and what the daemon owes it after passes; inert when the
     portal is switched off."""
@@ -109,7 +121,9 @@ class PortalLink:
         self, config: PortalConfig | None, live: SwitchLink, dsn: Callable[[], str | None]
     ):
         self.deps = DaemonPortalDeps(live, dsn)
-        self.server = PortalServer(self.deps, config) if config is not None else None
+        self.gateways = DaemonGateways(live)
+        ports = {GATEWAYS: self.gateways}
+        self.server = PortalServer(self.deps, config, ports) if config is not None else None
 
     async def start(self) -> None:
         if self.server is not None:
@@ -127,6 +141,7 @@ class PortalLink:
                 reconciler.applied, reconciler.last_specs, status.reconciled_at, status.held
             )
             self.deps.follow(reconciler.applied, sync)
+            self.gateways.reconciler = reconciler
 
     def revoke(self, store: PostgresStore | None, reconciler: Reconciler) -> None:
         """People git no longer declares lose their sessions, tokens and invitations (the

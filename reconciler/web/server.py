@@ -24,6 +24,7 @@ from reconciler.web.config import PortalConfig
 from reconciler.web.context import PORTAL_KEY, Portal
 from reconciler.web.feature import Feature
 from reconciler.web.features import FEATURES
+from reconciler.web.gateways import GATEWAYS, NoGateways
 from reconciler.web.middleware import authenticate, errors, security_headers
 from reconciler.web.ports import PortalDeps, PortKey, core_ports
 
@@ -49,7 +50,8 @@ def make_portal_app(
 ) -> web.Application:
     """The portal of ``features`` (every route of each, in order). ``ports``: what features
     need beyond ``deps`` (``Feature.ports``), by ``PortKey``; a missing one raises here."""
-    portal = Portal(deps, config, features, {**core_ports(deps), **(ports or {})})
+    defaults = {GATEWAYS: NoGateways()}
+    portal = Portal(deps, config, features, {**core_ports(deps), **defaults, **(ports or {})})
     app = web.Application(
         middlewares=[security_headers, errors, unauthenticated_limit, authenticate],
         client_max_size=PORTAL_LIMITS.max_body_bytes,
@@ -86,9 +88,14 @@ class PortalServer:
     ``await start()`` once the event loop runs; ``await stop()`` in the daemon's shutdown
     (it closes open server-sent event streams and the portal's database pool)."""
 
-    def __init__(self, deps: PortalDeps, config: PortalConfig) -> None:
+    def __init__(
+        self,
+        deps: PortalDeps,
+        config: PortalConfig,
+        ports: Mapping[PortKey[Any], object] | None = None,
+    ) -> None:
         self.config = config
-        self.app = make_portal_app(deps, config)
+        self.app = make_portal_app(deps, config, ports=ports)
         self._runner: web.AppRunner | None = None
 
     @property
