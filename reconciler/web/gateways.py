@@ -6,14 +6,13 @@ has one; the switch reports a password as yes/no, which is not shown either)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from aiohttp import web
 
-from reconciler.web.access import Principal
 from reconciler.web.context import port_of, render
-from reconciler.web.feature import Feature, NavEntry
+from reconciler.web.feature import Feature
 from reconciler.web.handling import V1, ok, require_super
 from reconciler.web.openapi import obj, operation, string
 from reconciler.web.ports import PortKey
@@ -36,10 +35,6 @@ class NoGateways:
 
 
 GATEWAYS = PortKey[GatewaysView]("carrier gateways")
-
-
-def nav(who: Principal) -> Sequence[NavEntry]:
-    return [NavEntry("Gateways", "/platform/gateways")] if who.super_admin else []
 
 
 def gateway_rows(document: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -99,7 +94,6 @@ def _paths() -> dict[str, Any]:
 FEATURE = Feature(
     name="gateways",
     routes=(routes,),
-    nav=nav,
     openapi_paths=_paths,
     ports=(GATEWAYS,),
 )

@@ -40,7 +40,7 @@ DOCUMENT: Mapping[str, Any] = {
             "transport": "udp",
             "nodes": "all",
             "error": None,
-        },  # fmt: skip
+        },
     },
     "nodes": {
         "127.0.0.1:8021": {
@@ -56,7 +56,7 @@ DOCUMENT: Mapping[str, Any] = {
                     "calls_out": 7,
                     "failed_calls_in": 0,
                     "failed_calls_out": 1,
-                },  # fmt: skip
+                },
             },
         }
     },
@@ -86,7 +86,6 @@ async def test_super_admins_see_gateways_and_their_live_state(
     assert "calls in 2 / out 7" in page
     assert "managed outside" in page
     assert "PBX_GATEWAY_CARRIER9_PASSWORD" in page  # what to do, never a value
-    assert 'href="/platform/gateways"' in page  # in the header for super admins
     rows = (await (await gateway_client.get("/api/v1/gateways")).json())["gateways"]
     assert [r["name"] for r in rows] == ["carrier1", "carrier9", "legacy"]
     assert rows[0]["nodes"][0]["live"]["state"] == "REGED"
