@@ -201,6 +201,7 @@ class GatewayEngine:
             done, errors = await self._apply(api, plan, carried)
             if done:
                 live = parse_gateway_list(await api(LIST_COMMAND))
+                errors.update(_not_taken(plan, live))
         except NodeUnreachable as exc:
             return GatewayReport(self.name, False, trigger, errors={"": f"connection lost: {exc}"})
         except (NodeTimeout, Permanent) as exc:
@@ -211,7 +212,7 @@ class GatewayEngine:
             if s.reason.startswith("changed on the switch")
             or (s.action is GatewayAction.START and s.name in self._ever_started)
         )
-        self._ever_started.update(s.name for s in plan.steps if s.action is not GatewayAction.KILL)
+        self._ever_started.update(n for n in live if n in carried)
         report = GatewayReport(
             self.name,
             True,
@@ -246,13 +247,25 @@ class GatewayEngine:
         """Send one step; the switch's refusal as text, or None."""
         if step.action in (GatewayAction.KILL, GatewayAction.RESTART):
             reply = await api(gateway_command("killgw", step.name))
-            if not reply.startswith("+OK") and step.action is GatewayAction.KILL:
+            gone = reply.startswith(("+OK", "-ERR no such gateway"))  # reaped meanwhile
+            if not gone and step.action is GatewayAction.KILL:
                 return f"killgw refused: {reply.strip()[:200]}"
         if step.action in (GatewayAction.START, GatewayAction.RESTART):
             reply = await api(gateway_command("startgw", step.name))
             if "+OK" not in reply:
                 return f"startgw refused: {_last_line(reply)}"
         return None
+
+
+def _not_taken(plan: GatewayPlan, live: Mapping[str, LiveGateway]) -> dict[str, str]:
+    """Gateways started but not listed: sofia answers ``+OK`` to any ``startgw``, even when
+    xml_curl had nothing for it (captured), so only the listing tells."""
+    return {
+        s.name: "the switch did not take it: xml_curl did not answer it (is its password "
+        "on the host that serves xml_curl, and xml_curl auth set?)"
+        for s in plan.steps
+        if s.action is not GatewayAction.KILL and s.name not in live
+    }
 
 
 def _last_line(reply: str) -> str:

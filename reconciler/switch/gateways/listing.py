@@ -78,7 +78,9 @@ def parse_gateway_list(reply: str) -> dict[str, LiveGateway]:
     gateways: dict[str, LiveGateway] = {}
     for element in root.findall("gateway"):
         gateway = _gateway(element)
-        gateways[gateway.name] = gateway
+        # newest first: a gateway killed and started again is listed twice until sofia
+        # reaps the killed one (seen: within ~3 s); the first is the live one
+        gateways.setdefault(gateway.name, gateway)
     return gateways
 
 
