@@ -69,9 +69,8 @@ def test_the_parser_reads_the_real_captures() -> None:
     every = parse_gateway_list((CAPTURES / "xmlstatus_gateway_all.txt").read_text())
     assert [g.name for g in every.values()] == ["pinged", "wrongpw", "carrier1"]
     carrier = every["carrier1"]
-    assert (carrier.state, carrier.status, carrier.realm, carrier.username) == (
-        "REGED", "UP", "carrier.test", "4415550100",
-    )  # fmt: skip
+    seen = (carrier.state, carrier.status, carrier.realm, carrier.username)
+    assert seen == ("REGED", "UP", "carrier.test", "4415550100")
     assert carrier.password and carrier.expires == "600"
     assert every["pinged"].ping_seconds == 5 and every["pinged"].status == "DOWN"
     assert parse_gateway_list((CAPTURES / "xmlstatus_gateway_none.txt").read_text()) == {}
@@ -132,7 +131,7 @@ async def test_changed_removed_and_hand_made_drift(
 async def test_a_missing_password_is_that_gateways_error_only(
     setup: tuple[FakeFreeSwitch, World, GatewayEngine],
 ) -> None:
-    fs, world, engine = setup
+    _, world, engine = setup
     world.gateways = [replace(C1, credentials="missing"), C2]
     desired = DesiredGateways(
         {g.name: g for g in world.gateways}, {"carrier1": "no password for gateway 'carrier1'"}
@@ -145,7 +144,7 @@ async def test_a_missing_password_is_that_gateways_error_only(
 async def test_a_gateway_xml_curl_does_not_answer_is_reported(
     setup: tuple[FakeFreeSwitch, World, GatewayEngine],
 ) -> None:
-    fs, world, engine = setup
+    _, world, engine = setup
     world.passwords = {}  # the serving host lacks it: startgw says +OK, nothing is added
     report = await engine.reconcile(world.desired())
     assert "did not take it" in report.errors["carrier1"]
