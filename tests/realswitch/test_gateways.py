@@ -156,3 +156,47 @@ def test_a_declared_gateway_registers_and_is_kept_on_the_switch(
     wait_for(lambda: "carrier_rs" not in listed(node), "carrier_rs removed",
              timeout=60, detail=lambda: f"{listed(node)}\n{node.logs()}")  # fmt: skip
     assert profiles_running(node.esl.api("sofia status"))  # no profile was restarted
+
+
+def test_a_wrong_password_puts_that_gateway_only_in_error(node: Node, secrets: None) -> None:
+    refusing = node.sipp(
+        "registrar-refusing",
+        "registrar.xml",
+        target=None,
+        variables={"realm": REALM, "user": USER, "password": "not-" + PASSWORD},
+    )
+    refusing.start().wait_listening()
+    try:
+        (node.tenants_dir / "_platform.yaml").write_text(
+            platform(refusing.port, with_missing=False)
+            + "  - {name: carrier_open, proxy: '127.0.0.1:9'}\n"
+        )
+
+        def refused() -> bool:
+            return gateway_state(node, "carrier_rs") in ("FAILED", "FAIL_WAIT")
+
+        wait_for(refused, "carrier_rs refused by its registrar", timeout=60,
+                 detail=lambda: f"{listed(node)}\n{node.logs()}")  # fmt: skip
+        answers = [m.first_line for m in refusing.messages if not m.received]
+        assert "SIP/2.0 403 Wrong Digest" in answers, answers
+        assert gateway_state(node, "carrier_open") == "NOREG"  # the other gateway is fine
+
+        def reported() -> dict[str, Any]:
+            nodes = status(node)["gateways"]["nodes"]
+            return dict(next(iter(nodes.values()))["live"])
+
+        wait_for(lambda: reported().get("carrier_rs", {}).get("state") in ("FAILED", "FAIL_WAIT"),
+                 "/status shows carrier_rs failing", timeout=30)  # fmt: skip
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{node.status_port}/metrics", timeout=5
+        ) as response:
+            metrics = response.read().decode()
+        assert re.search(
+            r'pbx_gateway_state\{gateway="carrier_rs",node="[^"]+",state="FAIL', metrics
+        )
+        assert re.search(
+            r'pbx_gateway_state\{gateway="carrier_open",node="[^"]+",state="NOREG"\} 1', metrics
+        )
+        assert PASSWORD not in metrics
+    finally:
+        refusing.close()
