@@ -322,9 +322,10 @@ class Reconciler:
         planned = self._plan(wanted, actual, invalid, memo=full and only is None)
         changes, held = self._guard(planned, actual, fingerprints)
         wanted = {t: s for t, s in wanted.items() if t not in held}
-        platform = None if only is not None else self._desired_platform(specs)
-        if platform is not None:
+        platform = None
+        if only is None and specs.platform is not None:
             applied = self.store.read_platform()
+            platform = self._desired_platform(specs, applied)
             changes = replace(changes, platform=plan_platform(platform, applied))
         return PlannedPass(
             full=full or only is not None,
@@ -438,19 +439,24 @@ class Reconciler:
         self.last_specs = specs
         return specs
 
-    def _desired_platform(self, specs: SpecSet) -> PlatformState | None:
-        """None when ``_platform.yaml`` is absent or invalid: the platform stays as it is.
-        Each carried gateway's credentials marker comes from the host's secrets source; one
-        without its password is planned as ``missing`` (its error, no other's)."""
-        if specs.platform is None:
-            return None
+    def _desired_platform(self, specs: SpecSet, applied: PlatformState) -> PlatformState:
+        """The platform ``_platform.yaml`` declares (its caller skips an absent or invalid
+        one: the platform then stays as it is). Each carried gateway's credentials marker
+        comes from this host's secrets; a host without a gateway's password (``pbx plan`` in
+        CI, say) keeps the applied marker, so it never plans the password away; the gateway
+        is reported (its error, no other's) and a new one is planned as ``missing``."""
+        assert specs.platform is not None
         carried = [g for g in specs.platform.gateways if g.proxy is not None]
         secrets = self.secrets.current(g.name for g in carried)
         markers = {g.name: secrets.credentials_marker(g.name, g.username) for g in carried}
+        for name, marker in markers.items():
+            known = applied.gateways.get(name)
+            if marker == MISSING_CREDENTIALS and known is not None and known.managed:
+                markers[name] = known.credentials
         problems = {
-            name: secrets.missing_reason(name)
-            for name, marker in markers.items()
-            if marker == MISSING_CREDENTIALS
+            g.name: secrets.missing_reason(g.name)
+            for g in carried
+            if secrets.credentials_marker(g.name, g.username) == MISSING_CREDENTIALS
         }
         for name, problem in problems.items():
             if self.applied.gateway_problems.get(name) != problem:  # once, not every pass

@@ -16,7 +16,7 @@ from typing import Any
 
 from reconciler.core.model import State
 from reconciler.core.presence import PresenceView
-from reconciler.daemon.status import StatusBoard, gateway_rows, tenant_syncs
+from reconciler.daemon.status import StatusBoard, gateways_status, tenant_syncs
 from reconciler.daemon.switches import SwitchLink
 from reconciler.reconcile import AppliedState, Reconciler
 from reconciler.store import HistoryEntry, PostgresStore, SipCredentials
@@ -110,7 +110,7 @@ class DaemonGateways:
         self.reconciler: Reconciler | None = None
 
     def gateways(self) -> Mapping[str, Any]:
-        return gateway_rows(self.reconciler, self._live.gateway_status())
+        return gateways_status(self.reconciler, self._live.gateway_status())
 
 
 class PortalLink:

@@ -87,11 +87,11 @@ def daemon_status(
         "platform": board.platform,
         "tenants": tenants,
         "nodes": nodes,
-        "gateways": gateway_rows(reconciler, gateways or {}),
+        "gateways": gateways_status(reconciler, gateways or {}),
     }
 
 
-def gateway_rows(reconciler: Reconciler | None, live: dict[str, Any]) -> dict[str, Any]:
+def gateways_status(reconciler: Reconciler | None, live: dict[str, Any]) -> dict[str, Any]:
     """Declared gateways (never a credential: only whether the host holds one) and their
     live state per node."""
     declared: dict[str, Any] = {}

@@ -11,8 +11,9 @@ pure, from the applied gateways, the live listing and what this node was last gi
   ping interval, proxy);
 * on the carriers profile and not declared at all: ``kill``. A gateway declared by name
   only is managed outside and never touched; other profiles are never touched.
-* a gateway whose password the host does not hold is neither started nor changed; it is
-  reported (an error of that gateway only).
+* a gateway whose password this host does not hold (``missing_reason``, or a record
+  planned ``missing``) is neither started nor changed; it is reported (an error of that
+  gateway only).
 
 Nothing here restarts a profile.
 """
@@ -71,9 +72,10 @@ def plan_gateways(
     per gateway (this daemon's memory)."""
     steps: list[GatewayStep] = []
     errors: dict[str, str] = {}
+    reasons = missing_reason or {}
     for name, gateway in sorted(carried.items()):
-        if gateway.credentials == MISSING:
-            errors[name] = (missing_reason or {}).get(name) or f"no password for gateway '{name}'"
+        if gateway.credentials == MISSING or name in reasons:
+            errors[name] = reasons.get(name) or f"no password for gateway '{name}'"
             continue
         on_switch = live.get(name)
         if on_switch is None:
