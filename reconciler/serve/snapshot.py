@@ -212,7 +212,7 @@ class Snapshot:
             "routes": sum(len(t.routes) for t in self.tenants.values()),
             "dids": len(self.dids),
             "queues": len(self.queues),
-            "gateways": len(self.gateways),
+            **({"gateways": len(self.gateways)} if self.gateways else {}),
         }
 
 
