@@ -53,6 +53,7 @@ from reconciler.core.served import managed_domains
 from reconciler.core.settled import Settled, fingerprint_digest
 from reconciler.sources.code_version import code_digest
 from reconciler.sources.revision import git_revision
+from reconciler.sources.secrets import MISSING_CREDENTIALS, SecretsSource
 from reconciler.store import (
     ApplyReport,
     PlatformReport,
@@ -143,6 +144,10 @@ class AppliedState:
     spec_status: dict[str, SpecStatus] = field(default_factory=dict)
     retired_domains: frozenset[str] = frozenset()
     platform_admins: dict[str, str] = field(default_factory=dict)
+    platform: PlatformState = field(default_factory=PlatformState)
+    """The applied platform scope (super admins and carrier gateways)."""
+    gateway_problems: dict[str, str] = field(default_factory=dict)
+    """Carried gateways whose password this host lacks, and why (set by each pass)."""
     fingerprints: dict[str, object] = field(default_factory=dict)
     """What the store said of each tenant held (``Store.read_fingerprints``) before it was
     read; a tenant re-read without one has none, and is read again by the next full read."""
@@ -171,6 +176,9 @@ class AppliedState:
         self.spec_status = store.read_spec_status()
         self.retired_domains = store.read_retired_domains()
         self.platform_admins = store.read_platform_admins()
+        platform = store.read_platform()
+        changed = changed or platform.gateways != self.platform.gateways
+        self.platform = platform
         return changed
 
     def _reread_changed(self, store: Store) -> bool:
@@ -268,6 +276,7 @@ class Reconciler:
         self._spec_news = Newsroom()
         self._failure_news = Newsroom()
         self.loader = SpecLoader(relative_to=tenants_dir, salt=code_digest())
+        self.secrets = SecretsSource()
         self.applied = AppliedState(serving=not one_shot)
         self._desired_cache: dict[str, TenantState] = {}
         self._in_sync: dict[str, tuple[TenantState, TenantState]] = {}
@@ -336,9 +345,10 @@ class Reconciler:
         population = max(served, len(actual) + len(specs.settled))
         changes, held = self._guard(planned, actual, fingerprints, population)
         wanted = {t: s for t, s in wanted.items() if t not in held}
-        platform = None if only is not None else self._desired_platform(specs)
-        if platform is not None:
-            applied = PlatformState.of_admins(self.store.read_platform_admins())
+        platform = None
+        if only is None and specs.platform is not None:
+            applied = self.store.read_platform()
+            platform = self._desired_platform(specs, applied)
             changes = replace(changes, platform=plan_platform(platform, applied))
         return PlannedPass(
             full=full or only is not None,
@@ -547,10 +557,30 @@ class Reconciler:
             self._recorded.update(fresh)
         return len(fresh)
 
-    @staticmethod
-    def _desired_platform(specs: SpecSet) -> PlatformState | None:
-        """None when ``_platform.yaml`` is absent or invalid: the platform stays as it is."""
-        return platform_state_from_spec(specs.platform) if specs.platform is not None else None
+    def _desired_platform(self, specs: SpecSet, applied: PlatformState) -> PlatformState:
+        """The platform ``_platform.yaml`` declares (its caller skips an absent or invalid
+        one: the platform then stays as it is). Each carried gateway's credentials marker
+        comes from this host's secrets; a host without a gateway's password (``pbx plan`` in
+        CI, say) keeps the applied marker, so it never plans the password away; the gateway
+        is reported (its error, no other's) and a new one is planned as ``missing``."""
+        assert specs.platform is not None
+        carried = [g for g in specs.platform.gateways if g.proxy is not None]
+        secrets = self.secrets.current(g.name for g in carried)
+        markers = {g.name: secrets.credentials_marker(g.name, g.username) for g in carried}
+        for name, marker in markers.items():
+            known = applied.gateways.get(name)
+            if marker == MISSING_CREDENTIALS and known is not None and known.managed:
+                markers[name] = known.credentials
+        problems = {
+            g.name: secrets.missing_reason(g.name)
+            for g in carried
+            if secrets.credentials_marker(g.name, g.username) == MISSING_CREDENTIALS
+        }
+        for name, problem in problems.items():
+            if self.applied.gateway_problems.get(name) != problem:  # once, not every pass
+                event(log, "gateway has no password", logging.WARNING, gateway=name, reason=problem)
+        self.applied.gateway_problems = problems
+        return platform_state_from_spec(specs.platform, markers)
 
     def _desired_state(self, specs: SpecSet) -> State:
         """Specs as records; conversions are cached by digest (a pass after one edit

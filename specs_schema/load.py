@@ -25,7 +25,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from specs_schema import models
+from specs_schema import models, shapes
 from specs_schema.inputs import Gateways, inputs_digest, sounds_listing
 from specs_schema.models import PLATFORM_FILE_STEM, PlatformSpec, TenantSpec
 from specs_schema.positions import (
@@ -817,6 +817,11 @@ _PATTERN_HINTS = {
     "such as support/{date}/{uuid}.wav: segments of A-Z, a-z, 0-9, _, . and -, the "
     "placeholders {uuid}, {date}, {time} and {queue} only, ending .wav or .mp3",
     models.GATEWAY_PATTERN: "must be a gateway name: a-z or 0-9, then a-z, 0-9, _, . or - (max 63)",
+    shapes.HOST_PORT_PATTERN: "must be host or host:port: a host name, an IPv4 address or an "
+    "[IPv6] address, then an optional :port (no scheme, user, blanks, '$' or braces)",
+    shapes.HOST_PATTERN: "must be a host name or an IP address (no port, blanks, '$' or braces)",
+    shapes.SIP_USER_PATTERN: "must be a SIP user name: 1-64 of A-Z, a-z, 0-9, _, ., + and -",
+    shapes.CODEC_PATTERN: "must be a codec name such as PCMU, PCMA, G722 or OPUS",
 }
 
 

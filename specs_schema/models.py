@@ -427,11 +427,84 @@ class SuperAdmin(_Spec):
     name: DisplayName
 
 
+class GatewayTransport(StrEnum):
+    UDP = "udp"
+    TCP = "tcp"
+    TLS = "tls"
+
+
+def _port_in_range(value: str) -> str:
+    _, colon, port = value.rpartition(":") if not value.endswith("]") else ("", "", "")
+    if colon and port.isdigit() and int(port) > 65535:
+        raise ValueError(f"port {port} is not in 1..65535")
+    return value
+
+
+HostPort = Annotated[
+    str,
+    StringConstraints(pattern=shapes.HOST_PORT_PATTERN, max_length=260),
+    AfterValidator(_port_in_range),
+]
+Host = Annotated[str, StringConstraints(pattern=shapes.HOST_PATTERN, max_length=253)]
+SipUser = Annotated[str, StringConstraints(pattern=shapes.SIP_USER_PATTERN)]
+Codec = Annotated[str, StringConstraints(pattern=shapes.CODEC_PATTERN)]
+NodeName = Annotated[
+    str,
+    StringConstraints(pattern=shapes.NODE_PATTERN, max_length=260),
+    AfterValidator(_port_in_range),
+]
+
+
 class GatewaySpec(_Spec):
-    """A carrier gateway defined by the platform's SIP profile; agents of any tenant may be
-    reached through it (``contact: sofia/gateway/<name>/<E.164>``)."""
+    """A carrier gateway of the platform's ``carriers`` SIP profile; agents of any tenant
+    may be reached through it (``contact: sofia/gateway/<name>/<E.164>``).
+
+    With ``proxy`` the reconciler carries it onto the switches (``nodes``, default all) and
+    keeps it there; its password is never in git but in the host's secrets source
+    (``PBX_SECRETS_FILE`` or ``PBX_GATEWAY_<NAME>_PASSWORD``). A gateway with a name only
+    is managed outside the reconciler (a file on the node): usable by contacts, never
+    created or removed."""
 
     name: GatewayName
+    proxy: HostPort | None = None
+    registrar: HostPort | None = None
+    """Where REGISTER goes (FreeSWITCH's ``register-proxy``); default: ``proxy``."""
+    realm: Host | None = None
+    """Digest realm and From host; default: ``proxy``'s host."""
+    username: SipUser | None = None
+    register_: Flag = Field(False, alias="register")
+    """Register with the carrier (``register`` in YAML; pydantic's own ``register`` is an
+    attribute of every model)."""
+    transport: GatewayTransport = GatewayTransport.UDP
+    expire_seconds: Annotated[Number, Field(ge=60, le=86400)] = 3600
+    retry_seconds: Annotated[Number, Field(ge=5, le=3600)] = 30
+    ping_seconds: Annotated[Number, Field(ge=0, le=3600)] = 0
+    """OPTIONS ping interval; 0: no ping."""
+    caller_id_in_from: Flag = True
+    codecs: list[Codec] = Field(default_factory=list, max_length=16)
+    """Offered in this order (empty: the profile's list)."""
+    nodes: list[NodeName] | None = None
+    """The switches that carry it, as ``--freeswitch`` names them (host or host:port);
+    default: every switch."""
+
+    @model_validator(mode="after")
+    def _carried(self) -> GatewaySpec:
+        if self.proxy is None:
+            declared = {"register" if f == "register_" else f for f in self.model_fields_set}
+            declared -= {"name"}
+            if declared:
+                raise ValueError(
+                    f"'{sorted(declared)[0]}' needs 'proxy': a gateway with a name only is "
+                    "managed outside the reconciler"
+                )
+        elif self.register_ and self.username is None:
+            raise ValueError("'register: true' needs 'username' (the account to register)")
+        return self
+
+    @property
+    def managed(self) -> bool:
+        """Carried onto the switches by the reconciler (declared with a proxy)."""
+        return self.proxy is not None
 
 
 class PlatformSpec(_Spec):

@@ -44,6 +44,20 @@ VOICEMAIL_MESSAGE_SECONDS = range(30, 601, 30)
 """A box's allowed ``max_message_seconds`` (mod_voicemail limits length per profile: one
 profile per value, see ``reconciler.core.voicemail``)."""
 """A carrier gateway of the platform's SIP profile (``sofia/gateway/<name>/...``)."""
+_HOST = (
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+    r"[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]{2,45}\])"
+)
+HOST_PATTERN = rf"^{_HOST}$"
+"""A host name, an IPv4 address or a bracketed IPv6 address: what a carrier's realm is."""
+HOST_PORT_PATTERN = rf"^{_HOST}(?::[1-9][0-9]{{0,4}})?$"
+"""``host`` or ``host:port`` (a gateway's proxy or registrar); no scheme, user or params."""
+SIP_USER_PATTERN = r"^[A-Za-z0-9_.+-]{1,64}$"
+"""A carrier account's user name: letters, digits, ``_ . + -`` (an E.164 number fits)."""
+CODEC_PATTERN = r"^[A-Za-z0-9]{2,16}$"
+"""A codec name as FreeSWITCH spells it in a codec list (PCMU, PCMA, G722, OPUS)."""
+NODE_PATTERN = rf"^{_HOST}(?::[1-9][0-9]{{0,4}})?$"
+"""A switch as the daemon's ``--freeswitch`` names it: its host, or ``host:port``."""
 
 # --- agent contacts ------------------------------------------------------------------
 

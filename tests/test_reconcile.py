@@ -47,7 +47,8 @@ def test_pbx_apply_and_the_daemon_sync_platform_admins_through_the_same_pass(
     outcome = Reconciler(tenants, store).run_pass(full=True)
     assert outcome.platform.result == "applied"
     assert "ops@pbx.example.net" in store.admins
-    assert [c.key for c in outcome.applied_changes().platform] == sorted(store.admins)
+    keys = [c.key for c in outcome.applied_changes().platform]
+    assert keys == sorted(store.admins) + sorted(store.gateways)
     (tenants / "_platform.yaml").write_text(
         "super_admins:\n  - {email: new@pbx.example.net, name: New}\n"
     )

@@ -7,11 +7,13 @@ normalized value.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from reconciler.core.model import (
     Agent,
     Extension,
+    Gateway,
     InboundNumber,
     PlatformState,
     Queue,
@@ -22,7 +24,7 @@ from reconciler.core.model import (
     fs_agent_type,
     user_contact,
 )
-from specs_schema.models import PlatformSpec, TenantSpec
+from specs_schema.models import GatewaySpec, PlatformSpec, TenantSpec
 
 
 def tenant_state_from_spec(spec: TenantSpec) -> TenantState:
@@ -40,9 +42,49 @@ def tenant_state_from_spec(spec: TenantSpec) -> TenantState:
     )
 
 
-def platform_state_from_spec(spec: PlatformSpec) -> PlatformState:
-    """The platform records ``_platform.yaml`` declares (super admins; gateways next)."""
-    return PlatformState.of_admins({a.email: a.name for a in spec.super_admins})
+def platform_state_from_spec(
+    spec: PlatformSpec, credentials: Mapping[str, str] | None = None
+) -> PlatformState:
+    """The platform records ``_platform.yaml`` declares: super admins and gateways (those
+    with a name only recorded as managed outside: never carried, never removed).
+    ``credentials``: each gateway's marker from the host's secrets source (absent:
+    ``missing`` when it has a username)."""
+    admins = PlatformState.of_admins({a.email: a.name for a in spec.super_admins})
+    markers = credentials or {}
+    return admins.with_gateways(
+        gateway_record(g, markers.get(g.name, "missing" if g.username else "none"))
+        for g in spec.gateways
+    )
+
+
+def gateway_record(spec: GatewaySpec, credentials: str) -> Gateway:
+    """One gateway: defaults made explicit (registrar and realm from the proxy); one with a
+    name only has an empty proxy (managed outside)."""
+    if spec.proxy is None:
+        return Gateway(spec.name, "", "", "", None, False, "udp", 3600, 30, 0, True, "", "", "none")
+    return Gateway(
+        name=spec.name,
+        proxy=spec.proxy,
+        registrar=spec.registrar or spec.proxy,
+        realm=spec.realm or host_of(spec.proxy),
+        username=spec.username,
+        register=spec.register_,
+        transport=spec.transport.value,
+        expire_seconds=spec.expire_seconds,
+        retry_seconds=spec.retry_seconds,
+        ping_seconds=spec.ping_seconds,
+        caller_id_in_from=spec.caller_id_in_from,
+        codecs=",".join(spec.codecs),
+        nodes=",".join(spec.nodes or ()),
+        credentials=credentials,
+    )
+
+
+def host_of(host_port: str) -> str:
+    """``host`` of ``host[:port]`` (a bracketed IPv6 address keeps its brackets)."""
+    if host_port.startswith("["):
+        return host_port[: host_port.index("]") + 1]
+    return host_port.partition(":")[0]
 
 
 def _keyed(records: list[Any]) -> dict[str, Any]:

@@ -7,8 +7,8 @@ records: SIP credentials never enter the planner, so a plan can never print one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -29,10 +29,11 @@ class Kind(StrEnum):
     TIER = "tier"
     INBOUND_NUMBER = "inbound_number"
     PLATFORM_ADMIN = "platform_admin"
+    GATEWAY = "gateway"
 
 
-PLATFORM_KINDS: tuple[Kind, ...] = (Kind.PLATFORM_ADMIN,)
-"""Kinds of the platform scope, in parent -> child order (carrier gateways go here next)."""
+PLATFORM_KINDS: tuple[Kind, ...] = (Kind.PLATFORM_ADMIN, Kind.GATEWAY)
+"""Kinds of the platform scope, in parent -> child order."""
 
 KIND_ORDER: tuple[Kind, ...] = tuple(k for k in Kind if k not in PLATFORM_KINDS)
 """Kinds of a tenant scope, in parent -> child order."""
@@ -298,11 +299,57 @@ class PlatformAdmin(Record):
         return self.email
 
 
+@dataclass(frozen=True, slots=True)
+class Gateway(Record):
+    """A carrier gateway of ``_platform.yaml``: carried onto the switches when it has a proxy
+    (``managed``), else only a name agent contacts may use. ``credentials`` is a marker, never the password: ``none`` (no username),
+    ``missing`` (the host holds no password: this gateway is in error) or a slow salted
+    digest that changes with the password (``reconciler.sources.secrets``). ``codecs`` and
+    ``nodes`` are comma-joined (``nodes`` empty: every switch)."""
+
+    kind: ClassVar[Kind] = Kind.GATEWAY
+    name: str
+    proxy: str
+    registrar: str
+    realm: str
+    username: str | None
+    register: bool
+    transport: str
+    expire_seconds: int
+    retry_seconds: int
+    ping_seconds: int
+    caller_id_in_from: bool
+    codecs: str
+    nodes: str
+    credentials: str
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+    @property
+    def managed(self) -> bool:
+        """Carried onto the switches by the reconciler; False: a name only in
+        ``_platform.yaml``, a gateway managed outside (never created or removed)."""
+        return self.proxy != ""
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return tuple(n for n in self.nodes.split(",") if n)
+
+    def carried_by(self, node: str, host: str) -> bool:
+        """True on every switch when no node is named, else on those named by their
+        ``host:port`` or their host."""
+        names = self.node_names
+        return not names or node in names or host in names
+
+
 @dataclass(frozen=True)
 class PlatformState:
     """Everything the platform scope holds, keyed per kind like ``TenantState``."""
 
     admins: Mapping[str, PlatformAdmin] = field(default_factory=dict)
+    gateways: Mapping[str, Gateway] = field(default_factory=dict)
 
     def records(self, kind: Kind) -> Mapping[str, Record]:
         return getattr(self, PLATFORM_COLLECTION_OF[kind])  # type: ignore[no-any-return]
@@ -313,8 +360,14 @@ class PlatformState:
         records = (PlatformAdmin(email.lower(), name) for email, name in admins.items())
         return cls(admins={r.email: r for r in sorted(records, key=lambda r: r.email)})
 
+    def with_gateways(self, gateways: Iterable[Gateway]) -> PlatformState:
+        return replace(self, gateways={g.name: g for g in sorted(gateways, key=lambda g: g.name)})
 
-PLATFORM_COLLECTION_OF: Mapping[Kind, str] = {Kind.PLATFORM_ADMIN: "admins"}
+
+PLATFORM_COLLECTION_OF: Mapping[Kind, str] = {
+    Kind.PLATFORM_ADMIN: "admins",
+    Kind.GATEWAY: "gateways",
+}
 
 RECORD_TYPES: Mapping[Kind, type[Record]] = {
     Kind.TENANT: Tenant,
@@ -325,4 +378,5 @@ RECORD_TYPES: Mapping[Kind, type[Record]] = {
     Kind.TIER: Tier,
     Kind.INBOUND_NUMBER: InboundNumber,
     Kind.PLATFORM_ADMIN: PlatformAdmin,
+    Kind.GATEWAY: Gateway,
 }

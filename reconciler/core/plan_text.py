@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from typing import Any
 
-from reconciler.core.model import Kind, Record, Tenant
+from reconciler.core.model import Gateway, Kind, Record, Tenant
 from reconciler.core.plan import SUMMARY_WORDS, Action, Change, Plan, Scope, summary_counts
 
 SENSITIVE_NOTE = "(sensitive: generated on apply)"
@@ -61,7 +61,10 @@ def render_text(p: Plan, *, tenants: Mapping[str, Tenant] | None = None) -> str:
 def _change_line(change: Change) -> str:
     label = f"{change.action.value} {change.kind.value} {change.key}"
     if change.action is Action.UPDATE:
-        diffs = ", ".join(f"{k}: {_show(o)} -> {_show(n)}" for k, (o, n) in change.fields.items())
+        diffs = ", ".join(
+            f"{k}: {_show(o)} -> {_show(n)}" if k != CREDENTIALS else _credentials_change(o, n)
+            for k, (o, n) in change.fields.items()
+        )
         text = f"{label}: {diffs}"
     elif change.action is Action.CREATE:
         assert change.after is not None
@@ -84,12 +87,33 @@ _SUMMARY_FIELDS = {
     Kind.TIER: ("level", "position"),
     Kind.INBOUND_NUMBER: ("destination_kind", "destination"),
     Kind.PLATFORM_ADMIN: ("name",),
+    Kind.GATEWAY: ("proxy", "register", "transport", "credentials"),
 }
 
 
+CREDENTIALS = "credentials"
+"""A gateway's credentials marker: shown as what it means, never as the digest."""
+
+
+def shown_credentials(marker: str) -> str:
+    """``none``, ``missing`` or ``set`` (a digest is never shown, even to its owner)."""
+    return marker if marker in ("none", "missing") else "set"
+
+
+def _credentials_change(old: str, new: str) -> str:
+    if shown_credentials(old) == shown_credentials(new) == "set":
+        return "credentials changed"
+    return f"credentials: {shown_credentials(old)} -> {shown_credentials(new)}"
+
+
 def _summary(record: Record) -> str:
+    if isinstance(record, Gateway) and not record.managed:
+        return "managed outside: a name only"
     values = record_dict(record) or {}
-    return " ".join(f"{f}={_show(values[f])}" for f in _SUMMARY_FIELDS[record.kind])
+    return " ".join(
+        f"{f}={_show(values[f])}" if f != CREDENTIALS else f"{f}={values[f]}"
+        for f in _SUMMARY_FIELDS[record.kind]
+    )
 
 
 def _show(value: Any) -> str:
@@ -123,7 +147,10 @@ def change_dict(change: Change) -> dict[str, Any]:
     }
     if change.action is Action.UPDATE:
         out["changed"] = {
-            k: {"old": _plain(o), "new": _plain(n)} for k, (o, n) in change.fields.items()
+            k: {"old": _plain(o), "new": _plain(n)}
+            if k != CREDENTIALS
+            else {"old": shown_credentials(o), "new": shown_credentials(n)}
+            for k, (o, n) in change.fields.items()
         }
     if generates_secret(change):
         out["credentials"] = SENSITIVE_NOTE
@@ -154,7 +181,10 @@ def record_dict(record: Record | None) -> dict[str, Any] | None:
     names = _FIELD_NAMES.get(type(record))
     if names is None:
         names = _FIELD_NAMES[type(record)] = tuple(f.name for f in fields(record))  # type: ignore[arg-type]
-    return {name: _plain(getattr(record, name)) for name in names}
+    values = {name: _plain(getattr(record, name)) for name in names}
+    if record.kind is Kind.GATEWAY:
+        values[CREDENTIALS] = shown_credentials(values[CREDENTIALS])
+    return values
 
 
 def _plain(value: Any) -> Any:

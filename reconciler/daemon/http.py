@@ -27,6 +27,7 @@ from reconciler.serve import (
     make_app,
 )
 from reconciler.serve.snapshot import Lookups
+from reconciler.sources.secrets import SecretsSource
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ def build_app(
         observer=metrics.observe_xmlcurl,
         limits=limits,
         persist_status=persist_status,
+        gateway_password=SecretsSource().password,
     )
     guard = _guard(status_auth)
 

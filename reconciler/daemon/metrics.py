@@ -96,6 +96,25 @@ class Metrics:
             ["node"],
             registry=r,
         )
+        self.gateway_state = Gauge(
+            "pbx_gateway_state",
+            "1 for a carrier gateway's registration state on a node (REGED, NOREG, TRYING, "
+            "FAILED, FAIL_WAIT, ...), as sofia xmlstatus gateway reports it.",
+            ["node", "gateway", "state"],
+            registry=r,
+        )
+        self.gateway_up = Gauge(
+            "pbx_gateway_up",
+            "1 when a carrier gateway is UP on a node (its OPTIONS ping answered, or no ping).",
+            ["node", "gateway"],
+            registry=r,
+        )
+        self.gateway_repairs = Counter(
+            "pbx_gateway_repairs_total",
+            "Carrier gateways put back on a node after a change by hand (drift).",
+            ["node"],
+            registry=r,
+        )
 
     def _declare_daemon_metrics(self, r: CollectorRegistry) -> None:
         """Whether this daemon may apply, and whether it reaches its database."""

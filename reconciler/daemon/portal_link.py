@@ -16,7 +16,7 @@ from typing import Any
 
 from reconciler.core.model import State
 from reconciler.core.presence import PresenceView
-from reconciler.daemon.status import StatusBoard, tenant_syncs
+from reconciler.daemon.status import StatusBoard, gateways_status, tenant_syncs
 from reconciler.daemon.switches import SwitchLink
 from reconciler.reconcile import AppliedState, Reconciler
 from reconciler.store import HistoryEntry, PostgresStore, SipCredentials
@@ -28,7 +28,8 @@ from reconciler.web import (
     TenantSync,
     revoke_unentitled,
 )
-from reconciler.web.ports import VOICEMAIL
+from reconciler.web.gateways import GATEWAYS
+from reconciler.web.ports import VOICEMAIL, PortKey
 
 
 class DaemonPortalDeps:
@@ -102,6 +103,17 @@ def _node_status(entry: Mapping[str, Any]) -> NodeStatus:
     )
 
 
+class DaemonGateways:
+    """The gateways page's port: the same document as ``/status``'s ``gateways``."""
+
+    def __init__(self, live: SwitchLink) -> None:
+        self._live = live
+        self.reconciler: Reconciler | None = None
+
+    def gateways(self) -> Mapping[str, Any]:
+        return gateways_status(self.reconciler, self._live.gateway_status())
+
+
 class PortalLink:
     """The portal's listener and what the daemon owes it after passes; inert when the
     portal is switched off."""
@@ -110,7 +122,8 @@ class PortalLink:
         self, config: PortalConfig | None, live: SwitchLink, dsn: Callable[[], str | None]
     ):
         self.deps = DaemonPortalDeps(live, dsn)
-        ports = {VOICEMAIL: live.voicemail}
+        self.gateways = DaemonGateways(live)
+        ports: dict[PortKey[Any], object] = {VOICEMAIL: live.voicemail, GATEWAYS: self.gateways}
         self.server = PortalServer(self.deps, config, ports) if config is not None else None
 
     async def start(self) -> None:
@@ -129,6 +142,7 @@ class PortalLink:
                 reconciler.applied, reconciler.last_specs, status.reconciled_at, status.held
             )
             self.deps.follow(reconciler.applied, sync)
+            self.gateways.reconciler = reconciler
 
     def revoke(self, store: PostgresStore | None, reconciler: Reconciler) -> None:
         """People git no longer declares lose their sessions, tokens and invitations (the

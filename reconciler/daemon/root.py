@@ -150,6 +150,7 @@ class Daemon:
             board=self.status,
             reconciler=self.loop.reconciler,
             nodes=self.live.status(),
+            gateways=self.live.gateway_status(),
         )
         payload["audio"] = self.audio.status()
         workers = self.http.describe_workers()

@@ -138,6 +138,7 @@ class ServedSnapshot:
         its mapping; while it cannot be written, build the view in memory and serve that."""
         # AppliedState replaces these mappings, never changes them: no copy needed
         state, hashes, pins = applied.state, applied.a1_hashes, applied.voicemail_hashes
+        gateways = tuple(applied.platform.gateways.values())
         generation = f"{int(time.time() * 1000):x}"
         allow_empty = not declares_users(state)
         try:
@@ -151,6 +152,7 @@ class ServedSnapshot:
                     identity=identity,
                     dsn_fingerprint=self._fingerprint,
                     allow_empty=allow_empty,
+                    gateways=gateways,
                 )
             )
             mapped = await asyncio.to_thread(self._map_written, identity)
@@ -179,6 +181,7 @@ class ServedSnapshot:
         heap (the workers keep the last good generation)."""
         state, hashes = applied.state, applied.a1_hashes
         pins = applied.voicemail_hashes
+        gateways = tuple(applied.platform.gateways.values())
         snapshot = await asyncio.to_thread(
             # frozen: kept out of the cyclic GC, whose passes over 100k objects stall the loop
             lambda: build_snapshot(
@@ -188,6 +191,7 @@ class ServedSnapshot:
                 generation=generation,
                 freeze=True,
                 roots=self._roots,
+                gateways=gateways,
             )
         )
         self._swap(snapshot, source="database")

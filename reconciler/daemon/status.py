@@ -69,8 +69,10 @@ def daemon_status(
     board: StatusBoard,
     reconciler: Reconciler | None,
     nodes: list[dict[str, Any]],
+    gateways: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``/status`` document (``pbx status`` renders it)."""
+    """The ``/status`` document (``pbx status`` renders it). ``gateways``: each node's
+    carrier gateways, live (``SwitchLink.gateway_status``)."""
     tenants = (
         tenant_rows(reconciler.applied, reconciler.last_specs, board.reconciled_at, board.held)
         if reconciler is not None
@@ -85,7 +87,26 @@ def daemon_status(
         "platform": board.platform,
         "tenants": tenants,
         "nodes": nodes,
+        "gateways": gateways_status(reconciler, gateways or {}),
     }
+
+
+def gateways_status(reconciler: Reconciler | None, live: dict[str, Any]) -> dict[str, Any]:
+    """Declared gateways (never a credential: only whether the host holds one) and their
+    live state per node."""
+    declared: dict[str, Any] = {}
+    if reconciler is not None:
+        problems = reconciler.applied.gateway_problems
+        for name, g in sorted(reconciler.applied.platform.gateways.items()):
+            declared[name] = {
+                "managed": g.managed,
+                "proxy": g.proxy or None,
+                "register": g.register,
+                "transport": g.transport,
+                "nodes": list(g.node_names) or "all",
+                "error": problems.get(name),
+            }
+    return {"declared": declared, "nodes": live}
 
 
 def tenant_syncs(

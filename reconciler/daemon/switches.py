@@ -8,6 +8,7 @@ portal for what they show."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from reconciler.switch import (
     PresenceCache,
     desired_live,
 )
+from reconciler.switch.gateways.engine import DesiredGateways, GatewayEngine, GatewayReport
 from reconciler.switch.voicemail.engine import VoicemailSwitches
 
 
@@ -41,6 +43,10 @@ class SwitchLink:
         self.callcenter = CallcenterEngines(self.sessions, on_report=self._observe)
         self.presence = PresenceCache(self.sessions)
         self.voicemail = VoicemailSwitches(self.sessions)
+        self.gateways = tuple(
+            GatewayEngine(session, on_report=self._observe_gateways) for session in self.sessions
+        )
+        self._gateway_labels: dict[str, set[tuple[str, ...]]] = {}
         self.drift_repaired: dict[str, int] = {}
         self._desired: DesiredLive | None = None
 
@@ -66,12 +72,46 @@ class SwitchLink:
         if self._desired is None:
             await self.follow(applied)
         assert self._desired is not None
-        await self.callcenter.reconcile(self._desired, applied.managed_domains())
+        gateways = DesiredGateways(dict(applied.platform.gateways), dict(applied.gateway_problems))
+        await asyncio.gather(
+            self.callcenter.reconcile(self._desired, applied.managed_domains()),
+            *(engine.reconcile(gateways) for engine in self.gateways),
+        )
 
     def forget(self) -> None:
         """A daemon that lost leadership must not push what it last knew against the new
         leader on a switch's reconnect."""
         self.callcenter.clear_desired()
+        for engine in self.gateways:
+            engine.clear_desired()
+
+    def _observe_gateways(self, report: GatewayReport) -> None:
+        """Each gateway's live state as gauges (labels of gateways gone are removed)."""
+        m = self._metrics
+        if report.repaired:
+            m.gateway_repairs.labels(report.node).inc(len(report.repaired))
+        if not report.connected:
+            return
+        labels: set[tuple[str, ...]] = set()
+        for name, live in report.live.items():
+            m.gateway_state.labels(report.node, name, live.state).set(1)
+            m.gateway_up.labels(report.node, name).set(1 if live.status == "UP" else 0)
+            labels.add((report.node, name, live.state))
+        for gone in self._gateway_labels.get(report.node, set()) - labels:
+            m.gateway_state.remove(*gone)
+            if gone[1] not in report.live:
+                with contextlib.suppress(KeyError):
+                    m.gateway_up.remove(gone[0], gone[1])
+        self._gateway_labels[report.node] = labels
+
+    def gateway_status(self) -> dict[str, Any]:
+        """Per node: each gateway's live state and the node's gateway errors (no secret
+        exists here: the switch reports a password as yes/no, and that is not shown)."""
+        return {
+            engine.name: engine.last_report.to_dict()
+            for engine in self.gateways
+            if engine.last_report is not None
+        }
 
     def _observe(self, report: NodeReport) -> None:
         self._metrics.esl_connected.labels(report.node).set(1 if report.connected else 0)

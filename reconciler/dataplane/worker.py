@@ -32,6 +32,7 @@ from reconciler.serve.generation import MappedGeneration
 from reconciler.serve.listener import ListenerLimits, start_server
 from reconciler.serve.templating import load_templates
 from reconciler.serve.xmlcurl_app import make_app
+from reconciler.sources.secrets import SecretsSource
 
 log = logging.getLogger("reconciler.dataplane.worker")
 
@@ -61,6 +62,7 @@ async def serve(settings: dict[str, Any], sock: socket.socket) -> int:
         limits=limits,
         observer=publisher.counts.observe,
         persist_status=board.persist_status,
+        gateway_password=SecretsSource().password,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

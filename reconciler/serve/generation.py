@@ -27,7 +27,8 @@ of the tenants that changed and points at the others where they are.
   the length of it this generation uses, the index body's length and SHA-256); then one
   table: ``t\x00<domain>`` a served tenant (its section's offset and length, its served
   fields), ``d\x00<number>`` a DID, ``D`` every tenant in order with its section's
-  offset, length and SHA-256.
+  offset, length and SHA-256, ``G`` the carrier gateways (never their passwords; absent:
+  none).
 * The data file, ``<path>.<16 base32 characters>.data``, append-only: bytes below the length an index
   names never change, so a reader mapping it never sees them move. Each section is a table
   of ``u\x00<number>`` a directory user, ``r\x00<number>`` a route, ``q\x00<name>`` a
@@ -67,6 +68,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from reconciler.core.identity import DatabaseIdentity
+from reconciler.serve.gateways import ServedGateway
 from reconciler.serve.persist import (
     HEADER_MAX_BYTES,
     EmptySnapshotRefused,
@@ -274,9 +276,11 @@ def write_index(
     dsn_fingerprint: str,
     allow_empty: bool,
     did_records: Callable[[Iterable[DidRoute]], list[Record]] | None = None,
+    gateways: Sequence[ServedGateway] = (),
 ) -> GenerationHeader:
     """Swap in the index naming ``sections`` of the data file ``data`` (written and
-    fsynced before); ``did_records`` encodes the DIDs (a writer's memo). Raises ``EmptySnapshotRefused`` or ``SnapshotNotPersisted`` (the old
+    fsynced before) and the carrier ``gateways`` (no passwords); ``did_records`` encodes
+    the DIDs (a writer's memo). Raises ``EmptySnapshotRefused`` or ``SnapshotNotPersisted`` (the old
     index is untouched)."""
     users = sum(s.users for s in sections)
     if users == 0 and not allow_empty:
@@ -284,6 +288,8 @@ def write_index(
     records = [s.record for s in sections]
     records.extend(did_records(dids.values()) if did_records else map(did_record, dids.values()))
     records.append(encode_record("D", [[s.domain, s.offset, s.length, s.sha256] for s in sections]))
+    if gateways:
+        records.append(encode_record("G", [list(g) for g in gateways]))
     body = encode_table(records)
     header = {
         "format": GENERATION_FORMAT,
@@ -298,6 +304,7 @@ def write_index(
             "routes": sum(s.routes for s in sections),
             "dids": len(dids),
             "queues": sum(s.queues for s in sections),
+            **({"gateways": len(gateways)} if gateways else {}),
         },
         "data": data,
         "data_bytes": data_bytes,
@@ -354,7 +361,8 @@ def write_generation(
         header = write_index(target, generation=snapshot.generation, sections=sections,
                              dids=snapshot.dids, data=name, data_bytes=offset,
                              identity=identity, dsn_fingerprint=dsn_fingerprint,
-                             allow_empty=True)  # fmt: skip
+                             allow_empty=True,
+                             gateways=tuple(snapshot.gateways.values()))  # fmt: skip
     except SnapshotNotPersisted:
         remove_unused_data(target, keep=old)
         raise
@@ -519,6 +527,7 @@ class MappedGeneration:
         self._verified: set[tuple[int, int, str]] = set()
         self._tenants: dict[str, tuple[ServedTenant, int]] = {}  # found ones only: bounded
         self._queues: Mapping[str, QueueConfig] | None = None
+        self._gateways: Mapping[str, ServedGateway] | None = None
 
     def check_sections(self, *, verify: bool, previous: MappedGeneration | None) -> None:
         """Every section lies within the data this generation uses, and (``verify``) has
@@ -613,6 +622,13 @@ class MappedGeneration:
                     queues[row[0]] = _queue(row)
             self._queues = MappingProxyType(queues)
         return self._queues
+
+    @property
+    def gateways(self) -> Mapping[str, ServedGateway]:
+        if self._gateways is None:
+            rows = _lookup(self._index, 0, "G") or []
+            self._gateways = MappingProxyType({row[0]: ServedGateway._make(row) for row in rows})
+        return self._gateways
 
 
 def _lookup(buffer: memoryview, base: int, key: str) -> Any:

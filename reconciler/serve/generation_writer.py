@@ -30,8 +30,9 @@ from typing import BinaryIO
 from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
 from reconciler.core.gcpause import gc_paused
 from reconciler.core.identity import DatabaseIdentity
-from reconciler.core.model import State, TenantState
+from reconciler.core.model import Gateway, State, TenantState
 from reconciler.core.served import served_tenants
+from reconciler.serve.gateways import serve_gateways
 from reconciler.serve.generation import (
     GenerationHeader,
     Record,
@@ -106,13 +107,14 @@ class GenerationWriter:
         identity: DatabaseIdentity,
         dsn_fingerprint: str,
         allow_empty: bool,
+        gateways: Iterable[Gateway] = (),
     ) -> Written:
         """Write the generation of ``state`` and swap it in. Raises ``SnapshotNotPersisted``
         (``EmptySnapshotRefused`` included): the old generation stays."""
         with gc_paused():  # many short-lived objects, no cycles: generational passes waste time
             return self._write(state, a1_hashes, voicemail_hashes, generation=generation,
                                identity=identity, dsn_fingerprint=dsn_fingerprint,
-                               allow_empty=allow_empty)  # fmt: skip
+                               allow_empty=allow_empty, gateways=gateways)  # fmt: skip
 
     def _write(
         self,
@@ -124,6 +126,7 @@ class GenerationWriter:
         identity: DatabaseIdentity,
         dsn_fingerprint: str,
         allow_empty: bool,
+        gateways: Iterable[Gateway] = (),
     ) -> Written:
         if identity != self._identity:
             self.forget()
@@ -176,10 +179,13 @@ class GenerationWriter:
         dids, did_problems = resolve_dids(claims)
         problems.extend(did_problems)
         sections = [r.section for r in tenants.values() if r.section is not None]  # by domain
+        served_gateways, gateway_problems = serve_gateways(gateways)
+        problems.extend(gateway_problems)
         header = write_index(self.path, generation=generation, sections=sections, dids=dids,
                              data=data, data_bytes=end, identity=identity,
                              dsn_fingerprint=dsn_fingerprint, allow_empty=allow_empty,
-                             did_records=self._encode_dids)  # fmt: skip
+                             did_records=self._encode_dids,
+                             gateways=tuple(served_gateways.values()))  # fmt: skip
         self._identity, self._data, self._data_bytes, self._tenants = identity, data, end, tenants
         self._digests = digests
         remove_unused_data(self.path, keep={data} | ({previous} if previous else set()))

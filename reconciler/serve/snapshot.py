@@ -19,8 +19,8 @@ Neighbours: ``reconciler.core.model`` (records in), ``reconciler.serve.xmlcurl``
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
@@ -29,6 +29,7 @@ from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
 from reconciler.core.gcpause import gc_paused
 from reconciler.core.model import (
     Extension,
+    Gateway,
     Queue,
     State,
     Tenant,
@@ -39,6 +40,7 @@ from reconciler.core.model import (
 from reconciler.core.recording_names import extension_recording
 from reconciler.core.served import served_queue_params, served_tenants
 from reconciler.core.voicemail import VOICEMAIL_ROUTES, tenant_storage, voicemail_profile
+from reconciler.serve.gateways import ServedGateway, serve_gateways
 from reconciler.serve.inert import shown, text_clean, text_problem, token_clean, token_problem
 from specs_schema import shapes
 from specs_schema.models import AgentStatus
@@ -155,6 +157,9 @@ class Lookups(Protocol):
 
     def queue(self, name: str) -> QueueConfig | None: ...
 
+    @property
+    def gateways(self) -> Mapping[str, ServedGateway]: ...
+
     def counts(self) -> dict[str, int]: ...
 
 
@@ -172,6 +177,7 @@ class Snapshot:
     dids: Mapping[str, DidRoute] = field(default_factory=_empty)
     queues: Mapping[str, QueueConfig] = field(default_factory=_empty)  # by FreeSWITCH name, ordered
     problems: tuple[str, ...] = ()
+    gateways: Mapping[str, ServedGateway] = field(default_factory=_empty)  # carriers', by name
 
     def tenant(self, domain: str) -> ServedTenant | None:
         """The served tenant of a SIP domain or dialplan context (case-insensitive)."""
@@ -209,6 +215,7 @@ class Snapshot:
             "routes": sum(len(t.routes) for t in self.tenants.values()),
             "dids": len(self.dids),
             "queues": len(self.queues),
+            **({"gateways": len(self.gateways)} if self.gateways else {}),
         }
 
 
@@ -227,6 +234,7 @@ def build_snapshot(
     generation: str = "",
     freeze: bool = False,
     roots: AudioRoots = DEFAULT_ROOTS,
+    gateways: Iterable[Gateway] = (),
 ) -> Snapshot:
     """The served view of ``state``. Pure; a tenant whose domain clashes with another's, a
     DID claimed twice and any record with a string FreeSWITCH would interpret are left out
@@ -235,7 +243,11 @@ def build_snapshot(
     ``freeze=True`` is for the serving process: see ``reconciler.core.gcpause``. ``roots``
     are where the switch keeps each tenant's audio (a setting of the daemon)."""
     with gc_paused(freeze):
-        return _build(state, Digests(a1_hashes, voicemail_hashes or {}), generation, roots)
+        snapshot = _build(state, Digests(a1_hashes, voicemail_hashes or {}), generation, roots)
+    served, problems = serve_gateways(gateways)
+    if not served and not problems:
+        return snapshot
+    return replace(snapshot, gateways=served, problems=snapshot.problems + tuple(problems))
 
 
 def declares_users(state: State) -> bool:

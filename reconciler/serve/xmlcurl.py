@@ -29,6 +29,12 @@ from reconciler.core.errors import Permanent
 from reconciler.core.model import PUBLIC_CONTEXT
 from reconciler.core.switch_args import quote_arg
 from reconciler.core.voicemail import OWN
+from reconciler.serve.gateways import (
+    ALL_GATEWAYS,
+    PasswordOf,
+    render_gateways,
+    wanted_gateways,
+)
 from reconciler.serve.snapshot import DirectoryUser, Lookups, Route, RouteKind, ServedTenant
 from reconciler.serve.templating import Templates, dialplan_context
 
@@ -61,6 +67,9 @@ FIELD_LIMITS: Mapping[str, int] = MappingProxyType(
         "variable_user_name": 64,
         "variable_domain_name": 253,
         "CC-Queue": 320,
+        "profile": 64,
+        "reconfig": 16,
+        "gateway": 64,
     }
 )
 DECISION_FIELDS = frozenset(FIELD_LIMITS)
@@ -176,8 +185,14 @@ def oversized(form: Mapping[str, str]) -> bool:
 # --- answering ---------------------------------------------------------------------------
 
 
-def answer(snapshot: Lookups | None, form: Mapping[str, str], templates: Templates) -> XmlAnswer:
-    """The XML for one request; pure. Without a snapshot everything is "not found"."""
+def answer(
+    snapshot: Lookups | None,
+    form: Mapping[str, str],
+    templates: Templates,
+    password_of: PasswordOf | None = None,
+) -> XmlAnswer:
+    """The XML for one request; pure. Without a snapshot everything is "not found".
+    ``password_of``: a carrier gateway's password (None: no gateway is ever served)."""
     section = section_of(form)
     if snapshot is None or section is Section.OTHER:
         return not_found(templates, section)
@@ -190,6 +205,8 @@ def answer(snapshot: Lookups | None, form: Mapping[str, str], templates: Templat
         return not_found(templates, section)
     if section is Section.DIALPLAN:
         return _dialplan(snapshot, form, templates)
+    if form.get("key_value") == "sofia.conf":
+        return _gateways(snapshot, form, templates, password_of)
     return _configuration(snapshot, form, templates)
 
 
@@ -347,6 +364,28 @@ def _record_paths(
 def _exact(number: str) -> str:
     """A PCRE matching exactly ``number`` (``*``, ``#`` and ``+`` escaped)."""
     return "^" + re.escape(number) + "$"
+
+
+def _gateways(
+    snapshot: Lookups,
+    form: Mapping[str, str],
+    templates: Templates,
+    password_of: PasswordOf | None,
+) -> XmlAnswer:
+    """``sofia profile carriers startgw <gw>``'s fetch: that gateway (or ``_all_``); every
+    other sofia.conf fetch falls back to the node's files (see ``reconciler.serve.gateways``)."""
+    wanted = wanted_gateways(form)
+    if wanted is None or password_of is None:
+        return not_found(templates, Section.CONFIGURATION)
+    if wanted == ALL_GATEWAYS:
+        chosen = list(snapshot.gateways.values())
+    else:
+        one = snapshot.gateways.get(wanted)
+        chosen = [one] if one is not None else []
+    body = render_gateways(chosen, password_of) if chosen else None
+    if body is None:
+        return not_found(templates, Section.CONFIGURATION)
+    return XmlAnswer(200, body, Section.CONFIGURATION, Result.FOUND)
 
 
 def _configuration(snapshot: Lookups, form: Mapping[str, str], templates: Templates) -> XmlAnswer:

@@ -35,6 +35,7 @@ from typing import Any, NamedTuple, Protocol
 
 from aiohttp import web
 
+from reconciler.serve.gateways import PasswordOf
 from reconciler.serve.listener import ListenerLimits
 from reconciler.serve.logthrottle import LogThrottle
 from reconciler.serve.persist import PersistStatus
@@ -87,8 +88,14 @@ class DirectoryAnswers:
     size is bounded by the snapshot (and ``max_entries``), never by what requests say.
     A new snapshot starts an empty cache."""
 
-    def __init__(self, templates: Templates, max_entries: int = DIRECTORY_CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        templates: Templates,
+        max_entries: int = DIRECTORY_CACHE_SIZE,
+        password_of: PasswordOf | None = None,
+    ) -> None:
         self._templates = templates
+        self._password_of = password_of
         self._max_entries = max_entries
         self._cache: dict[tuple[str, str], Encoded] = {}
         self._snapshot: Lookups | None = None
@@ -98,7 +105,7 @@ class DirectoryAnswers:
 
     def answer(self, snapshot: Lookups | None, form: Mapping[str, str]) -> Encoded:
         if snapshot is None or form.get("section") != "directory":
-            return Encoded.of(answer(snapshot, form, self._templates))
+            return Encoded.of(answer(snapshot, form, self._templates, self._password_of))
         if self._snapshot is not snapshot:
             self._cache.clear()
             self._snapshot = snapshot
@@ -131,11 +138,15 @@ def make_app(
     observer: Observer | None = None,
     limits: ListenerLimits | None = None,
     persist_status: Callable[[], PersistStatus | None] | None = None,
+    gateway_password: PasswordOf | None = None,
 ) -> web.Application:
     """The xml_curl application; serve it with ``listener.start_server``. ``auth`` is the
-    ``gateway-credentials`` pair FreeSWITCH sends (None: no auth)."""
+    ``gateway-credentials`` pair FreeSWITCH sends (None: no auth). ``gateway_password``:
+    a carrier gateway's password from the host's secrets source, handed out only behind
+    ``auth`` (without it, no gateway is ever served)."""
     limits = limits or ListenerLimits()
-    handler = _XmlCurlHandler(get_snapshot, templates, auth, observer, limits)
+    password_of = gateway_password if auth is not None else None
+    handler = _XmlCurlHandler(get_snapshot, templates, auth, observer, limits, password_of)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -186,13 +197,14 @@ class _XmlCurlHandler:
         auth: tuple[str, str] | None,
         observer: Observer | None,
         limits: ListenerLimits,
+        password_of: PasswordOf | None = None,
     ) -> None:
         self._get_snapshot = get_snapshot
         self._expected = f"{auth[0]}:{auth[1]}".encode() if auth is not None else None
         self._observer = observer
         self._limits = limits
         self._not_found = templates.not_found.encode()
-        self.answers = DirectoryAnswers(templates)
+        self.answers = DirectoryAnswers(templates, password_of=password_of)
         self._malformed_log = LogThrottle(log, "malformed xml_curl requests")
         self._error_log = LogThrottle(log, "xml_curl internal errors")
 

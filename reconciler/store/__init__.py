@@ -28,6 +28,7 @@ Exceptions (each leaf also a ``Permanent`` or ``Transient``, see ``reconciler.co
 from reconciler.store.admins import (
     PlatformReport,
     apply_platform,
+    read_platform,
     read_platform_admins,
     sync_platform_admins,
 )
@@ -109,6 +110,7 @@ __all__ = [
     "read_a1_hashes",
     "read_history",
     "read_only_dsn",
+    "read_platform",
     "read_platform_admins",
     "read_registry",
     "read_spec_status",

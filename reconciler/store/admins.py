@@ -1,5 +1,6 @@
 """The platform scope in PostgreSQL: its records (super admins of ``_platform.yaml`` in
-``pbx.platform_admins``; carrier gateways next) and their apply.
+``pbx.platform_admins``, carrier gateways in ``pbx.platform_gateways``: their settings and a
+credentials marker, never a password) and their apply.
 
 Git is the source of truth: the platform's changes are planned like a tenant's
 (``plan_platform``) and applied in a transaction of their own, apart from every tenant's:
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
 
 import psycopg
+from psycopg.types.json import Jsonb
 
-from reconciler.core.model import PLATFORM, Kind, PlatformAdmin, PlatformState
+from reconciler.core.model import PLATFORM, Gateway, Kind, PlatformAdmin, PlatformState
 from reconciler.core.plan import Action, Change, plan_platform
 from reconciler.core.revision import GitRevision
 from reconciler.store.errors import (
@@ -68,7 +70,7 @@ def apply_platform(
     try:
         with conn.transaction():
             lock_tenant(conn, PLATFORM)  # "_platform" is no tenant id: a lock of its own
-            actual = PlatformState.of_admins(read_platform_admins(conn))
+            actual = read_platform(conn)
             expected = plan_platform(desired, actual)
             if not expected:
                 return PlatformReport("unchanged")
@@ -96,6 +98,9 @@ def apply_platform(
 
 def _write(conn: psycopg.Connection, changes: Sequence[Change]) -> None:
     for change in changes:
+        if change.kind is Kind.GATEWAY:
+            _write_gateway(conn, change)
+            continue
         if change.kind is not Kind.PLATFORM_ADMIN:
             raise PlatformApplyError(f"no writer for platform kind {change.kind.value}")
         if change.action is Action.DELETE:
@@ -110,6 +115,22 @@ def _write(conn: psycopg.Connection, changes: Sequence[Change]) -> None:
             """,
             (admin.email, admin.name),
         )
+
+
+def _write_gateway(conn: psycopg.Connection, change: Change) -> None:
+    if change.action is Action.DELETE:
+        conn.execute("DELETE FROM pbx.platform_gateways WHERE name = %s", (change.key,))
+        return
+    gateway = change.after
+    assert isinstance(gateway, Gateway)
+    config = {k: v for k, v in gateway.as_dict().items() if k != "name"}
+    conn.execute(
+        """
+        INSERT INTO pbx.platform_gateways (name, config) VALUES (%s, %s)
+        ON CONFLICT (name) DO UPDATE SET config = excluded.config, updated_at = now()
+        """,
+        (gateway.name, Jsonb(config)),
+    )
 
 
 def _history(
@@ -154,8 +175,9 @@ def sync_platform_admins(
 ) -> bool:
     """Make the platform admins exactly ``{email: name}`` (plan and apply, as a pass does);
     True when they changed. For set-up outside a pass (tests, bootstrap scripts)."""
-    desired = PlatformState.of_admins(admins)
-    changes = plan_platform(desired, PlatformState.of_admins(read_platform_admins(conn)))
+    actual = read_platform(conn)
+    desired = replace(PlatformState.of_admins(admins), gateways=actual.gateways)
+    changes = plan_platform(desired, actual)
     report = apply_platform(conn, changes, desired=desired, revision=None, host=host)
     if report.error is not None:
         raise report.error
@@ -169,3 +191,25 @@ def read_platform_admins(conn: psycopg.Connection) -> dict[str, str]:
         return {}
     rows = conn.execute("SELECT email, name FROM pbx.platform_admins ORDER BY email").fetchall()
     return dict(rows)
+
+
+@translated
+def read_platform(conn: psycopg.Connection) -> PlatformState:
+    """The applied platform: super admins and carrier gateways."""
+    if not control_schema_exists(conn):
+        return PlatformState()
+    admins = PlatformState.of_admins(read_platform_admins(conn))
+    if not _table_exists(conn, "pbx.platform_gateways"):
+        return admins  # a database migrated by an older release (read-only tools)
+    rows = conn.execute("SELECT name, config FROM pbx.platform_gateways ORDER BY name").fetchall()
+    return admins.with_gateways(_gateway(name, config) for name, config in rows)
+
+
+def _gateway(name: str, config: Mapping[str, Any]) -> Gateway:
+    known = {f.name for f in fields(Gateway)} - {"name"}
+    return Gateway(name=name, **{k: v for k, v in config.items() if k in known})
+
+
+def _table_exists(conn: psycopg.Connection, name: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+    return bool(row and row[0])

@@ -19,7 +19,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from reconciler.core.model import PLATFORM, PlatformState, State, TenantState
+from reconciler.core.model import PLATFORM, Gateway, PlatformState, State, TenantState
 from reconciler.core.plan import (
     Change,
     Plan,
@@ -60,6 +60,7 @@ class MemoryStore:
     spec_status: dict[str, SpecStatus] = field(default_factory=dict)
     settled: dict[str, Settled] = field(default_factory=dict)
     admins: dict[str, str] = field(default_factory=dict)
+    gateways: dict[str, Gateway] = field(default_factory=dict)
     attempts: list[tuple[tuple[str, ...], GitRevision | None]] = field(default_factory=list)
     retired: set[str] = field(default_factory=set)
     fail: set[str] = field(default_factory=set)
@@ -129,6 +130,10 @@ class MemoryStore:
         self._check("read_platform_admins")
         return dict(self.admins)
 
+    def read_platform(self) -> PlatformState:
+        self._check("read_platform")
+        return PlatformState.of_admins(self.admins).with_gateways(self.gateways.values())
+
     def read_retired_domains(self) -> frozenset[str]:
         self._check("read_retired_domains")
         return frozenset(self.retired)
@@ -187,7 +192,7 @@ class MemoryStore:
         self._check("apply_platform")
         if not changes:
             return PlatformReport()
-        actual = PlatformState.of_admins(self.admins)
+        actual = PlatformState.of_admins(self.admins).with_gateways(self.gateways.values())
         expected = plan_platform(desired, actual)
         if not expected:
             return PlatformReport("unchanged")
@@ -201,6 +206,7 @@ class MemoryStore:
             return PlatformReport("failed", error)
         after = apply_platform_changes(actual, changes)
         self.admins = {email: admin.name for email, admin in after.admins.items()}
+        self.gateways = dict(after.gateways)
         self.history.append((PLATFORM, "applied", tuple(changes)))
         return PlatformReport("applied")
 

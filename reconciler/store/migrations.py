@@ -284,6 +284,18 @@ CREATE TABLE pbx.settled_tenants (
 );
 """),
     ),
+    Migration(
+        11,
+        "carrier gateways of _platform.yaml (the password stays on the host: a marker only)",
+        sql.SQL("""
+CREATE TABLE pbx.platform_gateways (
+    name text PRIMARY KEY CHECK (name ~ '^[a-z0-9][a-z0-9_.-]{{0,62}}$'),
+    config jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+"""),
+    ),
 )
 
 TENANT_MIGRATIONS: tuple[Migration, ...] = (

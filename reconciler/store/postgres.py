@@ -19,7 +19,12 @@ from reconciler.core.model import PlatformState, State, TenantState
 from reconciler.core.plan import Change, Plan
 from reconciler.core.revision import GitRevision
 from reconciler.core.settled import Settled
-from reconciler.store.admins import PlatformReport, apply_platform, read_platform_admins
+from reconciler.store.admins import (
+    PlatformReport,
+    apply_platform,
+    read_platform,
+    read_platform_admins,
+)
 from reconciler.store.apply import ApplyReport, apply_plan, record_attempt
 from reconciler.store.credentials import CREDENTIALS_GRACE
 from reconciler.store.database import connect, open_pool
@@ -97,6 +102,9 @@ class PostgresStore:
 
     def read_platform_admins(self) -> dict[str, str]:
         return read_platform_admins(self.connection)
+
+    def read_platform(self) -> PlatformState:
+        return read_platform(self.connection)
 
     def read_retired_domains(self) -> frozenset[str]:
         return read_retired_domains(self.connection)

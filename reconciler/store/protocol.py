@@ -68,6 +68,10 @@ class Store(Protocol):
         """``{email: name}`` of the applied super admins."""
         ...
 
+    def read_platform(self) -> PlatformState:
+        """The applied platform scope: super admins and carrier gateways."""
+        ...
+
     def read_retired_domains(self) -> frozenset[str]:
         """Domains tenants held before (see ``reconciler.store.domains``)."""
         ...

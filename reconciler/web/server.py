@@ -24,6 +24,7 @@ from reconciler.web.config import PortalConfig
 from reconciler.web.context import PORTAL_KEY, Portal
 from reconciler.web.feature import Feature
 from reconciler.web.features import FEATURES
+from reconciler.web.gateways import GATEWAYS, NoGateways
 from reconciler.web.middleware import authenticate, errors, security_headers
 from reconciler.web.ports import PortalDeps, PortKey, core_ports
 
@@ -49,7 +50,8 @@ def make_portal_app(
 ) -> web.Application:
     """The portal of ``features`` (every route of each, in order). ``ports``: what features
     need beyond ``deps`` (``Feature.ports``), by ``PortKey``; a missing one raises here."""
-    portal = Portal(deps, config, features, {**core_ports(deps), **(ports or {})})
+    defaults = {GATEWAYS: NoGateways()}
+    portal = Portal(deps, config, features, {**core_ports(deps), **defaults, **(ports or {})})
     app = web.Application(
         middlewares=[security_headers, errors, unauthenticated_limit, authenticate],
         client_max_size=PORTAL_LIMITS.max_body_bytes,

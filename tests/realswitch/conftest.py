@@ -370,6 +370,8 @@ def node(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         env["PBX_SOUNDS_DIR"] = str(workdir / "sounds")
         env["PBX_VOICEMAIL_DIR"] = str(workdir / "voicemail")  # the portal streams messages
         env.pop("PBX_FREESWITCH", None)
+        # carrier gateways' passwords (test_gateways writes it, mode 0600)
+        env["PBX_SECRETS_FILE"] = str(workdir / "secrets.yaml")
         node = Node(
             ports, Esl(ports.esl, ESL_PASSWORD), workdir, env, tenants_dir,
             fs_log=workdir / "fs" / "log" / "freeswitch.log",

@@ -20,6 +20,7 @@ from reconciler.store import (
     connect,
     migrate,
     read_history,
+    read_platform,
     read_platform_admins,
     read_state,
 )
@@ -68,7 +69,8 @@ def test_a_failing_platform_apply_rolls_back_alone_and_the_tenants_apply(
     assert sorted(read_state(conn)) == ["acme", "globex", "initech"]
     (failure,) = read_history(conn, tenant_id=PLATFORM)
     assert failure.result == "failed" and "division by zero" in (failure.error or "")
-    assert [c["scope"] for c in failure.changes] == ["platform", "platform"]
+    assert {c["scope"] for c in failure.changes} == {"platform"}
+    assert len(failure.changes) == 5  # two super admins, three gateways
 
     monkeypatch.undo()
     again = Reconciler(tenants, store).run_pass(full=True)
@@ -131,3 +133,43 @@ def test_followers_are_notified_of_a_platform_apply_and_refresh_its_admins(
         assert "ops@pbx.example.net" in follower.applied.platform_admins
     finally:
         follower.store.reset()
+
+
+def test_gateways_are_stored_with_a_marker_and_the_history_never_holds_it(
+    store: PostgresStore, tenants: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tenants / "_platform.yaml").write_text(
+        "gateways:\n"
+        "  - {name: legacy}\n"
+        "  - {name: carrier9, proxy: 'sip.c9.example:5061', username: u9, register: true}\n"
+    )
+    monkeypatch.setenv("PBX_GATEWAY_CARRIER9_PASSWORD", "first-Secret-9")
+    reconciler = Reconciler(tenants, store)
+    assert reconciler.run_pass(full=True).platform.result == "applied"
+    gateways = read_platform(store.connection).gateways
+    assert set(gateways) == {"legacy", "carrier9"}
+    first = gateways["carrier9"]
+    assert first.managed and not gateways["legacy"].managed
+    assert first.credentials.startswith("pbkdf2:")
+    assert reconciler.applied.platform.gateways == gateways
+
+    monkeypatch.setenv("PBX_GATEWAY_CARRIER9_PASSWORD", "second-Secret-9")
+    planned = reconciler.plan_pass(full=True)
+    (change,) = planned.plan.platform
+    assert set(change.fields) == {"credentials"}
+    assert reconciler.apply_pass(planned).platform.result == "applied"
+    assert read_platform(store.connection).gateways["carrier9"].credentials != first.credentials
+
+    # a host without the password (pbx plan in CI) never plans it away: the applied marker
+    # stays, and the gateway is reported
+    second = read_platform(store.connection).gateways["carrier9"].credentials
+    monkeypatch.delenv("PBX_GATEWAY_CARRIER9_PASSWORD")
+    outcome = reconciler.run_pass(full=True)
+    assert outcome.planned.plan.platform == ()
+    assert read_platform(store.connection).gateways["carrier9"].credentials == second
+    assert "PBX_GATEWAY_CARRIER9_PASSWORD" in reconciler.applied.gateway_problems["carrier9"]
+
+    history = read_history(store.connection, tenant_id=PLATFORM)
+    text = repr([h.changes for h in history])
+    assert "pbkdf2" not in text and "Secret-9" not in text
+    assert "'credentials': 'set'" in text

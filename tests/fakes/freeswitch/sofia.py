@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from tests.fakes.freeswitch.gateways import FakeGateways
+
 if TYPE_CHECKING:
     from tests.fakes.freeswitch.switch import FakeFreeSwitch
 
@@ -60,6 +62,7 @@ class FakeSofia:
         self.fs = fs
         self.presence_hosts = presence_hosts
         self.registrations: dict[str, FakeRegistration] = {}
+        self.gateways = FakeGateways()
 
     # -- phones --------------------------------------------------------------------------
 
@@ -164,6 +167,10 @@ class FakeSofia:
         words = arg.split()
         if cmd == "show" and words[:1] == ["registrations"]:
             return self._show_json() if words[1:] == ["as", "json"] else self._show_text()
+        if cmd == "sofia":
+            reply = self.gateways.api(words)
+            if reply is not None:
+                return reply
         if cmd == "sofia" and len(words) == 4 and words[1::2] == ["profile", "reg"]:
             if words[0] == "xmlstatus":
                 return self._xmlstatus(words[2])

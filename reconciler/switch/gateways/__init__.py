@@ -1,0 +1,1 @@
+"""Carrier gateways on the switches: listing, plan, engine."""
