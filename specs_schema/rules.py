@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from specs_schema.models import ExtensionLength, FeatureCodes
+from specs_schema.outbound_rules import outbound_findings
 from specs_schema.positions import Loc, format_loc, shown
 from specs_schema.shapes import VOICEMAIL_CODES, gateway_contact_parts
 
@@ -77,6 +78,7 @@ def tenant_findings(data: Mapping[str, Any]) -> list[Finding]:
         *_destination_findings(
             _items(data, "inbound_numbers"), extensions, _values(queues_items, "name")
         ),
+        *outbound_findings(data),
     ]
 
 

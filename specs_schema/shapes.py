@@ -44,6 +44,10 @@ VOICEMAIL_MESSAGE_SECONDS = range(30, 601, 30)
 """A box's allowed ``max_message_seconds`` (mod_voicemail limits length per profile: one
 profile per value, see ``reconciler.core.voicemail``)."""
 """A carrier gateway of the platform's SIP profile (``sofia/gateway/<name>/...``)."""
+ROUTE_PREFIX_PATTERN = r"^\+[1-9][0-9]{0,14}$"
+"""An E.164 prefix an outbound route matches (``+44``, ``+1876``)."""
+ROUTE_MATCH_PATTERN = r"^(?:emergency|local|national|international|\+[1-9][0-9]{0,14})$"
+"""What an outbound route matches: a number class or an E.164 prefix."""
 
 # --- agent contacts ------------------------------------------------------------------
 

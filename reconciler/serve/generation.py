@@ -24,7 +24,8 @@ Layout (version 1):
 
 Keys: ``u\\x00<domain>\\x00<number>`` a directory user (with its tenant's served fields),
 ``r\\x00<context>\\x00<number>`` a route (with its tenant), ``d\\x00<number>`` a DID,
-``q\\x00<name>`` a queue, ``Q`` every queue in order (callcenter.conf's module load).
+``q\\x00<name>`` a queue, ``Q`` every queue in order (callcenter.conf's module load),
+``o\\x00<context>`` a tenant's outbound policy (with its tenant).
 
 A torn or truncated file is never read: the rename makes the swap atomic and the checksum
 is verified once when a generation is opened, before anything in it is served. The file
@@ -51,6 +52,8 @@ from types import MappingProxyType
 from typing import Any
 
 from reconciler.core.identity import DatabaseIdentity
+from reconciler.core.model import OutboundRoute, outbound_from_values
+from reconciler.core.outbound import OutboundPolicy
 from reconciler.serve.persist import (
     HEADER_MAX_BYTES,
     EmptySnapshotRefused,
@@ -72,9 +75,10 @@ from reconciler.serve.snapshot import (
 GENERATION_FORMAT = "pbx-reconciler/generation"
 # 3: a user row's voicemail fields then its recording paths. A version-1 file (rows
 # without either) still decodes: every later field has a default. Version 2 (recording
-# paths right after the agents) never reached main and is not read.
-GENERATION_VERSION = 3
-_READABLE_VERSIONS = frozenset({1, GENERATION_VERSION})
+# paths right after the agents) never reached main and is not read. 4: a user row's calling
+# right last, and each tenant's outbound policy (a version 3 file: no outside calls).
+GENERATION_VERSION = 4
+_READABLE_VERSIONS = frozenset({1, 3, GENERATION_VERSION})
 GENERATION_FILE = "xmlcurl.generation"
 _SLOT = struct.Struct("<QII")
 _SEP = "\x00"
@@ -161,6 +165,8 @@ def records(snapshot: Snapshot) -> Iterator[tuple[str, Any]]:
             yield f"u{_SEP}{tenant.domain}{_SEP}{user.number}", [served, list(user)]
         for route in tenant.routes.values():
             yield f"r{_SEP}{tenant.domain}{_SEP}{route.number}", [served, list(route)]
+        if tenant.outbound is not None:
+            yield f"o{_SEP}{tenant.domain}", [served, _outbound_row(tenant.outbound)]
     for did in snapshot.dids.values():
         yield f"d{_SEP}{did.number}", list(did)
     queues = [_queue_row(q) for q in snapshot.queues.values()]
@@ -174,7 +180,7 @@ def encode_body(snapshot: Snapshot) -> tuple[bytearray, bytearray, int]:
     Built in place, never copied whole: at 1,000 x 100 the body is ~40 MB, and a list of
     every encoded record plus two concatenations tripled the control plane's peak."""
     keys = 1 + len(snapshot.dids) + len(snapshot.queues)
-    keys += sum(len(t.users) + len(t.routes) for t in snapshot.tenants.values())
+    keys += sum(len(t.users) + len(t.routes) + 1 for t in snapshot.tenants.values())
     slots = 8
     while slots < 2 * keys:
         slots *= 2
@@ -201,6 +207,19 @@ def _tenant_row(tenant: ServedTenant) -> list[Any]:
         tenant.outbound_caller_id_name,
         tenant.outbound_caller_id_number,
     ]
+
+
+def _outbound_row(policy: OutboundPolicy) -> list[Any]:
+    settings = [list(v) if isinstance(v, tuple) else v for v in policy.settings.as_dict().values()]
+    return [settings, [[r.match, list(r.gateways)] for r in policy.routes]]
+
+
+def _outbound(row: list[Any]) -> OutboundPolicy:
+    settings, routes = row
+    return OutboundPolicy(
+        outbound_from_values(settings),
+        tuple(OutboundRoute(match, tuple(gws)) for match, gws in routes),
+    )
 
 
 def _queue_row(queue: QueueConfig) -> list[Any]:
@@ -344,6 +363,13 @@ class MappedGeneration:
     def queue(self, name: str) -> QueueConfig | None:
         row = self._get(f"q{_SEP}{name}")
         return None if row is None else _queue(row)
+
+    def outbound(self, context: str) -> tuple[ServedTenant, OutboundPolicy] | None:
+        row = self._get(f"o{_SEP}{context.lower()}")
+        if row is None:
+            return None
+        tenant, policy = row
+        return _tenant(tenant), _outbound(policy)
 
     @property
     def queues(self) -> Mapping[str, QueueConfig]:
