@@ -436,7 +436,8 @@ ALTER TABLE {schema}.extensions ADD COLUMN record varchar(8) NOT NULL DEFAULT 'n
     ),
     Migration(
         9,
-        "outbound calling: the tenant's settings and routes, each extension's calling right",
+        "outbound calling: the tenant's settings and routes, each extension's calling right, "
+        "the gateway of a call",
         sql.SQL(r"""
 ALTER TABLE {schema}.extensions
     ADD COLUMN calling_right varchar(16) NOT NULL DEFAULT 'internal'
@@ -457,6 +458,7 @@ CREATE TABLE {schema}.outbound_routes (
     match varchar(16) PRIMARY KEY,
     gateways text[] NOT NULL CHECK (cardinality(gateways) > 0)
 );
+ALTER TABLE {schema}.calls ADD COLUMN gateway varchar(120);
 """),
     ),
 )
