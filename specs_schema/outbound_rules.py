@@ -65,6 +65,7 @@ def outbound_findings(data: Mapping[str, Any]) -> list[Finding]:
                 )
     findings += _route_findings(outbound)
     findings += _emergency_findings(outbound)
+    findings += _emergency_clashes(data, outbound)
     if not _mapping(outbound.get("caller_id")).get("number") and not _mapping(
         _mapping(data.get("settings")).get("outbound_caller_id")
     ).get("number"):
@@ -112,6 +113,24 @@ def _emergency_findings(outbound: Mapping[str, Any]) -> list[Finding]:
         )
         for i, number in enumerate(numbers)
         if number not in country.emergency
+    ]
+
+
+def _emergency_clashes(data: Mapping[str, Any], outbound: Mapping[str, Any]) -> list[Finding]:
+    """No extension or queue takes an emergency number: its own number would win over the
+    outside call, and a person dialling 911 would reach a desk phone."""
+    country = COUNTRIES.get(str(outbound.get("country")))
+    if country is None:
+        return []
+    return [
+        (
+            (field, i, "number"),
+            f"{shown(str(number))} is an emergency number of {country.name}: dialled, it must "
+            "reach the emergency services",
+        )
+        for field in ("extensions", "queues")
+        for i, item in enumerate(_list(data.get(field)))
+        if (number := _mapping(item).get("number")) in country.emergency
     ]
 
 

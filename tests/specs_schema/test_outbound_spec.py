@@ -159,3 +159,15 @@ def test_the_limits_have_safe_defaults(tmp_path: Path) -> None:
     limits = spec.outbound.limits
     assert (limits.max_concurrent, limits.calls_per_minute, limits.international) == (2, 5, False)
     assert spec.outbound.default_calling_right == "internal"
+
+
+def test_an_extension_may_not_take_an_emergency_number(tmp_path: Path) -> None:
+    spec = ACME.replace('number: "1002", name: Bob', 'number: "911", name: Bob')
+    spec = spec.replace(
+        "inbound_numbers:", "settings: {extension_length: {min: 3}}\ninbound_numbers:"
+    )
+    errors = _errors(tmp_path, spec)
+    assert any(
+        e.startswith("acme.yaml:6:") and "extensions[1].number: '911' is an emergency number" in e
+        for e in errors
+    ), errors
