@@ -120,3 +120,17 @@ def test_a_national_route_carries_local_and_emergency_calls_when_they_have_none(
         assert isinstance(decision, OutboundCall) and decision.gateways == ("n1",)
     refused = decide(policy, "international", "011442079460000")
     assert isinstance(refused, Refused) and refused.reason is Refusal.INTERNATIONAL_OFF
+
+
+def test_a_plan_shows_the_outbound_settings_and_routes() -> None:
+    from pathlib import Path
+
+    from reconciler.core.desired import tenant_state_from_spec
+    from reconciler.core.plan import plan
+    from reconciler.core.plan_text import render_text
+    from specs_schema.load import load_specs
+
+    loaded = load_specs([Path(__file__).resolve().parents[2] / "tenants.d"]).tenants["acme"]
+    text = render_text(plan({"acme": tenant_state_from_spec(loaded.spec)}, {}))
+    assert '+ outbound_route national (gateways=["carrier1", "answering_service"])' in text
+    assert '+ outbound outbound (country="US" caller_id_number="+14155550100"' in text
