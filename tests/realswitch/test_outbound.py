@@ -14,13 +14,16 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import psycopg
 import pytest
 
 from tests.realswitch.conftest import Node
 from tests.realswitch.processes import free_port, wait_for
 from tests.realswitch.sipp import Sipp
-from tests.realswitch.switch import missing_reason
+from tests.realswitch.switch import missing_module_reason, missing_reason
 
 if (_reason := missing_reason()) is not None:
     pytest.skip(_reason, allow_module_level=True)
@@ -108,6 +111,24 @@ def carriers(node: Node) -> Iterator[Carriers]:
         node.esl.try_api(f"sofia profile carriers killgw {name}")
 
 
+def _history(node: Node, since: datetime, **match: str) -> dict[str, Any] | None:
+    """The call history's a leg since ``since`` matching ``match`` (posted at hang-up by
+    mod_xml_cdr), waited for; None when this build has no mod_xml_cdr."""
+    if missing_module_reason("mod_xml_cdr") is not None:
+        return None
+    where = " AND ".join(["leg = 'a'", "started_at >= %s", *(f"{k} = %s" for k in match)])
+    query = f"SELECT * FROM tenant_{TENANT}.calls WHERE {where}"
+
+    def rows() -> list[dict[str, Any]]:
+        with psycopg.connect(node.env["PBX_DATABASE_URL"], autocommit=True) as conn:
+            cur = conn.execute(query, (since, *match.values()))
+            names = [c.name for c in cur.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    found = wait_for(rows, f"the call record {match}", timeout=90, detail=node.logs)
+    return found[0]  # type: ignore[no-any-return,index]
+
+
 def _carrier(node: Node, name: str, scenario: str, port: int, *extra: str) -> Sipp:
     uas = node.sipp(name, scenario, target=None, port=port, extra=list(extra))
     return uas.start().wait_listening()
@@ -127,6 +148,7 @@ def _call(node: Node, name: str, caller: str, number: str) -> Sipp:
 def test_a_national_call_fails_over_and_reaches_the_carrier_in_e164_with_the_tenants_caller_id(
     node: Node, carriers: Carriers
 ) -> None:
+    since = datetime.now(UTC) - timedelta(seconds=5)
     down = _carrier(node, "carrier-down", "uas_unavailable.xml", carriers.down)
     up = _carrier(node, "carrier-up", "uas.xml", carriers.up, "-d", "500")
     try:
@@ -139,6 +161,10 @@ def test_a_national_call_fails_over_and_reaches_the_carrier_in_e164_with_the_ten
         sender = invite.header("From") or ""
         assert f"<sip:{DID}@" in sender and "Out Co" in sender, sender
         assert caller.final_status("INVITE") == 200, caller.describe() + node.logs()
+        record = _history(node, since, from_extension="3001", to_number="4155550123")
+        if record is not None:  # the call history: outbound, through the gateway that answered
+            assert (record["direction"], record["gateway"]) == ("outbound", "out_up"), record
+            assert record["outcome"] == "answered"
     finally:
         down.close()
         up.close()
@@ -147,6 +173,7 @@ def test_a_national_call_fails_over_and_reaches_the_carrier_in_e164_with_the_ten
 def test_a_call_beyond_the_callers_right_is_refused_and_no_carrier_sees_it(
     node: Node, carriers: Carriers
 ) -> None:
+    since = datetime.now(UTC) - timedelta(seconds=5)
     up = _carrier(node, "carrier-idle", "uas.xml", carriers.up, "-d", "500")
     try:
         lobby = _call(node, "out-no-right", "3002", "4155550123")
@@ -156,6 +183,10 @@ def test_a_call_beyond_the_callers_right_is_refused_and_no_carrier_sees_it(
         international.wait()
         assert international.final_status("INVITE") == 403, international.describe()
         assert up.received("INVITE") == []
+        record = _history(node, since, from_extension="3002")
+        if record is not None:  # refused on the way out: outbound, barred, no gateway
+            assert record["direction"] == "outbound" and record["gateway"] is None, record
+            assert record["hangup_cause"] == "OUTGOING_CALL_BARRED"
     finally:
         up.close()
 
