@@ -134,6 +134,21 @@ def _emergency_clashes(data: Mapping[str, Any], outbound: Mapping[str, Any]) -> 
     ]
 
 
+def gateway_problem(
+    gateway: object, gateways: Collection[str] | None, platform_file: str
+) -> str | None:
+    """Why a reference to ``gateway`` is wrong (``_platform.yaml`` does not declare it, or
+    cannot be read), or None; a value of the wrong shape is left to model validation."""
+    if not isinstance(gateway, str):
+        return None
+    if gateways is None:
+        return f"gateway {shown(gateway)} cannot be checked: {platform_file} is invalid"
+    if gateway not in gateways:
+        declared = ", ".join(sorted(gateways))
+        return f"gateway {shown(gateway)} is not declared in _platform.yaml gateways: [{declared}]"
+    return None
+
+
 def outbound_platform_findings(
     data: Mapping[str, Any],
     gateways: Collection[str] | None,
@@ -149,22 +164,9 @@ def outbound_platform_findings(
     findings: list[Finding] = []
     for i, route in enumerate(_list(outbound.get("routes"))):
         for j, gateway in enumerate(_list(_mapping(route).get("gateways"))):
-            if not isinstance(gateway, str):
-                continue
-            loc: Loc = ("outbound", "routes", i, "gateways", j)
-            if gateways is None:
-                findings.append(
-                    (loc, f"gateway {shown(gateway)} cannot be checked: {platform_file} is invalid")
-                )
-            elif gateway not in gateways:
-                declared = ", ".join(sorted(gateways))
-                findings.append(
-                    (
-                        loc,
-                        f"gateway {shown(gateway)} is not declared in _platform.yaml "
-                        f"gateways: [{declared}]",
-                    )
-                )
+            problem = gateway_problem(gateway, gateways, platform_file)
+            if problem is not None:
+                findings.append((("outbound", "routes", i, "gateways", j), problem))
     own = {
         n
         for d in _list(data.get("inbound_numbers"))

@@ -4,11 +4,17 @@ number of class C is placed for right R exactly when R reaches C."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reconciler.core.desired import tenant_state_from_spec
 from reconciler.core.model import Outbound, OutboundRoute
 from reconciler.core.outbound import OutboundCall, OutboundPolicy, Refusal, Refused, decide
+from reconciler.core.plan import plan
+from reconciler.core.plan_text import render_text
+from specs_schema.load import load_specs
 from specs_schema.numbering import (
     CLASS_RANK,
     COUNTRIES,
@@ -123,13 +129,6 @@ def test_a_national_route_carries_local_and_emergency_calls_when_they_have_none(
 
 
 def test_a_plan_shows_the_outbound_settings_and_routes() -> None:
-    from pathlib import Path
-
-    from reconciler.core.desired import tenant_state_from_spec
-    from reconciler.core.plan import plan
-    from reconciler.core.plan_text import render_text
-    from specs_schema.load import load_specs
-
     loaded = load_specs([Path(__file__).resolve().parents[2] / "tenants.d"]).tenants["acme"]
     text = render_text(plan({"acme": tenant_state_from_spec(loaded.spec)}, {}))
     assert '+ outbound_route national (gateways=["carrier1", "answering_service"])' in text

@@ -24,6 +24,7 @@ from tests.realswitch.conftest import Node
 from tests.realswitch.processes import free_port, wait_for
 from tests.realswitch.sipp import Sipp
 from tests.realswitch.switch import missing_module_reason, missing_reason
+from tests.realswitch.test_realswitch import call
 
 if (_reason := missing_reason()) is not None:
     pytest.skip(_reason, allow_module_level=True)
@@ -135,14 +136,7 @@ def _carrier(node: Node, name: str, scenario: str, port: int, *extra: str) -> Si
 
 
 def _call(node: Node, name: str, caller: str, number: str) -> Sipp:
-    secret = node.credentials(TENANT, caller)["password"]
-    return node.sipp(
-        name,
-        "call_auth.xml",
-        target=node.tenant_target,
-        variables={"user": caller, "domain": DOMAIN, "to_domain": DOMAIN},
-        extra=["-s", number, "-au", caller, "-ap", secret],
-    ).start()
+    return call(node, name, caller, number, to_domain=DOMAIN, tenant=TENANT, domain=DOMAIN)
 
 
 def test_a_national_call_fails_over_and_reaches_the_carrier_in_e164_with_the_tenants_caller_id(
