@@ -41,9 +41,17 @@ def sounds_listing(directory: Path) -> str:
 
 
 def inputs_digest(
-    salt: str, file_name: str, content_sha: str, gateways: Gateways, sounds: str
+    salt: str,
+    file_name: str,
+    content_sha: str,
+    gateways: Gateways,
+    sounds: str,
+    caller_ids: frozenset[str] | None = frozenset(),
 ) -> str:
-    """The digest of one tenant file's inputs (``content_sha``: sha256 of its bytes)."""
+    """The digest of one tenant file's inputs (``content_sha``: sha256 of its bytes;
+    ``caller_ids``: the numbers ``_platform.yaml`` lets the tenant present, None when that
+    list cannot be trusted)."""
     listed = "invalid" if gateways is None else ",".join(sorted(gateways))
-    parts = (salt, file_name, content_sha, listed, sounds)
+    allowed = "invalid" if caller_ids is None else ",".join(sorted(caller_ids))
+    parts = (salt, file_name, content_sha, listed, sounds, allowed)
     return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 from specs_schema import models, shapes
 from specs_schema.inputs import Gateways, inputs_digest, sounds_listing
 from specs_schema.models import PLATFORM_FILE_STEM, PlatformSpec, TenantSpec
+from specs_schema.outbound_rules import outbound_platform_findings
 from specs_schema.positions import (
     MAX_FILE_BYTES,
     Loc,
@@ -174,6 +175,13 @@ class _Platform:
     spec: PlatformSpec | None
     errors: list[SpecError]
     gateways: Gateways
+    caller_ids: Mapping[str, frozenset[str]] | None = None
+    """Numbers each tenant may present besides its DIDs; None when they cannot be trusted."""
+
+    def caller_ids_of(self, tenant_id: object) -> frozenset[str] | None:
+        if self.caller_ids is None:
+            return None
+        return self.caller_ids.get(str(tenant_id), frozenset())
 
 
 class SpecLoader:
@@ -229,7 +237,9 @@ class SpecLoader:
     def _inputs(self, path: Path, content: str, platforms: _Platforms) -> str:
         assert self.salt is not None
         sounds = sounds_listing(tenant_sounds_dir(path.parent, path.stem))
-        return inputs_digest(self.salt, path.name, content, platforms.gateways_for(path)[0], sounds)
+        own = platforms.platform_for(path)[0]
+        caller_ids = own.caller_ids_of(path.stem)
+        return inputs_digest(self.salt, path.name, content, own.gateways, sounds, caller_ids)
 
     def _load(
         self, paths: Sequence[Path], reread: bool, settled: dict[str, Mapping[str, Any]]
@@ -268,10 +278,14 @@ class SpecLoader:
         """One tenant file parsed, with the findings that need its directory."""
         item = self._parse_cached(path, reread)
         if item.data is not None and item.positions is not None:
-            gateways, where = platforms.gateways_for(path)
+            own, where = platforms.platform_for(path)
+            caller_ids = own.caller_ids_of(item.data.get("id"))
             item.errors += [
                 _finding_error(item.file, item.positions, loc, msg)
-                for loc, msg in gateway_findings(item.data, gateways, where)
+                for loc, msg in [
+                    *gateway_findings(item.data, own.gateways, where),
+                    *outbound_platform_findings(item.data, own.gateways, caller_ids, where),
+                ]
             ]
             sounds = tenant_sounds_dir(path.parent, path.stem)
             item.errors += [
@@ -327,14 +341,13 @@ class _Platforms:
         for path in files:
             if path.stem == PLATFORM_FILE_STEM:
                 self.platform = self.loaded[path.parent] = _load_platform_file(path)
-        self._beside: dict[Path, Gateways] = {}
+        self._beside: dict[Path, _Platform] = {}
 
-    def gateways_for(self, path: Path) -> tuple[Gateways, str]:
+    def platform_for(self, path: Path) -> tuple[_Platform, str]:
         """The platform of a tenant file: the loaded one (its own directory's first), else
         the ``_platform.yaml`` beside it, else none (no gateway declared)."""
         if self.platform is not None:
-            own = self.loaded.get(path.parent, self.platform)
-            return own.gateways, "_platform.yaml"
+            return self.loaded.get(path.parent, self.platform), "_platform.yaml"
         if path.parent not in self._beside:
             self._beside[path.parent] = _platform_beside(path.parent)
         return self._beside[path.parent], f"{path.parent / PLATFORM_FILE_STEM}.yaml"
@@ -504,13 +517,13 @@ def _load_platform_file(path: Path) -> _Platform:
     return _load_platform(text, str(path))
 
 
-def _platform_beside(directory: Path) -> Gateways:
-    """Gateways of the platform file in ``directory`` (a tenant file validated on its own);
-    none declared when there is no such file."""
+def _platform_beside(directory: Path) -> _Platform:
+    """The platform file in ``directory`` (a tenant file validated on its own); nothing
+    declared when there is no such file."""
     for candidate in find_spec_files([directory]):
         if candidate.stem == PLATFORM_FILE_STEM:
-            return _load_platform_file(candidate).gateways
-    return frozenset()
+            return _load_platform_file(candidate)
+    return _Platform(None, [], frozenset(), {})
 
 
 def _cross_tenant_view(data: dict[str, Any]) -> dict[str, Any]:
@@ -519,7 +532,14 @@ def _cross_tenant_view(data: dict[str, Any]) -> dict[str, Any]:
     the daemon's memory."""
     dids = data.get("inbound_numbers")
     agents = data.get("agents")
+    settings = data.get("settings")
     return {
+        "outbound": data.get("outbound"),
+        "settings": (
+            {"outbound_caller_id": settings.get("outbound_caller_id")}
+            if isinstance(settings, dict)
+            else None
+        ),
         "id": data.get("id"),
         "domain": data.get("domain"),
         "inbound_numbers": (
@@ -682,7 +702,7 @@ def _load_platform(text: str, file: str) -> _Platform:
     except YamlProblem as exc:
         return _Platform(None, _yaml_errors(exc, file), None)
     if data is None:
-        return _Platform(PlatformSpec(), [], frozenset())
+        return _Platform(PlatformSpec(), [], frozenset(), {})
     errors: list[SpecError] = []
     spec: PlatformSpec | None = None
     try:
@@ -703,7 +723,15 @@ def _load_platform(text: str, file: str) -> _Platform:
     ):
         listed = data.get("gateways") or []
         gateways = frozenset(g["name"] for g in listed)
-    return _Platform(spec, errors, gateways)
+    caller_ids: dict[str, frozenset[str]] | None = None
+    if spec is not None:
+        caller_ids = {t: frozenset(n) for t, n in spec.outbound_caller_ids.items()}
+    elif isinstance(data, dict) and not any(
+        e.field == "" or e.field.startswith("outbound_caller_ids") for e in errors
+    ):
+        listed_ids = data.get("outbound_caller_ids") or {}
+        caller_ids = {str(t): frozenset(map(str, n)) for t, n in listed_ids.items()}
+    return _Platform(spec, errors, gateways, caller_ids)
 
 
 def _yaml_errors(exc: YamlProblem, file: str) -> list[SpecError]:
@@ -816,6 +844,11 @@ _PATTERN_HINTS = {
     models.RECORD_TEMPLATE_PATTERN: "must be a path in this tenant's recordings storage "
     "such as support/{date}/{uuid}.wav: segments of A-Z, a-z, 0-9, _, . and -, the "
     "placeholders {uuid}, {date}, {time} and {queue} only, ending .wav or .mp3",
+    models.ROUTE_PREFIX_PATTERN: 'must be an E.164 prefix: "+" then digits (e.g. "+44")',
+    models.ROUTE_MATCH_PATTERN: "must be emergency, local, national, international or "
+    'an E.164 prefix: "+" then digits (e.g. "+44"); nothing else reaches the switch',
+    models.COUNTRY_PATTERN: "must be an ISO 3166 country code in capitals (e.g. US, GB)",
+    models.AREA_CODE_PATTERN: 'must be a national area prefix: digits, not starting with 0 (e.g. "415")',
     models.GATEWAY_PATTERN: "must be a gateway name: a-z or 0-9, then a-z, 0-9, _, . or - (max 63)",
     shapes.HOST_PORT_PATTERN: "must be host or host:port: a host name, an IPv4 address or an "
     "[IPv6] address, then an optional :port (no scheme, user, blanks, '$' or braces)",

@@ -29,6 +29,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from specs_schema import shapes
+from specs_schema.numbering import COUNTRIES, CallingRight
 
 # --- constrained strings -------------------------------------------------------------
 
@@ -308,6 +309,12 @@ class ExtensionSpec(_Spec):
     max_registrations: Number = Field(default=3, ge=1, le=100)
     voicemail: ExtensionVoicemail = ExtensionVoicemail()
     record: RecordMode = RecordMode.NONE
+    calling_right: CallingRight | None = Field(
+        default=None,
+        description="How far this extension may call out: internal, local, national or "
+        "international; omitted: the tenant's outbound.default_calling_right. Emergency "
+        "numbers are always allowed.",
+    )
     # Declared only to reject it with a useful message; never stored, never in the schema.
     password: SkipJsonSchema[object] = Field(default=None, exclude=True, repr=False)
 
@@ -406,6 +413,101 @@ class InboundNumberSpec(_Spec):
     destination: Destination
 
 
+# --- outbound calling ------------------------------------------------------------------
+
+ROUTE_PREFIX_PATTERN = shapes.ROUTE_PREFIX_PATTERN
+ROUTE_MATCH_PATTERN = shapes.ROUTE_MATCH_PATTERN
+COUNTRY_PATTERN = r"^[A-Z]{2}$"
+AREA_CODE_PATTERN = r"^[1-9][0-9]{0,4}$"
+RouteMatch = Annotated[
+    str,
+    StringConstraints(pattern=ROUTE_MATCH_PATTERN),
+    Field(
+        description="A number class (emergency, local, national, international) or an "
+        "E.164 prefix such as +44 (the longest matching prefix wins over classes)."
+    ),
+]
+
+
+def _supported_country(value: str) -> str:
+    if value not in COUNTRIES:
+        supported = ", ".join(sorted(COUNTRIES))
+        raise ValueError(f"unsupported country {value!r}; supported: {supported}")
+    return value
+
+
+CountryCode = Annotated[
+    str, StringConstraints(pattern=COUNTRY_PATTERN), AfterValidator(_supported_country)
+]
+
+
+class OutboundRouteSpec(_Spec):
+    """Where one class (or E.164 prefix) of numbers leaves: the platform's gateways in
+    order, the next tried when one fails (never after busy or no answer)."""
+
+    match: RouteMatch
+    gateways: list[GatewayName] = Field(min_length=1, max_length=5)
+
+    @field_validator("gateways")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a gateway is listed twice")
+        return value
+
+
+class OutboundCallerId(_Spec):
+    """The caller id presented on outside calls: one of the tenant's own DIDs, or a
+    number ``_platform.yaml`` allows it (``outbound_caller_ids``)."""
+
+    name: FsDisplayName | None = None
+    number: E164
+
+
+class OutboundLimits(_Spec):
+    """Toll-fraud brakes, per switch node. Safe unless raised: 2 calls at once, 5 a
+    minute, no international calls at all."""
+
+    max_concurrent: Number = Field(default=2, ge=1, le=1000)
+    calls_per_minute: Number = Field(default=5, ge=1, le=6000)
+    international: Flag = Field(
+        default=False, description="International calls are refused unless this is true."
+    )
+
+
+class EmergencySpec(_Spec):
+    """Emergency numbers are always allowed, from any extension, without limits."""
+
+    caller_id: E164 | None = Field(
+        default=None,
+        description="The number presented on emergency calls (default: the outbound "
+        "caller id); an own DID or a number the platform allows.",
+    )
+    numbers: list[Digits] | None = Field(
+        default=None,
+        description="The emergency numbers dialled (default: all of the country's); only "
+        "the country's own emergency numbers may be listed.",
+    )
+
+
+class OutboundSpec(_Spec):
+    """How this tenant calls outside numbers. Absent: no outside call is ever placed."""
+
+    country: CountryCode
+    area_code: Annotated[str, StringConstraints(pattern=AREA_CODE_PATTERN)] | None = Field(
+        default=None,
+        description="National prefix of the tenant's own area: its numbers are 'local' "
+        "(and in the NANP may be dialled with 7 digits).",
+    )
+    caller_id: OutboundCallerId | None = Field(
+        default=None, description="Default: settings.outbound_caller_id."
+    )
+    default_calling_right: CallingRight = CallingRight.INTERNAL
+    routes: list[OutboundRouteSpec] = Field(default_factory=list)
+    emergency: EmergencySpec = EmergencySpec()
+    limits: OutboundLimits = OutboundLimits()
+
+
 class TenantSpec(_Spec):
     """One tenant = one SIP domain = one PostgreSQL schema ``tenant_<id>``."""
 
@@ -420,6 +522,7 @@ class TenantSpec(_Spec):
     agents: list[AgentSpec] = Field(default_factory=list)
     queues: list[QueueSpec] = Field(default_factory=list)
     inbound_numbers: list[InboundNumberSpec] = Field(default_factory=list)
+    outbound: OutboundSpec | None = None
 
 
 class SuperAdmin(_Spec):
@@ -514,6 +617,11 @@ class PlatformSpec(_Spec):
     super_admins: list[SuperAdmin] = Field(default_factory=list)
     gateways: list[GatewaySpec] = Field(default_factory=list)
     retention: Retention = Retention()
+    outbound_caller_ids: dict[TenantId, list[E164]] = Field(
+        default_factory=dict,
+        description="Numbers a tenant may present as its outbound caller id besides its "
+        "own DIDs (e.g. a number ported elsewhere), by tenant id.",
+    )
 
     def gateway_names(self) -> frozenset[str]:
         """Names agent contacts may use in ``sofia/gateway/<name>/...``."""

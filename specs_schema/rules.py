@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from specs_schema.models import ExtensionLength, FeatureCodes
+from specs_schema.outbound_rules import gateway_problem, outbound_findings
 from specs_schema.positions import Loc, format_loc, shown
 from specs_schema.shapes import VOICEMAIL_CODES, gateway_contact_parts
 
@@ -77,6 +78,7 @@ def tenant_findings(data: Mapping[str, Any]) -> list[Finding]:
         *_destination_findings(
             _items(data, "inbound_numbers"), extensions, _values(queues_items, "name")
         ),
+        *outbound_findings(data),
     ]
 
 
@@ -220,22 +222,9 @@ def gateway_findings(
     for ai, agent in _items(data, "agents"):
         contact = _text(agent, "contact")
         parts = gateway_contact_parts(contact) if contact is not None else None
-        if parts is None:
-            continue
-        gateway = parts[0]
-        loc: Loc = ("agents", ai, "contact")
-        if gateways is None:
-            findings.append(
-                (loc, f"gateway '{gateway}' cannot be checked: {platform_file} is invalid")
-            )
-        elif gateway not in gateways:
-            declared = ", ".join(sorted(gateways))
-            findings.append(
-                (
-                    loc,
-                    f"gateway '{gateway}' is not declared in _platform.yaml gateways: [{declared}]",
-                )
-            )
+        problem = gateway_problem(parts[0], gateways, platform_file) if parts else None
+        if problem is not None:
+            findings.append((("agents", ai, "contact"), problem))
     return findings
 
 

@@ -58,6 +58,10 @@ CODEC_PATTERN = r"^[A-Za-z0-9]{2,16}$"
 """A codec name as FreeSWITCH spells it in a codec list (PCMU, PCMA, G722, OPUS)."""
 NODE_PATTERN = rf"^{_HOST}(?::[1-9][0-9]{{0,4}})?$"
 """A switch as the daemon's ``--freeswitch`` names it: its host, or ``host:port``."""
+ROUTE_PREFIX_PATTERN = r"^\+[1-9][0-9]{0,14}$"
+"""An E.164 prefix an outbound route matches (``+44``, ``+1876``)."""
+ROUTE_MATCH_PATTERN = r"^(?:emergency|local|national|international|\+[1-9][0-9]{0,14})$"
+"""What an outbound route matches: a number class or an E.164 prefix."""
 
 # --- agent contacts ------------------------------------------------------------------
 

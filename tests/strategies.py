@@ -158,6 +158,7 @@ def tenant_specs(
     }
     if draw(st.booleans()):
         settings["outbound_caller_id"] = {"name": draw(display_names), "number": "+14155550100"}
+    outbound = draw(_outbound(dids, extensions, set(numbers) | set(queue_numbers)))
     return TenantSpec.model_validate(
         {
             "id": tid,
@@ -170,8 +171,43 @@ def tenant_specs(
             "agents": agents,
             "queues": queues,
             "inbound_numbers": dids,
+            **({"outbound": outbound} if outbound else {}),
         }
     )
+
+
+@st.composite
+def _outbound(
+    draw: st.DrawFn, dids: list[dict[str, Any]], extensions: list[dict[str, Any]], taken: set[str]
+) -> dict[str, Any] | None:
+    """Outbound calling for a tenant with a DID to present (and no number 911), and a
+    calling right on some of its extensions; None otherwise or by chance."""
+    if not dids or "911" in taken or not draw(st.booleans()):
+        return None
+    international = draw(st.booleans())
+    rights = ["internal", "local", "national"] + (["international"] if international else [])
+    for extension in extensions:
+        if draw(st.booleans()):
+            extension["calling_right"] = draw(st.sampled_from(rights))
+    gateways = st.just(["out"])  # the one gateway the properties' _platform.yaml declares
+    return {
+        "country": draw(st.sampled_from(["US", "CA"])),
+        "area_code": draw(st.none() | st.sampled_from(["415", "212"])),
+        "caller_id": {"number": draw(st.sampled_from(dids))["number"]},
+        "default_calling_right": draw(st.sampled_from(rights)),
+        "routes": [
+            {"match": match, "gateways": draw(gateways)}
+            for match in [
+                "national",
+                *draw(st.lists(st.sampled_from(["emergency", "+44", "+1876"]), unique=True)),
+            ]
+        ],
+        "limits": {
+            "max_concurrent": draw(st.integers(1, 50)),
+            "calls_per_minute": draw(st.integers(1, 600)),
+            "international": international,
+        },
+    }
 
 
 @st.composite

@@ -68,3 +68,4 @@ class CallRecord:
     ring_seconds: int
     talk_seconds: int
     node: str
+    gateway: str | None = None  # outbound: the carrier gateway it left through (last tried)

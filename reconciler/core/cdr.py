@@ -111,9 +111,21 @@ def _direction(cdr: _Cdr) -> Direction:
         return Direction.INBOUND
     if cdr.first("destination_number").startswith("*"):
         return Direction.FEATURE
-    if "gateway/" in cdr.var("last_arg") or cdr.var("sip_gateway_name"):
+    if _gateway(cdr) or cdr.var("pbx_outbound_class"):
         return Direction.OUTBOUND
     return Direction.INTERNAL
+
+
+def _gateway(cdr: _Cdr) -> str:
+    """The carrier gateway of an outbound leg: the b leg's own, else the a leg's last
+    bridge (``sofia/gateway/<name>/<number>``: the one that answered, or the last tried)."""
+    named = cdr.var("sip_gateway_name")
+    if named:
+        return named
+    arg = cdr.var("last_arg")
+    if not arg.startswith("sofia/gateway/"):
+        return ""
+    return arg.removeprefix("sofia/gateway/").partition("/")[0]
 
 
 def _queue_member(cdr: _Cdr, leg: Leg) -> bool:
@@ -191,4 +203,5 @@ def read_cdr(text: str) -> CallRecord:
         ring_seconds=max(0, (ring_until - start) // 1_000_000),
         talk_seconds=talk,
         node=_clean(cdr.root.get("switchname") or cdr.var("switchname")),
+        gateway=_clean(_gateway(cdr)) or None,
     )

@@ -15,6 +15,8 @@ from reconciler.core.model import (
     Extension,
     Gateway,
     InboundNumber,
+    Outbound,
+    OutboundRoute,
     PlatformState,
     Queue,
     Tenant,
@@ -39,6 +41,8 @@ def tenant_state_from_spec(spec: TenantSpec) -> TenantState:
         queues=_keyed(queues),
         tiers=_keyed(tiers),
         inbound_numbers=_keyed(_inbound_numbers(spec)),
+        outbound=_keyed(_outbound(spec)),
+        outbound_routes=_keyed(_outbound_routes(spec)),
     )
 
 
@@ -130,6 +134,10 @@ def _extensions(spec: TenantSpec) -> list[Extension]:
             voicemail_pin_on_own_phone=_or(e.voicemail.pin_on_own_phone, box.pin_on_own_phone),
             voicemail_greeting=e.voicemail.greeting,
             record=e.record.value,
+            calling_right=str(
+                e.calling_right
+                or (spec.outbound.default_calling_right if spec.outbound else "internal")
+            ),
         )
         for e in spec.extensions
     ]
@@ -194,3 +202,33 @@ def _inbound_numbers(spec: TenantSpec) -> list[InboundNumber]:
         )
         for d in spec.inbound_numbers
     ]
+
+
+def _outbound(spec: TenantSpec) -> list[Outbound]:
+    """The tenant's outbound settings with caller ids resolved (validation made sure the
+    numbers are the tenant's own)."""
+    out = spec.outbound
+    fallback = spec.settings.outbound_caller_id
+    caller_id = out.caller_id if out else None
+    number = caller_id.number if caller_id else (fallback.number if fallback else None)
+    if out is None or number is None:
+        return []
+    name = caller_id.name if caller_id else (fallback.name if fallback else None)
+    return [
+        Outbound(
+            country=out.country,
+            caller_id_number=number,
+            caller_id_name=name,
+            area_code=out.area_code,
+            emergency_caller_id_number=out.emergency.caller_id,
+            emergency_numbers=tuple(out.emergency.numbers or ()),
+            max_concurrent=out.limits.max_concurrent,
+            calls_per_minute=out.limits.calls_per_minute,
+            international=out.limits.international,
+        )
+    ]
+
+
+def _outbound_routes(spec: TenantSpec) -> list[OutboundRoute]:
+    routes = spec.outbound.routes if spec.outbound else []
+    return [OutboundRoute(match=r.match, gateways=tuple(r.gateways)) for r in routes]

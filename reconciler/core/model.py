@@ -7,7 +7,7 @@ records: SIP credentials never enter the planner, so a plan can never print one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -28,6 +28,8 @@ class Kind(StrEnum):
     QUEUE = "queue"
     TIER = "tier"
     INBOUND_NUMBER = "inbound_number"
+    OUTBOUND = "outbound"
+    OUTBOUND_ROUTE = "outbound_route"
     PLATFORM_ADMIN = "platform_admin"
     GATEWAY = "gateway"
 
@@ -139,6 +141,7 @@ class Extension(Record):
     voicemail_pin_on_own_phone: bool = True
     voicemail_greeting: str | None = None  # a sound (``tenant:`` or FreeSWITCH's), as declared
     record: str = "none"  # inbound | outbound | all | none
+    calling_right: str = "internal"  # internal | local | national | international
 
     @property
     def key(self) -> str:
@@ -254,6 +257,51 @@ class InboundNumber(Record):
         return self.number
 
 
+OUTBOUND_KEY = "outbound"
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound(Record):
+    """A tenant's outbound calling: at most one (none: no outside call is placed). The
+    caller ids are resolved (``outbound.caller_id``, else ``settings.outbound_caller_id``;
+    the emergency one falls back to it) and checked against the tenant's own numbers."""
+
+    kind: ClassVar[Kind] = Kind.OUTBOUND
+    country: str
+    caller_id_number: str
+    caller_id_name: str | None = None
+    area_code: str | None = None
+    emergency_caller_id_number: str | None = None
+    emergency_numbers: tuple[str, ...] = ()  # empty: all of the country's
+    max_concurrent: int = 2
+    calls_per_minute: int = 5
+    international: bool = False
+
+    @property
+    def key(self) -> str:
+        return OUTBOUND_KEY
+
+
+def outbound_from_values(values: Sequence[Any]) -> Outbound:
+    """An ``Outbound`` from its field values in order, lists (a database array, JSON)
+    taken as the tuples the record holds."""
+    fixed: list[Any] = [tuple(v) if isinstance(v, list) else v for v in values]
+    return Outbound(*fixed)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRoute(Record):
+    """Numbers of one class (or E.164 prefix) leave through these gateways, in order."""
+
+    kind: ClassVar[Kind] = Kind.OUTBOUND_ROUTE
+    match: str
+    gateways: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return self.match
+
+
 @dataclass(frozen=True)
 class TenantState:
     """Everything one tenant holds, keyed per kind by each record's ``key``."""
@@ -265,6 +313,8 @@ class TenantState:
     queues: Mapping[str, Queue] = field(default_factory=dict)
     tiers: Mapping[str, Tier] = field(default_factory=dict)
     inbound_numbers: Mapping[str, InboundNumber] = field(default_factory=dict)
+    outbound: Mapping[str, Outbound] = field(default_factory=dict)
+    outbound_routes: Mapping[str, OutboundRoute] = field(default_factory=dict)
 
     def records(self, kind: Kind) -> Mapping[str, Record]:
         """Records of one kind (the tenant itself for ``Kind.TENANT``)."""
@@ -280,6 +330,8 @@ COLLECTION_OF: Mapping[Kind, str] = {
     Kind.QUEUE: "queues",
     Kind.TIER: "tiers",
     Kind.INBOUND_NUMBER: "inbound_numbers",
+    Kind.OUTBOUND: "outbound",
+    Kind.OUTBOUND_ROUTE: "outbound_routes",
 }
 
 
@@ -377,6 +429,8 @@ RECORD_TYPES: Mapping[Kind, type[Record]] = {
     Kind.QUEUE: Queue,
     Kind.TIER: Tier,
     Kind.INBOUND_NUMBER: InboundNumber,
+    Kind.OUTBOUND: Outbound,
+    Kind.OUTBOUND_ROUTE: OutboundRoute,
     Kind.PLATFORM_ADMIN: PlatformAdmin,
     Kind.GATEWAY: Gateway,
 }

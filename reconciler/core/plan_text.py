@@ -86,6 +86,14 @@ _SUMMARY_FIELDS = {
     Kind.QUEUE: ("number", "strategy"),
     Kind.TIER: ("level", "position"),
     Kind.INBOUND_NUMBER: ("destination_kind", "destination"),
+    Kind.OUTBOUND: (
+        "country",
+        "caller_id_number",
+        "max_concurrent",
+        "calls_per_minute",
+        "international",
+    ),
+    Kind.OUTBOUND_ROUTE: ("gateways",),
     Kind.PLATFORM_ADMIN: ("name",),
     Kind.GATEWAY: ("proxy", "register", "transport", "credentials"),
 }

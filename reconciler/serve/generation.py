@@ -32,7 +32,8 @@ of the tenants that changed and points at the others where they are.
 * The data file, ``<path>.<16 base32 characters>.data``, append-only: bytes below the length an index
   names never change, so a reader mapping it never sees them move. Each section is a table
   of ``u\x00<number>`` a directory user, ``r\x00<number>`` a route, ``q\x00<name>`` a
-  queue and ``Q`` its queues in order (a queue's name ends with its tenant's domain).
+  queue and ``Q`` its queues in order (a queue's name ends with its tenant's domain), ``o``
+  the tenant's outbound policy (absent: no outside calls).
 * A table: u32 slot count (a power of two, at least twice the keys), ``slots`` entries of
   16 bytes (u64 key hash, u32 offset, u32 length from the table's start; hash 0 is an empty
   slot; linear probing), then the records, each the compact JSON ``[key, value]`` so that a
@@ -68,6 +69,8 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from reconciler.core.identity import DatabaseIdentity
+from reconciler.core.model import OutboundRoute, outbound_from_values
+from reconciler.core.outbound import OutboundPolicy
 from reconciler.serve.gateways import ServedGateway
 from reconciler.serve.persist import (
     HEADER_MAX_BYTES,
@@ -90,7 +93,8 @@ from reconciler.serve.snapshot import (
 
 GENERATION_FORMAT = "pbx-reconciler/generation"
 # 4: an index and an append-only data file of per-tenant sections; a route row ends with
-# the box's greeting. Earlier versions (one file, one table) are not read: a restart then
+# the box's greeting, a user row with its calling right, a section with its tenant's
+# outbound policy (``o``). Earlier versions (one file, one table) are not read: a restart then
 # serves once the database is read.
 GENERATION_VERSION = 4
 _READABLE_VERSIONS = frozenset({GENERATION_VERSION})
@@ -217,13 +221,15 @@ def encode_table(records: Sequence[Record]) -> bytes:
 
 
 def encode_section(tenant: ServedTenant, queues: Iterable[QueueConfig]) -> bytes:
-    """One served tenant's section: its users, routes and queues."""
+    """One served tenant's section: its users, routes, queues and outbound policy."""
     rows = [_queue_row(q) for q in queues]
     records: list[Record] = []
     records.extend(encode_record(f"u{_SEP}{n}", list(user)) for n, user in tenant.users.items())
     records.extend(encode_record(f"r{_SEP}{n}", list(r)) for n, r in tenant.routes.items())
     records.extend(encode_record(f"q{_SEP}{row[0]}", row) for row in rows)
     records.append(encode_record("Q", rows))
+    if tenant.outbound is not None:
+        records.append(encode_record("o", _outbound_row(tenant.outbound)))
     return encode_table(records)
 
 
@@ -397,6 +403,19 @@ def _refuse_to_empty(target: Path, identity: DatabaseIdentity) -> None:
             f"kept {target}: it holds {header.users} users of this database and the new "
             "generation none"
         )
+
+
+def _outbound_row(policy: OutboundPolicy) -> list[Any]:
+    settings = [list(v) if isinstance(v, tuple) else v for v in policy.settings.as_dict().values()]
+    return [settings, [[r.match, list(r.gateways)] for r in policy.routes]]
+
+
+def _outbound(row: list[Any]) -> OutboundPolicy:
+    settings, routes = row
+    return OutboundPolicy(
+        outbound_from_values(settings),
+        tuple(OutboundRoute(match, tuple(gws)) for match, gws in routes),
+    )
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -612,6 +631,11 @@ class MappedGeneration:
         _, at, domain = name.rpartition("@")
         found = self._in_section(domain.lower(), f"q{_SEP}{name}") if at else None
         return None if found is None else _queue(found[1])
+
+    def outbound(self, context: str) -> tuple[ServedTenant, OutboundPolicy] | None:
+        """The policy in the section of the tenant whose context this is, never another's."""
+        found = self._in_section(context.lower(), "o")
+        return None if found is None else (found[0], _outbound(found[1]))
 
     @property
     def queues(self) -> Mapping[str, QueueConfig]:

@@ -37,6 +37,7 @@ from reconciler.core.model import (
     fs_name,
     user_contact_extension,
 )
+from reconciler.core.outbound import OutboundPolicy
 from reconciler.core.recording_names import extension_recording
 from reconciler.core.served import served_queue_params, served_tenants
 from reconciler.core.voicemail import VOICEMAIL_ROUTES, tenant_storage, voicemail_profile
@@ -44,9 +45,12 @@ from reconciler.serve.gateways import ServedGateway, serve_gateways
 from reconciler.serve.inert import shown, text_clean, text_problem, token_clean, token_problem
 from specs_schema import shapes
 from specs_schema.models import AgentStatus
-from specs_schema.shapes import RECORD_PLACEHOLDERS
+from specs_schema.shapes import GATEWAY_PATTERN, RECORD_PLACEHOLDERS, ROUTE_MATCH_PATTERN
 
 _A1_HASH = re.compile(r"^[0-9a-f]{32}$")
+_GATEWAY = re.compile(GATEWAY_PATTERN)
+_ROUTE_MATCH = re.compile(ROUTE_MATCH_PATTERN)
+_OUTSIDE_NUMBER = re.compile(r"^\+?[0-9]{1,16}$")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 RECORD_TEMPLATE_PARAM = "record-template"
 # queue params served verbatim that are names or paths rather than free text
@@ -84,6 +88,7 @@ class DirectoryUser(NamedTuple):
     # call it answers, the call it makes
     record_inbound: str = ""
     record_outbound: str = ""
+    calling_right: str = "internal"  # how far it may call out (``core.outbound``)
 
     @property
     def voicemail(self) -> bool:
@@ -129,6 +134,7 @@ class ServedTenant:
     outbound_caller_id_number: str | None
     users: Mapping[str, DirectoryUser] = field(default_factory=_empty)
     routes: Mapping[str, Route] = field(default_factory=_empty)
+    outbound: OutboundPolicy | None = None  # None: no outside call is placed
 
     @property
     def context(self) -> str:
@@ -159,6 +165,8 @@ class Lookups(Protocol):
 
     @property
     def gateways(self) -> Mapping[str, ServedGateway]: ...
+
+    def outbound(self, context: str) -> tuple[ServedTenant, OutboundPolicy] | None: ...
 
     def counts(self) -> dict[str, int]: ...
 
@@ -202,6 +210,13 @@ class Snapshot:
 
     def queue(self, name: str) -> QueueConfig | None:
         return self.queues.get(name)
+
+    def outbound(self, context: str) -> tuple[ServedTenant, OutboundPolicy] | None:
+        """The outbound policy of the tenant whose context this is, never another's."""
+        tenant = self.tenants.get(context.lower())
+        if tenant is None or tenant.outbound is None:
+            return None
+        return tenant, tenant.outbound
 
     @property
     def user_count(self) -> int:
@@ -400,6 +415,7 @@ def _serve_tenant(
         _add_route(routes, Route(RouteKind.VOICEMAIL, code, target), tenant.id, problems)
 
     dids = _serve_dids(ts, domain, users, queue_numbers, problems)
+    outbound = _serve_outbound(ts, problems)
     served = ServedTenant(
         id=tenant.id,
         domain=domain,
@@ -407,8 +423,38 @@ def _serve_tenant(
         outbound_caller_id_number=tenant.outbound_caller_id_number,
         users=MappingProxyType(users),
         routes=MappingProxyType(routes),
+        outbound=outbound,
     )
     return served, tenant_queues, dids
+
+
+def _serve_outbound(ts: TenantState, problems: list[str]) -> OutboundPolicy | None:
+    """The tenant's outbound policy, or None (no outside calls, with a problem) when any
+    string of it is not an allowed shape: numbers are digits and '+', gateways slugs."""
+    settings = next(iter(ts.outbound.values()), None)
+    if settings is None:
+        return None
+    routes = tuple(sorted(ts.outbound_routes.values(), key=lambda r: r.match))
+    numbers = [settings.caller_id_number, *settings.emergency_numbers]
+    if settings.emergency_caller_id_number:
+        numbers.append(settings.emergency_caller_id_number)
+    if settings.area_code:
+        numbers.append(settings.area_code)
+    bad = [n for n in numbers if not _OUTSIDE_NUMBER.match(n)]
+    bad += [g for r in routes for g in r.gateways if not _GATEWAY.match(g)]
+    bad += [r.match for r in routes if not _ROUTE_MATCH.match(r.match)]
+    if not re.fullmatch(r"[A-Z]{2}", settings.country):
+        bad.append(settings.country)
+    name = settings.caller_id_name
+    if name is not None and text_problem(name) is not None:
+        bad.append(name)
+    if bad:
+        problems.append(
+            f"tenant {ts.tenant.id}: outbound {shown(bad[0])} is not an allowed shape: "
+            "no outside calls"
+        )
+        return None
+    return OutboundPolicy(settings, routes)
 
 
 def _agents_by_extension(ts: TenantState, domain: str, problems: list[str]) -> dict[str, list[str]]:
@@ -494,6 +540,7 @@ def _serve_user(
         vm_a1_hash,
         ext.voicemail_pin_on_own_phone,
         *_record_paths(ext.record, tenant_id, number, roots),
+        ext.calling_right,
     )
 
 

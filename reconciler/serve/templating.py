@@ -22,6 +22,8 @@ from typing import Any
 import jinja2
 
 from reconciler.core.errors import Permanent
+from reconciler.core.model import Outbound
+from reconciler.core.outbound import LIMIT_CAUSE, OutboundCall, Refusal, Refused
 from reconciler.core.voicemail import CHECK_PROFILE, VOICEMAIL_DB, voicemail_profiles
 from reconciler.serve.snapshot import (
     DidRoute,
@@ -32,6 +34,7 @@ from reconciler.serve.snapshot import (
     ServedTenant,
 )
 from reconciler.shipped_data import TEMPLATES, shipped_folder
+from specs_schema.numbering import NumberClass
 
 DIRECTORY = "directory.xml.j2"
 DIALPLAN = "dialplan.xml.j2"
@@ -46,6 +49,28 @@ VOICEMAIL_CAUSES = ",".join(
 """Why a bridge to an extension may fail over to its voicemail: busy, not answered in its
 timeout, not registered, declined, unreachable (its contact does not answer SIP); anything
 else (the caller hung up) just ends."""
+
+
+FAILOVER_CAUSES = ",".join(
+    (
+        "NORMAL_TEMPORARY_FAILURE",
+        "NORMAL_CIRCUIT_CONGESTION",
+        "SWITCH_CONGESTION",
+        "DESTINATION_OUT_OF_ORDER",
+        "NETWORK_OUT_OF_ORDER",
+        "RECOVERY_ON_TIMER_EXPIRE",
+        "GATEWAY_DOWN",
+        "INVALID_GATEWAY",
+        "REQUESTED_CHAN_UNAVAIL",
+        "SERVICE_UNAVAILABLE",
+        "BEARERCAPABILITY_NOTAVAIL",
+        "FACILITY_NOT_IMPLEMENTED",
+        "CHAN_NOT_IMPLEMENTED",
+    )
+)
+"""Causes after which an outside call tries the route's next gateway: the carrier or the
+path to it failed. Busy, no answer, a rejection or a wrong number end the call instead
+(another carrier would only ring the same person again)."""
 
 
 class TemplateLoadError(Permanent):
@@ -117,9 +142,15 @@ def dialplan_context(
     box: str = "",
     check_pin: bool = True,
     record_paths: tuple[str, ...] = (),
+    call: OutboundCall | Refused | None = None,
+    limits: Outbound | None = None,
 ) -> dict[str, Any]:
     """Every variable dialplan.xml.j2 may use (all present: the environment is strict)."""
     return {
+        "call": call,
+        "limits": limits,
+        "limit_cause": LIMIT_CAUSE,
+        "failover_causes": FAILOVER_CAUSES,
         "record_paths": record_paths,
         "context_name": context_name,
         "kind": kind,
@@ -217,6 +248,23 @@ def _dialplan_samples(tenant: ServedTenant, queue: QueueConfig) -> list[dict[str
             "did",
             expression="^\\+15550100$",
             did=DidRoute("+15550100", "t", "t.example", "100"),
+        ),
+        dialplan_context(
+            "t.example",
+            "outbound",
+            expression="^4155550123$",
+            tenant=tenant,
+            call=OutboundCall(
+                "+14155550123", NumberClass.NATIONAL, ("gw1", "gw2"), "+15550100", "A&B", True
+            ),
+            limits=Outbound("US", "+15550100"),
+        ),
+        dialplan_context(
+            "t.example",
+            "outbound_refused",
+            expression="^011441632960000$",
+            tenant=tenant,
+            call=Refused("+441632960000", NumberClass.INTERNATIONAL, Refusal.NO_RIGHT),
         ),
         dialplan_context("nowhere", "reject"),
     ]

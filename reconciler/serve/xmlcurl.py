@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 from reconciler.core.errors import Permanent
 from reconciler.core.model import PUBLIC_CONTEXT
+from reconciler.core.outbound import OutboundCall, decide
 from reconciler.core.switch_args import quote_arg
 from reconciler.core.voicemail import OWN
 from reconciler.serve.gateways import (
@@ -252,7 +253,7 @@ def _dialplan(snapshot: Lookups, form: Mapping[str, str], templates: Templates) 
 
     found = snapshot.route(context, number)
     if found is None:
-        return _reject(templates, context)
+        return _outside_call(snapshot, form, templates, context, number)
     tenant, route = found
     expression = _exact(route.number)
     if route.kind is RouteKind.VOICEMAIL:
@@ -312,6 +313,38 @@ def _voicemail_check(
         route=route,
         box=caller.number if own else "",
         check_pin=not own or caller.vm_pin_on_own_phone,
+    )
+    return _dialplan_answer(templates, values, Result.FOUND)
+
+
+def _outside_call(
+    snapshot: Lookups, form: Mapping[str, str], templates: Templates, context: str, number: str
+) -> XmlAnswer:
+    """A number that is none of the tenant's own: an outside call through the tenant's own
+    routes with its own caller id, if the calling extension has the right; else refused
+    with a cause (and ``pbx_outbound_refused`` for the CDR). Not an outside number (or a
+    tenant without ``outbound:``): unallocated, as always."""
+    found = snapshot.outbound(context)
+    if found is None:
+        return _reject(templates, context)
+    tenant, policy = found
+    caller = _caller(snapshot, form, tenant.domain)
+    decision = decide(policy, caller.calling_right if caller else "internal", number)
+    if decision is None:
+        return _reject(templates, context)
+    if not isinstance(decision, OutboundCall):
+        values = dialplan_context(
+            context, "outbound_refused", expression=_exact(number), tenant=tenant, call=decision
+        )
+        return _dialplan_answer(templates, values, Result.REJECTED)
+    values = dialplan_context(
+        context,
+        "outbound",
+        expression=_exact(number),
+        tenant=tenant,
+        call=decision,
+        limits=policy.settings,
+        record_paths=(caller.record_outbound,) if caller and caller.record_outbound else (),
     )
     return _dialplan_answer(templates, values, Result.FOUND)
 

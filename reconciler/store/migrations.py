@@ -512,6 +512,33 @@ END
 $migration$;
 """),
     ),
+    Migration(
+        8,
+        "outbound calling: the tenant's settings and routes, each extension's calling right, "
+        "the gateway of a call",
+        sql.SQL(r"""
+ALTER TABLE {schema}.extensions
+    ADD COLUMN calling_right varchar(16) NOT NULL DEFAULT 'internal'
+    CHECK (calling_right IN ('internal', 'local', 'national', 'international'));
+CREATE TABLE {schema}.outbound (
+    key varchar(8) PRIMARY KEY CHECK (key = 'outbound'),
+    country char(2) NOT NULL,
+    caller_id_number varchar(16) NOT NULL CHECK (caller_id_number ~ '^\+[1-9][0-9]+$'),
+    caller_id_name varchar(120),
+    area_code varchar(5),
+    emergency_caller_id_number varchar(16),
+    emergency_numbers text[] NOT NULL,
+    max_concurrent integer NOT NULL CHECK (max_concurrent > 0),
+    calls_per_minute integer NOT NULL CHECK (calls_per_minute > 0),
+    international boolean NOT NULL
+);
+CREATE TABLE {schema}.outbound_routes (
+    match varchar(16) PRIMARY KEY,
+    gateways text[] NOT NULL CHECK (cardinality(gateways) > 0)
+);
+ALTER TABLE {schema}.calls ADD COLUMN gateway varchar(120);
+"""),
+    ),
 )
 
 CONTROL_VERSION = CONTROL_MIGRATIONS[-1].version

@@ -18,11 +18,14 @@ from reconciler.core.model import (
     Extension,
     InboundNumber,
     Kind,
+    Outbound,
+    OutboundRoute,
     Queue,
     Record,
     Tenant,
     Tier,
     User,
+    outbound_from_values,
 )
 
 Row = tuple[Any, ...]
@@ -95,13 +98,37 @@ INBOUND_NUMBERS = Table(
     _did_to_row,
     _did_from_row,
 )
+_OUTBOUND_FIELDS = _field_names(Outbound)
+OUTBOUND = Table(
+    Kind.OUTBOUND,
+    "outbound",
+    ("key", *_OUTBOUND_FIELDS),
+    ("key",),
+    lambda o: (
+        o.key,
+        *(
+            list(v) if isinstance(v, tuple) else v
+            for v in (getattr(o, f) for f in _OUTBOUND_FIELDS)
+        ),
+    ),
+    lambda row: outbound_from_values(row[1:]),
+)
+OUTBOUND_ROUTES = Table(
+    Kind.OUTBOUND_ROUTE,
+    "outbound_routes",
+    ("match", "gateways"),
+    ("match",),
+    lambda r: (r.match, list(r.gateways)),
+    lambda row: OutboundRoute(row[0], tuple(row[1])),
+)
 USER_EXTENSIONS = "user_extensions"
 SIP_CREDENTIALS = "sip_credentials"
 RETIRED_CREDENTIALS = "retired_credentials"
 VOICEMAIL_PINS = "voicemail_pins"
 
 TABLES: dict[Kind, Table] = {
-    t.kind: t for t in (EXTENSIONS, USERS, AGENTS, QUEUES, TIERS, INBOUND_NUMBERS)
+    t.kind: t
+    for t in (EXTENSIONS, USERS, AGENTS, QUEUES, TIERS, INBOUND_NUMBERS, OUTBOUND, OUTBOUND_ROUTES)
 }
 
 TENANT_COLUMNS: tuple[str, ...] = _field_names(Tenant)

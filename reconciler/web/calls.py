@@ -171,6 +171,7 @@ def call_view(record: CallRecord) -> dict[str, Any]:
         "ring_seconds": record.ring_seconds,
         "talk_seconds": record.talk_seconds,
         "node": record.node,
+        "gateway": record.gateway,
     }
 
 
@@ -386,7 +387,7 @@ def _call_schema() -> dict[str, Any]:
         hangup_cause=text, from_number=text, from_name=text, to_number=text, did=maybe,
         from_extension=maybe, to_extension=maybe, queue=maybe, agent=maybe,
         started_at=text, answered_at=maybe, ended_at=text,
-        ring_seconds=integer(), talk_seconds=integer(), node=text,
+        ring_seconds=integer(), talk_seconds=integer(), node=text, gateway=maybe,
     )  # fmt: skip
 
 

@@ -70,9 +70,10 @@ class Sipp:
         variables: dict[str, str] | None = None,
         extra: Sequence[str] = (),
         local_ip: str = "127.0.0.1",
+        port: int | None = None,
     ) -> None:
         self.name = name
-        self.port = free_port()
+        self.port = port or free_port()  # a fixed one: a carrier a gateway points at
         self.messages_path = workdir / f"{name}.msg.log"
         self.errors_path = workdir / f"{name}.err.log"
         self.log = workdir / f"{name}.out.log"

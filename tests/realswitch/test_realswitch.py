@@ -74,15 +74,24 @@ def registered_phone(node: Node, tenant: str, domain: str, extension: str) -> It
         register(node, f"unreg-{name}", extension, domain, secret, uas.port, expires=0)
 
 
-def call(node: Node, name: str, caller: str, number: str, *, to_domain: str = ACME) -> Sipp:
-    """A phone's call from acme's ``caller`` (digest auth) to ``number``@``to_domain``; returns
-    the started sipp (it ends when the far end hangs up, or on a refusal)."""
-    secret = node.credentials("acme", caller)["password"]
+def call(
+    node: Node,
+    name: str,
+    caller: str,
+    number: str,
+    *,
+    to_domain: str = ACME,
+    tenant: str = "acme",
+    domain: str = ACME,
+) -> Sipp:
+    """A phone's call from ``caller`` of ``tenant`` (digest auth) to ``number``@``to_domain``;
+    returns the started sipp (it ends when the far end hangs up, or on a refusal)."""
+    secret = node.credentials(tenant, caller)["password"]
     return node.sipp(
         name,
         "call_auth.xml",
         target=node.tenant_target,
-        variables={"user": caller, "domain": ACME, "to_domain": to_domain},
+        variables={"user": caller, "domain": domain, "to_domain": to_domain},
         extra=["-s", number, "-au", caller, "-ap", secret],
     ).start()
 

@@ -15,6 +15,7 @@ import pytest
 from reconciler.core.errors import Permanent, Transient
 from reconciler.core.identity import DatabaseIdentity
 from reconciler.serve.generation import (
+    GENERATION_VERSION,
     GenerationHeader,
     MappedGeneration,
     open_generation,
@@ -117,7 +118,7 @@ def test_file_records_identity_and_counts_but_no_secret(snapshot: Snapshot, path
     raw = path.read_bytes()
     header = json.loads(raw.split(b"\n", 1)[0])
     assert header["format"] == "pbx-reconciler/generation"
-    assert header["version"] == 4  # a route row ends with the box's greeting
+    assert header["version"] == GENERATION_VERSION  # 4: calling rights, outbound policies
     assert header["identity"] == IDENTITY.as_dict()
     assert header["counts"] == snapshot.counts()
     assert b"S3cret" not in raw  # neither the DSN's password nor a SIP password

@@ -1,0 +1,221 @@
+"""Outside calls on the real switch: an extension dials a national number, the carrier (a
+sipp UAS behind a gateway of the carriers profile) receives the INVITE with the number in
+E.164 and the tenant's caller id; the first gateway answering 503 fails over to the second;
+a call beyond the extension's right, or over the tenant's concurrency limit, is refused and
+no carrier sees it; an emergency number passes from an ``internal`` extension.
+
+The carriers' gateways are written into this switch's own config by the test (register
+false, caller id in From), then loaded with ``sofia profile carriers rescan``: the product's
+gateway model is another part of issue 21."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.realswitch.conftest import Node
+from tests.realswitch.processes import free_port, wait_for
+from tests.realswitch.sipp import Sipp
+from tests.realswitch.switch import missing_module_reason, missing_reason
+from tests.realswitch.test_realswitch import call
+
+if (_reason := missing_reason()) is not None:
+    pytest.skip(_reason, allow_module_level=True)
+
+pytestmark = [pytest.mark.realswitch, pytest.mark.timeout(240)]
+
+TENANT = "outco"
+DOMAIN = "outco.example.com"
+DID = "+14155550170"
+PLATFORM = """\
+gateways:
+  - {name: out_down}
+  - {name: out_up}
+"""
+TENANT_FILE = f"""\
+id: {TENANT}
+domain: {DOMAIN}
+name: Out Co
+extensions:
+  - {{number: "3001", name: National caller, calling_right: national}}
+  - {{number: "3002", name: Lobby}}
+  - {{number: "3003", name: Second caller, calling_right: national}}
+inbound_numbers:
+  - {{number: "{DID}", destination: {{extension: "3001"}}}}
+outbound:
+  country: US
+  area_code: "415"
+  caller_id: {{name: Out Co, number: "{DID}"}}
+  routes:
+    - {{match: national, gateways: [out_down, out_up]}}
+    - {{match: emergency, gateways: [out_up]}}
+  limits: {{max_concurrent: 1, calls_per_minute: 60}}
+"""
+GATEWAY = """\
+<include>
+  <gateway name="{name}">
+    <param name="proxy" value="127.0.0.1:{port}"/>
+    <param name="register" value="false"/>
+    <param name="username" value="pbx-test"/>
+    <param name="password" value="unused"/>
+    <param name="caller-id-in-from" value="true"/>
+  </gateway>
+</include>
+"""
+
+
+@dataclass
+class Carriers:
+    down: int  # answers 503
+    up: int  # answers the call
+
+
+def _applied(node: Node) -> bool:
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", "credentials", "show", TENANT, "3001",
+         "--output", "json", "--tenants", str(node.tenants_dir)],
+        env=node.env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    return done.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def carriers(node: Node) -> Iterator[Carriers]:
+    ports = Carriers(down=free_port(), up=free_port())
+    gateways = node.workdir / "fs" / "conf" / "sip_profiles" / "carriers"
+    gateways.mkdir(parents=True, exist_ok=True)
+    for name, port in (("out_down", ports.down), ("out_up", ports.up)):
+        (gateways / f"{name}.xml").write_text(GATEWAY.format(name=name, port=port))
+    node.esl.api("reloadxml")
+    node.esl.api("sofia profile carriers rescan")
+    wait_for(
+        lambda: (
+            "out_up" in node.esl.try_api("sofia status gateway")
+            and "out_down" in node.esl.try_api("sofia status gateway")
+        ),
+        "the test carriers' gateways loaded",
+        timeout=30,
+        detail=node.logs,
+    )
+    (node.tenants_dir / "_platform.yaml").write_text(PLATFORM)
+    (node.tenants_dir / f"{TENANT}.yaml").write_text(TENANT_FILE)
+    wait_for(lambda: _applied(node), "the outbound tenant applied", timeout=90, detail=node.logs)
+    yield ports
+    for name in ("out_down", "out_up"):
+        node.esl.try_api(f"sofia profile carriers killgw {name}")
+
+
+def _history(node: Node, since: datetime, **match: str) -> dict[str, Any] | None:
+    """The call history's a leg since ``since`` matching ``match`` (posted at hang-up by
+    mod_xml_cdr), waited for; None when this build has no mod_xml_cdr."""
+    if missing_module_reason("mod_xml_cdr") is not None:
+        return None
+    where = " AND ".join(["leg = 'a'", "started_at >= %s", *(f"{k} = %s" for k in match)])
+    query = f"SELECT * FROM tenant_{TENANT}.calls WHERE {where}"
+
+    def rows() -> list[dict[str, Any]]:
+        with psycopg.connect(node.env["PBX_DATABASE_URL"], autocommit=True) as conn:
+            cur = conn.execute(query, (since, *match.values()))
+            names = [c.name for c in cur.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    found = wait_for(rows, f"the call record {match}", timeout=90, detail=node.logs)
+    return found[0]  # type: ignore[no-any-return,index]
+
+
+def _carrier(node: Node, name: str, scenario: str, port: int, *extra: str) -> Sipp:
+    uas = node.sipp(name, scenario, target=None, port=port, extra=list(extra))
+    return uas.start().wait_listening()
+
+
+def _call(node: Node, name: str, caller: str, number: str) -> Sipp:
+    return call(node, name, caller, number, to_domain=DOMAIN, tenant=TENANT, domain=DOMAIN)
+
+
+def test_a_national_call_fails_over_and_reaches_the_carrier_in_e164_with_the_tenants_caller_id(
+    node: Node, carriers: Carriers
+) -> None:
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    down = _carrier(node, "carrier-down", "uas_unavailable.xml", carriers.down)
+    up = _carrier(node, "carrier-up", "uas.xml", carriers.up, "-d", "500")
+    try:
+        caller = _call(node, "out-national", "3001", "4155550123")
+        caller.wait()
+        refused = down.wait_for_invite()
+        assert refused.first_line.startswith("INVITE sip:+14155550123@"), refused.first_line
+        invite = up.wait_for_invite()
+        assert invite.first_line.startswith("INVITE sip:+14155550123@"), invite.first_line
+        sender = invite.header("From") or ""
+        assert f"<sip:{DID}@" in sender and "Out Co" in sender, sender
+        assert caller.final_status("INVITE") == 200, caller.describe() + node.logs()
+        record = _history(node, since, from_extension="3001", to_number="4155550123")
+        if record is not None:  # the call history: outbound, through the gateway that answered
+            assert (record["direction"], record["gateway"]) == ("outbound", "out_up"), record
+            assert record["outcome"] == "answered"
+    finally:
+        down.close()
+        up.close()
+
+
+def test_a_call_beyond_the_callers_right_is_refused_and_no_carrier_sees_it(
+    node: Node, carriers: Carriers
+) -> None:
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    up = _carrier(node, "carrier-idle", "uas.xml", carriers.up, "-d", "500")
+    try:
+        lobby = _call(node, "out-no-right", "3002", "4155550123")
+        lobby.wait()
+        assert lobby.final_status("INVITE") == 403, lobby.describe() + node.logs()
+        international = _call(node, "out-international", "3001", "011442079460000")
+        international.wait()
+        assert international.final_status("INVITE") == 403, international.describe()
+        assert up.received("INVITE") == []
+        record = _history(node, since, from_extension="3002")
+        if record is not None:  # refused on the way out: outbound, barred, no gateway
+            assert record["direction"] == "outbound" and record["gateway"] is None, record
+            assert record["hangup_cause"] == "OUTGOING_CALL_BARRED"
+    finally:
+        up.close()
+
+
+def test_an_emergency_number_passes_from_an_internal_extension(
+    node: Node, carriers: Carriers
+) -> None:
+    up = _carrier(node, "carrier-911", "uas.xml", carriers.up, "-d", "500")
+    try:
+        lobby = _call(node, "out-911", "3002", "911")
+        lobby.wait()
+        invite = up.wait_for_invite()
+        assert invite.first_line.startswith("INVITE sip:911@"), invite.first_line
+        assert f"<sip:{DID}@" in (invite.header("From") or "")
+        assert lobby.final_status("INVITE") == 200, lobby.describe() + node.logs()
+    finally:
+        up.close()
+
+
+def test_a_call_over_the_concurrency_limit_is_refused(node: Node, carriers: Carriers) -> None:
+    up = _carrier(node, "carrier-busy-line", "uas_until_bye.xml", carriers.up)
+    try:
+        first = _call(node, "out-first", "3001", "2125550123")
+        up.wait_for_invite()
+        wait_for(
+            lambda: node.esl.try_api("limit_usage hash pbx_outbound outco").strip() == "1",
+            "the first call counted",
+            timeout=30,
+            detail=node.logs,
+        )
+        second = _call(node, "out-second", "3003", "2125550124")
+        second.wait()
+        assert second.final_status("INVITE") == 603, second.describe() + node.logs()
+        assert len(up.received("INVITE")) == 1
+        node.esl.api("hupall NORMAL_CLEARING pbx_outbound_number +12125550123")
+        first.wait()
+    finally:
+        up.close()
