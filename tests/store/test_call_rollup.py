@@ -193,11 +193,12 @@ def test_a_month_is_read_from_the_rollup_not_the_calls(conn: psycopg.Connection)
     assert raw_call_totals(conn, "acme", month, 20).calls == 0
 
 
-def test_migration_8_counts_the_calls_filed_before_it(
+def test_the_rollup_migration_counts_the_calls_filed_before_it(
     pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     full = migrations_module.TENANT_MIGRATIONS
-    before = tuple(m for m in full if m.version < 8)
+    rollup = next(m for m in full if "daily rollup" in m.name)
+    before = tuple(m for m in full if m.version < rollup.version)
     calls = [_call(n, T0 + timedelta(hours=n)) for n in range(30)]
     with connect(pg_dsn) as conn:
         migrate(conn)
@@ -212,7 +213,7 @@ def test_migration_8_counts_the_calls_filed_before_it(
             ([c.uuid for c in calls], [c.started_at for c in calls]),
         )
         monkeypatch.setattr(migrations_module, "TENANT_MIGRATIONS", full)
-        assert ("tenant_acme", 8) in migrate(conn)
+        assert ("tenant_acme", rollup.version) in migrate(conn)
         query = CallQuery(since=T0)
         totals = call_totals(conn, "acme", query, 20)
         assert totals == raw_call_totals(conn, "acme", query, 20)
