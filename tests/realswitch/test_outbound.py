@@ -2,14 +2,19 @@
 sipp UAS behind a gateway of the carriers profile) receives the INVITE with the number in
 E.164 and the tenant's caller id; the first gateway answering 503 fails over to the second;
 a call beyond the extension's right, or over the tenant's concurrency limit, is refused and
-no carrier sees it; an emergency number passes from an ``internal`` extension.
+no carrier sees it; an emergency number passes from an ``internal`` extension; an
+extension with the international right reaches the carrier in E.164 once the tenant allows
+international calls; a gateway removed from git leaves the switch while a call through
+another one stays up.
 
-The carriers' gateways are written into this switch's own config by the test (register
-false, caller id in From), then loaded with ``sofia profile carriers rescan``: the product's
-gateway model is another part of issue 21."""
+The carriers' gateways are the product's: declared in the test's ``_platform.yaml`` (proxy
+= the sipp carrier, no registration), carried onto the switch by the daemon (``startgw``,
+answered over xml_curl). That their password reaches no log, /status, /metrics or plan is
+``test_gateways``'s."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -36,8 +41,9 @@ DOMAIN = "outco.example.com"
 DID = "+14155550170"
 PLATFORM = """\
 gateways:
-  - {name: out_down}
-  - {name: out_up}
+  - {{name: out_down, proxy: '127.0.0.1:{down}', register: false}}
+  - {{name: out_up, proxy: '127.0.0.1:{up}', register: false}}
+  - {{name: out_spare, proxy: '127.0.0.1:{spare}', register: false}}
 """
 TENANT_FILE = f"""\
 id: {TENANT}
@@ -47,6 +53,7 @@ extensions:
   - {{number: "3001", name: National caller, calling_right: national}}
   - {{number: "3002", name: Lobby}}
   - {{number: "3003", name: Second caller, calling_right: national}}
+  - {{number: "3004", name: World caller, calling_right: international}}
 inbound_numbers:
   - {{number: "{DID}", destination: {{extension: "3001"}}}}
 outbound:
@@ -56,25 +63,17 @@ outbound:
   routes:
     - {{match: national, gateways: [out_down, out_up]}}
     - {{match: emergency, gateways: [out_up]}}
-  limits: {{max_concurrent: 1, calls_per_minute: 60}}
+    - {{match: international, gateways: [out_up]}}
+  limits: {{max_concurrent: 1, calls_per_minute: 60, international: true}}
 """
-GATEWAY = """\
-<include>
-  <gateway name="{name}">
-    <param name="proxy" value="127.0.0.1:{port}"/>
-    <param name="register" value="false"/>
-    <param name="username" value="pbx-test"/>
-    <param name="password" value="unused"/>
-    <param name="caller-id-in-from" value="true"/>
-  </gateway>
-</include>
-"""
+GATEWAYS = ("out_down", "out_spare", "out_up")
 
 
 @dataclass
 class Carriers:
     down: int  # answers 503
     up: int  # answers the call
+    spare: int  # nothing listens: a gateway no route uses, removed from git mid-call
 
 
 def _applied(node: Node) -> bool:
@@ -86,30 +85,31 @@ def _applied(node: Node) -> bool:
     return done.returncode == 0
 
 
+def _on_switch(node: Node) -> str:
+    """The carriers profile's gateways as the switch lists them."""
+    return node.esl.try_api("sofia xmlstatus gateway")
+
+
+def _gateway_names(node: Node) -> set[str]:
+    return set(re.findall(r"<name>([a-z0-9_]+)</name>", _on_switch(node)))
+
+
 @pytest.fixture(scope="module")
 def carriers(node: Node) -> Iterator[Carriers]:
-    ports = Carriers(down=free_port(), up=free_port())
-    gateways = node.workdir / "fs" / "conf" / "sip_profiles" / "carriers"
-    gateways.mkdir(parents=True, exist_ok=True)
-    for name, port in (("out_down", ports.down), ("out_up", ports.up)):
-        (gateways / f"{name}.xml").write_text(GATEWAY.format(name=name, port=port))
-    node.esl.api("reloadxml")
-    node.esl.api("sofia profile carriers rescan")
-    wait_for(
-        lambda: (
-            "out_up" in node.esl.try_api("sofia status gateway")
-            and "out_down" in node.esl.try_api("sofia status gateway")
-        ),
-        "the test carriers' gateways loaded",
-        timeout=30,
-        detail=node.logs,
-    )
-    (node.tenants_dir / "_platform.yaml").write_text(PLATFORM)
+    ports = Carriers(down=free_port(), up=free_port(), spare=free_port())
+    platform = node.tenants_dir / "_platform.yaml"
+    platform.write_text(PLATFORM.format(down=ports.down, up=ports.up, spare=ports.spare))
+    wait_for(lambda: set(GATEWAYS) <= _gateway_names(node),
+             "the declared gateways carried onto the switch", timeout=90,
+             detail=lambda: f"{_on_switch(node)}\n{node.logs()}")  # fmt: skip
     (node.tenants_dir / f"{TENANT}.yaml").write_text(TENANT_FILE)
     wait_for(lambda: _applied(node), "the outbound tenant applied", timeout=90, detail=node.logs)
     yield ports
-    for name in ("out_down", "out_up"):
-        node.esl.try_api(f"sofia profile carriers killgw {name}")
+    # the routes go first (a route naming an undeclared gateway is the tenant's error)
+    (node.tenants_dir / f"{TENANT}.yaml").write_text(TENANT_FILE.partition("outbound:")[0])
+    platform.write_text("gateways: []\n")
+    wait_for(lambda: not _gateway_names(node) & set(GATEWAYS), "the test gateways removed",
+             timeout=90, detail=lambda: f"{_on_switch(node)}\n{node.logs()}")  # fmt: skip
 
 
 def _history(node: Node, since: datetime, **match: str) -> dict[str, Any] | None:
@@ -217,5 +217,53 @@ def test_a_call_over_the_concurrency_limit_is_refused(node: Node, carriers: Carr
         assert len(up.received("INVITE")) == 1
         node.esl.api("hupall NORMAL_CLEARING pbx_outbound_number +12125550123")
         first.wait()
+    finally:
+        up.close()
+
+
+def test_an_international_call_with_the_right_reaches_the_carrier_in_e164(
+    node: Node, carriers: Carriers
+) -> None:
+    up = _carrier(node, "carrier-world", "uas.xml", carriers.up, "-d", "500")
+    try:
+        caller = _call(node, "out-world", "3004", "011442079460000")
+        caller.wait()
+        invite = up.wait_for_invite()
+        assert invite.first_line.startswith("INVITE sip:+442079460000@"), invite.first_line
+        sender = invite.header("From") or ""
+        assert f"<sip:{DID}@" in sender and "Out Co" in sender, sender
+        assert caller.final_status("INVITE") == 200, caller.describe() + node.logs()
+    finally:
+        up.close()
+
+
+def test_a_gateway_removed_from_git_leaves_while_a_call_through_another_stays_up(
+    node: Node, carriers: Carriers
+) -> None:
+    up = _carrier(node, "carrier-stays", "uas_until_bye.xml", carriers.up)
+    try:
+        caller = _call(node, "out-stays", "3004", "011442079460001")
+        up.wait_for_invite()
+        wait_for(lambda: up.received("ACK"), "the carrier's call answered", timeout=30,
+                 detail=lambda: caller.describe() + up.describe())  # fmt: skip
+        assert "+442079460001" in node.esl.api("show calls")
+
+        kept = PLATFORM.format(down=carriers.down, up=carriers.up, spare=carriers.spare)
+        kept = "".join(line for line in kept.splitlines(True) if "out_spare" not in line)
+        (node.tenants_dir / "_platform.yaml").write_text(kept)
+        wait_for(lambda: "out_spare" not in _gateway_names(node), "out_spare removed",
+                 timeout=60, detail=lambda: f"{_on_switch(node)}\n{node.logs()}")  # fmt: skip
+
+        # the removal is applied: the call through out_up is still up, on both sides
+        assert {"out_down", "out_up"} <= _gateway_names(node)
+        assert "+442079460001" in node.esl.api("show calls")
+        assert caller.proc is not None and caller.proc.poll() is None, caller.describe()
+        assert up.received("BYE") == [], up.describe()
+
+        node.esl.api("hupall NORMAL_CLEARING pbx_outbound_number +442079460001")
+        caller.wait()
+        assert caller.final_status("INVITE") == 200, caller.describe()
+        wait_for(lambda: up.received("BYE"), "the carrier's leg hung up by the switch",
+                 timeout=30, detail=up.describe)  # fmt: skip
     finally:
         up.close()
