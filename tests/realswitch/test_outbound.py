@@ -29,6 +29,7 @@ from tests.realswitch.conftest import Node
 from tests.realswitch.processes import free_port, wait_for
 from tests.realswitch.sipp import Sipp
 from tests.realswitch.switch import missing_module_reason, missing_reason
+from tests.realswitch.test_gateways import status
 from tests.realswitch.test_realswitch import call
 
 if (_reason := missing_reason()) is not None:
@@ -105,11 +106,15 @@ def carriers(node: Node) -> Iterator[Carriers]:
     (node.tenants_dir / f"{TENANT}.yaml").write_text(TENANT_FILE)
     wait_for(lambda: _applied(node), "the outbound tenant applied", timeout=90, detail=node.logs)
     yield ports
-    # the routes go first (a route naming an undeclared gateway is the tenant's error)
-    (node.tenants_dir / f"{TENANT}.yaml").write_text(TENANT_FILE.partition("outbound:")[0])
+    # the routes go first (a route naming an undeclared gateway is the tenant's error), and
+    # the rights beyond internal with them (they need an ``outbound:``)
+    internal = re.sub(r", calling_right: \w+", "", TENANT_FILE.partition("outbound:")[0])
+    (node.tenants_dir / f"{TENANT}.yaml").write_text(internal)
     platform.write_text("gateways: []\n")
     wait_for(lambda: not _gateway_names(node) & set(GATEWAYS), "the test gateways removed",
              timeout=90, detail=lambda: f"{_on_switch(node)}\n{node.logs()}")  # fmt: skip
+    wait_for(lambda: status(node)["last_pass"]["result"] == "ok", "every tenant valid again",
+             timeout=90, detail=node.logs)  # fmt: skip
 
 
 def _history(node: Node, since: datetime, **match: str) -> dict[str, Any] | None:
