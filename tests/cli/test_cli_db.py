@@ -36,7 +36,7 @@ def test_plan_apply_plan_cycle_with_detailed_exit_codes(pg_dsn: str, tenants: Pa
     code, out, _ = pbx(pg_dsn, tenants, "plan", "--detailed-exitcode", "--no-live")
     assert code == 2
     assert "+ extension 1001" in out
-    assert out.rstrip().endswith("Plan: 54 to add, 0 to change, 0 to destroy.")
+    assert out.rstrip().endswith("Plan: 57 to add, 0 to change, 0 to destroy.")
     code, out, _ = pbx(pg_dsn, tenants, "plan", "--no-live")
     assert code == 0, "without --detailed-exitcode changes exit 0"
 
@@ -74,7 +74,7 @@ def test_plan_shows_and_apply_applies_the_platform_changes(pg_dsn: str, tenants:
     assert first["scope"] == "platform" and "tenant" not in first
     assert first["kind"] == "platform_admin" and first["action"] == "create"
     assert rest[-1]["scope"] == "tenant" and rest[-1]["tenant"] == "initech"
-    assert payload["summary"]["add"] == 54  # acme: outbound settings and 2 routes
+    assert payload["summary"]["add"] == 57  # acme: outbound settings and 2 routes; 3 gateways
 
     code, out, _ = pbx(pg_dsn, tenants, "apply", "--yes")
     assert code == 0 and "applied platform: 2 change(s)" in out

@@ -198,7 +198,7 @@ def test_the_rollup_migration_counts_the_calls_filed_before_it(
 ) -> None:
     full = migrations_module.TENANT_MIGRATIONS
     rollup = next(m for m in full if "daily rollup" in m.name)
-    before = tuple(m for m in full if m.version < rollup.version)
+    before = tuple(m for m in full if m is not rollup)
     calls = [_call(n, T0 + timedelta(hours=n)) for n in range(30)]
     with connect(pg_dsn) as conn:
         migrate(conn)

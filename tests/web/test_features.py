@@ -26,16 +26,16 @@ from tests.web.support import login, make_account
 ALICE = "alice@acme.example.com"
 
 
-class Voicemail(Protocol):
+class Fax(Protocol):
     """The toy feature's own port: nothing in PortalDeps, the daemon or the fake knows it."""
 
     def messages(self, tenant_id: str, email: str) -> Sequence[str]: ...
 
 
-VOICEMAIL = PortKey[Voicemail]("voicemail box")
+FAX = PortKey[Fax]("fax line")
 
 
-class FakeVoicemail:
+class FakeFax:
     def messages(self, tenant_id: str, email: str) -> Sequence[str]:
         return [f"{tenant_id}: hello {email}"]
 
@@ -43,43 +43,41 @@ class FakeVoicemail:
 toy_routes = web.RouteTableDef()
 
 
-@toy_routes.get("/voicemail")
-async def voicemail_page(request: web.Request) -> web.StreamResponse:
+@toy_routes.get("/fax")
+async def fax_page(request: web.Request) -> web.StreamResponse:
     me = principal(request)
-    return web.Response(text=f"voicemail of {me.email}")
+    return web.Response(text=f"fax of {me.email}")
 
 
-@toy_routes.get("/api/v1/tenants/{tenant}/voicemail")
-async def voicemail_api(request: web.Request) -> web.StreamResponse:
+@toy_routes.get("/api/v1/tenants/{tenant}/fax")
+async def fax_api(request: web.Request) -> web.StreamResponse:
     sc = scope(request, request.match_info["tenant"])
-    box = port_of(request, VOICEMAIL)
+    box = port_of(request, FAX)
     return web.json_response(
         {"messages": list(box.messages(sc.tenant_id, principal(request).email))}
     )
 
 
 def toy_nav(who: Principal) -> Sequence[NavEntry]:
-    return [NavEntry("Voicemail", "/voicemail")] if who.tenant_ids else []
+    return [NavEntry("Fax", "/fax")] if who.tenant_ids else []
 
 
 def toy_paths() -> dict[str, Any]:
     return {
-        "/tenants/{tenant}/voicemail": {
+        "/tenants/{tenant}/fax": {
             "get": operation(
-                "your voicemail", obj(["messages"], messages=array(string())), params=[TENANT]
+                "your fax", obj(["messages"], messages=array(string())), params=[TENANT]
             )
         }
     }
 
 
-TOY = Feature(
-    name="voicemail", routes=(toy_routes,), nav=toy_nav, openapi_paths=toy_paths, ports=(VOICEMAIL,)
-)
+TOY = Feature(name="fax", routes=(toy_routes,), nav=toy_nav, openapi_paths=toy_paths, ports=(FAX,))
 
 
 @pytest.fixture
 async def toy_client(deps: FakePortalDeps, config: PortalConfig) -> AsyncIterator[TestClient]:
-    app = make_portal_app(deps, config, (*FEATURES, TOY), ports={VOICEMAIL: FakeVoicemail()})
+    app = make_portal_app(deps, config, (*FEATURES, TOY), ports={FAX: FakeFax()})
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
@@ -89,28 +87,25 @@ async def test_a_new_feature_module_brings_its_route_nav_entry_and_openapi_path(
 ) -> None:
     make_account(portal_dsn, deps, ALICE)
     await login(toy_client, ALICE)
-    page = await toy_client.get("/voicemail")
-    assert page.status == 200 and await page.text() == f"voicemail of {ALICE}"
-    api = await toy_client.get("/api/v1/tenants/acme/voicemail")
+    page = await toy_client.get("/fax")
+    assert page.status == 200 and await page.text() == f"fax of {ALICE}"
+    api = await toy_client.get("/api/v1/tenants/acme/fax")
     assert await api.json() == {"messages": [f"acme: hello {ALICE}"]}
-    assert (await toy_client.get("/api/v1/tenants/globex/voicemail")).status == 404
+    assert (await toy_client.get("/api/v1/tenants/globex/fax")).status == 404
     header = await (await toy_client.get("/account")).text()
     links = re.findall(r'<a href="([^"]+)"[^>]*>([^<]+)</a>', header.split("</nav>")[0])
-    assert links[-2:] == [("/account", "Account"), ("/voicemail", "Voicemail")]
+    assert links[-2:] == [("/account", "Account"), ("/fax", "Fax")]
     document = await (await toy_client.get("/api/v1/openapi.json")).json()
-    assert (
-        document["paths"]["/tenants/{tenant}/voicemail"]
-        == toy_paths()["/tenants/{tenant}/voicemail"]
-    )
+    assert document["paths"]["/tenants/{tenant}/fax"] == toy_paths()["/tenants/{tenant}/fax"]
     # the feature's login gate is the portal's: nothing to add for it
     toy_client.session.cookie_jar.clear()
-    assert (await toy_client.get("/voicemail", allow_redirects=False)).status in (303, 401)
+    assert (await toy_client.get("/fax", allow_redirects=False)).status in (303, 401)
 
 
 def test_a_feature_without_its_port_is_refused_at_startup(
     deps: FakePortalDeps, config: PortalConfig
 ) -> None:
-    with pytest.raises(ValueError, match="voicemail: voicemail box"):
+    with pytest.raises(ValueError, match="fax: fax line"):
         make_portal_app(deps, config, (*FEATURES, TOY))
 
 
