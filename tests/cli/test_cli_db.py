@@ -77,7 +77,7 @@ def test_plan_shows_and_apply_applies_the_platform_changes(pg_dsn: str, tenants:
     assert payload["summary"]["add"] == 57  # acme: outbound settings and 2 routes; 3 gateways
 
     code, out, _ = pbx(pg_dsn, tenants, "apply", "--yes")
-    assert code == 0 and "applied platform: 2 change(s)" in out
+    assert code == 0 and "applied platform: 5 change(s)" in out
     platform = tenants / "_platform.yaml"
     platform.write_text(platform.read_text().replace("On-call Engineer", "On-call"))
     code, out, _ = pbx(pg_dsn, tenants, "plan", "--detailed-exitcode", "--no-live")
