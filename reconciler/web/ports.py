@@ -154,6 +154,11 @@ class NoVoicemail:
     async def messages(self, box: str, domain: str) -> Sequence[VoicemailMessage]:
         raise VoicemailUnavailable("no switch is configured")
 
+    async def boxes_messages(
+        self, boxes: Sequence[str], domain: str
+    ) -> Mapping[str, Sequence[VoicemailMessage]]:
+        raise VoicemailUnavailable("no switch is configured")
+
     async def mark(self, message: VoicemailMessage, *, heard: bool) -> None:
         raise VoicemailUnavailable("no switch is configured")
 

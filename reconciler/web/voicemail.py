@@ -16,11 +16,14 @@ page like every value.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import json
 import re
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -36,8 +39,10 @@ from reconciler.web.context import port_of, portal_of, render, render_html, scop
 from reconciler.web.errors import Forbidden, NotFound, SwitchUnavailable
 from reconciler.web.events import fragment_stream
 from reconciler.web.feature import Feature
-from reconciler.web.handling import V1, actor, form_field, ok, see_other
+from reconciler.web.handling import V1, actor, form_field, ok, query_limit, query_offset, see_other
 from reconciler.web.openapi import (
+    LIMIT,
+    OFFSET,
     TENANT,
     array,
     boolean,
@@ -85,23 +90,44 @@ def boxes(sc: TenantScope, box: str) -> list[Extension]:
     return [ext for ext in sc.visible_extensions() if ext.voicemail_enabled]
 
 
+def _newest_first(message: VoicemailMessage) -> tuple[float, str, str]:
+    return (-message.created.timestamp(), message.box, message.uuid)
+
+
 async def messages(sc: TenantScope, request: web.Request, box: str = "") -> dict[str, Any]:
-    """``{messages, total, problem}``: every message of the boxes shown, newest first."""
+    """``{messages, total, new, problem}``: one page (``limit``, ``offset``) of the boxes
+    shown, newest first. Each box comes sorted from the switches (cached there), so a page
+    is a merge of the boxes up to its end, never a sort of the tenant's every message."""
     shown = boxes(sc, box)
+    limit, offset = query_limit(request), query_offset(request)
     port = port_of(request, VOICEMAIL)
     domain = sc.state.tenant.domain
     try:
-        listed = await asyncio.gather(*(port.messages(ext.number, domain) for ext in shown))
+        listed = await port.boxes_messages([ext.number for ext in shown], domain)
     except VoicemailUnavailable:
-        return {"messages": [], "total": 0, "problem": UNAVAILABLE}
-    found = sorted(
-        (m for box_messages in listed for m in box_messages),
-        key=lambda m: (-m.created.timestamp(), m.box, m.uuid),
-    )
+        return {"messages": [], "total": 0, "new": 0, "problem": UNAVAILABLE}
+    merged = heapq.merge(*listed.values(), key=_newest_first)
+    page = itertools.islice(merged, offset, offset + limit)
     return {
-        "messages": [view(sc.tenant_id, m) for m in found],
-        "total": len(found),
+        "messages": [view(sc.tenant_id, m) for m in page],
+        "total": sum(len(found) for found in listed.values()),
+        "new": sum(1 for found in listed.values() for m in found if m.new),
         "problem": None,
+    }
+
+
+def _pages(request: web.Request, box: str, total: int) -> dict[str, Any]:
+    """The page's links: newer and older pages, and its live stream (the same page)."""
+    limit, offset = query_limit(request), query_offset(request)
+
+    def query(at: int) -> str:
+        return "?" + urlencode({**({"box": box} if box else {}), "limit": limit, "offset": at})
+
+    return {
+        "first": offset + 1,
+        "newer": query(max(0, offset - limit)) if offset > 0 else None,
+        "older": query(offset + limit) if offset + limit < total else None,
+        "here": query(offset),
     }
 
 
@@ -175,7 +201,8 @@ async def voicemail_page(request: web.Request) -> web.StreamResponse:
     sc = scope(request, request.match_info["tenant"])
     box = request.query.get("box", "")
     found = await messages(sc, request, box)
-    return render(request, "voicemail.html", scope=sc, box=box, **found)
+    pages = _pages(request, box, found["total"])
+    return render(request, "voicemail.html", scope=sc, box=box, **found, **pages)
 
 
 @routes.get(PAGE + "/live")
@@ -187,7 +214,8 @@ async def voicemail_live(request: web.Request) -> web.StreamResponse:
         sc = scope(req, req.match_info["tenant"])
         box = req.query.get("box", "")
         found = await messages(sc, req, box)
-        html = render_html(req, "_voicemail.html", scope=sc, box=box, **found)
+        pages = _pages(req, box, found["total"])
+        html = render_html(req, "_voicemail.html", scope=sc, box=box, **found, **pages)
         return f"event: fragment\ndata: {json.dumps({'id': 'live-voicemail', 'html': html})}\n\n".encode()
 
     return await fragment_stream(request, allowed, fragments, changes=port_of(request, VOICEMAIL))
@@ -291,11 +319,12 @@ def _paths() -> dict[str, Any]:
         "/tenants/{tenant}/voicemail": {
             "get": operation(
                 "voicemail messages: every box of the tenant for admins, your own boxes "
-                "otherwise; newest first",
+                "otherwise; newest first, a page at a time (total: over every page)",
                 obj(
-                    ["messages", "total", "problem"],
+                    ["messages", "total", "new", "problem"],
                     messages=array(message),
                     total=integer(),
+                    new=integer(),
                     problem=string(True),
                 ),
                 params=[
@@ -306,6 +335,8 @@ def _paths() -> dict[str, Any]:
                         "required": False,
                         "schema": string(pattern=_BOX.pattern),
                     },
+                    LIMIT,
+                    OFFSET,
                 ],
             )
         },
