@@ -9,7 +9,7 @@ lists them and changes them only through the module's own API (``vm_list``, ``vm
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -68,11 +68,9 @@ class VoicemailBoxes(Protocol):
         ``VoicemailUnavailable`` when none answered."""
         ...
 
-    async def boxes_messages(
-        self, boxes: Sequence[str], domain: str
-    ) -> Mapping[str, Sequence[VoicemailMessage]]:
-        """``messages`` of several boxes of one domain at once (a tenant admin's page);
-        ``VoicemailUnavailable`` when no switch answered for one of them."""
+    async def boxes_messages(self, boxes: Sequence[str], domain: str) -> Sequence[VoicemailMessage]:
+        """The messages of several boxes of one domain together, newest first (a tenant
+        admin's page); ``VoicemailUnavailable`` when no switch answered for one of them."""
         ...
 
     async def mark(self, message: VoicemailMessage, *, heard: bool) -> None:

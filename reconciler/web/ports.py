@@ -154,9 +154,7 @@ class NoVoicemail:
     async def messages(self, box: str, domain: str) -> Sequence[VoicemailMessage]:
         raise VoicemailUnavailable("no switch is configured")
 
-    async def boxes_messages(
-        self, boxes: Sequence[str], domain: str
-    ) -> Mapping[str, Sequence[VoicemailMessage]]:
+    async def boxes_messages(self, boxes: Sequence[str], domain: str) -> Sequence[VoicemailMessage]:
         raise VoicemailUnavailable("no switch is configured")
 
     async def mark(self, message: VoicemailMessage, *, heard: bool) -> None:

@@ -16,8 +16,6 @@ page like every value.
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import json
 import re
 from collections.abc import Sequence
@@ -90,28 +88,20 @@ def boxes(sc: TenantScope, box: str) -> list[Extension]:
     return [ext for ext in sc.visible_extensions() if ext.voicemail_enabled]
 
 
-def _newest_first(message: VoicemailMessage) -> tuple[float, str, str]:
-    return (-message.created.timestamp(), message.box, message.uuid)
-
-
 async def messages(sc: TenantScope, request: web.Request, box: str = "") -> dict[str, Any]:
-    """``{messages, total, new, problem}``: one page (``limit``, ``offset``) of the boxes
-    shown, newest first. Each box comes sorted from the switches (cached there), so a page
-    is a merge of the boxes up to its end, never a sort of the tenant's every message."""
+    """``{messages, total, problem}``: one page (``limit``, ``offset``) of the boxes shown,
+    newest first (the switches keep the boxes' listings and their merge: a page is a
+    slice, never a ``vm_list`` of every box nor a sort of the tenant's every message)."""
     shown = boxes(sc, box)
     limit, offset = query_limit(request), query_offset(request)
     port = port_of(request, VOICEMAIL)
-    domain = sc.state.tenant.domain
     try:
-        listed = await port.boxes_messages([ext.number for ext in shown], domain)
+        found = await port.boxes_messages([e.number for e in shown], sc.state.tenant.domain)
     except VoicemailUnavailable:
-        return {"messages": [], "total": 0, "new": 0, "problem": UNAVAILABLE}
-    merged = heapq.merge(*listed.values(), key=_newest_first)
-    page = itertools.islice(merged, offset, offset + limit)
+        return {"messages": [], "total": 0, "problem": UNAVAILABLE}
     return {
-        "messages": [view(sc.tenant_id, m) for m in page],
-        "total": sum(len(found) for found in listed.values()),
-        "new": sum(1 for found in listed.values() for m in found if m.new),
+        "messages": [view(sc.tenant_id, m) for m in found[offset : offset + limit]],
+        "total": len(found),
         "problem": None,
     }
 
@@ -321,10 +311,9 @@ def _paths() -> dict[str, Any]:
                 "voicemail messages: every box of the tenant for admins, your own boxes "
                 "otherwise; newest first, a page at a time (total: over every page)",
                 obj(
-                    ["messages", "total", "new", "problem"],
+                    ["messages", "total", "problem"],
                     messages=array(message),
                     total=integer(),
-                    new=integer(),
                     problem=string(True),
                 ),
                 params=[

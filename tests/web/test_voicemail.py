@@ -233,3 +233,24 @@ async def _next_fragment(stream: object) -> str:
         line = (await content.readline()).decode()
         if line.startswith("data: ") and '"html"' in line:
             return str(json.loads(line[6:])["html"])
+
+
+async def test_a_tenant_admin_pages_through_every_box_newest_first(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str, fs: FakeFreeSwitch, root: Path
+) -> None:
+    for n, box in enumerate(["1001", "1002", "1010", "1002", "1001"]):
+        leave(fs, root, box, caller_number=str(n), created=1_800_000_000 + n)  # type: ignore[arg-type]
+    await as_user(client, deps, portal_dsn, ALICE)
+    page = await (await client.get(API, params={"limit": "2", "offset": "1"})).json()
+    assert page["total"] == 5
+    assert [m["caller_number"] for m in page["messages"]] == ["3", "2"]
+    last = await (await client.get(API, params={"limit": "2", "offset": "4"})).json()
+    assert [m["caller_number"] for m in last["messages"]] == ["0"]
+    assert (await client.get(API, params={"limit": "0"})).status == 400
+    html = await (await client.get("/t/acme/voicemail", params={"limit": "2"})).text()
+    assert "1 to 2 of 5 message(s)" in html
+    assert 'href="/t/acme/voicemail?limit=2&amp;offset=2" rel="next"' in html
+    assert 'rel="prev"' not in html
+    before = fs.api_log.count("vm_list 1001@acme.example.com")
+    await client.get(API)
+    assert fs.api_log.count("vm_list 1001@acme.example.com") == before  # from the cache
