@@ -309,6 +309,15 @@ async def _volumes(request: web.Request) -> list[dict[str, Any]]:
 # -- API -----------------------------------------------------------------------------------
 
 
+async def api_views(
+    request: web.Request, sc: TenantScope, records: Sequence[CallRecord]
+) -> list[dict[str, Any]]:
+    """The API's legs: ``call_view`` with the call's ``recordings``, the links the call
+    history page shows (only those ``sc`` may hear; none when the file is gone)."""
+    links = await recordings_of_calls(request, sc, (c.call_uuid for c in records))
+    return [{**call_view(c), "recordings": links.get(c.call_uuid, [])} for c in records]
+
+
 @routes.get(API)
 async def api_calls(request: web.Request) -> web.StreamResponse:
     sc = _calls_scope(request)
@@ -316,7 +325,10 @@ async def api_calls(request: web.Request) -> web.StreamResponse:
         read_calls, sc.tenant_id, _restrict(sc, call_query(request))
     )
     return ok(
-        {"calls": [call_view(c) for c in page.calls], "next_after": _after_token(page.next_after)}
+        {
+            "calls": await api_views(request, sc, page.calls),
+            "next_after": _after_token(page.next_after),
+        }
     )
 
 
@@ -350,7 +362,7 @@ async def api_totals(request: web.Request) -> web.StreamResponse:
 @routes.get(API + "/{call}")
 async def api_call(request: web.Request) -> web.StreamResponse:
     sc = _calls_scope(request)
-    return ok({"legs": [call_view(c) for c in await _legs(request, sc)]})
+    return ok({"legs": await api_views(request, sc, await _legs(request, sc))})
 
 
 @routes.get(V1 + "/call-volumes")
@@ -388,6 +400,7 @@ def _call_schema() -> dict[str, Any]:
         from_extension=maybe, to_extension=maybe, queue=maybe, agent=maybe,
         started_at=text, answered_at=maybe, ended_at=text,
         ring_seconds=integer(), talk_seconds=integer(), node=text, gateway=maybe,
+        recordings=array(text),
     )  # fmt: skip
 
 
@@ -406,7 +419,9 @@ def _paths() -> dict[str, Any]:
         "/tenants/{tenant}/calls": {
             "get": operation(
                 "calls the caller may see (own extensions; agents: queue calls answered; "
-                "admins: all), newest first; page on with next_after",
+                "admins: all), newest first; page on with next_after; each with the links "
+                "of its recordings the caller may hear (admins: all; others: of their own "
+                "extensions and of queue calls their own agents answered)",
                 obj(["calls", "next_after"], calls=array(_call_schema()), next_after=string(True)),
                 params=[*_filters(), *page],
             )

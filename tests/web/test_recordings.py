@@ -179,3 +179,50 @@ async def test_the_call_history_links_a_call_to_its_recording_for_who_may_hear_i
     await as_user(client, deps, portal_dsn, BOB)
     page = await (await client.get("/t/acme/calls")).text()
     assert escape(bob_url) in page
+
+
+async def test_the_calls_api_links_each_call_to_the_recordings_its_reader_may_hear(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str, root: Path
+) -> None:
+    """The API carries the page's links under the page's rule: bob sees the call his own
+    extension made to the queue, but alice (another agent) answered and recorded it: no
+    link for him; another tenant's person sees neither call nor link."""
+    u4 = f"{4:08x}-0000-4000-8000-000000000000"
+    queue_call = f"support/{DAY}/{u4}.wav"
+    (root / "acme" / queue_call).write_bytes(AUDIO)
+    (root / "acme" / ".answered" / f"{u4}.alice").write_text("")
+    with connect(portal_dsn) as conn:
+        with conn.transaction():
+            create_tenant_schema(conn, "acme")
+        insert_calls(conn, "acme", [
+            call(1, call_uuid=U1, uuid=U1, queue="support", agent="alice"),
+            call(2, call_uuid=U2, uuid=U2, queue="support", agent="bob"),
+            call(3, call_uuid=u4, uuid=u4, from_extension="1002", queue="support", agent="alice"),
+        ])  # fmt: skip
+
+    def url(path: str) -> str:
+        return "/api/v1/tenants/acme/recordings/file?" + urlencode({"path": path})
+
+    async def links(path: str = "") -> dict[str, list[str]]:
+        response = await client.get("/api/v1/tenants/acme/calls" + path)
+        assert response.status == 200, await response.text()
+        body = await response.json()
+        return {leg["id"]: leg["recordings"] for leg in body.get("calls", body.get("legs"))}
+
+    await as_user(client, deps, portal_dsn, ALICE)
+    assert await links() == {U1: [url(ALICE_CALL)], U2: [url(BOB_CALL)], u4: [url(queue_call)]}
+    assert await links(f"/{U1}") == {U1: [url(ALICE_CALL)]}
+    (root / "acme" / ALICE_CALL).unlink()
+    assert (await links())[U1] == []  # gone on disk: no link
+    assert (await client.get(url(queue_call))).status == 200
+    await client.post("/logout")
+    client.session.cookie_jar.clear()
+    await as_user(client, deps, portal_dsn, BOB)
+    assert await links() == {U2: [url(BOB_CALL)], u4: []}
+    assert await links(f"/{u4}") == {u4: []}
+    assert (await client.get(url(queue_call))).status == 404  # the same rule as the file
+    await client.post("/logout")
+    client.session.cookie_jar.clear()
+    await as_user(client, deps, portal_dsn, GINA)
+    assert (await client.get("/api/v1/tenants/acme/calls")).status == 404
+    assert (await client.get(f"/api/v1/tenants/acme/calls/{U2}")).status == 404
