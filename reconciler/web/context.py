@@ -10,6 +10,7 @@ loses that access on their next request, whatever their session says.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -131,11 +132,16 @@ class Portal:
         self.closing.set()
 
     async def lifetime(self, _app: web.Application) -> AsyncIterator[None]:
-        """The app's ``cleanup_ctx``: the password threads and the database pool close with
+        """The app's ``cleanup_ctx``: the recordings index is warmed and swept in the
+        background while the app runs; the password threads and the database pool close with
         the application."""
+        upkeep = asyncio.create_task(self.recording_index.upkeep(self.deps.applied_state))
         try:
             yield
         finally:
+            upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await upkeep
             self.passwords.close()
             await self.db.close()
 

@@ -32,13 +32,14 @@ from reconciler.web.errors import BadRequest, NotFound
 from reconciler.web.feature import Feature
 from reconciler.web.handling import V1, ok, query_limit, query_offset
 from reconciler.web.openapi import LIMIT, OFFSET, TENANT, array, integer, obj, operation, string
-from reconciler.web.recording_index import Recording, Recordings
+from reconciler.web.recording_index import Recording, Recordings, tenant_names
 from reconciler.web.tenant_files import TenantFile, file_response, open_tenant_file
 
 routes = web.RouteTableDef()
 API = V1 + "/tenants/{tenant}/recordings"
 # a WAV header alone is 44 bytes: anything not longer holds no audio
 MIN_AUDIO_BYTES = 45
+INDEXING = "still indexing this tenant's recordings: the list is not complete yet"
 FILTERS = {
     "date": re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"),
     "queue": re.compile(r"^[a-z][a-z0-9_-]{0,62}$"),
@@ -74,9 +75,8 @@ def read_recordings(request: web.Request, sc: TenantScope) -> Awaitable[Recordin
 
 def names_of(sc: TenantScope) -> tuple[RecordingNames, object]:
     """How the tenant's paths read back, and a key that changes when that does."""
-    templates = {q.name: q.record_template for q in sc.state.queues.values() if q.record_template}
-    domain = sc.state.tenant.domain
-    return RecordingNames(templates, domain), (domain, tuple(sorted(templates.items())))
+    _, names, key = tenant_names(sc.state)
+    return names, key
 
 
 def visible(sc: TenantScope, recording: Recording) -> bool:
@@ -141,6 +141,7 @@ async def listing(request: web.Request, sc: TenantScope) -> dict[str, Any]:
         "recordings": [view(r, sc.tenant_id) for r in page],
         "total": len(shown),
         "problem": found.problem,
+        "indexing": INDEXING if found.indexing else None,
     }
 
 
@@ -223,12 +224,14 @@ def _paths() -> dict[str, Any]:
         "/tenants/{tenant}/recordings": {
             "get": operation(
                 "call recordings: all of the tenant for admins; of your own extensions and "
-                "agents otherwise; newest first",
+                "agents otherwise; newest first (indexing: a note while the first look at "
+                "the tenant's directory is not over, the list then incomplete)",
                 obj(
-                    ["recordings", "total", "problem"],
+                    ["recordings", "total", "problem", "indexing"],
                     recordings=array(recording),
                     total=integer(),
                     problem=string(True),
+                    indexing=string(True),
                 ),
                 params=[TENANT, *filter_params, LIMIT, OFFSET],
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from pathlib import Path
 
@@ -196,3 +197,115 @@ def test_within_its_fresh_time_a_listing_is_served_from_memory(tmp_path: Path) -
     assert index.read("acme", NAMES, KEY) is first
     other = RecordingNames({"support": "support/{date}/{uuid}.wav"}, "acme.example.org")
     assert len(index.read("acme", other, ("acme.example.org",)).newest_first) == 2
+
+
+def _many(root: Path, tenant: str, count: int) -> None:
+    """``count`` recordings of ``tenant``, ten to a day's directory."""
+    for n in range(count):
+        day = root / tenant / "support" / f"2026-11-{1 + n // 10:02d}"
+        day.mkdir(parents=True, exist_ok=True)
+        (day / f"{n:08x}-0000-4000-8000-000000000000.wav").write_bytes(b"RIFF")
+
+
+def _names(tenant: str) -> tuple[str, RecordingNames, object]:
+    return (tenant, NAMES, KEY)
+
+
+def _settled(index: RecordingIndex) -> None:
+    deadline = time.monotonic() + 60
+    while index.stats().indexing or index._walker is not None:
+        assert time.monotonic() < deadline, index.stats()
+        time.sleep(0.01)
+
+
+def test_a_first_listing_answers_from_a_partial_index_and_says_so(tmp_path: Path) -> None:
+    """No time to walk: the first listing answers at once, marked ``indexing``, and the
+    background walker finishes the tenant; later listings are whole and unmarked."""
+    _many(tmp_path, "acme", 200)
+    index = RecordingIndex(tmp_path, first_wait=0.0)
+    first = index.read("acme", NAMES, KEY)
+    assert first.indexing and len(first.newest_first) < 200
+    _settled(index)
+    found = index.read("acme", NAMES, KEY)
+    assert not found.indexing and len(found.newest_first) == 200
+
+
+def test_a_partial_index_shows_what_it_found_so_far(tmp_path: Path) -> None:
+    _many(tmp_path, "acme", 300)
+    index = RecordingIndex(tmp_path, first_wait=0.0)
+    index._start_walker = lambda: None  # type: ignore[method-assign]  # the test walks
+    tenant = index._tenant("acme")
+    for _ in range(6):  # a directory a step: the tenant's, support/, then four days
+        assert not tenant.walk(NAMES, KEY, 0.0)
+    partial = index.read("acme", NAMES, KEY)  # one more day
+    assert partial.indexing and len(partial.newest_first) == 50
+    paths = [r.name.path for r in partial.newest_first]
+    assert len(set(paths)) == 50 and all(p.startswith("support/2026-11-") for p in paths)
+    while not tenant.walk(NAMES, KEY, 1.0):
+        pass
+    assert len(index.read("acme", NAMES, KEY).newest_first) == 300
+
+
+def test_warmed_at_start_in_the_background_and_the_one_asked_for_goes_first(
+    tmp_path: Path,
+) -> None:
+    for tenant in ("acme", "globex", "initech"):
+        _many(tmp_path, tenant, 30)
+    index = RecordingIndex(tmp_path, first_wait=0.0)
+    index._start_walker = lambda: None  # type: ignore[method-assign]  # walked below
+    index.warm([_names("globex"), _names("initech")])
+    assert index.read("acme", NAMES, KEY).indexing  # asked for: walked before the others
+    assert index._next() == ("acme", NAMES, KEY)
+    index._walk_all()  # what the thread does
+    stats = index.stats()
+    assert (stats.tenants, stats.recordings, stats.indexing) == (3, 90, 0)
+    for tenant in ("acme", "globex", "initech"):
+        assert len(index.read(tenant, NAMES, KEY).newest_first) == 30
+    index.warm([_names("globex")])  # offered once: nothing to walk again
+    assert index._next() is None
+
+
+def test_another_tenants_walk_never_holds_up_a_listing(tmp_path: Path) -> None:
+    """While the walker is stuck in globex's tree, acme's first listing is answered."""
+    _many(tmp_path, "acme", 5)
+    _many(tmp_path, "globex", 5)
+    index = RecordingIndex(tmp_path)
+    stuck, release = threading.Event(), threading.Event()
+    step = index._walk_step
+
+    def slow_step(tenant_id: str, names: RecordingNames, key: object) -> bool:
+        if tenant_id == "globex":
+            stuck.set()
+            release.wait(30)
+        return step(tenant_id, names, key)
+
+    index._walk_step = slow_step  # type: ignore[method-assign]
+    index.warm([_names("globex")])
+    assert stuck.wait(30)
+    answered: list[Recordings] = []
+    reader = threading.Thread(target=lambda: answered.append(index.read("acme", NAMES, KEY)))
+    reader.start()
+    reader.join(30)
+    still_stuck = not release.is_set()
+    release.set()
+    assert still_stuck and answered and len(answered[0].newest_first) == 5
+    assert not answered[0].indexing
+    _settled(index)
+
+
+def test_a_tenant_not_read_for_a_while_is_dropped_and_walked_again_when_read(
+    tmp_path: Path,
+) -> None:
+    _many(tmp_path, "acme", 20)
+    _many(tmp_path, "globex", 10)
+    index = RecordingIndex(tmp_path, evict_after=60)
+    index.read("acme", NAMES, KEY)
+    index.read("globex", NAMES, KEY)
+    start = time.monotonic()
+    assert index.sweep(start + 30) == 0
+    index._tenants["acme"].read_at = start + 50  # acme read again later
+    assert index.sweep(start + 70) == 1  # globex: not read for 60 s
+    stats = index.stats()
+    assert (stats.tenants, stats.recordings, stats.evicted) == (1, 20, 1)
+    assert len(index.read("globex", NAMES, KEY).newest_first) == 10
+    assert index.stats().tenants == 2
