@@ -29,6 +29,7 @@ run callcenter "$PY" bench/bench_callcenter.py
 run portal "$PY" bench/bench_portal.py --tenants "$TENANTS" --extensions "$EXTENSIONS" --dsn "$SERVER_DSN"
 run recordings_listing "$PY" bench/bench_recordings.py listing
 run recordings_stream "$PY" bench/bench_recordings.py stream  # skips itself without nginx/curl
+run voicemail_listing "$PY" bench/bench_voicemail.py
 if command -v wrk >/dev/null && command -v nginx >/dev/null; then
   run xmlcurl "$PY" bench/bench_xmlcurl.py run --tenants "$TENANTS" --extensions "$EXTENSIONS" --uvloop --json "$OUT/xmlcurl.json"
 else

@@ -12,10 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from reconciler.dataplane.board import RESULTS, SECTIONS, XMLCURL_BUCKETS, WorkerCounts
+from reconciler.web.recording_index import IndexStats
 
 RESTART_REASONS = ("crash", "hang")
 _RECONCILE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -32,12 +38,15 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.xmlcurl_counts = WorkerCounts()  # answered in this process
         self.worker_counts: Callable[[], WorkerCounts | None] = lambda: None
+        # the portal's recordings index (none when the portal is off)
+        self.recording_index: Callable[[], IndexStats | None] = lambda: None
         self._declare_reconcile_metrics(self.registry)
         self._declare_xmlcurl_metrics(self.registry)
         self._declare_switch_metrics(self.registry)
         self._declare_daemon_metrics(self.registry)
         self._declare_snapshot_metrics(self.registry)
         self._declare_cdr_metrics(self.registry)
+        self.registry.register(_RecordingIndexCollector(self))
 
     def _declare_reconcile_metrics(self, r: CollectorRegistry) -> None:
         """Reconcile passes: how long, how they ended, what they changed or held back."""
@@ -182,6 +191,29 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _RecordingIndexCollector(Collector):
+    """What the portal's recordings index holds in memory, read at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._metrics.recording_index()
+        if stats is None:
+            return
+        for name, doc, value in (
+            ("tenants", "Tenants whose recordings the portal holds in memory.", stats.tenants),
+            ("held", "Recordings the portal holds in memory, over every tenant.", stats.recordings),
+            ("indexing", "Tenants whose first walk is not over.", stats.indexing),
+        ):
+            yield GaugeMetricFamily(f"pbx_portal_recordings_{name}", doc, value=value)
+        yield CounterMetricFamily(
+            "pbx_portal_recordings_evicted",
+            "Tenants dropped from memory after nobody read their recordings for a while.",
+            value=stats.evicted,
+        )
 
 
 class _XmlCurlCollector(Collector):

@@ -68,6 +68,8 @@ class Daemon:
             roots=config.audio_roots,
         )
         self.portal = PortalLink(config.portal, self.live, lambda: self.database.dsn)
+        if self.portal.server is not None:
+            self.metrics.recording_index = self.portal.server.portal.recording_index.stats
         self.audio = AudioUpkeep(config.specs_dir, config.audio_roots, self.metrics)
         self.live.presence.on_answered(self.audio.answered)
         self.loop = PassLoop(

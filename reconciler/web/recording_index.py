@@ -603,8 +603,11 @@ class RecordingIndex:
         """The portal's task: offer every tenant of the applied state to the walker (new
         tenants as they appear), and sweep, until cancelled."""
         while True:
-            self.warm(tenant_names(ts) for ts in list(state().values()))
-            await asyncio.to_thread(self.sweep)
+            try:
+                self.warm(tenant_names(ts) for ts in list(state().values()))
+                await asyncio.to_thread(self.sweep)
+            except Exception:
+                log.exception("recordings index: warming or sweeping failed")
             await asyncio.sleep(min(SWEEP_EVERY, self.evict_after))
 
 

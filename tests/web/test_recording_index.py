@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from reconciler.core.recording_names import RecordingNames
+from reconciler.daemon.metrics import Metrics
 from reconciler.web.recording_index import RACY_SECONDS, RecordingIndex, Recordings
 
 NAMES = RecordingNames({"support": "support/{date}/{uuid}.wav"}, "acme.example.com")
@@ -307,5 +308,14 @@ def test_a_tenant_not_read_for_a_while_is_dropped_and_walked_again_when_read(
     assert index.sweep(start + 70) == 1  # globex: not read for 60 s
     stats = index.stats()
     assert (stats.tenants, stats.recordings, stats.evicted) == (1, 20, 1)
+    metrics = Metrics()
+    metrics.recording_index = index.stats
+    scraped = metrics.render().decode()
+    for line in (
+        "pbx_portal_recordings_tenants 1.0",
+        "pbx_portal_recordings_held 20.0",
+        "pbx_portal_recordings_evicted_total 1.0",
+    ):
+        assert line in scraped.splitlines(), scraped
     assert len(index.read("globex", NAMES, KEY).newest_first) == 10
     assert index.stats().tenants == 2

@@ -4,6 +4,7 @@ member sees their own; playing uses Range; what is not yours, gone or hostile is
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -20,6 +21,8 @@ from reconciler.store import connect
 from reconciler.store.calls import insert_calls
 from reconciler.store.migrations import create_tenant_schema
 from reconciler.web import PortalConfig, make_portal_app
+from reconciler.web.context import PORTAL_KEY
+from reconciler.web.recording_index import RecordingIndex
 from tests.fakes.portal import FakePortalDeps
 from tests.web.test_calls import call
 from tests.web.test_http import ALICE, BOB, CAROL, GINA, as_user
@@ -150,7 +153,7 @@ async def test_an_unreadable_or_missing_directory_says_so(
     await as_user(client, deps, portal_dsn, ALICE)
     (root / "acme").rename(root / "elsewhere")
     empty = await (await client.get("/api/v1/tenants/acme/recordings")).json()
-    assert empty == {"recordings": [], "total": 0, "problem": None}
+    assert empty == {"recordings": [], "total": 0, "problem": None, "indexing": None}
     os.symlink(root / "elsewhere", root / "acme")
     linked = await (await client.get("/api/v1/tenants/acme/recordings")).json()
     assert linked["recordings"] == [] and "link" in linked["problem"]
@@ -226,3 +229,29 @@ async def test_the_calls_api_links_each_call_to_the_recordings_its_reader_may_he
     await as_user(client, deps, portal_dsn, GINA)
     assert (await client.get("/api/v1/tenants/acme/calls")).status == 404
     assert (await client.get(f"/api/v1/tenants/acme/calls/{U2}")).status == 404
+
+
+async def test_the_index_is_warmed_at_start_and_a_first_listing_never_waits_for_it(
+    client: TestClient, deps: FakePortalDeps, portal_dsn: str, root: Path
+) -> None:
+    """The portal walks every tenant in the background from its start, before anyone
+    asks; a listing that finds its tenant not walked yet answers at once from what is
+    indexed so far, saying so, and is whole once the walk is over."""
+    portal = client.server.app[PORTAL_KEY]
+    index = portal.recording_index
+    async with asyncio.timeout(60):
+        while index.stats().tenants < 2 or index.stats().indexing:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    assert index.stats().recordings == 3  # acme's (globex's one file is no recording)
+    fresh = RecordingIndex(root, first_wait=0.0)
+    fresh._start_walker = lambda: None  # type: ignore[method-assign]  # walked below
+    portal.recording_index = fresh
+    await as_user(client, deps, portal_dsn, ALICE)
+    partial = await (await client.get("/api/v1/tenants/acme/recordings")).json()
+    assert partial["indexing"] and "still indexing" in partial["indexing"]
+    assert partial["recordings"] == []  # only the tenant's own directory, a step
+    page = await (await client.get("/t/acme/recordings")).text()
+    assert "still indexing" in page
+    await asyncio.to_thread(fresh._walk_all)
+    whole = await (await client.get("/api/v1/tenants/acme/recordings")).json()
+    assert whole["indexing"] is None and len(whole["recordings"]) == 3
