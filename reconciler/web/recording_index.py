@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 RACY_SECONDS = 2.0
 STEP_SECONDS = 0.05  # one step of a background walk (the tenant's lock is held that long)
+APPLY_BATCH = 256  # files of a first walk read into the index at once
 FIRST_WAIT = 0.5  # a request's own walk of a tenant not indexed yet, at most
 EVICT_AFTER = 1800.0  # a tenant not read for this long is dropped from memory
 SWEEP_EVERY = 60.0
@@ -234,6 +235,9 @@ class TenantRecordings:
             changed: set[str] = set()
             while self._pending:  # at least one directory a step: always some progress
                 changed |= self._walk_one(self._pending.pop())
+                if len(changed) >= APPLY_BATCH:  # reading names costs more than listing
+                    self._apply(changed, names)  # them: in batches, within the deadline
+                    changed = set()
                 if time.monotonic() >= deadline:
                     break
             if changed:
