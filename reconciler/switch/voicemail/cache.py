@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from reconciler.core.voicemail_box import VoicemailMessage
 
 Box = tuple[str, str]  # (box, domain lower-cased): how events and commands name it
+MARKS_KEPT = 16_384  # boxes dropped since the last clear (each ~150 bytes) before a clear
 
 
 def box_key(box: str, domain: str) -> Box:
@@ -82,7 +83,7 @@ class ListingCache:
         self._dropped_at[key] = self._generation
         self._generation += 1
         self._remove(key)
-        if len(self._dropped_at) > 4096:
+        if len(self._dropped_at) > MARKS_KEPT:
             self.clear()  # bounded marks: refusing every listing in flight is always safe
 
     def clear(self) -> None:
