@@ -97,6 +97,20 @@ async def boxes(fs: FakeFreeSwitch) -> AsyncIterator[VoicemailSwitches]:
         yield switches
 
 
+EVENTS_PER_LEAVE = 3  # vm::maintenance leave-message, MESSAGE_WAITING, vm::maintenance
+
+
+async def leave_and_settle(boxes: VoicemailSwitches, fs: FakeFreeSwitch, *where: str) -> None:
+    """Leave a message in each box and wait for every event it fires (a late one would
+    drop a listing the test counts on)."""
+    before = boxes.version
+    for box in where:
+        fs.voicemail.leave(box, ACME, f"/v/acme/{box}/{random.getrandbits(32)}.wav")
+    async with asyncio.timeout(5):
+        while boxes.version < before + EVENTS_PER_LEAVE * len(where):
+            await boxes.changed(boxes.version, timeout=1)
+
+
 def lists(fs: FakeFreeSwitch, box: str = "1001") -> int:
     return fs.api_log.count(f"vm_list {box}@{ACME}")
 
@@ -112,19 +126,13 @@ def behind_its_back(fs: FakeFreeSwitch, box: str = "1001") -> FakeMessage:
 async def test_a_box_is_listed_once_until_its_own_event_says_it_moved(
     fs: FakeFreeSwitch, boxes: VoicemailSwitches
 ) -> None:
-    fs.voicemail.leave("1001", ACME, "/v/acme/1001/a.wav")
-    fs.voicemail.leave("1002", ACME, "/v/acme/1002/a.wav")
-    before = boxes.version
-    await boxes.changed(before, timeout=5)
+    await leave_and_settle(boxes, fs, "1001", "1002")
     first = await boxes.messages("1001", ACME)
     await boxes.messages("1002", ACME)
     behind_its_back(fs)  # not seen: the cached listing is what is shown
     assert await boxes.messages("1001", ACME) == first
     assert lists(fs) == 1
-    before = boxes.version
-    fs.voicemail.leave("1002", ACME, "/v/acme/1002/b.wav")  # another box moved
-    await boxes.changed(before, timeout=5)
-    await asyncio.sleep(0.05)  # both of its events
+    await leave_and_settle(boxes, fs, "1002")  # another box moved
     assert await boxes.messages("1001", ACME) == first and lists(fs) == 1
     assert len(await boxes.messages("1002", ACME)) == 2 and lists(fs, "1002") == 2
     before = boxes.version
@@ -158,8 +166,7 @@ async def test_a_reconnect_lists_every_box_again(
 async def test_readers_at_once_share_one_vm_list(
     fs: FakeFreeSwitch, boxes: VoicemailSwitches
 ) -> None:
-    fs.voicemail.leave("1001", ACME, "/v/acme/1001/a.wav")
-    await asyncio.sleep(0.05)
+    await leave_and_settle(boxes, fs, "1001")
     found = await asyncio.gather(*(boxes.messages("1001", ACME) for _ in range(10)))
     assert all(f == found[0] and len(f) == 1 for f in found)
     assert lists(fs) == 1
@@ -170,10 +177,9 @@ async def test_the_check_before_a_change_asks_the_switch_not_the_cache(
 ) -> None:
     """The cached listing still shows a message the switch no longer holds (its event
     lost): the change is refused by the switch's own listing, and nothing is sent."""
-    left = fs.voicemail.leave("1001", ACME, "/v/acme/1001/a.wav")
-    await asyncio.sleep(0.05)
+    await leave_and_settle(boxes, fs, "1001")
     [cached] = await boxes.messages("1001", ACME)
-    del fs.voicemail.messages[left.uuid]  # gone, no event
+    del fs.voicemail.messages[cached.uuid]  # gone, no event
     assert await boxes.messages("1001", ACME) == [cached]  # the cache has not seen it
     with pytest.raises(NoSuchMessage):
         await boxes.mark(cached, heard=True)
@@ -185,8 +191,7 @@ async def test_the_check_before_a_change_asks_the_switch_not_the_cache(
 
 
 async def test_our_own_change_is_seen_at_once(fs: FakeFreeSwitch, boxes: VoicemailSwitches) -> None:
-    fs.voicemail.leave("1001", ACME, "/v/acme/1001/a.wav")
-    await asyncio.sleep(0.05)
+    await leave_and_settle(boxes, fs, "1001")
     [listed] = await boxes.messages("1001", ACME)
     boxes.nodes[0].on_event = lambda event: None  # type: ignore[method-assign]  # deaf
     await boxes.mark(listed, heard=True)
