@@ -4,7 +4,9 @@ accepts only a response computed from the right HA1, so a registered phone prove
 portal handed out. INVITEs are refused 486 (recorded), or with ``answering`` answered by a
 real WebRTC endpoint (aiortc: ICE, DTLS-SRTP, Opus) that sends audio and counts the audio
 frames it receives; re-INVITEs (hold, resume), REFERs and BYEs are answered and recorded.
-It also calls the registered browser, with a bogus offer (to decline) or a real one."""
+It also calls the registered browser, with a bogus offer (to decline) or a real one, and
+lights its message-waiting lamp with the NOTIFY the real switch sends a WSS contact
+(``tests/fakes/wss``)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ import aioice.ice
 from aiohttp import WSMsgType, web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
+
+from tests.fakes.wss.mwi import mwi_notify
 
 DIGEST_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^,\s]*))')
 OFFER = (
@@ -319,6 +323,19 @@ class SipPeer:
         assert self._socket is not None
         await self._socket.send_str("\r\n".join([*lines, "", offer]))
         return call_id
+
+    def notify_mwi(self, user: str, fresh: int, saved: int, event: str = "") -> str:
+        """FreeSWITCH's unsolicited message-summary NOTIFY to ``user``'s registered contact
+        (``fresh`` new, ``saved`` saved; ``event`` names another package instead); the
+        browser's answer lands in ``answers``. Returns its Call-ID."""
+        contact = self.registered[user]
+        target = contact[contact.index("<") + 1 : contact.index(">")]
+        frame = mwi_notify(target, user, self.realm, fresh, saved)
+        if event:
+            frame = frame.replace("\r\nEvent: message-summary\r\n", f"\r\nEvent: {event}\r\n")
+        assert self._socket is not None
+        asyncio.run_coroutine_threadsafe(self._socket.send_str(frame), self.loop).result(10)
+        return SipMessage.parse(frame).header("Call-ID")
 
     def hang_up_all(self) -> None:
         """Close every media end (the test's clean-up)."""

@@ -6,8 +6,9 @@ portal (people, extensions, call history) dials in the phone's own window (opene
 then reached over BroadcastChannel without reloading it), a refused microphone is said in
 words, the page passes axe and fits a 390 px screen, a call after another starts clean
 (transfer only once connected), a ringing call in a background tab shows a notification,
-the chosen speaker plays the call, and a phone unlinked in git while running stops at its
-next call. Calls with audio run against FreeSWITCH in tests/realswitch."""
+the chosen speaker plays the call, a phone unlinked in git while running stops at its
+next call, and the message-waiting lamp says (in words) what the switch's message-summary
+NOTIFY (captured from the real switch over WSS) counts and opens the voicemail page. Calls with audio run against FreeSWITCH in tests/realswitch."""
 
 from __future__ import annotations
 
@@ -196,6 +197,9 @@ def test_the_phone_page_passes_axe_and_fits_a_phone(
             found += [f"{scheme}, idle: {line}" for line in blocking_violations(page)]
             page.get_by_role("button", name="Connect", exact=True).click()
             expect(page.locator("#reg-state")).to_have_text(re.compile("Registered"))
+            peer.notify_mwi("1002", 2, 1)
+            expect(page.locator("#mwi")).to_have_attribute("data-state", "on")
+            found += [f"{scheme}, lamp lit: {line}" for line in blocking_violations(page)]
             page.get_by_label("Number").fill("1010")
             page.get_by_role("button", name="Call", exact=True).click()
             expect(page.locator("#call-state")).to_have_text("Connected")
@@ -491,3 +495,68 @@ def test_a_running_phone_stops_at_the_next_call_once_the_extension_is_not_theirs
         assert len(peer.invites) == invites
     finally:
         portal.deps.replace_state(before)
+
+
+def answered(peer: SipPeer, call_id: str) -> int:
+    return next((a.status for a in peer.answers if a.header("Call-ID") == call_id), 0)
+
+
+def test_the_lamp_says_the_count_of_new_and_saved_messages_the_switch_notifies(
+    bob: Page, portal: LivePortal, peer: SipPeer
+) -> None:
+    page = bob
+    connect_line(page, portal, "1003")
+    lamp = page.locator("#mwi")
+    expect(lamp).to_be_hidden()  # nothing known until the switch says
+    call_id = peer.notify_mwi("1003", 2, 1)
+    expect(lamp).to_be_visible()
+    expect(lamp).to_have_attribute("data-state", "on")
+    link = page.get_by_role("link", name="Voicemail: 2 new messages, 1 saved")
+    expect(link).to_have_attribute("href", "/t/acme/voicemail?box=1003")
+    wait_for(lambda: answered(peer, call_id) == 200, page, "the NOTIFY accepted")
+    peer.notify_mwi("1003", 1, 0)
+    expect(page.get_by_role("link", name="Voicemail: 1 new message")).to_be_visible()
+    peer.notify_mwi("1003", 0, 3)  # all heard: the lamp goes out, the words say so too
+    expect(lamp).to_have_attribute("data-state", "off")
+    expect(lamp).to_have_text("Voicemail: no new message, 3 saved")
+    assert "Message-Account" not in page.content()  # only the counts reach the page
+    page.get_by_role("button", name="Disconnect").click()
+    expect(lamp).to_be_hidden()  # the lamp belonged to that line
+
+
+def test_clicking_the_lamp_opens_the_voicemail_page_in_the_portal_window(
+    browser: Browser, portal: LivePortal, peer: SipPeer
+) -> None:
+    """The phone opened from the portal sends the portal window there (the phone window
+    keeps its call); a phone opened on its own opens a new tab."""
+    context = context_of(browser, portal, ALICE)
+    page = context.pages[0]
+    page.goto(portal.url + "/t/acme")
+    with page.expect_popup() as opened:
+        page.get_by_role("link", name="Phone", exact=True).click()
+    phone = opened.value
+    expect(phone.locator("#reg-state")).to_have_text(re.compile("Registered as 1001"))
+    peer.notify_mwi("1001", 1, 0)
+    phone.get_by_role("link", name="Voicemail: 1 new message").click()
+    expect(page).to_have_url(portal.url + "/t/acme/voicemail?box=1001")
+    expect(page.get_by_role("heading", name=re.compile("^Voicemail"))).to_be_visible()
+    expect(phone).to_have_url(portal.url + "/phone")
+    assert phone.evaluate("document.getElementById('phone').dataset.registration") == "registered"
+    alone = context.new_page()
+    alone.goto(portal.url + "/phone")
+    expect(alone.locator("#reg-state")).to_have_text(re.compile("Registered as 1001"))
+    peer.notify_mwi("1001", 1, 0)
+    with context.expect_page() as tab:
+        alone.get_by_role("link", name="Voicemail: 1 new message").click()
+    expect(tab.value).to_have_url(portal.url + "/t/acme/voicemail?box=1001")
+    context.close()
+
+
+def test_a_notify_of_another_event_package_is_refused(
+    bob: Page, portal: LivePortal, peer: SipPeer
+) -> None:
+    page = bob
+    connect_line(page, portal, "1002")
+    call_id = peer.notify_mwi("1002", 1, 0, event="presence")
+    wait_for(lambda: answered(peer, call_id) == 489, page, "489 Bad Event")
+    expect(page.locator("#mwi")).to_be_hidden()

@@ -1,11 +1,12 @@
 // The portal's browser phone: registers one of the person's own extensions over WSS with
 // SIP.js, places and takes calls, and listens on the "pbx-phone" BroadcastChannel so a
 // number clicked anywhere in the portal dials here (this window keeps the call alive while
-// the person moves around the portal). The page holds no secret: what SIP.js authenticates
+// the person moves around the portal). A message-waiting lamp shows the line's voicemail from
+// the switch's message-summary NOTIFYs and opens the portal's voicemail page. The page holds no secret: what SIP.js authenticates
 // with (the digest HA1, never the password) is fetched from the portal at each start.
 import { Inviter, Registerer, RegistererState, SessionState, UserAgent } from "sip.js";
 import { Ringer } from "./ringer.js";
-import { mediaError, validTarget } from "./rules.js";
+import { lampText, mediaError, messageSummary, validTarget } from "./rules.js";
 
 const $ = (id) => document.getElementById(id);
 const root = $("phone");
@@ -100,7 +101,7 @@ function makeAgent(config, server) {
       peerConnectionConfiguration: { iceServers: [] },
       iceGatheringTimeout: 2000,
     },
-    delegate: { onInvite, onDisconnect },
+    delegate: { onInvite, onDisconnect, onNotify },
   });
 }
 
@@ -192,11 +193,63 @@ async function disconnect() {
     if (ua) await ua.stop();
   } finally {
     ua = registerer = line = null;
+    clearLamp();
     setRegState("unregistered", "Not connected");
     $("line").disabled = false;
     $("connect").hidden = false;
     $("connect").disabled = false;
     $("disconnect").hidden = true;
+  }
+}
+
+// -- message-waiting lamp ------------------------------------------------------------------
+
+// FreeSWITCH sends the registered contact an unsolicited NOTIFY (no SUBSCRIBE: RFC 3842's
+// legacy form) when the box changes and when the phone registers; SIP.js hands out-of-dialog
+// NOTIFYs here. Any other event package is refused (489 Bad Event).
+function onNotify(notification) {
+  const request = notification.request;
+  const event = (request.getHeader("Event") || "").split(";")[0].trim().toLowerCase();
+  if (event !== "message-summary") {
+    notification.reject({ statusCode: 489 });
+    return;
+  }
+  notification.accept();
+  const summary = messageSummary(request.body);
+  if (summary && line) showLamp(summary);
+}
+
+function voicemailUrl() {
+  return `/t/${encodeURIComponent(line.tenant)}/voicemail?box=${encodeURIComponent(line.extension)}`;
+}
+
+function showLamp(summary) {
+  const lamp = $("mwi");
+  lamp.href = voicemailUrl();
+  lamp.dataset.state = summary.waiting ? "on" : "off";
+  say("mwi-text", lampText(summary));
+  lamp.hidden = false;
+  root.dataset.mwi = lamp.dataset.state;
+}
+
+function clearLamp() {
+  $("mwi").hidden = true;
+  $("mwi").dataset.state = "unknown";
+  say("mwi-text", "");
+  delete root.dataset.mwi;
+}
+
+// The voicemail page opens in the portal window that opened the phone (the phone keeps its
+// window and its call); a phone opened on its own opens a new tab (the link's target).
+function openVoicemail(event) {
+  const portal = window.opener;
+  if (!portal || portal.closed || event.ctrlKey || event.metaKey || event.shiftKey) return;
+  try {
+    portal.location.assign(event.currentTarget.href);
+    portal.focus();
+    event.preventDefault();
+  } catch (_error) {
+    // another origin's window: the link's own target opens the page
   }
 }
 
@@ -531,6 +584,7 @@ function wire() {
     event.preventDefault();
     call($("dial").value);
   });
+  $("mwi").addEventListener("click", openVoicemail);
   $("answer").addEventListener("click", answer);
   $("decline").addEventListener("click", decline);
   $("hangup").addEventListener("click", hangup);
