@@ -33,6 +33,7 @@ from tests.web.webrtc_probe import INBOUND_PACKETS, TRACK_CONNECTIONS
 
 ALICE, BOB = "alice@acme.example.com", "bob@acme.example.com"
 REALM = "acme.example.com"
+BOXES = ("1001", "1002")  # the extensions with a voicemail box (1003 has none)
 MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
@@ -67,6 +68,9 @@ def portal(pg_server_dsn: str, peer: SipPeer, built: None) -> Iterator[LivePorta
         for (tenant, number), password in running.deps.passwords.items():
             if tenant == "acme":
                 peer.ha1[number] = md5(f"{number}:{REALM}:{password}")
+        acme = running.deps.state["acme"]
+        boxes = {n: replace(e, voicemail_enabled=n in BOXES) for n, e in acme.extensions.items()}
+        running.deps.replace_state({**running.deps.state, "acme": replace(acme, extensions=boxes)})
         yield running
 
 
@@ -505,18 +509,18 @@ def test_the_lamp_says_the_count_of_new_and_saved_messages_the_switch_notifies(
     bob: Page, portal: LivePortal, peer: SipPeer
 ) -> None:
     page = bob
-    connect_line(page, portal, "1003")
+    connect_line(page, portal, "1002")
     lamp = page.locator("#mwi")
     expect(lamp).to_be_hidden()  # nothing known until the switch says
-    call_id = peer.notify_mwi("1003", 2, 1)
+    call_id = peer.notify_mwi("1002", 2, 1)
     expect(lamp).to_be_visible()
     expect(lamp).to_have_attribute("data-state", "on")
     link = page.get_by_role("link", name="Voicemail: 2 new messages, 1 saved")
-    expect(link).to_have_attribute("href", "/t/acme/voicemail?box=1003")
+    expect(link).to_have_attribute("href", "/t/acme/voicemail?box=1002")
     wait_for(lambda: answered(peer, call_id) == 200, page, "the NOTIFY accepted")
-    peer.notify_mwi("1003", 1, 0)
+    peer.notify_mwi("1002", 1, 0)
     expect(page.get_by_role("link", name="Voicemail: 1 new message")).to_be_visible()
-    peer.notify_mwi("1003", 0, 3)  # all heard: the lamp goes out, the words say so too
+    peer.notify_mwi("1002", 0, 3)  # all heard: the lamp goes out, the words say so too
     expect(lamp).to_have_attribute("data-state", "off")
     expect(lamp).to_have_text("Voicemail: no new message, 3 saved")
     assert "Message-Account" not in page.content()  # only the counts reach the page
@@ -552,11 +556,16 @@ def test_clicking_the_lamp_opens_the_voicemail_page_in_the_portal_window(
     context.close()
 
 
-def test_a_notify_of_another_event_package_is_refused(
+def test_a_line_without_a_box_shows_no_lamp_and_other_notifies_are_refused(
     bob: Page, portal: LivePortal, peer: SipPeer
 ) -> None:
+    """FreeSWITCH answers every registration's message query, box or not: the phone takes
+    the NOTIFY but shows no lamp for a line without voicemail. Another event package
+    than message-summary is refused (489 Bad Event)."""
     page = bob
-    connect_line(page, portal, "1002")
-    call_id = peer.notify_mwi("1002", 1, 0, event="presence")
+    connect_line(page, portal, "1003")
+    call_id = peer.notify_mwi("1003", 0, 0)
+    wait_for(lambda: answered(peer, call_id) == 200, page, "the NOTIFY accepted")
+    call_id = peer.notify_mwi("1003", 1, 0, event="presence")
     wait_for(lambda: answered(peer, call_id) == 489, page, "489 Bad Event")
     expect(page.locator("#mwi")).to_be_hidden()

@@ -216,7 +216,7 @@ function onNotify(notification) {
   }
   notification.accept();
   const summary = messageSummary(request.body);
-  if (summary && line) showLamp(summary);
+  if (summary && line && line.voicemail) showLamp(summary); // no box, no lamp
 }
 
 function voicemailUrl() {
