@@ -36,7 +36,7 @@ from tests.realswitch.processes import wait_for
 from tests.realswitch.sipp import Sipp
 from tests.realswitch.switch import missing_reason
 from tests.realswitch.test_realswitch import register, registered_phone
-from tests.web.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.web.browser import CHROMIUM, CHROMIUM_ARGS, PLAY_TO_THE_END
 from tests.web.webrtc_probe import INBOUND_PACKETS, LOOPBACK_CANDIDATES, TRACK_CONNECTIONS
 
 if (_reason := missing_reason()) is not None:
@@ -285,15 +285,23 @@ def mwi_notifies(waiting: str) -> list[str]:
             and f"Messages-Waiting: {waiting}" in f]  # fmt: skip
 
 
-def save_frame(node: Node, name: str, frame: str) -> None:
-    (node.workdir / name).write_text(frame)
-
-
 def test_the_lamp_lights_for_a_message_left_which_plays_in_the_portal_and_goes_out_deleted(
     phone: Page, phone_context: BrowserContext, node: Node
 ) -> None:
+    """Every frame the page got is saved beside the log (``wss_frames.txt``), pass or fail:
+    the source of ``tests/fakes/wss/captures``."""
     if not PCAP.is_file():
         pytest.skip(f"{PCAP} missing (Debian's sip-tester ships it)")
+    try:
+        lamp_round(phone, phone_context, node)
+    finally:
+        (node.workdir / "wss_frames.txt").write_text("\n\n=====\n\n".join(FRAMES))
+
+
+def lamp_round(phone: Page, phone_context: BrowserContext, node: Node) -> None:
+    lamp = phone.locator("#mwi")
+    # the SUBSCRIBE at registration: the switch says the (empty) box's state
+    expect(lamp).to_have_text("Voicemail: no new message", timeout=15_000)
     caller = desk_call(
         node, "desk-leaves-browser-a-message", BROWSER_EXT, scenario="call_leave_message.xml"
     ).start()
@@ -304,12 +312,15 @@ def test_the_lamp_lights_for_a_message_left_which_plays_in_the_portal_and_goes_o
         assert caller.final_status("INVITE") == 200, caller.describe() + node.logs()
     finally:
         caller.close()
-    lamp = phone.locator("#mwi")
     expect(lamp).to_have_attribute("data-state", "on", timeout=30_000)
     expect(lamp).to_have_text("Voicemail: 1 new message")
-    [lit, *_] = mwi_notifies("yes")
-    save_frame(node, "wss_mwi_notify_yes.txt", lit)
-    assert "Voice-Message: 1/0" in lit, lit
+    assert "Voice-Message: 1/0" in mwi_notifies("yes")[0]
+    # a phone started while the message waits lights up at once (its SUBSCRIBE's answer)
+    lit = len(mwi_notifies("yes"))
+    phone.reload()
+    expect(phone.locator("#reg-state")).to_have_text(re.compile(f"Registered as {BROWSER_EXT}"))
+    expect(lamp).to_have_text("Voicemail: 1 new message", timeout=15_000)
+    assert len(mwi_notifies("yes")) > lit
 
     with phone_context.expect_page() as opened:
         phone.get_by_role("link", name="Voicemail: 1 new message").click()
@@ -319,19 +330,11 @@ def test_the_lamp_lights_for_a_message_left_which_plays_in_the_portal_and_goes_o
     page.on("response", lambda r: statuses.append(r.status) if r.url.endswith("/audio") else None)
     row = page.locator("#voicemail tbody tr", has_text=DESK_EXT)
     expect(row).to_be_visible()
-    played = row.locator("audio").evaluate(
-        """audio => new Promise((resolve, reject) => {
-            audio.muted = true;
-            audio.addEventListener("ended", () => resolve(audio.currentTime), {once: true});
-            audio.addEventListener("error", () => reject(String(audio.error && audio.error.code)));
-            audio.play().catch(reject);
-        })"""
-    )
+    played = row.locator("audio").evaluate(PLAY_TO_THE_END)
     assert played > 3, played  # the caller's 6 s of audio, decoded to its end
     assert 206 in statuses, statuses
     row.get_by_role("button", name="Delete").click()
     expect(page.locator("#voicemail tbody tr", has_text=DESK_EXT)).to_have_count(0)
     expect(lamp).to_have_attribute("data-state", "off", timeout=30_000)
     expect(lamp).to_have_text("Voicemail: no new message")
-    save_frame(node, "wss_mwi_notify_no.txt", mwi_notifies("no")[-1])
     page.close()

@@ -508,17 +508,21 @@ def answered(peer: SipPeer, call_id: str) -> int:
 def test_the_lamp_says_the_count_of_new_and_saved_messages_the_switch_notifies(
     bob: Page, portal: LivePortal, peer: SipPeer
 ) -> None:
+    """Started while two new messages and a saved one wait (the SUBSCRIBE's answer), then
+    as the box changes (the unsolicited NOTIFYs)."""
     page = bob
+    peer.boxes["1002"] = (2, 1)
+    before = len(peer.subscribes)
     connect_line(page, portal, "1002")
     lamp = page.locator("#mwi")
-    expect(lamp).to_be_hidden()  # nothing known until the switch says
-    call_id = peer.notify_mwi("1002", 2, 1)
-    expect(lamp).to_be_visible()
     expect(lamp).to_have_attribute("data-state", "on")
     link = page.get_by_role("link", name="Voicemail: 2 new messages, 1 saved")
     expect(link).to_have_attribute("href", "/t/acme/voicemail?box=1002")
+    [subscribe] = peer.subscribes[before:]
+    assert subscribe.first.startswith(f"SUBSCRIBE sip:1002@{REALM} ")
+    assert subscribe.header("Event") == "message-summary"
+    call_id = peer.notify_mwi("1002", 1, 0)
     wait_for(lambda: answered(peer, call_id) == 200, page, "the NOTIFY accepted")
-    peer.notify_mwi("1002", 1, 0)
     expect(page.get_by_role("link", name="Voicemail: 1 new message")).to_be_visible()
     peer.notify_mwi("1002", 0, 3)  # all heard: the lamp goes out, the words say so too
     expect(lamp).to_have_attribute("data-state", "off")
@@ -559,13 +563,15 @@ def test_clicking_the_lamp_opens_the_voicemail_page_in_the_portal_window(
 def test_a_line_without_a_box_shows_no_lamp_and_other_notifies_are_refused(
     bob: Page, portal: LivePortal, peer: SipPeer
 ) -> None:
-    """FreeSWITCH answers every registration's message query, box or not: the phone takes
-    the NOTIFY but shows no lamp for a line without voicemail. Another event package
+    """The switch may notify any registered extension, box or not: the phone takes the
+    NOTIFY but shows no lamp for a line without voicemail (and does not subscribe). Another event package
     than message-summary is refused (489 Bad Event)."""
     page = bob
+    before = len(peer.subscribes)
     connect_line(page, portal, "1003")
     call_id = peer.notify_mwi("1003", 0, 0)
     wait_for(lambda: answered(peer, call_id) == 200, page, "the NOTIFY accepted")
     call_id = peer.notify_mwi("1003", 1, 0, event="presence")
     wait_for(lambda: answered(peer, call_id) == 489, page, "489 Bad Event")
     expect(page.locator("#mwi")).to_be_hidden()
+    assert len(peer.subscribes) == before  # no box: nothing to subscribe to

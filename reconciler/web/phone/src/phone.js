@@ -4,7 +4,7 @@
 // the person moves around the portal). A message-waiting lamp shows the line's voicemail from
 // the switch's message-summary NOTIFYs and opens the portal's voicemail page. The page holds no secret: what SIP.js authenticates
 // with (the digest HA1, never the password) is fetched from the portal at each start.
-import { Inviter, Registerer, RegistererState, SessionState, UserAgent } from "sip.js";
+import { Inviter, Registerer, RegistererState, SessionState, Subscriber, UserAgent } from "sip.js";
 import { Ringer } from "./ringer.js";
 import { lampText, mediaError, messageSummary, validTarget } from "./rules.js";
 
@@ -15,6 +15,7 @@ const ringer = new Ringer();
 
 let ua = null;
 let registerer = null;
+let mwiSubscriber = null;
 let line = null; // what the portal answered for the chosen extension
 let session = null; // the one call (incoming or outgoing)
 let incoming = null; // an Invitation ringing, not yet answered
@@ -161,6 +162,7 @@ function onRegistration(state) {
   if (state === RegistererState.Registered) {
     setRegState("registered", `Registered as ${line.extension} (${line.display_name})`);
     showError("");
+    subscribeMwi();
     if (pendingDial) {
       const number = pendingDial;
       pendingDial = null;
@@ -189,10 +191,11 @@ async function disconnect() {
   stopping = true;
   if (session) hangup();
   try {
+    if (mwiSubscriber) await mwiSubscriber.dispose().catch(() => {});
     if (registerer) await registerer.unregister().catch(() => {});
     if (ua) await ua.stop();
   } finally {
-    ua = registerer = line = null;
+    ua = registerer = mwiSubscriber = line = null;
     clearLamp();
     setRegState("unregistered", "Not connected");
     $("line").disabled = false;
@@ -204,9 +207,9 @@ async function disconnect() {
 
 // -- message-waiting lamp ------------------------------------------------------------------
 
-// FreeSWITCH sends the registered contact an unsolicited NOTIFY (no SUBSCRIBE: RFC 3842's
-// legacy form) when the box changes and when the phone registers; SIP.js hands out-of-dialog
-// NOTIFYs here. Any other event package is refused (489 Bad Event).
+// FreeSWITCH sends every registered contact of the box an unsolicited NOTIFY (RFC 3842's
+// legacy form, out of any dialog) when a message is left, heard or deleted; SIP.js hands
+// out-of-dialog NOTIFYs here. Any other event package is refused (489 Bad Event).
 function onNotify(notification) {
   const request = notification.request;
   const event = (request.getHeader("Event") || "").split(";")[0].trim().toLowerCase();
@@ -217,6 +220,21 @@ function onNotify(notification) {
   notification.accept();
   const summary = messageSummary(request.body);
   if (summary && line && line.voicemail) showLamp(summary); // no box, no lamp
+}
+
+// Those NOTIFYs tell changes only: a SUBSCRIBE to the line's own message summary at each
+// registration makes the switch say the box's state now (a phone started while messages
+// wait lights up at once). FreeSWITCH 1.10.12 accepts it (202) and says the state in a
+// NOTIFY of its own, out of the subscription's dialog, which onNotify takes like the others
+// (SIP.js stops waiting for one inside the dialog after 32 s; nothing is lost).
+function subscribeMwi() {
+  if (!line || !line.voicemail) return;
+  if (mwiSubscriber) mwiSubscriber.dispose().catch(() => {});
+  mwiSubscriber = new Subscriber(ua, UserAgent.makeURI(line.uri), "message-summary", {
+    expires: 3600,
+    extraHeaders: ["Accept: application/simple-message-summary"],
+  });
+  mwiSubscriber.subscribe().catch(() => {});
 }
 
 function voicemailUrl() {
