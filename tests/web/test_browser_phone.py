@@ -220,7 +220,8 @@ def test_the_phone_page_passes_axe_and_fits_a_phone(
 def test_the_screenshots_of_the_phone_are_current(
     bob: Page, portal: LivePortal, peer: SipPeer
 ) -> None:
-    """Idle, ringing and in a call, for docs/ (written only when PBX_SCREENSHOTS is set)."""
+    """Idle (the voicemail lamp lit), ringing and in a call, for docs/ (written only when
+    PBX_SCREENSHOTS is set)."""
     import os
 
     if not os.environ.get("PBX_SCREENSHOTS"):
@@ -228,7 +229,9 @@ def test_the_screenshots_of_the_phone_are_current(
     out = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
     page = bob
     page.set_viewport_size({"width": 420, "height": 760})
+    peer.boxes["1002"] = (2, 1)  # the lamp lit
     connect_line(page, portal, "1002")
+    expect(page.locator("#mwi")).to_have_attribute("data-state", "on")
     page.screenshot(path=str(out / "phone-idle.png"), full_page=True)
     peer.call("1002", "1001", "Alice Smith", media=True)
     expect(page.locator("#incoming")).to_be_visible()
