@@ -5,9 +5,10 @@ person's own extensions over WSS to the switch nodes ``--phone-wss`` names.
 
 What the browser authenticates with comes from ``POST /api/v1/tenants/{t}/extensions/{n}/phone``:
 the SIP digest HA1 (``md5(user:realm:password)``, what FreeSWITCH's ``a1-hash`` holds and
-SIP.js's ``authorizationHa1`` takes), never the password. Only the caller's own enabled
-extension, from a session (not an API token), each start audited; anything else is 404 like
-an unknown extension. The phone asks again at every start, and a running phone asks
+SIP.js's ``authorizationHa1`` takes), never the password, and whether the extension has a
+voicemail box (only then does the phone show the switch's message-waiting lamp). Only the
+caller's own enabled extension, from a session (not an API token), each start audited;
+anything else is 404 like an unknown extension. The phone asks again at every start, and a running phone asks
 (``GET``, nothing secret) before each call it places or answers, so someone removed from
 git, unlinked from the extension or logged out stops at their next call.
 """
@@ -29,7 +30,7 @@ from reconciler.web.errors import Forbidden, NotFound
 from reconciler.web.feature import Feature, NavEntry
 from reconciler.web.handling import V1, actor, ok
 from reconciler.web.middleware import CSP
-from reconciler.web.openapi import NUMBER, TENANT, array, obj, operation, string
+from reconciler.web.openapi import NUMBER, TENANT, array, boolean, obj, operation, string
 from reconciler.web.phone_bundle import BUILD_COMMAND, BundleFinder
 from reconciler.web.ports import CREDENTIALS
 
@@ -163,6 +164,7 @@ async def api_phone(request: web.Request) -> web.StreamResponse:
             "authorization_ha1": a1_hash(creds.username, creds.domain, creds.password),
             "display_name": ext.caller_id_name or ext.name,
             "wss_servers": list(portal.config.phone_wss),
+            "voicemail": ext.voicemail_enabled,
         }
     )
 
@@ -183,6 +185,7 @@ def _paths() -> dict[str, Any]:
                         "authorization_ha1",
                         "display_name",
                         "wss_servers",
+                        "voicemail",
                     ],
                     tenant=string(),
                     extension=string(),
@@ -192,6 +195,7 @@ def _paths() -> dict[str, Any]:
                     authorization_ha1=string(pattern="^[0-9a-f]{32}$"),
                     display_name=string(),
                     wss_servers=array(string()),
+                    voicemail=boolean(),
                 ),
                 params=[TENANT, NUMBER],
             ),

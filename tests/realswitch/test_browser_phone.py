@@ -6,7 +6,12 @@ call from one, answering it: each time the call is established, its timer runs, 
 reaches the page (``RTCPeerConnection.getStats()``: inbound audio packets) and the desk
 phone sees the browser's hang-up; then a blind transfer (REFER) of a call it answered, and,
 as a queue's agent, a queue call it answers, all in the same phone window after the
-earlier calls.
+earlier calls. Last, the message-waiting lamp: a desk phone's call the browser declines is
+answered by the browser's voicemail box, the caller leaves audio, the switch's
+message-summary NOTIFY over WSS lights the lamp with the count, the lamp opens the portal's
+voicemail page where Chromium plays the message (206 answers) and deletes it, and the lamp
+goes out. The NOTIFY frames the browser received are saved beside the log for the test
+peer's fixtures (``tests/fakes/wss/captures``).
 
 Media stays on loopback as ../shared/freeswitch/transcripts/webrtc/NOTES.md found
 necessary: the profile preference ``webrtc.ip_handling_policy`` plus the page's host
@@ -20,6 +25,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
@@ -30,7 +36,7 @@ from tests.realswitch.processes import wait_for
 from tests.realswitch.sipp import Sipp
 from tests.realswitch.switch import missing_reason
 from tests.realswitch.test_realswitch import register, registered_phone
-from tests.web.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.web.browser import CHROMIUM, CHROMIUM_ARGS, PLAY_TO_THE_END
 from tests.web.webrtc_probe import INBOUND_PACKETS, LOOPBACK_CANDIDATES, TRACK_CONNECTIONS
 
 if (_reason := missing_reason()) is not None:
@@ -50,7 +56,9 @@ name: Web phone
 users:
   - {{email: {PHONE_PERSON}, name: Pat Browser, extensions: ["{BROWSER_EXT}"]}}
 extensions:
-  - {{number: "{BROWSER_EXT}", name: Portal phone}}
+  - number: "{BROWSER_EXT}"
+    name: Portal phone
+    voicemail: {{enabled: true, max_message_seconds: 60}}
   - {{number: "{DESK_EXT}", name: Desk phone}}
   - {{number: "{TRANSFER_EXT}", name: Transfer target}}
 agents:
@@ -61,6 +69,7 @@ queues:
     tiers:
       - {{agent: pat, level: 1, position: 1}}
 """
+PCAP = Path("/usr/share/sip-tester/g711a.pcap")  # the message a desk phone leaves
 MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
@@ -120,9 +129,15 @@ def phone_context(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Itera
         context.close()
 
 
+# Every SIP frame the phone's page received over WSS, in order (the lamp's NOTIFYs are read
+# from here and saved for the test peer).
+FRAMES: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def phone(phone_context: BrowserContext, node: Node) -> Page:
     page = phone_context.pages[0]
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda f: FRAMES.append(str(f))))
     page.goto(f"http://127.0.0.1:{node.ports.portal}/phone")
     expect(page.locator("#reg-state")).to_have_text(re.compile(f"Registered as {BROWSER_EXT}"))
     return page
@@ -142,6 +157,20 @@ def desk_phone(node: Node) -> Iterator[Sipp]:
     finally:
         uas.close()
         register(node, "unreg-desk-for-browser", DESK_EXT, DOMAIN, secret, uas.port, expires=0)
+
+
+def desk_call(
+    node: Node, name: str, number: str, *, scenario: str = "call_auth.xml", echo: bool = False
+) -> Sipp:
+    """The desk extension calling ``number`` (``echo``: sending back the audio it gets)."""
+    secret = node.credentials(TENANT, DESK_EXT)["password"]
+    return node.sipp(
+        name,
+        scenario,
+        target=node.tenant_target,
+        variables={"user": DESK_EXT, "domain": DOMAIN, "to_domain": DOMAIN},
+        extra=["-s", number, "-au", DESK_EXT, "-ap", secret, *(["-rtp_echo"] if echo else [])],
+    )
 
 
 def assert_call_with_audio(page: Page, node: Node) -> None:
@@ -186,14 +215,7 @@ def test_the_browser_phone_calls_a_desk_phone_with_audio(phone: Page, node: Node
 
 
 def test_the_browser_phone_answers_a_call_from_a_desk_phone(phone: Page, node: Node) -> None:
-    secret = node.credentials(TENANT, DESK_EXT)["password"]
-    caller = node.sipp(
-        "desk-calls-browser",
-        "call_auth.xml",
-        target=node.tenant_target,
-        variables={"user": DESK_EXT, "domain": DOMAIN, "to_domain": DOMAIN},
-        extra=["-s", BROWSER_EXT, "-au", DESK_EXT, "-ap", secret, "-rtp_echo"],
-    ).start()
+    caller = desk_call(node, "desk-calls-browser", BROWSER_EXT, echo=True).start()
     try:
         expect(phone.locator("#incoming")).to_be_visible(timeout=20_000)
         expect(phone.locator("#incoming-from")).to_contain_text(DESK_EXT)
@@ -218,15 +240,8 @@ def test_the_browser_phone_answers_a_call_from_a_desk_phone(phone: Page, node: N
 
 def test_the_browser_phone_transfers_a_call_blind(phone: Page, node: Node) -> None:
     """REFER: the desk phone that called the browser ends up talking to the transfer target."""
-    secret = node.credentials(TENANT, DESK_EXT)["password"]
     with registered_phone(node, TENANT, DOMAIN, TRANSFER_EXT) as target:
-        caller = node.sipp(
-            "desk-calls-browser-to-transfer",
-            "call_auth.xml",
-            target=node.tenant_target,
-            variables={"user": DESK_EXT, "domain": DOMAIN, "to_domain": DOMAIN},
-            extra=["-s", BROWSER_EXT, "-au", DESK_EXT, "-ap", secret],
-        ).start()
+        caller = desk_call(node, "desk-calls-browser-to-transfer", BROWSER_EXT).start()
         try:
             expect(phone.locator("#incoming")).to_be_visible(timeout=20_000)
             phone.get_by_role("button", name="Answer").click()
@@ -251,14 +266,7 @@ def test_the_browser_phone_of_an_agent_answers_a_queue_call(phone: Page, node: N
         return any(line.startswith(f"pat@{DOMAIN}|") for line in listing.splitlines())
 
     wait_for(agent_loaded, "agent pat loaded", timeout=60, detail=node.logs)
-    secret = node.credentials(TENANT, DESK_EXT)["password"]
-    caller = node.sipp(
-        "desk-calls-the-queue",
-        "call_auth.xml",
-        target=node.tenant_target,
-        variables={"user": DESK_EXT, "domain": DOMAIN, "to_domain": DOMAIN},
-        extra=["-s", QUEUE, "-au", DESK_EXT, "-ap", secret, "-rtp_echo"],
-    ).start()
+    caller = desk_call(node, "desk-calls-the-queue", QUEUE, echo=True).start()
     try:
         expect(phone.locator("#incoming")).to_be_visible(timeout=30_000)
         phone.get_by_role("button", name="Answer").click()
@@ -269,3 +277,64 @@ def test_the_browser_phone_of_an_agent_answers_a_queue_call(phone: Page, node: N
     finally:
         caller.close()
     expect(phone.locator("#call")).to_be_hidden()
+
+
+def mwi_notifies(waiting: str) -> list[str]:
+    """The message-summary NOTIFYs the browser got saying ``Messages-Waiting: <waiting>``."""
+    return [f for f in FRAMES if f.startswith("NOTIFY ") and "\r\nEvent: message-summary" in f
+            and f"Messages-Waiting: {waiting}" in f]  # fmt: skip
+
+
+def test_the_lamp_lights_for_a_message_left_which_plays_in_the_portal_and_goes_out_deleted(
+    phone: Page, phone_context: BrowserContext, node: Node
+) -> None:
+    """Every frame the page got is saved beside the log (``wss_frames.txt``), pass or fail:
+    the source of ``tests/fakes/wss/captures``."""
+    if not PCAP.is_file():
+        pytest.skip(f"{PCAP} missing (Debian's sip-tester ships it)")
+    try:
+        lamp_round(phone, phone_context, node)
+    finally:
+        (node.workdir / "wss_frames.txt").write_text("\n\n=====\n\n".join(FRAMES))
+
+
+def lamp_round(phone: Page, phone_context: BrowserContext, node: Node) -> None:
+    lamp = phone.locator("#mwi")
+    # the SUBSCRIBE at registration: the switch says the (empty) box's state
+    expect(lamp).to_have_text("Voicemail: no new message", timeout=15_000)
+    caller = desk_call(
+        node, "desk-leaves-browser-a-message", BROWSER_EXT, scenario="call_leave_message.xml"
+    ).start()
+    try:
+        expect(phone.locator("#incoming")).to_be_visible(timeout=20_000)
+        phone.get_by_role("button", name="Decline").click()  # busy: the box answers
+        assert caller.wait(timeout=120) == 0, caller.describe() + node.logs()
+        assert caller.final_status("INVITE") == 200, caller.describe() + node.logs()
+    finally:
+        caller.close()
+    expect(lamp).to_have_attribute("data-state", "on", timeout=30_000)
+    expect(lamp).to_have_text("Voicemail: 1 new message")
+    assert "Voice-Message: 1/0" in mwi_notifies("yes")[0]
+    # a phone started while the message waits lights up at once (its SUBSCRIBE's answer)
+    lit = len(mwi_notifies("yes"))
+    phone.reload()
+    expect(phone.locator("#reg-state")).to_have_text(re.compile(f"Registered as {BROWSER_EXT}"))
+    expect(lamp).to_have_text("Voicemail: 1 new message", timeout=15_000)
+    assert len(mwi_notifies("yes")) > lit
+
+    with phone_context.expect_page() as opened:
+        phone.get_by_role("link", name="Voicemail: 1 new message").click()
+    page = opened.value
+    expect(page).to_have_url(re.compile(rf"/t/{TENANT}/voicemail[?]box={BROWSER_EXT}$"))
+    statuses: list[int] = []
+    page.on("response", lambda r: statuses.append(r.status) if r.url.endswith("/audio") else None)
+    row = page.locator("#voicemail tbody tr", has_text=DESK_EXT)
+    expect(row).to_be_visible()
+    played = row.locator("audio").evaluate(PLAY_TO_THE_END)
+    assert played > 3, played  # the caller's 6 s of audio, decoded to its end
+    assert 206 in statuses, statuses
+    row.get_by_role("button", name="Delete").click()
+    expect(page.locator("#voicemail tbody tr", has_text=DESK_EXT)).to_have_count(0)
+    expect(lamp).to_have_attribute("data-state", "off", timeout=30_000)
+    expect(lamp).to_have_text("Voicemail: no new message")
+    page.close()

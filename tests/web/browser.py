@@ -26,6 +26,15 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
+# Plays an <audio> element muted to its end (``locator.evaluate``): resolves with where it
+# ended (its decoded length, in seconds), rejects with the media error's code.
+PLAY_TO_THE_END = """audio => new Promise((resolve, reject) => {
+    audio.muted = true;
+    audio.addEventListener("ended", () => resolve(audio.currentTime), {once: true});
+    audio.addEventListener("error", () => reject(String(audio.error && audio.error.code)));
+    audio.play().catch(reject);
+})"""
+
 
 def launch(playwright: Playwright) -> Browser:
     if not CHROMIUM.exists():

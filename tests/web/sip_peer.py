@@ -4,7 +4,10 @@ accepts only a response computed from the right HA1, so a registered phone prove
 portal handed out. INVITEs are refused 486 (recorded), or with ``answering`` answered by a
 real WebRTC endpoint (aiortc: ICE, DTLS-SRTP, Opus) that sends audio and counts the audio
 frames it receives; re-INVITEs (hold, resume), REFERs and BYEs are answered and recorded.
-It also calls the registered browser, with a bogus offer (to decline) or a real one."""
+It also calls the registered browser, with a bogus offer (to decline) or a real one, and
+lights its message-waiting lamp with the NOTIFYs the real switch sends a WSS contact
+(``tests/fakes/wss``): on a change of the box, and answering the phone's SUBSCRIBE (202,
+then the box's state out of the dialog, as FreeSWITCH does)."""
 
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ import aioice.ice
 from aiohttp import WSMsgType, web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
+
+from tests.fakes.wss.mwi import mwi_notify, subscribe_accepted
 
 DIGEST_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^,\s]*))')
 OFFER = (
@@ -106,6 +111,8 @@ class SipPeer:
     refused: list[str] = field(default_factory=list)
     answering: bool = False  # answer INVITEs with media (else 486)
     calls: dict[str, PeerCall] = field(default_factory=dict)  # by Call-ID
+    boxes: dict[str, tuple[int, int]] = field(default_factory=dict)  # user -> (new, saved)
+    subscribes: list[SipMessage] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -183,6 +190,8 @@ class SipPeer:
                 call.ended = True
                 await call.pc.close()
             await ws.send_str(self._reply(msg, "200 OK"))
+        elif msg.method == "SUBSCRIBE":
+            await self._subscribe(ws, msg)
         elif msg.method in ("CANCEL", "OPTIONS", "NOTIFY", "INFO"):
             await ws.send_str(self._reply(msg, "200 OK"))
 
@@ -319,6 +328,35 @@ class SipPeer:
         assert self._socket is not None
         await self._socket.send_str("\r\n".join([*lines, "", offer]))
         return call_id
+
+    async def _subscribe(self, ws: web.WebSocketResponse, msg: SipMessage) -> None:
+        """message-summary: accepted, then the box's state in a NOTIFY of its own (the real
+        switch never notifies inside the subscription's dialog); anything else 489."""
+        self.subscribes.append(msg)
+        if msg.header("Event").split(";")[0].strip() != "message-summary":
+            await ws.send_str(self._reply(msg, "489 Bad Event"))
+            return
+        await ws.send_str(self._reply(msg, "202 Accepted", subscribe_accepted()))
+        user = re.sub(r"^.*<sip:([^@>]+)@.*$", r"\1", msg.header("From"))
+        if user in self.registered:
+            await ws.send_str(self._mwi_frame(user, *self.boxes.get(user, (0, 0)), query=True))
+
+    def _mwi_frame(self, user: str, fresh: int, saved: int, *, query: bool = False) -> str:
+        contact = self.registered[user]
+        target = contact[contact.index("<") + 1 : contact.index(">")]
+        return mwi_notify(target, user, self.realm, fresh, saved, query=query)
+
+    def notify_mwi(self, user: str, fresh: int, saved: int, event: str = "") -> str:
+        """FreeSWITCH's unsolicited message-summary NOTIFY to ``user``'s registered contact
+        (``fresh`` new, ``saved`` saved; ``event`` names another package instead); the
+        browser's answer lands in ``answers``. Returns its Call-ID."""
+        self.boxes[user] = (fresh, saved)
+        frame = self._mwi_frame(user, fresh, saved)
+        if event:
+            frame = frame.replace("\r\nEvent: message-summary\r\n", f"\r\nEvent: {event}\r\n")
+        assert self._socket is not None
+        asyncio.run_coroutine_threadsafe(self._socket.send_str(frame), self.loop).result(10)
+        return SipMessage.parse(frame).header("Call-ID")
 
     def hang_up_all(self) -> None:
         """Close every media end (the test's clean-up)."""

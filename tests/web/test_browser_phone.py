@@ -6,8 +6,9 @@ portal (people, extensions, call history) dials in the phone's own window (opene
 then reached over BroadcastChannel without reloading it), a refused microphone is said in
 words, the page passes axe and fits a 390 px screen, a call after another starts clean
 (transfer only once connected), a ringing call in a background tab shows a notification,
-the chosen speaker plays the call, and a phone unlinked in git while running stops at its
-next call. Calls with audio run against FreeSWITCH in tests/realswitch."""
+the chosen speaker plays the call, a phone unlinked in git while running stops at its
+next call, and the message-waiting lamp says (in words) what the switch's message-summary
+NOTIFY (captured from the real switch over WSS) counts and opens the voicemail page. Calls with audio run against FreeSWITCH in tests/realswitch."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from tests.web.webrtc_probe import INBOUND_PACKETS, TRACK_CONNECTIONS
 
 ALICE, BOB = "alice@acme.example.com", "bob@acme.example.com"
 REALM = "acme.example.com"
+BOXES = ("1001", "1002")  # the extensions with a voicemail box (1003 has none)
 MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
@@ -66,6 +68,9 @@ def portal(pg_server_dsn: str, peer: SipPeer, built: None) -> Iterator[LivePorta
         for (tenant, number), password in running.deps.passwords.items():
             if tenant == "acme":
                 peer.ha1[number] = md5(f"{number}:{REALM}:{password}")
+        acme = running.deps.state["acme"]
+        boxes = {n: replace(e, voicemail_enabled=n in BOXES) for n, e in acme.extensions.items()}
+        running.deps.replace_state({**running.deps.state, "acme": replace(acme, extensions=boxes)})
         yield running
 
 
@@ -196,6 +201,9 @@ def test_the_phone_page_passes_axe_and_fits_a_phone(
             found += [f"{scheme}, idle: {line}" for line in blocking_violations(page)]
             page.get_by_role("button", name="Connect", exact=True).click()
             expect(page.locator("#reg-state")).to_have_text(re.compile("Registered"))
+            peer.notify_mwi("1002", 2, 1)
+            expect(page.locator("#mwi")).to_have_attribute("data-state", "on")
+            found += [f"{scheme}, lamp lit: {line}" for line in blocking_violations(page)]
             page.get_by_label("Number").fill("1010")
             page.get_by_role("button", name="Call", exact=True).click()
             expect(page.locator("#call-state")).to_have_text("Connected")
@@ -212,7 +220,8 @@ def test_the_phone_page_passes_axe_and_fits_a_phone(
 def test_the_screenshots_of_the_phone_are_current(
     bob: Page, portal: LivePortal, peer: SipPeer
 ) -> None:
-    """Idle, ringing and in a call, for docs/ (written only when PBX_SCREENSHOTS is set)."""
+    """Idle (the voicemail lamp lit), ringing and in a call, for docs/ (written only when
+    PBX_SCREENSHOTS is set)."""
     import os
 
     if not os.environ.get("PBX_SCREENSHOTS"):
@@ -220,7 +229,9 @@ def test_the_screenshots_of_the_phone_are_current(
     out = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
     page = bob
     page.set_viewport_size({"width": 420, "height": 760})
+    peer.boxes["1002"] = (2, 1)  # the lamp lit
     connect_line(page, portal, "1002")
+    expect(page.locator("#mwi")).to_have_attribute("data-state", "on")
     page.screenshot(path=str(out / "phone-idle.png"), full_page=True)
     peer.call("1002", "1001", "Alice Smith", media=True)
     expect(page.locator("#incoming")).to_be_visible()
@@ -491,3 +502,79 @@ def test_a_running_phone_stops_at_the_next_call_once_the_extension_is_not_theirs
         assert len(peer.invites) == invites
     finally:
         portal.deps.replace_state(before)
+
+
+def answered(peer: SipPeer, call_id: str) -> int:
+    return next((a.status for a in peer.answers if a.header("Call-ID") == call_id), 0)
+
+
+def test_the_lamp_says_the_count_of_new_and_saved_messages_the_switch_notifies(
+    bob: Page, portal: LivePortal, peer: SipPeer
+) -> None:
+    """Started while two new messages and a saved one wait (the SUBSCRIBE's answer), then
+    as the box changes (the unsolicited NOTIFYs)."""
+    page = bob
+    peer.boxes["1002"] = (2, 1)
+    before = len(peer.subscribes)
+    connect_line(page, portal, "1002")
+    lamp = page.locator("#mwi")
+    expect(lamp).to_have_attribute("data-state", "on")
+    link = page.get_by_role("link", name="Voicemail: 2 new messages, 1 saved")
+    expect(link).to_have_attribute("href", "/t/acme/voicemail?box=1002")
+    [subscribe] = peer.subscribes[before:]
+    assert subscribe.first.startswith(f"SUBSCRIBE sip:1002@{REALM} ")
+    assert subscribe.header("Event") == "message-summary"
+    call_id = peer.notify_mwi("1002", 1, 0)
+    wait_for(lambda: answered(peer, call_id) == 200, page, "the NOTIFY accepted")
+    expect(page.get_by_role("link", name="Voicemail: 1 new message")).to_be_visible()
+    peer.notify_mwi("1002", 0, 3)  # all heard: the lamp goes out, the words say so too
+    expect(lamp).to_have_attribute("data-state", "off")
+    expect(lamp).to_have_text("Voicemail: no new message, 3 saved")
+    assert "Message-Account" not in page.content()  # only the counts reach the page
+    page.get_by_role("button", name="Disconnect").click()
+    expect(lamp).to_be_hidden()  # the lamp belonged to that line
+
+
+def test_clicking_the_lamp_opens_the_voicemail_page_in_the_portal_window(
+    browser: Browser, portal: LivePortal, peer: SipPeer
+) -> None:
+    """The phone opened from the portal sends the portal window there (the phone window
+    keeps its call); a phone opened on its own opens a new tab."""
+    context = context_of(browser, portal, ALICE)
+    page = context.pages[0]
+    page.goto(portal.url + "/t/acme")
+    with page.expect_popup() as opened:
+        page.get_by_role("link", name="Phone", exact=True).click()
+    phone = opened.value
+    expect(phone.locator("#reg-state")).to_have_text(re.compile("Registered as 1001"))
+    peer.notify_mwi("1001", 1, 0)
+    phone.get_by_role("link", name="Voicemail: 1 new message").click()
+    expect(page).to_have_url(portal.url + "/t/acme/voicemail?box=1001")
+    expect(page.get_by_role("heading", name=re.compile("^Voicemail"))).to_be_visible()
+    expect(phone).to_have_url(portal.url + "/phone")
+    assert phone.evaluate("document.getElementById('phone').dataset.registration") == "registered"
+    alone = context.new_page()
+    alone.goto(portal.url + "/phone")
+    expect(alone.locator("#reg-state")).to_have_text(re.compile("Registered as 1001"))
+    peer.notify_mwi("1001", 1, 0)
+    with context.expect_page() as tab:
+        alone.get_by_role("link", name="Voicemail: 1 new message").click()
+    expect(tab.value).to_have_url(portal.url + "/t/acme/voicemail?box=1001")
+    context.close()
+
+
+def test_a_line_without_a_box_shows_no_lamp_and_other_notifies_are_refused(
+    bob: Page, portal: LivePortal, peer: SipPeer
+) -> None:
+    """The switch may notify any registered extension, box or not: the phone takes the
+    NOTIFY but shows no lamp for a line without voicemail (and does not subscribe). Another event package
+    than message-summary is refused (489 Bad Event)."""
+    page = bob
+    before = len(peer.subscribes)
+    connect_line(page, portal, "1003")
+    call_id = peer.notify_mwi("1003", 0, 0)
+    wait_for(lambda: answered(peer, call_id) == 200, page, "the NOTIFY accepted")
+    call_id = peer.notify_mwi("1003", 1, 0, event="presence")
+    wait_for(lambda: answered(peer, call_id) == 489, page, "489 Bad Event")
+    expect(page.locator("#mwi")).to_be_hidden()
+    assert len(peer.subscribes) == before  # no box: nothing to subscribe to

@@ -19,7 +19,7 @@ from reconciler.web.ports import VOICEMAIL
 from tests.fakes.freeswitch import FakeFreeSwitch
 from tests.fakes.portal import FakePortalDeps
 from tests.switch.voicemail_support import connected_voicemail
-from tests.web.browser import launch, log_in
+from tests.web.browser import PLAY_TO_THE_END, launch, log_in
 from tests.web.live_server import LivePortal, scratch_database
 
 CAROL = "carol@acme.example.com"
@@ -115,14 +115,7 @@ def test_a_message_plays_and_a_new_one_appears_without_a_reload(
     page.goto(portal.url + "/t/acme/voicemail")
     row = page.locator("#voicemail tbody tr", has_text="5551")
     expect(row).to_be_visible()
-    played = row.locator("audio").evaluate(
-        """audio => new Promise((resolve, reject) => {
-            audio.muted = true;
-            audio.addEventListener("ended", () => resolve(audio.duration), {once: true});
-            audio.addEventListener("error", () => reject(String(audio.error && audio.error.code)));
-            audio.play().catch(reject);
-        })"""
-    )
+    played = row.locator("audio").evaluate(PLAY_TO_THE_END)
     assert 0.4 < played < 0.6  # the half second the box holds, decoded by the browser
     switch.leave(root, "1010", "5552")
     expect(page.locator("#voicemail tbody tr", has_text="5552")).to_be_visible()

@@ -89,6 +89,7 @@ async def test_the_phone_gets_the_ha1_of_its_realm_never_the_password_and_each_s
         "authorization_ha1": expected,
         "display_name": "Desk 1010",
         "wss_servers": list(WSS),
+        "voicemail": False,
     }
     assert password not in await response.text()
     await client.post(PHONE.format("acme", "1010"), headers={"X-CSRF-Token": csrf})

@@ -1,11 +1,12 @@
 // The portal's browser phone: registers one of the person's own extensions over WSS with
 // SIP.js, places and takes calls, and listens on the "pbx-phone" BroadcastChannel so a
 // number clicked anywhere in the portal dials here (this window keeps the call alive while
-// the person moves around the portal). The page holds no secret: what SIP.js authenticates
+// the person moves around the portal). A message-waiting lamp shows the line's voicemail from
+// the switch's message-summary NOTIFYs and opens the portal's voicemail page. The page holds no secret: what SIP.js authenticates
 // with (the digest HA1, never the password) is fetched from the portal at each start.
-import { Inviter, Registerer, RegistererState, SessionState, UserAgent } from "sip.js";
+import { Inviter, Registerer, RegistererState, SessionState, Subscriber, UserAgent } from "sip.js";
 import { Ringer } from "./ringer.js";
-import { mediaError, validTarget } from "./rules.js";
+import { lampText, mediaError, messageSummary, validTarget } from "./rules.js";
 
 const $ = (id) => document.getElementById(id);
 const root = $("phone");
@@ -14,6 +15,7 @@ const ringer = new Ringer();
 
 let ua = null;
 let registerer = null;
+let mwiSubscriber = null;
 let line = null; // what the portal answered for the chosen extension
 let session = null; // the one call (incoming or outgoing)
 let incoming = null; // an Invitation ringing, not yet answered
@@ -100,7 +102,7 @@ function makeAgent(config, server) {
       peerConnectionConfiguration: { iceServers: [] },
       iceGatheringTimeout: 2000,
     },
-    delegate: { onInvite, onDisconnect },
+    delegate: { onInvite, onDisconnect, onNotify },
   });
 }
 
@@ -160,6 +162,7 @@ function onRegistration(state) {
   if (state === RegistererState.Registered) {
     setRegState("registered", `Registered as ${line.extension} (${line.display_name})`);
     showError("");
+    subscribeMwi();
     if (pendingDial) {
       const number = pendingDial;
       pendingDial = null;
@@ -188,15 +191,83 @@ async function disconnect() {
   stopping = true;
   if (session) hangup();
   try {
+    if (mwiSubscriber) await mwiSubscriber.dispose().catch(() => {});
     if (registerer) await registerer.unregister().catch(() => {});
     if (ua) await ua.stop();
   } finally {
-    ua = registerer = line = null;
+    ua = registerer = mwiSubscriber = line = null;
+    clearLamp();
     setRegState("unregistered", "Not connected");
     $("line").disabled = false;
     $("connect").hidden = false;
     $("connect").disabled = false;
     $("disconnect").hidden = true;
+  }
+}
+
+// -- message-waiting lamp ------------------------------------------------------------------
+
+// FreeSWITCH sends every registered contact of the box an unsolicited NOTIFY (RFC 3842's
+// legacy form, out of any dialog) when a message is left, heard or deleted; SIP.js hands
+// out-of-dialog NOTIFYs here. Any other event package is refused (489 Bad Event).
+function onNotify(notification) {
+  const request = notification.request;
+  const event = (request.getHeader("Event") || "").split(";")[0].trim().toLowerCase();
+  if (event !== "message-summary") {
+    notification.reject({ statusCode: 489 });
+    return;
+  }
+  notification.accept();
+  const summary = messageSummary(request.body);
+  if (summary && line && line.voicemail) showLamp(summary); // no box, no lamp
+}
+
+// Those NOTIFYs tell changes only: a SUBSCRIBE to the line's own message summary at each
+// registration makes the switch say the box's state now (a phone started while messages
+// wait lights up at once). FreeSWITCH 1.10.12 accepts it (202) and says the state in a
+// NOTIFY of its own, out of the subscription's dialog, which onNotify takes like the others
+// (SIP.js stops waiting for one inside the dialog after 32 s; nothing is lost).
+function subscribeMwi() {
+  if (!line || !line.voicemail) return;
+  if (mwiSubscriber) mwiSubscriber.dispose().catch(() => {});
+  mwiSubscriber = new Subscriber(ua, UserAgent.makeURI(line.uri), "message-summary", {
+    expires: 3600,
+    extraHeaders: ["Accept: application/simple-message-summary"],
+  });
+  mwiSubscriber.subscribe().catch(() => {});
+}
+
+function voicemailUrl() {
+  return `/t/${encodeURIComponent(line.tenant)}/voicemail?box=${encodeURIComponent(line.extension)}`;
+}
+
+function showLamp(summary) {
+  const lamp = $("mwi");
+  lamp.href = voicemailUrl();
+  lamp.dataset.state = summary.waiting ? "on" : "off";
+  say("mwi-text", lampText(summary));
+  lamp.hidden = false;
+  root.dataset.mwi = lamp.dataset.state;
+}
+
+function clearLamp() {
+  $("mwi").hidden = true;
+  $("mwi").dataset.state = "unknown";
+  say("mwi-text", "");
+  delete root.dataset.mwi;
+}
+
+// The voicemail page opens in the portal window that opened the phone (the phone keeps its
+// window and its call); a phone opened on its own opens a new tab (the link's target).
+function openVoicemail(event) {
+  const portal = window.opener;
+  if (!portal || portal.closed || event.ctrlKey || event.metaKey || event.shiftKey) return;
+  try {
+    portal.location.assign(event.currentTarget.href);
+    portal.focus();
+    event.preventDefault();
+  } catch (_error) {
+    // another origin's window: the link's own target opens the page
   }
 }
 
@@ -531,6 +602,7 @@ function wire() {
     event.preventDefault();
     call($("dial").value);
   });
+  $("mwi").addEventListener("click", openVoicemail);
   $("answer").addEventListener("click", answer);
   $("decline").addEventListener("click", decline);
   $("hangup").addEventListener("click", hangup);
