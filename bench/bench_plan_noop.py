@@ -36,9 +36,7 @@ def _cpu_children() -> float:
 def plan_once(tree: Path, dsn: str, tenants_dir: Path) -> tuple[float, float]:
     """Wall and CPU seconds of one ``pbx plan`` of ``tree``'s code, which must find
     nothing to do."""
-    env = dict(
-        os.environ, PYTHONPATH=str(tree), PBX_DATABASE_URL=dsn, PBX_TENANTS=str(tenants_dir)
-    )
+    env = dict(os.environ, PYTHONPATH=str(tree), PBX_DATABASE_URL=dsn, PBX_TENANTS=str(tenants_dir))
     cpu, started = _cpu_children(), time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "reconciler", "plan", "--no-live", "--detailed-exitcode"],
