@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -32,31 +31,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
+sys.path.append(str(Path(__file__).resolve().parent))  # bench_passes, beside this file
 
-
-def _cpu_children() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def plan_once(tree: Path, dsn: str, tenants_dir: Path) -> tuple[float, float]:
-    """Wall and CPU seconds of one ``pbx plan`` of ``tree``'s code, which must find
-    nothing to do."""
-    env = dict(os.environ, PYTHONPATH=str(tree), PBX_DATABASE_URL=dsn, PBX_TENANTS=str(tenants_dir))
-    cpu, started = _cpu_children(), time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "reconciler", "plan", "--no-live", "--detailed-exitcode"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tree,
-    )
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{tree}: pbx plan did not find nothing to do: {done.stderr[-2000:]}")
-    return wall, _cpu_children() - cpu
-
+from bench_passes import plan_command
 
 _FINGERPRINTS = """
 import sys, time, psycopg
@@ -163,7 +140,7 @@ def main() -> None:
         for label in ("base", "new") if n % 2 == 0 else ("new", "base"):
             tree, dsn = runs[label]
             load = os.getloadavg()[0]
-            wall, cpu = plan_once(tree, dsn, args.tenants_dir)
+            wall, cpu = plan_command(dsn, args.tenants_dir, tree=tree)
             samples[label].append((wall, cpu))
             print(f"round {n + 1} {label}: wall {wall:.2f} s, cpu {cpu:.2f} s, load {load:.1f}")
     for label, found in samples.items():
