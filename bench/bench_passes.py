@@ -52,9 +52,14 @@ def _cpu_children() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def plan_command(dsn: str, tenants_dir: Path, *extra: str) -> tuple[float, float]:
-    """Wall and CPU seconds of ``pbx plan --no-live`` in a child process."""
+def plan_command(
+    dsn: str, tenants_dir: Path, *extra: str, tree: Path | None = None
+) -> tuple[float, float]:
+    """Wall and CPU seconds of ``pbx plan --no-live`` in a child process (of ``tree``'s
+    code, first on its ``PYTHONPATH``, when given)."""
     env = dict(os.environ, PBX_DATABASE_URL=dsn, PBX_TENANTS=str(tenants_dir))
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     cpu, started = _cpu_children(), time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "reconciler", "plan", "--no-live", "--detailed-exitcode", *extra],
@@ -62,6 +67,7 @@ def plan_command(dsn: str, tenants_dir: Path, *extra: str) -> tuple[float, float
         capture_output=True,
         text=True,
         check=False,
+        cwd=tree,
     )
     wall = time.perf_counter() - started
     if done.returncode != 0:

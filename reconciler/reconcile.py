@@ -185,17 +185,21 @@ class AppliedState:
         """Every registered tenant, reading again only those whose fingerprint differs from
         the one read with what is held (a full pass over an unchanged database reads one
         small value per tenant, and keeps every record object: unchanged is ``is``)."""
-        if not self.serving or not self.state:
-            # Nothing held (a start): read it all; fingerprints from the next full read on. A
-            # first fingerprint costs the server its query plans: never on the way to serving.
+        if not self.serving:
             self.fingerprints = {}
             return self._reread(store, None)
-        prints = store.read_fingerprints()  # before the state: a write in between shows next time
-        stale = frozenset(
-            t for t, p in prints.items() if t not in self.state or self.fingerprints.get(t) != p
-        )
-        gone = frozenset(self.state) - frozenset(prints)
-        changed = self._reread(store, stale | gone)
+        # Before the state: a write in between shows next time. At a start too (nothing
+        # held, everything read): one query over the change counters, so the first full
+        # pass already vouches for what it read and the second reads nothing again.
+        prints = store.read_fingerprints()
+        if not self.state:
+            changed = self._reread(store, None)
+        else:
+            stale = frozenset(
+                t for t, p in prints.items() if t not in self.state or self.fingerprints.get(t) != p
+            )
+            gone = frozenset(self.state) - frozenset(prints)
+            changed = self._reread(store, stale | gone)
         self.fingerprints = {t: p for t, p in prints.items() if t in self.state}
         return changed
 

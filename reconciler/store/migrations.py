@@ -32,6 +32,19 @@ Tenant migration 7 adds the call history's
 daily rollup, counted from the calls already filed, and the number search's trigram index
 when ``pg_trgm`` can be created (the embedded pgserver has no contrib modules: the search
 then scans, nothing fails).
+
+Control migration 12 and tenant migration 9 keep a change counter per tenant: a statement
+trigger on every table the stored state is read from sets the tenant's row of
+``pbx.tenant_changes`` to a fresh value of one sequence, whoever writes (see
+``reconciler.store.fingerprints``, which reads it). The counters live in the control schema,
+keyed by schema name: one small table answers for every tenant in one query (a table per
+tenant would cost the server one relation to open per tenant in every fresh session). The
+trigger function is ``SECURITY DEFINER`` and bumps only the row named by the schema of the
+table written (``TG_TABLE_SCHEMA``), so a role confined to its tenant's schema needs no
+right on ``pbx`` to be counted and can neither read any counter nor move another tenant's.
+Writes that fire no trigger (``session_replication_role = replica``, ``ALTER TABLE ...
+DISABLE TRIGGER``, a trigger dropped by hand) are not counted: out of scope, like any edit
+made by switching the product's safeguards off.
 """
 
 from __future__ import annotations
@@ -296,6 +309,25 @@ CREATE TABLE pbx.platform_gateways (
 );
 """),
     ),
+    Migration(
+        12,
+        "tenant change counters: one row per tenant schema, set by its state tables' triggers",
+        sql.SQL("""
+CREATE SEQUENCE pbx.tenant_change_seq;
+CREATE TABLE pbx.tenant_changes (
+    schema_name text PRIMARY KEY,
+    last_change bigint NOT NULL
+);
+CREATE FUNCTION pbx.count_tenant_change() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $count$
+BEGIN
+    UPDATE pbx.tenant_changes SET last_change = nextval('pbx.tenant_change_seq')
+    WHERE schema_name = TG_TABLE_SCHEMA;
+    RETURN NULL;
+END
+$count$;
+"""),
+    ),
 )
 
 TENANT_MIGRATIONS: tuple[Migration, ...] = (
@@ -539,6 +571,40 @@ CREATE TABLE {schema}.outbound_routes (
 ALTER TABLE {schema}.calls ADD COLUMN gateway varchar(120);
 """),
     ),
+    Migration(
+        9,
+        "change counter: every write to the tenant's state tables sets its pbx.tenant_changes row",
+        # every table the state is read from (a table added later that it is read from
+        # gets its trigger in its own migration: tests/store/test_change_counter.py checks)
+        sql.SQL("""
+CREATE TRIGGER count_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {schema}.extensions
+    FOR EACH STATEMENT EXECUTE FUNCTION pbx.count_tenant_change();
+CREATE TRIGGER count_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {schema}.users
+    FOR EACH STATEMENT EXECUTE FUNCTION pbx.count_tenant_change();
+CREATE TRIGGER count_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {schema}.agents
+    FOR EACH STATEMENT EXECUTE FUNCTION pbx.count_tenant_change();
+CREATE TRIGGER count_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {schema}.queues
+    FOR EACH STATEMENT EXECUTE FUNCTION pbx.count_tenant_change();
+CREATE TRIGGER count_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {schema}.tiers
+    FOR EACH STATEMENT EXECUTE FUNCTION pbx.count_tenant_change();
+CREATE TRIGGER count_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {schema}.inbound_numbers
+    FOR EACH STATEMENT EXECUTE FUNCTION pbx.count_tenant_change();
+CREATE TRIGGER count_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {schema}.outbound
+    FOR EACH STATEMENT EXECUTE FUNCTION pbx.count_tenant_change();
+CREATE TRIGGER count_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {schema}.outbound_routes
+    FOR EACH STATEMENT EXECUTE FUNCTION pbx.count_tenant_change();
+CREATE TRIGGER count_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {schema}.user_extensions
+    FOR EACH STATEMENT EXECUTE FUNCTION pbx.count_tenant_change();
+CREATE TRIGGER count_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {schema}.sip_credentials
+    FOR EACH STATEMENT EXECUTE FUNCTION pbx.count_tenant_change();
+CREATE TRIGGER count_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {schema}.voicemail_pins
+    FOR EACH STATEMENT EXECUTE FUNCTION pbx.count_tenant_change();
+INSERT INTO pbx.tenant_changes (schema_name, last_change)
+SELECT nspname, nextval('pbx.tenant_change_seq') FROM pg_namespace
+WHERE oid = '{schema}'::regnamespace
+ON CONFLICT (schema_name) DO UPDATE SET last_change = excluded.last_change;
+"""),
+    ),
 )
 
 CONTROL_VERSION = CONTROL_MIGRATIONS[-1].version
@@ -587,6 +653,22 @@ def create_tenant_schema(conn: psycopg.Connection, tenant_id: str) -> None:
     schema = tenant_schema(tenant_id)
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     _apply_pending(conn, schema, TENANT_MIGRATIONS)
+
+
+def rename_schema(conn: psycopg.Connection, old: str, new: str) -> None:
+    """Rename a tenant schema with what is keyed by its name: its migration bookkeeping and
+    its change counter (set afresh: whatever was read under the old name is stale)."""
+    conn.execute(
+        sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new))
+    )
+    conn.execute(
+        "UPDATE pbx.schema_migrations SET schema_name = %s WHERE schema_name = %s", (new, old)
+    )
+    conn.execute(
+        "UPDATE pbx.tenant_changes SET schema_name = %s,"
+        " last_change = nextval('pbx.tenant_change_seq') WHERE schema_name = %s",
+        (new, old),
+    )
 
 
 def applied_versions(conn: psycopg.Connection, schema: str) -> list[int]:

@@ -2,8 +2,8 @@
 
 Only a tenant whose spec file left git (status ``orphaned``) can be pruned; suspended and
 active tenants keep everything. In one transaction, under the tenant's lock: rename
-``tenant_<id>`` to ``archive_<id>_<UTC timestamp>``, move its migration bookkeeping to the
-archive name, delete its registry row (its DID index rows go with it, freeing those numbers)
+``tenant_<id>`` to ``archive_<id>_<UTC timestamp>``, move its migration bookkeeping and
+change counter to the archive name, delete its registry row (its DID index rows go with it, freeing those numbers)
 and append a history row naming the archive.
 """
 
@@ -13,7 +13,6 @@ import socket
 from datetime import UTC, datetime
 
 import psycopg
-from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from reconciler.core.model import TenantLifecycle
@@ -28,6 +27,7 @@ from reconciler.store.errors import (
 from reconciler.store.history import record_history
 from reconciler.store.layout import APPLIED_CHANNEL, archive_schema, tenant_schema
 from reconciler.store.locks import lock_tenant
+from reconciler.store.migrations import rename_schema
 from reconciler.store.read import control_schema_exists
 
 
@@ -87,15 +87,7 @@ def prune_tenant(
 
 def _archive(conn: psycopg.Connection, tenant_id: str, schema: str, archive: str) -> list[str]:
     """Rename the schema (data kept, no longer registered); the DIDs it releases."""
-    conn.execute(
-        sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
-            sql.Identifier(schema), sql.Identifier(archive)
-        )
-    )
-    conn.execute(
-        "UPDATE pbx.schema_migrations SET schema_name = %s WHERE schema_name = %s",
-        (archive, schema),
-    )
+    rename_schema(conn, schema, archive)
     return [
         number
         for (number,) in conn.execute(

@@ -4,7 +4,7 @@ Bulk statements per kind (COPY for inserts, executemany for updates and deletes)
 a kind needs: credentials generated for new extensions (never in an error message; those of an
 extension deleted within the grace period are given back, see ``credentials``), user to
 extension links, the global DID index, the domain's a1-hash re-hash, a tenant id rename
-(schema, registry row and migration bookkeeping move together, credentials untouched).
+(schema, registry row, migration bookkeeping and change counter move together, credentials untouched).
 Cross-tenant claims are checked by ``claims.verify_claims`` once the group is written.
 """
 
@@ -32,7 +32,7 @@ from reconciler.store.credentials import (
 from reconciler.store.domains import retire_domain
 from reconciler.store.errors import TenantApplyError, describe_db_error
 from reconciler.store.layout import tenant_schema
-from reconciler.store.migrations import create_tenant_schema
+from reconciler.store.migrations import create_tenant_schema, rename_schema
 from reconciler.store.tables import (
     SIP_CREDENTIALS,
     TABLES,
@@ -170,18 +170,10 @@ class TenantWriter:
             retire_domain(self.conn, before.domain, self.tenant_id)
 
     def _rename(self, old_id: str) -> None:
-        """The schema, its migration bookkeeping and the registry row move to the new id;
-        the DID index follows (ON UPDATE CASCADE). Credentials stay as they are."""
+        """The schema, its migration bookkeeping, its change counter and the registry row
+        move to the new id; the DID index follows (ON UPDATE CASCADE). Credentials stay."""
         old_schema, new_schema = tenant_schema(old_id), tenant_schema(self.tenant_id)
-        self.conn.execute(
-            sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
-                sql.Identifier(old_schema), sql.Identifier(new_schema)
-            )
-        )
-        self.conn.execute(
-            "UPDATE pbx.schema_migrations SET schema_name = %s WHERE schema_name = %s",
-            (new_schema, old_schema),
-        )
+        rename_schema(self.conn, old_schema, new_schema)
         self.conn.execute(
             "UPDATE pbx.tenants SET id = %s, schema_name = %s, updated_at = now() WHERE id = %s",
             (self.tenant_id, new_schema, old_id),

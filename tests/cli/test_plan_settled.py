@@ -11,6 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from reconciler import reconcile
 from reconciler.cli.main import main
@@ -159,17 +161,68 @@ def test_another_version_of_the_code_trusts_no_recorded_digest(
 def test_a_daemon_full_pass_records_what_it_holds_fingerprints_of(
     applied: str, tenants: Path, store: PostgresStore
 ) -> None:
-    """The daemon reads fingerprints from its second full read on; its passes then record
-    the tenants in sync (and only those)."""
+    """The daemon reads fingerprints before every full read, its start's included; its
+    passes then record the tenants in sync (and only those)."""
     with psycopg.connect(applied, autocommit=True) as conn:
         conn.execute("DELETE FROM pbx.settled_tenants")
     daemon = Reconciler(tenants, store)
     daemon.run_pass(full=True)
-    assert store.read_settled() == {}, "a start reads without fingerprints: nothing vouched"
+    assert set(store.read_settled()) == ALL, "a start's fingerprints vouch for its first pass"
     with psycopg.connect(applied, autocommit=True) as conn:
         conn.execute("UPDATE tenant_acme.extensions SET name = 'Hand made' WHERE number = '1001'")
     daemon.run_pass(full=True)  # repairs acme: read again without a fingerprint
-    assert set(store.read_settled()) == ALL - {"acme"}
+    assert _settled(store, tenants) == ALL - {"acme"}  # its row vouches for the old records
     daemon.run_pass(full=True)
     assert set(store.read_settled()) == ALL
     assert _settled(store, tenants) == ALL
+
+
+HAND_EDITS = {
+    "a queue's tiers truncated": "TRUNCATE tenant_acme.tiers",
+    "a tier's level changed": "UPDATE tenant_acme.tiers SET level = level + 1",
+    "a user added": "INSERT INTO tenant_globex.users (email, name, role)"
+    " VALUES ('mallory@globex.example.com', 'Mallory', 'admin')",
+    "an extension disabled": "UPDATE tenant_initech.extensions SET enabled = NOT enabled",
+    "a password rotated": "UPDATE tenant_acme.sip_credentials SET a1_hash = md5('rotated')",
+    "a counter row deleted": "DELETE FROM pbx.tenant_changes WHERE schema_name = 'tenant_globex'",
+    "an extension renamed, counter row gone": "DELETE FROM pbx.tenant_changes"
+    " WHERE schema_name = 'tenant_initech';"
+    " UPDATE tenant_initech.extensions SET name = 'Hand made'",
+}
+
+
+def _hand_edit(dsn: str, statement: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(statement)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "edit", ["a queue's tiers truncated", "an extension renamed, counter row gone"]
+)
+def test_a_hand_edit_of_any_kind_is_planned_back(
+    applied: str, tenants: Path, store: PostgresStore, edit: str
+) -> None:
+    """By its change counter, or by its rows where the tenant has no counter."""
+    _hand_edit(applied, HAND_EDITS[edit])
+    assert len(_settled(store, tenants)) == len(ALL) - 1
+    code, out, _ = _same_as_full(applied, tenants, "--detailed-exitcode")
+    assert code == 2 and out != "No changes. The database matches the specs.\n"
+
+
+@settings(
+    max_examples=5,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(edits=st.lists(st.sampled_from(sorted(HAND_EDITS)), max_size=3, unique=True))
+def test_the_plan_skipping_settled_tenants_is_the_plan_reading_all(
+    applied: str, tenants: Path, edits: list[str]
+) -> None:
+    """Whatever hand edits follow an apply, the shortcut prints what reading all prints."""
+    code, _, err = _pbx(applied, tenants, "apply", "--yes")  # back in sync, settled again
+    assert code == 0, err
+    for edit in edits:
+        _hand_edit(applied, HAND_EDITS[edit])
+    for args in (("--no-live", "--detailed-exitcode"), ("--no-live", "--output", "json")):
+        fast = _pbx(applied, tenants, "plan", *args)
+        assert fast == _pbx(applied, tenants, "plan", *args, "--read-all"), (edits, args)
