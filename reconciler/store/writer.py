@@ -32,7 +32,7 @@ from reconciler.store.credentials import (
 from reconciler.store.domains import retire_domain
 from reconciler.store.errors import TenantApplyError, describe_db_error
 from reconciler.store.layout import tenant_schema
-from reconciler.store.migrations import create_tenant_schema
+from reconciler.store.migrations import TENANT_MIGRATIONS
 from reconciler.store.tables import (
     SIP_CREDENTIALS,
     TABLES,
@@ -147,7 +147,7 @@ class TenantWriter:
             return
         values = [getattr(tenant, c) for c in TENANT_COLUMNS]
         if change.action is Action.CREATE:
-            create_tenant_schema(self.conn, self.tenant_id)
+            self._create_schema()
             self.conn.execute(
                 sql.SQL("INSERT INTO pbx.tenants ({}, schema_name) VALUES ({}, %s)").format(
                     sql.SQL(", ").join(map(sql.Identifier, TENANT_COLUMNS)),
@@ -168,6 +168,27 @@ class TenantWriter:
             rehash_for_domain(self.conn, self.tenant_id, tenant.domain)
             rehash_pins_for_domain(self.conn, self.tenant_id, tenant.domain)
             retire_domain(self.conn, before.domain, self.tenant_id)
+
+    def _create_schema(self) -> None:
+        """The new tenant's schema at the current version in one round trip: ``CREATE
+        SCHEMA``, every tenant migration and their bookkeeping rows as one multi-statement
+        query. Replayed one statement at a time (``migrations.create_tenant_schema``) that
+        was 18 round trips per tenant: a third of a cold apply on a loaded server."""
+        name = tenant_schema(self.tenant_id)
+        versions = sql.SQL(", ").join(
+            sql.SQL("({}, {}, {})").format(
+                sql.Literal(name), sql.Literal(m.version), sql.Literal(m.name)
+            )
+            for m in TENANT_MIGRATIONS
+        )
+        statements = [
+            sql.SQL("CREATE SCHEMA {}").format(self.schema),
+            *(m.body.format(schema=self.schema) for m in TENANT_MIGRATIONS),
+            sql.SQL(
+                "INSERT INTO pbx.schema_migrations (schema_name, version, name) VALUES {}"
+            ).format(versions),
+        ]
+        self.conn.execute(sql.SQL(";\n").join(statements))  # no parameters: simple protocol
 
     def _rename(self, old_id: str) -> None:
         """The schema, its migration bookkeeping and the registry row move to the new id;
