@@ -12,6 +12,13 @@ machine is shared); the database and the temp dir are dropped at the end, whatev
 It refuses to start with less than ``--min-free-gb`` free where the database and the files
 live. The progress of the cold apply (tenants committed per minute) is printed every 30 s,
 so a run can be stopped early and extrapolated.
+
+    python bench/bench_scale.py schemas [count] [--database NAME]
+
+Schema creation alone, rolled back, 3 interleaved rounds of ``count``: the migrations
+replayed one statement at a time (``create_tenant_schema``) against the writer's one round
+trip, in a fresh database, and with ``--database`` also the first in that database (one
+holding many tenants: the catalog's size).
 """
 
 from __future__ import annotations
@@ -283,5 +290,41 @@ def main() -> None:
         print(f"removed {root}; load {_load()}", flush=True)
 
 
+def schemas_main(count: int, database: str | None) -> None:
+    from reconciler.store.migrations import create_tenant_schema, migrate
+    from reconciler.store.writer import TenantWriter
+
+    def one_by_one(conn: psycopg.Connection, tenant_id: str) -> None:
+        create_tenant_schema(conn, tenant_id)
+
+    def one_trip(conn: psycopg.Connection, tenant_id: str) -> None:
+        TenantWriter(conn, tenant_id, f"{tenant_id}.example.net")._create_schema()
+
+    os.nice(10)
+    with _scratch_database(SERVER) as dsn, psycopg.connect(dsn, autocommit=True) as fresh:
+        migrate(fresh)
+        runs = [("fresh, one by one", fresh, one_by_one), ("fresh, one trip", fresh, one_trip)]
+        if database:
+            big = psycopg.connect(SERVER.rsplit("/", 1)[0] + f"/{database}", autocommit=True)
+            runs.append((f"{database}, one by one", big, one_by_one))
+        for round_ in range(3):
+            for label, conn, create in runs:
+                started = time.perf_counter()
+                for k in range(count):
+                    try:
+                        with conn.transaction():
+                            create(conn, f"bench_{round_}_{k}")
+                            raise LookupError  # rolled back: nothing is left behind
+                    except LookupError:
+                        pass
+                per = (time.perf_counter() - started) / count * 1e3
+                print(f"round {round_ + 1}, {label}: {per:.0f} ms per schema, load {_load()}")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["schemas"]:
+        rest = sys.argv[2:]
+        database = rest[rest.index("--database") + 1] if "--database" in rest else None
+        schemas_main(int(rest[0]) if rest and rest[0].isdigit() else 30, database)
+    else:
+        main()
