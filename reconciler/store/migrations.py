@@ -649,10 +649,26 @@ def migrate(conn: psycopg.Connection) -> list[tuple[str, int]]:
 
 
 def create_tenant_schema(conn: psycopg.Connection, tenant_id: str) -> None:
-    """Create and fully migrate ``tenant_<id>`` in the caller's transaction (its first apply)."""
-    schema = tenant_schema(tenant_id)
-    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    _apply_pending(conn, schema, TENANT_MIGRATIONS)
+    """Create and fully migrate ``tenant_<id>`` in the caller's transaction (its first apply),
+    in one round trip: ``CREATE SCHEMA``, every tenant migration and their bookkeeping rows as
+    one multi-statement query. One statement at a time that was a round trip per migration: a
+    third of a cold apply on a loaded server."""
+    name = tenant_schema(tenant_id)
+    schema = sql.Identifier(name)
+    versions = sql.SQL(", ").join(
+        sql.SQL("({}, {}, {})").format(
+            sql.Literal(name), sql.Literal(m.version), sql.Literal(m.name)
+        )
+        for m in TENANT_MIGRATIONS
+    )
+    statements = [
+        sql.SQL("CREATE SCHEMA {}").format(schema),
+        *(m.body.format(schema=schema) for m in TENANT_MIGRATIONS),
+        sql.SQL("INSERT INTO pbx.schema_migrations (schema_name, version, name) VALUES {}").format(
+            versions
+        ),
+    ]
+    conn.execute(sql.SQL(";\n").join(statements))  # no parameters: simple protocol
 
 
 def rename_schema(conn: psycopg.Connection, old: str, new: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from reconciler.core.model import Kind
 from reconciler.core.plan import Action, plan
@@ -31,6 +32,7 @@ from reconciler.store import (
 )
 from reconciler.store import writer as writer_module
 from reconciler.store.locks import lock_tenant
+from reconciler.store.migrations import TENANT_MIGRATIONS
 from specs_schema.models import TenantSpec
 from tests.store.test_support import (
     assert_same_state,
@@ -364,3 +366,46 @@ def test_platform_admins_follow_the_platform_file(conn: psycopg.Connection) -> N
     assert not sync_platform_admins(conn, {"ops@pbx.example.net": "Ops", "b@x.io": "B"})
     assert sync_platform_admins(conn, {"ops@pbx.example.net": "Operator"})
     assert read_platform_admins(conn) == {"ops@pbx.example.net": "Operator"}
+
+
+def _shape(conn: psycopg.Connection, schema: str) -> dict[str, list[tuple[str, ...]]]:
+    """A schema's tables, columns, constraints and indexes, its own name blanked out."""
+    queries = {
+        "columns": """
+            SELECT table_name, column_name, data_type, coalesce(character_maximum_length::text, ''),
+                   is_nullable, coalesce(column_default, '')
+            FROM information_schema.columns WHERE table_schema = %(s)s ORDER BY 1, 2""",
+        "constraints": """
+            SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid),
+                   c.condeferrable::text
+            FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+            WHERE n.nspname = %(s)s ORDER BY 1, 2""",
+        "indexes": """
+            SELECT tablename, indexname, indexdef FROM pg_indexes
+            WHERE schemaname = %(s)s ORDER BY 1, 2""",
+    }
+    return {
+        name: [
+            tuple(str(v).replace(schema, "SCHEMA") for v in row)
+            for row in conn.execute(query, {"s": schema}).fetchall()
+        ]
+        for name, query in queries.items()
+    }
+
+
+def test_a_new_tenant_schema_is_the_one_its_migrations_build(conn: psycopg.Connection) -> None:
+    """A new schema is created in one multi-statement round trip; it must not drift from
+    replaying the migrations one by one (the way existing schemas got theirs)."""
+    assert converge(conn, desired_of([make_spec("acme")])).ok
+    with conn.transaction():  # the reference: one migration at a time, as upgrades do
+        conn.execute("CREATE SCHEMA tenant_reference")
+        for m in TENANT_MIGRATIONS:
+            conn.execute(m.body.format(schema=sql.Identifier("tenant_reference")))
+    built = _shape(conn, "tenant_acme")
+    assert built == _shape(conn, "tenant_reference")
+    assert built["columns"] and built["constraints"] and built["indexes"]
+    recorded = conn.execute(
+        "SELECT version, name FROM pbx.schema_migrations WHERE schema_name = 'tenant_acme' "
+        "ORDER BY 1"
+    ).fetchall()
+    assert recorded == [(m.version, m.name) for m in TENANT_MIGRATIONS]
