@@ -3,19 +3,25 @@ records a node kept on disk while it could not post.
 
 Where: ``POST /freeswitch/cdr`` on the control plane's listener (the xml_curl listener when
 the daemon answers xml_curl in process, the ``--status-listen`` one with workers). Workers
-stay lookup-only (no store, their contract), and a CDR handler is a route of its own that
-decodes and reads each post in a thread (about a millisecond of CPU: ``form_value``,
-``read_cdr``) and writes in a thread pool of its own (``cdr`` connections), so a post
-never waits behind a lookup nor a lookup behind PostgreSQL.
+stay lookup-only (no store, their contract).
 
-Nothing is lost: a record is acknowledged (2xx) only once it is committed, or quarantined
-on disk when its domain is no served tenant's or it cannot be read (counted, never written
-to a shared table).
-While PostgreSQL is down, or before the first pass told the daemon which tenants exist, the
-answer is 503: mod_xml_cdr retries, then writes ``[a_]<uuid>.cdr.xml`` into its
-``err-log-dir``; ``--cdr-spool-dir`` names that folder on this host and the collector files
-and deletes those records once the store is back. Filing is idempotent by the leg's uuid,
-so a record that arrives twice (a retry after a lost answer, several daemons) is kept once.
+Two steps, so a post never waits on PostgreSQL and a lookup never on a post's parsing: the
+handler appends the post as it came to the journal (``daemon.cdr_journal``: on disk and
+synced, one ``fdatasync`` for every post that arrived meanwhile) and answers 200; the
+filer reads the journal in batches, decodes and reads them off the loop (``form_value``,
+``read_cdr``), and files each batch in one transaction (``store.calls.file_calls``: one
+statement a tenant, the daily rollup folded in it), then checkpoints. A record whose domain
+is no served tenant's, or that cannot be read, is kept in quarantine on disk (counted,
+never written to a shared table).
+
+Nothing is lost: a post is acknowledged only once it is synced to the journal, and the
+journal is filed from its checkpoint after a restart. Filing is idempotent by the leg's
+uuid, so a batch replayed after a crash before its checkpoint, a retried post or a record
+from several daemons is kept once. While the daemon cannot file (PostgreSQL is down,
+before the first pass told it which tenants exist, or the journal holds
+``MAX_BACKLOG_BYTES`` unfiled) the answer is 503: mod_xml_cdr retries, then writes
+``[a_]<uuid>.cdr.xml`` into its ``err-log-dir``; ``--cdr-spool-dir`` names that folder on
+this host and the collector journals and deletes those records once filing is back.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from aiohttp import web
 from reconciler.core.call_record import CallRecord
 from reconciler.core.cdr import MAX_CDR_BYTES, CdrError, read_cdr
 from reconciler.core.logs import event
+from reconciler.daemon.cdr_journal import Journal
 from reconciler.daemon.metrics import Metrics
 from reconciler.serve import basic_auth_matches
 from reconciler.store import StoreUnavailable
@@ -50,6 +57,10 @@ ERROR_FILE_SUFFIX = ".cdr.xml"
 BODY_TIMEOUT = 10.0
 BATCH = 500  # records per transaction at most
 SETTLE_SECONDS = 2.0  # an error file younger than this may still be being written
+MAX_BACKLOG_BYTES = 512 * 1024 * 1024  # journaled, not filed: beyond it the switch keeps them
+RETRY_SECONDS = (0.2, 5.0)  # the filer's wait after a failed batch: first, cap
+_FORM = b"f"  # the journal's payload: a kind byte, then the post's body
+_XML = b"x"
 
 
 class Filed(StrEnum):
@@ -62,7 +73,7 @@ class Filed(StrEnum):
 
 
 class NotYet(Exception):
-    """The record cannot be filed now (no database, no applied state): ask for a retry."""
+    """The record cannot be taken now (no database, no applied state): ask for a retry."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -70,7 +81,8 @@ class NotYet(Exception):
 
 
 class CdrIntake:
-    """Files records: parse, resolve the tenant by domain, insert; or quarantine."""
+    """Takes records into the journal and files them from it: read, resolve the tenant by
+    domain, insert; or quarantine."""
 
     def __init__(
         self,
@@ -78,74 +90,151 @@ class CdrIntake:
         domains: Callable[[], Mapping[str, str] | None],
         quarantine_dir: Path,
         metrics: Metrics,
+        journal_dir: Path | None = None,
     ) -> None:
-        self._runner = ConnectionRunner(dsn, size=2, name="cdr")
+        self._runner = ConnectionRunner(dsn, size=1, name="cdr")
+        self._dsn = dsn
         self._domains = domains  # {domain: tenant id} of the applied state; None before it
         self.quarantine_dir = quarantine_dir
         self._metrics = metrics
-        self._pending: list[tuple[str, CallRecord, asyncio.Future[bool]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self.journal = Journal(journal_dir or quarantine_dir.parent / "cdr-journal")
+        self._filer: asyncio.Task[None] | None = None
+        self._store_down: str | None = None  # why the last batch could not be filed
+        self._caught_up = asyncio.Event()
 
-    async def file(self, text: str) -> Filed:
-        """File one record; raises ``NotYet`` when it must be offered again later."""
-        # off the loop: a 20 KB document is a millisecond the loop's other requests need
-        return await self._file(text, await asyncio.to_thread(_read, text))
+    # -- taking ---------------------------------------------------------------------------
 
-    async def file_post(self, body: bytes, content_type: str) -> Filed:
-        """File one post's record (decoded and read in one trip off the loop)."""
-        text, read = await asyncio.to_thread(_decode_and_read, body, content_type)
-        return await self._file(text, read)
+    async def file(self, text: str) -> None:
+        """Take one record's document (an error-directory file); ``NotYet`` when it must
+        be offered again later."""
+        await self._take(_XML + text.encode("utf-8", errors="replace"))
 
-    async def _file(self, text: str, read: CallRecord | CdrError) -> Filed:
-        if isinstance(read, CdrError):
-            event(log, "call record refused", level=logging.WARNING, reason=str(read))
-            name = hashlib.sha256(text.encode()).hexdigest()[:32]
-            await asyncio.to_thread(self._keep, f"unreadable-{name}", text)
-            return self._count(Filed.REFUSED)
-        record = read
+    async def file_post(self, body: bytes, content_type: str) -> None:
+        """Take one post's body as it came (decoded when it is filed)."""
+        kind = _FORM if content_type == "application/x-www-form-urlencoded" else _XML
+        await self._take(kind + body)
+
+    def refusal(self) -> str | None:
+        """Why a record cannot be taken now, or None."""
+        if self._domains() is None:
+            return "no applied state yet"
+        if self._dsn() is None:
+            return "database unavailable: not resolved yet"
+        if self._store_down is not None:
+            return f"database unavailable: {self._store_down}"
+        if self.journal.backlog_bytes > MAX_BACKLOG_BYTES:
+            return "the journal is full"
+        return None
+
+    async def _take(self, payload: bytes) -> None:
+        reason = self.refusal()
+        if reason is not None:
+            raise NotYet(reason)
+        await self.journal.append(payload)
+        self.start()
+
+    # -- filing ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the filer (from the daemon's start: a journal left by the last run is filed
+        with no post to wake it)."""
+        if self._filer is None or self._filer.done():
+            self._filer = asyncio.create_task(self._file_journal(), name="cdr-filer")
+
+    async def settled(self) -> None:
+        """Returns once everything journaled so far is filed (tests, benchmarks)."""
+        self.start()
+        while self.journal.filed < self.journal.synced:
+            self._caught_up.clear()
+            await self._caught_up.wait()
+
+    async def _file_journal(self) -> None:
+        """File the journal from its checkpoint, forever: a batch a transaction."""
+        wait = RETRY_SECONDS[0]
+        while True:
+            self.journal.appended.clear()
+            payloads, end = await asyncio.to_thread(self.journal.read, self.journal.filed, BATCH)
+            if not payloads and end == self.journal.filed:
+                self._caught_up.set()
+                await self.journal.appended.wait()
+                continue
+            try:
+                await self._file_batch(payloads)
+            except StoreUnavailable as exc:
+                self._store_down = str(exc)
+                event(log, "call records wait in the journal", level=logging.WARNING,
+                      reason=str(exc), retry_in=wait)  # fmt: skip
+                await asyncio.sleep(wait)
+                wait = min(RETRY_SECONDS[1], wait * 2)
+                continue
+            self._store_down, wait = None, RETRY_SECONDS[0]
+            await asyncio.to_thread(self.journal.mark_filed, end)
+            self._caught_up.set()
+
+    async def _file_batch(self, payloads: list[bytes]) -> None:
+        read = await asyncio.to_thread(_read_payloads, payloads)
         domains = self._domains()
         if domains is None:
-            raise NotYet("no applied state yet")
-        tenant_id = domains.get(record.domain)
-        if tenant_id is None:
-            await asyncio.to_thread(self._keep, record.uuid, text)
-            event(log, "call record quarantined", level=logging.WARNING, domain=record.domain)
-            return self._count(Filed.QUARANTINED)
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((tenant_id, record, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_pending(), name="cdr-writer")
-        added = await future
-        return self._count(Filed.STORED if added else Filed.DUPLICATE)
-
-    async def _write_pending(self) -> None:
-        """Group commit: every record waiting when the previous batch committed goes in one
-        transaction, so the rate follows the switches' concurrency, not one fsync a post."""
-        while self._pending:
-            batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
-            by_tenant: dict[str, list[CallRecord]] = {}
-            for tenant_id, record, _ in batch:
+            raise StoreUnavailable("no applied state yet")
+        by_tenant: dict[str, list[CallRecord]] = {}
+        keep: list[tuple[str, str, Filed]] = []
+        for text, record in read:
+            if isinstance(record, CdrError):
+                event(log, "call record refused", level=logging.WARNING, reason=str(record))
+                name = hashlib.sha256(text.encode()).hexdigest()[:32]
+                keep.append((f"unreadable-{name}", text, Filed.REFUSED))
+            elif (tenant_id := domains.get(record.domain)) is None:
+                event(log, "call record quarantined", level=logging.WARNING,
+                      domain=record.domain)  # fmt: skip
+                keep.append((record.uuid, text, Filed.QUARANTINED))
+            else:
                 by_tenant.setdefault(tenant_id, []).append(record)
+        new, failed = await self._insert(by_tenant)
+        texts = {r.uuid: t for t, r in read if isinstance(r, CallRecord)}
+        for tenant_id in failed:
+            for record in by_tenant.pop(tenant_id):
+                keep.append((f"failed-{record.uuid}", texts[record.uuid], Filed.QUARANTINED))
+        if keep:
+            await asyncio.to_thread(self._keep_all, [(n, t) for n, t, _ in keep])
+        for _, _, filed in keep:
+            self._count(filed)
+        for records in by_tenant.values():
+            for record in records:
+                self._count(Filed.STORED if record.uuid in new else Filed.DUPLICATE)
+
+    async def _insert(self, by_tenant: dict[str, list[CallRecord]]) -> tuple[set[str], list[str]]:
+        """The uuids filed new, in one transaction for the batch; when that fails for
+        another reason than the database being away, tenant by tenant, and the tenants
+        whose filing still fails (their records go to quarantine: one bad record must not
+        hold every later one back)."""
+        if not by_tenant:
+            return set(), []
+        try:
+            return await self._runner.run(file_calls, by_tenant), []
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # isolated below
+            event(log, "call record batch failed", level=logging.WARNING, error=str(exc))
+        new: set[str] = set()
+        failed: list[str] = []
+        for tenant_id, records in sorted(by_tenant.items()):
             try:
-                new = await self._runner.run(file_calls, by_tenant)
-            except StoreUnavailable as exc:
-                failure = NotYet(f"database unavailable: {exc}")
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(failure)
-                continue
-            except Exception as exc:
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for _, record, future in batch:
-                if not future.done():
-                    future.set_result(record.uuid in new)
+                new |= await self._runner.run(file_calls, {tenant_id: records})
+            except StoreUnavailable:
+                raise
+            except Exception as exc:  # kept on disk, an operator looks
+                event(log, "call records kept: their tenant's filing failed",
+                      level=logging.ERROR, tenant=tenant_id, error=str(exc))  # fmt: skip
+                failed.append(tenant_id)
+        return new, failed
 
     def _count(self, filed: Filed) -> Filed:
         self._metrics.cdr_records.labels(filed.value).inc()
         return filed
+
+    def _keep_all(self, kept: list[tuple[str, str]]) -> None:
+        for name, text in kept:
+            self._keep(name, text)
 
     def _keep(self, name: str, text: str) -> None:
         """Keep a record in quarantine (no tenant's, or unreadable): an operator looks;
@@ -157,6 +246,11 @@ class CdrIntake:
         os.replace(tmp, self.quarantine_dir / f"{name}{ERROR_FILE_SUFFIX}")
 
     async def close(self) -> None:
+        if self._filer is not None:
+            self._filer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._filer
+        await self.journal.close()
         await self._runner.close()
 
 
@@ -179,10 +273,13 @@ def cdr_handler(
         if body is None:
             return web.Response(status=413, text="record too large\n")
         try:
-            filed = await intake.file_post(body, request.content_type)
+            await intake.file_post(body, request.content_type)
         except NotYet as exc:
-            return web.Response(status=503, text=f"not filed now: {exc.reason}\n")
-        return web.Response(text=f"{filed.value}\n")
+            return web.Response(status=503, text=f"not taken now: {exc.reason}\n")
+        except OSError as exc:  # the journal's disk: the switch keeps the record
+            event(log, "call record journal unwritable", level=logging.ERROR, error=str(exc))
+            return web.Response(status=503, text="not taken now: the journal is unwritable\n")
+        return web.Response(text="accepted\n")
 
     return handle
 
@@ -208,9 +305,15 @@ def _read(text: str) -> CallRecord | CdrError:
         return exc
 
 
-def _decode_and_read(body: bytes, content_type: str) -> tuple[str, CallRecord | CdrError]:
-    text = _document(body, content_type)
-    return text, _read(text)
+def _read_payloads(payloads: list[bytes]) -> list[tuple[str, CallRecord | CdrError]]:
+    """Each journaled payload's document and its record (or why it cannot be read)."""
+    read = []
+    for payload in payloads:
+        kind, body = payload[:1], payload[1:]
+        form = "application/x-www-form-urlencoded" if kind == _FORM else "text/xml"
+        text = _document(body, form)
+        read.append((text, _read(text)))
+    return read
 
 
 def _document(body: bytes, content_type: str) -> str:
@@ -247,8 +350,9 @@ def spooled_document(text: str) -> str:
 
 
 async def collect_spool(intake: CdrIntake, folder: Path) -> int:
-    """File every record a node kept in ``folder`` (its err-log-dir, any depth) and delete
-    it; stops at the first one that cannot be filed yet. Returns how many were filed."""
+    """Take every record a node kept in ``folder`` (its err-log-dir, any depth) into the
+    journal and delete it; stops at the first one that cannot be taken yet. Returns how
+    many were taken."""
     files = await asyncio.to_thread(_settled_files, folder, time.time())
     filed = 0
     for path in files:
