@@ -43,7 +43,7 @@ from aiohttp import web
 from reconciler.core.call_record import CallRecord
 from reconciler.core.cdr import MAX_CDR_BYTES, CdrError, read_cdr
 from reconciler.core.logs import event
-from reconciler.daemon.cdr_journal import Journal
+from reconciler.daemon.cdr_journal import Journal, Position
 from reconciler.daemon.metrics import Metrics
 from reconciler.serve import basic_auth_matches
 from reconciler.store import StoreUnavailable
@@ -59,6 +59,7 @@ BATCH = 500  # records per transaction at most
 SETTLE_SECONDS = 2.0  # an error file younger than this may still be being written
 MAX_BACKLOG_BYTES = 512 * 1024 * 1024  # journaled, not filed: beyond it the switch keeps them
 RETRY_SECONDS = (0.2, 5.0)  # the filer's wait after a failed batch: first, cap
+Read = tuple[str, CallRecord | CdrError]  # a journaled document and what it reads as
 _FORM = b"f"  # the journal's payload: a kind byte, then the post's body
 _XML = b"x"
 
@@ -149,17 +150,44 @@ class CdrIntake:
             await self._caught_up.wait()
 
     async def _file_journal(self) -> None:
-        """File the journal from its checkpoint, forever: a batch a transaction."""
-        wait = RETRY_SECONDS[0]
+        """File the journal from its checkpoint, forever: a batch a transaction, the next
+        batch read and parsed (in this process) while the last one is inserted (in
+        PostgreSQL's), checkpointed in order."""
+        parsed: asyncio.Queue[tuple[list[Read], Position]] = asyncio.Queue(maxsize=1)
+        reader = asyncio.create_task(self._read_journal(parsed), name="cdr-reader")
+        try:
+            while True:
+                read, end = await parsed.get()
+                await self._file_until_done(read)
+                await asyncio.to_thread(self.journal.mark_filed, end)
+                self._caught_up.set()
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _read_journal(self, parsed: asyncio.Queue[tuple[list[Read], Position]]) -> None:
+        at = self.journal.filed
         while True:
             self.journal.appended.clear()
-            payloads, end = await asyncio.to_thread(self.journal.read, self.journal.filed, BATCH)
-            if not payloads and end == self.journal.filed:
-                self._caught_up.set()
+            read, end = await asyncio.to_thread(self._read_batch, at)
+            if end == at:
                 await self.journal.appended.wait()
                 continue
+            await parsed.put((read, end))
+            at = end
+
+    def _read_batch(self, start: Position) -> tuple[list[Read], Position]:
+        payloads, end = self.journal.read(start, BATCH)
+        return _read_payloads(payloads), end
+
+    async def _file_until_done(self, read: list[Read]) -> None:
+        """File one batch, retrying with a growing wait while the database is away (new
+        posts are answered 503 meanwhile: ``refusal``)."""
+        wait = RETRY_SECONDS[0]
+        while True:
             try:
-                await self._file_batch(payloads)
+                await self._file_batch(read)
             except StoreUnavailable as exc:
                 self._store_down = str(exc)
                 event(log, "call records wait in the journal", level=logging.WARNING,
@@ -167,12 +195,10 @@ class CdrIntake:
                 await asyncio.sleep(wait)
                 wait = min(RETRY_SECONDS[1], wait * 2)
                 continue
-            self._store_down, wait = None, RETRY_SECONDS[0]
-            await asyncio.to_thread(self.journal.mark_filed, end)
-            self._caught_up.set()
+            self._store_down = None
+            return
 
-    async def _file_batch(self, payloads: list[bytes]) -> None:
-        read = await asyncio.to_thread(_read_payloads, payloads)
+    async def _file_batch(self, read: list[Read]) -> None:
         domains = self._domains()
         if domains is None:
             raise StoreUnavailable("no applied state yet")
@@ -305,7 +331,7 @@ def _read(text: str) -> CallRecord | CdrError:
         return exc
 
 
-def _read_payloads(payloads: list[bytes]) -> list[tuple[str, CallRecord | CdrError]]:
+def _read_payloads(payloads: list[bytes]) -> list[Read]:
     """Each journaled payload's document and its record (or why it cannot be read)."""
     read = []
     for payload in payloads:

@@ -127,7 +127,9 @@ class Journal:
         tmp = self.folder / f".{CHECKPOINT}.tmp"
         tmp.write_text(f"{position.segment} {position.offset}\n", encoding="ascii")
         os.replace(tmp, self.folder / CHECKPOINT)
-        self.filed = position
+        left, self.filed = self.filed, position
+        if position.segment == left.segment:
+            return
         for segment in self._segments():
             if segment < position.segment:
                 with contextlib.suppress(FileNotFoundError):
