@@ -71,6 +71,7 @@ BATCH = 500  # records per transaction at most
 SETTLE_SECONDS = 2.0  # an error file younger than this may still be being written
 MAX_BACKLOG_BYTES = 512 * 1024 * 1024  # journaled, not filed: beyond it the switch keeps them
 READERS = 2  # processes parsing a batch's halves: parsing is most of a record's CPU
+READER_NICENESS = 10  # filing can lag (the journal holds it); lookups on the cores cannot
 RETRY_SECONDS = (0.2, 5.0)  # the filer's wait after a failed batch: first, cap
 Read = tuple[bytes, CallRecord | CdrError]  # a journal payload and what it reads as
 
@@ -196,7 +197,10 @@ class CdrIntake:
         if not payloads:
             return [], end
         if self._reader is None:
-            self._reader = ProcessPoolExecutor(READERS, mp_context=get_context("spawn"))
+            self._reader = ProcessPoolExecutor(
+                READERS, mp_context=get_context("spawn"), initializer=os.nice,
+                initargs=(READER_NICENESS,),
+            )  # fmt: skip
         loop = asyncio.get_running_loop()
         share = -(-len(payloads) // READERS)
         parts = [payloads[i : i + share] for i in range(0, len(payloads), share)]
