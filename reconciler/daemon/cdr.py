@@ -8,8 +8,9 @@ stay lookup-only (no store, their contract).
 Two steps, so a post never waits on PostgreSQL and a lookup never on a post's parsing: the
 handler appends the post as it came to the journal (``daemon.cdr_journal``: on disk and
 synced, one ``fdatasync`` for every post that arrived meanwhile) and answers 200; the
-filer reads the journal in batches, decodes and reads them off the loop (``form_value``,
-``read_cdr``), and files each batch in one transaction (``store.calls.file_calls``: one
+filer reads the journal in batches, decodes and reads them in reader processes at a low
+priority (``daemon.cdr_reading``: the GIL and the cores stay the loop's and the lookups'),
+and files each batch in one transaction (``store.calls.file_calls``: one
 statement a tenant, the daily rollup folded in it), then checkpoints. A record whose domain
 is no served tenant's, or that cannot be read, is kept in quarantine on disk (counted,
 never written to a shared table).
