@@ -2,18 +2,21 @@
 queries over a tenant of 1,000,000 calls.
 
     python bench/bench_calls.py --dsn postgresql://postgres@127.0.0.1:5432/postgres \
-        [--seconds 10] [--posters 8] [--rows 1000000] [--xml-curl-workers 2] \
+        [--seconds 60] [--posters 8] [--rows 1000000] [--xml-curl-workers 2] \
         [--baseline /path/to/previous/tree] [--rounds 2]
 
 ``ingest``: a process serves ``POST /freeswitch/cdr`` (``daemon.cdr``, the control plane's
 listener) over a fresh database; with ``--xml-curl-workers N`` (2 by default, as production
 runs) N ``reconciler.dataplane.worker`` processes answer xml_curl from a generation file on a
 socket of their own, with 0 the same process answers both (the worst case for interference).
-``--posters`` concurrent clients post the captured real record (a fresh uuid each,
-url-encoded as mod_xml_cdr sends it) for ``--seconds`` while one client times sequential
-sip_auth lookups; the same lookups are timed idle first. ``--baseline TREE`` runs TREE's own
-``bench/bench_calls.py serve`` (the previous release's intake) in turns with this tree's, for
-``--rounds`` rounds: on a shared machine only interleaved runs compare.
+A poster process runs ``--posters`` concurrent clients posting the captured real record (a
+fresh uuid each, url-encoded as mod_xml_cdr sends it) for ``--seconds`` while this process
+times sequential sip_auth lookups (its loop does nothing else); the same lookups are timed
+idle first, for ``--seconds`` too. Reported: records acknowledged per second, records
+filed (rows in the tenant's table) per second over the window, how long the rest took to
+be filed after it, and the filed rate over both. ``--baseline TREE`` runs TREE's own
+``bench/bench_calls.py serve`` (the previous release's intake) in turns with this tree's,
+for ``--rounds`` rounds: on a shared machine only interleaved runs compare.
 ``query``: ``--rows`` a legs in one tenant (generated in SQL over 90 days, 200 extensions,
 5 queues; the rollup and the trigram index built after the fill, as filing and migration 8
 would), then the admin's first page, a member's first page, a month's totals (rollup and raw),
@@ -101,48 +104,90 @@ async def serve(dsn: str, port: int) -> None:
     (with workers, the lookups go to the workers and this listener takes the posts only)."""
     snapshot = build_bench_snapshot(10, 100)
     domains = {"acme.example.com": "acme"}
-    quarantine = Path(tempfile.mkdtemp(prefix="bench-calls-"))
-    intake = CdrIntake(lambda: dsn, lambda: domains, quarantine, Metrics())
+    state = Path(tempfile.mkdtemp(prefix="bench-calls-"))
+    intake = CdrIntake(lambda: dsn, lambda: domains, state / "q", Metrics(), state / "journal")
+    intake.start()
     app = make_app(lambda: snapshot, load_templates(None), auth=AUTH)
     app.router.add_post(CDR_PATH, cdr_handler(intake, AUTH))
     await start_server(app, "127.0.0.1", port, ListenerLimits(), what="bench")
     await asyncio.Event().wait()
 
 
+async def post(port: int, seconds: float, posters: int) -> None:
+    """The switch's side: ``posters`` concurrent clients for ``seconds``; prints the counts."""
+    counts = [0, 0]
+    connector = aiohttp.TCPConnector(limit=posters)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        url = f"http://127.0.0.1:{port}{CDR_PATH}"
+        print("ready", flush=True)  # imports done: the driver's window starts now
+        started = time.perf_counter()
+        stop = started + seconds
+        await asyncio.gather(*(poster(session, url, stop, counts) for _ in range(posters)))
+        elapsed = time.perf_counter() - started
+    print(json.dumps({"accepted": counts[0], "failed": counts[1], "seconds": elapsed}))
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of process ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU so far of process ``pid`` and its live children (the intake's
+    reader processes)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if stat.parent.name == str(pid) or fields[1] == str(pid):  # itself, or its child
+                ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def call_rows(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return int(conn.execute("SELECT count(*) FROM tenant_acme.calls").fetchone()[0])  # type: ignore[index]
 
 
 async def drive(
-    port: int, lookup_port: int, seconds: float, posters: int, server: int
+    dsn: str, port: int, lookup_port: int, seconds: float, posters: int, server: int
 ) -> dict[str, object]:
-    base = f"http://127.0.0.1:{port}"
     xml_curl = f"http://127.0.0.1:{lookup_port}{XML_PATH}"
     template = json.loads(CAPTURE.read_text())["body"]
     body = sip_auth_body(template, "t0001.bench.example", "1001")
     async with aiohttp.ClientSession() as session:
-        idle = await lookups(session, xml_curl, body, time.perf_counter() + seconds / 2)
-        stop = time.perf_counter() + seconds
-        counts = [0, 0]
-        started = time.perf_counter()
+        load_idle = os.getloadavg()[0]
+        idle = await lookups(session, xml_curl, body, time.perf_counter() + seconds)
+        rows = call_rows(dsn)
         cpu = cpu_seconds(server)
-        busy, *_ = await asyncio.gather(
-            lookups(session, xml_curl, body, stop),
-            *(poster(session, base + CDR_PATH, stop, counts) for _ in range(posters)),
-        )
+        command = [sys.executable, __file__, "post", "--dsn", "-", "--port", str(port),
+                   "--seconds", str(seconds), "--posters", str(posters)]  # fmt: skip
+        posting = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE)
+        assert posting.stdout is not None
+        await posting.stdout.readline()  # "ready"
+        started = time.perf_counter()
+        busy = await lookups(session, xml_curl, body, started + seconds)
+        out, _ = await posting.communicate()
         elapsed = time.perf_counter() - started
+        filed_in_window = call_rows(dsn) - rows
+        counts = json.loads(out.decode().splitlines()[-1])
+        load_busy = os.getloadavg()[0]
+        deadline = time.perf_counter() + 600
+        while call_rows(dsn) - rows < counts["accepted"] and time.perf_counter() < deadline:
+            await asyncio.sleep(0.5)
+        drained = time.perf_counter() - started
+        filed = call_rows(dsn) - rows
         cpu = cpu_seconds(server) - cpu
     return {
-        "records_per_second": round(counts[0] / elapsed, 1),
-        "server_cpu_ms_per_record": round(1000 * cpu / max(1, counts[0]), 2),
-        "records": counts[0],
-        "failed": counts[1],
+        "records_per_second": round(counts["accepted"] / counts["seconds"], 1),
+        "filed_per_second_in_window": round(filed_in_window / elapsed, 1),
+        "filed_per_second_until_drained": round(filed / drained, 1),
+        "drain_seconds_after_window": round(drained - elapsed, 1),
+        "server_cpu_ms_per_record": round(1000 * cpu / max(1, filed), 2),
+        "records": counts["accepted"],
+        "filed": filed,
+        "failed": counts["failed"],
         "xml_curl_idle_p50_ms": pct(idle, 0.5),
         "xml_curl_idle_p99_ms": pct(idle, 0.99),
         "xml_curl_ingest_p50_ms": pct(busy, 0.5),
         "xml_curl_ingest_p99_ms": pct(busy, 0.99),
+        "xml_curl_lookups_idle_busy": [len(idle), len(busy)],
+        "load_average_idle_busy": [round(load_idle, 1), round(load_busy, 1)],
     }
 
 
@@ -172,7 +217,7 @@ def ingest(
                     break
                 time.sleep(0.2)
         time.sleep(2)  # the workers map their generation
-        result = asyncio.run(drive(port, lookup_port, seconds, posters, server.pid))
+        result = asyncio.run(drive(dsn, port, lookup_port, seconds, posters, server.pid))
         return {"tree": str(tree), "xml_curl_workers": workers, **result}
     finally:
         for proc in [server, *procs]:
@@ -292,10 +337,10 @@ def cpu_per_record(trees: list[Path], rounds: int) -> list[dict[str, object]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", nargs="?", default="run", choices=["run", "serve"])
+    parser.add_argument("mode", nargs="?", default="run", choices=["run", "serve", "post"])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--dsn", required=True, help="the server's DSN (a database is created)")
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--posters", type=int, default=8)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--xml-curl-workers", type=int, default=2)
@@ -304,6 +349,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.mode == "serve":
         asyncio.run(serve(args.dsn, args.port))
+        return
+    if args.mode == "post":
+        asyncio.run(post(args.port, args.seconds, args.posters))
         return
     with fresh_database(args.dsn, prefix="pbx_bench_calls") as dsn:
         with connect(dsn) as conn:

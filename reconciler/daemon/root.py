@@ -207,6 +207,7 @@ class Daemon:
         self.tasks.spawn(watch, "watch")
         if self.config.git_url:
             self.tasks.spawn(poll_git(self.config, self.trigger, self._stop), "git")
+        self.cdr.start()  # files what the journal holds from the last run
         if self.config.cdr_spool_dirs:
             collect = run_collector(
                 self.cdr, self.config.cdr_spool_dirs, self.config.cdr_collect_interval, self._stop
