@@ -186,6 +186,15 @@ class EarlyWorkers:
             time.sleep(0.01)
         return True
 
+    def retire_leftovers(self) -> None:
+        """SIGTERM the workers a killed daemon left behind (only processes that are our
+        workers, never our own), once: called when ours serve."""
+        ours = {proc.pid for proc in self.procs}
+        for pid in self.leftovers:
+            if pid not in ours:
+                _retire(pid)
+        self.leftovers = []
+
     def close(self) -> None:
         """Stop the workers still running (none once their supervisor drained them), free
         the socket and the board. Idempotent: the CLI calls it whatever happened."""
@@ -231,6 +240,7 @@ def launch(config: DaemonConfig) -> EarlyWorkers:
         if early.generation is not None and not early.wait_serving():
             event(log, "xml_curl workers not serving the persisted generation yet",
                   logging.WARNING)  # fmt: skip
+        early.retire_leftovers()  # ours serve, or soon will: the old ones may go
     except BaseException:  # SIGTERM meanwhile, a bug: no worker outlives this
         early.close()
         raise
@@ -242,3 +252,14 @@ def read_pids(path: Path) -> list[int]:
         return [int(line) for line in path.read_text().split() if line.isdigit()]
     except OSError:
         return []
+
+
+def _retire(pid: int) -> None:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if WORKER_MODULE.encode() in cmdline:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+            event(log, "retired an xml_curl worker of a previous daemon", pid=pid)

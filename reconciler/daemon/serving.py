@@ -99,6 +99,7 @@ class XmlCurlServing:
         if early is None:  # the persisted generation was checked by load_persisted
             early = start_workers(config)
             early.tell()
+            early.retire_leftovers()
         self._worker_port = early.sock.getsockname()[1]
         self.workers = XmlCurlWorkers(
             early, self._metrics, config.worker_pid_file,

@@ -34,7 +34,6 @@ from pathlib import Path
 from reconciler.core.logs import event
 from reconciler.daemon.early import (
     DRAIN_SECONDS,
-    WORKER_MODULE,
     EarlyWorkers,
     spawn_worker,
     tell,
@@ -132,7 +131,6 @@ class XmlCurlWorkers:
         self._tasks = [asyncio.create_task(self._supervise(s)) for s in range(self.count)]
         self._tasks.append(asyncio.create_task(self._watch_hangs()))
         self._tasks.append(asyncio.create_task(self._tell_persisted()))
-        _retire([pid for pid in self._early.leftovers if pid not in self.pids])
 
     async def wait_serving(self, generation: str, within: float = PROPAGATE_SECONDS) -> bool:
         """Wait until every running, unhung worker serves ``generation`` (what the switches
@@ -239,16 +237,3 @@ class XmlCurlWorkers:
         with contextlib.suppress(OSError):
             self._pid_file.unlink()
         self._early.close()
-
-
-def _retire(pids: list[int]) -> None:
-    """SIGTERM workers a killed daemon left behind (only processes that are our workers)."""
-    for pid in pids:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if WORKER_MODULE.encode() in cmdline:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGTERM)
-                event(log, "retired an xml_curl worker of a previous daemon", pid=pid)
