@@ -93,7 +93,9 @@ def _wait_settled(status_port: int, users: int, timeout: float = 1800.0) -> None
 
 
 @contextlib.contextmanager
-def daemon(dsn: str, tenants: Path, state: Path, log: Path, tree: str) -> Iterator[tuple[int, int]]:
+def daemon(
+    dsn: str, tenants: Path, state: Path, log: Path, tree: str
+) -> Iterator[tuple[int, int, int]]:
     port, status = _port(), _port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_")}
     env |= {"PBX_DATABASE_URL": dsn, "PBX_INTERVAL": "3600", "PBX_XML_CURL_AUTH": AUTH,
@@ -106,10 +108,34 @@ def daemon(dsn: str, tenants: Path, state: Path, log: Path, tree: str) -> Iterat
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err,
                                 cwd=tree or str(TOP))  # fmt: skip
         try:
-            yield port, status
+            yield port, status, proc.pid
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=120)
+
+
+def _memory(pid: int, state: Path) -> str:
+    """The control plane's RSS and peak, each worker's PSS and its PSS without the mapped
+    generation (shared through the page cache), in MB."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    out = [f"control plane RSS {int(fields['VmRSS'].split()[0]) // 1024}, "
+           f"peak {int(fields['VmHWM'].split()[0]) // 1024}"]  # fmt: skip
+    for worker in (int(p) for p in (state / "xmlcurl-workers.pid").read_text().split()):
+        pss = snapshot = 0
+        mapping = ""
+        for line in Path(f"/proc/{worker}/smaps").read_text().splitlines():
+            head = line.split(maxsplit=5)
+            if len(head) >= 5 and "-" in head[0] and ":" not in head[0]:
+                mapping = head[5] if len(head) == 6 else ""
+            elif line.startswith("Pss:"):
+                pss += int(line.split()[1])
+                snapshot += int(line.split()[1]) if mapping.startswith(str(state)) else 0
+        out.append(
+            f"worker PSS {pss / 1024:.0f}, without the generation {(pss - snapshot) / 1024:.0f}"
+        )
+    return "; ".join(out)
 
 
 def _events(log: Path, since: float) -> list[dict[str, Any]]:
@@ -156,7 +182,8 @@ def run(args: argparse.Namespace, dsn: str, root: Path) -> None:
         for label, tree in variants:
             log = root / f"{label}-{round_}.log"
             started = time.perf_counter()
-            with daemon(dsn, tenants_dir, root / f"state-{label}", log, tree) as (port, status):
+            state = root / f"state-{label}"
+            with daemon(dsn, tenants_dir, state, log, tree) as (port, status, pid):
                 _wait_settled(status, users)
                 print(f"{label} round {round_}: settled after {time.perf_counter() - started:.1f}"
                       " s", flush=True)  # fmt: skip
@@ -177,6 +204,7 @@ def run(args: argparse.Namespace, dsn: str, root: Path) -> None:
                     print(f"  {label}: {seconds:.3f} s ({_breakdown(log, t0_epoch)}; load "
                           f"{os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
                     time.sleep(0.5)
+                print(f"  {label} memory: {_memory(pid, state)}", flush=True)
     for label, values in samples.items():
         print(f"{label}: save_to_served_s median={statistics.median(values):.3f} "
               f"min={min(values):.3f} max={max(values):.3f} edits={len(values)}")  # fmt: skip
