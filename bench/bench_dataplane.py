@@ -397,7 +397,7 @@ def _settled(status_port: int, users: int, trigger: str = "", timeout: float = 9
     raise RuntimeError(f"no {trigger or 'first'} pass")
 
 
-def _worker_memory_kb(pid: int, state: Path) -> dict[str, int]:
+def worker_memory_kb(pid: int, state: Path) -> dict[str, int]:
     """A worker's PSS, and its PSS without the generation's mapped pages (shared with the
     page cache and the other workers), from ``/proc/PID/smaps``."""
     pss = snapshot = 0
@@ -457,7 +457,7 @@ def rss_main(tenants: int) -> None:
                         pid_file = state / "xmlcurl-workers.pid"
                         for pid in (int(p) for p in pid_file.read_text().split()):
                             memory = {k: round(v / 1024, 1)
-                                      for k, v in _worker_memory_kb(pid, state).items()}  # fmt: skip
+                                      for k, v in worker_memory_kb(pid, state).items()}  # fmt: skip
                             print(f"  worker {pid} (MB): {memory} rss "
                                   f"{_rss_kb(pid)['VmRSS'] / 1024:.0f}", flush=True)  # fmt: skip
                     finally:

@@ -39,6 +39,7 @@ import psycopg
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_dataplane import worker_memory_kb
 from bench_validate import tenant_yaml
 
 SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -123,18 +124,9 @@ def _memory(pid: int, state: Path) -> str:
     out = [f"control plane RSS {int(fields['VmRSS'].split()[0]) // 1024}, "
            f"peak {int(fields['VmHWM'].split()[0]) // 1024}"]  # fmt: skip
     for worker in (int(p) for p in (state / "xmlcurl-workers.pid").read_text().split()):
-        pss = snapshot = 0
-        mapping = ""
-        for line in Path(f"/proc/{worker}/smaps").read_text().splitlines():
-            head = line.split(maxsplit=5)
-            if len(head) >= 5 and "-" in head[0] and ":" not in head[0]:
-                mapping = head[5] if len(head) == 6 else ""
-            elif line.startswith("Pss:"):
-                pss += int(line.split()[1])
-                snapshot += int(line.split()[1]) if mapping.startswith(str(state)) else 0
-        out.append(
-            f"worker PSS {pss / 1024:.0f}, without the generation {(pss - snapshot) / 1024:.0f}"
-        )
+        kb = worker_memory_kb(worker, state)
+        out.append(f"worker PSS {kb['pss'] / 1024:.0f}, without the generation "
+                   f"{kb['private_pss'] / 1024:.0f}")  # fmt: skip
     return "; ".join(out)
 
 

@@ -223,6 +223,7 @@ def start(config: DaemonConfig) -> EarlyWorkers:
     settings = worker_settings(config, database_fingerprint(config), sock, board)
     old = read_pids(config.worker_pid_file)  # before ours exist: theirs are retired later
     procs = [spawn_worker(sock, board) for _ in range(config.xml_curl_workers)]
+    write_pids(config.worker_pid_file, [proc.pid for proc in procs])  # a kill now leaves them
     return EarlyWorkers(sock, board, settings, procs, old, None)
 
 
@@ -245,6 +246,11 @@ def launch(config: DaemonConfig) -> EarlyWorkers:
         early.close()
         raise
     return early
+
+
+def write_pids(path: Path, pids: list[int]) -> None:
+    with contextlib.suppress(OSError):  # no state dir yet: nothing to retire them by
+        path.write_text("".join(f"{pid}\n" for pid in pids))
 
 
 def read_pids(path: Path) -> list[int]:

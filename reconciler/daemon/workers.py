@@ -37,6 +37,7 @@ from reconciler.daemon.early import (
     EarlyWorkers,
     spawn_worker,
     tell,
+    write_pids,
 )
 from reconciler.daemon.metrics import Metrics
 from reconciler.dataplane.board import WorkerCounts, generation_tag
@@ -215,8 +216,7 @@ class XmlCurlWorkers:
             proc.kill()
 
     def _write_pids(self) -> None:
-        with contextlib.suppress(OSError):
-            self._pid_file.write_text("".join(f"{pid}\n" for pid in self.pids))
+        write_pids(self._pid_file, self.pids)
 
     async def stop(self) -> None:
         """SIGTERM every worker, wait for the drain, kill what is left."""
