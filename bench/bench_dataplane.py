@@ -22,12 +22,14 @@ SIGHUP (a full pass) every 5 s; ``--xml-curl-workers 0`` and ``2`` interleaved, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -395,58 +397,96 @@ def _settled(status_port: int, users: int, trigger: str = "", timeout: float = 9
     raise RuntimeError(f"no {trigger or 'first'} pass")
 
 
+def worker_memory_kb(pid: int, state: Path) -> dict[str, int]:
+    """A worker's PSS, and its PSS without the generation's mapped pages (shared with the
+    page cache and the other workers), from ``/proc/PID/smaps``."""
+    pss = snapshot = 0
+    mapping = ""
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split(maxsplit=5)
+        if len(head) >= 5 and "-" in head[0] and ":" not in head[0]:
+            mapping = head[5] if len(head) == 6 else ""
+        elif line.startswith("Pss:"):
+            kb = int(line.split()[1])
+            pss += kb
+            if mapping.startswith(str(state)):
+                snapshot += kb
+    return {"pss": pss, "snapshot_pss": snapshot, "private_pss": pss - snapshot}
+
+
 def rss_main(tenants: int) -> None:
     """The control plane's RSS (current and peak) with 2 workers after its first pass and
-    after a SIGHUP pass: this tree against ``BENCH_BASE`` (a tree of an earlier commit,
-    put first on the daemon's PYTHONPATH), interleaved, ``BENCH_ROUNDS`` rounds."""
+    after a SIGHUP pass, and each worker's memory: this tree against ``BENCH_BASE`` (a tree
+    of an earlier commit, put first on the daemon's PYTHONPATH), interleaved,
+    ``BENCH_ROUNDS`` rounds."""
     import shutil
     import signal
-    import uuid
-
-    import psycopg
-    from psycopg import sql
 
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_validate import tenant_yaml
 
-    server = "postgresql://postgres@127.0.0.1:5432/postgres"
-    name = f"pbx_bench_rss_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
     root = Path(tempfile.mkdtemp(prefix="pbx-bench-rss-"))
     (root / "tenants.d").mkdir()
     for i in range(tenants):
         (root / "tenants.d" / f"t{i:05d}.yaml").write_text(tenant_yaml(i, 100))
     base = os.environ.get("BENCH_BASE", "")
     try:
-        for round_ in range(ROUNDS):
-            for label, path in (("base", base), ("this", "")):
-                if label == "base" and not base:
-                    continue
-                os.environ["PYTHONPATH"] = path  # python -m puts the cwd first: that tree
-                proc, _port, status = _spawn_daemon(
-                    dsn, root / "tenants.d", root / f"state-{label}-{round_}", 2,
-                    cwd=path or str(Path(__file__).parent.parent),
-                )  # fmt: skip
-                try:
-                    _settled(status, tenants * 100)
-                    time.sleep(3)
-                    first = _rss_kb(proc.pid)
-                    proc.send_signal(signal.SIGHUP)
-                    _settled(status, tenants * 100, "sighup")
-                    time.sleep(3)
-                    after = _rss_kb(proc.pid)
-                    print(f"{label} round {round_}: control plane after the first pass "
-                          f"RSS {first['VmRSS'] / 1024:.0f} MB; after a SIGHUP pass RSS "
-                          f"{after['VmRSS'] / 1024:.0f} MB, peak {after['VmHWM'] / 1024:.0f} MB",
-                          flush=True)  # fmt: skip
-                finally:
-                    proc.send_signal(signal.SIGTERM)
-                    proc.wait(timeout=60)
+        with _database("pbx_bench_rss") as dsn:
+            for round_ in range(ROUNDS):
+                for label, path in (("base", base), ("this", "")):
+                    if label == "base" and not base:
+                        continue
+                    os.environ["PYTHONPATH"] = path  # python -m puts the cwd first: that tree
+                    state = root / f"state-{label}-{round_}"
+                    proc, _port, status = _spawn_daemon(
+                        dsn, root / "tenants.d", state, 2,
+                        cwd=path or str(Path(__file__).parent.parent),
+                    )  # fmt: skip
+                    try:
+                        _settled(status, tenants * 100)
+                        time.sleep(3)
+                        first = _rss_kb(proc.pid)
+                        proc.send_signal(signal.SIGHUP)
+                        _settled(status, tenants * 100, "sighup")
+                        time.sleep(3)
+                        after = _rss_kb(proc.pid)
+                        print(f"{label} round {round_}: control plane after the first pass "
+                              f"RSS {first['VmRSS'] / 1024:.0f} MB; after a SIGHUP pass RSS "
+                              f"{after['VmRSS'] / 1024:.0f} MB, peak {after['VmHWM'] / 1024:.0f} "
+                              f"MB (load average {os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
+                        pid_file = state / "xmlcurl-workers.pid"
+                        for pid in (int(p) for p in pid_file.read_text().split()):
+                            memory = {k: round(v / 1024, 1)
+                                      for k, v in worker_memory_kb(pid, state).items()}  # fmt: skip
+                            print(f"  worker {pid} (MB): {memory} rss "
+                                  f"{_rss_kb(pid)['VmRSS'] / 1024:.0f}", flush=True)  # fmt: skip
+                    finally:
+                        proc.send_signal(signal.SIGTERM)
+                        proc.wait(timeout=60)
     finally:
         os.environ.pop("PYTHONPATH", None)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _database(prefix: str) -> Iterator[str]:
+    """``BENCH_DSN`` (a database holding ``tenants`` x 100 applied already: a cold apply at
+    1,000 x 100 takes 10-25 min on the loaded machine), else a scratch one, dropped after."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    if os.environ.get("BENCH_DSN"):
+        yield os.environ["BENCH_DSN"]
+        return
+    server = "postgresql://postgres@127.0.0.1:5432/postgres"
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(name)))  # fmt: skip
@@ -466,56 +506,64 @@ def _first_answer(port: int, request: bytes, timeout: float = 300.0) -> float:
     raise RuntimeError("never answered")
 
 
+def _kill_daemon(proc: Any, state: Path) -> None:
+    """SIGKILL ``pbx run`` and its workers: a SIGTERM would wait for its first pass (minutes
+    at 1,000 x 100 on a loaded machine), which a start-up measure does not need."""
+    import signal
+
+    pids = [int(p) for p in (state / "xmlcurl-workers.pid").read_text().split()] if (
+        state / "xmlcurl-workers.pid").exists() else []  # fmt: skip
+    proc.kill()
+    proc.wait()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def startup_main(tenants: int) -> None:
     """Daemon start to serving from its persisted state (2 workers), this tree against
-    ``BENCH_BASE``: each first writes its state dir, then restarts are timed, interleaved."""
+    ``BENCH_BASE``: each first writes its state dir (round 0; skipped for a ``BENCH_ROOT``
+    kept from an earlier run), then restarts are timed, interleaved: from the spawn of
+    ``pbx run`` to the first lookup answered with the user."""
     import shutil
-    import signal
-    import uuid
-
-    import psycopg
-    from psycopg import sql
 
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_validate import tenant_yaml
 
-    server = "postgresql://postgres@127.0.0.1:5432/postgres"
-    name = f"pbx_bench_start_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    root = Path(tempfile.mkdtemp(prefix="pbx-bench-start-"))
-    (root / "tenants.d").mkdir()
-    for i in range(tenants):
-        (root / "tenants.d" / f"t{i:05d}.yaml").write_text(tenant_yaml(i, 100))
+    kept = os.environ.get("BENCH_ROOT")
+    root = Path(kept) if kept else Path(tempfile.mkdtemp(prefix="pbx-bench-start-"))
+    if not kept:
+        (root / "tenants.d").mkdir()
+        for i in range(tenants):
+            (root / "tenants.d" / f"t{i:05d}.yaml").write_text(tenant_yaml(i, 100))
     last = _sip_auth(f"t{tenants - 1:05d}.example.net", "1099")
     base = os.environ.get("BENCH_BASE", "")
     variants = [("base", base)] if base else []
     variants.append(("this", ""))
     try:
-        for round_ in range(ROUNDS + 1):  # round 0 writes each state dir, untimed
-            for label, path in variants:
-                os.environ["PYTHONPATH"] = path
-                proc, port, status = _spawn_daemon(
-                    dsn, root / "tenants.d", root / f"state-{label}", 2,
-                    cwd=path or str(Path(__file__).parent.parent),
-                )  # fmt: skip
-                try:
-                    seconds = _first_answer(port, last)
-                    if round_:
-                        print(f"{label} round {round_}: start to the first answer "
-                              f"{seconds:.2f} s", flush=True)  # fmt: skip
-                    else:
-                        _settled(status, tenants * 100)
-                finally:
-                    proc.send_signal(signal.SIGTERM)
-                    proc.wait(timeout=120)
+        with _database("pbx_bench_start") as dsn:
+            for round_ in range(0 if not kept else 1, ROUNDS + 1):  # round 0: untimed
+                for label, path in variants:
+                    os.environ["PYTHONPATH"] = path
+                    state = root / f"state-{label}"
+                    proc, port, status = _spawn_daemon(
+                        dsn, root / "tenants.d", state, 2,
+                        cwd=path or str(Path(__file__).parent.parent),
+                    )  # fmt: skip
+                    try:
+                        seconds = _first_answer(port, last)
+                        if round_:
+                            print(f"{label} round {round_}: start to the first answer "
+                                  f"{seconds:.2f} s (load average {os.getloadavg()[0]:.1f})",
+                                  flush=True)  # fmt: skip
+                        else:
+                            _settled(status, tenants * 100)
+                    finally:
+                        _kill_daemon(proc, state)
     finally:
         os.environ.pop("PYTHONPATH", None)
-        shutil.rmtree(root, ignore_errors=True)
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))  # fmt: skip
+        if not kept:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

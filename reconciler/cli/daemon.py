@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import urllib.error
 import urllib.request
@@ -167,17 +168,35 @@ def run(ctx: click.Context, /, **_: Any) -> None:
 
 
 def _run(config: DaemonConfig, name: str, *, data_plane_only: bool = False) -> None:
-    # imported here: the daemon's rooms (the portal's pages among them) are for these two
-    # commands only, never on the way of `pbx plan`
-    from reconciler.daemon.startup import run_daemon
-    from reconciler.serve.listener import ListenerUnavailable
+    # The xml_curl workers first, on the persisted generation: a switch registers its phones
+    # while this process still imports the daemon's rooms (the portal's pages among them),
+    # which are for these two commands only, never on the way of `pbx plan`.
+    from reconciler.daemon.early import EarlyWorkers, launch
 
+    early: EarlyWorkers | None = None
+    # until the event loop handles it: SIGTERM still stops the workers started already
+    signal.signal(signal.SIGTERM, _stop_starting)
     try:
-        code = run_daemon(config, data_plane_only=data_plane_only)
-    except ListenerUnavailable as exc:  # a port already taken: one line, no traceback
-        click.echo(f"{name}: {exc}", err=True)
+        if config.xml_curl_workers > 0:
+            early = launch(config)
+        from reconciler.daemon.startup import run_daemon
+
+        code = run_daemon(config, data_plane_only=data_plane_only, early=early)
+    except Exception as exc:
+        from reconciler.serve.listener import ListenerUnavailable
+
+        if not isinstance(exc, ListenerUnavailable):
+            raise
+        click.echo(f"{name}: {exc}", err=True)  # a port already taken: one line, no traceback
         sys.exit(1)
+    finally:
+        if early is not None:
+            early.close()  # stopped by their supervisor already, unless it never ran
     sys.exit(code)
+
+
+def _stop_starting(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 @click.command()

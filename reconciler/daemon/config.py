@@ -79,6 +79,11 @@ class DaemonConfig:
         return self.state_dir / "xmlcurl.generation"
 
     @property
+    def worker_pid_file(self) -> Path:
+        """The xml_curl workers' pids: the next daemon retires those a killed one left."""
+        return self.state_dir / "xmlcurl-workers.pid"
+
+    @property
     def status_address(self) -> tuple[str, int]:
         """Where the control plane serves /status and /metrics when workers own --listen:
         ``--status-listen``, else ``DEFAULT_STATUS_LISTEN``."""

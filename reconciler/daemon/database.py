@@ -17,10 +17,11 @@ from reconciler.core.backoff import Backoff
 from reconciler.core.identity import DatabaseIdentity
 from reconciler.core.logs import event, register_secret
 from reconciler.daemon.config import DaemonConfig
+from reconciler.daemon.early import database_fingerprint
 from reconciler.daemon.leader import LeaderElection, OnLeadership, OnNotify
 from reconciler.store import PostgresStore, StoreError, StoreUnavailable, database_url
 from reconciler.store.database import dsn_password
-from reconciler.store.identity import configured_fingerprint, probe_identity
+from reconciler.store.identity import probe_identity
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,7 @@ class DatabaseLink:
         self.store: PostgresStore | None = None
         self.up = False
         self.election: LeaderElection | None = None
-        self.fingerprint = configured_fingerprint(
-            config.database_url, config.embedded_data_dir or config.state_dir / "postgres"
-        )
+        self.fingerprint = database_fingerprint(config)
 
     @property
     def is_leader(self) -> bool:

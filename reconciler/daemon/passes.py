@@ -139,13 +139,19 @@ class PassLoop:
         try:
             # the lock also covers the snapshot's rebuild and save: shutdown waits for both
             async with self.lock:
+                locked = time.perf_counter()
                 if leader:
                     changed = await self._leader_pass(reconciler, batch)
                 else:
                     changed = await self._follower_refresh(reconciler, batch)
+                passed = time.perf_counter()
                 rebuilt = changed or self.snapshot.stale
                 if rebuilt:
                     await self.snapshot.rebuild(reconciler.applied)
+                    # where save-to-served goes (bench/bench_save_to_served.py reads it)
+                    event(log, "served after pass", trigger=batch.label,
+                          wait_s=round(locked - started, 3), pass_s=round(passed - locked, 3),
+                          serve_s=round(time.perf_counter() - passed, 3))  # fmt: skip
                 if leader:  # after serving: nothing of it is on the save-to-served path
                     await asyncio.to_thread(self.hooks.leader_done, reconciler)
         except Exception as exc:

@@ -25,6 +25,7 @@ from reconciler.daemon.audio import AudioUpkeep
 from reconciler.daemon.cdr import CdrIntake, cdr_handler, run_collector
 from reconciler.daemon.config import DaemonConfig
 from reconciler.daemon.database import DatabaseLink
+from reconciler.daemon.early import EarlyWorkers
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.passes import PassHooks, PassLoop
 from reconciler.daemon.portal_link import PortalLink
@@ -46,7 +47,9 @@ log = logging.getLogger(__name__)
 
 
 class Daemon:
-    def __init__(self, config: DaemonConfig) -> None:
+    def __init__(self, config: DaemonConfig, *, early: EarlyWorkers | None = None) -> None:
+        """``early``: xml_curl workers started before this process imported the control plane
+        (``daemon.early``), adopted by the serving side."""
         self.config = config
         self.metrics = Metrics()
         self.templates = load_templates(config.templates_dir)
@@ -96,9 +99,9 @@ class Daemon:
         self._domains: tuple[object, dict[str, str]] | None = None
         self.http = XmlCurlServing(
             config, self.served, self.templates, self.metrics,
-            fingerprint=self.database.fingerprint, status_payload=self.status_payload,
+            status_payload=self.status_payload,
             before_metrics=self._refresh_gauges,
-            cdr=cdr_handler(self.cdr, config.xml_curl_auth),
+            cdr=cdr_handler(self.cdr, config.xml_curl_auth), early=early,
         )  # fmt: skip
         self.serving = self.http.serving  # set once the xml_curl listener is bound
         self.tasks = TaskSupervisor()

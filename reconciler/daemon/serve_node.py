@@ -27,6 +27,7 @@ from reconciler.core.backoff import Backoff
 from reconciler.core.logs import event, register_secret
 from reconciler.daemon.config import DaemonConfig
 from reconciler.daemon.database import DatabaseLink
+from reconciler.daemon.early import EarlyWorkers
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.serving import XmlCurlServing
 from reconciler.daemon.snapshots import ServedSnapshot
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 class ServeNode:
-    def __init__(self, config: DaemonConfig) -> None:
+    def __init__(self, config: DaemonConfig, *, early: EarlyWorkers | None = None) -> None:
         self.config = config
         self.metrics = Metrics()
         self.database = DatabaseLink(
@@ -59,8 +60,8 @@ class ServeNode:
         )
         self.http = XmlCurlServing(
             config, self.served, load_templates(config.templates_dir), self.metrics,
-            fingerprint=self.database.fingerprint, status_payload=self.status_payload,
-            before_metrics=lambda: None,
+            status_payload=self.status_payload,
+            before_metrics=lambda: None, early=early,
         )  # fmt: skip
         self.applied = AppliedState()
         self.refreshes = 0

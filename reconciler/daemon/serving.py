@@ -15,13 +15,14 @@ from typing import Any
 
 from aiohttp import web
 
-from reconciler.core.logs import current_format
 from reconciler.daemon import http
 from reconciler.daemon.config import DaemonConfig
+from reconciler.daemon.early import EarlyWorkers
+from reconciler.daemon.early import start as start_workers
 from reconciler.daemon.http import Handler
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.snapshots import ServedSnapshot
-from reconciler.daemon.workers import XmlCurlWorkers, listen_socket
+from reconciler.daemon.workers import XmlCurlWorkers
 from reconciler.serve import ListenerLimits, Templates, bound_port, start_server
 
 log = logging.getLogger(__name__)
@@ -35,17 +36,19 @@ class XmlCurlServing:
         templates: Templates,
         metrics: Metrics,
         *,
-        fingerprint: str,
         status_payload: Callable[[], dict[str, Any]],
         before_metrics: Callable[[], None],
         cdr: Handler | None = None,
+        early: EarlyWorkers | None = None,
     ) -> None:
+        """``early``: the workers ``pbx run`` started before this process imported the
+        control plane (``daemon.early``); adopted, not started again."""
         self._config = config
+        self._early = early
         self._cdr = cdr  # mod_xml_cdr's posts: the control plane's listener, never a worker
         self._served = served
         self._templates = templates
         self._metrics = metrics
-        self._fingerprint = fingerprint
         self._status_payload = status_payload
         self._before_metrics = before_metrics
         self.limits = ListenerLimits()
@@ -81,30 +84,26 @@ class XmlCurlServing:
         )
         host, port = self._config.listen_host, self._config.listen_port
         what = "xml_curl listener (--listen / PBX_LISTEN)"
-        if self._config.xml_curl_workers > 0:
-            await self._start_workers(host, port, what)
+        if self._config.xml_curl_workers > 0 or self._early is not None:
+            await self._start_workers()
             host, port = self._config.status_address
             what = "status listener (--status-listen / PBX_STATUS_LISTEN)"
         self._runner = await start_server(app, host, port, self.limits, what=what)
         self.serving.set()
         http.announce(f"http://{self._config.listen_host}:{self.listen_port}/freeswitch/xml")
 
-    async def _start_workers(self, host: str, port: int, what: str) -> None:
+    async def _start_workers(self) -> None:
         """The data plane in processes of its own, on the --listen socket."""
         config = self._config
-        sock = listen_socket(host, port, what)
-        self._worker_port = sock.getsockname()[1]
-        auth = config.xml_curl_auth
-        settings = {
-            "generation_path": str(config.generation_path),
-            "dsn_fingerprint": self._fingerprint,
-            "auth": list(auth) if auth else None,
-            "templates_dir": str(config.templates_dir) if config.templates_dir else None,
-            "log_format": current_format(),
-        }
+        early = self._early
+        if early is None:  # the persisted generation was checked by load_persisted
+            early = start_workers(config)
+            early.tell()
+            early.retire_leftovers()
+        self._worker_port = early.sock.getsockname()[1]
         self.workers = XmlCurlWorkers(
-            config.xml_curl_workers, sock, settings, self._metrics,
-            config.state_dir / "xmlcurl-workers.pid", hang_seconds=config.xml_curl_hang_seconds,
+            early, self._metrics, config.worker_pid_file,
+            hang_seconds=config.xml_curl_hang_seconds,
             persist_status=lambda: self._served.persist_status,
         )  # fmt: skip
         self._metrics.worker_counts = self.workers.counts

@@ -32,6 +32,7 @@ from pathlib import Path
 from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
 from reconciler.core.identity import DatabaseIdentity
 from reconciler.core.logs import event
+from reconciler.daemon.early import IdentityProbe, check_persisted
 from reconciler.daemon.metrics import Metrics
 from reconciler.reconcile import AppliedState
 from reconciler.serve import PersistStatus, SnapshotNotPersisted, build_snapshot
@@ -42,10 +43,6 @@ from reconciler.serve.snapshot import Lookups, Snapshot, declares_users
 from reconciler.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
-
-IdentityProbe = Callable[[float], DatabaseIdentity | None]
-"""``probe(timeout)``: the configured database's identity; None when it has none yet (never
-migrated); ``StoreUnavailable`` when it cannot be asked."""
 
 
 class ServedSnapshot:
@@ -90,26 +87,9 @@ class ServedSnapshot:
 
     async def load_persisted(self) -> None:
         _remove_legacy(self.path.parent / LEGACY_SNAPSHOT_FILE)
-        if not self.path.exists():
-            return
-        try:  # a database that answers says which it is; else the DSN must name the same one
-            expected = await asyncio.to_thread(self._probe, 2.0)
-        except StoreUnavailable:
-            expected = None
-        else:
-            if expected is None:
-                event(log, "persisted generation not used: the database is new", logging.WARNING)
-                self._withdraw()
-                return
-        try:
-            mapped = await asyncio.to_thread(
-                lambda: open_generation(
-                    self.path, expected_identity=expected, dsn_fingerprint=self._fingerprint
-                )
-            )
-        except SnapshotError as exc:  # a torn or foreign file must not stop the daemon
-            event(log, "persisted generation not used", logging.WARNING, error=str(exc))
-            self._withdraw()
+        mapped = await asyncio.to_thread(check_persisted, self.path, self._fingerprint, self._probe)
+        if mapped is None:  # none, or withdrawn (the workers fail closed)
+            self._writer.forget()
             return
         self._disk_identity = mapped.header.identity
         self.persist_status = PersistStatus(True, mapped.header.written_at, "served from the file")

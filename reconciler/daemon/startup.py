@@ -12,6 +12,7 @@ from pathlib import Path
 
 from reconciler.core.logs import event
 from reconciler.daemon.config import DaemonConfig
+from reconciler.daemon.early import EarlyWorkers
 from reconciler.sources import GitSource, GitSourceError, GitSourceStopped
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,10 @@ def run_daemon(
     *,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     data_plane_only: bool = False,
+    early: EarlyWorkers | None = None,
 ) -> int:
-    """Entry point of ``pbx run`` (and of ``pbx serve``: ``data_plane_only``)."""
+    """Entry point of ``pbx run`` (and of ``pbx serve``: ``data_plane_only``); ``early``:
+    its xml_curl workers, started already (``daemon.early``)."""
     from reconciler.daemon.root import Daemon
     from reconciler.daemon.serve_node import ServeNode
 
@@ -101,7 +104,7 @@ def run_daemon(
 
     async def main() -> int:
         # built inside the loop: they create asyncio primitives
-        process = ServeNode(config) if data_plane_only else Daemon(config)
+        process = ServeNode(config, early=early) if data_plane_only else Daemon(config, early=early)
         return await process.run()
 
     if loop_factory is None:

@@ -92,7 +92,8 @@ async def test_serve_follows_applies_and_outlives_the_database(
 
         proc = spawn_serve(serve_state, dsn, port, status)  # restarted while PostgreSQL is down
         await eventually(lambda: _found_async_quiet(port, "1005"), "served from the file", 60)
-        assert serve_status(status)["snapshot"]["source"] == "disk"
+        # the workers answer before the control plane listens: its status comes after
+        await eventually(lambda: _source_is(status, "disk"), "the status listener", 60)
         await asyncio.to_thread(_pg_ctl, datadir, "start", "-o", f"-h '' -k {datadir}",
                                 "-l", str(datadir / "log"))  # fmt: skip
         await eventually(lambda: _is_up(status), "reconnected", 60)
@@ -120,6 +121,14 @@ def _worker_pids(state_dir: Path) -> list[int]:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def _source_is(status: int, source: str) -> bool:
+    try:
+        described = await asyncio.to_thread(serve_status, status)
+    except OSError:
+        return False
+    return bool(described["snapshot"]["source"] == source)
 
 
 async def _found_async_quiet(port: int, user: str) -> bool:
