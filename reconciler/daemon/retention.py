@@ -11,12 +11,12 @@ connection of its own: never on the pass's connection, never on the event loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from reconciler.core.logs import event
+from reconciler.daemon.leader_rounds import run_leader_rounds
 from reconciler.daemon.metrics import Metrics
 from reconciler.reconcile import Reconciler
 from reconciler.store import StoreUnavailable
@@ -61,18 +61,11 @@ async def run_retention(
     stop: asyncio.Event,
 ) -> None:
     """Until ``stop``: a round every ``interval`` seconds while this daemon leads."""
-    runner = ConnectionRunner(dsn, size=1, name="retention")
-    try:
-        while not stop.is_set():
-            current = reconciler()
-            if current is not None and is_leader():
-                try:
-                    await expire_calls(
-                        runner, retention_cutoffs(current, datetime.now(UTC)), metrics
-                    )
-                except StoreUnavailable:
-                    event(log, "call retention waits for the database")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
-    finally:
-        await runner.close()
+
+    async def one_round(runner: ConnectionRunner, current: Reconciler) -> None:
+        try:
+            await expire_calls(runner, retention_cutoffs(current, datetime.now(UTC)), metrics)
+        except StoreUnavailable:
+            event(log, "call retention waits for the database")
+
+    await run_leader_rounds("retention", one_round, dsn, reconciler, is_leader, interval, stop)

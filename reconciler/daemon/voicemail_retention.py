@@ -28,6 +28,7 @@ from reconciler.core.voicemail_box import (
     VoicemailRefused,
     VoicemailUnavailable,
 )
+from reconciler.daemon.leader_rounds import run_leader_rounds
 from reconciler.daemon.metrics import Metrics
 from reconciler.reconcile import Reconciler
 from reconciler.store import StoreUnavailable
@@ -113,13 +114,10 @@ async def run_voicemail_retention(
     stop: asyncio.Event,
 ) -> None:
     """Until ``stop``: a round every ``interval`` seconds while this daemon leads."""
-    runner = ConnectionRunner(dsn, size=1, name="voicemail-retention")
-    try:
-        while not stop.is_set():
-            current = reconciler()
-            if current is not None and is_leader():
-                await expire_voicemail(boxes, box_days(current), datetime.now(UTC), metrics, runner)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
-    finally:
-        await runner.close()
+
+    async def one_round(runner: ConnectionRunner, current: Reconciler) -> None:
+        await expire_voicemail(boxes, box_days(current), datetime.now(UTC), metrics, runner)
+
+    await run_leader_rounds(
+        "voicemail-retention", one_round, dsn, reconciler, is_leader, interval, stop
+    )
