@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any
 from xml.sax.saxutils import quoteattr
@@ -52,7 +53,7 @@ class ServedGateway(CarrierSettings):
     needs_password: bool
 
     def __iter__(self) -> Iterator[object]:
-        return iter(tuple(getattr(self, name) for name in _POSITIONS))
+        return iter(_ROW(self))
 
     @classmethod
     def _make(cls, row: Iterable[Any]) -> ServedGateway:
@@ -66,7 +67,7 @@ class ServedGateway(CarrierSettings):
 
 
 _SETTINGS = tuple(f.name for f in fields(CarrierSettings))
-_POSITIONS = tuple(f.name for f in fields(ServedGateway))
+_ROW = attrgetter(*(f.name for f in fields(ServedGateway)))
 
 
 _CHECKS: tuple[tuple[str, str], ...] = (
