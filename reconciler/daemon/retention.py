@@ -10,13 +10,11 @@ connection of its own: never on the pass's connection, never on the event loop.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from reconciler.core.logs import event
-from reconciler.daemon.leader_rounds import run_leader_rounds
+from reconciler.daemon.leader_rounds import Round
 from reconciler.daemon.metrics import Metrics
 from reconciler.reconcile import Reconciler
 from reconciler.store import StoreUnavailable
@@ -52,15 +50,8 @@ async def expire_calls(
     return total
 
 
-async def run_retention(
-    dsn: Callable[[], str | None],
-    reconciler: Callable[[], Reconciler | None],
-    is_leader: Callable[[], bool],
-    metrics: Metrics,
-    interval: float,
-    stop: asyncio.Event,
-) -> None:
-    """Until ``stop``: a round every ``interval`` seconds while this daemon leads."""
+def call_retention(metrics: Metrics) -> Round:
+    """The leader's round (``leader_rounds``): each applied tenant's expired calls deleted."""
 
     async def one_round(runner: ConnectionRunner, current: Reconciler) -> None:
         try:
@@ -68,4 +59,4 @@ async def run_retention(
         except StoreUnavailable:
             event(log, "call retention waits for the database")
 
-    await run_leader_rounds("retention", one_round, dsn, reconciler, is_leader, interval, stop)
+    return one_round
