@@ -29,6 +29,20 @@ if TYPE_CHECKING:  # invitations and the mailer load with the commands that use 
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+def _seconds(flag: str, help_text: str) -> Callable[[F], F]:
+    return click.option(flag, type=float, metavar="SECONDS", help=help_text)
+
+
+def _rate(flag: str, help_text: str) -> Callable[[F], F]:
+    """A limit written ``N/SECONDS`` (parsed by the portal's config)."""
+    return click.option(flag, metavar="N/SECONDS", help=help_text)
+
+
+def _port(flag: str, help_text: str) -> Callable[[F], F]:
+    return click.option(flag, type=click.IntRange(1, 65535), metavar="PORT", help=help_text)
+
+
 _PORTAL_OPTIONS: list[Callable[[F], F]] = [
     click.option(
         "--portal/--no-portal", default=None, help="Serve the web portal [PBX_PORTAL, on]."
@@ -51,34 +65,17 @@ _PORTAL_OPTIONS: list[Callable[[F], F]] = [
     click.option(
         "--portal-tls-key", type=click.Path(path_type=Path), help="TLS key [PBX_PORTAL_TLS_KEY]."
     ),
-    click.option(
-        "--portal-idle-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="[PBX_PORTAL_IDLE_TIMEOUT, 1800].",
-    ),
-    click.option(
-        "--portal-session-lifetime",
-        type=float,
-        metavar="SECONDS",
-        help="[PBX_PORTAL_SESSION_LIFETIME, 43200].",
-    ),
-    click.option(
-        "--portal-invite-ttl",
-        type=float,
-        metavar="SECONDS",
-        help="[PBX_PORTAL_INVITE_TTL, 259200].",
-    ),
-    click.option(
+    _seconds("--portal-idle-timeout", "[PBX_PORTAL_IDLE_TIMEOUT, 1800]."),
+    _seconds("--portal-session-lifetime", "[PBX_PORTAL_SESSION_LIFETIME, 43200]."),
+    _seconds("--portal-invite-ttl", "[PBX_PORTAL_INVITE_TTL, 259200]."),
+    _rate(
         "--portal-login-limit",
-        metavar="N/SECONDS",
-        help="Failures per account and address before doubling delays, and how long a "
+        "Failures per account and address before doubling delays, and how long a "
         "streak is remembered [PBX_PORTAL_LOGIN_LIMIT, 5/900].",
     ),
-    click.option(
+    _rate(
         "--portal-address-limit",
-        metavar="N/SECONDS",
-        help="Failed logins per client address [PBX_PORTAL_ADDRESS_LIMIT, 30/300].",
+        "Failed logins per client address [PBX_PORTAL_ADDRESS_LIMIT, 30/300].",
     ),
     click.option(
         "--portal-trusted-proxies",
@@ -86,10 +83,9 @@ _PORTAL_OPTIONS: list[Callable[[F], F]] = [
         help="Reverse proxies whose X-Forwarded-For names the client "
         "[PBX_PORTAL_TRUSTED_PROXIES, none].",
     ),
-    click.option(
+    _rate(
         "--portal-unauthenticated-limit",
-        metavar="N/SECONDS",
-        help="Requests per address without a login; then 429 "
+        "Requests per address without a login; then 429 "
         "[PBX_PORTAL_UNAUTHENTICATED_LIMIT, 120/60].",
     ),
     click.option(
@@ -116,18 +112,8 @@ _PORTAL_OPTIONS: list[Callable[[F], F]] = [
         metavar="HOST",
         help="Registrar/proxy host phones use [PBX_PORTAL_SIP_HOST, the tenant's domain].",
     ),
-    click.option(
-        "--portal-sip-port",
-        type=click.IntRange(1, 65535),
-        metavar="PORT",
-        help="SIP port for UDP and TCP [PBX_PORTAL_SIP_PORT, 5060].",
-    ),
-    click.option(
-        "--portal-sip-tls-port",
-        type=click.IntRange(1, 65535),
-        metavar="PORT",
-        help="SIP port for TLS [PBX_PORTAL_SIP_TLS_PORT, 5061].",
-    ),
+    _port("--portal-sip-port", "SIP port for UDP and TCP [PBX_PORTAL_SIP_PORT, 5060]."),
+    _port("--portal-sip-tls-port", "SIP port for TLS [PBX_PORTAL_SIP_TLS_PORT, 5061]."),
     click.option(
         "--portal-service-level",
         type=click.FloatRange(1, 3600),
@@ -226,8 +212,23 @@ def _config(cfg: ResolvedSettings) -> PortalConfig:
     return config
 
 
-def _lifetime(ttl: float | None, config: PortalConfig) -> timedelta:
-    return timedelta(seconds=ttl if ttl is not None else config.invitation_ttl)
+def _issue(
+    ctx: click.Context, ttl: float | None, issue: Callable[[Any, str, timedelta], InviteLink]
+) -> InviteLink:
+    """``issue(connection, base URL, lifetime)`` on the migrated database, then the link
+    handed over (mailed or printed); a refusal is the command's error."""
+    cfg = resolved(ctx)
+    config = _config(cfg)
+    lifetime = timedelta(seconds=ttl if ttl is not None else config.invitation_ttl)
+    with opened_store(cfg) as store:
+        conn = store.connection
+        migrate(conn)
+        try:
+            link = issue(conn, config.base_url, lifetime)
+        except PortalError as exc:
+            raise click.ClickException(exc.message) from exc
+    _hand_over(link, config)
+    return link
 
 
 def _hand_over(link: InviteLink, config: PortalConfig) -> None:
@@ -256,16 +257,9 @@ def users_invite(ctx: click.Context, /, email: str, ttl: float | None, **_: Any)
     account yet): printed, or mailed to EMAIL when mail is configured."""
     from reconciler.web.invitations import invite
 
-    cfg = resolved(ctx)
-    config = _config(cfg)
-    with opened_store(cfg) as store:
-        conn = store.connection
-        migrate(conn)
-        try:
-            link = invite(conn, email, base_url=config.base_url, ttl=_lifetime(ttl, config))
-        except PortalError as exc:
-            raise click.ClickException(exc.message) from exc
-    _hand_over(link, config)
+    link = _issue(
+        ctx, ttl, lambda conn, url, lifetime: invite(conn, email, base_url=url, ttl=lifetime)
+    )
     if link.totp_required:
         click.echo("super admin: the page also enrols an authenticator app (TOTP)", err=True)
 
@@ -290,21 +284,12 @@ def users_reset(
     person who has an authenticator also types its current code."""
     from reconciler.web.invitations import issue_reset
 
-    cfg = resolved(ctx)
-    config = _config(cfg)
-    with opened_store(cfg) as store:
-        conn = store.connection
-        migrate(conn)
-        try:
-            link = issue_reset(
-                conn,
-                email,
-                base_url=config.base_url,
-                ttl=_lifetime(ttl, config),
-                new_authenticator=new_authenticator,
-            )
-        except PortalError as exc:
-            raise click.ClickException(exc.message) from exc
-    _hand_over(link, config)
+    link = _issue(
+        ctx,
+        ttl,
+        lambda conn, url, lifetime: issue_reset(
+            conn, email, base_url=url, ttl=lifetime, new_authenticator=new_authenticator
+        ),
+    )
     if link.totp_required:
         click.echo("the page also enrols a new authenticator app (TOTP)", err=True)

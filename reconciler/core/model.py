@@ -352,14 +352,11 @@ class PlatformAdmin(Record):
 
 
 @dataclass(frozen=True, slots=True)
-class Gateway(Record):
-    """A carrier gateway of ``_platform.yaml``: carried onto the switches when it has a proxy
-    (``managed``), else only a name agent contacts may use. ``credentials`` is a marker, never the password: ``none`` (no username),
-    ``missing`` (the host holds no password: this gateway is in error) or a slow salted
-    digest that changes with the password (``reconciler.sources.secrets``). ``codecs`` and
-    ``nodes`` are comma-joined (``nodes`` empty: every switch)."""
+class CarrierSettings:
+    """What a switch is told of a carrier gateway, password aside: declared once for the
+    record (``Gateway``) and the served snapshot's form (``serve.gateways.ServedGateway``).
+    ``codecs`` is comma-joined."""
 
-    kind: ClassVar[Kind] = Kind.GATEWAY
     name: str
     proxy: str
     registrar: str
@@ -372,6 +369,17 @@ class Gateway(Record):
     ping_seconds: int
     caller_id_in_from: bool
     codecs: str
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway(Record, CarrierSettings):
+    """A carrier gateway of ``_platform.yaml``: carried onto the switches when it has a proxy
+    (``managed``), else only a name agent contacts may use. ``credentials`` is a marker,
+    never the password: ``none`` (no username), ``missing`` (the host holds no password:
+    this gateway is in error) or a slow salted digest that changes with the password
+    (``reconciler.sources.secrets``). ``nodes`` is comma-joined (empty: every switch)."""
+
+    kind: ClassVar[Kind] = Kind.GATEWAY
     nodes: str
     credentials: str
 

@@ -10,13 +10,11 @@ connection of its own: never on the pass's connection, never on the event loop.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from reconciler.core.logs import event
+from reconciler.daemon.leader_rounds import Round
 from reconciler.daemon.metrics import Metrics
 from reconciler.reconcile import Reconciler
 from reconciler.store import StoreUnavailable
@@ -52,27 +50,13 @@ async def expire_calls(
     return total
 
 
-async def run_retention(
-    dsn: Callable[[], str | None],
-    reconciler: Callable[[], Reconciler | None],
-    is_leader: Callable[[], bool],
-    metrics: Metrics,
-    interval: float,
-    stop: asyncio.Event,
-) -> None:
-    """Until ``stop``: a round every ``interval`` seconds while this daemon leads."""
-    runner = ConnectionRunner(dsn, size=1, name="retention")
-    try:
-        while not stop.is_set():
-            current = reconciler()
-            if current is not None and is_leader():
-                try:
-                    await expire_calls(
-                        runner, retention_cutoffs(current, datetime.now(UTC)), metrics
-                    )
-                except StoreUnavailable:
-                    event(log, "call retention waits for the database")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
-    finally:
-        await runner.close()
+def call_retention(metrics: Metrics) -> Round:
+    """The leader's round (``leader_rounds``): each applied tenant's expired calls deleted."""
+
+    async def one_round(runner: ConnectionRunner, current: Reconciler) -> None:
+        try:
+            await expire_calls(runner, retention_cutoffs(current, datetime.now(UTC)), metrics)
+        except StoreUnavailable:
+            event(log, "call retention waits for the database")
+
+    return one_round

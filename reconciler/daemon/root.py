@@ -26,10 +26,11 @@ from reconciler.daemon.cdr import CdrIntake, cdr_handler, run_collector
 from reconciler.daemon.config import DaemonConfig
 from reconciler.daemon.database import DatabaseLink
 from reconciler.daemon.early import EarlyWorkers
+from reconciler.daemon.leader_rounds import run_leader_rounds
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.passes import PassHooks, PassLoop
 from reconciler.daemon.portal_link import PortalLink
-from reconciler.daemon.retention import run_retention
+from reconciler.daemon.retention import call_retention
 from reconciler.daemon.serving import XmlCurlServing
 from reconciler.daemon.snapshots import ServedSnapshot
 from reconciler.daemon.startup import announce, poll_git, prepare_state_dir
@@ -37,7 +38,7 @@ from reconciler.daemon.status import StatusBoard, daemon_status
 from reconciler.daemon.switches import SwitchLink
 from reconciler.daemon.tasks import TaskSupervisor
 from reconciler.daemon.triggers import Triggers
-from reconciler.daemon.voicemail_retention import run_voicemail_retention
+from reconciler.daemon.voicemail_retention import voicemail_retention
 from reconciler.reconcile import PassGuards, Reconciler
 from reconciler.serve import ListenerUnavailable, load_templates
 from reconciler.sources import watch_spec_dir
@@ -216,25 +217,21 @@ class Daemon:
                 self.cdr, self.config.cdr_spool_dirs, self.config.cdr_collect_interval, self._stop
             )
             self.tasks.spawn(collect, "cdr-spool")
-        retention = run_retention(
-            lambda: self.database.dsn,
-            lambda: self.loop.reconciler,
-            lambda: self.database.is_leader,
-            self.metrics,
-            self.config.retention_interval,
-            self._stop,
-        )
-        self.tasks.spawn(retention, "call-retention")
-        voicemail_retention = run_voicemail_retention(
-            self.live.voicemail,
-            lambda: self.database.dsn,
-            lambda: self.loop.reconciler,
-            lambda: self.database.is_leader,
-            self.metrics,
-            self.config.retention_interval,
-            self._stop,
-        )
-        self.tasks.spawn(voicemail_retention, "voicemail-retention")
+        for task, runner, one_round in (
+            ("call-retention", "retention", call_retention(self.metrics)),
+            ("voicemail-retention", "voicemail-retention",
+             voicemail_retention(self.live.voicemail, self.metrics)),
+        ):  # fmt: skip
+            rounds = run_leader_rounds(
+                runner,
+                one_round,
+                lambda: self.database.dsn,
+                lambda: self.loop.reconciler,
+                lambda: self.database.is_leader,
+                self.config.retention_interval,
+                self._stop,
+            )
+            self.tasks.spawn(rounds, task)
         try:
             await self._stop.wait()
         finally:

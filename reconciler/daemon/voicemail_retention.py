@@ -13,10 +13,8 @@ the round for that box: nothing is deleted on a guess.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +26,7 @@ from reconciler.core.voicemail_box import (
     VoicemailRefused,
     VoicemailUnavailable,
 )
+from reconciler.daemon.leader_rounds import Round
 from reconciler.daemon.metrics import Metrics
 from reconciler.reconcile import Reconciler
 from reconciler.store import StoreUnavailable
@@ -103,23 +102,10 @@ def _audit(conn: Any, tenant_id: str, detail: str) -> None:
     )
 
 
-async def run_voicemail_retention(
-    boxes: VoicemailBoxes,
-    dsn: Callable[[], str | None],
-    reconciler: Callable[[], Reconciler | None],
-    is_leader: Callable[[], bool],
-    metrics: Metrics,
-    interval: float,
-    stop: asyncio.Event,
-) -> None:
-    """Until ``stop``: a round every ``interval`` seconds while this daemon leads."""
-    runner = ConnectionRunner(dsn, size=1, name="voicemail-retention")
-    try:
-        while not stop.is_set():
-            current = reconciler()
-            if current is not None and is_leader():
-                await expire_voicemail(boxes, box_days(current), datetime.now(UTC), metrics, runner)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
-    finally:
-        await runner.close()
+def voicemail_retention(boxes: VoicemailBoxes, metrics: Metrics) -> Round:
+    """The leader's round (``leader_rounds``): each box's expired messages deleted."""
+
+    async def one_round(runner: ConnectionRunner, current: Reconciler) -> None:
+        await expire_voicemail(boxes, box_days(current), datetime.now(UTC), metrics, runner)
+
+    return one_round

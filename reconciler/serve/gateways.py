@@ -28,12 +28,14 @@ source. Values are XML-escaped.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, fields
+from operator import attrgetter
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from reconciler.core.model import Gateway
+from reconciler.core.model import CarrierSettings, Gateway
 from specs_schema import shapes
 
 CARRIERS_PROFILE = "carriers"
@@ -41,22 +43,31 @@ CARRIERS_PROFILE = "carriers"
 ALL_GATEWAYS = "_all_"
 
 
-class ServedGateway(NamedTuple):
-    """A gateway as the answer renders it (no password: that is looked up per answer)."""
+@dataclass(frozen=True, slots=True)
+class ServedGateway(CarrierSettings):
+    """A gateway as the answer renders it (no password: that is looked up per answer).
 
-    name: str
-    proxy: str
-    registrar: str
-    realm: str
-    username: str | None
-    register: bool
-    transport: str
-    expire_seconds: int
-    retry_seconds: int
-    ping_seconds: int
-    caller_id_in_from: bool
-    codecs: str
+    The snapshot stores it positionally (its settings in ``CarrierSettings``' order, then
+    ``needs_password``): it iterates as that row and ``_make`` reads one back."""
+
     needs_password: bool
+
+    def __iter__(self) -> Iterator[object]:
+        return iter(_ROW(self))
+
+    @classmethod
+    def _make(cls, row: Iterable[Any]) -> ServedGateway:
+        return cls(*row)
+
+    @classmethod
+    def of(cls, gateway: Gateway) -> ServedGateway:
+        """The settings of the applied record, and whether it is served with a password."""
+        settings = {name: getattr(gateway, name) for name in _SETTINGS}
+        return cls(**settings, needs_password=gateway.credentials != "none")
+
+
+_SETTINGS = tuple(f.name for f in fields(CarrierSettings))
+_ROW = attrgetter(*(f.name for f in fields(ServedGateway)))
 
 
 _CHECKS: tuple[tuple[str, str], ...] = (
@@ -88,11 +99,7 @@ def serve_gateways(gateways: Iterable[Gateway]) -> tuple[Mapping[str, ServedGate
                 f"gateway {g.name!r}: {', '.join(bad)} not an allowed shape: not served"
             )
             continue
-        served[g.name] = ServedGateway(
-            g.name, g.proxy, g.registrar, g.realm, g.username, g.register, g.transport,
-            g.expire_seconds, g.retry_seconds, g.ping_seconds, g.caller_id_in_from, g.codecs,
-            g.credentials != "none",
-        )  # fmt: skip
+        served[g.name] = ServedGateway.of(g)
     return MappingProxyType(served), problems
 
 

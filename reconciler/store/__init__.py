@@ -35,7 +35,6 @@ from reconciler.store.admins import (
 from reconciler.store.apply import ApplyReport, apply_plan
 from reconciler.store.credentials import (
     SipCredentials,
-    a1_hash,
     rotate_credentials,
     show_credentials,
 )
@@ -59,6 +58,7 @@ from reconciler.store.errors import (
     UnknownExtension,
     UnknownTenant,
 )
+from reconciler.store.extension_secrets import a1_hash
 from reconciler.store.history import HistoryEntry, read_history
 from reconciler.store.layout import APPLIED_CHANNEL, CONTROL_SCHEMA, tenant_schema
 from reconciler.store.migrations import migrate

@@ -16,28 +16,23 @@ written and are never reused.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
-import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
-from reconciler.store.errors import (
-    StoreError,
-    UnknownExtension,
-    UnknownTenant,
-    describe_db_error,
-    unavailable,
+from reconciler.store.extension_secrets import (
+    ExtensionSecret,
+    a1_hash,
+    fresh_rows,
+    read_secret,
+    rehash_secrets,
+    rotate_secret,
+    secret_table,
 )
-from reconciler.store.history import record_history
-from reconciler.store.layout import APPLIED_CHANNEL, tenant_schema
-from reconciler.store.locks import lock_tenant
-from reconciler.store.read import control_schema_exists
 from reconciler.store.tables import RETIRED_CREDENTIALS, SIP_CREDENTIALS
 
 PASSWORD_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"  # noqa: S105
@@ -73,20 +68,19 @@ def new_password() -> str:
     return drawn[:PASSWORD_LENGTH].decode("ascii")
 
 
-def a1_hash(username: str, domain: str, password: str) -> str:
-    """SIP digest HA1 (RFC 2617), lowercase hex: what FreeSWITCH's ``a1-hash`` param wants."""
-    digest = hashlib.md5(usedforsecurity=False)
-    digest.update(f"{username}:{domain}:{password}".encode())
-    return digest.hexdigest()
+SIP_PASSWORD = ExtensionSecret(
+    table=SIP_CREDENTIALS,
+    value_column="password",
+    digest_column="a1_hash",
+    history_kind="credentials",
+    called="credentials",
+    new=lambda: new_password(),  # looked up per call, so a test may replace it
+)
 
 
 def credential_rows(numbers: Iterable[str], domain: str) -> list[tuple[str, str, str]]:
     """Fresh ``(extension, password, a1_hash)`` rows for newly created extensions."""
-    rows = []
-    for number in numbers:
-        password = new_password()
-        rows.append((number, password, a1_hash(number, domain, password)))
-    return rows
+    return fresh_rows(SIP_PASSWORD, numbers, domain)
 
 
 def retire_credentials(
@@ -96,7 +90,7 @@ def retire_credentials(
     (nothing is kept when ``grace`` is zero). Runs before the delete cascades them away."""
     if not numbers or grace <= timedelta(0):
         return
-    retired = _table(tenant_id, RETIRED_CREDENTIALS)
+    retired = secret_table(tenant_id, RETIRED_CREDENTIALS)
     conn.execute(
         sql.SQL("DELETE FROM {} WHERE extension = ANY(%s)").format(retired), (list(numbers),)
     )
@@ -121,7 +115,7 @@ def restored_credential_rows(
         sql.SQL(
             "DELETE FROM {} WHERE extension = ANY(%s) RETURNING extension, password, "
             "expires_at > now()"
-        ).format(_table(tenant_id, RETIRED_CREDENTIALS)),
+        ).format(secret_table(tenant_id, RETIRED_CREDENTIALS)),
         (list(numbers),),
     ).fetchall()
     return [
@@ -133,97 +127,28 @@ def purge_retired_credentials(conn: psycopg.Connection, tenant_id: str) -> None:
     """Forget retired credentials whose grace has passed."""
     conn.execute(
         sql.SQL("DELETE FROM {} WHERE expires_at <= now()").format(
-            _table(tenant_id, RETIRED_CREDENTIALS)
+            secret_table(tenant_id, RETIRED_CREDENTIALS)
         )
     )
 
 
 def rehash_for_domain(conn: psycopg.Connection, tenant_id: str, domain: str) -> None:
     """A domain change invalidates every a1-hash of the tenant (the realm is hashed in)."""
-    table = _credentials_table(tenant_id)
-    rows = conn.execute(sql.SQL("SELECT extension, password FROM {}").format(table)).fetchall()
-    with conn.cursor() as cur:
-        cur.executemany(
-            sql.SQL("UPDATE {} SET a1_hash = %s WHERE extension = %s").format(table),
-            [(a1_hash(number, domain, password), number) for number, password in rows],
-        )
+    rehash_secrets(conn, SIP_PASSWORD, tenant_id, domain)
 
 
 def show_credentials(conn: psycopg.Connection, tenant_id: str, extension: str) -> SipCredentials:
     """The SIP credentials of one extension, for provisioning a phone."""
-    try:
-        domain = tenant_domain(conn, tenant_id)
-        row = conn.execute(
-            sql.SQL("SELECT password FROM {} WHERE extension = %s").format(
-                _credentials_table(tenant_id)
-            ),
-            (extension,),
-        ).fetchone()
-    except psycopg.OperationalError as exc:
-        raise unavailable(exc) from exc
-    if row is None:
-        raise UnknownExtension(tenant_id, extension)
-    return SipCredentials(username=extension, domain=domain, password=row[0])
+    domain, password = read_secret(conn, SIP_PASSWORD, tenant_id, extension)
+    return SipCredentials(username=extension, domain=domain, password=password)
 
 
 def rotate_credentials(
     conn: psycopg.Connection, tenant_id: str, extension: str, *, host: str | None = None
 ) -> None:
     """Replace one extension's password and a1-hash; followers are told to re-serve."""
-    failure: str | None = None
-    try:
-        with conn.transaction():
-            lock_tenant(conn, tenant_id)
-            domain = tenant_domain(conn, tenant_id)
-            ((number, password, hashed),) = credential_rows([extension], domain)
-            cur = conn.execute(
-                sql.SQL(
-                    "UPDATE {} SET password = %s, a1_hash = %s, rotated_at = now() "
-                    "WHERE extension = %s"
-                ).format(_credentials_table(tenant_id)),
-                (password, hashed, number),
-            )
-            if cur.rowcount != 1:
-                raise UnknownExtension(tenant_id, extension)
-            record_history(
-                conn,
-                tenant_id=tenant_id,
-                action="rotate",
-                result="applied",
-                revision=None,
-                host=host or socket.gethostname(),
-                changes=Jsonb([{"kind": "credentials", "key": extension, "action": "rotate"}]),
-            )
-            conn.execute("SELECT pg_notify(%s, %s)", (APPLIED_CHANNEL, tenant_id))
-    except psycopg.OperationalError as exc:
-        if conn.broken or conn.closed:
-            raise unavailable(exc) from exc
-        failure = describe_db_error(exc)
-    except psycopg.Error as exc:
-        failure = describe_db_error(exc)
-    if failure is not None:
-        # Raised outside the handler: the statement carried the new password and the
-        # driver's error may quote it, so it must not ride along as cause or context.
-        raise StoreError(
-            f"tenant {tenant_id}: rotating credentials of {extension} failed: {failure}"
-        )
-
-
-def tenant_domain(conn: psycopg.Connection, tenant_id: str) -> str:
-    """The registered domain of a tenant (UnknownTenant when it is not registered)."""
-    row = (
-        conn.execute("SELECT domain FROM pbx.tenants WHERE id = %s", (tenant_id,)).fetchone()
-        if control_schema_exists(conn)
-        else None
-    )
-    if row is None:
-        raise UnknownTenant(tenant_id)
-    return str(row[0])
+    rotate_secret(conn, SIP_PASSWORD, tenant_id, extension, host=host)
 
 
 def _credentials_table(tenant_id: str) -> sql.Composed:
-    return _table(tenant_id, SIP_CREDENTIALS)
-
-
-def _table(tenant_id: str, name: str) -> sql.Composed:
-    return sql.SQL("{}.{}").format(sql.Identifier(tenant_schema(tenant_id)), sql.Identifier(name))
+    return secret_table(tenant_id, SIP_CREDENTIALS)

@@ -41,7 +41,7 @@ from reconciler.store import (
     TenantApplyError,
 )
 from reconciler.store.claims import claim_groups, renamed_from
-from reconciler.store.credentials import a1_hash
+from reconciler.store.extension_secrets import a1_hash
 from reconciler.store.voicemail_pins import new_pin
 
 

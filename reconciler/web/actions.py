@@ -7,9 +7,10 @@ What git owns is never changed here: credentials are the reconciler's generated 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from reconciler.core.model import fs_name
 from reconciler.core.presence import StatusResult
@@ -39,8 +40,10 @@ from reconciler.web.errors import (
 )
 from reconciler.web.invitations import InviteLink, NotEntitled, invite, issue_reset
 from reconciler.web.passwords import check_new_password
-from reconciler.web.ports import CREDENTIALS, PRESENCE
+from reconciler.web.ports import CREDENTIALS, PRESENCE, CredentialStore
 from reconciler.web.tokens import new_api_token, token_digest
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,39 +89,42 @@ class Actor:
             raise
 
     async def reveal(self, scope: TenantScope, number: str) -> SipCredentials:
-        await self._guard(scope, "reveal", number, lambda: scope.require_credentials(number))
-        try:
-            creds = await self.portal.port(CREDENTIALS).show_credentials(scope.tenant_id, number)
-        except (UnknownExtension, UnknownTenant) as exc:
-            raise NotFound(f"no extension {number}") from exc
-        await self.audit("reveal", "ok", tenant_id=scope.tenant_id, target=number)
-        return creds
+        return await self._on_secret(
+            scope, "reveal", number, lambda store: store.show_credentials(scope.tenant_id, number)
+        )
 
     async def rotate(self, scope: TenantScope, number: str) -> None:
-        await self._guard(scope, "rotate", number, lambda: scope.require_credentials(number))
-        try:
-            await self.portal.port(CREDENTIALS).rotate_credentials(scope.tenant_id, number)
-        except (UnknownExtension, UnknownTenant) as exc:
-            raise NotFound(f"no extension {number}") from exc
-        await self.audit("rotate", "ok", tenant_id=scope.tenant_id, target=number)
+        await self._on_secret(
+            scope, "rotate", number, lambda store: store.rotate_credentials(scope.tenant_id, number)
+        )
 
     async def reveal_pin(self, scope: TenantScope, number: str) -> str:
         """The voicemail PIN, to its owner or a tenant admin (like the SIP password)."""
-        await self._guard(scope, "reveal_pin", number, lambda: scope.require_credentials(number))
-        try:
-            pin = await self.portal.port(CREDENTIALS).show_pin(scope.tenant_id, number)
-        except (UnknownExtension, UnknownTenant) as exc:
-            raise NotFound(f"no extension {number}") from exc
-        await self.audit("reveal_pin", "ok", tenant_id=scope.tenant_id, target=number)
-        return pin
+        return await self._on_secret(
+            scope, "reveal_pin", number, lambda store: store.show_pin(scope.tenant_id, number)
+        )
 
     async def rotate_pin(self, scope: TenantScope, number: str) -> None:
-        await self._guard(scope, "rotate_pin", number, lambda: scope.require_credentials(number))
+        await self._on_secret(
+            scope, "rotate_pin", number, lambda store: store.rotate_pin(scope.tenant_id, number)
+        )
+
+    async def _on_secret(
+        self,
+        scope: TenantScope,
+        action: str,
+        number: str,
+        act: Callable[[CredentialStore], Awaitable[T]],
+    ) -> T:
+        """One act on an extension's secret (SIP password, voicemail PIN): only for whom may
+        see its credentials (a denial audited), NotFound for an unknown extension, audited."""
+        await self._guard(scope, action, number, lambda: scope.require_credentials(number))
         try:
-            await self.portal.port(CREDENTIALS).rotate_pin(scope.tenant_id, number)
+            result = await act(self.portal.port(CREDENTIALS))
         except (UnknownExtension, UnknownTenant) as exc:
             raise NotFound(f"no extension {number}") from exc
-        await self.audit("rotate_pin", "ok", tenant_id=scope.tenant_id, target=number)
+        await self.audit(action, "ok", tenant_id=scope.tenant_id, target=number)
+        return result
 
     async def set_status(
         self, scope: TenantScope, agent_name: str, status: str

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from reconciler.core.model import Extension, State, TenantLifecycle
 from reconciler.store import UnknownExtension, UnknownTenant
-from reconciler.store.credentials import a1_hash
+from reconciler.store.extension_secrets import a1_hash
 from reconciler.web.access import Principal, Role
 from reconciler.web.context import identity_of, portal_of, principal, render, scope
 from reconciler.web.errors import Forbidden, NotFound

@@ -18,6 +18,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -135,9 +136,26 @@ def _history(node: Node, since: datetime, **match: str) -> dict[str, Any] | None
     return found[0]  # type: ignore[no-any-return,index]
 
 
-def _carrier(node: Node, name: str, scenario: str, port: int, *extra: str) -> Sipp:
+@contextmanager
+def _carrier(node: Node, name: str, scenario: str, port: int, *extra: str) -> Iterator[Sipp]:
+    """A carrier (a sipp UAS) listening on ``port`` for the test's length."""
     uas = node.sipp(name, scenario, target=None, port=port, extra=list(extra))
-    return uas.start().wait_listening()
+    try:
+        yield uas.start().wait_listening()
+    finally:
+        uas.close()
+
+
+def _reached(node: Node, up: Sipp, caller: Sipp, e164: str) -> str:
+    """The caller's call reached carrier ``up`` as ``INVITE sip:<e164>@`` from the tenant's
+    number and was answered; the INVITE's From, for what else a test checks of it."""
+    caller.wait()
+    invite = up.wait_for_invite()
+    assert invite.first_line.startswith(f"INVITE sip:{e164}@"), invite.first_line
+    sender = invite.header("From") or ""
+    assert f"<sip:{DID}@" in sender, sender
+    assert caller.final_status("INVITE") == 200, caller.describe() + node.logs()
+    return sender
 
 
 def _call(node: Node, name: str, caller: str, number: str) -> Sipp:
@@ -148,33 +166,26 @@ def test_a_national_call_fails_over_and_reaches_the_carrier_in_e164_with_the_ten
     node: Node, carriers: Carriers
 ) -> None:
     since = datetime.now(UTC) - timedelta(seconds=5)
-    down = _carrier(node, "carrier-down", "uas_unavailable.xml", carriers.down)
-    up = _carrier(node, "carrier-up", "uas.xml", carriers.up, "-d", "500")
-    try:
+    with (
+        _carrier(node, "carrier-down", "uas_unavailable.xml", carriers.down) as down,
+        _carrier(node, "carrier-up", "uas.xml", carriers.up, "-d", "500") as up,
+    ):
         caller = _call(node, "out-national", "3001", "4155550123")
-        caller.wait()
+        sender = _reached(node, up, caller, "+14155550123")
+        assert "Out Co" in sender, sender
         refused = down.wait_for_invite()
         assert refused.first_line.startswith("INVITE sip:+14155550123@"), refused.first_line
-        invite = up.wait_for_invite()
-        assert invite.first_line.startswith("INVITE sip:+14155550123@"), invite.first_line
-        sender = invite.header("From") or ""
-        assert f"<sip:{DID}@" in sender and "Out Co" in sender, sender
-        assert caller.final_status("INVITE") == 200, caller.describe() + node.logs()
         record = _history(node, since, from_extension="3001", to_number="4155550123")
         if record is not None:  # the call history: outbound, through the gateway that answered
             assert (record["direction"], record["gateway"]) == ("outbound", "out_up"), record
             assert record["outcome"] == "answered"
-    finally:
-        down.close()
-        up.close()
 
 
 def test_a_call_beyond_the_callers_right_is_refused_and_no_carrier_sees_it(
     node: Node, carriers: Carriers
 ) -> None:
     since = datetime.now(UTC) - timedelta(seconds=5)
-    up = _carrier(node, "carrier-idle", "uas.xml", carriers.up, "-d", "500")
-    try:
+    with _carrier(node, "carrier-idle", "uas.xml", carriers.up, "-d", "500") as up:
         lobby = _call(node, "out-no-right", "3002", "4155550123")
         lobby.wait()
         assert lobby.final_status("INVITE") == 403, lobby.describe() + node.logs()
@@ -186,28 +197,17 @@ def test_a_call_beyond_the_callers_right_is_refused_and_no_carrier_sees_it(
         if record is not None:  # refused on the way out: outbound, barred, no gateway
             assert record["direction"] == "outbound" and record["gateway"] is None, record
             assert record["hangup_cause"] == "OUTGOING_CALL_BARRED"
-    finally:
-        up.close()
 
 
 def test_an_emergency_number_passes_from_an_internal_extension(
     node: Node, carriers: Carriers
 ) -> None:
-    up = _carrier(node, "carrier-911", "uas.xml", carriers.up, "-d", "500")
-    try:
-        lobby = _call(node, "out-911", "3002", "911")
-        lobby.wait()
-        invite = up.wait_for_invite()
-        assert invite.first_line.startswith("INVITE sip:911@"), invite.first_line
-        assert f"<sip:{DID}@" in (invite.header("From") or "")
-        assert lobby.final_status("INVITE") == 200, lobby.describe() + node.logs()
-    finally:
-        up.close()
+    with _carrier(node, "carrier-911", "uas.xml", carriers.up, "-d", "500") as up:
+        _reached(node, up, _call(node, "out-911", "3002", "911"), "911")
 
 
 def test_a_call_over_the_concurrency_limit_is_refused(node: Node, carriers: Carriers) -> None:
-    up = _carrier(node, "carrier-busy-line", "uas_until_bye.xml", carriers.up)
-    try:
+    with _carrier(node, "carrier-busy-line", "uas_until_bye.xml", carriers.up) as up:
         first = _call(node, "out-first", "3001", "2125550123")
         up.wait_for_invite()
         wait_for(
@@ -222,31 +222,21 @@ def test_a_call_over_the_concurrency_limit_is_refused(node: Node, carriers: Carr
         assert len(up.received("INVITE")) == 1
         node.esl.api("hupall NORMAL_CLEARING pbx_outbound_number +12125550123")
         first.wait()
-    finally:
-        up.close()
 
 
 def test_an_international_call_with_the_right_reaches_the_carrier_in_e164(
     node: Node, carriers: Carriers
 ) -> None:
-    up = _carrier(node, "carrier-world", "uas.xml", carriers.up, "-d", "500")
-    try:
+    with _carrier(node, "carrier-world", "uas.xml", carriers.up, "-d", "500") as up:
         caller = _call(node, "out-world", "3004", "011442079460000")
-        caller.wait()
-        invite = up.wait_for_invite()
-        assert invite.first_line.startswith("INVITE sip:+442079460000@"), invite.first_line
-        sender = invite.header("From") or ""
-        assert f"<sip:{DID}@" in sender and "Out Co" in sender, sender
-        assert caller.final_status("INVITE") == 200, caller.describe() + node.logs()
-    finally:
-        up.close()
+        sender = _reached(node, up, caller, "+442079460000")
+        assert "Out Co" in sender, sender
 
 
 def test_a_gateway_removed_from_git_leaves_while_a_call_through_another_stays_up(
     node: Node, carriers: Carriers
 ) -> None:
-    up = _carrier(node, "carrier-stays", "uas_until_bye.xml", carriers.up)
-    try:
+    with _carrier(node, "carrier-stays", "uas_until_bye.xml", carriers.up) as up:
         caller = _call(node, "out-stays", "3004", "011442079460001")
         up.wait_for_invite()
         wait_for(lambda: up.received("ACK"), "the carrier's call answered", timeout=30,
@@ -272,5 +262,3 @@ def test_a_gateway_removed_from_git_leaves_while_a_call_through_another_stays_up
         assert caller.final_status("INVITE") == 200, caller.describe()
         wait_for(lambda: up.received("BYE"), "the carrier's leg hung up by the switch",
                  timeout=30, detail=up.describe)  # fmt: skip
-    finally:
-        up.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from reconciler.core.identity import DatabaseIdentity
 from reconciler.core.model import Gateway
+from reconciler.serve.gateways import ServedGateway
 from reconciler.serve.generation import open_generation, write_generation
 from reconciler.serve.snapshot import Snapshot, build_snapshot
 from reconciler.serve.templating import load_templates
@@ -114,3 +115,17 @@ def test_the_generation_file_holds_the_gateways_and_no_password(tmp_path: Path) 
         assert params(result.body, "carrier1")["password"] == 'pa"ss<&>word'
     finally:
         mapped.close()
+
+
+def test_a_served_gateway_keeps_its_positional_row_in_the_generation() -> None:
+    """The generation's G record stores each gateway as a row: the record's settings in
+    their declared order, then whether a password is served; reading the row back gives the
+    same gateway."""
+    served = ServedGateway.of(CARRIER)
+    row = list(served)
+    assert row == [
+        "carrier1", "sip.carrier.example:5061", "reg.carrier.example", "carrier.example",
+        "4415550100", True, "tls", 600, 45, 20, False, "PCMA,PCMU", True,
+    ]  # fmt: skip
+    assert ServedGateway._make(row) == served
+    assert list(ServedGateway.of(OPEN))[-1] is False

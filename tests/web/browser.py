@@ -4,7 +4,10 @@ through the real form. Missing Chromium is a failure, not a skip: CI installs it
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pyotp
 import pytest
@@ -55,3 +58,19 @@ def log_in(page: Page, portal: LivePortal, email: str, secret: str | None = None
         page.get_by_label(re.compile("Authenticator code")).fill(pyotp.TOTP(secret).now())
         page.get_by_role("button", name="Log in").click()
     page.wait_for_url(re.compile(r"/(platform|t/\w+)?$"))
+
+
+@contextmanager
+def desktop_page(browser: Browser, *, timeout_ms: int = 10_000, **options: Any) -> Iterator[Page]:
+    """A page in a fresh 1280x900 context (``options`` go to the context), closed after."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, **options)
+    context.set_default_timeout(timeout_ms)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def log_in_as(page: Page, portal: LivePortal, email: str) -> None:
+    """Log in as one of the people whose secrets the module's portal fixture kept."""
+    log_in(page, portal, email, portal.secrets[email])  # type: ignore[attr-defined]

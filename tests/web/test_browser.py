@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.fakes.portal import PASSWORD, SUPER
-from tests.web.browser import launch, log_in
+from tests.web.browser import log_in_as
 from tests.web.live_server import LivePortal, live_portal, scratch_database
 
 ALICE, BOB, CAROL = "alice@acme.example.com", "bob@acme.example.com", "carol@acme.example.com"
@@ -25,28 +25,8 @@ def portal(pg_server_dsn: str) -> Iterator[LivePortal]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(10_000)
-    yield context.new_page()
-    context.close()
-
-
-def as_(page: Page, portal: LivePortal, email: str) -> None:
-    log_in(page, portal, email, portal.secrets[email])  # type: ignore[attr-defined]
-
-
 def test_super_admin_sees_every_tenant_nodes_and_can_search(page: Page, portal: LivePortal) -> None:
-    as_(page, portal, SUPER)
+    log_in_as(page, portal, SUPER)
     expect(page).to_have_url(portal.url + "/platform")
     table = page.locator("table.tenants")
     for tenant in ("acme", "globex", "initech"):
@@ -62,7 +42,7 @@ def test_super_admin_sees_every_tenant_nodes_and_can_search(page: Page, portal: 
 def test_tenant_admin_sees_the_whole_tenant_and_nothing_else(
     page: Page, portal: LivePortal
 ) -> None:
-    as_(page, portal, ALICE)
+    log_in_as(page, portal, ALICE)
     expect(page).to_have_url(portal.url + "/t/acme")
     extensions = page.locator("#live-extensions")
     for number in ("1001", "1002", "1003", "1004", "1010"):
@@ -78,7 +58,7 @@ def test_tenant_admin_sees_the_whole_tenant_and_nothing_else(
 def test_agent_sets_own_status_and_it_reaches_the_presence_view(
     page: Page, portal: LivePortal
 ) -> None:
-    as_(page, portal, BOB)
+    log_in_as(page, portal, BOB)
     extensions = page.locator("#live-extensions")
     expect(extensions).to_contain_text("1002")
     expect(extensions).not_to_contain_text("1001")
@@ -91,7 +71,7 @@ def test_agent_sets_own_status_and_it_reaches_the_presence_view(
 
 
 def test_live_registration_appears_without_a_reload(page: Page, portal: LivePortal) -> None:
-    as_(page, portal, BOB)
+    log_in_as(page, portal, BOB)
     expect(page.locator("body.live-on")).to_have_count(1)
     portal.run_in_loop(
         lambda: portal.deps.presence.register("acme.example.com", "1003", user_agent="Linphone 5.2")
@@ -100,7 +80,7 @@ def test_live_registration_appears_without_a_reload(page: Page, portal: LivePort
 
 
 def test_member_reveals_own_credentials_with_a_qr_code(page: Page, portal: LivePortal) -> None:
-    as_(page, portal, CAROL)
+    log_in_as(page, portal, CAROL)
     page.get_by_role("link", name="Credentials").click()
     page.get_by_role("button", name="Reveal credentials").click()
     password = portal.deps.passwords["acme", "1010"]
@@ -112,7 +92,7 @@ def test_member_reveals_own_credentials_with_a_qr_code(page: Page, portal: LiveP
 
 
 def test_a_post_without_csrf_token_is_refused(page: Page, portal: LivePortal) -> None:
-    as_(page, portal, BOB)
+    log_in_as(page, portal, BOB)
     before = len(portal.deps.presence.status_calls)
     response = page.request.post(
         portal.url + "/t/acme/agents/bob/status", form={"status": "Logged Out"}
@@ -122,7 +102,7 @@ def test_a_post_without_csrf_token_is_refused(page: Page, portal: LivePortal) ->
 
 
 def test_logout_ends_the_session(page: Page, portal: LivePortal) -> None:
-    as_(page, portal, ALICE)
+    log_in_as(page, portal, ALICE)
     page.get_by_role("button", name="Log out").click()
     expect(page).to_have_url(re.compile(r"/login$"))
     page.goto(portal.url + "/t/acme")
@@ -132,7 +112,7 @@ def test_logout_ends_the_session(page: Page, portal: LivePortal) -> None:
 def test_pages_fit_a_phone(browser: Browser, portal: LivePortal) -> None:
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = context.new_page()
-    as_(page, portal, ALICE)
+    log_in_as(page, portal, ALICE)
     width = page.evaluate("document.documentElement.scrollWidth")
     context.close()
     assert width <= 390 + 1
@@ -141,7 +121,7 @@ def test_pages_fit_a_phone(browser: Browser, portal: LivePortal) -> None:
 def test_a_status_the_switch_did_not_take_is_said_in_the_page(
     page: Page, portal: LivePortal
 ) -> None:
-    as_(page, portal, BOB)
+    log_in_as(page, portal, BOB)
     portal.deps.presence.fail_nodes = {"fs1"}
     try:
         page.locator("#agent-bob2").get_by_role("button", name="Logged Out").click()
@@ -153,14 +133,14 @@ def test_a_status_the_switch_did_not_take_is_said_in_the_page(
 
 
 def test_a_tenant_admin_sets_an_agents_status(page: Page, portal: LivePortal) -> None:
-    as_(page, portal, ALICE)
+    log_in_as(page, portal, ALICE)
     page.locator("#agent-dave").get_by_role("button", name="On Break").click()
     expect(page.locator("#agent-dave")).to_contain_text("On Break")
     assert ("dave@acme.example.com", "On Break") in portal.deps.presence.status_calls
 
 
 def test_rotate_asks_for_confirmation_first(page: Page, portal: LivePortal) -> None:
-    as_(page, portal, CAROL)
+    log_in_as(page, portal, CAROL)
     page.goto(portal.url + "/t/acme/extensions/1010")
     questions: list[str] = []
 
@@ -183,7 +163,7 @@ def test_times_read_relative_and_local_and_the_live_dot_says_what_it_means(
     page: Page, portal: LivePortal
 ) -> None:
     portal.run_in_loop(lambda: portal.deps.presence.register("acme.example.com", "1002"))
-    as_(page, portal, BOB)
+    log_in_as(page, portal, BOB)
     stamp = page.locator("#live-extensions time").first
     expect(stamp).to_have_text(re.compile(r"^in (59|60) min$|^in 1 hour$"))
     title = stamp.get_attribute("title") or ""
@@ -194,7 +174,7 @@ def test_times_read_relative_and_local_and_the_live_dot_says_what_it_means(
 
 
 def test_someone_removed_from_git_is_told_why(page: Page, portal: LivePortal) -> None:
-    as_(page, portal, CAROL)
+    log_in_as(page, portal, CAROL)
     expect(page).to_have_url(re.compile(r"/t/acme$"))  # landed, not still on the way
     page.wait_for_load_state("networkidle")
     page.goto("about:blank")  # no page of hers is left open to race the next one

@@ -10,12 +10,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.fakes.portal import SUPER
 from tests.web import axe_check
 from tests.web.axe_check import blocking_violations
-from tests.web.browser import launch, log_in
+from tests.web.browser import log_in
 from tests.web.live_server import LivePortal, live_portal, scratch_database
 from tests.web.screenshots import populate
 
@@ -113,14 +113,6 @@ def portal(pg_server_dsn: str) -> Iterator[LivePortal]:
         populate(running.deps)  # long errors, many tenants, live phones, waiting callers
         running.secrets = {e: running.account(e) for e in (SUPER, ALICE, BOB, CAROL, DAVE)}  # type: ignore[attr-defined]
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
 
 
 def session(

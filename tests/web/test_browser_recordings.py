@@ -14,10 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Response, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Response, expect
 
 from reconciler.core.audio_roots import AudioRoots
-from tests.web.browser import launch, log_in
+from tests.web.browser import desktop_page, log_in_as
 from tests.web.live_server import LivePortal, live_portal, scratch_database
 
 ALICE, BOB = "alice@acme.example.com", "bob@acme.example.com"  # tenant admin; agent bob
@@ -77,24 +77,10 @@ def portal(pg_server_dsn: str, root: Path) -> Iterator[LivePortal]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    context.set_default_timeout(15_000)
-    yield context.new_page()
-    context.close()
-
-
-def _as(page: Page, portal: LivePortal, email: str) -> None:
-    log_in(page, portal, email, portal.secrets[email])  # type: ignore[attr-defined]
+    with desktop_page(browser, timeout_ms=15_000, accept_downloads=True) as opened:
+        yield opened
 
 
 def _rows(page: Page) -> list[str]:
@@ -102,7 +88,7 @@ def _rows(page: Page) -> list[str]:
 
 
 def test_an_admin_lists_filters_plays_and_downloads(page: Page, portal: LivePortal) -> None:
-    _as(page, portal, ALICE)
+    log_in_as(page, portal, ALICE)
     page.goto(portal.url + "/t/acme/recordings")
     expect(page.locator("#recordings tbody tr")).to_have_count(3)
     page.get_by_label("Agent").fill("bob")
@@ -133,7 +119,7 @@ def test_an_admin_lists_filters_plays_and_downloads(page: Page, portal: LivePort
 
 
 def test_an_agent_sees_only_the_calls_they_answered(page: Page, portal: LivePortal) -> None:
-    _as(page, portal, BOB)
+    log_in_as(page, portal, BOB)
     page.goto(portal.url + "/t/acme/recordings")
     expect(page.locator("#recordings tbody tr")).to_have_count(2)
     text = " ".join(_rows(page))
@@ -145,7 +131,7 @@ def test_an_agent_sees_only_the_calls_they_answered(page: Page, portal: LivePort
 
 
 def test_another_tenants_recording_is_404(page: Page, portal: LivePortal) -> None:
-    _as(page, portal, ALICE)
+    log_in_as(page, portal, ALICE)
     for url in (
         "/api/v1/tenants/globex/recordings/file?path=secret.wav",
         "/api/v1/tenants/acme/recordings/file?path=../globex/secret.wav",

@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from reconciler.core.audio_roots import AudioRoots
 from reconciler.web.ports import VOICEMAIL
 from tests.fakes.freeswitch import FakeFreeSwitch
 from tests.fakes.portal import FakePortalDeps
 from tests.switch.voicemail_support import connected_voicemail
-from tests.web.browser import PLAY_TO_THE_END, launch, log_in
+from tests.web.browser import PLAY_TO_THE_END, desktop_page, log_in
 from tests.web.live_server import LivePortal, scratch_database
 
 CAROL = "carol@acme.example.com"
@@ -90,20 +90,10 @@ def running(
             portal.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
-    yield context.new_page()
-    context.close()
+    with desktop_page(browser, timeout_ms=15_000) as opened:
+        yield opened
 
 
 def test_a_message_plays_and_a_new_one_appears_without_a_reload(

@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from reconciler.store import connect
 from reconciler.store.accounts import record_audit
 from reconciler.web.ports import NodeStatus
 from tests.fakes.portal import SUPER
-from tests.web.browser import launch, log_in
+from tests.web.browser import desktop_page, log_in_as
 from tests.web.live_server import LivePortal, live_portal, scratch_database
 
 ALICE, CAROL = "alice@acme.example.com", "carol@acme.example.com"
@@ -29,29 +29,15 @@ def portal(pg_server_dsn: str) -> Iterator[LivePortal]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def page(browser: Browser, portal: LivePortal) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=portal.url)
-    context.set_default_timeout(10_000)
-    yield context.new_page()
-    context.close()
-
-
-def as_(page: Page, portal: LivePortal, email: str) -> None:
-    log_in(page, portal, email, portal.secrets[email])  # type: ignore[attr-defined]
+    with desktop_page(browser) as opened:
+        opened.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=portal.url)
+        yield opened
 
 
 def test_the_wallboard_updates_live(page: Page, portal: LivePortal) -> None:
-    as_(page, portal, ALICE)
+    log_in_as(page, portal, ALICE)
     page.get_by_role("link", name="Wallboard of queue support").click()
     expect(page.locator("body.live-on")).to_have_count(1)
     expect(page.locator("#wb-waiting")).to_have_text("0")
@@ -72,7 +58,7 @@ def test_the_wallboard_updates_live(page: Page, portal: LivePortal) -> None:
 
 
 def test_the_overview_updates_live(page: Page, portal: LivePortal) -> None:
-    as_(page, portal, SUPER)
+    log_in_as(page, portal, SUPER)
     expect(page.locator("body.live-on")).to_have_count(1)
     overview = page.locator("#live-overview")
     expect(overview).to_contain_text("connected")
@@ -83,7 +69,7 @@ def test_the_overview_updates_live(page: Page, portal: LivePortal) -> None:
 
 
 def test_copy_buttons_copy_and_say_so(page: Page, portal: LivePortal) -> None:
-    as_(page, portal, CAROL)
+    log_in_as(page, portal, CAROL)
     page.goto(portal.url + "/t/acme/extensions/1010")
     page.get_by_role("button", name="Reveal credentials").click()
     password = portal.deps.passwords["acme", "1010"]
@@ -110,7 +96,7 @@ def test_activity_filters_narrow_the_audit_trail(page: Page, portal: LivePortal)
             tenant_id="acme",
             target="1999",
         )
-    as_(page, portal, ALICE)
+    log_in_as(page, portal, ALICE)
     page.goto(portal.url + "/t/acme/activity")
     page.get_by_label("Who").fill("zed@acme.example.com")
     page.get_by_role("button", name="Filter").click()

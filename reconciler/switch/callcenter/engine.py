@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Coroutine, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.esl import EslClient, EslClientState, EslConnection, EslEvent, OpenStream
+from reconciler.esl import EslConnection, OpenStream
 from reconciler.switch.api import connection_api
 from reconciler.switch.callcenter.apply import LiveApplyReport, NodeMemory, apply_live, read_live
 from reconciler.switch.callcenter.desired import DesiredLive
@@ -38,13 +38,13 @@ from reconciler.switch.callcenter.report import (
     log_report,
     plan_report,
 )
-from reconciler.switch.engine import Lane, Runs
 from reconciler.switch.errors import (
     CallcenterError,
     NodeTimeout,
     NodeUnreachable,
     translated,
 )
+from reconciler.switch.leader_engine import LeaderEngine
 from reconciler.switch.node_spec import NodeSpec
 from reconciler.switch.reconnect import ReconnectPolicy
 from reconciler.switch.session import NodeSession
@@ -52,7 +52,7 @@ from reconciler.switch.session import NodeSession
 log = logging.getLogger(__name__)
 
 
-class CallcenterEngine:
+class CallcenterEngine(LeaderEngine[tuple[DesiredLive, frozenset[str]], NodeReport]):
     """One node's mod_callcenter (an ``Engine`` on the COMMANDS lane): the desired state last
     given, and this node's ``NodeMemory`` (the queue digests it loaded, the initial statuses
     it owes); the memory outlives passes and reconnects, so the resync a reconnect runs pays
@@ -61,9 +61,7 @@ class CallcenterEngine:
     ``on_report(report)`` runs after every pass whatever triggered it (its errors are
     logged): the place to count drift repaired by reconnect resyncs too."""
 
-    lane = Lane.COMMANDS
-    runs = Runs.LEADER
-    subscriptions: tuple[str, ...] = ()
+    activity = "callcenter"
 
     def __init__(
         self,
@@ -73,38 +71,14 @@ class CallcenterEngine:
         concurrency: int = 256,
         on_report: Callable[[NodeReport], None] | None = None,
     ) -> None:
-        self.session = session
         self.spec = session.spec
-        self.name = session.name
-        self._on_report = on_report
-        self._api_timeout = api_timeout
         self._concurrency = concurrency
-        self._client: EslClient | None = None
-        self._desired: tuple[DesiredLive, frozenset[str]] | None = None
         self._memory = NodeMemory()
-        self._lock = asyncio.Lock()
-        self._passes = asyncio.Condition()
-        self.pass_count = 0
         self.last_sync: datetime | None = None
-        self.last_report: NodeReport | None = None
-        session.add(self)
+        super().__init__(session, api_timeout=api_timeout, on_report=on_report)
 
     def __repr__(self) -> str:
         return f"<CallcenterEngine {self.name} {self.client.state.value}>"
-
-    @property
-    def connected(self) -> bool:
-        return self.client.state is EslClientState.CONNECTED
-
-    @property
-    def client(self) -> EslClient:
-        return self._client or self.session.client(self.lane)
-
-    def attach(self, client: EslClient) -> None:
-        self._client = client
-
-    def on_event(self, event: EslEvent) -> None:
-        """The COMMANDS lane carries no events."""
 
     async def start(self) -> None:
         """Start the node's session (in the background); returns at once."""
@@ -117,11 +91,6 @@ class CallcenterEngine:
         """Remember what the node should hold; used by every later (re)connect."""
         self._desired = (desired, frozenset(d.lower() for d in managed_domains))
 
-    def clear_desired(self) -> None:
-        """Forget the desired state: later (re)connects change nothing (a daemon that lost
-        leadership must not keep pushing what it last knew against the new leader)."""
-        self._desired = None
-
     async def reconcile(self, desired: DesiredLive, managed_domains: Collection[str]) -> NodeReport:
         """Read the node, plan, apply. Never raises; disconnected -> a report saying so (the
         next connect resyncs with this desired state)."""
@@ -131,13 +100,6 @@ class CallcenterEngine:
     async def resync(self) -> NodeReport:
         """A pass with the desired state last given (nothing given yet: nothing to do)."""
         return await self._pass("resync", None)
-
-    async def wait_pass(self, after: int, timeout: float | None = None) -> NodeReport:  # noqa: ASYNC109
-        """Wait until more than ``after`` passes finished on this node (tests, probes)."""
-        async with asyncio.timeout(timeout), self._passes:
-            await self._passes.wait_for(lambda: self.pass_count > after)
-        assert self.last_report is not None
-        return self.last_report
 
     async def plan_only(
         self,
@@ -198,25 +160,8 @@ class CallcenterEngine:
             return
         await self._pass("connect", conn)
 
-    async def _pass(self, trigger: str, conn: EslConnection | None) -> NodeReport:
-        async with self._lock:
-            try:
-                report = await self._guarded_pass(trigger, conn)
-            except Exception as exc:  # a bug: log it, report it, never lose it
-                log.exception("live pass crashed", extra={"fields": {"node": self.name}})
-                report = NodeReport(
-                    self.name, self.connected, trigger, errors=(f"internal error: {exc!r}",)
-                )
-            self.last_report = report
-        if self._on_report is not None:
-            try:
-                self._on_report(report)
-            except Exception:
-                log.exception("on_report callback failed", extra={"fields": {"node": self.name}})
-        async with self._passes:
-            self.pass_count += 1
-            self._passes.notify_all()
-        return report
+    def _crash_report(self, trigger: str, exc: Exception) -> NodeReport:
+        return NodeReport(self.name, self.connected, trigger, errors=(f"internal error: {exc!r}",))
 
     async def _guarded_pass(self, trigger: str, conn: EslConnection | None) -> NodeReport:
         started = time.monotonic()

@@ -24,9 +24,8 @@ from typing import Any
 
 from reconciler.core.errors import Permanent
 from reconciler.core.model import Gateway
-from reconciler.esl import EslClient, EslClientState, EslConnection, EslEvent
+from reconciler.esl import EslConnection
 from reconciler.switch.api import Api, connection_api
-from reconciler.switch.engine import Lane, Runs
 from reconciler.switch.errors import NodeTimeout, NodeUnreachable, UnsafeArgument
 from reconciler.switch.gateways.listing import LiveGateway, parse_gateway_list
 from reconciler.switch.gateways.plan import (
@@ -37,6 +36,7 @@ from reconciler.switch.gateways.plan import (
     carried_here,
     plan_gateways,
 )
+from reconciler.switch.leader_engine import LeaderEngine
 from reconciler.switch.session import NodeSession
 from specs_schema.shapes import GATEWAY_PATTERN
 
@@ -88,12 +88,10 @@ class DesiredGateways:
     missing_reason: Mapping[str, str] = field(default_factory=dict)
 
 
-class GatewayEngine:
+class GatewayEngine(LeaderEngine[DesiredGateways, GatewayReport]):
     """One node's carrier gateways (see the module docstring)."""
 
-    lane = Lane.COMMANDS
-    runs = Runs.LEADER
-    subscriptions: tuple[str, ...] = ()
+    activity = "gateway"
 
     def __init__(
         self,
@@ -103,53 +101,18 @@ class GatewayEngine:
         api_timeout: float = 30.0,
         on_report: Callable[[GatewayReport], None] | None = None,
     ) -> None:
-        self.session = session
-        self.name = session.name
         self.poll_seconds = poll_seconds
-        self._api_timeout = api_timeout
-        self._on_report = on_report
-        self._client: EslClient | None = None
-        self._desired: DesiredGateways | None = None
         self._started: dict[str, Gateway] = {}
         self._ever_started: set[str] = set()
         """Gateways this daemon put on this node: one missing later was removed by hand."""
-        self._lock = asyncio.Lock()
-        self._passes = asyncio.Condition()
-        self.pass_count = 0
-        self.last_report: GatewayReport | None = None
-        session.add(self)
-
-    @property
-    def client(self) -> EslClient:
-        return self._client or self.session.client(self.lane)
-
-    @property
-    def connected(self) -> bool:
-        return self.client.state is EslClientState.CONNECTED
-
-    def attach(self, client: EslClient) -> None:
-        self._client = client
-
-    def on_event(self, event: EslEvent) -> None:
-        """The COMMANDS lane carries no events."""
+        super().__init__(session, api_timeout=api_timeout, on_report=on_report)
 
     def set_desired(self, desired: DesiredGateways) -> None:
         self._desired = desired
 
-    def clear_desired(self) -> None:
-        """A daemon that lost leadership only reads from now on."""
-        self._desired = None
-
     async def reconcile(self, desired: DesiredGateways) -> GatewayReport:
         self.set_desired(desired)
         return await self._pass("reconcile", None)
-
-    async def wait_pass(self, after: int, timeout: float | None = None) -> GatewayReport:  # noqa: ASYNC109
-        """Wait until more than ``after`` passes finished on this node (tests, probes)."""
-        async with asyncio.timeout(timeout), self._passes:
-            await self._passes.wait_for(lambda: self.pass_count > after)
-        assert self.last_report is not None
-        return self.last_report
 
     async def on_connect(self, conn: EslConnection) -> None:
         """A pass at once, then one per ``poll_seconds`` while the connection lives."""
@@ -163,27 +126,13 @@ class GatewayEngine:
 
     # -- internals ------------------------------------------------------------------------
 
-    async def _pass(self, trigger: str, conn: EslConnection | None) -> GatewayReport:
-        async with self._lock:
-            try:
-                report = await self._guarded_pass(trigger, conn or self.client.connection)
-            except Exception as exc:  # a bug: logged and reported, never lost
-                log.exception("gateway pass crashed", extra={"fields": {"node": self.name}})
-                report = GatewayReport(
-                    self.name, self.connected, trigger, errors={"": f"internal error: {exc!r}"}
-                )
-            self.last_report = report
-        if self._on_report is not None:
-            try:
-                self._on_report(report)
-            except Exception:
-                log.exception("gateway report callback failed")
-        async with self._passes:
-            self.pass_count += 1
-            self._passes.notify_all()
-        return report
+    def _crash_report(self, trigger: str, exc: Exception) -> GatewayReport:
+        return GatewayReport(
+            self.name, self.connected, trigger, errors={"": f"internal error: {exc!r}"}
+        )
 
     async def _guarded_pass(self, trigger: str, conn: EslConnection | None) -> GatewayReport:
+        conn = conn or self.client.connection
         if conn is None or conn.closed:
             return GatewayReport(self.name, False, trigger, errors={"": "not connected"})
         api = connection_api(conn, self.name, self._api_timeout)
