@@ -18,11 +18,27 @@ never written to a shared table).
 Nothing is lost: a post is acknowledged only once it is synced to the journal, and the
 journal is filed from its checkpoint after a restart. Filing is idempotent by the leg's
 uuid, so a batch replayed after a crash before its checkpoint, a retried post or a record
-from several daemons is kept once. While the daemon cannot file (PostgreSQL is down,
-before the first pass told it which tenants exist, or the journal holds
-``MAX_BACKLOG_BYTES`` unfiled) the answer is 503: mod_xml_cdr retries, then writes
-``[a_]<uuid>.cdr.xml`` into its ``err-log-dir``; ``--cdr-spool-dir`` names that folder on
-this host and the collector journals and deletes those records once filing is back.
+from several daemons is kept once.
+
+While PostgreSQL is away posts are still taken: the journal is as durable as the switch's
+error directory and is filed, in order, once the database is back; a 503 would only hold
+the switch's hang-up thread through its retries and then put the record in that
+directory for the collector anyway. The answer is 503 (mod_xml_cdr retries, then writes
+``[a_]<uuid>.cdr.xml`` into its ``err-log-dir``) only when the journal cannot take it: it
+holds ``MAX_BACKLOG_BYTES`` unfiled, its disk is unwritable, another daemon on the same
+state dir holds its lock, or the daemon has not yet learnt its database and tenants
+(start-up). ``--cdr-spool-dir`` names that error folder on this host; the collector
+journals its records (one sync a batch) and deletes them once the journal takes them.
+
+Why a locked journal is a 503 and not a refusal to start: the daemon's first duty is the
+switches' lookups, which a second daemon on one state dir does not harm; the records
+wait at the switch, this daemon retries the lock (``LOCK_RETRY_SECONDS``) and takes the
+journal over when the other one exits (an overlapping restart heals alone), and the log
+and ``/status`` (``call_records.journal``) say why meanwhile.
+
+The reader processes die with the daemon, even when it is SIGKILLed
+(``cdr_reading.reader_started``: the parent-death signal), so none is left parsing for a
+daemon that is gone.
 """
 
 from __future__ import annotations
@@ -47,7 +63,7 @@ from aiohttp import web
 from reconciler.core.call_record import CallRecord
 from reconciler.core.cdr import MAX_CDR_BYTES, CdrError
 from reconciler.core.logs import event
-from reconciler.daemon.cdr_journal import Journal, Position
+from reconciler.daemon.cdr_journal import Journal, JournalBusy, Position
 from reconciler.daemon.cdr_reading import (
     FORM,
     FORM_TYPE,
@@ -56,6 +72,7 @@ from reconciler.daemon.cdr_reading import (
     payload_document,
     post_document,
     read_payloads,
+    reader_started,
 )
 from reconciler.daemon.metrics import Metrics
 from reconciler.serve import basic_auth_matches
@@ -73,6 +90,7 @@ SETTLE_SECONDS = 2.0  # an error file younger than this may still be being writt
 MAX_BACKLOG_BYTES = 512 * 1024 * 1024  # journaled, not filed: beyond it the switch keeps them
 READERS = 2  # processes parsing a batch's halves: parsing is most of a record's CPU
 READER_NICENESS = 10  # filing can lag (the journal holds it); lookups on the cores cannot
+LOCK_RETRY_SECONDS = 1.0  # how often a daemon without the journal's lock tries again
 RETRY_SECONDS = (0.2, 5.0)  # the filer's wait after a failed batch: first, cap
 Read = tuple[bytes, CallRecord | CdrError]  # a journal payload and what it reads as
 
@@ -111,7 +129,11 @@ class CdrIntake:
         self._domains = domains  # {domain: tenant id} of the applied state; None before it
         self.quarantine_dir = quarantine_dir
         self._metrics = metrics
-        self.journal = Journal(journal_dir or quarantine_dir.parent / "cdr-journal")
+        self._journal_dir = journal_dir or quarantine_dir.parent / "cdr-journal"
+        self._journal: Journal | None = None
+        self._busy: str | None = None  # why the journal could not be opened
+        self._tried = 0.0  # monotonic time of the last try
+        self._open_journal()
         self._filer: asyncio.Task[None] | None = None
         self._reader: ProcessPoolExecutor | None = None
         self._store_down: str | None = None  # why the last batch could not be filed
@@ -119,40 +141,87 @@ class CdrIntake:
 
     # -- taking ---------------------------------------------------------------------------
 
+    @property
+    def journal(self) -> Journal:
+        """The open journal (only while this process holds its lock)."""
+        if self._journal is None:
+            raise RuntimeError(f"the call record journal is not open: {self._busy}")
+        return self._journal
+
+    def _open_journal(self) -> Journal | None:
+        """The journal, opened when its lock is free (tried at most every
+        ``LOCK_RETRY_SECONDS`` while another process holds it)."""
+        if self._journal is not None:
+            return self._journal
+        now = time.monotonic()
+        if self._busy is not None and now - self._tried < LOCK_RETRY_SECONDS:
+            return None
+        self._tried = now
+        try:
+            self._journal = Journal(self._journal_dir)
+        except JournalBusy as exc:
+            if self._busy is None:
+                event(log, "call record journal held by another daemon: posts answered 503",
+                      level=logging.ERROR, folder=str(self._journal_dir), error=str(exc))  # fmt: skip
+            self._busy = str(exc)
+            return None
+        if self._busy is not None:
+            event(log, "call record journal taken over", folder=str(self._journal_dir))
+        self._busy = None
+        return self._journal
+
     async def file(self, text: str) -> None:
         """Take one record's document (an error-directory file); ``NotYet`` when it must
         be offered again later."""
-        await self._take(XML + text.encode("utf-8", errors="replace"))
+        await self.file_many([text])
+
+    async def file_many(self, texts: list[str]) -> None:
+        """Take records' documents with one journal sync for all; ``NotYet`` for all."""
+        await self._take([XML + text.encode("utf-8", errors="replace") for text in texts])
 
     async def file_post(self, body: bytes, content_type: str) -> None:
         """Take one post's body as it came (decoded when it is filed)."""
         kind = FORM if content_type == FORM_TYPE else XML
-        await self._take(kind + body)
+        await self._take([kind + body])
 
     def refusal(self) -> str | None:
-        """Why a record cannot be taken now, or None."""
+        """Why a record cannot be taken now, or None. PostgreSQL being away is no reason:
+        the journal keeps the record until it is back (see the module's docstring)."""
+        journal = self._open_journal()
+        if journal is None:
+            return f"the journal is held by another daemon ({self._busy})"
         if self._domains() is None:
             return "no applied state yet"
         if self._dsn() is None:
             return "database unavailable: not resolved yet"
-        if self._store_down is not None:
-            return f"database unavailable: {self._store_down}"
-        if self.journal.backlog_bytes > MAX_BACKLOG_BYTES:
+        if journal.backlog_bytes > MAX_BACKLOG_BYTES:
             return "the journal is full"
         return None
 
-    async def _take(self, payload: bytes) -> None:
+    def status(self) -> dict[str, object]:
+        """The ``call_records`` entry of ``/status``."""
+        journal = self._journal
+        return {
+            "journal": "open" if journal is not None else f"not open: {self._busy}",
+            "backlog_bytes": journal.backlog_bytes if journal is not None else None,
+            "filing": "ok" if self._store_down is None else f"waiting: {self._store_down}",
+            "refusal": self.refusal(),
+        }
+
+    async def _take(self, payloads: list[bytes]) -> None:
         reason = self.refusal()
         if reason is not None:
             raise NotYet(reason)
-        await self.journal.append(payload)
+        await self.journal.append_many(payloads)
         self.start()
 
     # -- filing ---------------------------------------------------------------------------
 
     def start(self) -> None:
         """Run the filer (from the daemon's start: a journal left by the last run is filed
-        with no post to wake it)."""
+        with no post to wake it); not while another daemon holds the journal."""
+        if self._open_journal() is None:
+            return
         if self._filer is None or self._filer.done():
             self._filer = asyncio.create_task(self._file_journal(), name="cdr-filer")
 
@@ -198,10 +267,7 @@ class CdrIntake:
         if not payloads:
             return [], end
         if self._reader is None:
-            self._reader = ProcessPoolExecutor(
-                READERS, mp_context=get_context("spawn"), initializer=os.nice,
-                initargs=(READER_NICENESS,),
-            )  # fmt: skip
+            self._reader = reader_pool()
         loop = asyncio.get_running_loop()
         share = -(-len(payloads) // READERS)
         parts = [payloads[i : i + share] for i in range(0, len(payloads), share)]
@@ -216,7 +282,7 @@ class CdrIntake:
 
     async def _file_until_done(self, read: list[Read]) -> None:
         """File one batch, retrying with a growing wait while the database is away (new
-        posts are answered 503 meanwhile: ``refusal``)."""
+        posts are still journaled meanwhile, up to ``MAX_BACKLOG_BYTES``)."""
         wait = RETRY_SECONDS[0]
         while True:
             try:
@@ -313,7 +379,8 @@ class CdrIntake:
                 await self._filer
         if self._reader is not None:
             self._reader.shutdown(wait=False, cancel_futures=True)
-        await self.journal.close()
+        if self._journal is not None:
+            await self._journal.close()
         await self._runner.close()
 
 
@@ -373,16 +440,37 @@ async def collect_spool(intake: CdrIntake, folder: Path) -> int:
     many were taken."""
     files = await asyncio.to_thread(_settled_files, folder, time.time())
     filed = 0
-    for path in files:
-        try:
-            text = await asyncio.to_thread(path.read_text, encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            continue  # another daemon on this host took it
-        await intake.file(spooled_document(text))  # NotYet: the file stays for next round
-        with contextlib.suppress(FileNotFoundError):
-            await asyncio.to_thread(path.unlink)
-        filed += 1
+    for start in range(0, len(files), BATCH):  # a journal sync a batch, not a file
+        texts = await asyncio.to_thread(_read_files, files[start : start + BATCH])
+        if not texts:
+            continue
+        await intake.file_many([spooled_document(t) for _, t in texts])  # NotYet: they stay
+        await asyncio.to_thread(_unlink_all, [path for path, _ in texts])
+        filed += len(texts)
     return filed
+
+
+def reader_pool() -> ProcessPoolExecutor:
+    """The reader processes: spawned (no copy of the loop's state), niced, and bound to
+    die with this process."""
+    return ProcessPoolExecutor(
+        READERS, mp_context=get_context("spawn"), initializer=reader_started,
+        initargs=(os.getpid(), READER_NICENESS),
+    )  # fmt: skip
+
+
+def _read_files(paths: list[Path]) -> list[tuple[Path, str]]:
+    texts = []
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):  # another daemon on this host took it
+            texts.append((path, path.read_text(encoding="utf-8", errors="replace")))
+    return texts
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def _settled_files(folder: Path, now: float) -> list[Path]:

@@ -14,12 +14,18 @@ A crash between a batch's commit and its checkpoint replays that batch: filing i
 idempotent by leg uuid, so nothing is lost and nothing is counted twice. A torn frame at
 the end (a crash mid-write, never acknowledged) is cut at start-up. Segments wholly before
 the checkpoint are deleted.
+
+One process at a time: the journal holds an exclusive ``flock`` on ``lock`` in its folder
+for as long as it is open (the kernel drops it when the process dies, even by SIGKILL); a
+second daemon on the same state dir gets ``JournalBusy`` instead of writing, cutting or
+filing frames the first one owns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import struct
 import zlib
@@ -32,6 +38,11 @@ HEADER = struct.Struct(">4sII")  # magic, payload length, crc32 of the payload
 SEGMENT_BYTES = 64 * 1024 * 1024  # a new segment after this many bytes
 SUFFIX = ".journal"
 CHECKPOINT = "checkpoint"
+LOCK = "lock"
+
+
+class JournalBusy(Exception):
+    """Another process holds the journal's lock."""
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -48,11 +59,16 @@ class Journal:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.filed = self._read_checkpoint()
-        self.synced = self._recover()
-        self._fd = os.open(self._path(self.synced.segment), os.O_WRONLY | os.O_CREAT, 0o600)
+        self._lock = _lock(folder / LOCK)  # first: nothing is read or cut without it
+        try:
+            self.filed = self._read_checkpoint()
+            self.synced = self._recover()
+            self._fd = os.open(self._path(self.synced.segment), os.O_WRONLY | os.O_CREAT, 0o600)
+        except BaseException:
+            os.close(self._lock)
+            raise
         os.lseek(self._fd, self.synced.offset, os.SEEK_SET)
-        self._waiting: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[list[bytes], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.appended = asyncio.Event()  # set after each sync: the reader has more
 
@@ -61,8 +77,12 @@ class Journal:
     async def append(self, payload: bytes) -> None:
         """Returns once ``payload`` is on disk (synced), together with every payload that
         arrived while the previous sync ran."""
+        await self.append_many([payload])
+
+    async def append_many(self, payloads: list[bytes]) -> None:
+        """Returns once every one of ``payloads`` is on disk: one sync for all of them."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((payload, future))
+        self._waiting.append((payloads, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="cdr-journal-flush")
         await future
@@ -71,7 +91,9 @@ class Journal:
         while self._waiting:
             batch, self._waiting = self._waiting, []
             try:
-                self.synced = await asyncio.to_thread(self._write, [p for p, _ in batch])
+                self.synced = await asyncio.to_thread(
+                    self._write, [p for ps, _ in batch for p in ps]
+                )
             except OSError as exc:
                 for _, future in batch:
                     if not future.done():
@@ -149,6 +171,8 @@ class Journal:
                 await self._flusher
         with contextlib.suppress(OSError):
             os.close(self._fd)
+        with contextlib.suppress(OSError):
+            os.close(self._lock)  # releases the flock
 
     # -- start-up -------------------------------------------------------------------------
 
@@ -201,6 +225,21 @@ def _frame(handle: BinaryIO) -> bytes | None:
     if len(payload) < length or zlib.crc32(payload) != crc:
         return None
     return payload
+
+
+def _lock(path: Path) -> int:
+    """An open descriptor of ``path`` holding its exclusive flock; ``JournalBusy`` when
+    another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise JournalBusy(f"{path.parent} is held by another process") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _sync_dir(folder: Path) -> None:

@@ -7,6 +7,10 @@ document as it came) and the post's body."""
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
 from urllib.parse import parse_qs, unquote
 
 from reconciler.core.call_record import CallRecord
@@ -15,6 +19,20 @@ from reconciler.core.cdr import CdrError, read_cdr
 FORM = b"f"
 XML = b"x"
 FORM_TYPE = "application/x-www-form-urlencoded"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def reader_started(parent: int, niceness: int) -> None:
+    """A reader process's start: a lower priority, and SIGTERM when its parent dies (a
+    SIGKILLed daemon runs no shutdown; its readers would otherwise wait forever on a queue
+    they hold both ends of). Exits at once when the parent is already gone."""
+    os.nice(niceness)
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:
+        os._exit(0)
 
 
 def read_payloads(payloads: list[bytes]) -> list[CallRecord | CdrError]:

@@ -159,6 +159,7 @@ class Daemon:
             gateways=self.live.gateway_status(),
         )
         payload["audio"] = self.audio.status()
+        payload["call_records"] = self.cdr.status()
         workers = self.http.describe_workers()
         if workers is not None:
             payload["xml_curl_workers"] = workers

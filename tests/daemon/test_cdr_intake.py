@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -23,8 +25,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reconciler.daemon import cdr
 from reconciler.daemon.cdr import (
     CDR_PATH,
+    READERS,
     CdrIntake,
     NotYet,
     cdr_handler,
@@ -222,10 +226,10 @@ async def test_a_batch_committed_but_not_checkpointed_is_filed_once(
 ) -> None:
     """The crash window of batching: the transaction committed, the daemon died before the
     journal's checkpoint moved; the replay files nothing twice, the rollup counts once."""
+    await setup.intake.close()  # the journal is one daemon's at a time
     first = CdrIntake(lambda: setup.dsn, lambda: setup.domains, tmp_path / "q", Metrics())
     checkpoints: list[object] = []
     first.journal.mark_filed = checkpoints.append  # type: ignore[method-assign]  # dies here
-    await setup.intake.close()
     await asyncio.gather(*(first.file_post(acme_record(u), "text/xml") for u in uuids(40)))
     await wait_until(lambda: bool(checkpoints))  # committed, and the checkpoint lost
     assert len(setup.rows("tenant_acme")) == 40 and first.journal.filed.offset == 0
@@ -258,16 +262,23 @@ async def test_a_torn_journal_tail_is_cut_and_the_rest_filed(setup: Setup, tmp_p
 
 
 async def test_records_wait_in_the_journal_while_the_database_is_away(
-    client: TestClient, setup: Setup
+    client: TestClient, setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A batch that cannot be committed stays in the journal and is retried; meanwhile new
-    posts are answered 503 (the switch keeps them) and nothing is lost."""
+    posts are still journaled (200) until the journal's cap, then 503 (the switch keeps
+    them); nothing is lost."""
     body, headers = form(ACME_A.read_text())
     dsn = setup.dsn
     setup.dsn = "postgresql://postgres@127.0.0.1:1/nowhere?connect_timeout=1"
     assert (await client.post(CDR_PATH, data=body, headers=headers)).status == 200
-    await wait_until(lambda: setup.intake.refusal() is not None)
-    assert (await client.post(CDR_PATH, data=body, headers=headers)).status == 503
+    await wait_until(lambda: setup.intake.status()["filing"] != "ok")
+    second, _ = form(acme_record(uuids(1)[0]).decode())
+    response = await client.post(CDR_PATH, data=second, headers=headers)
+    assert (response.status, await response.text()) == (200, "accepted\n")
+    monkeypatch.setattr(cdr, "MAX_BACKLOG_BYTES", 1)
+    response = await client.post(CDR_PATH, data=body, headers=headers)
+    assert (response.status, await response.text()) == (503, "not taken now: the journal is full\n")
+    monkeypatch.undo()
     setup.dsn = dsn
     away, setup.intake._runner = (
         setup.intake._runner,
@@ -275,8 +286,87 @@ async def test_records_wait_in_the_journal_while_the_database_is_away(
     )  # back (a runner keeps the DSN it first opened)
     await away.close()
     await setup.intake.settled()
-    assert setup.rows("tenant_acme") == [A_UUID]
-    assert setup.intake.refusal() is None
+    assert setup.rows("tenant_acme") == sorted([A_UUID, uuids(1)[0]])
+    assert setup.intake.refusal() is None and setup.intake.status()["filing"] == "ok"
+
+
+async def test_a_second_daemon_on_the_state_dir_answers_503_then_takes_over(
+    client: TestClient, setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two daemons sharing a state dir: the second neither appends to nor files (nor cuts)
+    the first one's journal; it answers 503 and says why, and takes the journal over once
+    the first is gone."""
+    second = CdrIntake(lambda: setup.dsn, lambda: setup.domains, tmp_path / "q", Metrics())
+    try:
+        app = web.Application()
+        app.router.add_post(CDR_PATH, cdr_handler(second, AUTH))
+        body, headers = form(ACME_A.read_text())
+        async with TestClient(TestServer(app)) as other:
+            response = await other.post(CDR_PATH, data=body, headers=headers)
+            assert response.status == 503
+            assert "the journal is held by another daemon" in await response.text()
+        assert str(second.status()["journal"]).startswith("not open:")
+        assert (await client.post(CDR_PATH, data=body, headers=headers)).status == 200
+        await setup.intake.settled()
+        await setup.intake.close()
+        monkeypatch.setattr(cdr, "LOCK_RETRY_SECONDS", 0.0)
+        assert second.refusal() is None and second.status()["journal"] == "open"
+        await second.file_post(acme_record(uuids(1)[0]), "text/xml")
+        await second.settled()
+        assert setup.rows("tenant_acme") == sorted([A_UUID, uuids(1)[0]])
+    finally:
+        await second.close()
+
+
+def test_the_readers_exit_when_the_daemon_is_killed() -> None:
+    """SIGKILL runs no shutdown: the reader processes must notice and go."""
+    script = (
+        "import time\n"
+        "from reconciler.daemon.cdr import reader_pool\n"
+        "pool = reader_pool()\n"
+        "for f in [pool.submit(time.sleep, 0.3) for _ in range(4)]: f.result()\n"
+        "print(' '.join(map(str, pool._processes)), flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    daemon = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert daemon.stdout is not None
+        readers = [int(pid) for pid in daemon.stdout.readline().split()]
+        assert len(readers) == READERS and all(alive(pid) for pid in readers)
+    finally:
+        daemon.kill()
+        daemon.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in readers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in readers if alive(pid)]
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_collecting_the_error_directory_syncs_once_a_batch(
+    setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = tmp_path / "xml_cdr"
+    spool.mkdir()
+    for uuid in uuids(30):
+        (spool / f"a_{uuid}.cdr.xml").write_bytes(acme_record(uuid))
+        os.utime(spool / f"a_{uuid}.cdr.xml", (time.time() - 60, time.time() - 60))
+    syncs: list[int] = []
+    fdatasync = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), fdatasync(fd))[1])
+    assert await collect_spool(setup.intake, spool) == 30
+    assert len(syncs) == 1 and list(spool.iterdir()) == []
+    monkeypatch.undo()
+    await setup.intake.settled()
+    assert setup.rows("tenant_acme") == sorted(uuids(30))
 
 
 async def wait_until(condition: Callable[[], bool]) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.daemon import cdr_journal
-from reconciler.daemon.cdr_journal import Journal, Position
+from reconciler.daemon.cdr_journal import Journal, JournalBusy, Position
 
 
 @pytest.fixture(autouse=True)
@@ -83,3 +83,25 @@ async def test_a_corrupt_tail_is_cut_at_open(tmp_path: Path) -> None:
     assert segment.stat().st_size == whole
     assert read_all(again, again.filed)[0] == [b"whole"]
     await again.close()
+
+
+async def test_one_journal_at_a_time_holds_the_folder(tmp_path: Path) -> None:
+    """A second opener (another daemon on the state dir) is refused before it reads, cuts
+    or writes anything; once the first is closed it opens."""
+    first = Journal(tmp_path)
+    await first.append(b"one")
+    with pytest.raises(JournalBusy):
+        Journal(tmp_path)
+    await first.close()
+    second = Journal(tmp_path)
+    assert read_all(second, second.filed)[0] == [b"one"]
+    await second.close()
+
+
+async def test_many_payloads_take_one_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = Journal(tmp_path)
+    syncs: list[int] = []
+    monkeypatch.setattr(cdr_journal.os, "fdatasync", syncs.append)
+    await journal.append_many([b"a", b"b", b"c"])
+    assert len(syncs) == 1 and read_all(journal, journal.filed)[0] == [b"a", b"b", b"c"]
+    await journal.close()
