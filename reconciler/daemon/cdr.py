@@ -219,9 +219,8 @@ class CdrIntake:
 
     def start(self) -> None:
         """Run the filer (from the daemon's start: a journal left by the last run is filed
-        with no post to wake it); not while another daemon holds the journal."""
-        if self._open_journal() is None:
-            return
+        with no post to wake it); while another daemon holds the journal, it waits for
+        the lock first."""
         if self._filer is None or self._filer.done():
             self._filer = asyncio.create_task(self._file_journal(), name="cdr-filer")
 
@@ -236,6 +235,10 @@ class CdrIntake:
         """File the journal from its checkpoint, forever: a batch a transaction, the next
         batch read and parsed (in this process) while the last one is inserted (in
         PostgreSQL's), checkpointed in order."""
+        while True:  # a flock has no waiting that can be cancelled: poll it
+            if self._open_journal() is not None:  # else another daemon's: wait for its exit
+                break
+            await asyncio.sleep(LOCK_RETRY_SECONDS)
         parsed: asyncio.Queue[tuple[list[Read], Position]] = asyncio.Queue(maxsize=1)
         reader = asyncio.create_task(self._read_journal(parsed), name="cdr-reader")
         try:

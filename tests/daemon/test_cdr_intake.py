@@ -295,8 +295,10 @@ async def test_a_second_daemon_on_the_state_dir_answers_503_then_takes_over(
 ) -> None:
     """Two daemons sharing a state dir: the second neither appends to nor files (nor cuts)
     the first one's journal; it answers 503 and says why, and takes the journal over once
-    the first is gone."""
+    the first is gone, filing what it left with no post to wake it."""
+    monkeypatch.setattr(cdr, "LOCK_RETRY_SECONDS", 0.05)
     second = CdrIntake(lambda: setup.dsn, lambda: setup.domains, tmp_path / "q", Metrics())
+    second.start()  # the daemon's start
     try:
         app = web.Application()
         app.router.add_post(CDR_PATH, cdr_handler(second, AUTH))
@@ -306,10 +308,12 @@ async def test_a_second_daemon_on_the_state_dir_answers_503_then_takes_over(
             assert response.status == 503
             assert "the journal is held by another daemon" in await response.text()
         assert str(second.status()["journal"]).startswith("not open:")
+        setup.intake.start = lambda: None  # type: ignore[method-assign]  # journals, no filing
         assert (await client.post(CDR_PATH, data=body, headers=headers)).status == 200
-        await setup.intake.settled()
+        await asyncio.sleep(0.3)
+        assert setup.rows("tenant_acme") == []  # the second did not file the first's journal
         await setup.intake.close()
-        monkeypatch.setattr(cdr, "LOCK_RETRY_SECONDS", 0.0)
+        await wait_until(lambda: setup.rows("tenant_acme") == [A_UUID])
         assert second.refusal() is None and second.status()["journal"] == "open"
         await second.file_post(acme_record(uuids(1)[0]), "text/xml")
         await second.settled()
