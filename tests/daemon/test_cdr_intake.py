@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, quote
@@ -38,6 +41,8 @@ from reconciler.daemon.cdr import (
 from reconciler.daemon.metrics import Metrics
 from reconciler.store import connect
 from reconciler.store.runner import ConnectionRunner
+from tests.daemon.test_daemon import ACME as DAEMON_ACME
+from tests.daemon.test_daemon import free_port, spawn_daemon, wait_first_pass
 from tests.store.test_support import converge, desired_of, make_spec
 
 CAPTURED = Path(__file__).resolve().parents[1] / "fakes" / "cdr"
@@ -344,6 +349,53 @@ def test_the_readers_exit_when_the_daemon_is_killed() -> None:
     while any(alive(pid) for pid in readers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in readers if alive(pid)]
+
+
+@pytest.mark.usefixtures("default_ports_taken")
+def test_a_killed_daemons_readers_exit(tmp_path: Path, pg_dsn: str) -> None:
+    """`pbx run` itself: a post starts the readers; SIGKILL the daemon, they go."""
+    tenants = tmp_path / "tenants.d"
+    tenants.mkdir()
+    (tenants / "acme.yaml").write_text(DAEMON_ACME)
+    port = free_port()
+    daemon = spawn_daemon(tmp_path, tenants, pg_dsn, port)
+    try:
+        wait_first_pass(port)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}{CDR_PATH}", data=ACME_A.read_bytes(),
+            headers={"Content-Type": "text/xml"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        deadline = time.monotonic() + 60
+        while len(readers := niced_children(daemon.pid)) < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert readers, "no reader process started"
+    finally:
+        daemon.kill()
+        daemon.wait()
+    try:
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in readers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in readers if alive(pid)]
+    finally:  # the xml_curl workers outlive a SIGKILL by design; readers left by a failure
+        workers = tmp_path / "state" / "xmlcurl-workers.pid"
+        pids = [int(p) for p in workers.read_text().split()] if workers.exists() else []
+        for pid in [*pids, *readers]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+
+def niced_children(parent: int) -> list[int]:
+    """The children of ``parent`` at the readers' niceness (the xml_curl workers are not)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == parent and int(fields[16]) == cdr.READER_NICENESS:
+                found.append(int(stat.parent.name))
+    return found
 
 
 def alive(pid: int) -> bool:
