@@ -31,6 +31,7 @@ from reconciler.daemon.config import (
     DaemonConfig,
     default_state_dir,
 )
+from reconciler.switch import parse_node_specs
 
 _DATA_PLANE_OPTIONS = (
     click.option(
@@ -125,8 +126,6 @@ def run(ctx: click.Context, /, **_: Any) -> None:
     """The daemon: watch specs, reconcile PostgreSQL and FreeSWITCH, serve xml_curl."""
     cfg = resolved(ctx)
     logs.configure(cfg["log_format"])
-    from reconciler.switch import parse_node_specs  # the switch package: `pbx run`'s alone
-
     try:
         host, port = parse_host_port(cfg["listen"])
         roots = audio_roots(cfg)
