@@ -29,6 +29,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from specs_schema import shapes
+from specs_schema.agents import AgentStatus, AgentType
 from specs_schema.numbering import COUNTRIES, CallingRight
 
 # --- constrained strings -------------------------------------------------------------
@@ -123,20 +124,6 @@ class Role(StrEnum):
     ADMIN = "admin"
     AGENT = "agent"
     MEMBER = "member"
-
-
-class AgentType(StrEnum):
-    CALLBACK = "callback"
-    UUID_STANDBY = "uuid-standby"
-
-
-class AgentStatus(StrEnum):
-    """mod_callcenter status values, exact spelling (dispatch compares case-sensitively)."""
-
-    LOGGED_OUT = "Logged Out"
-    AVAILABLE = "Available"
-    AVAILABLE_ON_DEMAND = "Available (On Demand)"
-    ON_BREAK = "On Break"
 
 
 class Strategy(StrEnum):

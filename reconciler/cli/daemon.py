@@ -7,8 +7,6 @@ import json
 import logging
 import signal
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -33,7 +31,6 @@ from reconciler.daemon.config import (
     DaemonConfig,
     default_state_dir,
 )
-from reconciler.store import read_only_dsn
 from reconciler.switch import parse_node_specs
 
 _DATA_PLANE_OPTIONS = (
@@ -223,7 +220,7 @@ def serve(ctx: click.Context, /, **_: Any) -> None:
         host, port = parse_host_port(cfg["listen"])
         config = DaemonConfig(
             tenants_dir=Path(cfg["tenants"]),
-            database_url=read_only_dsn(cfg["database_url"]),
+            database_url=_read_only_dsn(cfg["database_url"]),
             listen_host=host,
             listen_port=port,
             xml_curl_auth=parse_credentials(cfg["xml_curl_auth"]),
@@ -239,6 +236,12 @@ def serve(ctx: click.Context, /, **_: Any) -> None:
     except PbxError as exc:
         raise click.UsageError(str(exc)) from exc
     _run(config, "pbx serve", data_plane_only=True)
+
+
+def _read_only_dsn(dsn: str) -> str:
+    from reconciler.store import read_only_dsn  # the store package: `pbx serve`'s alone
+
+    return read_only_dsn(dsn)
 
 
 def _workers(value: object) -> int:
@@ -270,6 +273,9 @@ def _status_base(cfg: Any) -> str:
 @click.pass_context
 def status(ctx: click.Context, /, url: str | None, output: str, **_: Any) -> None:
     """Readable view of a running daemon's /status."""
+    import urllib.error
+    import urllib.request  # `pbx status` alone: not on `pbx run`'s way
+
     cfg = resolved(ctx, status_url=url)
     target = _status_base(cfg).rstrip("/") + "/status"
     request = urllib.request.Request(target)  # noqa: S310 - operator-given URL

@@ -9,14 +9,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from reconciler.cli import settings
 from reconciler.cli.settings import ResolvedSettings
 from reconciler.core.errors import PbxError, SettingsError
-from reconciler.store import PostgresStore, database_url
+
+if TYPE_CHECKING:  # the store (psycopg) only for the commands that open one, not `pbx run`
+    from reconciler.store import PostgresStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -84,6 +86,8 @@ def _env_path(name: str) -> Path | None:
 def opened_store(cfg: ResolvedSettings) -> Iterator[PostgresStore]:
     """The configured (or embedded) database as a store; its failures exit 1 with the
     message (never a secret: store errors carry none)."""
+    from reconciler.store import PostgresStore, database_url
+
     try:
         with database_url(cfg["database_url"]) as dsn:
             store = PostgresStore(dsn, credentials_grace=_credentials_grace(cfg))

@@ -14,7 +14,6 @@ from typing import Any
 from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
 from reconciler.core.errors import SettingsError
 from reconciler.daemon.config import default_xml_curl_workers
-from reconciler.sources.git import GitRemote
 from reconciler.web.config import DEFAULT_LISTEN as PORTAL_LISTEN
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -22,6 +21,12 @@ DEFAULT_FREESWITCH = "127.0.0.1:8021:ClueCon"
 DEFAULT_INTERVAL = 60.0
 DEFAULT_STABLE_WINDOW = 2.0
 DEFAULT_CREDENTIALS_GRACE = 7 * 86400.0
+
+
+def _masked_git_url(url: str) -> str:
+    from reconciler.sources.git import GitRemote  # the git source: shown at start only
+
+    return GitRemote.parse(url).masked()
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ SETTINGS: Mapping[str, Setting] = {
         Setting(
             "credentials_grace", "PBX_CREDENTIALS_GRACE", DEFAULT_CREDENTIALS_GRACE, parse=float
         ),
-        Setting("git_url", "PBX_GIT_URL", None, show=lambda url: GitRemote.parse(url).masked()),
+        Setting("git_url", "PBX_GIT_URL", None, show=_masked_git_url),
         Setting("git_branch", "PBX_GIT_BRANCH", "main"),
         Setting("git_poll", "PBX_GIT_POLL", 30.0, parse=float),
         Setting("state_dir", "PBX_STATE_DIR", None),

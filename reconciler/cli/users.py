@@ -19,7 +19,6 @@ import click
 from reconciler.cli.options import global_options, opened_store, resolved
 from reconciler.cli.settings import ResolvedSettings
 from reconciler.core.errors import SettingsError
-from reconciler.store import migrate
 from reconciler.web import PortalConfig, config_from_settings
 from reconciler.web.config import DEFAULT_LISTEN
 from reconciler.web.errors import PortalError
@@ -217,6 +216,8 @@ def _issue(
 ) -> InviteLink:
     """``issue(connection, base URL, lifetime)`` on the migrated database, then the link
     handed over (mailed or printed); a refusal is the command's error."""
+    from reconciler.store import migrate  # the store: not on `pbx run`'s way
+
     cfg = resolved(ctx)
     config = _config(cfg)
     lifetime = timedelta(seconds=ttl if ttl is not None else config.invitation_ttl)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from specs_schema.models import AgentType
+from specs_schema.agents import AgentType
 
 PUBLIC_CONTEXT = "public"
 

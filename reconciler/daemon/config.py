@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
 from reconciler.core.audio_roots import DEFAULT_ROOTS, AudioRoots
-from reconciler.switch import NodeSpec
-from reconciler.web import PortalConfig
+
+if TYPE_CHECKING:  # annotations only: `pbx run` reads its settings before importing these
+    from reconciler.switch import NodeSpec
+    from reconciler.web import PortalConfig
 
 
 def default_state_dir() -> Path:

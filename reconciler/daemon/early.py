@@ -27,16 +27,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.core.identity import DatabaseIdentity
 from reconciler.core.logs import current_format, event
 from reconciler.daemon.config import DaemonConfig
 from reconciler.dataplane.board import Board, generation_tag
-from reconciler.serve.generation import MappedGeneration, open_generation, remove_generation
-from reconciler.serve.persist import SnapshotError
-from reconciler.store.errors import StoreUnavailable
-from reconciler.store.identity import configured_fingerprint, probe_identity
+
+if TYPE_CHECKING:  # imported once the workers are spawned: they import meanwhile
+    from reconciler.core.identity import DatabaseIdentity
+    from reconciler.serve.generation import MappedGeneration
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +46,15 @@ FIRST_ANSWER_SECONDS = 5.0  # longest the control plane waits for the workers to
 DRAIN_SECONDS = 8.0  # a worker finishes what it answers, then exits
 WHAT = "xml_curl listener (--listen / PBX_LISTEN)"
 
-IdentityProbe = Callable[[float], DatabaseIdentity | None]
+IdentityProbe = Callable[[float], "DatabaseIdentity | None"]
 """``probe(timeout)``: the configured database's identity; None when it has none yet (never
 migrated); ``StoreUnavailable`` when it cannot be asked."""
 
 
 def database_fingerprint(config: DaemonConfig) -> str:
     """What a persisted generation must name when the database cannot be asked."""
+    from reconciler.store.identity import configured_fingerprint  # the store: after the spawn
+
     return configured_fingerprint(
         config.database_url, config.embedded_data_dir or config.state_dir / "postgres"
     )
@@ -122,6 +123,10 @@ def check_persisted(
     that answers (or, while none answers, of the DSN's fingerprint). One that may not be
     served (another database's, torn, a database never migrated) is removed, so the
     workers fail closed; None then, and when there is none."""
+    from reconciler.serve.generation import open_generation, remove_generation
+    from reconciler.serve.persist import SnapshotError
+    from reconciler.store.errors import StoreUnavailable
+
     if not path.exists():
         return None
     try:
@@ -143,6 +148,9 @@ def check_persisted(
 
 def probe_configured(config: DaemonConfig) -> IdentityProbe:
     """The identity probe before the embedded database is started (it cannot answer yet)."""
+
+    from reconciler.store.errors import StoreUnavailable
+    from reconciler.store.identity import probe_identity
 
     def probe(timeout: float) -> DatabaseIdentity | None:
         if config.database_url is None:
@@ -217,13 +225,18 @@ class EarlyWorkers:
 
 def start(config: DaemonConfig) -> EarlyWorkers:
     """Bind ``--listen`` and spawn ``config.xml_curl_workers`` workers, not told yet
-    (``EarlyWorkers.tell``). Raises ``ListenerUnavailable``."""
+    (``EarlyWorkers.tell``); what they will be told is worked out while they import.
+    Raises ``ListenerUnavailable``."""
     sock = listen_socket(config.listen_host, config.listen_port, WHAT)
     board = Board.create(config.xml_curl_workers)
-    settings = worker_settings(config, database_fingerprint(config), sock, board)
     old = read_pids(config.worker_pid_file)  # before ours exist: theirs are retired later
     procs = [spawn_worker(sock, board) for _ in range(config.xml_curl_workers)]
     write_pids(config.worker_pid_file, [proc.pid for proc in procs])  # a kill now leaves them
+    try:
+        settings = worker_settings(config, database_fingerprint(config), sock, board)
+    except BaseException:
+        EarlyWorkers(sock, board, {}, procs, [], None).close()
+        raise
     return EarlyWorkers(sock, board, settings, procs, old, None)
 
 

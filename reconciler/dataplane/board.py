@@ -36,8 +36,8 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from reconciler.serve.outcomes import Result, Section
 from reconciler.serve.persist import PersistStatus
-from reconciler.serve.xmlcurl import Result, Section
 
 # xml_curl answers should be sub-millisecond: buckets start well below 1 ms.
 XMLCURL_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0)

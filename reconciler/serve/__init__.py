@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         bound_port,
         start_server,
     )
+    from reconciler.serve.outcomes import Result, Section
     from reconciler.serve.persist import (
         EmptySnapshotRefused,
         PersistStatus,
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     )
     from reconciler.serve.snapshot import Snapshot, build_snapshot
     from reconciler.serve.templating import TemplateLoadError, Templates, load_templates
-    from reconciler.serve.xmlcurl import XML_PATH, Result, Section, answer
+    from reconciler.serve.xmlcurl import XML_PATH, answer
     from reconciler.serve.xmlcurl_app import basic_auth_matches, make_app, readiness
 
 _WHERE = {
@@ -55,8 +56,8 @@ _WHERE = {
     "Templates": "reconciler.serve.templating",
     "load_templates": "reconciler.serve.templating",
     "XML_PATH": "reconciler.serve.xmlcurl",
-    "Result": "reconciler.serve.xmlcurl",
-    "Section": "reconciler.serve.xmlcurl",
+    "Result": "reconciler.serve.outcomes",
+    "Section": "reconciler.serve.outcomes",
     "answer": "reconciler.serve.xmlcurl",
     "basic_auth_matches": "reconciler.serve.xmlcurl_app",
     "make_app": "reconciler.serve.xmlcurl_app",

@@ -44,7 +44,7 @@ from reconciler.core.voicemail import VOICEMAIL_ROUTES, tenant_storage, voicemai
 from reconciler.serve.gateways import ServedGateway, serve_gateways
 from reconciler.serve.inert import shown, text_clean, text_problem, token_clean, token_problem
 from specs_schema import shapes
-from specs_schema.models import AgentStatus
+from specs_schema.agents import AgentStatus
 from specs_schema.shapes import GATEWAY_PATTERN, RECORD_PLACEHOLDERS, ROUTE_MATCH_PATTERN
 
 _A1_HASH = re.compile(r"^[0-9a-f]{32}$")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from enum import StrEnum
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -36,6 +35,8 @@ from reconciler.serve.gateways import (
     render_gateways,
     wanted_gateways,
 )
+from reconciler.serve.outcomes import Result as Result  # re-exported: its old home
+from reconciler.serve.outcomes import Section as Section
 from reconciler.serve.snapshot import DirectoryUser, Lookups, Route, RouteKind, ServedTenant
 from reconciler.serve.templating import Templates, dialplan_context
 
@@ -86,15 +87,6 @@ _PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 _UNSAFE_CONTEXT = re.compile("[${}\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
 
-class Section(StrEnum):
-    """The metric label of a request's section: a fixed set, whatever was asked."""
-
-    DIRECTORY = "directory"
-    DIALPLAN = "dialplan"
-    CONFIGURATION = "configuration"
-    OTHER = "other"
-
-
 _SECTIONS: Mapping[str, Section] = MappingProxyType(
     {s.value: s for s in Section if s is not Section.OTHER}
 )
@@ -102,19 +94,6 @@ _SECTIONS: Mapping[str, Section] = MappingProxyType(
 
 def section_of(form: Mapping[str, str]) -> Section:
     return _SECTIONS.get(form.get("section", ""), Section.OTHER)
-
-
-class Result(StrEnum):
-    """How a request ended, for metrics and logs."""
-
-    FOUND = "found"
-    NOT_FOUND = "not_found"
-    REJECTED = "rejected"  # a dialplan context that refuses the call
-    ERROR = "error"  # a bug: answered "not found"
-    BAD_REQUEST = "bad_request"  # 400: not a body FreeSWITCH would send
-    TOO_LARGE = "too_large"  # 413
-    TIMEOUT = "timeout"  # 408: the body did not arrive in time
-    UNAUTHORIZED = "unauthorized"  # 401
 
 
 class MalformedRequest(Permanent, ValueError):

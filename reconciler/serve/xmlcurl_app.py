@@ -38,6 +38,7 @@ from aiohttp import web
 from reconciler.serve.gateways import PasswordOf
 from reconciler.serve.listener import ListenerLimits
 from reconciler.serve.logthrottle import LogThrottle
+from reconciler.serve.outcomes import Result, Section
 from reconciler.serve.persist import PersistStatus
 from reconciler.serve.snapshot import DirectoryUser, Lookups, ServedTenant
 from reconciler.serve.templating import Templates
@@ -45,8 +46,6 @@ from reconciler.serve.xmlcurl import (
     CONTENT_TYPE,
     XML_PATH,
     MalformedRequest,
-    Result,
-    Section,
     XmlAnswer,
     answer,
     directory_user,
