@@ -146,6 +146,15 @@ class _Cached:
     item: _Parsed
 
 
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A file's findings that need its directory, and its inputs digest, for ``key``."""
+
+    key: tuple[object, ...]
+    findings: tuple[SpecError, ...]
+    inputs: str
+
+
 def find_spec_files(paths: Iterable[Path]) -> list[Path]:
     """Expand directories (non-recursive) into their ``*.yaml``/``*.yml`` entries, sorted.
 
@@ -196,6 +205,7 @@ class SpecLoader:
 
     def __init__(self, *, relative_to: Path | None = None, salt: str | None = None) -> None:
         self._cache: dict[str, _Cached] = {}
+        self._checked: dict[str, _Checked] = {}
         self.relative_to = relative_to
         """Show file names relative to this directory (the daemon's tenants directory): the
         errors reach the portal and the database, which must never learn the host's paths."""
@@ -258,6 +268,8 @@ class SpecLoader:
         live = {str(path) for path in files}
         for stale in set(self._cache) - live:
             del self._cache[stale]
+        for stale in set(self._checked) - live:
+            del self._checked[stale]
         while involved := _involved(parsed, settled):
             for name in involved:
                 del settled[name]
@@ -280,20 +292,29 @@ class SpecLoader:
         if item.data is not None and item.positions is not None:
             own, where = platforms.platform_for(path)
             caller_ids = own.caller_ids_of(item.data.get("id"))
-            item.errors += [
-                _finding_error(item.file, item.positions, loc, msg)
-                for loc, msg in [
-                    *gateway_findings(item.data, own.gateways, where),
-                    *outbound_platform_findings(item.data, own.gateways, caller_ids, where),
+            directory = tenant_sounds_dir(path.parent, path.stem)
+            sounds = sounds_listing(directory)
+            # the findings are a function of these (the parse is one of the content): an
+            # unchanged file among a thousand is not checked again on every pass
+            key = (item.content, where, own.gateways, caller_ids, sounds)
+            checked = self._checked.get(item.file)
+            if checked is None or checked.key != key:
+                found = [
+                    _finding_error(item.file, item.positions, loc, msg)
+                    for loc, msg in [
+                        *gateway_findings(item.data, own.gateways, where),
+                        *outbound_platform_findings(item.data, own.gateways, caller_ids, where),
+                        *sound_findings(item.sound_refs, directory),
+                    ]
                 ]
-            ]
-            sounds = tenant_sounds_dir(path.parent, path.stem)
-            item.errors += [
-                _finding_error(item.file, item.positions, loc, msg)
-                for loc, msg in sound_findings(item.sound_refs, sounds)
-            ]
-            if self.salt is not None and not item.errors:
-                item.inputs = self._inputs(path, item.content, platforms)
+                inputs = ""
+                if self.salt is not None and not item.errors and not found:
+                    inputs = inputs_digest(
+                        self.salt, path.name, item.content, own.gateways, sounds, caller_ids
+                    )
+                checked = self._checked[item.file] = _Checked(key, tuple(found), inputs)
+            item.errors += checked.findings
+            item.inputs = checked.inputs
         return item
 
     def _parse_cached(self, path: Path, reread: bool) -> _Parsed:
