@@ -151,7 +151,7 @@ def _breakdown(log: Path, t0: float) -> str:
     if after is not None:
         start = after["ts"] - after["serve_s"] - after["pass_s"] - after["wait_s"]
         parts.append(f"to pass start {start - t0:.3f}")
-        parts.append(f"pass {after['pass_s']:.3f}")
+        parts.append(f"pass {after['pass_s']:.3f} ({after.get('trigger', '?')})")
     if swapped is not None and after is not None:
         parts.append(f"generation swapped +{swapped['ts'] - (after['ts'] - after['serve_s']):.3f}")
     if swapped is not None and serving:

@@ -155,6 +155,12 @@ class AppliedState:
     """A daemon's: it feeds the snapshot (a1 hashes) and is read again every full pass
     (fingerprints: only what changed). A one-shot command (``pbx plan``, ``pbx apply``)
     reads the records once and needs neither."""
+    _a1_index: _KeysByTenant = field(
+        default_factory=lambda: _KeysByTenant(), repr=False, compare=False
+    )
+    _pin_index: _KeysByTenant = field(
+        default_factory=lambda: _KeysByTenant(), repr=False, compare=False
+    )
 
     def managed_domains(self) -> frozenset[str]:
         """Domains whose ``name@domain`` objects on a switch are ours: every stored tenant's,
@@ -218,28 +224,53 @@ class AppliedState:
         hashes = store.read_a1_hashes(tenant_ids) if self.serving else {}
         pins = store.read_voicemail_hashes(tenant_ids) if self.serving else {}
         before = {t: self.state[t] for t in tenant_ids if t in self.state}
-        if (fresh, hashes, pins) == (
-            before,
-            _of(self.a1_hashes, tenant_ids),
-            _of(self.voicemail_hashes, tenant_ids),
-        ):
+        a1, pins_held = self._a1_index.of(self.a1_hashes), self._pin_index.of(self.voicemail_hashes)
+        if (fresh, hashes, pins) == (before, a1.only(tenant_ids), pins_held.only(tenant_ids)):
             return False
         state = {t: s for t, s in self.state.items() if t not in tenant_ids}
         state.update(fresh)
         self.state = dict(sorted(state.items()))  # the order a full read gives
-        self.a1_hashes = _without(self.a1_hashes, tenant_ids) | hashes
-        self.voicemail_hashes = _without(self.voicemail_hashes, tenant_ids) | pins
+        self.a1_hashes = a1.replaced(tenant_ids, hashes)
+        self.voicemail_hashes = pins_held.replaced(tenant_ids, pins)
         return True
 
 
-def _of(digests: dict[tuple[str, str], str], tenants: frozenset[str]) -> dict[tuple[str, str], str]:
-    return {k: v for k, v in digests.items() if k[0] in tenants}
+@dataclass
+class _KeysByTenant:
+    """Which keys of a ``{(tenant, name): digest}`` mapping are each tenant's, so a re-read
+    of one tenant touches its own keys, not all 100,000 (a comprehension over the whole
+    mapping, four per re-read, was a fifth of a one-tenant pass at 1,000 tenants)."""
 
+    digests: dict[tuple[str, str], str] | None = None
+    keys: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
-def _without(
-    digests: dict[tuple[str, str], str], tenants: frozenset[str]
-) -> dict[tuple[str, str], str]:
-    return {k: v for k, v in digests.items() if k[0] not in tenants}
+    def of(self, digests: dict[tuple[str, str], str]) -> _KeysByTenant:
+        """This index, rebuilt when ``digests`` is not the mapping it was made for."""
+        if self.digests is not digests:
+            self.digests, self.keys = digests, {}
+            for key in digests:
+                self.keys.setdefault(key[0], []).append(key)
+        return self
+
+    def only(self, tenants: frozenset[str]) -> dict[tuple[str, str], str]:
+        assert self.digests is not None
+        return {k: self.digests[k] for t in tenants for k in self.keys.get(t, ())}
+
+    def replaced(
+        self, tenants: frozenset[str], fresh: dict[tuple[str, str], str]
+    ) -> dict[tuple[str, str], str]:
+        """A new mapping (readers of the old one never see it change): ``tenants``' keys
+        replaced by ``fresh``; the index follows it."""
+        assert self.digests is not None
+        out = dict(self.digests)
+        for tenant in tenants:
+            for key in self.keys.pop(tenant, ()):
+                del out[key]
+        for key in fresh:
+            self.keys.setdefault(key[0], []).append(key)
+        out.update(fresh)
+        self.digests = out
+        return out
 
 
 @dataclass(frozen=True)

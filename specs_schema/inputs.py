@@ -20,9 +20,9 @@ Gateways = frozenset[str] | None
 """Gateway names agent contacts may use; None when the platform file is invalid."""
 
 
-def sounds_listing(directory: Path) -> str:
+def sounds_listing(directory: Path | str) -> str:
     """Every entry below ``directory`` with its identity, sorted ('' when there is none)."""
-    if not directory.is_dir() or directory.is_symlink():
+    if not os.path.isdir(directory) or os.path.islink(directory):
         return ""
     entries: list[str] = []
     for base, dirs, names in os.walk(directory, followlinks=False):

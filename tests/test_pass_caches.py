@@ -190,3 +190,30 @@ def test_a_one_shot_pass_reads_the_records_once_without_hashes_or_fingerprints(
     assert planned.plan.empty
     assert store.calls.count("read_state") == 1
     assert "read_a1_hashes" not in store.calls and "read_fingerprints" not in store.calls
+
+
+def test_incremental_passes_hold_the_digests_a_full_read_gives(tenants: Path) -> None:
+    """A one-tenant re-read swaps that tenant's a1 and PIN digests only; what it holds
+    after adds, removals and a tenant leaving and returning is what the store reads, and a
+    mapping handed out before (to the snapshot) never changes under its reader."""
+    store = MemoryStore()
+    reconciler = Reconciler(tenants, store)
+    assert reconciler.run_pass(full=True).ok
+    acme, globex = tenants / "acme.yaml", tenants / "globex.yaml"
+    original, globex_text = acme.read_text(), globex.read_text()
+    added = '  - {number: "1099", name: "New"}\n'
+    steps: list[Callable[[], object]] = [
+        lambda: acme.write_text(original.replace("extensions:\n", f"extensions:\n{added}", 1)),
+        lambda: acme.write_text(original),
+        globex.unlink,
+        lambda: globex.write_text(globex_text),
+    ]
+    for step in steps:
+        held = reconciler.applied.a1_hashes
+        before = dict(held)
+        step()
+        assert reconciler.run_pass(full=False).ok
+        assert held == before
+        assert reconciler.applied.a1_hashes == store.read_a1_hashes()
+        assert reconciler.applied.voicemail_hashes == store.read_voicemail_hashes()
+    assert reconciler.applied.a1_hashes is not held

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from reconciler.core.backoff import Backoff
 from reconciler.core.errors import PbxError, Permanent
+from reconciler.core.gcpause import freeze_survivors
 from reconciler.core.logs import event
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.snapshots import ServedSnapshot
@@ -164,6 +165,8 @@ class PassLoop:
             await self.live.follow(reconciler.applied)
         if leader and (rebuilt or batch.full):  # a full pass is also every node's drift check
             await self.live.push(reconciler.applied)
+        if batch.full:  # the whole state was (re)read: later passes must not walk it again
+            await asyncio.to_thread(freeze_survivors)
 
     async def _leader_pass(self, reconciler: Reconciler, batch: TriggerBatch) -> bool:
         refreshed = False

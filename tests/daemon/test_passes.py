@@ -153,3 +153,28 @@ async def test_a_permanent_error_stalls_until_its_input_changes(
     stalls = [r for r in caplog.records if r.getMessage() == "reconcile pass stalled"]
     assert len(stalls) == 1, "logged once, when it appears"
     assert not [r for r in caplog.records if r.getMessage() == "reconcile pass failed"]
+
+
+async def test_a_full_pass_leaves_what_it_read_out_of_later_collections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a full pass the held state is in the permanent generation: the first edit
+    after a start no longer pays a collection walking every tenant's records (the control
+    plane writes generations: no in-memory snapshot build freezes it for the pass loop)."""
+    import gc
+
+    from reconciler.core.gcpause import gc_paused
+    from reconciler.serve import snapshot
+
+    monkeypatch.setattr(snapshot, "gc_paused", lambda freeze=False: gc_paused())
+    loop = make_loop(tmp_path, MemoryStore(), retry=Backoff(base=0.1, cap=0.2, floor=0.1))
+    gc.unfreeze()
+    try:
+        await run_for(loop, 1.0)
+        assert loop.reconciler is not None and loop.passes >= 1
+        held = loop.reconciler.applied.state
+        assert held and gc.get_freeze_count() > 0
+        tracked = {id(o) for o in gc.get_objects()}
+        assert id(held) not in tracked  # frozen: collections skip it
+    finally:
+        gc.unfreeze()

@@ -139,3 +139,25 @@ def test_a_display_name_starting_with_tenant_is_not_a_reference(tmp_path: Path) 
         "id: acme\ndomain: acme.example.com\nname: 'tenant:nothing.wav'\n"
     )
     assert load_specs([tmp_path]).ok
+
+
+def test_one_loader_sees_sounds_change_beside_an_unchanged_spec(tmp_path: Path) -> None:
+    """The daemon's loader keeps each file's directory findings while their inputs hold:
+    a sound added, broken or removed without the spec file changing is still seen."""
+    from specs_schema.load import SpecLoader
+
+    (tmp_path / "acme.yaml").write_text(SPEC)
+    loader = SpecLoader(salt="code")
+    missing = loader.load([tmp_path])
+    assert "acme" in missing.invalid
+    make_wav(tmp_path / "acme" / "sounds" / "moh" / "loop.wav")
+    hold = make_wav(tmp_path / "acme" / "sounds" / "greetings" / "hold.wav")
+    fixed = loader.load([tmp_path])
+    assert fixed.ok and fixed.tenants["acme"].inputs
+    assert loader.load([tmp_path]).tenants["acme"].inputs == fixed.tenants["acme"].inputs
+    make_wav(hold, channels=2)
+    broken = loader.load([tmp_path])
+    assert "acme" in broken.invalid
+    assert any("hold.wav has 2 channels" in str(e) for e in broken.errors)
+    hold.unlink()
+    assert any("does not exist in git" in str(e) for e in loader.load([tmp_path]).errors)
