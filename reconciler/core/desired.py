@@ -7,6 +7,7 @@ normalized value.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -134,9 +135,11 @@ def _extensions(spec: TenantSpec) -> list[Extension]:
             voicemail_pin_on_own_phone=_or(e.voicemail.pin_on_own_phone, box.pin_on_own_phone),
             voicemail_greeting=e.voicemail.greeting,
             record=e.record.value,
-            calling_right=str(
-                e.calling_right
-                or (spec.outbound.default_calling_right if spec.outbound else "internal")
+            calling_right=sys.intern(
+                str(
+                    e.calling_right
+                    or (spec.outbound.default_calling_right if spec.outbound else "internal")
+                )
             ),
         )
         for e in spec.extensions
@@ -146,6 +149,14 @@ def _extensions(spec: TenantSpec) -> list[Extension]:
 _T = TypeVar("_T")
 
 
+def _lower(text: str) -> str:
+    """``text`` lowercased, the spec's own string when it already is (``lower`` always
+    copies; a copy per user is megabytes at 100,000 users). Enum values above are
+    interned for the same reason: ``str`` of a ``StrEnum`` is a new string each time."""
+    lowered = text.lower()
+    return text if lowered == text else lowered
+
+
 def _or(value: _T | None, default: _T) -> _T:
     return default if value is None else value
 
@@ -153,9 +164,9 @@ def _or(value: _T | None, default: _T) -> _T:
 def _users(spec: TenantSpec) -> list[User]:
     return [
         User(
-            email=u.email.lower(),
+            email=_lower(u.email),
             name=u.name,
-            role=str(u.role),
+            role=sys.intern(str(u.role)),
             extensions=tuple(sorted(set(u.extensions))),
         )
         for u in spec.users
@@ -166,7 +177,7 @@ def _agents(spec: TenantSpec, domain: str) -> list[Agent]:
     return [
         Agent(
             name=a.name,
-            type=fs_agent_type(str(a.type)),
+            type=sys.intern(fs_agent_type(str(a.type))),
             contact=a.contact if a.contact is not None else user_contact(a.extension or "", domain),
             extension=a.extension,
             max_no_answer=a.max_no_answer,

@@ -99,3 +99,33 @@ def test_a_frozen_tenant_never_changes_whatever_else_does(
     assert frozen not in report.applied and frozen not in report.failed
     assert schema_fingerprint(conn, f"tenant_{frozen}") == fingerprint
     assert read_registry(conn)[frozen] == registry_row
+
+
+def test_read_state_holds_each_repeated_text_once(conn: psycopg.Connection) -> None:
+    """The driver makes a string per value: the read shares equal ones (memory at 100k)."""
+    reset_store(conn)
+    specs = [
+        TenantSpec.model_validate(
+            {
+                "id": tid,
+                "domain": f"{tid}.example.net",
+                "name": tid,
+                "users": [{"email": f"u@{tid}.example.net", "name": "U", "extensions": ["1000"]}],
+                "extensions": [{"number": "1000", "name": "Desk"}],
+            }
+        )
+        for tid in ("acme", "beta")
+    ]
+    desired = desired_of(specs)
+    assert converge(conn, desired).ok
+    state = read_state(conn)
+    assert state == {t: state[t] for t in desired}
+    assert_same_state(state, desired)
+    acme, beta = state["acme"].extensions["1000"], state["beta"].extensions["1000"]
+    assert acme.number is beta.number and acme.calling_right is beta.calling_right
+    assert state["acme"].users["u@acme.example.net"].extensions[0] is acme.number
+    hashes = read_a1_hashes(conn)
+    assert hashes[("acme", "1000")] != hashes[("beta", "1000")]
+    (number_a,) = (n for t, n in hashes if t == "acme")
+    (number_b,) = (n for t, n in hashes if t == "beta")
+    assert number_a is number_b
