@@ -315,12 +315,13 @@ def lamp_round(phone: Page, phone_context: BrowserContext, node: Node) -> None:
     expect(lamp).to_have_attribute("data-state", "on", timeout=30_000)
     expect(lamp).to_have_text("Voicemail: 1 new message")
     assert "Voice-Message: 1/0" in mwi_notifies("yes")[0]
-    # a phone started while the message waits lights up at once (its SUBSCRIBE's answer)
-    lit = len(mwi_notifies("yes"))
+    # a phone started while the message waits lights up at once: from its SUBSCRIBE's
+    # answer when the switch says the state, else (seen right after a reload: 202 and no
+    # NOTIFY while the page's previous registration is still listed) from the portal's
+    # listing of the box a few seconds later
     phone.reload()
     expect(phone.locator("#reg-state")).to_have_text(re.compile(f"Registered as {BROWSER_EXT}"))
     expect(lamp).to_have_text("Voicemail: 1 new message", timeout=15_000)
-    assert len(mwi_notifies("yes")) > lit
 
     with phone_context.expect_page() as opened:
         phone.get_by_role("link", name="Voicemail: 1 new message").click()

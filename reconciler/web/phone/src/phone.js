@@ -235,6 +235,31 @@ function subscribeMwi() {
     extraHeaders: ["Accept: application/simple-message-summary"],
   });
   mwiSubscriber.subscribe().catch(() => {});
+  const subscribed = mwiSubscriber;
+  setTimeout(() => askPortalForLamp(subscribed), MWI_ASK_PORTAL_MS);
+}
+
+// The switch does not always say the state after a SUBSCRIBE: seen on the real 1.10.12 right
+// after a reload, while the page's previous registration was still listed (202, then no
+// NOTIFY). When no NOTIFY came within a few seconds, the portal's own listing of the box (the
+// same vm_list, read over ESL) lights the lamp; a NOTIFY later overrides it.
+const MWI_ASK_PORTAL_MS = 4000;
+
+async function askPortalForLamp(subscribed) {
+  if (subscribed !== mwiSubscriber || !line || !line.voicemail) return;
+  if ($("mwi").dataset.state !== "unknown") return;
+  const asked = line;
+  const url = `/api/v1/tenants/${encodeURIComponent(asked.tenant)}/voicemail?box=${encodeURIComponent(asked.extension)}&limit=500`;
+  try {
+    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!response.ok) return;
+    const listed = await response.json();
+    if (asked !== line || $("mwi").dataset.state !== "unknown" || listed.problem) return;
+    const fresh = listed.messages.filter((m) => m.new).length;
+    showLamp({ waiting: fresh > 0, fresh, saved: Math.max(0, listed.total - fresh) });
+  } catch {
+    // the portal unreachable: the lamp waits for the switch's next NOTIFY
+  }
 }
 
 function voicemailUrl() {
