@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -83,18 +82,6 @@ def test_the_least_recently_read_boxes_go_beyond_the_message_bound() -> None:
 
 
 # -- the engine against the fake switch ------------------------------------------------------
-
-
-@pytest.fixture
-async def fs() -> AsyncIterator[FakeFreeSwitch]:
-    async with FakeFreeSwitch() as switch:
-        yield switch
-
-
-@pytest.fixture
-async def boxes(fs: FakeFreeSwitch) -> AsyncIterator[VoicemailSwitches]:
-    async with connected_voicemail(fs) as switches:
-        yield switches
 
 
 EVENTS_PER_LEAVE = 3  # vm::maintenance leave-message, MESSAGE_WAITING, vm::maintenance

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote
@@ -17,21 +16,9 @@ from reconciler.core.voicemail_box import NoSuchMessage, VoicemailUnavailable
 from reconciler.switch import NodeSession, NodeSpec
 from reconciler.switch.voicemail.engine import VoicemailSwitches
 from tests.fakes.freeswitch import FakeFreeSwitch
-from tests.switch.voicemail_support import FAST, connected_voicemail
+from tests.switch.voicemail_support import FAST
 
 ACME = "acme.example.com"
-
-
-@pytest.fixture
-async def fs() -> AsyncIterator[FakeFreeSwitch]:
-    async with FakeFreeSwitch() as switch:
-        yield switch
-
-
-@pytest.fixture
-async def boxes(fs: FakeFreeSwitch) -> AsyncIterator[VoicemailSwitches]:
-    async with connected_voicemail(fs) as switches:
-        yield switches
 
 
 async def test_a_left_message_is_listed_and_moves_the_version(
